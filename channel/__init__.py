@@ -1,0 +1,1 @@
+"""The channel: stores structured results in MongoDB, answers queries by task id."""

@@ -1,0 +1,46 @@
+"""The result document: what a helper posts and what the channel answers."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from enum import Enum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_LOG_BYTES = 16 * 1024 * 1024
+
+
+class ResultStatus(str, Enum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    ERROR = "error"
+    CANCELLED = "cancelled"
+
+
+class ResultIn(BaseModel):
+    """A result as a helper posts it; the channel adds `result_id` and `received_at`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task_id: str = Field(min_length=1, max_length=128)
+    helper_id: str = Field(min_length=1, max_length=128)
+    helper_name: str | None = Field(default=None, max_length=256)
+    attempt: int = Field(ge=1)
+    image: str = Field(min_length=1, max_length=512)
+    status: ResultStatus
+    exit_code: int | None = None
+    error: str | None = Field(default=None, max_length=8192)
+    stdout: str = Field(default="", max_length=MAX_LOG_BYTES)
+    stderr: str = Field(default="", max_length=MAX_LOG_BYTES)
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    output_digest: str = Field(pattern=r"^sha256:[0-9a-f]{64}$")
+    started_at: datetime | None = None
+    finished_at: datetime
+    sent_at: datetime
+
+
+def output_digest(stdout: bytes) -> str:
+    return "sha256:" + hashlib.sha256(stdout).hexdigest()

@@ -1,0 +1,25 @@
+"""A channel process: its store, its app, served by waitress."""
+
+from __future__ import annotations
+
+from pymongo.database import Database
+
+from channel.app import create_app
+from channel.store import ResultStore
+from serving.wsgi import BackgroundServer
+
+
+class ChannelServer:
+    def __init__(self, db: Database, token: str, host: str = "127.0.0.1", port: int = 7071):
+        self.store = ResultStore(db)
+        self.store.ensure_indexes()
+        self.app = create_app(store=self.store, token=token)
+        self.server = BackgroundServer(self.app, host, port, threads=16)
+        self.url = self.server.url
+
+    def start(self) -> ChannelServer:
+        self.server.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.stop()

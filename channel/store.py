@@ -1,0 +1,71 @@
+"""Results in MongoDB: stored once per (task_id, helper_id, attempt), listed per task."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+
+from bson import ObjectId
+from bson.errors import InvalidId
+from pymongo import ASCENDING, DESCENDING
+from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
+
+MAX_PAGE = 500
+
+
+class ResultStore:
+    def __init__(self, db: Database):
+        self.results = db["results"]
+
+    def ensure_indexes(self) -> None:
+        self.results.create_index(
+            [("task_id", ASCENDING), ("helper_id", ASCENDING), ("attempt", ASCENDING)],
+            unique=True,
+            name="one_result_per_attempt",
+        )
+        self.results.create_index([("task_id", ASCENDING), ("_id", ASCENDING)], name="by_task")
+        self.results.create_index("result_id", unique=True, name="by_result_id")
+
+    def add(self, result: dict, received_at: datetime) -> tuple[dict, bool]:
+        """Store a result; returns (the stored document, whether it is new).
+
+        Posting the same (task_id, helper_id, attempt) again returns the first
+        copy untouched."""
+        doc = dict(result, received_at=received_at, result_id=secrets.token_hex(12))
+        try:
+            self.results.insert_one(doc)
+            return _public(doc), True
+        except DuplicateKeyError:
+            existing = self.results.find_one(
+                {k: result[k] for k in ("task_id", "helper_id", "attempt")}
+            )
+            return _public(existing), False
+
+    def for_task(
+        self, task_id: str, limit: int = 100, after: str | None = None, newest_first: bool = False
+    ) -> tuple[list[dict], str | None]:
+        """One page of a task's results, in insertion order, and the cursor
+        for the next page (None on the last)."""
+        limit = max(1, min(limit, MAX_PAGE))
+        query: dict = {"task_id": task_id}
+        if after:
+            try:
+                query["_id"] = {"$lt" if newest_first else "$gt": ObjectId(after)}
+            except InvalidId as exc:
+                raise ValueError("cursor") from exc
+        order = DESCENDING if newest_first else ASCENDING
+        docs = list(self.results.find(query).sort("_id", order).limit(limit + 1))
+        more = len(docs) > limit
+        docs = docs[:limit]
+        cursor = str(docs[-1]["_id"]) if more else None
+        return [_public(d) for d in docs], cursor
+
+    def get(self, result_id: str) -> dict | None:
+        doc = self.results.find_one({"result_id": result_id})
+        return _public(doc) if doc else None
+
+
+def _public(doc: dict) -> dict:
+    out = {k: v for k, v in doc.items() if k != "_id"}
+    return out

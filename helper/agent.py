@@ -1,0 +1,140 @@
+"""A helper process: identity, registration with the seeker, the executor,
+the outbox and the HTTP server, wired together."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from channel.client import ChannelClient
+from helper.app import create_app
+from helper.executor import Executor
+from helper.outbox import Outbox
+from helper.resources import host_resources
+from helper.runtime import DEFAULT_LOG_CAP, DockerRuntime
+from seeker.client import SeekerClient
+from serving.http import ApiError, Unreachable
+from serving.wsgi import BackgroundServer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class HelperConfig:
+    seeker_url: str
+    channel_url: str
+    token: str
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 7072
+    advertise_url: str | None = None
+    name: str | None = None
+    slots: int = 1
+    labels: dict[str, str] = field(default_factory=dict)
+    heartbeat: float = 15.0
+    log_cap: int = DEFAULT_LOG_CAP
+    network_mode: str = "bridge"
+
+
+def helper_id(data_dir: Path) -> str:
+    """This helper's stable id, kept in its data directory."""
+    path = Path(data_dir) / "helper.json"
+    if path.exists():
+        return json.loads(path.read_text())["helper_id"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = uuid.uuid4().hex
+    path.write_text(json.dumps({"helper_id": new}) + "\n")
+    return new
+
+
+class HelperAgent:
+    def __init__(self, cfg: HelperConfig, runtime=None):
+        self.cfg = cfg
+        self.helper_id = helper_id(cfg.data_dir)
+        self.name = cfg.name or socket.gethostname()
+        self.seeker = SeekerClient(cfg.seeker_url, cfg.token)
+        self.channel = ChannelClient(cfg.channel_url, cfg.token)
+        self.runtime = runtime or DockerRuntime(log_cap=cfg.log_cap)
+        self.outbox = Outbox(
+            Path(cfg.data_dir) / "outbox",
+            {
+                "result": self._post_result,
+                "event": lambda p: self.seeker.report(p["task_id"], p["event"]),
+            },
+        )
+        self.executor = Executor(
+            self.runtime,
+            self.outbox,
+            self.helper_id,
+            self.name,
+            cfg.slots,
+            report=self.seeker.report,
+            network_mode=cfg.network_mode,
+        )
+        app = create_app(executor=self.executor, token=cfg.token, describe=self.describe)
+        self.server = BackgroundServer(app, cfg.host, cfg.port, threads=max(8, cfg.slots + 4))
+        self.url = cfg.advertise_url or self.server.url
+        self._stop = threading.Event()
+        self._registered = threading.Event()
+        self._thread = threading.Thread(target=self._heartbeat, name="register", daemon=True)
+
+    def _post_result(self, result: dict) -> None:
+        self.channel.post_result(dict(result, sent_at=datetime.now(timezone.utc).isoformat()))
+
+    def describe(self) -> dict:
+        return {
+            "helper_id": self.helper_id,
+            "name": self.name,
+            "url": self.url,
+            "outbox": self.outbox.pending(),
+        }
+
+    def registration(self) -> dict:
+        return {
+            "helper_id": self.helper_id,
+            "name": self.name,
+            "url": self.url,
+            "slots": self.cfg.slots,
+            "labels": self.cfg.labels,
+            "resources": host_resources(self.cfg.data_dir),
+        }
+
+    def register(self) -> bool:
+        try:
+            self.seeker.register_helper(self.registration())
+        except (Unreachable, ApiError) as exc:
+            log.warning("registration with %s failed: %s", self.cfg.seeker_url, exc)
+            return False
+        if not self._registered.is_set():
+            log.info("registered as %s (%s) at %s", self.name, self.helper_id, self.url)
+        self._registered.set()
+        return True
+
+    def _heartbeat(self) -> None:
+        delay = 0.5
+        while not self._stop.is_set():
+            ok = self.register()
+            delay = self.cfg.heartbeat if ok else min(delay * 2, self.cfg.heartbeat)
+            self._stop.wait(delay)
+
+    def wait_registered(self, timeout: float) -> bool:
+        return self._registered.wait(timeout)
+
+    def start(self) -> HelperAgent:
+        self.runtime.ping()
+        self.server.start()
+        self.outbox.start()
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.server.stop()
+        self.outbox.stop()
+        self._thread.join(timeout=5)

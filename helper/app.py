@@ -1,0 +1,37 @@
+"""The helper's REST API: take assignments, cancel them, say what it runs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from flask import Flask
+
+from helper.executor import Executor
+from helper.models import Assignment
+from serving.flaskapp import base_app, json_body
+
+
+def create_app(
+    config: dict | None = None,
+    *,
+    executor: Executor,
+    token: str,
+    describe: Callable[[], dict] = dict,
+) -> Flask:
+    app = base_app(__name__, "helper", token, config)
+    app.extensions["executor"] = executor
+
+    @app.post("/api/v1/assignments")
+    def assign():
+        assignment = Assignment.model_validate(json_body())
+        return executor.submit(assignment), 202
+
+    @app.delete("/api/v1/assignments/<key>")
+    def cancel(key: str):
+        return executor.cancel(key)
+
+    @app.get("/api/v1/status")
+    def status():
+        return {**describe(), "slots": executor.slots, "running": executor.running()}
+
+    return app

@@ -1,0 +1,83 @@
+"""`helper start`."""
+
+from __future__ import annotations
+
+import click
+
+from helper.agent import HelperAgent, HelperConfig
+from serving.cli import log, serve_until_signal, server_options
+
+
+def parse_labels(values) -> dict[str, str]:
+    labels = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r}: expected KEY=VALUE", param_hint="--label")
+        labels[key] = value
+    return labels
+
+
+@click.group()
+def main():
+    """The Seeker helper: runs the containers the seeker assigns to this host."""
+
+
+@main.command()
+@server_options("helper", 7072)
+@click.option("--seeker-url", envvar="SEEKER_URL", required=True, show_envvar=True)
+@click.option("--channel-url", envvar="CHANNEL_URL", required=True, show_envvar=True)
+@click.option(
+    "--advertise-url",
+    help="URL at which the seeker reaches this helper (default: http://HOST:PORT).",
+)
+@click.option("--name", help="Unique helper name (default: the host name).")
+@click.option(
+    "--slots",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 1024),
+    help="How many tasks run at once.",
+)
+@click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", help="Repeatable.")
+@click.option(
+    "--network",
+    "network_mode",
+    default="bridge",
+    show_default=True,
+    type=click.Choice(["bridge", "none"]),
+    help="Network of task containers.",
+)
+def start(
+    host,
+    port,
+    token,
+    data_dir,
+    seeker_url,
+    channel_url,
+    advertise_url,
+    name,
+    slots,
+    labels,
+    network_mode,
+):
+    """Register with the seeker and run the containers it assigns."""
+    cfg = HelperConfig(
+        seeker_url=seeker_url,
+        channel_url=channel_url,
+        token=token,
+        data_dir=data_dir,
+        host=host,
+        port=port,
+        advertise_url=advertise_url,
+        name=name,
+        slots=slots,
+        labels=parse_labels(labels),
+        network_mode=network_mode,
+    )
+    try:
+        agent = HelperAgent(cfg).start()
+    except Exception as exc:  # docker missing, port taken: one clear line
+        raise click.ClickException(f"cannot start helper: {exc}") from exc
+    log.info("helper %s listening on %s", agent.name, agent.server.url)
+    serve_until_signal(agent)

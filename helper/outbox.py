@@ -1,0 +1,101 @@
+"""A durable outbox: what the helper must deliver (results to the channel,
+final events to the seeker) is written to disk first, then sent in order and
+retried with backoff until acknowledged, across restarts."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from serving.http import ApiError, Unreachable
+
+log = logging.getLogger(__name__)
+
+Deliver = Callable[[dict], None]
+
+
+class Outbox:
+    def __init__(self, directory: Path, handlers: dict[str, Deliver], max_backoff: float = 30.0):
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.rejected_dir = self.dir / "rejected"
+        self.handlers = handlers
+        self.max_backoff = max_backoff
+        existing = [int(p.name.split("-", 1)[0]) for p in self._entries()]
+        self._seq = itertools.count(max(existing, default=0) + 1)
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="outbox", daemon=True)
+
+    def put(self, kind: str, payload: dict) -> Path:
+        """Write one entry durably (fsync, then rename) and wake the sender."""
+        if kind not in self.handlers:
+            raise ValueError(f"unknown outbox kind {kind!r}")
+        with self._lock:
+            path = self.dir / f"{next(self._seq):012d}-{kind}.json"
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "w") as f:
+            json.dump(payload, f, default=str)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        self._wake.set()
+        return path
+
+    def pending(self) -> int:
+        return len(self._entries())
+
+    def _entries(self) -> list[Path]:
+        return sorted(self.dir.glob("*.json"))
+
+    def start(self) -> Outbox:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=10)
+
+    def flush_once(self) -> bool:
+        """Deliver entries in order until one fails; True when none is left."""
+        for path in self._entries():
+            kind = path.stem.split("-", 1)[1]
+            payload = json.loads(path.read_text())
+            try:
+                self.handlers[kind](payload)
+            except Unreachable as exc:
+                log.info("outbox: %s not delivered yet: %s", path.name, exc)
+                return False
+            except ApiError as exc:
+                if exc.status in (408, 429) or exc.status >= 500:
+                    log.info("outbox: %s not accepted yet: %s", path.name, exc)
+                    return False
+                log.error(
+                    "outbox: %s refused for good (%s); kept in %s",
+                    path.name,
+                    exc,
+                    self.rejected_dir,
+                )
+                self.rejected_dir.mkdir(exist_ok=True)
+                os.replace(path, self.rejected_dir / path.name)
+                continue
+            path.unlink()
+        return True
+
+    def _run(self) -> None:
+        backoff = 0.5
+        while not self._stop.is_set():
+            if self.flush_once():
+                backoff = 0.5
+                self._wake.wait()
+            else:
+                self._wake.wait(backoff)
+                backoff = min(backoff * 2, self.max_backoff)
+            self._wake.clear()

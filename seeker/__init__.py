@@ -1,0 +1,1 @@
+"""The seeker: helper registry, task scheduling and dispatch, result choice."""

@@ -1,0 +1,63 @@
+"""The seeker's REST API: tasks, helpers and the events helpers report."""
+
+from __future__ import annotations
+
+from flask import Flask, request
+
+from seeker.models import AssignmentEvent, HelperRegistration, TaskSpec, TaskState
+from seeker.service import Seeker
+from serving.errors import BadRequest
+from serving.flaskapp import base_app, int_arg, json_body
+
+STATES = {s.value for s in TaskState}
+
+
+def create_app(config: dict | None = None, *, seeker: Seeker, token: str) -> Flask:
+    app = base_app(__name__, "seeker", token, config)
+    app.extensions["seeker"] = seeker
+
+    @app.post("/api/v1/tasks")
+    def submit():
+        spec = TaskSpec.model_validate(json_body())
+        return seeker.submit(spec), 201
+
+    @app.get("/api/v1/tasks")
+    def list_tasks():
+        state = request.args.get("state")
+        if state is not None and state not in STATES:
+            raise BadRequest(f"unknown state {state!r}", f"one of: {', '.join(sorted(STATES))}")
+        limit = int_arg("limit", 50, 1, 500)
+        return {"tasks": seeker.list_tasks(state, limit), "next": None}
+
+    @app.get("/api/v1/tasks/<task_id>")
+    def get_task(task_id: str):
+        return seeker.task(task_id)
+
+    @app.delete("/api/v1/tasks/<task_id>")
+    def cancel_task(task_id: str):
+        return seeker.cancel(task_id)
+
+    @app.get("/api/v1/tasks/<task_id>/results")
+    def task_results(task_id: str):
+        return seeker.results(task_id)
+
+    @app.post("/api/v1/tasks/<task_id>/events")
+    def assignment_event(task_id: str):
+        event = AssignmentEvent.model_validate(json_body())
+        return seeker.assignment_event(task_id, event)
+
+    @app.post("/api/v1/helpers")
+    def register_helper():
+        reg = HelperRegistration.model_validate(json_body())
+        return seeker.register(reg), 200
+
+    @app.get("/api/v1/helpers")
+    def list_helpers():
+        return {"helpers": seeker.helper_list(), "next": None}
+
+    @app.delete("/api/v1/helpers/<helper_id>")
+    def remove_helper(helper_id: str):
+        seeker.remove_helper(helper_id)
+        return {"removed": helper_id}
+
+    return app

@@ -1,0 +1,275 @@
+"""The `seeker` command: servers (start, up) and the user commands."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+
+import click
+
+from seeker.client import SeekerClient
+from seeker.server import SeekerServer
+from seeker.tables import helpers_table, results_table, task_summary, tasks_table
+from seeker.up import Stack
+from serving.cli import log, mongo_option, serve_until_signal, server_options
+from serving.database import DatabaseConnection
+from serving.http import ApiError, Unreachable
+
+EXIT_NOT_SUCCEEDED = 1
+
+
+@click.group()
+def main():
+    """Seeker: run Docker workloads on a fleet of (GPU) hosts."""
+
+
+# --- servers -----------------------------------------------------------------
+
+
+@main.command()
+@server_options("seeker", 7070)
+@mongo_option
+@click.option("--channel-url", envvar="CHANNEL_URL", required=True, show_envvar=True)
+@click.option(
+    "--purge-after",
+    default=3,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Consecutive failed contacts after which a helper is purged.",
+)
+def start(host, port, token, data_dir, mongo_url, channel_url, purge_after):
+    """Serve the seeker: helper registry, scheduling, REST API."""
+    conn = DatabaseConnection(mongo_url, data_dir)
+    server = SeekerServer(
+        conn.database("seeker"), token, channel_url, host, port, purge_after=purge_after
+    ).start()
+    log.info("seeker listening on %s", server.url)
+    serve_until_signal(conn, server)
+
+
+@main.command()
+@server_options("up", 7070)
+@mongo_option
+@click.option("--channel-port", default=7071, show_default=True, type=int)
+@click.option("--helper-port", default=7072, show_default=True, type=int)
+@click.option(
+    "--slots",
+    default=2,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Slots of the local helper.",
+)
+def up(host, port, token, data_dir, mongo_url, channel_port, helper_port, slots):
+    """Seeker, channel and one local helper in one process (single machine)."""
+    try:
+        stack = Stack(
+            data_dir, token, mongo_url, host, port, channel_port, helper_port, slots
+        ).start()
+    except Exception as exc:
+        raise click.ClickException(f"cannot start: {exc}") from exc
+    log.info(
+        "seeker %s, channel %s, helper %s (data in %s)",
+        stack.seeker.url,
+        stack.channel.url,
+        stack.helper.server.url,
+        data_dir,
+    )
+    serve_until_signal(stack)
+
+
+# --- user commands -----------------------------------------------------------
+
+
+def client_options(f):
+    f = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(f)
+    f = click.option("--token", envvar="SEEKER_TOKEN", show_envvar=True, required=True)(f)
+    f = click.option(
+        "--seeker-url",
+        envvar="SEEKER_URL",
+        default="http://127.0.0.1:7070",
+        show_default=True,
+        show_envvar=True,
+    )(f)
+    return f
+
+
+def connect(seeker_url: str, token: str) -> SeekerClient:
+    return SeekerClient(seeker_url, token)
+
+
+def emit(data, as_json: bool, text) -> None:
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=str))
+    else:
+        click.echo(text(data))
+
+
+def api_errors(f):
+    """Turn API and connection errors into one clear line and exit 1."""
+
+    @functools.wraps(f)
+    def wrapper(*args, **kwargs):
+        try:
+            return f(*args, **kwargs)
+        except ApiError as exc:
+            detail = f" ({_detail(exc.detail)})" if exc.detail else ""
+            raise click.ClickException(f"{exc.message}{detail}") from None
+        except Unreachable as exc:
+            raise click.ClickException(str(exc)) from None
+        except TimeoutError as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return wrapper
+
+
+def _detail(detail) -> str:
+    if isinstance(detail, list):
+        return "; ".join(
+            f"{d.get('field')}: {d.get('message')}" if isinstance(d, dict) else str(d)
+            for d in detail
+        )
+    return str(detail)
+
+
+def parse_env(values) -> dict[str, str]:
+    env = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r}: expected KEY=VALUE", param_hint="--env")
+        env[key] = value
+    return env
+
+
+@main.command(context_settings={"ignore_unknown_options": False})
+@client_options
+@click.argument("image")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.option("--replicas", default=1, show_default=True, type=int)
+@click.option("--cpus", type=float, help="CPUs the task needs (CPU quota).")
+@click.option("--memory", help="Memory limit, e.g. 512m or 4g.")
+@click.option("--gpus", type=int, help="Number of GPUs.")
+@click.option("--timeout", type=float, help="Seconds before the container is stopped.")
+@click.option("--max-attempts", type=int, help="Runs before a failing task gives up.")
+@click.option("--env", "env", multiple=True, metavar="KEY=VALUE", help="Repeatable.")
+@click.option("--name", help="A name for the task.")
+@click.option("--wait", is_flag=True, help="Wait for the end; exit with the container's code.")
+@api_errors
+def submit(
+    seeker_url,
+    token,
+    as_json,
+    image,
+    command,
+    replicas,
+    cpus,
+    memory,
+    gpus,
+    timeout,
+    max_attempts,
+    env,
+    name,
+    wait,
+):
+    """Run IMAGE (options first, then -- and the command).
+
+    \b
+    seeker submit --wait busybox -- echo hello
+    """
+    resources = {k: v for k, v in (("cpus", cpus), ("memory", memory), ("gpus", gpus)) if v}
+    spec = {"env": parse_env(env), "resources": resources, "replicas": replicas}
+    for key, value in (("timeout", timeout), ("max_attempts", max_attempts), ("name", name)):
+        if value is not None:
+            spec[key] = value
+    client = connect(seeker_url, token)
+    task = client.submit(image, list(command), **spec)
+    if not wait:
+        emit(task, as_json, lambda t: t["task_id"])
+        return
+    if not as_json:
+        click.echo(f"task {task['task_id']} submitted", err=True)
+    task = client.wait(task["task_id"], on_change=None if as_json else _progress)
+    results = client.results(task["task_id"])
+    emit(
+        {"task": task, "results": results},
+        as_json,
+        lambda d: task_summary(d["task"]) + "\n\n" + results_table(d["results"], logs=True),
+    )
+    sys.exit(exit_code(task))
+
+
+def _progress(task: dict) -> None:
+    where = ""
+    live = [a for a in task.get("assignments") or [] if a["state"] != "push_failed"]
+    if live:
+        where = f" on {live[-1]['helper_name']}"
+    reason = f" ({task['wait_reason']})" if task.get("wait_reason") else ""
+    click.echo(f"  {task['state']}{where}{reason}", err=True)
+
+
+def exit_code(task: dict) -> int:
+    """0 for success, the container's exit code for a failed run, else 1."""
+    if task["state"] == "succeeded":
+        return 0
+    code = (task.get("result") or {}).get("exit_code")
+    if task["state"] == "failed" and code:
+        return int(code) if 0 < int(code) < 256 else EXIT_NOT_SUCCEEDED
+    return EXIT_NOT_SUCCEEDED
+
+
+@main.command()
+@client_options
+@click.argument("task_id")
+@api_errors
+def status(seeker_url, token, as_json, task_id):
+    """Show a task's state, assignments and why it waits."""
+    emit(connect(seeker_url, token).get(task_id), as_json, task_summary)
+
+
+@main.command()
+@client_options
+@click.argument("task_id")
+@click.option("--logs/--no-logs", default=True, show_default=True, help="Print stdout/stderr.")
+@api_errors
+def results(seeker_url, token, as_json, task_id, logs):
+    """Show every result of a task, as stored in the channel."""
+    emit(
+        connect(seeker_url, token).results(task_id), as_json, lambda r: results_table(r, logs=logs)
+    )
+
+
+@main.command()
+@client_options
+@click.option("--remove", "remove_id", metavar="HELPER_ID", help="Remove a helper.")
+@api_errors
+def helpers(seeker_url, token, as_json, remove_id):
+    """List the registered helpers."""
+    client = connect(seeker_url, token)
+    if remove_id:
+        emit(client.remove_helper(remove_id), as_json, lambda r: f"removed {r['removed']}")
+        return
+    emit(client.helpers(), as_json, helpers_table)
+
+
+@main.command()
+@client_options
+@click.option("--state", help="Only tasks in this state.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 500))
+@api_errors
+def tasks(seeker_url, token, as_json, state, limit):
+    """List recent tasks."""
+    emit(connect(seeker_url, token).tasks(state, limit), as_json, tasks_table)
+
+
+@main.command()
+@client_options
+@click.argument("task_id")
+@api_errors
+def cancel(seeker_url, token, as_json, task_id):
+    """Cancel a task: withdraw it if pending, stop its containers if running."""
+    emit(
+        connect(seeker_url, token).cancel(task_id),
+        as_json,
+        lambda t: f"task {t['task_id']} {t['state']}",
+    )

@@ -1,0 +1,70 @@
+"""SeekerClient: the Python client, used by the CLI and by helpers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from seeker.models import FINAL_TASK_STATES
+from serving.http import JsonClient
+
+FINAL = {s.value for s in FINAL_TASK_STATES}
+
+
+class SeekerClient(JsonClient):
+    """Talk to a seeker: `SeekerClient("http://head:7070", token)`."""
+
+    # --- users ---------------------------------------------------------------
+
+    def submit(self, image: str, command: list[str] | None = None, **spec) -> dict:
+        """Submit a task; `spec` holds the other TaskSpec fields (env, resources, ...)."""
+        body = {"image": image, "command": list(command or []), **spec}
+        return self.request("POST", "/api/v1/tasks", json=body)
+
+    def get(self, task_id: str) -> dict:
+        return self.request("GET", f"/api/v1/tasks/{task_id}")
+
+    def tasks(self, state: str | None = None, limit: int = 50) -> list[dict]:
+        params = {"limit": limit, **({"state": state} if state else {})}
+        return self.request("GET", "/api/v1/tasks", params=params)["tasks"]
+
+    def cancel(self, task_id: str) -> dict:
+        return self.request("DELETE", f"/api/v1/tasks/{task_id}")
+
+    def results(self, task_id: str) -> list[dict]:
+        return self.request("GET", f"/api/v1/tasks/{task_id}/results")["results"]
+
+    def helpers(self) -> list[dict]:
+        return self.request("GET", "/api/v1/helpers")["helpers"]
+
+    def remove_helper(self, helper_id: str) -> dict:
+        return self.request("DELETE", f"/api/v1/helpers/{helper_id}")
+
+    def wait(
+        self,
+        task_id: str,
+        timeout: float | None = None,
+        poll: float = 0.25,
+        on_change: Callable[[dict], None] | None = None,
+    ) -> dict:
+        """Poll until the task ends; returns it. Raises TimeoutError."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        last = None
+        while True:
+            task = self.get(task_id)
+            if on_change and task["state"] != last:
+                on_change(task)
+                last = task["state"]
+            if task["state"] in FINAL:
+                return task
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"task {task_id} still {task['state']} after {timeout}s")
+            time.sleep(poll)
+
+    # --- helpers -------------------------------------------------------------
+
+    def register_helper(self, registration: dict) -> dict:
+        return self.request("POST", "/api/v1/helpers", json=registration)
+
+    def report(self, task_id: str, event: dict) -> dict:
+        return self.request("POST", f"/api/v1/tasks/{task_id}/events", json=event)

@@ -1,0 +1,156 @@
+"""Task and helper schemas and states, shared by the API, the CLI and the client."""
+
+from __future__ import annotations
+
+import re
+from enum import Enum
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+# registry/name[:tag][@digest], lower-case path components (Docker's grammar, simplified)
+IMAGE_RE = re.compile(
+    r"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:[._-]+[a-z0-9]+)*"
+    r"(?:/[a-z0-9]+(?:[._-]+[a-z0-9]+)*)*(?::[\w][\w.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$"
+)
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+class TaskState(str, Enum):
+    PENDING = "pending"
+    DISPATCHED = "dispatched"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+FINAL_TASK_STATES = (TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED)
+
+
+class AssignmentState(str, Enum):
+    PUSHING = "pushing"  # recorded, being sent to the helper
+    ACCEPTED = "accepted"  # the helper took it
+    RUNNING = "running"  # the container started
+    FINISHED = "finished"  # a result exists (any status)
+    PUSH_FAILED = "push_failed"  # the helper could not be reached or refused
+
+
+LIVE_ASSIGNMENT_STATES = (
+    AssignmentState.PUSHING,
+    AssignmentState.ACCEPTED,
+    AssignmentState.RUNNING,
+)
+
+
+def parse_bytes(value: int | str) -> int:
+    """4g, 512m, 1.5GiB, 1024 -> bytes (binary units)."""
+    if isinstance(value, bool):
+        raise ValueError("expected bytes or a size like '4g'")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError("must not be negative")
+        return value
+    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgtKMGT]?)(?:i?[bB])?\s*", str(value))
+    if not m:
+        raise ValueError(f"cannot read {value!r} as a size: use bytes or e.g. '512m', '4g'")
+    return int(float(m.group(1)) * UNITS[m.group(2).lower()])
+
+
+class Resources(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    cpus: float = Field(default=0, ge=0, le=1024)
+    memory: int = Field(default=0, ge=0, description="bytes, or a size such as '4g'")
+    gpus: int = Field(default=0, ge=0, le=64)
+    gpu_memory: int = Field(default=0, ge=0, description="bytes of free memory per GPU")
+
+    @field_validator("memory", "gpu_memory", mode="before")
+    @classmethod
+    def _sizes(cls, v):
+        return parse_bytes(v)
+
+
+class TaskSpec(BaseModel):
+    """What a user submits."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image: str = Field(min_length=1, max_length=512)
+    command: list[str] = Field(default_factory=list, max_length=1024)
+    env: dict[str, str] = Field(default_factory=dict)
+    resources: Resources = Field(default_factory=Resources)
+    replicas: int = Field(default=1, ge=1, le=1)
+    timeout: float | None = Field(default=None, gt=0, le=7 * 24 * 3600)
+    max_attempts: int = Field(default=1, ge=1, le=100)
+    name: str | None = Field(default=None, max_length=256)
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, v: str) -> str:
+        if not IMAGE_RE.match(v):
+            raise ValueError(f"{v!r} is not a valid image reference (e.g. 'busybox:1.36')")
+        return v
+
+    @field_validator("command")
+    @classmethod
+    def _command(cls, v: list[str]) -> list[str]:
+        if sum(len(a) for a in v) > 128 * 1024:
+            raise ValueError("command is longer than 128 KiB")
+        return v
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, v: dict[str, str]) -> dict[str, str]:
+        for key in v:
+            if not ENV_NAME_RE.match(key):
+                raise ValueError(f"{key!r} is not a valid environment variable name")
+        if sum(len(k) + len(val) for k, val in v.items()) > 128 * 1024:
+            raise ValueError("environment is larger than 128 KiB")
+        return v
+
+
+class GpuInfo(BaseModel):
+    index: int
+    name: str = ""
+    uuid: str = ""
+    memory_total: int = 0
+    memory_free: int = 0
+    utilization: float | None = None
+
+
+class HelperResources(BaseModel):
+    cpus: float = Field(default=0, ge=0)
+    cpu_load: float | None = None
+    memory_total: int = Field(default=0, ge=0)
+    memory_available: int = Field(default=0, ge=0)
+    disk_free: int = Field(default=0, ge=0)
+    gpus: list[GpuInfo] = Field(default_factory=list)
+
+
+class HelperRegistration(BaseModel):
+    """What a helper sends when it registers."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    helper_id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,128}$")
+    name: str = Field(min_length=1, max_length=128)
+    url: str = Field(pattern=r"^https?://\S+$", max_length=512)
+    slots: int = Field(default=1, ge=1, le=1024)
+    resources: HelperResources = Field(default_factory=HelperResources)
+    labels: dict[str, str] = Field(default_factory=dict)
+    version: str | None = None
+
+
+class AssignmentEvent(BaseModel):
+    """What a helper reports about an assignment."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    helper_id: str
+    attempt: int = Field(ge=1)
+    state: AssignmentState
+    status: str | None = None
+    exit_code: int | None = None
+    output_digest: str | None = None
+    error: str | None = Field(default=None, max_length=8192)

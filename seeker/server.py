@@ -1,0 +1,97 @@
+"""A seeker process: stores, dispatcher, periodic jobs and the API, wired together."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, timezone
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from pymongo.database import Database
+
+from channel.client import ChannelClient
+from helper.client import HelperClient
+from seeker.app import create_app
+from seeker.dispatcher import Dispatcher, DispatchLoop
+from seeker.service import Seeker
+from seeker.store import HelperStore, TaskStore
+from serving.wsgi import BackgroundServer
+
+log = logging.getLogger(__name__)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class HelperClients:
+    """One HTTP session per helper URL, reused across pushes."""
+
+    def __init__(self, token: str, timeout: float = 10.0):
+        self.token = token
+        self.timeout = timeout
+        self._clients: dict[str, HelperClient] = {}
+
+    def __call__(self, helper: dict) -> HelperClient:
+        url = helper["url"]
+        if url not in self._clients:
+            self._clients[url] = HelperClient(url, self.token, self.timeout)
+        return self._clients[url]
+
+
+class SeekerServer:
+    def __init__(
+        self,
+        db: Database,
+        token: str,
+        channel_url: str,
+        host: str = "127.0.0.1",
+        port: int = 7070,
+        clock: Callable[[], datetime] = utcnow,
+        purge_after: int = 3,
+        sweep_seconds: float = 5.0,
+    ):
+        self.tasks, self.helpers = TaskStore(db), HelperStore(db)
+        self.tasks.ensure_indexes()
+        self.helpers.ensure_indexes()
+        clients = HelperClients(token)
+        self.dispatcher = Dispatcher(
+            self.tasks,
+            self.helpers,
+            push=lambda h, a: clients(h).assign(a),
+            clock=clock,
+            purge_after=purge_after,
+        )
+        self.loop = DispatchLoop(self.dispatcher)
+        self.seeker = Seeker(
+            self.tasks,
+            self.helpers,
+            clock,
+            kick=self.loop.kick,
+            channel=ChannelClient(channel_url, token),
+            helper_client=clients,
+        )
+        self.app = create_app(seeker=self.seeker, token=token)
+        self.scheduler = BackgroundScheduler(timezone=timezone.utc)
+        self.scheduler.add_job(
+            self.loop.kick,
+            "interval",
+            seconds=sweep_seconds,
+            id="dispatch-sweep",
+            coalesce=True,
+            max_instances=1,
+        )
+        self.server = BackgroundServer(self.app, host, port, threads=16)
+        self.url = self.server.url
+
+    def start(self) -> SeekerServer:
+        self.loop.start()
+        self.scheduler.start()
+        self.server.start()
+        self.loop.kick()  # carry on with whatever a previous run left pending
+        return self
+
+    def stop(self) -> None:
+        self.server.stop()
+        self.scheduler.shutdown(wait=False)
+        self.loop.stop()

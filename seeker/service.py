@@ -1,0 +1,145 @@
+"""The seeker's domain operations, independent of HTTP."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable
+from datetime import datetime
+
+from seeker.models import (
+    FINAL_TASK_STATES,
+    AssignmentEvent,
+    AssignmentState,
+    HelperRegistration,
+    TaskSpec,
+    TaskState,
+)
+from seeker.outcome import decide
+from seeker.store import HelperStore, TaskStore, task_json
+from serving.errors import Conflict, NotFound
+from serving.http import ApiError, Unreachable
+
+log = logging.getLogger(__name__)
+FINAL = {s.value for s in FINAL_TASK_STATES}
+
+
+class Seeker:
+    def __init__(
+        self,
+        tasks: TaskStore,
+        helpers: HelperStore,
+        clock: Callable[[], datetime],
+        kick: Callable[[], None] = lambda: None,
+        channel=None,
+        helper_client=None,
+    ):
+        self.tasks = tasks
+        self.helpers = helpers
+        self.clock = clock
+        self.kick = kick  # wakes the dispatcher
+        self.channel = channel  # ChannelClient, to read results
+        self.helper_client = helper_client  # (helper document) -> HelperClient
+
+    # --- tasks ---------------------------------------------------------------
+
+    def submit(self, spec: TaskSpec) -> dict:
+        task_id = secrets.token_hex(8)
+        doc = self.tasks.create(task_id, spec.model_dump(mode="json"), self.clock())
+        self.kick()
+        return task_json(doc, [])
+
+    def task(self, task_id: str) -> dict:
+        doc = self.tasks.get(task_id)
+        if doc is None:
+            raise NotFound("no such task", task_id)
+        return task_json(doc, self.tasks.assignments_of(task_id))
+
+    def list_tasks(self, state: str | None, limit: int) -> list[dict]:
+        return [task_json(d) for d in self.tasks.list(state, limit)]
+
+    def cancel(self, task_id: str) -> dict:
+        before = self.tasks.get(task_id)
+        if before is None:
+            raise NotFound("no such task", task_id)
+        doc = self.tasks.cancel(task_id, self.clock())
+        if doc is None:
+            raise Conflict(
+                f"task already {before['state']}", "only unfinished tasks can be cancelled"
+            )
+        assignments = self.tasks.assignments_of(task_id)
+        for a in assignments:
+            if a["state"] in (AssignmentState.ACCEPTED.value, AssignmentState.RUNNING.value):
+                self._stop_assignment(task_id, a)
+        return task_json(doc, assignments)
+
+    def _stop_assignment(self, task_id: str, a: dict) -> None:
+        helper = self.helpers.get(a["helper_id"])
+        if helper is None or self.helper_client is None:
+            return
+        try:
+            self.helper_client(helper).cancel(task_id, a["attempt"])
+        except (Unreachable, ApiError) as exc:
+            log.warning("could not stop task %s on %s: %s", task_id, helper["name"], exc)
+
+    def results(self, task_id: str) -> dict:
+        task = self.task(task_id)
+        results = self.channel.all_results(task_id) if self.channel else []
+        canonical = task.get("result") or {}
+        for r in results:
+            r["canonical"] = (r["helper_id"], r["attempt"]) == (
+                canonical.get("helper_id"),
+                canonical.get("attempt"),
+            )
+        return {"task_id": task_id, "state": task["state"], "results": results, "next": None}
+
+    # --- helpers -------------------------------------------------------------
+
+    def register(self, reg: HelperRegistration) -> dict:
+        helper = self.helpers.register(reg.model_dump(mode="json"), self.clock())
+        self.kick()
+        return helper
+
+    def helper_list(self) -> list[dict]:
+        running = self.tasks.live_assignments()
+        return [dict(h, running=running.get(h["helper_id"], 0)) for h in self.helpers.list()]
+
+    def remove_helper(self, helper_id: str) -> None:
+        if not self.helpers.remove(helper_id):
+            raise NotFound("no such helper", helper_id)
+
+    # --- what helpers report -------------------------------------------------
+
+    def assignment_event(self, task_id: str, event: AssignmentEvent) -> dict:
+        if self.tasks.get(task_id) is None:
+            raise NotFound("no such task", task_id)
+        now = self.clock()
+        self.helpers.contact_ok(event.helper_id, now)
+        if event.state == AssignmentState.ACCEPTED:
+            self.tasks.assignment_accepted(task_id, event.helper_id, event.attempt, now)
+        elif event.state == AssignmentState.RUNNING:
+            self.tasks.assignment_running(task_id, event.helper_id, event.attempt, now)
+        elif event.state == AssignmentState.FINISHED:
+            self._finished(task_id, event, now)
+        return self.task(task_id)
+
+    def _finished(self, task_id: str, event: AssignmentEvent, now: datetime) -> None:
+        outcome = {
+            "status": event.status,
+            "exit_code": event.exit_code,
+            "output_digest": event.output_digest,
+            "error": event.error,
+        }
+        finished = self.tasks.assignment_finished(
+            task_id, event.helper_id, event.attempt, outcome, now
+        )
+        task = self.tasks.get(task_id)
+        if finished is None or task["state"] in FINAL:
+            return  # a repeated event, or the task already ended (e.g. cancelled)
+        decision = decide(task, self.tasks.assignments_of(task_id), finished)
+        self.tasks.decide(
+            task_id, decision.state.value, now, result=decision.result, error=decision.error
+        )
+        if decision.state == TaskState.PENDING:
+            log.info("task %s: attempt %d %s, retrying", task_id, event.attempt, event.status)
+        self.kick()  # a slot is free, or the task waits for another helper

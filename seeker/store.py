@@ -1,0 +1,307 @@
+"""The seeker's database: helpers and tasks. Every state change is one
+conditional update on the expected current state (never read-modify-write)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
+
+from seeker.models import FINAL_TASK_STATES, LIVE_ASSIGNMENT_STATES, AssignmentState, TaskState
+from serving.errors import Conflict
+
+LIVE = [s.value for s in LIVE_ASSIGNMENT_STATES]
+ACTIVE_TASK = [TaskState.DISPATCHED.value, TaskState.RUNNING.value]
+FINAL = [s.value for s in FINAL_TASK_STATES]
+
+
+class HelperStore:
+    def __init__(self, db: Database):
+        self.helpers = db["helpers"]
+
+    def ensure_indexes(self) -> None:
+        self.helpers.create_index("name", unique=True, name="unique_name")
+
+    def register(self, reg: dict, now: datetime) -> dict:
+        """Insert or refresh a helper; a name held by another helper id is a conflict."""
+        other = self.helpers.find_one({"name": reg["name"], "_id": {"$ne": reg["helper_id"]}})
+        if other is not None:
+            raise Conflict(
+                f"helper name {reg['name']!r} is taken by helper {other['_id']}",
+                "give this helper another --name, or remove the old one with "
+                f"'seeker helpers --remove {other['_id']}'",
+            )
+        fields = {k: v for k, v in reg.items() if k != "helper_id"}
+        try:
+            doc = self.helpers.find_one_and_update(
+                {"_id": reg["helper_id"]},
+                {
+                    "$set": {**fields, "last_seen": now, "failures": 0, "updated_at": now},
+                    "$setOnInsert": {"registered_at": now},
+                },
+                upsert=True,
+                return_document=ReturnDocument.AFTER,
+            )
+        except DuplicateKeyError:
+            raise Conflict(
+                f"helper name {reg['name']!r} is taken", "choose another --name"
+            ) from None
+        return helper_json(doc)
+
+    def get(self, helper_id: str) -> dict | None:
+        doc = self.helpers.find_one({"_id": helper_id})
+        return helper_json(doc) if doc else None
+
+    def list(self) -> list[dict]:
+        return [helper_json(d) for d in self.helpers.find().sort("name", ASCENDING)]
+
+    def contact_ok(self, helper_id: str, now: datetime) -> None:
+        self.helpers.update_one({"_id": helper_id}, {"$set": {"failures": 0, "last_seen": now}})
+
+    def contact_failed(self, helper_id: str, now: datetime, reason: str) -> int | None:
+        """Count one failed contact; returns the consecutive count (None if gone)."""
+        doc = self.helpers.find_one_and_update(
+            {"_id": helper_id},
+            {"$inc": {"failures": 1}, "$set": {"last_failure": {"at": now, "reason": reason}}},
+            return_document=ReturnDocument.AFTER,
+        )
+        return doc["failures"] if doc else None
+
+    def remove(self, helper_id: str) -> bool:
+        return self.helpers.delete_one({"_id": helper_id}).deleted_count == 1
+
+
+class TaskStore:
+    """Tasks, and their assignments in a collection of their own (one document
+    per `task_id.attempt`), so each state change is a single-document update."""
+
+    def __init__(self, db: Database):
+        self.tasks = db["tasks"]
+        self.assignments = db["assignments"]
+
+    def ensure_indexes(self) -> None:
+        self.tasks.create_index([("state", ASCENDING), ("created_at", ASCENDING)], name="by_state")
+        self.tasks.create_index([("created_at", DESCENDING)], name="newest")
+        self.assignments.create_index(
+            [("task_id", ASCENDING), ("attempt", ASCENDING)], name="by_task"
+        )
+        self.assignments.create_index(
+            [("state", ASCENDING), ("helper_id", ASCENDING)], name="by_state_helper"
+        )
+
+    def create(self, task_id: str, spec: dict, now: datetime) -> dict:
+        doc = {
+            "_id": task_id,
+            "spec": spec,
+            "state": TaskState.PENDING.value,
+            "created_at": now,
+            "updated_at": now,
+            "attempts": 0,
+            "result": None,
+            "error": None,
+            "wait_reason": None,
+            "history": [{"state": TaskState.PENDING.value, "at": now}],
+        }
+        self.tasks.insert_one(doc)
+        return doc
+
+    def get(self, task_id: str) -> dict | None:
+        return self.tasks.find_one({"_id": task_id})
+
+    def list(self, state: str | None = None, limit: int = 50) -> list[dict]:
+        query = {"state": state} if state else {}
+        return list(self.tasks.find(query).sort("created_at", DESCENDING).limit(limit))
+
+    def pending(self, limit: int = 200) -> list[dict]:
+        return list(
+            self.tasks.find({"state": TaskState.PENDING.value})
+            .sort("created_at", ASCENDING)
+            .limit(limit)
+        )
+
+    def assignments_of(self, task_id: str) -> list[dict]:
+        return list(self.assignments.find({"task_id": task_id}).sort("attempt", ASCENDING))
+
+    def live_assignments(self) -> dict[str, int]:
+        """Number of live assignments per helper id."""
+        counts: dict[str, int] = {}
+        for a in self.assignments.find({"state": {"$in": LIVE}}, {"helper_id": 1}):
+            counts[a["helper_id"]] = counts.get(a["helper_id"], 0) + 1
+        return counts
+
+    # --- task state changes, each one conditional update ---------------------
+
+    def _transition(
+        self,
+        query: dict,
+        sets: dict,
+        now: datetime,
+        new_state: str | None = None,
+        inc: dict | None = None,
+    ) -> dict | None:
+        update: dict = {"$set": {**sets, "updated_at": now}}
+        if new_state:
+            update["$set"]["state"] = new_state
+            update["$push"] = {"history": {"state": new_state, "at": now}}
+        if inc:
+            update["$inc"] = inc
+        return self.tasks.find_one_and_update(query, update, return_document=ReturnDocument.AFTER)
+
+    def assign(self, task: dict, helper: dict, now: datetime) -> dict | None:
+        """pending -> dispatched with a new assignment to `helper`, if nobody
+        else changed the task since it was read; returns the assignment."""
+        moved = self._transition(
+            {"_id": task["_id"], "state": TaskState.PENDING.value, "attempts": task["attempts"]},
+            {"wait_reason": None},
+            now,
+            TaskState.DISPATCHED.value,
+            inc={"attempts": 1},
+        )
+        if moved is None:
+            return None
+        assignment = {
+            "_id": f"{task['_id']}.{moved['attempts']}",
+            "task_id": task["_id"],
+            "attempt": moved["attempts"],
+            "helper_id": helper["helper_id"],
+            "helper_name": helper["name"],
+            "state": AssignmentState.PUSHING.value,
+            "assigned_at": now,
+        }
+        self.assignments.insert_one(assignment)
+        return assignment
+
+    def set_wait_reason(self, task_id: str, reason: str, now: datetime) -> None:
+        self.tasks.update_one(
+            {"_id": task_id, "state": TaskState.PENDING.value},
+            {"$set": {"wait_reason": reason, "updated_at": now}},
+        )
+
+    def decide(
+        self,
+        task_id: str,
+        new_state: str,
+        now: datetime,
+        *,
+        result: dict | None = None,
+        error: str | None = None,
+    ) -> dict | None:
+        """Move an unfinished task to its outcome (or back to pending for a retry)."""
+        sets: dict = {"error": error}
+        if result is not None:
+            sets["result"] = result
+        return self._transition(
+            {"_id": task_id, "state": {"$in": ACTIVE_TASK}}, sets, now, new_state
+        )
+
+    def started(self, task_id: str, now: datetime) -> dict | None:
+        return self._transition(
+            {"_id": task_id, "state": TaskState.DISPATCHED.value}, {}, now, TaskState.RUNNING.value
+        )
+
+    def cancel(self, task_id: str, now: datetime) -> dict | None:
+        return self._transition(
+            {"_id": task_id, "state": {"$nin": FINAL}},
+            {"error": "cancelled by user"},
+            now,
+            TaskState.CANCELLED.value,
+        )
+
+    # --- assignment state changes --------------------------------------------
+
+    def _move(
+        self,
+        task_id: str,
+        attempt: int,
+        helper_id: str | None,
+        from_states: list[str],
+        to_state: str,
+        sets: dict,
+    ) -> dict | None:
+        query: dict = {"_id": f"{task_id}.{attempt}", "state": {"$in": from_states}}
+        if helper_id is not None:
+            query["helper_id"] = helper_id
+        return self.assignments.find_one_and_update(
+            query, {"$set": {**sets, "state": to_state}}, return_document=ReturnDocument.AFTER
+        )
+
+    def push_failed(self, task_id: str, attempt: int, reason: str, now: datetime) -> dict | None:
+        """A push that did not reach the helper: the task goes back to pending."""
+        moved = self._move(
+            task_id,
+            attempt,
+            None,
+            [AssignmentState.PUSHING.value],
+            AssignmentState.PUSH_FAILED.value,
+            {"error": reason, "finished_at": now},
+        )
+        if moved is None:
+            return None
+        return self._transition(
+            {"_id": task_id, "state": TaskState.DISPATCHED.value}, {}, now, TaskState.PENDING.value
+        )
+
+    def assignment_accepted(
+        self, task_id: str, helper_id: str, attempt: int, now: datetime
+    ) -> None:
+        self._move(
+            task_id,
+            attempt,
+            helper_id,
+            [AssignmentState.PUSHING.value],
+            AssignmentState.ACCEPTED.value,
+            {"accepted_at": now},
+        )
+
+    def assignment_running(self, task_id: str, helper_id: str, attempt: int, now: datetime) -> None:
+        moved = self._move(
+            task_id,
+            attempt,
+            helper_id,
+            [AssignmentState.PUSHING.value, AssignmentState.ACCEPTED.value],
+            AssignmentState.RUNNING.value,
+            {"started_at": now},
+        )
+        if moved is not None:
+            self.started(task_id, now)
+
+    def assignment_finished(
+        self, task_id: str, helper_id: str, attempt: int, outcome: dict, now: datetime
+    ) -> dict | None:
+        """Record an assignment's end; returns it if this call ended it (None
+        when it had already ended: a repeated event changes nothing)."""
+        return self._move(
+            task_id,
+            attempt,
+            helper_id,
+            LIVE,
+            AssignmentState.FINISHED.value,
+            {**outcome, "finished_at": now},
+        )
+
+
+def helper_json(doc: dict) -> dict:
+    out = {k: v for k, v in doc.items() if k != "_id"}
+    out["helper_id"] = doc["_id"]
+    return out
+
+
+def task_json(doc: dict, assignments: list[dict] | None = None) -> dict:
+    out = {"task_id": doc["_id"]}
+    out.update(doc["spec"])
+    for key in (
+        "state",
+        "created_at",
+        "updated_at",
+        "attempts",
+        "result",
+        "error",
+        "wait_reason",
+        "history",
+    ):
+        out[key] = doc.get(key)
+    if assignments is not None:
+        out["assignments"] = [{k: v for k, v in a.items() if k != "_id"} for a in assignments]
+    return out

@@ -1,0 +1,152 @@
+"""Plain-text tables and summaries for the CLI."""
+
+from __future__ import annotations
+
+
+def table(headers: list[str], rows: list[list]) -> str:
+    cells = [[("" if c is None else str(c)) for c in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+    line = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()  # noqa: E731
+    return "\n".join([line(headers)] + [line(r) for r in cells])
+
+
+def size(n: int | None) -> str:
+    if not n:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
+        n /= 1024
+    return str(n)
+
+
+def when(ts: str | None) -> str:
+    return ts.replace("T", " ")[:19] if ts else "-"
+
+
+def helpers_table(helpers: list[dict]) -> str:
+    if not helpers:
+        return "no helpers registered"
+    rows = []
+    for h in helpers:
+        res = h.get("resources") or {}
+        gpus = res.get("gpus") or []
+        gpu = f"{len(gpus)}x {gpus[0]['name']}" if gpus else "-"
+        rows.append(
+            [
+                h["name"],
+                h["helper_id"][:12],
+                h["url"],
+                f"{h.get('running', 0)}/{h['slots']}",
+                res.get("cpus"),
+                f"{size(res.get('memory_available'))}/{size(res.get('memory_total'))}",
+                gpu,
+                h.get("failures", 0),
+                when(h.get("last_seen")),
+            ]
+        )
+    return table(
+        [
+            "NAME",
+            "ID",
+            "URL",
+            "RUNNING",
+            "CPUS",
+            "MEMORY FREE/TOTAL",
+            "GPUS",
+            "FAILURES",
+            "LAST SEEN",
+        ],
+        rows,
+    )
+
+
+def tasks_table(tasks: list[dict]) -> str:
+    if not tasks:
+        return "no tasks"
+    rows = [
+        [
+            t["task_id"],
+            t["state"],
+            t["image"],
+            " ".join(t.get("command") or [])[:40],
+            when(t.get("created_at")),
+            t.get("error") or t.get("wait_reason") or "",
+        ]
+        for t in tasks
+    ]
+    return table(["TASK", "STATE", "IMAGE", "COMMAND", "CREATED", "NOTE"], rows)
+
+
+def task_summary(t: dict) -> str:
+    lines = [
+        f"task      {t['task_id']}",
+        f"state     {t['state']}",
+        f"image     {t['image']}",
+        f"command   {' '.join(t.get('command') or []) or '-'}",
+    ]
+    if t.get("wait_reason"):
+        lines.append(f"waiting   {t['wait_reason']}")
+    if t.get("error"):
+        lines.append(f"error     {t['error']}")
+    if t.get("result"):
+        r = t["result"]
+        lines.append(
+            f"result    {r.get('status')}{_exit(r)} from "
+            f"{r.get('helper_name')}, attempt {r.get('attempt')}"
+        )
+    if t.get("assignments"):
+        rows = [
+            [
+                a["attempt"],
+                a.get("helper_name"),
+                a["state"],
+                a.get("status") or "",
+                a.get("exit_code") if a.get("exit_code") is not None else "",
+                when(a.get("started_at")),
+                when(a.get("finished_at")),
+                a.get("error") or "",
+            ]
+            for a in t["assignments"]
+        ]
+        lines += [
+            "",
+            table(
+                ["ATTEMPT", "HELPER", "STATE", "STATUS", "EXIT", "STARTED", "FINISHED", "NOTE"],
+                rows,
+            ),
+        ]
+    return "\n".join(lines)
+
+
+def results_table(results: list[dict], logs: bool = False) -> str:
+    if not results:
+        return "no results yet"
+    rows = [
+        [
+            "*" if r.get("canonical") else "",
+            r["helper_name"] or r["helper_id"][:12],
+            r["attempt"],
+            r["status"],
+            r.get("exit_code"),
+            r["output_digest"][7:19],
+            when(r.get("finished_at")),
+            r.get("error") or "",
+        ]
+        for r in results
+    ]
+    out = [table(["", "HELPER", "ATTEMPT", "STATUS", "EXIT", "DIGEST", "FINISHED", "NOTE"], rows)]
+    if logs:
+        for r in results:
+            for stream in ("stdout", "stderr"):
+                if r.get(stream):
+                    cut = " (truncated)" if r.get(f"{stream}_truncated") else ""
+                    out.append(
+                        f"\n--- {stream} of {r['helper_name']} attempt {r['attempt']}{cut}\n"
+                        + r[stream].rstrip("\n")
+                    )
+    return "\n".join(out)
+
+
+def _exit(r: dict) -> str:
+    return f" (exit {r['exit_code']})" if r.get("exit_code") is not None else ""

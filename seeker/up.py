@@ -1,0 +1,55 @@
+"""`seeker up`: seeker, channel and one local helper in one process, sharing
+one database (embedded unless a URL is given)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from channel.server import ChannelServer
+from helper.agent import HelperAgent, HelperConfig
+from seeker.server import SeekerServer
+from serving.database import DatabaseConnection
+
+
+class Stack:
+    def __init__(
+        self,
+        data_dir: Path,
+        token: str,
+        mongo_url: str | None = None,
+        host: str = "127.0.0.1",
+        seeker_port: int = 7070,
+        channel_port: int = 7071,
+        helper_port: int = 7072,
+        slots: int = 2,
+        helper_name: str | None = None,
+    ):
+        self.conn = DatabaseConnection(mongo_url, data_dir)
+        self.channel = ChannelServer(self.conn.database("channel"), token, host, channel_port)
+        self.seeker = SeekerServer(
+            self.conn.database("seeker"), token, self.channel.url, host, seeker_port
+        )
+        self.helper = HelperAgent(
+            HelperConfig(
+                seeker_url=self.seeker.url,
+                channel_url=self.channel.url,
+                token=token,
+                data_dir=Path(data_dir) / "helper",
+                host=host,
+                port=helper_port,
+                slots=slots,
+                name=helper_name,
+            )
+        )
+
+    def start(self) -> Stack:
+        self.channel.start()
+        self.seeker.start()
+        self.helper.start()
+        return self
+
+    def stop(self) -> None:
+        self.helper.stop()
+        self.seeker.stop()
+        self.channel.stop()
+        self.conn.close()

@@ -1,0 +1,83 @@
+"""Options and start-up shared by the `seeker`, `helper` and `channel` servers."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+
+import click
+
+from serving.auth import resolve_token
+from serving.wsgi import wait_for_signal
+
+log = logging.getLogger("seeker")
+
+
+def server_options(service: str, port: int):
+    """--host, --port, --token, --data-dir and --log-level for a server command."""
+
+    def decorate(f):
+        @click.option(
+            "--host",
+            default="127.0.0.1",
+            show_default=True,
+            help="Address to listen on (0.0.0.0 for every interface).",
+        )
+        @click.option("--port", default=port, show_default=True, type=int)
+        @click.option(
+            "--token",
+            envvar="SEEKER_TOKEN",
+            show_envvar=True,
+            help="Bearer token clients must send; generated into DATA_DIR/token if absent.",
+        )
+        @click.option(
+            "--data-dir",
+            type=click.Path(file_okay=False, path_type=Path),
+            default=lambda: Path.home() / ".seeker" / service,
+            show_default=f"~/.seeker/{service}",
+            help="Where this service keeps its files.",
+        )
+        @click.option(
+            "--log-level",
+            default="info",
+            show_default=True,
+            type=click.Choice(["debug", "info", "warning", "error"]),
+        )
+        @functools.wraps(f)
+        def wrapper(*args, log_level, token, data_dir, **kwargs):
+            setup_logging(log_level)
+            data_dir.mkdir(parents=True, exist_ok=True)
+            token, generated = resolve_token(token, data_dir)
+            if generated:
+                click.echo(f"No --token given: generated one in {data_dir / 'token'}", err=True)
+            return f(*args, token=token, data_dir=data_dir, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
+def mongo_option(f):
+    return click.option(
+        "--mongo-url",
+        envvar="MONGO_URL",
+        show_envvar=True,
+        help="MongoDB to use; absent: an embedded database kept under --data-dir.",
+    )(f)
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
+def serve_until_signal(*components) -> None:
+    """Block until SIGINT/SIGTERM, then stop the components in reverse order."""
+    signum = wait_for_signal()
+    log.info("signal %d: shutting down", signum)
+    for c in reversed(components):
+        c.stop()

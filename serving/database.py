@@ -1,0 +1,52 @@
+"""The MongoDB a service uses: the URL it was given, or an embedded
+SecantusDB server kept under its data directory."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pymongo
+from pymongo.database import Database
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_MISSING = (
+    "no --mongo-url given and the embedded database is not installed; "
+    "either pass --mongo-url mongodb://... or install the extra: pip install 'seeker[embedded]'"
+)
+
+
+class DatabaseConnection:
+    """Owns a MongoClient (and, when embedded, the server behind it)."""
+
+    def __init__(self, mongo_url: str | None, data_dir: Path):
+        self._embedded = None
+        if not mongo_url:
+            try:
+                from secantus import SecantusDBServer
+            except ImportError as exc:
+                raise RuntimeError(EMBEDDED_MISSING) from exc
+            storage = Path(data_dir) / "db"
+            storage.mkdir(parents=True, exist_ok=True)
+            self._embedded = SecantusDBServer(storage_path=str(storage))
+            self._embedded.start()
+            mongo_url = self._embedded.uri
+            log.info("embedded database at %s (data in %s)", mongo_url, storage)
+        self.url = mongo_url
+        self.client: pymongo.MongoClient = pymongo.MongoClient(
+            mongo_url, serverSelectionTimeoutMS=10_000, tz_aware=True
+        )
+
+    @property
+    def embedded(self) -> bool:
+        return self._embedded is not None
+
+    def database(self, name: str) -> Database:
+        return self.client.get_database(name)
+
+    def close(self) -> None:
+        self.client.close()
+        if self._embedded is not None:
+            self._embedded.stop()
+            self._embedded = None

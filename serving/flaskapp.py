@@ -1,0 +1,67 @@
+"""The Flask base every service's app factory starts from."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+
+from flask import Flask, request
+from flask.json.provider import DefaultJSONProvider
+
+from serving.auth import require_token
+from serving.errors import BadRequest, install_error_handlers
+
+DEFAULT_MAX_BODY = 20 * 1024 * 1024
+
+
+class IsoJSONProvider(DefaultJSONProvider):
+    """Datetimes as ISO 8601, enums as their values."""
+
+    @staticmethod
+    def default(o):
+        if isinstance(o, datetime):
+            return o.isoformat()
+        if isinstance(o, Enum):
+            return o.value
+        return DefaultJSONProvider.default(o)
+
+
+def base_app(import_name: str, service: str, token: str, config: dict | None = None) -> Flask:
+    app = Flask(import_name)
+    app.json = IsoJSONProvider(app)
+    app.config["MAX_CONTENT_LENGTH"] = DEFAULT_MAX_BODY
+    app.config.update(config or {})
+    install_error_handlers(app)
+    require_token(app, token)
+
+    @app.get("/healthz")
+    @app.get("/api/v1/healthz")
+    def healthz():
+        return {"ok": True, "service": service}
+
+    return app
+
+
+def json_body() -> dict:
+    """The request's JSON object, or a 400 that says what is wrong."""
+    if not request.is_json:
+        raise BadRequest("expected a JSON body", "send Content-Type: application/json")
+    body = request.get_json(silent=True)
+    if body is None:
+        raise BadRequest("malformed JSON", "the request body is not valid JSON")
+    if not isinstance(body, dict):
+        raise BadRequest("expected a JSON object", f"got a JSON {type(body).__name__}")
+    return body
+
+
+def int_arg(name: str, default: int, low: int, high: int) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(f"query parameter '{name}' must be an integer", raw) from None
+    if not low <= value <= high:
+        raise BadRequest(f"query parameter '{name}' must be between {low} and {high}", value)
+    return value
