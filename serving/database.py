@@ -42,8 +42,9 @@ class DatabaseConnection:
     def embedded(self) -> bool:
         return self._embedded is not None
 
-    def database(self, name: str) -> Database:
-        return self.client.get_database(name)
+    def database(self, default_name: str) -> Database:
+        """The database named in the URL's path, else `default_name`."""
+        return self.client.get_default_database(default_name)
 
     def close(self) -> None:
         self.client.close()

@@ -7,6 +7,7 @@ import logging
 import signal
 import threading
 
+from waitress import wasyncore
 from waitress.server import create_server
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,11 @@ class BackgroundServer:
         return self
 
     def stop(self) -> None:
-        self._server.close()
+        """Stop listening, close open (keep-alive) connections, finish the
+        requests in flight, and end the loop thread."""
+        server = self._server
+        server.task_dispatcher.shutdown(timeout=5)
+        server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
         self._thread.join(timeout=5)
 
 

@@ -1,0 +1,158 @@
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.integration.harness import ROOT, Service, free_port
+from tests.requirements import require
+
+IMAGE = "seeker-demo:latest"
+
+
+@pytest.fixture(scope="session")
+def docker_engine():
+    try:
+        import docker
+
+        client = docker.from_env()
+        client.ping()
+    except Exception as exc:  # no socket, no permission, no engine
+        require(False, f"no Docker engine reachable ({exc})")
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def workload_image(docker_engine) -> str:
+    """The busybox workload image, built offline from images/."""
+    out = subprocess.run([str(ROOT / "images" / "build.sh"), IMAGE], capture_output=True, text=True)
+    require(out.returncode == 0, f"cannot build {IMAGE}: {out.stderr.strip()}")
+    return IMAGE
+
+
+@pytest.fixture(scope="session")
+def mongo_url(tmp_path_factory):
+    """A real wire-protocol server: TEST_MONGO_URL, else SecantusDB on loopback."""
+    if os.environ.get("TEST_MONGO_URL"):
+        yield os.environ["TEST_MONGO_URL"]
+        return
+    try:
+        from secantus import SecantusDBServer
+    except ImportError:
+        require(False, "SecantusDB is not installed (pip install -e '.[dev]')")
+    server = SecantusDBServer(storage_path=str(tmp_path_factory.mktemp("secantus")))
+    server.start()
+    yield server.uri
+    server.stop()
+
+
+def db_url(mongo_url: str, name: str) -> str:
+    """The server's URL with a database of this test's own in its path."""
+    base, _, query = mongo_url.partition("?")
+    return base.rstrip("/") + "/" + name + (f"?{query}" if query else "")
+
+
+class Stack:
+    """channel, seeker and helper as three processes on loopback."""
+
+    def __init__(self, base: Path, mongo_url: str, token: str, db_prefix: str):
+        self.token = token
+        self.base = base
+        ports = [free_port() for _ in range(3)]
+        self.channel_url, self.seeker_url, self.helper_url = (
+            f"http://127.0.0.1:{p}" for p in ports
+        )
+        env = {"SEEKER_TOKEN": token}
+        common = ["--log-level", "debug"]
+        self.channel = Service(
+            "channel",
+            [
+                "channel",
+                "start",
+                "--port",
+                str(ports[0]),
+                "--data-dir",
+                str(base / "channel"),
+                "--mongo-url",
+                db_url(mongo_url, db_prefix + "_channel"),
+                *common,
+            ],
+            base,
+            env,
+        )
+        self.seeker = Service(
+            "seeker",
+            [
+                "seeker",
+                "start",
+                "--port",
+                str(ports[1]),
+                "--data-dir",
+                str(base / "seeker"),
+                "--mongo-url",
+                db_url(mongo_url, db_prefix + "_seeker"),
+                "--channel-url",
+                self.channel_url,
+                *common,
+            ],
+            base,
+            env,
+        )
+        self.helper = self.make_helper("helper-1", ports[2])
+
+    def make_helper(self, name: str, port: int, *extra: str) -> Service:
+        return Service(
+            name,
+            [
+                "helper",
+                "start",
+                "--port",
+                str(port),
+                "--name",
+                name,
+                "--data-dir",
+                str(self.base / name),
+                "--seeker-url",
+                self.seeker_url,
+                "--channel-url",
+                self.channel_url,
+                "--slots",
+                "2",
+                "--log-level",
+                "debug",
+                *extra,
+            ],
+            self.base,
+            {"SEEKER_TOKEN": self.token},
+        )
+
+    def start(self) -> Stack:
+        self.channel.start()
+        self.seeker.start()
+        self.channel.wait_healthy(self.channel_url)
+        self.seeker.wait_healthy(self.seeker_url)
+        self.helper.start().wait_healthy(self.helper_url)
+        return self
+
+    def stop(self) -> None:
+        for s in (self.helper, self.seeker, self.channel):
+            s.stop()
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"===== {s.name}\n{s.log()}" for s in (self.channel, self.seeker, self.helper)
+        )
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, mongo_url, workload_image):
+    s = Stack(
+        tmp_path_factory.mktemp("stack"), mongo_url, secrets.token_urlsafe(16), secrets.token_hex(4)
+    )
+    s.start()
+    yield s
+    s.stop()

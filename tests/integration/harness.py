@@ -1,0 +1,100 @@
+"""Real service processes on loopback, for the integration tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Service:
+    """One `python -m <package> ...` process with its log in a file."""
+
+    def __init__(self, name: str, args: list[str], log_dir: Path, env: dict | None = None):
+        self.name = name
+        self.args = args
+        self.log_path = Path(log_dir) / f"{name}.log"
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> Service:
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", *self.args],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        return self
+
+    def wait_healthy(self, url: str, timeout: float = 60) -> Service:
+        wait_until(lambda: self._healthy(url), timeout, f"{self.name} healthy at {url}")
+        return self
+
+    def _healthy(self, url: str) -> bool:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"{self.name} exited {self.proc.returncode}:\n{self.log()}")
+        try:
+            return requests.get(f"{url}/healthz", timeout=1).ok
+        except requests.RequestException:
+            return False
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise
+        finally:
+            self._log.close()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-5000:]
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.1):
+    """Poll a condition of another process (there is no clock to inject
+    across processes); fails with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def cli(*args: str, token: str | None, seeker_url: str, timeout: float = 120):
+    """Run the `seeker` command as a user would."""
+    env = {**os.environ, "SEEKER_URL": seeker_url}
+    env.pop("SEEKER_TOKEN", None)
+    if token is not None:
+        env["SEEKER_TOKEN"] = token
+    return subprocess.run(
+        [sys.executable, "-m", "seeker", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
