@@ -40,6 +40,7 @@ class HelperConfig:
     heartbeat: float = 15.0
     log_cap: int = DEFAULT_LOG_CAP
     network_mode: str = "bridge"
+    declared: dict = field(default_factory=dict)  # TEST ONLY: see --test-resources
 
 
 def helper_id(data_dir: Path) -> str:
@@ -57,6 +58,7 @@ class HelperAgent:
     def __init__(self, cfg: HelperConfig, runtime=None):
         self.cfg = cfg
         self.helper_id = helper_id(cfg.data_dir)
+        self.boot_id = uuid.uuid4().hex  # new for every process
         self.name = cfg.name or socket.gethostname()
         self.seeker = SeekerClient(cfg.seeker_url, cfg.token)
         self.channel = ChannelClient(cfg.channel_url, cfg.token)
@@ -76,6 +78,8 @@ class HelperAgent:
             cfg.slots,
             report=self.seeker.report,
             network_mode=cfg.network_mode,
+            boot_id=self.boot_id,
+            declared_gpus="gpus" in cfg.declared,
         )
         app = create_app(executor=self.executor, token=cfg.token, describe=self.describe)
         self.server = BackgroundServer(app, cfg.host, cfg.port, threads=max(8, cfg.slots + 4))
@@ -87,12 +91,17 @@ class HelperAgent:
     def _post_result(self, result: dict) -> None:
         self.channel.post_result(dict(result, sent_at=datetime.now(timezone.utc).isoformat()))
 
+    def resources(self) -> dict:
+        return {**host_resources(self.cfg.data_dir), **self.cfg.declared}
+
     def describe(self) -> dict:
         return {
             "helper_id": self.helper_id,
             "name": self.name,
             "url": self.url,
+            "boot_id": self.boot_id,
             "outbox": self.outbox.pending(),
+            "resources": self.resources(),
         }
 
     def registration(self) -> dict:
@@ -102,7 +111,9 @@ class HelperAgent:
             "url": self.url,
             "slots": self.cfg.slots,
             "labels": self.cfg.labels,
-            "resources": host_resources(self.cfg.data_dir),
+            "resources": self.resources(),
+            "boot_id": self.boot_id,
+            "running": self.executor.running_keys(),
         }
 
     def register(self) -> bool:

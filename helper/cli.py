@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from helper.agent import HelperAgent, HelperConfig
+from helper.resources import declared_resources
 from serving.cli import log, serve_until_signal, server_options
 
 
@@ -16,6 +17,15 @@ def parse_labels(values) -> dict[str, str]:
             raise click.BadParameter(f"{item!r}: expected KEY=VALUE", param_hint="--label")
         labels[key] = value
     return labels
+
+
+def _declared(spec: str | None) -> dict:
+    if not spec:
+        return {}
+    try:
+        return declared_resources(spec)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--test-resources") from None
 
 
 @click.group()
@@ -48,6 +58,19 @@ def main():
     type=click.Choice(["bridge", "none"]),
     help="Network of task containers.",
 )
+@click.option(
+    "--heartbeat",
+    default=15.0,
+    show_default=True,
+    type=click.FloatRange(0.1),
+    help="Seconds between re-registrations with fresh resources.",
+)
+@click.option(
+    "--test-resources",
+    metavar="SPEC",
+    help="TEST ONLY: declare resources instead of measuring them, e.g. "
+    "'cpus=8,memory=32g,gpus=2,gpu_memory=16g'. Declared GPUs are not real.",
+)
 def start(
     host,
     port,
@@ -60,6 +83,8 @@ def start(
     slots,
     labels,
     network_mode,
+    heartbeat,
+    test_resources,
 ):
     """Register with the seeker and run the containers it assigns."""
     cfg = HelperConfig(
@@ -74,6 +99,8 @@ def start(
         slots=slots,
         labels=parse_labels(labels),
         network_mode=network_mode,
+        heartbeat=heartbeat,
+        declared=_declared(test_resources),
     )
     try:
         agent = HelperAgent(cfg).start()

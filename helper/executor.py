@@ -31,6 +31,8 @@ class Executor:
         report: Callable[[str, dict], None] = lambda task_id, event: None,
         clock: Callable[[], datetime] = _now,
         network_mode: str = "bridge",
+        boot_id: str = "",
+        declared_gpus: bool = False,
     ):
         self.runtime = runtime
         self.outbox = outbox
@@ -40,6 +42,8 @@ class Executor:
         self.report = report  # best-effort live progress to the seeker
         self.clock = clock
         self.network_mode = network_mode
+        self.boot_id = boot_id  # this process: a restarted helper has a new one
+        self.declared_gpus = declared_gpus
         self._running: dict[str, dict] = {}
         self._lock = threading.Lock()
 
@@ -64,6 +68,7 @@ class Executor:
                 "state": "accepted",
                 "accepted_at": self.clock(),
                 "container": self.container_name(a),
+                "boot_id": self.boot_id,
             }
             self._running[a.key] = entry
         threading.Thread(target=self._run, args=(a,), name=f"run-{a.key}", daemon=True).start()
@@ -124,14 +129,31 @@ class Executor:
             name=self.container_name(a),
             image=a.image,
             command=a.command,
-            env=a.env,
+            env={**a.env, **self._identity_env(a)},
             cpus=a.resources.cpus,
             memory=a.resources.memory,
-            gpus=a.resources.gpus,
+            gpu_indices=a.gpu_indices,
+            declared_gpus=self.declared_gpus,
             timeout=a.timeout,
             labels={LABEL: a.key, "io.seeker.helper": self.helper_id},
             network_mode=self.network_mode,
         )
+
+    def _identity_env(self, a: Assignment) -> dict[str, str]:
+        """What the container learns about the run it is part of."""
+        env = {
+            "SEEKER_TASK_ID": a.task_id,
+            "SEEKER_ATTEMPT": str(a.attempt),
+            "SEEKER_HELPER_ID": self.helper_id,
+            "SEEKER_HELPER_NAME": self.helper_name,
+        }
+        if a.gpu_indices:
+            env["SEEKER_GPU_INDICES"] = ",".join(str(i) for i in a.gpu_indices)
+        return env
+
+    def running_keys(self) -> list[str]:
+        with self._lock:
+            return list(self._running)
 
     def _result(self, a: Assignment, o: RunOutcome) -> dict:
         return {

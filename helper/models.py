@@ -22,6 +22,7 @@ class Assignment(BaseModel):
     env: dict[str, str] = Field(default_factory=dict)
     resources: AssignmentResources = Field(default_factory=AssignmentResources)
     timeout: float | None = Field(default=None, gt=0)
+    gpu_indices: list[int] = Field(default_factory=list, description="GPUs to pin")
 
     @property
     def key(self) -> str:

@@ -64,3 +64,38 @@ def host_resources(data_dir: Path | None = None) -> dict:
         "disk_free": int(disk),
         "gpus": gpu_inventory(),
     }
+
+
+def declared_resources(text: str) -> dict:
+    """TEST ONLY: resources a helper declares instead of measuring, from
+    'cpus=8,memory=32g,gpus=2,gpu_memory=16g'. Declared GPUs are not real:
+    the helper asks Docker for no device and only tells the container which
+    indices it was given (SEEKER_GPU_INDICES)."""
+    from seeker.models import parse_bytes
+
+    known = {"cpus", "memory", "gpus", "gpu_memory"}
+    values: dict[str, str] = {}
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or key not in known:
+            raise ValueError(f"{item!r}: expected one of {', '.join(sorted(known))} as KEY=VALUE")
+        values[key] = value
+    out: dict = {}
+    if "cpus" in values:
+        out["cpus"] = float(values["cpus"])
+    if "memory" in values:
+        out["memory_total"] = out["memory_available"] = parse_bytes(values["memory"])
+    if "gpus" in values:
+        size = parse_bytes(values.get("gpu_memory", "16g"))
+        out["gpus"] = [
+            {
+                "index": i,
+                "name": "declared test GPU",
+                "uuid": f"TEST-GPU-{i}",
+                "memory_total": size,
+                "memory_free": size,
+                "utilization": 0.0,
+            }
+            for i in range(int(values["gpus"]))
+        ]
+    return out

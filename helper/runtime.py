@@ -27,7 +27,8 @@ class RunSpec:
     env: dict[str, str]
     cpus: float = 0
     memory: int = 0
-    gpus: int = 0
+    gpu_indices: list[int] = field(default_factory=list)
+    declared_gpus: bool = False  # test-only GPUs: nothing to ask Docker for
     timeout: float | None = None
     labels: dict[str, str] = field(default_factory=dict)
     network_mode: str = "bridge"
@@ -135,8 +136,9 @@ class DockerRuntime:
             args["memswap_limit"] = spec.memory
         if spec.cpus:
             args["nano_cpus"] = int(spec.cpus * 1e9)
-        if spec.gpus:
-            args["device_requests"] = [DeviceRequest(count=spec.gpus, capabilities=[["gpu"]])]
+        if spec.gpu_indices and not spec.declared_gpus:
+            ids = [str(i) for i in spec.gpu_indices]
+            args["device_requests"] = [DeviceRequest(device_ids=ids, capabilities=[["gpu"]])]
         return args
 
     def _run_created(self, container, spec: RunSpec, on_started) -> RunOutcome:

@@ -38,11 +38,34 @@ def main():
     type=click.IntRange(1),
     help="Consecutive failed contacts after which a helper is purged.",
 )
-def start(host, port, token, data_dir, mongo_url, channel_url, purge_after):
+@click.option(
+    "--probe-interval",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(0.1),
+    help="Seconds between resource probes of every helper.",
+)
+@click.option(
+    "--liveness",
+    default=45.0,
+    show_default=True,
+    type=click.FloatRange(0.5),
+    help="Seconds of silence after which a helper counts as offline and its work is re-dispatched.",
+)
+def start(
+    host, port, token, data_dir, mongo_url, channel_url, purge_after, probe_interval, liveness
+):
     """Serve the seeker: helper registry, scheduling, REST API."""
     conn = DatabaseConnection(mongo_url, data_dir)
     server = SeekerServer(
-        conn.database("seeker"), token, channel_url, host, port, purge_after=purge_after
+        conn.database("seeker"),
+        token,
+        channel_url,
+        host,
+        port,
+        purge_after=purge_after,
+        probe_seconds=probe_interval,
+        liveness_seconds=liveness,
     ).start()
     log.info("seeker listening on %s", server.url)
     serve_until_signal(conn, server)

@@ -5,15 +5,19 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from datetime import datetime
+from dataclasses import replace
+from datetime import datetime, timedelta
 
-from seeker.scheduler import HelperView, select
+from seeker.capacity import after_placing, helper_views
+from seeker.health import HelperHealth
+from seeker.models import AssignmentState
+from seeker.scheduler import HelperView, TaskView, reserve_gpus, select
 from seeker.store import HelperStore, TaskStore
 from serving.http import ApiError, Unreachable
 
 log = logging.getLogger(__name__)
 
-Push = Callable[[dict, dict], None]  # (helper document, assignment payload)
+Push = Callable[[dict, dict], "dict | None"]  # (helper document, assignment) -> reply
 
 
 def is_busy(exc: Exception) -> bool:
@@ -28,52 +32,69 @@ class Dispatcher:
         helpers: HelperStore,
         push: Push,
         clock: Callable[[], datetime],
-        purge_after: int = 3,
+        health: HelperHealth | None = None,
+        liveness: timedelta = timedelta(seconds=45),
     ):
         self.tasks = tasks
         self.helpers = helpers
         self.push = push
         self.clock = clock
-        self.purge_after = purge_after
+        self.health = health or HelperHealth(helpers, tasks, clock)
+        self.liveness = liveness
         self._lock = threading.Lock()
 
     def dispatch_pending(self) -> int:
         """Try to place every pending task; returns how many were placed."""
         placed = 0
         with self._lock:  # one placement pass at a time: no oversubscription
-            for task in self.tasks.pending():
-                placed += self._dispatch(task)
+            pending = self.tasks.pending()
+            if not pending:
+                return 0
+            docs = {h["helper_id"]: h for h in self.helpers.list()}
+            views = helper_views(
+                list(docs.values()), self.tasks.live_assignment_docs(), self.clock(), self.liveness
+            )
+            for task in pending:
+                placed += self._dispatch(task, docs, views)
         return placed
 
-    def _views(self) -> tuple[dict[str, dict], list[HelperView]]:
-        docs = {h["helper_id"]: h for h in self.helpers.list()}
-        running = self.tasks.live_assignments()
-        return docs, [HelperView.from_doc(d, running.get(i, 0)) for i, d in docs.items()]
-
-    def _dispatch(self, task: dict) -> int:
-        docs, views = self._views()
-        selection = select(task["spec"]["resources"], views, seed=task["_id"])
+    def _dispatch(self, task: dict, docs: dict[str, dict], views: dict[str, HelperView]) -> int:
+        tv = task_view(task, self.tasks.assignments_of(task["_id"]))
+        selection = select(tv, list(views.values()))
         for candidate in selection.candidates:
             helper = docs[candidate.helper.helper_id]
-            assignment = self.tasks.assign(task, helper, self.clock())
+            reservation = {
+                "cpus": tv.cpus,
+                "memory": tv.memory,
+                "gpus": tv.gpus,
+                "gpu_indices": reserve_gpus(tv, candidate.helper),
+            }
+            assignment = self.tasks.assign(task, helper, self.clock(), reservation)
             if assignment is None:
                 return 0  # someone else changed the task: leave it to them
             attempt = assignment["attempt"]
             try:
-                self.push(helper, assignment_payload(task, helper, attempt))
+                reply = self.push(helper, assignment_payload(task, helper, attempt, reservation))
             except (Unreachable, ApiError) as exc:
                 reason = f"push to {helper['name']} failed: {exc}"
                 log.warning("task %s: %s", task["_id"], reason)
                 task = self.tasks.push_failed(task["_id"], attempt, reason, self.clock())
                 if is_busy(exc):
-                    self.helpers.contact_ok(helper["helper_id"], self.clock())
-                else:
-                    self._count_failure(helper, reason)
+                    self.health.contact_ok(helper["helper_id"])
+                    views[helper["helper_id"]] = replace(
+                        candidate.helper, running=candidate.helper.slots
+                    )
+                elif self.health.contact_failed(helper["helper_id"], helper["name"], reason):
+                    views.pop(helper["helper_id"], None)
                 if task is None:
                     return 0
                 continue
-            self.tasks.assignment_accepted(task["_id"], helper["helper_id"], attempt, self.clock())
-            self.helpers.contact_ok(helper["helper_id"], self.clock())
+            boot_id = (reply or {}).get("boot_id")
+            self.tasks.assignment_accepted(
+                task["_id"], helper["helper_id"], attempt, self.clock(), boot_id
+            )
+            self.health.contact_ok(helper["helper_id"])
+            views[helper["helper_id"]] = after_placing(candidate.helper, reservation)
             log.info("task %s attempt %d -> %s", task["_id"], attempt, helper["name"])
             return 1
         reason = selection.wait_reason()
@@ -82,14 +103,23 @@ class Dispatcher:
         self.tasks.set_wait_reason(task["_id"], reason, self.clock())
         return 0
 
-    def _count_failure(self, helper: dict, reason: str) -> None:
-        failures = self.helpers.contact_failed(helper["helper_id"], self.clock(), reason)
-        if failures is not None and failures >= self.purge_after:
-            log.warning("purging helper %s after %d failed contacts", helper["name"], failures)
-            self.helpers.remove(helper["helper_id"])
+
+def task_view(task: dict, assignments: list[dict]) -> TaskView:
+    live = {
+        AssignmentState.PUSHING.value,
+        AssignmentState.ACCEPTED.value,
+        AssignmentState.RUNNING.value,
+    }
+    running_on = {a["helper_id"] for a in assignments if a["state"] in live}
+    failed_on = {
+        a["helper_id"]
+        for a in assignments
+        if a["state"] == AssignmentState.FINISHED.value and a.get("status") != "succeeded"
+    }
+    return TaskView.from_spec(task["_id"], task["spec"], running_on, failed_on)
 
 
-def assignment_payload(task: dict, helper: dict, attempt: int) -> dict:
+def assignment_payload(task: dict, helper: dict, attempt: int, reservation: dict) -> dict:
     spec = task["spec"]
     return {
         "task_id": task["_id"],
@@ -98,7 +128,8 @@ def assignment_payload(task: dict, helper: dict, attempt: int) -> dict:
         "image": spec["image"],
         "command": spec.get("command", []),
         "env": spec.get("env", {}),
-        "resources": {k: spec["resources"].get(k, 0) for k in ("cpus", "memory", "gpus")},
+        "resources": {k: reservation.get(k, 0) for k in ("cpus", "memory", "gpus")},
+        "gpu_indices": reservation.get("gpu_indices", []),
         "timeout": spec.get("timeout"),
     }
 

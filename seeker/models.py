@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from enum import Enum
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -34,6 +35,7 @@ class AssignmentState(str, Enum):
     RUNNING = "running"  # the container started
     FINISHED = "finished"  # a result exists (any status)
     PUSH_FAILED = "push_failed"  # the helper could not be reached or refused
+    LOST = "lost"  # its helper died, was purged or restarted without it
 
 
 LIVE_ASSIGNMENT_STATES = (
@@ -84,6 +86,10 @@ class TaskSpec(BaseModel):
     timeout: float | None = Field(default=None, gt=0, le=7 * 24 * 3600)
     max_attempts: int = Field(default=1, ge=1, le=100)
     name: str | None = Field(default=None, max_length=256)
+    constraints: dict[str, str] = Field(
+        default_factory=dict, description="labels a helper must have, e.g. {'zone': 'a'}"
+    )
+    placement: Literal["spread", "binpack"] = "spread"
 
     @field_validator("image")
     @classmethod
@@ -140,6 +146,8 @@ class HelperRegistration(BaseModel):
     resources: HelperResources = Field(default_factory=HelperResources)
     labels: dict[str, str] = Field(default_factory=dict)
     version: str | None = None
+    boot_id: str | None = Field(default=None, max_length=64)
+    running: list[str] = Field(default_factory=list, description="assignment keys it runs")
 
 
 class AssignmentEvent(BaseModel):

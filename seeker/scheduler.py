@@ -1,5 +1,7 @@
-"""Choosing a helper for a task: filters (a reason or None), scorers (0..1),
-and `select()`, which keeps every rejection reason and score."""
+"""Choosing a helper for a task, as a pipeline of small pure functions:
+filters (a reason or None), scorers (0..1) weighed by a placement policy, and
+`select()`, which keeps every rejection reason and score. GPU indices are
+reserved after selection by `reserve_gpus()`."""
 
 from __future__ import annotations
 
@@ -8,79 +10,174 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+OFFLINE = "offline"
+RUNS_THIS_TASK = "already runs this task"
 NO_FREE_SLOT = "no free slot"
-NOT_ENOUGH_CPU = "not enough CPUs"
-NOT_ENOUGH_MEMORY = "not enough memory"
-NOT_ENOUGH_GPUS = "not enough GPUs"
-NOT_ENOUGH_GPU_MEMORY = "not enough GPU memory"
+LABELS_DIFFER = "labels do not match"
+NOT_ENOUGH_CPU = "not enough free CPUs"
+NOT_ENOUGH_MEMORY = "not enough free memory"
+NOT_ENOUGH_GPUS = "not enough free GPUs"
+NOT_ENOUGH_GPU_MEMORY = "not enough free GPU memory"
+
+
+@dataclass(frozen=True)
+class GpuView:
+    index: int
+    memory_free: int
+    memory_total: int = 0
 
 
 @dataclass(frozen=True)
 class HelperView:
-    """What the scheduler knows of a helper at one moment."""
+    """What the scheduler knows of a helper at one moment, after subtracting
+    what live assignments have reserved on it."""
 
     helper_id: str
     name: str
-    slots: int
-    running: int
-    cpus: float
-    memory: int
-    gpu_memory: tuple[int, ...] = ()  # free memory of each GPU
+    slots: int = 1
+    running: int = 0
+    cpus_total: float = 0
+    cpus_free: float = 0
+    memory_total: int = 0
+    memory_free: int = 0
+    gpus_free: tuple[GpuView, ...] = ()  # unreserved GPUs
+    gpus_total: int = 0
+    labels: dict = field(default_factory=dict)
+    online: bool = True
+    failures: int = 0
+
+
+@dataclass(frozen=True)
+class TaskView:
+    """What the scheduler needs of a task."""
+
+    task_id: str
+    cpus: float = 0
+    memory: int = 0
+    gpus: int = 0
+    gpu_memory: int = 0
+    constraints: dict = field(default_factory=dict)
+    placement: str = "spread"
+    running_on: frozenset = frozenset()  # helper ids with a live replica
+    failed_on: frozenset = frozenset()  # helper ids where a run failed
 
     @classmethod
-    def from_doc(cls, doc: dict, running: int) -> HelperView:
-        res = doc.get("resources") or {}
+    def from_spec(cls, task_id: str, spec: dict, running_on=(), failed_on=()) -> TaskView:
+        res = spec.get("resources") or {}
         return cls(
-            helper_id=doc["helper_id"],
-            name=doc["name"],
-            slots=doc.get("slots", 1),
-            running=running,
-            cpus=res.get("cpus", 0),
-            memory=res.get("memory_available", 0),
-            gpu_memory=tuple(g.get("memory_free", 0) for g in res.get("gpus", [])),
+            task_id,
+            res.get("cpus", 0),
+            res.get("memory", 0),
+            res.get("gpus", 0),
+            res.get("gpu_memory", 0),
+            spec.get("constraints") or {},
+            spec.get("placement", "spread"),
+            frozenset(running_on),
+            frozenset(failed_on),
         )
 
 
-Filter = Callable[[dict, HelperView], "str | None"]
-Scorer = Callable[[dict, HelperView], float]
+Filter = Callable[[TaskView, HelperView], "str | None"]
+Scorer = Callable[[TaskView, HelperView], float]
 
 
-def has_free_slot(res: dict, h: HelperView) -> str | None:
+# --- filters, cheap ones first -----------------------------------------------
+
+
+def is_online(t: TaskView, h: HelperView) -> str | None:
+    return None if h.online else OFFLINE
+
+
+def not_running_this_task(t: TaskView, h: HelperView) -> str | None:
+    return RUNS_THIS_TASK if h.helper_id in t.running_on else None
+
+
+def has_free_slot(t: TaskView, h: HelperView) -> str | None:
     return None if h.running < h.slots else NO_FREE_SLOT
 
 
-def has_cpus(res: dict, h: HelperView) -> str | None:
-    return None if res.get("cpus", 0) <= h.cpus else NOT_ENOUGH_CPU
+def matches_labels(t: TaskView, h: HelperView) -> str | None:
+    ok = all(h.labels.get(k) == v for k, v in t.constraints.items())
+    return None if ok else LABELS_DIFFER
 
 
-def has_memory(res: dict, h: HelperView) -> str | None:
-    return None if res.get("memory", 0) <= h.memory else NOT_ENOUGH_MEMORY
+def has_cpus(t: TaskView, h: HelperView) -> str | None:
+    return None if t.cpus <= h.cpus_free else NOT_ENOUGH_CPU
 
 
-def has_gpus(res: dict, h: HelperView) -> str | None:
-    return None if res.get("gpus", 0) <= len(h.gpu_memory) else NOT_ENOUGH_GPUS
+def has_memory(t: TaskView, h: HelperView) -> str | None:
+    return None if t.memory <= h.memory_free else NOT_ENOUGH_MEMORY
 
 
-def has_gpu_memory(res: dict, h: HelperView) -> str | None:
-    need, count = res.get("gpu_memory", 0), res.get("gpus", 0)
-    if not need or not count:
+def has_gpus(t: TaskView, h: HelperView) -> str | None:
+    return None if t.gpus <= len(h.gpus_free) else NOT_ENOUGH_GPUS
+
+
+def has_gpu_memory(t: TaskView, h: HelperView) -> str | None:
+    if not t.gpus or not t.gpu_memory:
         return None
-    fitting = sum(1 for free in h.gpu_memory if free >= need)
-    return None if fitting >= count else NOT_ENOUGH_GPU_MEMORY
+    fitting = sum(1 for g in h.gpus_free if g.memory_free >= t.gpu_memory)
+    return None if fitting >= t.gpus else NOT_ENOUGH_GPU_MEMORY
 
 
-def prefer_free_slots(res: dict, h: HelperView) -> float:
-    return max(0.0, (h.slots - h.running) / h.slots) if h.slots else 0.0
+FILTERS: tuple[Filter, ...] = (
+    is_online,
+    not_running_this_task,
+    has_free_slot,
+    matches_labels,
+    has_cpus,
+    has_memory,
+    has_gpus,
+    has_gpu_memory,
+)
 
 
-def prefer_free_memory(res: dict, h: HelperView) -> float:
-    if not h.memory:
-        return 0.0
-    return max(0.0, min(1.0, (h.memory - res.get("memory", 0)) / h.memory))
+# --- scorers: 1.0 is best for "spread" ---------------------------------------
 
 
-FILTERS: tuple[Filter, ...] = (has_free_slot, has_cpus, has_memory, has_gpus, has_gpu_memory)
-SCORERS: tuple[tuple[Scorer, float], ...] = ((prefer_free_slots, 1.0), (prefer_free_memory, 0.5))
+def _left(free: float, need: float, total: float) -> float:
+    return max(0.0, min(1.0, (free - need) / total)) if total else 0.0
+
+
+def prefer_free_cpu(t: TaskView, h: HelperView) -> float:
+    return _left(h.cpus_free, t.cpus, h.cpus_total)
+
+
+def prefer_free_memory(t: TaskView, h: HelperView) -> float:
+    return _left(h.memory_free, t.memory, h.memory_total)
+
+
+def prefer_free_gpu_memory(t: TaskView, h: HelperView) -> float:
+    """Free memory of the GPUs the task would get, as a share of their size."""
+    if not t.gpus:
+        return 1.0 if not h.gpus_total else 0.5  # keep GPU hosts for GPU work
+    best = sorted(h.gpus_free, key=lambda g: -g.memory_free)[: t.gpus]
+    shares = [g.memory_free / g.memory_total if g.memory_total else 0.0 for g in best]
+    return sum(shares) / len(shares) if shares else 0.0
+
+
+def prefer_fewest_running(t: TaskView, h: HelperView) -> float:
+    return _left(h.slots - h.running, 1, h.slots) if h.slots > 1 else 1.0 - min(1, h.running)
+
+
+def avoid_recent_failures(t: TaskView, h: HelperView) -> float:
+    return 1.0 / (1.0 + h.failures)
+
+
+def avoid_where_it_failed(t: TaskView, h: HelperView) -> float:
+    return 0.0 if h.helper_id in t.failed_on else 1.0
+
+
+# (scorer, weight, packs): a packing scorer is inverted by the binpack policy
+SCORERS: tuple[tuple[Scorer, float, bool], ...] = (
+    (prefer_free_gpu_memory, 2.0, True),
+    (prefer_free_cpu, 1.0, True),
+    (prefer_free_memory, 1.0, True),
+    (prefer_fewest_running, 1.0, True),
+    (avoid_recent_failures, 1.0, False),
+    (avoid_where_it_failed, 4.0, False),
+)
+POLICIES = ("spread", "binpack")
 
 
 @dataclass
@@ -96,30 +193,61 @@ class Selection:
     rejected: dict[str, str] = field(default_factory=dict)  # helper name -> reason
 
     def wait_reason(self) -> str:
-        """e.g. '3 helpers: 2 not enough GPUs, 1 no free slot'"""
+        """e.g. '3 helpers: 2 not enough free GPUs, 1 offline'"""
         total = len(self.rejected) + len(self.candidates)
         if total == 0:
             return "no helpers registered"
         counts = Counter(self.rejected.values())
         parts = ", ".join(f"{n} {reason}" for reason, n in counts.most_common())
         noun = "helper" if total == 1 else "helpers"
-        return f"{total} {noun}: {parts}"
+        return f"{total} {noun}: {parts}" if parts else f"{total} {noun} can take it"
+
+    def explain(self) -> dict:
+        return {
+            "rejected": dict(self.rejected),
+            "ranking": [
+                {
+                    "helper": c.helper.name,
+                    "score": round(c.score, 4),
+                    "scores": {k: round(v, 4) for k, v in c.scores.items()},
+                }
+                for c in self.candidates
+            ],
+        }
 
 
 def select(
-    resources: dict, helpers: list[HelperView], seed: str = "", filters=FILTERS, scorers=SCORERS
+    task: TaskView, helpers: list[HelperView], filters=FILTERS, scorers=SCORERS
 ) -> Selection:
-    """Rank the helpers that can take a task asking for `resources`."""
+    """Rank the helpers that can take `task`, best first; ties broken by an
+    RNG seeded with the task id, so the same inputs give the same ranking."""
     sel = Selection()
+    binpack = task.placement == "binpack"
+    weight = sum(w for _, w, _ in scorers)
     for h in helpers:
-        reason = next((r for f in filters if (r := f(resources, h)) is not None), None)
+        reason = next((r for f in filters if (r := f(task, h)) is not None), None)
         if reason is not None:
             sel.rejected[h.name] = reason
             continue
-        scores = {s.__name__: s(resources, h) for s, _ in scorers}
-        total = sum(w * scores[s.__name__] for s, w in scorers) / sum(w for _, w in scorers)
+        scores = {}
+        for scorer, _, packs in scorers:
+            value = scorer(task, h)
+            scores[scorer.__name__] = 1.0 - value if binpack and packs else value
+        total = sum(w * scores[s.__name__] for s, w, _ in scorers) / weight
         sel.candidates.append(Candidate(h, total, scores))
-    rng = random.Random(seed)
+    rng = random.Random(task.task_id)
     tiebreak = {c.helper.helper_id: rng.random() for c in sel.candidates}
     sel.candidates.sort(key=lambda c: (-c.score, tiebreak[c.helper.helper_id]))
     return sel
+
+
+def reserve_gpus(task: TaskView, helper: HelperView) -> list[int]:
+    """The GPU indices to pin for `task` on `helper`: free ones with enough
+    memory, most free memory first."""
+    if not task.gpus:
+        return []
+    fitting = [g for g in helper.gpus_free if g.memory_free >= task.gpu_memory]
+    fitting.sort(key=lambda g: (-g.memory_free, g.index))
+    if len(fitting) < task.gpus:
+        raise ValueError(f"{helper.name} has only {len(fitting)} fitting free GPUs")
+    return sorted(g.index for g in fitting[: task.gpus])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from pymongo.database import Database
@@ -13,6 +13,8 @@ from channel.client import ChannelClient
 from helper.client import HelperClient
 from seeker.app import create_app
 from seeker.dispatcher import Dispatcher, DispatchLoop
+from seeker.health import HelperHealth
+from seeker.prober import Prober
 from seeker.service import Seeker
 from seeker.store import HelperStore, TaskStore
 from serving.wsgi import BackgroundServer
@@ -50,19 +52,30 @@ class SeekerServer:
         clock: Callable[[], datetime] = utcnow,
         purge_after: int = 3,
         sweep_seconds: float = 5.0,
+        probe_seconds: float = 10.0,
+        liveness_seconds: float = 45.0,
     ):
         self.tasks, self.helpers = TaskStore(db), HelperStore(db)
         self.tasks.ensure_indexes()
         self.helpers.ensure_indexes()
         clients = HelperClients(token)
+        self.loop = DispatchLoop(None)
+        liveness = timedelta(seconds=liveness_seconds)
+        self.health = HelperHealth(
+            self.helpers, self.tasks, clock, purge_after, liveness, kick=self.loop.kick
+        )
         self.dispatcher = Dispatcher(
             self.tasks,
             self.helpers,
             push=lambda h, a: clients(h).assign(a),
             clock=clock,
-            purge_after=purge_after,
+            health=self.health,
+            liveness=liveness,
         )
-        self.loop = DispatchLoop(self.dispatcher)
+        self.loop.dispatcher = self.dispatcher
+        self.prober = Prober(
+            self.helpers, self.health, lambda h: clients(h).status(), clock, kick=self.loop.kick
+        )
         self.seeker = Seeker(
             self.tasks,
             self.helpers,
@@ -70,16 +83,23 @@ class SeekerServer:
             kick=self.loop.kick,
             channel=ChannelClient(channel_url, token),
             helper_client=clients,
+            health=self.health,
         )
         self.app = create_app(seeker=self.seeker, token=token)
         self.scheduler = BackgroundScheduler(timezone=timezone.utc)
+        periodic = {"coalesce": True, "max_instances": 1}
         self.scheduler.add_job(
-            self.loop.kick,
+            self.loop.kick, "interval", seconds=sweep_seconds, id="dispatch-sweep", **periodic
+        )
+        self.scheduler.add_job(
+            self.prober.probe_all, "interval", seconds=probe_seconds, id="probe-helpers", **periodic
+        )
+        self.scheduler.add_job(
+            self.health.reap_silent,
             "interval",
-            seconds=sweep_seconds,
-            id="dispatch-sweep",
-            coalesce=True,
-            max_instances=1,
+            seconds=probe_seconds,
+            id="reap-lost-work",
+            **periodic,
         )
         self.server = BackgroundServer(self.app, host, port, threads=16)
         self.url = self.server.url

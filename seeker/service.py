@@ -7,6 +7,7 @@ import secrets
 from collections.abc import Callable
 from datetime import datetime
 
+from seeker.health import HelperHealth
 from seeker.models import (
     FINAL_TASK_STATES,
     AssignmentEvent,
@@ -33,6 +34,7 @@ class Seeker:
         kick: Callable[[], None] = lambda: None,
         channel=None,
         helper_client=None,
+        health: HelperHealth | None = None,
     ):
         self.tasks = tasks
         self.helpers = helpers
@@ -40,6 +42,7 @@ class Seeker:
         self.kick = kick  # wakes the dispatcher
         self.channel = channel  # ChannelClient, to read results
         self.helper_client = helper_client  # (helper document) -> HelperClient
+        self.health = health or HelperHealth(helpers, tasks, clock, kick=kick)
 
     # --- tasks ---------------------------------------------------------------
 
@@ -96,7 +99,10 @@ class Seeker:
     # --- helpers -------------------------------------------------------------
 
     def register(self, reg: HelperRegistration) -> dict:
-        helper = self.helpers.register(reg.model_dump(mode="json"), self.clock())
+        body = reg.model_dump(mode="json")
+        previous = self.helpers.get(reg.helper_id)
+        helper = self.helpers.register(body, self.clock())
+        self.health.registered(previous, body)
         self.kick()
         return helper
 

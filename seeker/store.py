@@ -57,6 +57,14 @@ class HelperStore:
     def list(self) -> list[dict]:
         return [helper_json(d) for d in self.helpers.find().sort("name", ASCENDING)]
 
+    def refresh(self, helper_id: str, resources: dict, now: datetime) -> dict | None:
+        """A probe answered: new resources, and the failure count starts over."""
+        return self.helpers.find_one_and_update(
+            {"_id": helper_id},
+            {"$set": {"resources": resources, "last_seen": now, "failures": 0, "updated_at": now}},
+            return_document=ReturnDocument.AFTER,
+        )
+
     def contact_ok(self, helper_id: str, now: datetime) -> None:
         self.helpers.update_one({"_id": helper_id}, {"$set": {"failures": 0, "last_seen": now}})
 
@@ -131,6 +139,12 @@ class TaskStore:
             counts[a["helper_id"]] = counts.get(a["helper_id"], 0) + 1
         return counts
 
+    def live_assignment_docs(self, helper_id: str | None = None) -> list[dict]:
+        query: dict = {"state": {"$in": LIVE}}
+        if helper_id is not None:
+            query["helper_id"] = helper_id
+        return list(self.assignments.find(query))
+
     # --- task state changes, each one conditional update ---------------------
 
     def _transition(
@@ -149,9 +163,14 @@ class TaskStore:
             update["$inc"] = inc
         return self.tasks.find_one_and_update(query, update, return_document=ReturnDocument.AFTER)
 
-    def assign(self, task: dict, helper: dict, now: datetime) -> dict | None:
+    def assign(
+        self, task: dict, helper: dict, now: datetime, reservation: dict | None = None
+    ) -> dict | None:
         """pending -> dispatched with a new assignment to `helper`, if nobody
-        else changed the task since it was read; returns the assignment."""
+        else changed the task since it was read; returns the assignment.
+
+        `reservation` (cpus, memory, gpus, gpu_indices) is what the assignment
+        holds on the helper while it is live."""
         moved = self._transition(
             {"_id": task["_id"], "state": TaskState.PENDING.value, "attempts": task["attempts"]},
             {"wait_reason": None},
@@ -169,9 +188,19 @@ class TaskStore:
             "helper_name": helper["name"],
             "state": AssignmentState.PUSHING.value,
             "assigned_at": now,
+            "reservation": reservation or {},
         }
         self.assignments.insert_one(assignment)
         return assignment
+
+    def requeue(self, task_id: str, now: datetime, reason: str) -> dict | None:
+        """An active task whose run was lost goes back to pending."""
+        return self._transition(
+            {"_id": task_id, "state": {"$in": ACTIVE_TASK}},
+            {"wait_reason": reason},
+            now,
+            TaskState.PENDING.value,
+        )
 
     def set_wait_reason(self, task_id: str, reason: str, now: datetime) -> None:
         self.tasks.update_one(
@@ -244,15 +273,28 @@ class TaskStore:
         )
 
     def assignment_accepted(
-        self, task_id: str, helper_id: str, attempt: int, now: datetime
+        self, task_id: str, helper_id: str, attempt: int, now: datetime, boot_id: str | None = None
     ) -> None:
+        sets = {"accepted_at": now, **({"boot_id": boot_id} if boot_id else {})}
         self._move(
             task_id,
             attempt,
             helper_id,
             [AssignmentState.PUSHING.value],
             AssignmentState.ACCEPTED.value,
-            {"accepted_at": now},
+            sets,
+        )
+
+    def assignment_lost(
+        self, task_id: str, attempt: int, reason: str, now: datetime
+    ) -> dict | None:
+        return self._move(
+            task_id,
+            attempt,
+            None,
+            LIVE,
+            AssignmentState.LOST.value,
+            {"error": reason, "finished_at": now},
         )
 
     def assignment_running(self, task_id: str, helper_id: str, attempt: int, now: datetime) -> None:

@@ -73,6 +73,8 @@ def setup_logging(level: str) -> None:
     )
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    for noisy in ("pymongo", "urllib3", "docker"):
+        logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLogger().level))
 
 
 def serve_until_signal(*components) -> None:

@@ -57,15 +57,21 @@ def db_url(mongo_url: str, name: str) -> str:
 
 
 class Stack:
-    """channel, seeker and helper as three processes on loopback."""
+    """channel, seeker and helpers as separate processes on loopback."""
 
-    def __init__(self, base: Path, mongo_url: str, token: str, db_prefix: str):
+    def __init__(
+        self,
+        base: Path,
+        mongo_url: str,
+        token: str,
+        db_prefix: str,
+        seeker_args: tuple[str, ...] = (),
+        with_helper: bool = True,
+    ):
         self.token = token
         self.base = base
-        ports = [free_port() for _ in range(3)]
-        self.channel_url, self.seeker_url, self.helper_url = (
-            f"http://127.0.0.1:{p}" for p in ports
-        )
+        ports = [free_port() for _ in range(2)]
+        self.channel_url, self.seeker_url = (f"http://127.0.0.1:{p}" for p in ports)
         env = {"SEEKER_TOKEN": token}
         common = ["--log-level", "debug"]
         self.channel = Service(
@@ -97,15 +103,27 @@ class Stack:
                 db_url(mongo_url, db_prefix + "_seeker"),
                 "--channel-url",
                 self.channel_url,
+                *seeker_args,
                 *common,
             ],
             base,
             env,
         )
-        self.helper = self.make_helper("helper-1", ports[2])
+        self.helpers: dict[str, Service] = {}
+        self.helper_urls: dict[str, str] = {}
+        self.with_helper = with_helper
 
-    def make_helper(self, name: str, port: int, *extra: str) -> Service:
-        return Service(
+    @property
+    def helper_url(self) -> str:
+        return self.helper_urls["helper-1"]
+
+    @property
+    def helper(self) -> Service:
+        return self.helpers["helper-1"]
+
+    def add_helper(self, name: str, *extra: str, wait: bool = True) -> Service:
+        port = free_port()
+        svc = Service(
             name,
             [
                 "helper",
@@ -120,8 +138,6 @@ class Stack:
                 self.seeker_url,
                 "--channel-url",
                 self.channel_url,
-                "--slots",
-                "2",
                 "--log-level",
                 "debug",
                 *extra,
@@ -129,23 +145,28 @@ class Stack:
             self.base,
             {"SEEKER_TOKEN": self.token},
         )
+        self.helpers[name] = svc
+        self.helper_urls[name] = f"http://127.0.0.1:{port}"
+        if wait:
+            svc.start().wait_healthy(self.helper_urls[name])
+        return svc
 
     def start(self) -> Stack:
         self.channel.start()
         self.seeker.start()
         self.channel.wait_healthy(self.channel_url)
         self.seeker.wait_healthy(self.seeker_url)
-        self.helper.start().wait_healthy(self.helper_url)
+        if self.with_helper:
+            self.add_helper("helper-1", "--slots", "2")
         return self
 
     def stop(self) -> None:
-        for s in (self.helper, self.seeker, self.channel):
+        for s in [*self.helpers.values(), self.seeker, self.channel]:
             s.stop()
 
     def logs(self) -> str:
-        return "\n".join(
-            f"===== {s.name}\n{s.log()}" for s in (self.channel, self.seeker, self.helper)
-        )
+        services = [self.channel, self.seeker, *self.helpers.values()]
+        return "\n".join(f"===== {s.name}\n{s.log()}" for s in services)
 
 
 @pytest.fixture(scope="module")

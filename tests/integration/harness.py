@@ -67,8 +67,9 @@ class Service:
         finally:
             self._log.close()
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-5000:]
+    def log(self, tail: int | None = 5000) -> str:
+        text = self.log_path.read_text(errors="replace")
+        return text[-tail:] if tail else text
 
 
 def wait_until(predicate, timeout: float, what: str, interval: float = 0.1):

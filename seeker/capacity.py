@@ -1,0 +1,64 @@
+"""What each helper has free right now: its report, less what live
+assignments have reserved on it (so two pushes between two reports never
+oversubscribe a helper)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+
+from seeker.scheduler import GpuView, HelperView
+
+
+def helper_views(
+    helpers: list[dict], live: list[dict], now: datetime, liveness: timedelta
+) -> dict[str, HelperView]:
+    reserved: dict[str, list[dict]] = {}
+    for a in live:
+        reserved.setdefault(a["helper_id"], []).append(a.get("reservation") or {})
+    return {
+        h["helper_id"]: view_of(h, reserved.get(h["helper_id"], []), now, liveness) for h in helpers
+    }
+
+
+def view_of(doc: dict, reservations: list[dict], now: datetime, liveness: timedelta) -> HelperView:
+    res = doc.get("resources") or {}
+    taken_gpus = {i for r in reservations for i in r.get("gpu_indices", [])}
+    gpus = tuple(
+        GpuView(g["index"], g.get("memory_free", 0), g.get("memory_total", 0))
+        for g in res.get("gpus", [])
+        if g["index"] not in taken_gpus
+    )
+    last_seen = doc.get("last_seen")
+    return HelperView(
+        helper_id=doc["helper_id"],
+        name=doc["name"],
+        slots=doc.get("slots", 1),
+        running=len(reservations),
+        cpus_total=res.get("cpus", 0),
+        cpus_free=res.get("cpus", 0) - sum(r.get("cpus", 0) for r in reservations),
+        memory_total=res.get("memory_total", 0),
+        memory_free=res.get("memory_total", 0) - sum(r.get("memory", 0) for r in reservations),
+        gpus_free=gpus,
+        gpus_total=len(res.get("gpus", [])),
+        labels=doc.get("labels") or {},
+        online=last_seen is not None and as_utc(last_seen) >= now - liveness,
+        failures=doc.get("failures", 0),
+    )
+
+
+def after_placing(view: HelperView, reservation: dict) -> HelperView:
+    """The view once `reservation` is placed on it (within one dispatch pass)."""
+    taken = set(reservation.get("gpu_indices", []))
+    return replace(
+        view,
+        running=view.running + 1,
+        cpus_free=view.cpus_free - reservation.get("cpus", 0),
+        memory_free=view.memory_free - reservation.get("memory", 0),
+        gpus_free=tuple(g for g in view.gpus_free if g.index not in taken),
+    )
+
+
+def as_utc(ts: datetime | None) -> datetime | None:
+    """mongomock and some servers hand back naive UTC datetimes."""
+    return ts if ts is None or ts.tzinfo else ts.replace(tzinfo=timezone.utc)

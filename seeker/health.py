@@ -1,0 +1,93 @@
+"""Helper health: counting failed contacts, purging after the threshold,
+and marking the work of dead, purged or restarted helpers lost so that it
+runs elsewhere."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from seeker.capacity import as_utc
+from seeker.models import AssignmentState
+from seeker.store import HelperStore, TaskStore
+
+log = logging.getLogger(__name__)
+
+STARTED = (AssignmentState.ACCEPTED.value, AssignmentState.RUNNING.value)
+
+
+class HelperHealth:
+    def __init__(
+        self,
+        helpers: HelperStore,
+        tasks: TaskStore,
+        clock: Callable[[], datetime],
+        purge_after: int = 3,
+        liveness: timedelta = timedelta(seconds=45),
+        kick: Callable[[], None] = lambda: None,
+    ):
+        self.helpers = helpers
+        self.tasks = tasks
+        self.clock = clock
+        self.purge_after = purge_after
+        self.liveness = liveness
+        self.kick = kick
+
+    def contact_ok(self, helper_id: str) -> None:
+        self.helpers.contact_ok(helper_id, self.clock())
+
+    def contact_failed(self, helper_id: str, name: str, reason: str) -> bool:
+        """Count one failed contact (push or probe); purge at the threshold.
+        Returns True when the helper was purged."""
+        failures = self.helpers.contact_failed(helper_id, self.clock(), reason)
+        if failures is None or failures < self.purge_after:
+            return False
+        log.warning("purging helper %s after %d failed contacts (last: %s)", name, failures, reason)
+        self.helpers.remove(helper_id)
+        self.lose_work(helper_id, f"helper {name} purged after {failures} failed contacts")
+        return True
+
+    def lose_work(self, helper_id: str, reason: str, keep=lambda a: False) -> int:
+        """Mark the helper's live assignments lost (but those `keep` accepts)
+        and send their tasks back to pending."""
+        now, lost = self.clock(), 0
+        for a in self.tasks.live_assignment_docs(helper_id):
+            if keep(a):
+                continue
+            if self.tasks.assignment_lost(a["task_id"], a["attempt"], reason, now) is None:
+                continue  # it ended meanwhile
+            lost += 1
+            log.warning("task %s attempt %d lost: %s", a["task_id"], a["attempt"], reason)
+            self.tasks.requeue(a["task_id"], now, f"attempt {a['attempt']} lost: {reason}")
+        if lost:
+            self.kick()
+        return lost
+
+    def registered(self, previous: dict | None, reg: dict) -> int:
+        """A helper (re-)registered. If it is a new process (boot id changed),
+        work the old process had and the new one does not run is lost."""
+        if previous is None or previous.get("boot_id") == reg.get("boot_id"):
+            return 0
+        running = set(reg.get("running") or [])
+
+        def keep(a: dict) -> bool:
+            if a["state"] not in STARTED:
+                return True  # still being pushed: the push itself will tell
+            return a.get("boot_id") == reg.get("boot_id") or a["_id"] in running
+
+        return self.lose_work(reg["helper_id"], f"helper {reg['name']} restarted without it", keep)
+
+    def reap_silent(self) -> int:
+        """Helpers silent past the liveness deadline lose their work (they are
+        purged by failed probes; this also covers a seeker that cannot probe)."""
+        deadline, lost = self.clock() - self.liveness, 0
+        for h in self.helpers.list():
+            seen = as_utc(h.get("last_seen"))
+            if seen is None or seen < deadline:
+                lost += self.lose_work(h["helper_id"], f"helper {h['name']} silent since {seen}")
+        known = {h["helper_id"] for h in self.helpers.list()}
+        for a in self.tasks.live_assignment_docs():
+            if a["helper_id"] not in known:  # helper removed by hand
+                lost += self.lose_work(a["helper_id"], "helper no longer registered")
+        return lost

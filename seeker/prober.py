@@ -1,0 +1,61 @@
+"""The periodic probe: ask every helper for its status, refresh its
+resources, and count a failed contact when it does not answer."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+
+from seeker.health import HelperHealth
+from seeker.store import HelperStore
+from serving.http import ApiError, Unreachable
+
+log = logging.getLogger(__name__)
+
+Status = Callable[[dict], dict]  # helper document -> its GET /api/v1/status
+
+
+class Prober:
+    def __init__(
+        self,
+        helpers: HelperStore,
+        health: HelperHealth,
+        status: Status,
+        clock: Callable[[], datetime],
+        kick: Callable[[], None] = lambda: None,
+        parallel: int = 16,
+    ):
+        self.helpers = helpers
+        self.health = health
+        self.status = status
+        self.clock = clock
+        self.kick = kick
+        self.parallel = parallel
+
+    def probe_all(self) -> dict[str, bool]:
+        """Probe every helper once; returns helper name -> answered."""
+        helpers = self.helpers.list()
+        if not helpers:
+            return {}
+        with ThreadPoolExecutor(max_workers=min(self.parallel, len(helpers))) as pool:
+            answers = list(pool.map(self._ask, helpers))
+        outcome = {}
+        for helper, (status, error) in zip(helpers, answers, strict=True):
+            outcome[helper["name"]] = status is not None
+            if status is None:
+                self.health.contact_failed(
+                    helper["helper_id"], helper["name"], f"probe failed: {error}"
+                )
+                continue
+            self.helpers.refresh(helper["helper_id"], status.get("resources") or {}, self.clock())
+        if any(outcome.values()):
+            self.kick()  # fresh capacity may let pending tasks run
+        return outcome
+
+    def _ask(self, helper: dict) -> tuple[dict | None, str | None]:
+        try:
+            return self.status(helper), None
+        except (Unreachable, ApiError) as exc:
+            return None, str(exc)
