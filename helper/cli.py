@@ -6,17 +6,7 @@ import click
 
 from helper.agent import HelperAgent, HelperConfig
 from helper.resources import declared_resources
-from serving.cli import log, serve_until_signal, server_options
-
-
-def parse_labels(values) -> dict[str, str]:
-    labels = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{item!r}: expected KEY=VALUE", param_hint="--label")
-        labels[key] = value
-    return labels
+from serving.cli import log, parse_pairs, serve_until_signal, server_options
 
 
 def _declared(spec: str | None) -> dict:
@@ -97,7 +87,7 @@ def start(
         advertise_url=advertise_url,
         name=name,
         slots=slots,
-        labels=parse_labels(labels),
+        labels=parse_pairs(labels, "--label"),
         network_mode=network_mode,
         heartbeat=heartbeat,
         declared=_declared(test_resources),

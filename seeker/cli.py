@@ -12,7 +12,7 @@ from seeker.client import SeekerClient
 from seeker.server import SeekerServer
 from seeker.tables import helpers_table, results_table, task_summary, tasks_table
 from seeker.up import Stack
-from serving.cli import log, mongo_option, serve_until_signal, server_options
+from serving.cli import log, mongo_option, parse_pairs, serve_until_signal, server_options
 from serving.database import DatabaseConnection
 from serving.http import ApiError, Unreachable
 
@@ -155,16 +155,6 @@ def _detail(detail) -> str:
     return str(detail)
 
 
-def parse_env(values) -> dict[str, str]:
-    env = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{item!r}: expected KEY=VALUE", param_hint="--env")
-        env[key] = value
-    return env
-
-
 @main.command(context_settings={"ignore_unknown_options": False})
 @client_options
 @click.argument("image")
@@ -175,7 +165,20 @@ def parse_env(values) -> dict[str, str]:
 @click.option("--gpus", type=int, help="Number of GPUs.")
 @click.option("--timeout", type=float, help="Seconds before the container is stopped.")
 @click.option("--max-attempts", type=int, help="Runs before a failing task gives up.")
+@click.option("--gpu-memory", help="Free memory each GPU must have, e.g. 16g.")
 @click.option("--env", "env", multiple=True, metavar="KEY=VALUE", help="Repeatable.")
+@click.option(
+    "--constraint",
+    "constraints",
+    multiple=True,
+    metavar="LABEL=VALUE",
+    help="Run only on helpers with this label (repeatable).",
+)
+@click.option(
+    "--placement",
+    type=click.Choice(["spread", "binpack"]),
+    help="Spread over idle helpers (default) or pack busy ones first.",
+)
 @click.option("--name", help="A name for the task.")
 @click.option("--wait", is_flag=True, help="Wait for the end; exit with the container's code.")
 @api_errors
@@ -191,7 +194,10 @@ def submit(
     gpus,
     timeout,
     max_attempts,
+    gpu_memory,
     env,
+    constraints,
+    placement,
     name,
     wait,
 ):
@@ -200,9 +206,23 @@ def submit(
     \b
     seeker submit --wait busybox -- echo hello
     """
-    resources = {k: v for k, v in (("cpus", cpus), ("memory", memory), ("gpus", gpus)) if v}
-    spec = {"env": parse_env(env), "resources": resources, "replicas": replicas}
-    for key, value in (("timeout", timeout), ("max_attempts", max_attempts), ("name", name)):
+    resources = {
+        k: v
+        for k, v in (("cpus", cpus), ("memory", memory), ("gpus", gpus), ("gpu_memory", gpu_memory))
+        if v
+    }
+    spec = {
+        "env": parse_pairs(env, "--env"),
+        "resources": resources,
+        "replicas": replicas,
+        "constraints": parse_pairs(constraints, "--constraint"),
+    }
+    for key, value in (
+        ("timeout", timeout),
+        ("max_attempts", max_attempts),
+        ("name", name),
+        ("placement", placement),
+    ):
         if value is not None:
             spec[key] = value
     client = connect(seeker_url, token)

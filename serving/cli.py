@@ -67,6 +67,17 @@ def mongo_option(f):
     )(f)
 
 
+def parse_pairs(values, option: str) -> dict[str, str]:
+    """KEY=VALUE options (--env, --label, --constraint) as a dict."""
+    pairs = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r}: expected KEY=VALUE", param_hint=option)
+        pairs[key] = value
+    return pairs
+
+
 def setup_logging(level: str) -> None:
     logging.basicConfig(
         level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -6,6 +6,7 @@ and GPU pinning. Helpers declare their resources with the test-only
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 import signal
@@ -15,7 +16,7 @@ import requests
 
 from seeker.client import SeekerClient
 from tests.integration.conftest import Stack
-from tests.integration.harness import free_port, wait_until
+from tests.integration.harness import cli, free_port, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
@@ -176,3 +177,53 @@ def test_two_tasks_never_share_a_gpu(fleet, workload_image):
     outputs = [client.results(i)[0]["stdout"].strip() for i in ids]
     assert sorted(outputs[:2]) == ["0", "1"], outputs  # the first two ran side by side
     assert re.fullmatch(r"[01]", outputs[2])  # the third waited for a free GPU
+
+
+def test_a_failed_run_is_retried_on_another_helper(fleet, workload_image):
+    add, client = fleet
+    add("flaky", "cpus=32,memory=64g")  # ranks first, and fails
+    add("steady", "cpus=2,memory=2g")
+    script = '[ "$SEEKER_HELPER_NAME" = flaky ] && exit 3; echo attempt $SEEKER_ATTEMPT'
+    task_id = client.submit(
+        workload_image, ["sh", "-c", script], resources={"cpus": 1}, max_attempts=2
+    )["task_id"]
+    task = wait_task(client, task_id)
+    assert task["state"] == "succeeded"
+    runs = [(a["helper_name"], a.get("status")) for a in task["assignments"]]
+    assert runs == [("flaky", "failed"), ("steady", "succeeded")]
+    assert [r["stdout"] for r in client.results(task_id)] == ["", "attempt 2\n"]
+
+
+def test_label_constraints_pick_the_helper(fleet, cluster, workload_image):
+    add, client = fleet
+    add("plain", "cpus=32,memory=64g")
+    add("labelled", "cpus=2,memory=2g", "--label", "zone=a")
+    out = cli(
+        "submit",
+        "--json",
+        "--wait",
+        "--constraint",
+        "zone=a",
+        "--cpus",
+        "1",
+        workload_image,
+        "--",
+        "true",
+        token=cluster.token,
+        seeker_url=cluster.seeker_url,
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["task"]["result"]["helper_name"] == "labelled"
+
+
+def test_a_seeker_restart_loses_nothing(fleet, cluster, workload_image):
+    add, client = fleet
+    add("worker", "cpus=4,memory=4g")
+    task_id = client.submit(workload_image, ["sh", "-c", "sleep 2; echo survived"])["task_id"]
+    wait_until(lambda: client.get(task_id)["state"] == "running", 30, "the task to run")
+    cluster.seeker.stop(signal.SIGKILL)
+    cluster.seeker.start().wait_healthy(cluster.seeker_url)
+    task = wait_task(client, task_id)  # the helper's outbox delivers the end once it is back
+    assert task["state"] == "succeeded"
+    assert [(a["helper_name"], a["state"]) for a in task["assignments"]] == [("worker", "finished")]
+    assert client.results(task_id)[0]["stdout"] == "survived\n"
