@@ -14,7 +14,7 @@ from pathlib import Path
 
 from channel.client import ChannelClient
 from helper.app import create_app
-from helper.executor import Executor
+from helper.executor import Executor, remove_spill
 from helper.outbox import Outbox
 from helper.resources import host_resources
 from helper.runtime import DEFAULT_LOG_CAP, DockerRuntime
@@ -41,6 +41,9 @@ class HelperConfig:
     log_cap: int = DEFAULT_LOG_CAP
     network_mode: str = "bridge"
     declared: dict = field(default_factory=dict)  # TEST ONLY: see --test-resources
+    allow_images: list[str] = field(default_factory=list)  # none: every image
+    allow_mounts: list[str] = field(default_factory=list)  # none: no host mounts
+    pull_timeout: float = 300.0
 
 
 def helper_id(data_dir: Path) -> str:
@@ -62,10 +65,11 @@ class HelperAgent:
         self.name = cfg.name or socket.gethostname()
         self.seeker = SeekerClient(cfg.seeker_url, cfg.token)
         self.channel = ChannelClient(cfg.channel_url, cfg.token)
-        self.runtime = runtime or DockerRuntime(log_cap=cfg.log_cap)
+        self.runtime = runtime or DockerRuntime(log_cap=cfg.log_cap, pull_timeout=cfg.pull_timeout)
         self.outbox = Outbox(
             Path(cfg.data_dir) / "outbox",
             {
+                "artifact": self._upload_artifact,
                 "result": self._post_result,
                 "event": lambda p: self.seeker.report(p["task_id"], p["event"]),
             },
@@ -80,13 +84,36 @@ class HelperAgent:
             network_mode=cfg.network_mode,
             boot_id=self.boot_id,
             declared_gpus="gpus" in cfg.declared,
+            allow_images=cfg.allow_images,
+            allow_mounts=cfg.allow_mounts,
+            spill_root=Path(cfg.data_dir) / "spill",
         )
         app = create_app(executor=self.executor, token=cfg.token, describe=self.describe)
         self.server = BackgroundServer(app, cfg.host, cfg.port, threads=max(8, cfg.slots + 4))
-        self.url = cfg.advertise_url or self.server.url
+        self.url = cfg.advertise_url or self._default_url()
         self._stop = threading.Event()
         self._registered = threading.Event()
         self._thread = threading.Thread(target=self._heartbeat, name="register", daemon=True)
+
+    def _default_url(self) -> str:
+        if self.cfg.host not in ("0.0.0.0", "::", ""):
+            return self.server.url
+        url = f"http://{socket.getfqdn()}:{self.server.port}"
+        log.warning(
+            "listening on all interfaces without --advertise-url: telling the seeker "
+            "to reach this helper at %s",
+            url,
+        )
+        return url
+
+    def _upload_artifact(self, entry: dict) -> None:
+        if not Path(entry["path"]).exists():
+            log.warning("artifact %s vanished before upload", entry["path"])
+            return
+        self.channel.upload_artifact(
+            entry["task_id"], entry["helper_id"], entry["attempt"], entry["name"], entry["path"]
+        )
+        remove_spill(entry["path"])
 
     def _post_result(self, result: dict) -> None:
         self.channel.post_result(dict(result, sent_at=datetime.now(timezone.utc).isoformat()))
@@ -114,6 +141,7 @@ class HelperAgent:
             "resources": self.resources(),
             "boot_id": self.boot_id,
             "running": self.executor.running_keys(),
+            "policy": {"images": self.cfg.allow_images, "mounts": self.cfg.allow_mounts},
         }
 
     def register(self) -> bool:
@@ -139,6 +167,13 @@ class HelperAgent:
 
     def start(self) -> HelperAgent:
         self.runtime.ping()
+        adopted = self.executor.adopt(self.runtime.ours(self.helper_id))
+        if adopted:
+            log.info(
+                "took over %d container(s) of an earlier helper process: %s",
+                len(adopted),
+                ", ".join(adopted),
+            )
         self.server.start()
         self.outbox.start()
         self._thread.start()

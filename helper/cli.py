@@ -6,7 +6,8 @@ import click
 
 from helper.agent import HelperAgent, HelperConfig
 from helper.resources import declared_resources
-from serving.cli import log, parse_pairs, serve_until_signal, server_options
+from seeker.models import parse_bytes
+from serving.cli import log, parse_pairs, serve_until_signal, server_options, starting
 
 
 def _declared(spec: str | None) -> dict:
@@ -37,7 +38,7 @@ def main():
     default=1,
     show_default=True,
     type=click.IntRange(1, 1024),
-    help="How many tasks run at once.",
+    help="How many tasks run at once; a full helper answers 429.",
 )
 @click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", help="Repeatable.")
 @click.option(
@@ -47,6 +48,36 @@ def main():
     show_default=True,
     type=click.Choice(["bridge", "none"]),
     help="Network of task containers.",
+)
+@click.option(
+    "--allow-image",
+    "allow_images",
+    multiple=True,
+    metavar="PATTERN",
+    help="Run only images matching one of these patterns (repeatable; "
+    "e.g. 'registry.example.com/team/*'). Default: any image.",
+)
+@click.option(
+    "--allow-mount",
+    "allow_mounts",
+    multiple=True,
+    metavar="PATH",
+    type=click.Path(file_okay=False, resolve_path=True),
+    help="Host directory tasks may mount (repeatable). Default: none.",
+)
+@click.option(
+    "--log-cap",
+    default="1m",
+    show_default=True,
+    help="Bytes of stdout and of stderr kept in a result; the full logs of a cut "
+    "stream are uploaded as an artifact.",
+)
+@click.option(
+    "--pull-timeout",
+    default=300.0,
+    show_default=True,
+    type=click.FloatRange(1),
+    help="Seconds an image pull may take.",
 )
 @click.option(
     "--heartbeat",
@@ -73,10 +104,18 @@ def start(
     slots,
     labels,
     network_mode,
+    allow_images,
+    allow_mounts,
+    log_cap,
+    pull_timeout,
     heartbeat,
     test_resources,
 ):
     """Register with the seeker and run the containers it assigns."""
+    try:
+        cap = parse_bytes(log_cap)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--log-cap") from None
     cfg = HelperConfig(
         seeker_url=seeker_url,
         channel_url=channel_url,
@@ -91,10 +130,12 @@ def start(
         network_mode=network_mode,
         heartbeat=heartbeat,
         declared=_declared(test_resources),
+        allow_images=list(allow_images),
+        allow_mounts=list(allow_mounts),
+        log_cap=cap,
+        pull_timeout=pull_timeout,
     )
-    try:
+    with starting("the helper"):
         agent = HelperAgent(cfg).start()
-    except Exception as exc:  # docker missing, port taken: one clear line
-        raise click.ClickException(f"cannot start helper: {exc}") from exc
     log.info("helper %s listening on %s", agent.name, agent.server.url)
     serve_until_signal(agent)

@@ -1,17 +1,20 @@
 """Runs assignments on the container runtime, at most `slots` at once, and
-hands every result to the outbox."""
+hands every result (and the full logs of cut streams) to the outbox."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
 from datetime import datetime, timezone
+from pathlib import Path
 
 from channel.models import output_digest
 from helper.models import Assignment
-from helper.runtime import LABEL, RunOutcome, RunSpec
-from serving.errors import Busy, Conflict, NotFound
+from helper.policy import refusal
+from helper.runtime import HELPER_LABEL, LABEL, TIMEOUT_LABEL, RunOutcome, RunSpec
+from serving.errors import Busy, Conflict, Forbidden, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +36,9 @@ class Executor:
         network_mode: str = "bridge",
         boot_id: str = "",
         declared_gpus: bool = False,
+        allow_images: list[str] | None = None,
+        allow_mounts: list[str] | None = None,
+        spill_root: Path | None = None,
     ):
         self.runtime = runtime
         self.outbox = outbox
@@ -44,6 +50,9 @@ class Executor:
         self.network_mode = network_mode
         self.boot_id = boot_id  # this process: a restarted helper has a new one
         self.declared_gpus = declared_gpus
+        self.allow_images = list(allow_images or [])
+        self.allow_mounts = list(allow_mounts or [])
+        self.spill_root = spill_root  # full logs of cut streams wait here for upload
         self._running: dict[str, dict] = {}
         self._lock = threading.Lock()
 
@@ -56,73 +65,122 @@ class Executor:
                 "assignment is for another helper",
                 f"this helper is {self.helper_id}, the assignment names {a.helper_id}",
             )
+        why = refusal(
+            a.image, [m.model_dump() for m in a.mounts], self.allow_images, self.allow_mounts
+        )
+        if why:
+            raise Forbidden("refused by this helper's policy", why)
+        entry, new = self._claim(a.key, a.task_id, a.attempt, a.image, self.container_name(a))
+        if new:  # a retried push of a run already under way starts nothing
+            threading.Thread(target=self._run, args=(a,), name=f"run-{a.key}", daemon=True).start()
+        return entry
+
+    def _claim(
+        self,
+        key: str,
+        task_id: str,
+        attempt: int,
+        image: str,
+        container: str,
+        state: str = "accepted",
+    ) -> tuple[dict, bool]:
+        """Take a slot for `key`; returns (a snapshot of its entry, whether new)."""
         with self._lock:
-            if a.key in self._running:
-                return self._running[a.key]  # a retried push: already accepted
+            if key in self._running:
+                return dict(self._running[key]), False
             if len(self._running) >= self.slots:
                 raise Busy("helper is full", f"all {self.slots} slots are in use")
             entry = {
-                "task_id": a.task_id,
-                "attempt": a.attempt,
-                "image": a.image,
-                "state": "accepted",
+                "task_id": task_id,
+                "attempt": attempt,
+                "image": image,
+                "state": state,
                 "accepted_at": self.clock(),
-                "container": self.container_name(a),
+                "container": container,
                 "boot_id": self.boot_id,
             }
-            self._running[a.key] = entry
-        threading.Thread(target=self._run, args=(a,), name=f"run-{a.key}", daemon=True).start()
-        return entry
+            self._running[key] = entry
+            return dict(entry), True
 
     def cancel(self, key: str) -> dict:
         with self._lock:
             entry = self._running.get(key)
-        if entry is None:
-            raise NotFound("no such running assignment", key)
-        entry["cancel_requested"] = True
-        self.runtime.stop(entry["container"])
-        return dict(entry)
+            if entry is None:
+                raise NotFound("no such running assignment", key)
+            entry["cancel_requested"] = True
+            answer = dict(entry)
+        # stopping takes up to the grace period: answer now, stop on a thread
+        threading.Thread(
+            target=self.runtime.stop, args=(answer["container"],), name=f"cancel-{key}", daemon=True
+        ).start()
+        return answer
 
     def running(self) -> list[dict]:
         with self._lock:
             return [dict(v) for v in self._running.values()]
 
-    def _event(self, a: Assignment, state: str, **fields) -> dict:
-        return {"helper_id": self.helper_id, "attempt": a.attempt, "state": state, **fields}
+    def running_keys(self) -> list[str]:
+        with self._lock:
+            return list(self._running)
+
+    # --- a run, from start to the outbox ---------------------------------------
 
     def _run(self, a: Assignment) -> None:
         try:
-            outcome = self.runtime.run(self._spec(a), on_started=lambda: self._started(a))
+            outcome = self.runtime.run(
+                self._spec(a),
+                on_started=lambda: self._progress(a, "running"),
+                on_pulling=lambda: self._progress(a, "pulling"),
+            )
         except Exception as exc:  # never lose an assignment to a bug or a dead engine
             log.exception("assignment %s crashed", a.key)
             outcome = RunOutcome("error", error=f"helper error: {exc}", finished_at=self.clock())
-        result = self._result(a, outcome)
+        self._deliver(a.task_id, a.attempt, a.image, outcome)
+
+    def _deliver(self, task_id: str, attempt: int, image: str, outcome: RunOutcome) -> None:
+        """Queue the full logs of cut streams, the result and the final event,
+        in that order, durably; then free the slot."""
+        for path in outcome.spilled:
+            self.outbox.put(
+                "artifact",
+                {
+                    "task_id": task_id,
+                    "helper_id": self.helper_id,
+                    "attempt": attempt,
+                    "name": f"logs/{path.name}",
+                    "path": str(path),
+                },
+            )
+        result = self._result(task_id, attempt, image, outcome)
         self.outbox.put("result", result)
         self.outbox.put(
             "event",
             {
-                "task_id": a.task_id,
-                "event": self._event(
-                    a,
-                    "finished",
-                    status=result["status"],
-                    exit_code=result["exit_code"],
-                    output_digest=result["output_digest"],
-                    error=result["error"],
-                ),
+                "task_id": task_id,
+                "event": {
+                    "helper_id": self.helper_id,
+                    "attempt": attempt,
+                    "state": "finished",
+                    "status": result["status"],
+                    "exit_code": result["exit_code"],
+                    "output_digest": result["output_digest"],
+                    "error": result["error"],
+                },
             },
         )
         with self._lock:
-            self._running.pop(a.key, None)
+            self._running.pop(f"{task_id}.{attempt}", None)
 
-    def _started(self, a: Assignment) -> None:
+    def _progress(self, a: Assignment, state: str) -> None:
         with self._lock:
             if a.key in self._running:
-                self._running[a.key]["state"] = "running"
+                self._running[a.key]["state"] = state
         try:
-            self.report(a.task_id, self._event(a, "running"))
+            self.report(
+                a.task_id, {"helper_id": self.helper_id, "attempt": a.attempt, "state": state}
+            )
         except Exception as exc:  # progress is best effort; the final event is durable
-            log.info("could not report start of %s: %s", a.key, exc)
+            log.info("could not report %s of %s: %s", state, a.key, exc)
 
     def _spec(self, a: Assignment) -> RunSpec:
         return RunSpec(
@@ -135,8 +193,12 @@ class Executor:
             gpu_indices=a.gpu_indices,
             declared_gpus=self.declared_gpus,
             timeout=a.timeout,
-            labels={LABEL: a.key, "io.seeker.helper": self.helper_id},
+            labels={LABEL: a.key, HELPER_LABEL: self.helper_id},
             network_mode=self.network_mode,
+            pull=a.pull,
+            capabilities=list(a.capabilities),
+            mounts=[m.model_dump() for m in a.mounts],
+            spill_dir=self.spill_root / a.key if self.spill_root else None,
         )
 
     def _identity_env(self, a: Assignment) -> dict[str, str]:
@@ -151,17 +213,13 @@ class Executor:
             env["SEEKER_GPU_INDICES"] = ",".join(str(i) for i in a.gpu_indices)
         return env
 
-    def running_keys(self) -> list[str]:
-        with self._lock:
-            return list(self._running)
-
-    def _result(self, a: Assignment, o: RunOutcome) -> dict:
+    def _result(self, task_id: str, attempt: int, image: str, o: RunOutcome) -> dict:
         return {
-            "task_id": a.task_id,
+            "task_id": task_id,
             "helper_id": self.helper_id,
             "helper_name": self.helper_name,
-            "attempt": a.attempt,
-            "image": a.image,
+            "attempt": attempt,
+            "image": image,
             "status": o.status,
             "exit_code": o.exit_code,
             "error": o.error,
@@ -169,8 +227,80 @@ class Executor:
             "stderr": o.stderr.decode("utf-8", errors="replace"),
             "stdout_truncated": o.stdout_truncated,
             "stderr_truncated": o.stderr_truncated,
-            "output_digest": output_digest(o.stdout),
+            "output_digest": o.stdout_digest or output_digest(o.stdout),
             "started_at": o.started_at.isoformat() if o.started_at else None,
             "finished_at": (o.finished_at or self.clock()).isoformat(),
             "sent_at": None,  # stamped by the outbox handler at each send
         }
+
+    # --- after a restart ---------------------------------------------------------
+
+    def adopt(self, containers: list) -> list[str]:
+        """Take over the containers an earlier process of this helper started:
+        follow running ones to their end, report finished ones. Returns their keys."""
+        keys = []
+        for c in containers:
+            key = c.labels.get(LABEL, "")
+            task_id, _, attempt = key.rpartition(".")
+            if not task_id or not attempt.isdigit():
+                continue
+            image = (c.attrs.get("Config") or {}).get("Image", "")
+            try:
+                self._claim(key, task_id, int(attempt), image, c.name, state="running")
+            except Busy:
+                log.warning("adopting %s beyond the slot count", key)
+                with self._lock:
+                    self._running[key] = {
+                        "task_id": task_id,
+                        "attempt": int(attempt),
+                        "image": image,
+                        "state": "running",
+                        "container": c.name,
+                        "boot_id": self.boot_id,
+                    }
+            keys.append(key)
+            threading.Thread(
+                target=self._follow,
+                args=(c, task_id, int(attempt), image),
+                name=f"follow-{key}",
+                daemon=True,
+            ).start()
+        return keys
+
+    def _follow(self, container, task_id: str, attempt: int, image: str) -> None:
+        key = f"{task_id}.{attempt}"
+        timeout = container.labels.get(TIMEOUT_LABEL)
+        spec = RunSpec(
+            name=container.name,
+            image=image,
+            command=[],
+            env={},
+            timeout=float(timeout) if timeout else None,
+            spill_dir=self.spill_root / key if self.spill_root else None,
+        )
+        started = _started_at(container)
+        log.info(
+            "following %s (container %s) left by an earlier helper process", key, container.name
+        )
+        try:
+            outcome = self.runtime.follow(container, spec, started)
+        except Exception as exc:
+            log.exception("following %s failed", key)
+            outcome = RunOutcome("error", error=f"helper error: {exc}", finished_at=self.clock())
+        self._deliver(task_id, attempt, image, outcome)
+
+
+def _started_at(container) -> datetime | None:
+    raw = (container.attrs.get("State") or {}).get("StartedAt", "")
+    try:
+        return datetime.fromisoformat(raw[:26].rstrip("Z") + "+00:00") if raw else None
+    except ValueError:
+        return None
+
+
+def remove_spill(path: str) -> None:
+    """An uploaded spill file is no longer needed; nor, once empty, its folder."""
+    p = Path(path)
+    p.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        p.parent.rmdir()  # only once empty

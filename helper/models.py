@@ -2,27 +2,38 @@
 
 from __future__ import annotations
 
+from typing import Annotated, Literal
+
 from pydantic import BaseModel, ConfigDict, Field
+
+from helper.policy import SAFE_CAPABILITIES
+from seeker.models import Mount
+from serving.schema import INT64_MAX, Bytes
 
 
 class AssignmentResources(BaseModel):
-    cpus: float = Field(default=0, ge=0)
-    memory: int = Field(default=0, ge=0)
-    gpus: int = Field(default=0, ge=0)
+    cpus: float = Field(default=0, ge=0, le=1024)
+    memory: Bytes = 0
+    gpus: int = Field(default=0, ge=0, le=64)
 
 
 class Assignment(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    task_id: str = Field(min_length=1, max_length=128)
-    attempt: int = Field(ge=1)
+    task_id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,128}$")
+    attempt: int = Field(ge=1, le=INT64_MAX)
     helper_id: str = Field(min_length=1, max_length=128)
     image: str = Field(min_length=1, max_length=512)
     command: list[str] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
     resources: AssignmentResources = Field(default_factory=AssignmentResources)
     timeout: float | None = Field(default=None, gt=0)
-    gpu_indices: list[int] = Field(default_factory=list, description="GPUs to pin")
+    gpu_indices: list[Annotated[int, Field(ge=0, le=1024)]] = Field(
+        default_factory=list, max_length=64, description="GPUs to pin"
+    )
+    pull: Literal["always", "if-missing", "never"] = "if-missing"
+    capabilities: list[Literal[SAFE_CAPABILITIES]] = Field(default_factory=list)
+    mounts: list[Mount] = Field(default_factory=list, max_length=16)
 
     @property
     def key(self) -> str:

@@ -26,7 +26,8 @@ class Outbox:
         self.rejected_dir = self.dir / "rejected"
         self.handlers = handlers
         self.max_backoff = max_backoff
-        existing = [int(p.name.split("-", 1)[0]) for p in self._entries()]
+        kept = [*self._entries(), *self.rejected_dir.glob("*.json")]
+        existing = [int(p.name.split("-", 1)[0]) for p in kept]
         self._seq = itertools.count(max(existing, default=0) + 1)
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -67,7 +68,12 @@ class Outbox:
         """Deliver entries in order until one fails; True when none is left."""
         for path in self._entries():
             kind = path.stem.split("-", 1)[1]
-            payload = json.loads(path.read_text())
+            try:
+                payload = json.loads(path.read_text())
+            except ValueError:
+                log.error("outbox: %s is not valid JSON; moved to %s", path.name, self.rejected_dir)
+                self._reject(path)
+                continue
             try:
                 self.handlers[kind](payload)
             except Unreachable as exc:
@@ -83,11 +89,17 @@ class Outbox:
                     exc,
                     self.rejected_dir,
                 )
-                self.rejected_dir.mkdir(exist_ok=True)
-                os.replace(path, self.rejected_dir / path.name)
+                self._reject(path)
                 continue
+            except Exception:  # a bug or an odd reply: keep the entry, retry later
+                log.exception("outbox: %s could not be delivered", path.name)
+                return False
             path.unlink()
         return True
+
+    def _reject(self, path: Path) -> None:
+        self.rejected_dir.mkdir(exist_ok=True)
+        os.replace(path, self.rejected_dir / path.name)
 
     def _run(self) -> None:
         backoff = 0.5

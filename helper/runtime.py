@@ -1,22 +1,27 @@
-"""The helper's only door to Docker: run one container to its end."""
+"""The helper's only door to Docker: run one container to its end (or follow
+one it started before a restart), under limits, with capped logs."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 
 import docker
 import requests
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
-from docker.types import DeviceRequest
+from docker.types import DeviceRequest, Mount
 
 log = logging.getLogger(__name__)
 
 DEFAULT_LOG_CAP = 1024 * 1024
 LABEL = "io.seeker.assignment"
+HELPER_LABEL = "io.seeker.helper"
+TIMEOUT_LABEL = "io.seeker.timeout"
 
 
 @dataclass
@@ -33,6 +38,10 @@ class RunSpec:
     labels: dict[str, str] = field(default_factory=dict)
     network_mode: str = "bridge"
     pids_limit: int = 1024
+    pull: str = "if-missing"  # always, if-missing, never
+    capabilities: list[str] = field(default_factory=list)  # kept; all others dropped
+    mounts: list[dict] = field(default_factory=list)  # source, target, read_only
+    spill_dir: Path | None = None  # where full logs go when they exceed the cap
 
 
 @dataclass
@@ -46,6 +55,8 @@ class RunOutcome:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     error: str | None = None
+    spilled: list[Path] = field(default_factory=list)  # full logs of cut streams
+    stdout_digest: str = ""  # sha256 of all of stdout that was read
 
 
 def _now() -> datetime:
@@ -77,7 +88,7 @@ class DockerRuntime:
             return False
 
     def stop(self, name: str) -> bool:
-        """Stop a running container (SIGTERM, grace, SIGKILL); its outcome is `cancelled`."""
+        """Stop a container (SIGTERM, grace period, SIGKILL); its outcome is `cancelled`."""
         with self._lock:
             self._cancelled.add(name)
         try:
@@ -86,9 +97,14 @@ class DockerRuntime:
         except NotFound:
             return False
 
-    def run(self, spec: RunSpec, on_started: Callable[[], None] = lambda: None) -> RunOutcome:
+    def run(
+        self,
+        spec: RunSpec,
+        on_started: Callable[[], None] = lambda: None,
+        on_pulling: Callable[[], None] = lambda: None,
+    ) -> RunOutcome:
         try:
-            self._ensure_image(spec.image)
+            self._ensure_image(spec.image, spec.pull, on_pulling)
         except DockerException as exc:
             return RunOutcome("error", error=str(exc), finished_at=_now())
         try:
@@ -98,23 +114,49 @@ class DockerRuntime:
                 "error", error=f"cannot create container: {_explain(exc)}", finished_at=_now()
             )
         try:
-            return self._run_created(container, spec, on_started)
-        finally:
-            with self._lock:
-                self._cancelled.discard(spec.name)
+            if self._was_cancelled(spec.name):
+                return RunOutcome("cancelled", error="cancelled by user", finished_at=_now())
             try:
-                container.remove(force=True)
-            except DockerException as exc:
-                log.warning("could not remove container %s: %s", spec.name, exc)
+                container.start()
+            except APIError as exc:
+                return RunOutcome(
+                    "error", error=f"cannot start container: {_explain(exc)}", finished_at=_now()
+                )
+            started = _now()
+            on_started()
+            return self._to_the_end(container, spec, started)
+        finally:
+            self._forget(container, spec.name)
 
-    def _ensure_image(self, image: str) -> None:
-        if self.has_image(image):
+    def follow(self, container, spec: RunSpec, started: datetime | None) -> RunOutcome:
+        """Follow a container started by an earlier helper process to its end."""
+        try:
+            return self._to_the_end(container, spec, started)
+        finally:
+            self._forget(container, spec.name)
+
+    def ours(self, helper_id: str) -> list:
+        """Containers this helper started (found by label), running or not."""
+        label = f"{HELPER_LABEL}={helper_id}"
+        return self.client.containers.list(all=True, filters={"label": label})
+
+    # --- steps ---------------------------------------------------------------
+
+    def _ensure_image(self, image: str, policy: str, on_pulling: Callable[[], None]) -> None:
+        present = self.has_image(image)
+        if present and policy != "always":
             return
+        if not present and policy == "never":
+            raise DockerException(
+                f"image {image!r} is not on this host and the task's pull policy is 'never'"
+            )
+        on_pulling()
         try:
             self.client.images.pull(image)
-        except DockerException as exc:
+        except (DockerException, requests.RequestException) as exc:
+            where = "is not on this host and " if not present else ""
             raise DockerException(
-                f"image {image!r} is not on this host and could not be pulled: {_explain(exc)}"
+                f"image {image!r} {where}could not be pulled: {_explain(exc)}"
             ) from exc
 
     def _create_args(self, spec: RunSpec) -> dict:
@@ -123,7 +165,7 @@ class DockerRuntime:
             command=spec.command or None,
             environment=spec.env,
             name=spec.name,
-            labels=spec.labels,
+            labels={**spec.labels, **({TIMEOUT_LABEL: str(spec.timeout)} if spec.timeout else {})},
             detach=True,
             network_mode=spec.network_mode,
             cap_drop=["ALL"],
@@ -131,6 +173,18 @@ class DockerRuntime:
             privileged=False,
             pids_limit=spec.pids_limit,
         )
+        if spec.capabilities:
+            args["cap_add"] = list(spec.capabilities)
+        if spec.mounts:
+            args["mounts"] = [
+                Mount(
+                    target=m["target"],
+                    source=m["source"],
+                    type="bind",
+                    read_only=m.get("read_only", True),
+                )
+                for m in spec.mounts
+            ]
         if spec.memory:
             args["mem_limit"] = spec.memory
             args["memswap_limit"] = spec.memory
@@ -141,72 +195,91 @@ class DockerRuntime:
             args["device_requests"] = [DeviceRequest(device_ids=ids, capabilities=[["gpu"]])]
         return args
 
-    def _run_created(self, container, spec: RunSpec, on_started) -> RunOutcome:
-        with self._lock:
-            if spec.name in self._cancelled:
-                return RunOutcome("cancelled", error="cancelled by user", finished_at=_now())
-        try:
-            container.start()
-        except APIError as exc:
-            return RunOutcome(
-                "error", error=f"cannot start container: {_explain(exc)}", finished_at=_now()
-            )
-        started = _now()
-        on_started()
+    def _to_the_end(self, container, spec: RunSpec, started: datetime | None) -> RunOutcome:
         timed_out = False
+        timeout = spec.timeout
+        if timeout and started:
+            timeout = max(0.1, timeout - (_now() - started).total_seconds())
         try:
-            exit_code = container.wait(timeout=spec.timeout)["StatusCode"]
+            exit_code = container.wait(timeout=timeout)["StatusCode"]
         except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
             timed_out = True
             container.stop(timeout=int(self.stop_grace))
             exit_code = container.wait()["StatusCode"]
         finished = _now()
         container.reload()
-        out, out_cut = self._logs(container, stdout=True)
-        err, err_cut = self._logs(container, stdout=False)
+        out = self._logs(container, "stdout", spec.spill_dir)
+        err = self._logs(container, "stderr", spec.spill_dir)
         outcome = RunOutcome(
             "succeeded" if exit_code == 0 else "failed",
             exit_code,
-            out,
-            err,
-            out_cut,
-            err_cut,
+            out[0],
+            err[0],
+            out[1],
+            err[1],
             started,
             finished,
+            spilled=[p for p in (out[2], err[2]) if p],
+            stdout_digest="sha256:" + out[3],
         )
-        with self._lock:
-            cancelled = spec.name in self._cancelled
-        if cancelled:
+        if self._was_cancelled(spec.name):
             outcome.status, outcome.error = "cancelled", "cancelled by user"
         elif timed_out:
-            outcome.status, outcome.error = (
-                "timed_out",
-                f"stopped after the {spec.timeout:g}s timeout",
-            )
+            outcome.status = "timed_out"
+            outcome.error = f"stopped after the {spec.timeout:g}s timeout"
         elif container.attrs.get("State", {}).get("OOMKilled"):
             outcome.status = "error"
-            outcome.error = f"out of memory: killed at the {spec.memory} byte memory limit"
+            outcome.error = f"out of memory: killed at its {spec.memory}-byte memory limit"
         return outcome
 
-    def _logs(self, container, stdout: bool) -> tuple[bytes, bool]:
-        """One stream of the container's logs, cut at the cap."""
-        chunks, size = [], 0
-        stream = container.logs(stdout=stdout, stderr=not stdout, stream=True, follow=False)
+    def _logs(
+        self, container, stream: str, spill_dir: Path | None
+    ) -> tuple[bytes, bool, Path | None, str]:
+        """One stream of the container's logs, cut at the cap; when it is cut
+        and `spill_dir` is set, the whole stream is also written there.
+        Returns (head, cut, spill file, sha256 of all that was read)."""
+        head, size, spill, spill_file = [], 0, None, None
+        digest = hashlib.sha256()
+        chunks = container.logs(
+            stdout=stream == "stdout", stderr=stream == "stderr", stream=True, follow=False
+        )
         try:
-            for chunk in stream:
-                chunks.append(chunk)
+            for chunk in chunks:
+                digest.update(chunk)
+                if size <= self.log_cap:
+                    head.append(chunk)
                 size += len(chunk)
                 if size > self.log_cap:
-                    break
+                    if spill_dir is None:
+                        break
+                    if spill_file is None:
+                        spill_dir.mkdir(parents=True, exist_ok=True)
+                        spill = spill_dir / f"{stream}.log"
+                        spill_file = open(spill, "wb")  # noqa: SIM115 (closed below)
+                        spill_file.writelines(head[:-1])
+                    spill_file.write(chunk)
         finally:
-            close = getattr(stream, "close", None)
+            if spill_file is not None:
+                spill_file.close()
+            close = getattr(chunks, "close", None)
             if close:
                 close()
-        data = b"".join(chunks)
-        return data[: self.log_cap], size > self.log_cap
+        return b"".join(head)[: self.log_cap], size > self.log_cap, spill, digest.hexdigest()
+
+    def _was_cancelled(self, name: str) -> bool:
+        with self._lock:
+            return name in self._cancelled
+
+    def _forget(self, container, name: str) -> None:
+        with self._lock:
+            self._cancelled.discard(name)
+        try:
+            container.remove(force=True)
+        except DockerException as exc:
+            log.warning("could not remove container %s: %s", name, exc)
 
 
-def _explain(exc: DockerException) -> str:
+def _explain(exc: Exception) -> str:
     explanation = getattr(exc, "explanation", None)
     if explanation:
         return explanation.decode() if isinstance(explanation, bytes) else str(explanation)

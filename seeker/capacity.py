@@ -44,6 +44,8 @@ def view_of(doc: dict, reservations: list[dict], now: datetime, liveness: timede
         labels=doc.get("labels") or {},
         online=last_seen is not None and as_utc(last_seen) >= now - liveness,
         failures=doc.get("failures", 0),
+        allowed_images=tuple((doc.get("policy") or {}).get("images", [])),
+        allowed_mounts=tuple((doc.get("policy") or {}).get("mounts", [])),
     )
 
 

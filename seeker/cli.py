@@ -12,7 +12,14 @@ from seeker.client import SeekerClient
 from seeker.server import SeekerServer
 from seeker.tables import helpers_table, results_table, task_summary, tasks_table
 from seeker.up import Stack
-from serving.cli import log, mongo_option, parse_pairs, serve_until_signal, server_options
+from serving.cli import (
+    log,
+    mongo_option,
+    parse_pairs,
+    serve_until_signal,
+    server_options,
+    starting,
+)
 from serving.database import DatabaseConnection
 from serving.http import ApiError, Unreachable
 
@@ -56,17 +63,18 @@ def start(
     host, port, token, data_dir, mongo_url, channel_url, purge_after, probe_interval, liveness
 ):
     """Serve the seeker: helper registry, scheduling, REST API."""
-    conn = DatabaseConnection(mongo_url, data_dir)
-    server = SeekerServer(
-        conn.database("seeker"),
-        token,
-        channel_url,
-        host,
-        port,
-        purge_after=purge_after,
-        probe_seconds=probe_interval,
-        liveness_seconds=liveness,
-    ).start()
+    with starting("the seeker"):
+        conn = DatabaseConnection(mongo_url, data_dir)
+        server = SeekerServer(
+            conn.database("seeker"),
+            token,
+            channel_url,
+            host,
+            port,
+            purge_after=purge_after,
+            probe_seconds=probe_interval,
+            liveness_seconds=liveness,
+        ).start()
     log.info("seeker listening on %s", server.url)
     serve_until_signal(conn, server)
 
@@ -85,12 +93,10 @@ def start(
 )
 def up(host, port, token, data_dir, mongo_url, channel_port, helper_port, slots):
     """Seeker, channel and one local helper in one process (single machine)."""
-    try:
+    with starting("seeker up"):
         stack = Stack(
             data_dir, token, mongo_url, host, port, channel_port, helper_port, slots
         ).start()
-    except Exception as exc:
-        raise click.ClickException(f"cannot start: {exc}") from exc
     log.info(
         "seeker %s, channel %s, helper %s (data in %s)",
         stack.seeker.url,

@@ -25,6 +25,12 @@ def is_busy(exc: Exception) -> bool:
     return isinstance(exc, ApiError) and exc.status == 429
 
 
+def is_refusal(exc: Exception) -> bool:
+    """The helper answered that it will not run this task (its image or mount
+    policy): not a failed contact either."""
+    return isinstance(exc, ApiError) and exc.status == 403
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -79,7 +85,9 @@ class Dispatcher:
                 reason = f"push to {helper['name']} failed: {exc}"
                 log.warning("task %s: %s", task["_id"], reason)
                 task = self.tasks.push_failed(task["_id"], attempt, reason, self.clock())
-                if is_busy(exc):
+                if is_refusal(exc):
+                    self.health.contact_ok(helper["helper_id"])
+                elif is_busy(exc):
                     self.health.contact_ok(helper["helper_id"])
                     views[helper["helper_id"]] = replace(
                         candidate.helper, running=candidate.helper.slots
@@ -131,6 +139,9 @@ def assignment_payload(task: dict, helper: dict, attempt: int, reservation: dict
         "resources": {k: reservation.get(k, 0) for k in ("cpus", "memory", "gpus")},
         "gpu_indices": reservation.get("gpu_indices", []),
         "timeout": spec.get("timeout"),
+        "pull": spec.get("pull", "if-missing"),
+        "capabilities": spec.get("capabilities", []),
+        "mounts": spec.get("mounts", []),
     }
 
 

@@ -14,7 +14,11 @@ from seeker.store import HelperStore, TaskStore
 
 log = logging.getLogger(__name__)
 
-STARTED = (AssignmentState.ACCEPTED.value, AssignmentState.RUNNING.value)
+STARTED = (
+    AssignmentState.ACCEPTED.value,
+    AssignmentState.PULLING.value,
+    AssignmentState.RUNNING.value,
+)
 
 
 class HelperHealth:

@@ -8,6 +8,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from helper.policy import SAFE_CAPABILITIES
+from serving.schema import INT64_MAX, Bytes, Int64
+
 # registry/name[:tag][@digest], lower-case path components (Docker's grammar, simplified)
 IMAGE_RE = re.compile(
     r"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:[._-]+[a-z0-9]+)*"
@@ -32,6 +35,7 @@ FINAL_TASK_STATES = (TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED)
 class AssignmentState(str, Enum):
     PUSHING = "pushing"  # recorded, being sent to the helper
     ACCEPTED = "accepted"  # the helper took it
+    PULLING = "pulling"  # the helper is pulling the image
     RUNNING = "running"  # the container started
     FINISHED = "finished"  # a result exists (any status)
     PUSH_FAILED = "push_failed"  # the helper could not be reached or refused
@@ -41,6 +45,7 @@ class AssignmentState(str, Enum):
 LIVE_ASSIGNMENT_STATES = (
     AssignmentState.PUSHING,
     AssignmentState.ACCEPTED,
+    AssignmentState.PULLING,
     AssignmentState.RUNNING,
 )
 
@@ -63,14 +68,24 @@ class Resources(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     cpus: float = Field(default=0, ge=0, le=1024)
-    memory: int = Field(default=0, ge=0, description="bytes, or a size such as '4g'")
+    memory: Bytes = Field(default=0, description="bytes, or a size such as '4g'")
     gpus: int = Field(default=0, ge=0, le=64)
-    gpu_memory: int = Field(default=0, ge=0, description="bytes of free memory per GPU")
+    gpu_memory: Bytes = Field(default=0, description="bytes of free memory per GPU")
 
     @field_validator("memory", "gpu_memory", mode="before")
     @classmethod
     def _sizes(cls, v):
         return parse_bytes(v)
+
+
+class Mount(BaseModel):
+    """A host path, mounted only where the helper's operator allows it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str = Field(pattern=r"^/", max_length=1024)
+    target: str = Field(pattern=r"^/", max_length=1024)
+    read_only: bool = True
 
 
 class TaskSpec(BaseModel):
@@ -90,11 +105,16 @@ class TaskSpec(BaseModel):
         default_factory=dict, description="labels a helper must have, e.g. {'zone': 'a'}"
     )
     placement: Literal["spread", "binpack"] = "spread"
+    pull: Literal["always", "if-missing", "never"] = "if-missing"
+    capabilities: list[Literal[SAFE_CAPABILITIES]] = Field(
+        default_factory=list, description="Linux capabilities to keep (all others dropped)"
+    )
+    mounts: list[Mount] = Field(default_factory=list, max_length=16)
 
     @field_validator("image")
     @classmethod
     def _image(cls, v: str) -> str:
-        if not IMAGE_RE.match(v):
+        if not IMAGE_RE.fullmatch(v):
             raise ValueError(f"{v!r} is not a valid image reference (e.g. 'busybox:1.36')")
         return v
 
@@ -109,7 +129,7 @@ class TaskSpec(BaseModel):
     @classmethod
     def _env(cls, v: dict[str, str]) -> dict[str, str]:
         for key in v:
-            if not ENV_NAME_RE.match(key):
+            if not ENV_NAME_RE.fullmatch(key):
                 raise ValueError(f"{key!r} is not a valid environment variable name")
         if sum(len(k) + len(val) for k, val in v.items()) > 128 * 1024:
             raise ValueError("environment is larger than 128 KiB")
@@ -117,21 +137,26 @@ class TaskSpec(BaseModel):
 
 
 class GpuInfo(BaseModel):
-    index: int
-    name: str = ""
-    uuid: str = ""
-    memory_total: int = 0
-    memory_free: int = 0
+    index: int = Field(ge=0, le=1024)
+    name: str = Field(default="", max_length=256)
+    uuid: str = Field(default="", max_length=256)
+    memory_total: Bytes = 0
+    memory_free: Bytes = 0
     utilization: float | None = None
 
 
 class HelperResources(BaseModel):
     cpus: float = Field(default=0, ge=0)
     cpu_load: float | None = None
-    memory_total: int = Field(default=0, ge=0)
-    memory_available: int = Field(default=0, ge=0)
-    disk_free: int = Field(default=0, ge=0)
+    memory_total: Bytes = 0
+    memory_available: Bytes = 0
+    disk_free: Bytes = 0
     gpus: list[GpuInfo] = Field(default_factory=list)
+
+
+class HelperPolicy(BaseModel):
+    images: list[str] = Field(default_factory=list, description="allowed image patterns")
+    mounts: list[str] = Field(default_factory=list, description="host paths that may be mounted")
 
 
 class HelperRegistration(BaseModel):
@@ -147,6 +172,7 @@ class HelperRegistration(BaseModel):
     labels: dict[str, str] = Field(default_factory=dict)
     version: str | None = None
     boot_id: str | None = Field(default=None, max_length=64)
+    policy: HelperPolicy = Field(default_factory=lambda: HelperPolicy())
     running: list[str] = Field(default_factory=list, description="assignment keys it runs")
 
 
@@ -155,10 +181,10 @@ class AssignmentEvent(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    helper_id: str
-    attempt: int = Field(ge=1)
+    helper_id: str = Field(min_length=1, max_length=128)
+    attempt: int = Field(ge=1, le=INT64_MAX)
     state: AssignmentState
-    status: str | None = None
-    exit_code: int | None = None
-    output_digest: str | None = None
+    status: str | None = Field(default=None, max_length=32)
+    exit_code: Int64 | None = None
+    output_digest: str | None = Field(default=None, max_length=80)
     error: str | None = Field(default=None, max_length=8192)

@@ -49,7 +49,7 @@ class Prober:
                     helper["helper_id"], helper["name"], f"probe failed: {error}"
                 )
                 continue
-            self.helpers.refresh(helper["helper_id"], status.get("resources") or {}, self.clock())
+            self.helpers.refresh(helper["helper_id"], status.get("resources"), self.clock())
         if any(outcome.values()):
             self.kick()  # fresh capacity may let pending tasks run
         return outcome
@@ -59,3 +59,5 @@ class Prober:
             return self.status(helper), None
         except (Unreachable, ApiError) as exc:
             return None, str(exc)
+        except Exception as exc:  # e.g. a reply that is not JSON: a failed contact too
+            return None, f"{type(exc).__name__}: {exc}"

@@ -10,6 +10,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from helper.policy import image_allowed, mount_allowed
+
 OFFLINE = "offline"
 RUNS_THIS_TASK = "already runs this task"
 NO_FREE_SLOT = "no free slot"
@@ -18,6 +20,8 @@ NOT_ENOUGH_CPU = "not enough free CPUs"
 NOT_ENOUGH_MEMORY = "not enough free memory"
 NOT_ENOUGH_GPUS = "not enough free GPUs"
 NOT_ENOUGH_GPU_MEMORY = "not enough free GPU memory"
+IMAGE_NOT_ALLOWED = "image not allowed"
+MOUNT_NOT_ALLOWED = "mount not allowed"
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,8 @@ class HelperView:
     labels: dict = field(default_factory=dict)
     online: bool = True
     failures: int = 0
+    allowed_images: tuple[str, ...] = ()  # none: every image
+    allowed_mounts: tuple[str, ...] = ()  # none: no host mounts
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,8 @@ class TaskView:
     placement: str = "spread"
     running_on: frozenset = frozenset()  # helper ids with a live replica
     failed_on: frozenset = frozenset()  # helper ids where a run failed
+    image: str = ""
+    mounts: tuple[str, ...] = ()  # host paths
 
     @classmethod
     def from_spec(cls, task_id: str, spec: dict, running_on=(), failed_on=()) -> TaskView:
@@ -74,6 +82,8 @@ class TaskView:
             spec.get("placement", "spread"),
             frozenset(running_on),
             frozenset(failed_on),
+            spec.get("image", ""),
+            tuple(m["source"] for m in spec.get("mounts") or []),
         )
 
 
@@ -101,6 +111,15 @@ def matches_labels(t: TaskView, h: HelperView) -> str | None:
     return None if ok else LABELS_DIFFER
 
 
+def allows_image(t: TaskView, h: HelperView) -> str | None:
+    return None if image_allowed(t.image, h.allowed_images) else IMAGE_NOT_ALLOWED
+
+
+def allows_mounts(t: TaskView, h: HelperView) -> str | None:
+    ok = all(mount_allowed(src, h.allowed_mounts) for src in t.mounts)
+    return None if ok else MOUNT_NOT_ALLOWED
+
+
 def has_cpus(t: TaskView, h: HelperView) -> str | None:
     return None if t.cpus <= h.cpus_free else NOT_ENOUGH_CPU
 
@@ -125,6 +144,8 @@ FILTERS: tuple[Filter, ...] = (
     not_running_this_task,
     has_free_slot,
     matches_labels,
+    allows_image,
+    allows_mounts,
     has_cpus,
     has_memory,
     has_gpus,
@@ -150,10 +171,16 @@ def prefer_free_memory(t: TaskView, h: HelperView) -> float:
 def prefer_free_gpu_memory(t: TaskView, h: HelperView) -> float:
     """Free memory of the GPUs the task would get, as a share of their size."""
     if not t.gpus:
-        return 1.0 if not h.gpus_total else 0.5  # keep GPU hosts for GPU work
+        return 1.0  # no GPUs asked for: the same for every helper
     best = sorted(h.gpus_free, key=lambda g: -g.memory_free)[: t.gpus]
     shares = [g.memory_free / g.memory_total if g.memory_total else 0.0 for g in best]
     return sum(shares) / len(shares) if shares else 0.0
+
+
+def keep_gpu_hosts_for_gpu_work(t: TaskView, h: HelperView) -> float:
+    """Work that needs no GPU goes elsewhere than GPU hosts when it can (under
+    either policy: binpack does not invert this one)."""
+    return 0.0 if h.gpus_total and not t.gpus else 1.0
 
 
 def prefer_fewest_running(t: TaskView, h: HelperView) -> float:
@@ -174,6 +201,7 @@ SCORERS: tuple[tuple[Scorer, float, bool], ...] = (
     (prefer_free_cpu, 1.0, True),
     (prefer_free_memory, 1.0, True),
     (prefer_fewest_running, 1.0, True),
+    (keep_gpu_hosts_for_gpu_work, 1.0, False),
     (avoid_recent_failures, 1.0, False),
     (avoid_where_it_failed, 4.0, False),
 )

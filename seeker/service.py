@@ -7,7 +7,7 @@ import secrets
 from collections.abc import Callable
 from datetime import datetime
 
-from seeker.health import HelperHealth
+from seeker.health import STARTED, HelperHealth
 from seeker.models import (
     FINAL_TASK_STATES,
     AssignmentEvent,
@@ -18,7 +18,7 @@ from seeker.models import (
 )
 from seeker.outcome import decide
 from seeker.store import HelperStore, TaskStore, task_json
-from serving.errors import Conflict, NotFound
+from serving.errors import Conflict, NotFound, Unavailable
 from serving.http import ApiError, Unreachable
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ class Seeker:
             )
         assignments = self.tasks.assignments_of(task_id)
         for a in assignments:
-            if a["state"] in (AssignmentState.ACCEPTED.value, AssignmentState.RUNNING.value):
+            if a["state"] in STARTED:
                 self._stop_assignment(task_id, a)
         return task_json(doc, assignments)
 
@@ -87,7 +87,10 @@ class Seeker:
 
     def results(self, task_id: str) -> dict:
         task = self.task(task_id)
-        results = self.channel.all_results(task_id) if self.channel else []
+        try:
+            results = self.channel.all_results(task_id) if self.channel else []
+        except Unreachable as exc:
+            raise Unavailable("the channel cannot be reached", str(exc)) from None
         canonical = task.get("result") or {}
         for r in results:
             r["canonical"] = (r["helper_id"], r["attempt"]) == (
@@ -100,11 +103,12 @@ class Seeker:
 
     def register(self, reg: HelperRegistration) -> dict:
         body = reg.model_dump(mode="json")
+        running = body.pop("running")  # only to tell which work survived a restart
         previous = self.helpers.get(reg.helper_id)
         helper = self.helpers.register(body, self.clock())
-        self.health.registered(previous, body)
+        self.health.registered(previous, {**body, "running": running})
         self.kick()
-        return helper
+        return dict(helper, running=len(running))
 
     def helper_list(self) -> list[dict]:
         running = self.tasks.live_assignments()
@@ -123,6 +127,8 @@ class Seeker:
         self.helpers.contact_ok(event.helper_id, now)
         if event.state == AssignmentState.ACCEPTED:
             self.tasks.assignment_accepted(task_id, event.helper_id, event.attempt, now)
+        elif event.state == AssignmentState.PULLING:
+            self.tasks.assignment_pulling(task_id, event.helper_id, event.attempt, now)
         elif event.state == AssignmentState.RUNNING:
             self.tasks.assignment_running(task_id, event.helper_id, event.attempt, now)
         elif event.state == AssignmentState.FINISHED:
@@ -139,9 +145,12 @@ class Seeker:
         finished = self.tasks.assignment_finished(
             task_id, event.helper_id, event.attempt, outcome, now
         )
+        if finished is None:
+            return  # a repeated event changes nothing
         task = self.tasks.get(task_id)
-        if finished is None or task["state"] in FINAL:
-            return  # a repeated event, or the task already ended (e.g. cancelled)
+        if task["state"] in FINAL:
+            self.kick()  # e.g. cancelled: its slot is free now
+            return
         decision = decide(task, self.tasks.assignments_of(task_id), finished)
         self.tasks.decide(
             task_id, decision.state.value, now, result=decision.result, error=decision.error

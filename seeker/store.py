@@ -57,12 +57,14 @@ class HelperStore:
     def list(self) -> list[dict]:
         return [helper_json(d) for d in self.helpers.find().sort("name", ASCENDING)]
 
-    def refresh(self, helper_id: str, resources: dict, now: datetime) -> dict | None:
-        """A probe answered: new resources, and the failure count starts over."""
+    def refresh(self, helper_id: str, resources: dict | None, now: datetime) -> dict | None:
+        """A probe answered: new resources (if it sent any), and the failure
+        count starts over."""
+        sets = {"last_seen": now, "failures": 0, "updated_at": now}
+        if resources:
+            sets["resources"] = resources
         return self.helpers.find_one_and_update(
-            {"_id": helper_id},
-            {"$set": {"resources": resources, "last_seen": now, "failures": 0, "updated_at": now}},
-            return_document=ReturnDocument.AFTER,
+            {"_id": helper_id}, {"$set": sets}, return_document=ReturnDocument.AFTER
         )
 
     def contact_ok(self, helper_id: str, now: datetime) -> None:
@@ -297,12 +299,26 @@ class TaskStore:
             {"error": reason, "finished_at": now},
         )
 
+    def assignment_pulling(self, task_id: str, helper_id: str, attempt: int, now: datetime) -> None:
+        self._move(
+            task_id,
+            attempt,
+            helper_id,
+            [AssignmentState.PUSHING.value, AssignmentState.ACCEPTED.value],
+            AssignmentState.PULLING.value,
+            {"pulling_at": now},
+        )
+
     def assignment_running(self, task_id: str, helper_id: str, attempt: int, now: datetime) -> None:
         moved = self._move(
             task_id,
             attempt,
             helper_id,
-            [AssignmentState.PUSHING.value, AssignmentState.ACCEPTED.value],
+            [
+                AssignmentState.PUSHING.value,
+                AssignmentState.ACCEPTED.value,
+                AssignmentState.PULLING.value,
+            ],
             AssignmentState.RUNNING.value,
             {"started_at": now},
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 from pathlib import Path
@@ -76,6 +77,19 @@ def parse_pairs(values, option: str) -> dict[str, str]:
             raise click.BadParameter(f"{item!r}: expected KEY=VALUE", param_hint=option)
         pairs[key] = value
     return pairs
+
+
+@contextlib.contextmanager
+def starting(what: str):
+    """A server that cannot start (database unreachable, port taken, no
+    Docker) says so in one line instead of a traceback."""
+    try:
+        yield
+    except click.ClickException:
+        raise
+    except Exception as exc:
+        log.debug("start-up failed", exc_info=True)
+        raise click.ClickException(f"cannot start {what}: {exc}") from None
 
 
 def setup_logging(level: str) -> None:

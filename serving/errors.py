@@ -37,6 +37,11 @@ class Unauthorized(ApiProblem):
     code = "unauthorized"
 
 
+class Forbidden(ApiProblem):
+    status = 403
+    code = "forbidden"
+
+
 class NotFound(ApiProblem):
     status = 404
     code = "not_found"

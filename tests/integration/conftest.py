@@ -152,12 +152,16 @@ class Stack:
         return svc
 
     def start(self) -> Stack:
-        self.channel.start()
-        self.seeker.start()
-        self.channel.wait_healthy(self.channel_url)
-        self.seeker.wait_healthy(self.seeker_url)
-        if self.with_helper:
-            self.add_helper("helper-1", "--slots", "2")
+        try:
+            self.channel.start()
+            self.seeker.start()
+            self.channel.wait_healthy(self.channel_url)
+            self.seeker.wait_healthy(self.seeker_url)
+            if self.with_helper:
+                self.add_helper("helper-1", "--slots", "2")
+        except BaseException:
+            self.stop()  # leave no process behind
+            raise
         return self
 
     def stop(self) -> None:

@@ -55,8 +55,11 @@ class Service:
             return False
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int | None:
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else None
+        if self.proc is None:
+            return None
+        if self.proc.poll() is not None:
+            self._log.close()
+            return self.proc.returncode
         self.proc.send_signal(sig)
         try:
             return self.proc.wait(timeout)

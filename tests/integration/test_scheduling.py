@@ -53,12 +53,16 @@ def fleet(cluster, docker_engine):
         return cluster.helpers[name]
 
     yield add, client
+    ids = [h["helper_id"] for h in client.helpers()]
     for name in started:
         cluster.helpers.pop(name).stop(signal.SIGKILL)
-    for h in client.helpers():
-        client.remove_helper(h["helper_id"])
-    for c in docker_engine.containers.list(all=True, filters={"label": "io.seeker.assignment"}):
-        c.remove(force=True)
+    for helper_id in ids:
+        client.remove_helper(helper_id)
+        # containers a killed helper left behind: only this test's own
+        for c in docker_engine.containers.list(
+            all=True, filters={"label": f"io.seeker.helper={helper_id}"}
+        ):
+            c.remove(force=True)
 
 
 def wait_task(client: SeekerClient, task_id: str, timeout: float = 60) -> dict:

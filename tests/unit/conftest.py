@@ -1,0 +1,102 @@
+"""Shared fixtures for the unit tests: database backends, a fixed clock, fakes.
+
+`mongo_db` runs a test against every store backend (after huey's storage tests):
+mongomock (fast), SecantusDB over TCP (a real wire-protocol server) and, when
+`TEST_MONGO_URL` is set, a real MongoDB. A backend that cannot be had is a skip,
+except on CI (`CI=true`), where it is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import pymongo
+import pytest
+
+ON_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")  # as tests/requirements.py
+TEST_MONGO_URL = os.environ.get("TEST_MONGO_URL")
+BACKENDS = ["mongomock", "secantus"] + (["mongodb"] if TEST_MONGO_URL else [])
+T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
+
+
+def require(what: str, why: str):
+    """A test cannot run without `what`: skip it, or fail it on CI."""
+    message = f"{what} is not available: {why}"
+    if ON_CI:
+        pytest.fail(f"{message} (CI=true: required, not skipped)")
+    pytest.skip(message)
+
+
+class FakeClock:
+    """A timezone-aware UTC clock that only moves when told to."""
+
+    def __init__(self, start: datetime = T0):
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float = 1.0) -> datetime:
+        self.now += timedelta(seconds=seconds)
+        return self.now
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def _mongomock_db():
+    try:
+        import mongomock
+    except ImportError as exc:
+        require("mongomock", str(exc))
+    return mongomock.MongoClient(tz_aware=True)[f"test_{uuid.uuid4().hex}"]
+
+
+@pytest.fixture
+def mock_db():
+    """A fresh mongomock database, for tests that are not about the backend."""
+    return _mongomock_db()
+
+
+@pytest.fixture(scope="session")
+def secantus_client(tmp_path_factory):
+    """One SecantusDB server for the whole session, and a client on it."""
+    try:
+        from secantus import SecantusDBServer
+    except ImportError as exc:
+        require("secantus (pip install 'seeker[dev]')", str(exc))
+    server = SecantusDBServer(storage_path=str(tmp_path_factory.mktemp("sdb")))
+    server.start()
+    client = pymongo.MongoClient(server.uri, tz_aware=True, serverSelectionTimeoutMS=5000)
+    yield client
+    client.close()
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def mongodb_client():
+    client = pymongo.MongoClient(TEST_MONGO_URL, tz_aware=True, serverSelectionTimeoutMS=5000)
+    try:
+        client.admin.command("ping")
+    except pymongo.errors.PyMongoError as exc:
+        client.close()  # asked for explicitly: unreachable is a failure, not a skip
+        pytest.fail(f"TEST_MONGO_URL={TEST_MONGO_URL} is set but unreachable: {exc}")
+    yield client
+    client.close()
+
+
+@pytest.fixture(params=BACKENDS)
+def mongo_db(request):
+    """A fresh, empty database on each backend in turn."""
+    if request.param == "mongomock":
+        yield _mongomock_db()
+        return
+    client_fixture = "secantus_client" if request.param == "secantus" else "mongodb_client"
+    client = request.getfixturevalue(client_fixture)
+    name = f"test_{uuid.uuid4().hex}"
+    yield client[name]
+    client.drop_database(name)

@@ -1,0 +1,484 @@
+"""The dispatcher: placement, GPU pinning, failover to the next helper, failure
+counting and purging, with a fake `push` (no HTTP) over mongomock stores and a
+fake clock."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+
+from seeker.dispatcher import Dispatcher, DispatchLoop, assignment_payload, task_view
+from seeker.health import HelperHealth
+from seeker.store import HelperStore, TaskStore
+from serving.http import ApiError, Unreachable
+
+GiB = 1024**3
+
+
+class FakePush:
+    """Records pushes and answers like a helper (with its boot id); raises the
+    errors queued for a helper's name, one per push (the last one again and
+    again), after calling `during[name]` if set."""
+
+    def __init__(self):
+        self.calls: list[tuple[str, dict]] = []
+        self.failures: dict[str, list[Exception]] = {}
+        self.during: dict[str, object] = {}
+
+    def __call__(self, helper: dict, payload: dict) -> dict:
+        self.calls.append((helper["name"], payload))
+        if helper["name"] in self.during:
+            self.during[helper["name"]]()
+        errors = self.failures.get(helper["name"])
+        if errors:
+            raise errors.pop(0) if len(errors) > 1 else errors[0]
+        return {
+            "task_id": payload["task_id"],
+            "state": "accepted",
+            "boot_id": f"boot-{helper['name']}",
+        }
+
+    def fail(self, name: str, *errors: Exception) -> None:
+        self.failures[name] = list(errors)
+
+    @property
+    def names(self) -> list[str]:
+        return [name for name, _ in self.calls]
+
+    def pinned(self) -> dict[str, list[int]]:
+        return {p["task_id"]: p["gpu_indices"] for _, p in self.calls}
+
+
+@pytest.fixture
+def tasks(mock_db) -> TaskStore:
+    return TaskStore(mock_db)
+
+
+@pytest.fixture
+def helpers(mock_db) -> HelperStore:
+    return HelperStore(mock_db)
+
+
+@pytest.fixture
+def push() -> FakePush:
+    return FakePush()
+
+
+@pytest.fixture
+def kicks() -> list[int]:
+    return []
+
+
+@pytest.fixture
+def health(tasks, helpers, clock, kicks) -> HelperHealth:
+    return HelperHealth(
+        helpers,
+        tasks,
+        clock,
+        purge_after=3,
+        liveness=timedelta(seconds=45),
+        kick=lambda: kicks.append(1),
+    )
+
+
+@pytest.fixture
+def dispatcher(tasks, helpers, push, clock, health) -> Dispatcher:
+    return Dispatcher(
+        tasks, helpers, push=push, clock=clock, health=health, liveness=timedelta(seconds=45)
+    )
+
+
+def add_helper(helpers, clock, name, memory=16 * GiB, slots=4, gpus=0, cpus=8, **fields):
+    reg = {
+        "helper_id": f"id-{name}",
+        "name": name,
+        "url": f"http://{name}:7072",
+        "slots": slots,
+        "resources": {
+            "cpus": cpus,
+            "memory_total": memory,
+            "memory_available": memory,
+            "gpus": [
+                {"index": i, "memory_free": 16 * GiB, "memory_total": 16 * GiB} for i in range(gpus)
+            ],
+        },
+        **fields,
+    }
+    return helpers.register(reg, clock())
+
+
+def add_task(tasks, clock, task_id="t1", memory=GiB, gpus=0, cpus=0, **spec) -> str:
+    resources = {"cpus": cpus, "memory": memory, "gpus": gpus, "gpu_memory": 0}
+    tasks.create(task_id, {"image": "busybox:1.36", "resources": resources, **spec}, clock())
+    clock.advance(1)
+    return task_id
+
+
+@pytest.fixture
+def two_helpers(helpers, clock):
+    """'big' ranks above 'small' (more memory left after a 1 GiB task)."""
+    add_helper(helpers, clock, "big", memory=32 * GiB)
+    add_helper(helpers, clock, "small", memory=4 * GiB)
+
+
+def states(tasks, task_id) -> list[tuple[str, str]]:
+    return [(a["helper_name"], a["state"]) for a in tasks.assignments_of(task_id)]
+
+
+def subset(d: dict, keys) -> dict:
+    return {k: d[k] for k in keys}
+
+
+# --- placement -------------------------------------------------------------------
+
+
+def test_places_a_task_on_the_best_helper(dispatcher, tasks, push, clock, two_helpers):
+    add_task(tasks, clock, cpus=1, env={"A": "1"}, command=["echo"], timeout=60)
+    assert dispatcher.dispatch_pending() == 1
+    assert push.names == ["big"]
+    expected = {
+        "task_id": "t1",
+        "attempt": 1,
+        "helper_id": "id-big",
+        "image": "busybox:1.36",
+        "command": ["echo"],
+        "env": {"A": "1"},
+        "resources": {"cpus": 1, "memory": GiB, "gpus": 0},
+        "gpu_indices": [],
+        "timeout": 60,
+    }
+    assert subset(push.calls[0][1], expected) == expected
+    assert states(tasks, "t1") == [("big", "accepted")]
+    (a,) = tasks.assignments_of("t1")
+    assert a["reservation"] == {"cpus": 1, "memory": GiB, "gpus": 0, "gpu_indices": []}
+    assert a["boot_id"] == "boot-big"
+    assert tasks.get("t1")["state"] == "dispatched"
+
+
+def test_a_push_without_a_reply_is_still_accepted(dispatcher, tasks, helpers, clock):
+    add_helper(helpers, clock, "only")
+    dispatcher.push = lambda helper, payload: None
+    add_task(tasks, clock)
+    assert dispatcher.dispatch_pending() == 1
+    (a,) = tasks.assignments_of("t1")
+    assert a["state"] == "accepted" and "boot_id" not in a
+
+
+def test_live_reservations_are_subtracted_across_passes(dispatcher, tasks, helpers, push, clock):
+    add_helper(helpers, clock, "four-cpus", cpus=4, slots=8)
+    add_task(tasks, clock, "a", cpus=3)
+    assert dispatcher.dispatch_pending() == 1
+    add_task(tasks, clock, "b", cpus=2)
+    assert dispatcher.dispatch_pending() == 0
+    assert tasks.get("b")["wait_reason"] == "1 helper: 1 not enough free CPUs"
+    tasks.assignment_finished("a", "id-four-cpus", 1, {"status": "succeeded"}, clock())
+    assert dispatcher.dispatch_pending() == 1
+    assert push.names == ["four-cpus", "four-cpus"]
+
+
+def test_constraints_pick_the_helper_with_the_labels(dispatcher, tasks, helpers, push, clock):
+    add_helper(helpers, clock, "zone-a", memory=64 * GiB, labels={"zone": "a"})
+    add_helper(helpers, clock, "zone-b", labels={"zone": "b"})
+    add_task(tasks, clock, constraints={"zone": "b"})
+    assert dispatcher.dispatch_pending() == 1
+    assert push.names == ["zone-b"]
+    add_task(tasks, clock, "t2", constraints={"zone": "c"})
+    assert dispatcher.dispatch_pending() == 0
+    assert tasks.get("t2")["wait_reason"] == "2 helpers: 2 labels do not match"
+
+
+def test_a_retry_goes_to_another_helper(dispatcher, tasks, push, clock, two_helpers):
+    add_task(tasks, clock, max_attempts=2)
+    dispatcher.dispatch_pending()
+    tasks.assignment_finished("t1", "id-big", 1, {"status": "failed", "exit_code": 1}, clock())
+    tasks.decide("t1", "pending", clock())
+    assert dispatcher.dispatch_pending() == 1
+    assert push.names == ["big", "small"]
+
+
+def test_slots_are_respected_within_one_pass(dispatcher, tasks, helpers, push, clock):
+    add_helper(helpers, clock, "single", slots=1)
+    add_task(tasks, clock, "first")
+    add_task(tasks, clock, "second")
+    assert dispatcher.dispatch_pending() == 1
+    assert [p["task_id"] for _, p in push.calls] == ["first"]
+    assert tasks.get("second")["wait_reason"] == "1 helper: 1 no free slot"
+    tasks.assignment_finished("first", "id-single", 1, {"status": "succeeded"}, clock())
+    assert dispatcher.dispatch_pending() == 1
+    assert tasks.get("second")["state"] == "dispatched"
+
+
+# --- GPUs ------------------------------------------------------------------------
+
+
+def test_two_one_gpu_tasks_get_different_gpus_and_a_third_waits(
+    dispatcher, tasks, helpers, push, clock
+):
+    add_helper(helpers, clock, "duo", slots=4, gpus=2)
+    for name in ("a", "b", "c"):
+        add_task(tasks, clock, name, gpus=1)
+    assert dispatcher.dispatch_pending() == 2
+    assert push.pinned() == {"a": [0], "b": [1]}
+    assert tasks.get("c")["wait_reason"] == "1 helper: 1 not enough free GPUs"
+    assert dispatcher.dispatch_pending() == 0  # the reservations hold across passes
+    tasks.assignment_finished("b", "id-duo", 1, {"status": "succeeded"}, clock())
+    assert dispatcher.dispatch_pending() == 1
+    assert push.pinned()["c"] == [1]
+
+
+def test_gpus_in_use_are_not_handed_out_twice(dispatcher, tasks, helpers, push, clock):
+    add_helper(helpers, clock, "one-gpu", slots=2, gpus=1)
+    add_task(tasks, clock, "a", gpus=1)
+    add_task(tasks, clock, "b", gpus=1)
+    assert dispatcher.dispatch_pending() == 1
+    assert push.pinned() == {"a": [0]}
+
+
+def test_a_task_needing_more_gpus_than_any_helper_stays_pending(
+    dispatcher, tasks, helpers, push, clock
+):
+    add_helper(helpers, clock, "one-gpu", gpus=1)
+    add_helper(helpers, clock, "cpu-only")
+    add_task(tasks, clock, gpus=2)
+    assert dispatcher.dispatch_pending() == 0
+    assert push.calls == []
+    task = tasks.get("t1")
+    assert task["state"] == "pending" and task["attempts"] == 0
+    assert task["wait_reason"] == "2 helpers: 2 not enough free GPUs"
+
+
+# --- offline, failover, failure counting and purging -----------------------------------
+
+
+def test_a_helper_not_seen_within_the_liveness_is_offline(dispatcher, tasks, helpers, clock):
+    add_helper(helpers, clock, "quiet")
+    clock.advance(45)
+    add_task(tasks, clock, "t1")  # advances the clock one more second
+    assert dispatcher.dispatch_pending() == 0
+    assert tasks.get("t1")["wait_reason"] == "1 helper: 1 offline"
+    helpers.contact_ok("id-quiet", clock())
+    assert dispatcher.dispatch_pending() == 1
+
+
+def test_a_helper_seen_exactly_at_the_liveness_deadline_is_online(
+    dispatcher, tasks, helpers, clock
+):
+    add_task(tasks, clock, "t1")
+    add_helper(helpers, clock, "quiet")
+    clock.advance(45)
+    assert dispatcher.dispatch_pending() == 1
+
+
+def test_unreachable_helper_fails_over_to_the_next(
+    dispatcher, tasks, helpers, push, clock, two_helpers
+):
+    add_task(tasks, clock)
+    push.fail("big", Unreachable("connection refused"))
+    assert dispatcher.dispatch_pending() == 1
+    assert push.names == ["big", "small"]
+    assert states(tasks, "t1") == [("big", "push_failed"), ("small", "accepted")]
+    assert "connection refused" in tasks.assignments_of("t1")[0]["error"]
+    assert helpers.get("id-big")["failures"] == 1
+    assert helpers.get("id-small")["failures"] == 0
+
+
+def test_purge_after_exactly_three_failed_contacts(dispatcher, tasks, helpers, push, clock):
+    add_helper(helpers, clock, "only")
+    push.fail("only", Unreachable("timed out"))
+    add_task(tasks, clock)
+    for failures in (1, 2):
+        assert dispatcher.dispatch_pending() == 0
+        assert helpers.get("id-only")["failures"] == failures
+    assert dispatcher.dispatch_pending() == 0
+    assert helpers.get("id-only") is None
+    assert push.names == ["only"] * 3
+    task = tasks.get("t1")
+    assert task["state"] == "pending" and task["attempts"] == 3
+    assert dispatcher.dispatch_pending() == 0
+    assert tasks.get("t1")["wait_reason"] == "no helpers registered"
+
+
+def test_three_failed_contacts_in_one_pass_purge_the_helper(
+    dispatcher, tasks, helpers, push, clock, two_helpers
+):
+    push.fail("big", Unreachable("timed out"))
+    for n in range(3):
+        add_task(tasks, clock, f"t{n}")
+    assert dispatcher.dispatch_pending() == 3
+    assert push.names == ["big", "small"] * 3
+    assert helpers.get("id-big") is None
+    assert [h["name"] for h in helpers.list()] == ["small"]
+    add_task(tasks, clock, "t3")
+    dispatcher.dispatch_pending()
+    assert push.names[-1] == "small"
+
+
+def test_purging_a_helper_requeues_the_work_it_had(dispatcher, tasks, helpers, push, clock, kicks):
+    add_helper(helpers, clock, "big", memory=32 * GiB, slots=8)  # first even with one running
+    add_helper(helpers, clock, "small", memory=4 * GiB)
+    add_task(tasks, clock, "running-there")
+    dispatcher.dispatch_pending()
+    assert states(tasks, "running-there") == [("big", "accepted")]
+    push.fail("big", Unreachable("timed out"))
+    for n in range(3):
+        add_task(tasks, clock, f"t{n}")
+    dispatcher.dispatch_pending()
+    assert helpers.get("id-big") is None
+    (lost,) = tasks.assignments_of("running-there")
+    assert lost["state"] == "lost"
+    assert lost["error"] == "helper big purged after 3 failed contacts"
+    assert tasks.get("running-there")["state"] == "pending"
+    assert kicks == [1]
+    assert dispatcher.dispatch_pending() == 1
+    assert states(tasks, "running-there")[-1] == ("small", "accepted")
+
+
+def test_a_success_resets_the_failure_count(dispatcher, tasks, helpers, push, clock, two_helpers):
+    push.fail("big", Unreachable("refused"), Unreachable("refused"))
+    add_task(tasks, clock, "a")
+    add_task(tasks, clock, "b")
+    dispatcher.dispatch_pending()
+    assert helpers.get("id-big")["failures"] == 2
+    push.failures.clear()
+    helpers.remove("id-small")  # so that "big", now ranked lower, is asked
+    add_task(tasks, clock, "c")
+    dispatcher.dispatch_pending()
+    assert push.names[-1] == "big"
+    assert helpers.get("id-big")["failures"] == 0
+
+
+def test_a_busy_helper_is_not_a_failed_contact(
+    dispatcher, tasks, helpers, push, clock, two_helpers
+):
+    add_task(tasks, clock, "t1")
+    add_task(tasks, clock, "t2")
+    push.fail("big", ApiError(429, "helper is full"))
+    assert dispatcher.dispatch_pending() == 2
+    assert states(tasks, "t1") == [("big", "push_failed"), ("small", "accepted")]
+    assert helpers.get("id-big")["failures"] == 0
+    assert push.names == ["big", "small", "small"]  # full for the rest of the pass
+
+
+def test_a_server_error_counts_as_a_failed_contact(
+    dispatcher, tasks, helpers, push, clock, two_helpers
+):
+    add_task(tasks, clock)
+    push.fail("big", ApiError(503, "unavailable"))
+    dispatcher.dispatch_pending()
+    assert helpers.get("id-big")["failures"] == 1
+
+
+def test_when_every_helper_fails_the_task_waits(dispatcher, tasks, push, clock, two_helpers):
+    add_task(tasks, clock)
+    push.fail("big", Unreachable("refused"))
+    push.fail("small", ApiError(429, "full"))
+    assert dispatcher.dispatch_pending() == 0
+    task = tasks.get("t1")
+    assert task["state"] == "pending" and task["attempts"] == 2
+    assert task["wait_reason"] == "every feasible helper failed to take it; 2 helpers can take it"
+
+
+def test_wait_reason_when_every_helper_fails_reads_well(dispatcher, tasks, push, clock, helpers):
+    add_helper(helpers, clock, "only")
+    add_task(tasks, clock)
+    push.fail("only", Unreachable("refused"))
+    dispatcher.dispatch_pending()
+    reason = tasks.get("t1")["wait_reason"]
+    assert not reason.rstrip().endswith(":")
+    assert reason == "every feasible helper failed to take it; 1 helper can take it"
+
+
+def test_no_helpers(dispatcher, tasks, clock):
+    add_task(tasks, clock)
+    assert dispatcher.dispatch_pending() == 0
+    assert tasks.get("t1")["wait_reason"] == "no helpers registered"
+
+
+def test_nothing_pending_pushes_nothing(dispatcher, helpers, push, clock):
+    add_helper(helpers, clock, "idle")
+    assert dispatcher.dispatch_pending() == 0
+    assert push.calls == []
+
+
+def test_a_task_cancelled_during_a_failed_push_is_not_retried(
+    dispatcher, tasks, push, clock, two_helpers
+):
+    add_task(tasks, clock)
+    push.during["big"] = lambda: tasks.cancel("t1", clock())
+    push.fail("big", Unreachable("refused"))
+    assert dispatcher.dispatch_pending() == 0
+    assert push.names == ["big"]
+    assert tasks.get("t1")["state"] == "cancelled"
+
+
+def test_the_default_health_purges_after_three(tasks, helpers, push, clock):
+    dispatcher = Dispatcher(tasks, helpers, push=push, clock=clock)
+    assert dispatcher.health.purge_after == 3
+    add_helper(helpers, clock, "only")
+    push.fail("only", Unreachable("refused"))
+    add_task(tasks, clock)
+    for _ in range(3):
+        dispatcher.dispatch_pending()
+    assert helpers.list() == []
+
+
+# --- pure parts --------------------------------------------------------------------
+
+
+def test_task_view_collects_live_and_failed_helpers():
+    task = {"_id": "t1", "spec": {"image": "x", "resources": {"gpus": 1}}}
+    assignments = [
+        {"helper_id": "a", "state": "pushing"},
+        {"helper_id": "b", "state": "accepted"},
+        {"helper_id": "c", "state": "running"},
+        {"helper_id": "d", "state": "finished", "status": "failed"},
+        {"helper_id": "e", "state": "finished", "status": "timed_out"},
+        {"helper_id": "f", "state": "finished", "status": "succeeded"},
+        {"helper_id": "g", "state": "push_failed"},
+        {"helper_id": "h", "state": "lost"},
+    ]
+    view = task_view(task, assignments)
+    assert (view.task_id, view.gpus) == ("t1", 1)
+    assert view.running_on == frozenset({"a", "b", "c"})
+    assert view.failed_on == frozenset({"d", "e"})
+
+
+def test_assignment_payload_defaults():
+    task = {"_id": "t9", "spec": {"image": "x", "resources": {"gpus": 1}}}
+    payload = assignment_payload(task, {"helper_id": "h"}, 3, {"gpus": 1, "gpu_indices": [2]})
+    assert (payload["task_id"], payload["attempt"], payload["helper_id"]) == ("t9", 3, "h")
+    assert payload["resources"] == {"cpus": 0, "memory": 0, "gpus": 1}
+    assert payload["gpu_indices"] == [2]
+    assert (payload["command"], payload["env"], payload["timeout"]) == ([], {}, None)
+
+
+def test_assignment_payload_takes_resources_from_the_reservation():
+    spec = {"image": "x", "resources": {"cpus": 99, "memory": 99, "gpus": 9}}
+    reservation = {"cpus": 1.5, "memory": GiB, "gpus": 2, "gpu_indices": [0, 3]}
+    payload = assignment_payload({"_id": "t", "spec": spec}, {"helper_id": "h"}, 1, reservation)
+    assert payload["resources"] == {"cpus": 1.5, "memory": GiB, "gpus": 2}
+    assert payload["gpu_indices"] == [0, 3]
+
+
+def test_dispatch_loop_runs_on_kick_and_survives_errors():
+    failed, passed = threading.Event(), threading.Event()
+
+    class Flaky:
+        def dispatch_pending(self):
+            if not failed.is_set():
+                failed.set()
+                raise RuntimeError("database hiccup")
+            passed.set()
+            return 0
+
+    loop = DispatchLoop(Flaky()).start()
+    try:
+        loop.kick()
+        assert failed.wait(5)
+        loop.kick()
+        assert passed.wait(5), "the loop stopped after an error"
+    finally:
+        loop.stop()
+    assert not loop._thread.is_alive()

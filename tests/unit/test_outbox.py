@@ -1,0 +1,193 @@
+"""The helper's durable outbox, driven by flush_once() with fake handlers."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import datetime, timezone
+
+import pytest
+
+from helper.outbox import Outbox
+from serving.http import ApiError, Unreachable
+
+
+class Handler:
+    """Delivers by appending to `got`; raises the queued errors first, one per call."""
+
+    def __init__(self, *errors: Exception):
+        self.got: list[dict] = []
+        self.errors = list(errors)
+
+    def __call__(self, payload: dict) -> None:
+        if self.errors:
+            raise self.errors.pop(0)
+        self.got.append(payload)
+
+
+@pytest.fixture
+def results() -> Handler:
+    return Handler()
+
+
+@pytest.fixture
+def events() -> Handler:
+    return Handler()
+
+
+def outbox(directory, results, events) -> Outbox:
+    return Outbox(directory, {"result": results, "event": events})
+
+
+def names(directory) -> list[str]:
+    return sorted(p.name for p in directory.glob("*.json"))
+
+
+def test_put_writes_numbered_entries(tmp_path, results, events):
+    box = outbox(tmp_path, results, events)
+    first = box.put("result", {"n": 1})
+    box.put("event", {"n": 2})
+    assert first.name == "000000000001-result.json"
+    assert names(tmp_path) == ["000000000001-result.json", "000000000002-event.json"]
+    assert json.loads(first.read_text()) == {"n": 1}
+    assert box.pending() == 2
+    assert list(tmp_path.glob("*.tmp")) == []
+
+
+def test_put_writes_datetimes_as_text(tmp_path, results, events):
+    box = outbox(tmp_path, results, events)
+    when = datetime(2024, 5, 1, tzinfo=timezone.utc)
+    box.put("result", {"at": when})
+    box.flush_once()
+    assert results.got == [{"at": str(when)}]
+
+
+def test_put_of_an_unknown_kind_is_refused(tmp_path, results, events):
+    box = outbox(tmp_path, results, events)
+    with pytest.raises(ValueError, match="unknown outbox kind"):
+        box.put("telegram", {})
+    assert box.pending() == 0
+
+
+def test_flush_delivers_in_order_and_removes(tmp_path, results, events):
+    box = outbox(tmp_path, results, events)
+    box.put("result", {"n": 1})
+    box.put("event", {"n": 2})
+    box.put("result", {"n": 3})
+    assert box.flush_once() is True
+    assert results.got == [{"n": 1}, {"n": 3}] and events.got == [{"n": 2}]
+    assert box.pending() == 0
+
+
+def test_flush_of_an_empty_outbox(tmp_path, results, events):
+    assert outbox(tmp_path, results, events).flush_once() is True
+
+
+def test_unreachable_keeps_the_entry_and_stops(tmp_path, events):
+    results = Handler(Unreachable("channel down"))
+    box = outbox(tmp_path, results, events)
+    box.put("result", {"n": 1})
+    box.put("event", {"n": 2})
+    assert box.flush_once() is False
+    assert events.got == []  # nothing overtakes the stuck entry
+    assert box.pending() == 2
+    assert box.flush_once() is True
+    assert (results.got, events.got) == ([{"n": 1}], [{"n": 2}])
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 408, 429])
+def test_a_temporary_refusal_keeps_the_entry(tmp_path, events, status):
+    results = Handler(ApiError(status, "try later"))
+    box = outbox(tmp_path, results, events)
+    box.put("result", {"n": 1})
+    box.put("event", {"n": 2})
+    assert box.flush_once() is False
+    assert names(tmp_path) == ["000000000001-result.json", "000000000002-event.json"]
+    assert not (tmp_path / "rejected").exists()
+
+
+@pytest.mark.parametrize("status", [400, 401, 404, 409, 422])
+def test_a_final_refusal_moves_the_entry_to_rejected(tmp_path, events, status):
+    results = Handler(ApiError(status, "bad result"))
+    box = outbox(tmp_path, results, events)
+    box.put("result", {"n": 1})
+    box.put("event", {"n": 2})
+    assert box.flush_once() is True
+    assert events.got == [{"n": 2}]
+    assert box.pending() == 0
+    rejected = tmp_path / "rejected" / "000000000001-result.json"
+    assert json.loads(rejected.read_text()) == {"n": 1}
+
+
+def test_a_new_outbox_continues_numbering_and_delivers_what_was_left(tmp_path, events):
+    down = Handler(Unreachable("channel down"))
+    before = outbox(tmp_path, down, events)
+    before.put("result", {"n": 1})
+    before.put("result", {"n": 2})
+    assert before.flush_once() is False
+    assert down.got == []
+
+    results = Handler()
+    after = outbox(tmp_path, results, events)  # the helper restarted
+    assert after.pending() == 2
+    assert after.put("result", {"n": 3}).name == "000000000003-result.json"
+    assert after.flush_once() is True
+    assert results.got == [{"n": 1}, {"n": 2}, {"n": 3}]
+
+
+def test_rejected_entries_survive_a_restart_and_another_rejection(tmp_path, events):
+    first = outbox(tmp_path, Handler(ApiError(422, "bad")), events)
+    first.put("result", {"n": 1})
+    first.flush_once()
+    second = outbox(tmp_path, Handler(ApiError(422, "bad")), events)
+    second.put("result", {"n": 2})
+    second.flush_once()
+    kept = sorted(json.loads(p.read_text())["n"] for p in (tmp_path / "rejected").iterdir())
+    assert kept == [1, 2]
+
+
+def test_an_unexpected_handler_error_keeps_the_entry(tmp_path, events):
+    box = outbox(tmp_path, Handler(ValueError("not JSON")), events)
+    box.put("result", {"n": 1})
+    assert box.flush_once() is False
+    assert box.pending() == 1
+
+
+def test_an_unexpected_handler_error_stops_the_flush_in_order(tmp_path, events):
+    results = Handler(RuntimeError("bug"))
+    box = outbox(tmp_path, results, events)
+    box.put("result", {"n": 1})
+    box.put("result", {"n": 2})
+    assert box.flush_once() is False
+    assert results.got == [] and box.pending() == 2
+    assert box.flush_once() is True
+    assert results.got == [{"n": 1}, {"n": 2}]
+
+
+def test_an_entry_that_is_not_json_is_rejected_and_the_rest_delivered(tmp_path, results, events):
+    (tmp_path / "000000000001-result.json").write_text('{"n": 1}')
+    (tmp_path / "000000000002-result.json").write_text("{cut short by a crash")
+    box = outbox(tmp_path, results, events)
+    assert box.put("result", {"n": 3}).name == "000000000003-result.json"
+    assert box.flush_once() is True
+    assert results.got == [{"n": 1}, {"n": 3}]
+    assert [p.name for p in (tmp_path / "rejected").iterdir()] == ["000000000002-result.json"]
+    assert box.pending() == 0
+
+
+def test_the_sender_thread_delivers_what_is_put(tmp_path):
+    delivered = threading.Event()
+    got = []
+
+    def deliver(payload):
+        got.append(payload)
+        delivered.set()
+
+    box = Outbox(tmp_path, {"result": deliver}).start()
+    try:
+        box.put("result", {"n": 1})
+        assert delivered.wait(5)
+    finally:
+        box.stop()
+    assert got == [{"n": 1}]
+    assert box.pending() == 0

@@ -1,0 +1,155 @@
+"""The prober: one round asks every helper for its status (an injected
+callable, no HTTP), refreshes what answered and counts what did not."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import requests
+
+from seeker.health import HelperHealth
+from seeker.prober import Prober
+from seeker.store import HelperStore, TaskStore
+from serving.http import ApiError, Unreachable
+
+GiB = 1024**3
+FRESH = {"cpus": 16, "memory_total": 64 * GiB, "gpus": [{"index": 0, "memory_free": GiB}]}
+
+
+class FakeStatus:
+    """Answers GET /api/v1/status per helper name: a dict, or raises an error."""
+
+    def __init__(self, **answers):
+        self.answers = answers
+        self.asked: list[str] = []
+
+    def __call__(self, helper: dict) -> dict:
+        self.asked.append(helper["name"])
+        answer = self.answers[helper["name"]]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+@pytest.fixture
+def helpers(mock_db) -> HelperStore:
+    return HelperStore(mock_db)
+
+
+@pytest.fixture
+def tasks(mock_db) -> TaskStore:
+    return TaskStore(mock_db)
+
+
+@pytest.fixture
+def kicks() -> list[int]:
+    return []
+
+
+@pytest.fixture
+def health(helpers, tasks, clock) -> HelperHealth:
+    return HelperHealth(helpers, tasks, clock, purge_after=3, liveness=timedelta(seconds=45))
+
+
+def prober(helpers, health, clock, kicks, status) -> Prober:
+    return Prober(helpers, health, status, clock, kick=lambda: kicks.append(1), parallel=4)
+
+
+def register(helpers, clock, name: str) -> None:
+    reg = {
+        "helper_id": f"id-{name}",
+        "name": name,
+        "url": f"http://{name}:7072",
+        "resources": {"cpus": 8, "memory_total": 16 * GiB, "gpus": []},
+    }
+    helpers.register(reg, clock())
+
+
+def test_answers_refresh_resources_and_reset_failures(helpers, health, clock, kicks):
+    register(helpers, clock, "gpu-1")
+    helpers.contact_failed("id-gpu-1", clock(), "refused")
+    helpers.contact_failed("id-gpu-1", clock(), "refused")
+    clock.advance(30)
+    status = FakeStatus(**{"gpu-1": {"name": "gpu-1", "resources": FRESH, "running": []}})
+    assert prober(helpers, health, clock, kicks, status).probe_all() == {"gpu-1": True}
+    doc = helpers.get("id-gpu-1")
+    assert doc["resources"] == FRESH
+    assert doc["failures"] == 0
+    assert doc["last_seen"] == doc["updated_at"] == clock()
+    assert kicks == [1]
+
+
+def test_non_answers_count_failures_and_purge_at_three(helpers, health, clock, kicks):
+    register(helpers, clock, "down")
+    register(helpers, clock, "refusing")
+    register(helpers, clock, "up")
+    status = FakeStatus(
+        down=Unreachable("connection refused"),
+        refusing=ApiError(401, "bad token"),
+        up={"resources": FRESH},
+    )
+    probe = prober(helpers, health, clock, kicks, status)
+    for failures in (1, 2):
+        clock.advance(10)
+        assert probe.probe_all() == {"down": False, "refusing": False, "up": True}
+        assert helpers.get("id-down")["failures"] == failures
+        assert helpers.get("id-refusing")["failures"] == failures
+    last = helpers.get("id-down")["last_failure"]
+    assert last == {"at": clock(), "reason": "probe failed: connection refused"}
+    assert helpers.get("id-refusing")["last_failure"]["reason"] == "probe failed: 401: bad token"
+    assert probe.probe_all() == {"down": False, "refusing": False, "up": True}
+    assert [h["name"] for h in helpers.list()] == ["up"]
+    assert probe.probe_all() == {"up": True}
+    assert status.asked.count("down") == 3
+
+
+def test_a_purge_by_probe_requeues_the_helpers_work(helpers, tasks, health, clock, kicks):
+    register(helpers, clock, "down")
+    tasks.create("t1", {"image": "busybox"}, clock())
+    tasks.assign(tasks.get("t1"), {"helper_id": "id-down", "name": "down"}, clock())
+    probe = prober(helpers, health, clock, kicks, FakeStatus(down=Unreachable("refused")))
+    for _ in range(3):
+        probe.probe_all()
+    assert tasks.assignments_of("t1")[0]["state"] == "lost"
+    assert tasks.get("t1")["state"] == "pending"
+
+
+def test_kick_only_when_some_helper_answered(helpers, health, clock, kicks):
+    register(helpers, clock, "down")
+    status = FakeStatus(down=Unreachable("refused"))
+    probe = prober(helpers, health, clock, kicks, status)
+    probe.probe_all()
+    assert kicks == []
+    register(helpers, clock, "up")
+    status.answers["up"] = {"resources": FRESH}
+    probe.probe_all()
+    assert kicks == [1]  # once per round, not per helper
+
+
+def test_no_helpers_no_probes(helpers, health, clock, kicks):
+    status = FakeStatus()
+    assert prober(helpers, health, clock, kicks, status).probe_all() == {}
+    assert status.asked == [] and kicks == []
+
+
+def test_more_helpers_than_parallel_probes(helpers, health, clock, kicks):
+    names = [f"h{n:02d}" for n in range(10)]
+    for name in names:
+        register(helpers, clock, name)
+    status = FakeStatus(**{name: {"resources": FRESH} for name in names})
+    outcome = prober(helpers, health, clock, kicks, status).probe_all()
+    assert outcome == dict.fromkeys(names, True)
+    assert sorted(status.asked) == names
+
+
+def test_an_unexpected_probe_error_counts_as_a_failed_contact(helpers, health, clock, kicks):
+    register(helpers, clock, "garbled")
+    register(helpers, clock, "up")
+    not_json = requests.exceptions.JSONDecodeError("Expecting value", "<html>", 0)
+    status = FakeStatus(garbled=not_json, up={"resources": FRESH})
+    clock.advance(30)
+    outcome = prober(helpers, health, clock, kicks, status).probe_all()
+    assert outcome == {"garbled": False, "up": True}
+    assert helpers.get("id-garbled")["failures"] == 1
+    assert helpers.get("id-up")["last_seen"] == clock()

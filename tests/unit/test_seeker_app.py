@@ -1,0 +1,250 @@
+"""The seeker's REST API through Flask's test client, over mongomock."""
+
+from __future__ import annotations
+
+import pytest
+
+from seeker.app import create_app
+from seeker.dispatcher import Dispatcher
+from seeker.service import Seeker
+from seeker.store import HelperStore, TaskStore
+
+AUTH = {"Authorization": "Bearer t"}
+DIGEST = "sha256:" + "b" * 64
+
+
+class Env:
+    def __init__(self, db, clock):
+        self.clock = clock
+        self.tasks, self.helpers = TaskStore(db), HelperStore(db)
+        self.tasks.ensure_indexes()
+        self.helpers.ensure_indexes()
+        self.kicks = 0
+        self.pushed: list[dict] = []
+        self.seeker = Seeker(self.tasks, self.helpers, clock=clock, kick=self._kick)
+        self.client = create_app(seeker=self.seeker, token="t").test_client()
+        self.dispatcher = Dispatcher(
+            self.tasks, self.helpers, push=lambda h, a: self.pushed.append(a), clock=clock
+        )
+
+    def _kick(self):
+        self.kicks += 1
+
+    def post(self, path, payload):
+        return self.client.post(f"/api/v1{path}", json=payload, headers=AUTH)
+
+    def get(self, path):
+        return self.client.get(f"/api/v1{path}", headers=AUTH)
+
+    def delete(self, path):
+        return self.client.delete(f"/api/v1{path}", headers=AUTH)
+
+    def submit(self, **spec) -> str:
+        resp = self.post("/tasks", {"image": "busybox:1.36", **spec})
+        assert resp.status_code == 201, resp.get_json()
+        return resp.get_json()["task_id"]
+
+    def register(self, helper_id="h1", name="gpu-1", **fields):
+        body = {"helper_id": helper_id, "name": name, "url": "http://10.0.0.1:7072", **fields}
+        return self.post("/helpers", body)
+
+    def event(self, task_id, state, attempt=1, helper_id="h1", **fields):
+        body = {"helper_id": helper_id, "attempt": attempt, "state": state, **fields}
+        return self.post(f"/tasks/{task_id}/events", body)
+
+
+@pytest.fixture
+def env(mock_db, clock) -> Env:
+    return Env(mock_db, clock)
+
+
+def test_token_is_required_but_healthz_is_open(env):
+    resp = env.client.get("/api/v1/tasks")
+    assert resp.status_code == 401 and resp.get_json()["error"] == "missing token"
+    resp = env.client.get("/api/v1/tasks", headers={"Authorization": "Bearer nope"})
+    assert resp.status_code == 401
+    assert env.client.get("/healthz").get_json() == {"ok": True, "service": "seeker"}
+
+
+def test_submit_is_201_with_a_pending_task(env, clock):
+    resp = env.post("/tasks", {"image": "busybox:1.36", "command": ["echo", "hi"]})
+    assert resp.status_code == 201
+    task = resp.get_json()
+    assert task["state"] == "pending" and len(task["task_id"]) == 16
+    assert task["command"] == ["echo", "hi"] and task["assignments"] == []
+    assert task["created_at"] == clock().isoformat()
+    assert env.kicks == 1
+    assert env.get(f"/tasks/{task['task_id']}").get_json()["state"] == "pending"
+
+
+def test_submit_reads_sizes(env):
+    task_id = env.submit(resources={"memory": "4g", "gpus": 1})
+    assert env.get(f"/tasks/{task_id}").get_json()["resources"]["memory"] == 4 * 1024**3
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"image": "Not An Image"}, "image"),
+        ({"command": ["true"]}, "image"),
+        ({"image": "busybox", "env": {"1X": "y"}}, "env"),
+        ({"image": "busybox", "resources": {"memory": "huge"}}, "resources.memory"),
+        ({"image": "busybox", "colour": "red"}, "colour"),
+    ],
+)
+def test_bad_submit_is_422_naming_the_field(env, payload, field):
+    resp = env.post("/tasks", payload)
+    assert resp.status_code == 422
+    assert field in [p["field"] for p in resp.get_json()["detail"]]
+    assert env.tasks.list() == []
+
+
+def test_a_memory_size_too_large_to_store_is_422(env):
+    resp = env.post("/tasks", {"image": "busybox", "resources": {"memory": "99999999t"}})
+    assert resp.status_code == 422
+
+
+def test_submit_rejects_non_json(env):
+    resp = env.client.post("/api/v1/tasks", data="image=busybox", headers=AUTH)
+    assert resp.status_code == 400
+
+
+def test_unknown_task_is_404(env):
+    for resp in (env.get("/tasks/nope"), env.delete("/tasks/nope"), env.event("nope", "running")):
+        assert resp.status_code == 404
+        assert resp.get_json()["error"] == "no such task"
+
+
+def test_list_tasks_and_filter_by_state(env, clock):
+    first = env.submit()
+    clock.advance(1)
+    second = env.submit()
+    env.delete(f"/tasks/{first}")
+    listed = env.get("/tasks").get_json()
+    assert [t["task_id"] for t in listed["tasks"]] == [second, first]
+    assert listed["next"] is None
+    cancelled = env.get("/tasks?state=cancelled").get_json()["tasks"]
+    assert [t["task_id"] for t in cancelled] == [first]
+    assert env.get("/tasks?state=bogus").status_code == 400
+    assert env.get("/tasks?limit=0").status_code == 400
+
+
+def test_register_and_list_and_remove_helpers(env, clock):
+    resp = env.register(slots=2)
+    assert resp.status_code == 200
+    assert resp.get_json()["registered_at"] == clock().isoformat()
+    assert env.kicks == 1
+    helpers = env.get("/helpers").get_json()["helpers"]
+    assert [(h["helper_id"], h["running"], h["slots"]) for h in helpers] == [("h1", 0, 2)]
+    conflict = env.register(helper_id="h2")
+    assert conflict.status_code == 409 and "gpu-1" in conflict.get_json()["error"]
+    assert env.register(url="not a url").status_code == 422
+    assert env.delete("/helpers/h1").get_json() == {"removed": "h1"}
+    assert env.delete("/helpers/h1").status_code == 404
+
+
+def test_events_accepted_running_finished_succeed_the_task(env):
+    env.register()
+    task_id = env.submit()
+    assert env.dispatcher.dispatch_pending() == 1
+    assert env.pushed[0]["task_id"] == task_id
+    assert env.get(f"/tasks/{task_id}").get_json()["state"] == "dispatched"
+    assert env.event(task_id, "accepted").status_code == 200
+    running = env.event(task_id, "running").get_json()
+    assert running["state"] == "running"
+    assert running["assignments"][0]["state"] == "running"
+    kicks = env.kicks
+    done = env.event(task_id, "finished", status="succeeded", exit_code=0, output_digest=DIGEST)
+    task = done.get_json()
+    assert task["state"] == "succeeded"
+    assert task["result"]["output_digest"] == DIGEST and task["result"]["helper_id"] == "h1"
+    assert [h["state"] for h in task["history"]] == [
+        "pending",
+        "dispatched",
+        "running",
+        "succeeded",
+    ]
+    assert env.kicks == kicks + 1
+    assert env.get("/helpers").get_json()["helpers"][0]["running"] == 0
+
+
+def test_a_repeated_finished_event_changes_nothing(env):
+    env.register()
+    task_id = env.submit()
+    env.dispatcher.dispatch_pending()
+    env.event(task_id, "finished", status="succeeded", exit_code=0, output_digest=DIGEST)
+    again = env.event(task_id, "finished", status="failed", exit_code=1).get_json()
+    assert again["state"] == "succeeded"
+    assert again["assignments"][0]["status"] == "succeeded"
+
+
+def test_a_failure_with_attempts_left_goes_back_to_pending_then_fails(env):
+    env.register()
+    task_id = env.submit(max_attempts=2)
+    env.dispatcher.dispatch_pending()
+    task = env.event(task_id, "finished", status="failed", exit_code=2).get_json()
+    assert task["state"] == "pending" and task["error"] is None
+    env.dispatcher.dispatch_pending()
+    task = env.event(task_id, "finished", attempt=2, status="failed", exit_code=3).get_json()
+    assert task["state"] == "failed"
+    assert task["error"] == "container exited with code 3"
+
+
+def test_an_event_with_a_bad_body_is_422(env):
+    task_id = env.submit()
+    resp = env.event(task_id, "exploded")
+    assert resp.status_code == 422
+    assert [p["field"] for p in resp.get_json()["detail"]] == ["state"]
+
+
+def test_cancel_pending_then_again_is_409(env):
+    task_id = env.submit()
+    resp = env.delete(f"/tasks/{task_id}")
+    assert resp.status_code == 200 and resp.get_json()["state"] == "cancelled"
+    again = env.delete(f"/tasks/{task_id}")
+    assert again.status_code == 409
+    assert again.get_json()["error"] == "task already cancelled"
+    assert env.dispatcher.dispatch_pending() == 0
+
+
+def test_cancel_running_asks_the_helper_to_stop(env):
+    stopped = []
+
+    class FakeHelperClient:
+        def __init__(self, helper):
+            self.helper = helper
+
+        def cancel(self, task_id, attempt):
+            stopped.append((self.helper["helper_id"], task_id, attempt))
+
+    env.seeker.helper_client = FakeHelperClient
+    env.register()
+    task_id = env.submit()
+    env.dispatcher.dispatch_pending()
+    env.event(task_id, "running")
+    assert env.delete(f"/tasks/{task_id}").get_json()["state"] == "cancelled"
+    assert stopped == [("h1", task_id, 1)]
+    late = env.event(task_id, "finished", status="cancelled", exit_code=137).get_json()
+    assert late["state"] == "cancelled"
+
+
+def test_the_end_of_a_cancelled_tasks_assignment_wakes_the_dispatcher(env):
+    env.register()
+    task_id = env.submit()
+    env.dispatcher.dispatch_pending()
+    env.event(task_id, "running")
+    env.delete(f"/tasks/{task_id}")
+    kicks = env.kicks
+    env.event(task_id, "finished", status="cancelled", exit_code=137)
+    assert env.kicks == kicks + 1  # its slot is free now
+
+
+def test_task_results_without_a_channel_is_empty(env):
+    task_id = env.submit()
+    resp = env.get(f"/tasks/{task_id}/results")
+    assert resp.get_json() == {
+        "task_id": task_id,
+        "state": "pending",
+        "results": [],
+        "next": None,
+    }

@@ -1,0 +1,216 @@
+"""The channel's ResultStore and the seeker's HelperStore: one contract, every
+backend (`mongo_db` is parametrized over mongomock, SecantusDB and MongoDB)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from channel.store import ResultStore
+from seeker.store import HelperStore
+from serving.errors import Conflict
+
+DIGEST = "sha256:" + "0" * 64
+
+
+def result(task_id="t1", helper_id="h1", attempt=1, **fields) -> dict:
+    doc = {
+        "task_id": task_id,
+        "helper_id": helper_id,
+        "attempt": attempt,
+        "image": "busybox:1.36",
+        "status": "succeeded",
+        "exit_code": 0,
+        "stdout": "hello\n",
+        "output_digest": DIGEST,
+        "finished_at": datetime(2024, 5, 1, 11, 59, tzinfo=timezone.utc),
+        "sent_at": datetime(2024, 5, 1, 11, 59, 30, tzinfo=timezone.utc),
+    }
+    doc.update(fields)
+    return doc
+
+
+@pytest.fixture
+def results(mongo_db) -> ResultStore:
+    store = ResultStore(mongo_db)
+    store.ensure_indexes()
+    return store
+
+
+class TestResultStore:
+    def test_ensure_indexes_creates_the_unique_index_and_is_idempotent(self, mongo_db):
+        store = ResultStore(mongo_db)
+        store.ensure_indexes()
+        store.ensure_indexes()
+        info = mongo_db["results"].index_information()
+        assert {"one_result_per_attempt", "by_task", "by_result_id"} <= set(info)
+        assert info["one_result_per_attempt"].get("unique") is True
+
+    def test_add_stores_a_new_result(self, results, clock):
+        doc, created = results.add(result(), received_at=clock())
+        assert created is True
+        assert "_id" not in doc
+        assert doc["received_at"] == clock()
+        assert len(doc["result_id"]) == 24
+        assert results.get(doc["result_id"])["stdout"] == "hello\n"
+
+    def test_add_twice_stores_once_and_overwrites_nothing(self, results, clock):
+        first, _ = results.add(result(stdout="first"), received_at=clock())
+        later = clock.advance(60)
+        again, created = results.add(result(stdout="second"), received_at=later)
+        assert created is False
+        assert again["result_id"] == first["result_id"]
+        assert again["stdout"] == "first"
+        assert again["received_at"] == first["received_at"] != later
+        assert "_id" not in again
+        assert results.results.count_documents({}) == 1
+
+    def test_another_attempt_or_helper_is_another_result(self, results, clock):
+        results.add(result(attempt=1), clock())
+        _, created_attempt = results.add(result(attempt=2), clock())
+        _, created_helper = results.add(result(helper_id="h2"), clock())
+        assert created_attempt and created_helper
+        assert results.results.count_documents({"task_id": "t1"}) == 3
+
+    def _fill(self, results, clock, n=5):
+        for attempt in range(1, n + 1):
+            results.add(result(attempt=attempt), clock())
+            clock.advance(1)
+        results.add(result(task_id="other"), clock())
+
+    def test_for_task_pages_oldest_first(self, results, clock):
+        self._fill(results, clock)
+        pages, after = [], None
+        while True:
+            page, after = results.for_task("t1", limit=2, after=after)
+            pages.append([r["attempt"] for r in page])
+            if after is None:
+                break
+        assert pages == [[1, 2], [3, 4], [5]]
+
+    def test_for_task_pages_newest_first(self, results, clock):
+        self._fill(results, clock)
+        page, after = results.for_task("t1", limit=2, newest_first=True)
+        assert [r["attempt"] for r in page] == [5, 4]
+        page, after = results.for_task("t1", limit=2, after=after, newest_first=True)
+        assert [r["attempt"] for r in page] == [3, 2]
+        page, after = results.for_task("t1", limit=2, after=after, newest_first=True)
+        assert [r["attempt"] for r in page] == [1]
+        assert after is None
+
+    def test_for_task_exact_page_has_no_next_cursor(self, results, clock):
+        self._fill(results, clock, n=2)
+        page, after = results.for_task("t1", limit=2)
+        assert len(page) == 2 and after is None
+        assert all("_id" not in r for r in page)
+
+    def test_for_task_of_unknown_task_is_empty(self, results):
+        assert results.for_task("nobody") == ([], None)
+
+    @pytest.mark.parametrize("cursor", ["not-a-cursor", "0" * 23, "zz" * 12])
+    def test_for_task_bad_cursor_raises_value_error(self, results, cursor):
+        with pytest.raises(ValueError):
+            results.for_task("t1", after=cursor)
+
+    def test_get_unknown_result_is_none(self, results, clock):
+        results.add(result(), clock())
+        assert results.get("f" * 24) is None
+
+
+def registration(helper_id="h1", name="gpu-1", **fields) -> dict:
+    reg = {
+        "helper_id": helper_id,
+        "name": name,
+        "url": "http://10.0.0.1:7072",
+        "slots": 2,
+        "resources": {"cpus": 8, "memory_available": 16 * 1024**3, "gpus": []},
+        "labels": {"zone": "a"},
+    }
+    reg.update(fields)
+    return reg
+
+
+@pytest.fixture
+def helpers(mongo_db) -> HelperStore:
+    store = HelperStore(mongo_db)
+    store.ensure_indexes()
+    return store
+
+
+class TestHelperStore:
+    def test_register_inserts(self, helpers, clock):
+        doc = helpers.register(registration(), clock())
+        assert doc["helper_id"] == "h1" and "_id" not in doc
+        assert doc["registered_at"] == doc["last_seen"] == clock()
+        assert doc["failures"] == 0
+        assert helpers.get("h1")["url"] == "http://10.0.0.1:7072"
+
+    def test_register_again_refreshes_and_keeps_registered_at(self, helpers, clock):
+        first = clock()
+        helpers.register(registration(), first)
+        later = clock.advance(30)
+        doc = helpers.register(registration(url="http://10.0.0.9:7072", slots=4), later)
+        assert doc["registered_at"] == first
+        assert doc["last_seen"] == doc["updated_at"] == later
+        assert (doc["url"], doc["slots"]) == ("http://10.0.0.9:7072", 4)
+        assert len(helpers.list()) == 1
+
+    def test_name_held_by_another_helper_is_a_conflict(self, helpers, clock):
+        helpers.register(registration("h1", "gpu-1"), clock())
+        with pytest.raises(Conflict) as info:
+            helpers.register(registration("h2", "gpu-1"), clock())
+        assert "h1" in info.value.message
+        assert helpers.get("h2") is None
+
+    def test_contact_failed_counts_up_and_contact_ok_resets(self, helpers, clock):
+        helpers.register(registration(), clock())
+        counts = [helpers.contact_failed("h1", clock(), f"refused {i}") for i in range(3)]
+        assert counts == [1, 2, 3]
+        assert helpers.get("h1")["last_failure"] == {"at": clock(), "reason": "refused 2"}
+        helpers.contact_ok("h1", clock.advance(5))
+        doc = helpers.get("h1")
+        assert doc["failures"] == 0 and doc["last_seen"] == clock()
+        assert helpers.contact_failed("h1", clock(), "again") == 1
+
+    def test_register_resets_failures(self, helpers, clock):
+        helpers.register(registration(), clock())
+        helpers.contact_failed("h1", clock(), "refused")
+        assert helpers.register(registration(), clock())["failures"] == 0
+
+    def test_contact_failed_for_unknown_helper_is_none(self, helpers, clock):
+        assert helpers.contact_failed("ghost", clock(), "refused") is None
+        assert helpers.get("ghost") is None
+
+    def test_refresh_replaces_resources_and_resets_failures(self, helpers, clock):
+        helpers.register(registration(), clock())
+        helpers.contact_failed("h1", clock(), "refused")
+        fresh = {"cpus": 16, "memory_total": 64 * 1024**3, "gpus": [{"index": 0}]}
+        doc = helpers.refresh("h1", fresh, clock.advance(10))
+        assert doc["resources"] == fresh
+        assert doc["failures"] == 0
+        assert doc["last_seen"] == doc["updated_at"] == clock()
+        assert helpers.get("h1")["labels"] == {"zone": "a"}  # the rest is kept
+        assert helpers.refresh("ghost", fresh, clock()) is None
+        assert helpers.get("ghost") is None
+
+    def test_register_keeps_boot_id_and_running(self, helpers, clock):
+        helpers.register(registration(boot_id="b1", running=["t1.1"]), clock())
+        doc = helpers.get("h1")
+        assert (doc["boot_id"], doc["running"]) == ("b1", ["t1.1"])
+
+    def test_remove(self, helpers, clock):
+        helpers.register(registration(), clock())
+        assert helpers.remove("h1") is True
+        assert helpers.get("h1") is None
+        assert helpers.remove("h1") is False
+
+    def test_removed_name_can_be_taken_by_another_helper(self, helpers, clock):
+        helpers.register(registration("h1", "gpu-1"), clock())
+        helpers.remove("h1")
+        assert helpers.register(registration("h2", "gpu-1"), clock())["helper_id"] == "h2"
+
+    def test_list_is_sorted_by_name(self, helpers, clock):
+        for hid, name in (("h1", "zeta"), ("h2", "alpha"), ("h3", "mid")):
+            helpers.register(registration(hid, name), clock())
+        assert [h["name"] for h in helpers.list()] == ["alpha", "mid", "zeta"]

@@ -1,0 +1,273 @@
+"""The seeker's TaskStore: every state change is conditional. One contract,
+every backend (`mongo_db` is parametrized over mongomock, SecantusDB, MongoDB)."""
+
+from __future__ import annotations
+
+import pytest
+
+from seeker.store import TaskStore
+
+SPEC = {"image": "busybox:1.36", "resources": {"cpus": 1, "memory": 0, "gpus": 0}}
+HELPER = {"helper_id": "h1", "name": "gpu-1"}
+OTHER = {"helper_id": "h2", "name": "gpu-2"}
+
+
+@pytest.fixture
+def tasks(mongo_db) -> TaskStore:
+    store = TaskStore(mongo_db)
+    store.ensure_indexes()
+    return store
+
+
+def states(tasks: TaskStore, task_id: str) -> list[str]:
+    return [h["state"] for h in tasks.get(task_id)["history"]]
+
+
+def dispatched(tasks: TaskStore, clock, task_id="t1", helper=HELPER) -> dict:
+    """A task created and assigned to `helper`; returns the assignment."""
+    tasks.create(task_id, SPEC, clock())
+    return tasks.assign(tasks.get(task_id), helper, clock.advance())
+
+
+class TestTaskStore:
+    def test_ensure_indexes(self, mongo_db, tasks):
+        assert {"by_state", "newest"} <= set(mongo_db["tasks"].index_information())
+        assert {"by_task", "by_state_helper"} <= set(mongo_db["assignments"].index_information())
+
+    def test_create(self, tasks, clock):
+        tasks.create("t1", SPEC, clock())
+        doc = tasks.get("t1")
+        assert doc["state"] == "pending" and doc["attempts"] == 0
+        assert doc["spec"] == SPEC and doc["created_at"] == clock()
+        assert doc["result"] is None and doc["wait_reason"] is None
+        assert states(tasks, "t1") == ["pending"]
+        assert tasks.get("nope") is None
+
+    def test_pending_is_oldest_first_and_only_pending(self, tasks, clock):
+        t0 = clock()
+        tasks.create("late", SPEC, clock.advance(20))
+        tasks.create("early", SPEC, t0)
+        tasks.create("middle", SPEC, clock.advance(-10))
+        assert [t["_id"] for t in tasks.pending()] == ["early", "middle", "late"]
+        tasks.assign(tasks.get("middle"), HELPER, clock())
+        assert [t["_id"] for t in tasks.pending()] == ["early", "late"]
+        assert [t["_id"] for t in tasks.pending(limit=1)] == ["early"]
+
+    def test_list_newest_first_and_by_state(self, tasks, clock):
+        tasks.create("a", SPEC, clock())
+        tasks.create("b", SPEC, clock.advance())
+        tasks.assign(tasks.get("a"), HELPER, clock())
+        assert [t["_id"] for t in tasks.list()] == ["b", "a"]
+        assert [t["_id"] for t in tasks.list(state="dispatched")] == ["a"]
+        assert [t["_id"] for t in tasks.list(limit=1)] == ["b"]
+
+    def test_assign_moves_pending_to_dispatched(self, tasks, clock):
+        a = dispatched(tasks, clock)
+        assert a["_id"] == "t1.1" and a["attempt"] == 1
+        assert (a["helper_id"], a["helper_name"], a["state"]) == ("h1", "gpu-1", "pushing")
+        doc = tasks.get("t1")
+        assert doc["state"] == "dispatched" and doc["attempts"] == 1
+        assert states(tasks, "t1") == ["pending", "dispatched"]
+        assert [x["_id"] for x in tasks.assignments_of("t1")] == ["t1.1"]
+
+    def test_assign_with_a_stale_task_is_refused(self, tasks, clock):
+        tasks.create("t1", SPEC, clock())
+        stale = tasks.get("t1")
+        assert tasks.assign(stale, HELPER, clock()) is not None
+        assert tasks.assign(stale, OTHER, clock()) is None
+        assert len(tasks.assignments_of("t1")) == 1
+        assert tasks.get("t1")["attempts"] == 1
+
+    def test_assign_after_a_retry_with_the_old_doc_is_refused(self, tasks, clock):
+        tasks.create("t1", SPEC, clock())
+        stale = tasks.get("t1")
+        tasks.assign(stale, HELPER, clock())
+        tasks.push_failed("t1", 1, "refused", clock())  # pending again, attempts 1
+        assert tasks.assign(stale, OTHER, clock()) is None
+        assert tasks.assign(tasks.get("t1"), OTHER, clock())["attempt"] == 2
+
+    def test_push_failed_sends_the_task_back_to_pending(self, tasks, clock):
+        dispatched(tasks, clock)
+        task = tasks.push_failed("t1", 1, "connection refused", clock.advance())
+        assert task["state"] == "pending" and task["attempts"] == 1
+        (a,) = tasks.assignments_of("t1")
+        assert a["state"] == "push_failed" and a["error"] == "connection refused"
+        assert a["finished_at"] == clock()
+        assert tasks.push_failed("t1", 1, "again", clock()) is None
+        assert states(tasks, "t1") == ["pending", "dispatched", "pending"]
+
+    def test_push_failed_after_acceptance_changes_nothing(self, tasks, clock):
+        dispatched(tasks, clock)
+        tasks.assignment_accepted("t1", "h1", 1, clock())
+        assert tasks.push_failed("t1", 1, "late timeout", clock()) is None
+        assert tasks.get("t1")["state"] == "dispatched"
+
+    def test_accepted_running_finished(self, tasks, clock):
+        dispatched(tasks, clock)
+        tasks.assignment_accepted("t1", "h1", 1, clock.advance())
+        assert tasks.assignments_of("t1")[0]["state"] == "accepted"
+        tasks.assignment_running("t1", "h1", 1, clock.advance())
+        (a,) = tasks.assignments_of("t1")
+        assert a["state"] == "running" and a["started_at"] == clock()
+        assert tasks.get("t1")["state"] == "running"
+        outcome = {"status": "succeeded", "exit_code": 0}
+        done = tasks.assignment_finished("t1", "h1", 1, outcome, clock.advance())
+        assert done["state"] == "finished" and done["status"] == "succeeded"
+        assert done["finished_at"] == clock()
+        assert tasks.assignment_finished("t1", "h1", 1, {"status": "failed"}, clock()) is None
+        assert tasks.assignments_of("t1")[0]["status"] == "succeeded"
+
+    def test_running_without_accepted_still_runs(self, tasks, clock):
+        dispatched(tasks, clock)
+        tasks.assignment_running("t1", "h1", 1, clock())
+        assert tasks.get("t1")["state"] == "running"
+
+    def test_events_from_another_helper_change_nothing(self, tasks, clock):
+        dispatched(tasks, clock)
+        tasks.assignment_accepted("t1", "h2", 1, clock())
+        tasks.assignment_running("t1", "h2", 1, clock())
+        assert tasks.assignment_finished("t1", "h2", 1, {"status": "failed"}, clock()) is None
+        assert tasks.assignments_of("t1")[0]["state"] == "pushing"
+        assert tasks.get("t1")["state"] == "dispatched"
+
+    def test_late_accepted_does_not_move_a_running_assignment_back(self, tasks, clock):
+        dispatched(tasks, clock)
+        tasks.assignment_running("t1", "h1", 1, clock())
+        tasks.assignment_accepted("t1", "h1", 1, clock())
+        assert tasks.assignments_of("t1")[0]["state"] == "running"
+
+    def test_live_assignments_counts_per_helper(self, tasks, clock):
+        dispatched(tasks, clock, "a", HELPER)
+        dispatched(tasks, clock, "b", HELPER)
+        dispatched(tasks, clock, "c", OTHER)
+        dispatched(tasks, clock, "d", OTHER)
+        assert tasks.live_assignments() == {"h1": 2, "h2": 2}
+        tasks.assignment_running("b", "h1", 1, clock())
+        tasks.assignment_finished("c", "h2", 1, {"status": "succeeded"}, clock())
+        tasks.push_failed("d", 1, "refused", clock())
+        assert tasks.live_assignments() == {"h1": 2}
+
+    def test_decide_from_an_active_state(self, tasks, clock):
+        dispatched(tasks, clock)
+        tasks.assignment_running("t1", "h1", 1, clock())
+        result = {"helper_id": "h1", "attempt": 1, "status": "succeeded"}
+        doc = tasks.decide("t1", "succeeded", clock.advance(), result=result)
+        assert doc["state"] == "succeeded" and doc["result"] == result
+        assert doc["error"] is None and doc["updated_at"] == clock()
+        assert tasks.decide("t1", "failed", clock(), error="late") is None
+        assert tasks.get("t1")["state"] == "succeeded"
+        assert states(tasks, "t1") == ["pending", "dispatched", "running", "succeeded"]
+
+    def test_decide_back_to_pending_keeps_attempts(self, tasks, clock):
+        dispatched(tasks, clock)
+        doc = tasks.decide("t1", "pending", clock())
+        assert doc["state"] == "pending" and doc["attempts"] == 1 and doc["result"] is None
+        assert tasks.assign(doc, OTHER, clock())["_id"] == "t1.2"
+
+    def test_decide_a_pending_task_changes_nothing(self, tasks, clock):
+        tasks.create("t1", SPEC, clock())
+        assert tasks.decide("t1", "succeeded", clock()) is None
+        assert tasks.get("t1")["state"] == "pending"
+
+    def test_cancel_pending(self, tasks, clock):
+        tasks.create("t1", SPEC, clock())
+        doc = tasks.cancel("t1", clock.advance())
+        assert doc["state"] == "cancelled" and doc["error"] == "cancelled by user"
+        assert tasks.cancel("t1", clock()) is None
+        assert tasks.pending() == []
+
+    def test_cancel_running_but_not_finished(self, tasks, clock):
+        dispatched(tasks, clock, "run")
+        tasks.assignment_running("run", "h1", 1, clock())
+        assert tasks.cancel("run", clock())["state"] == "cancelled"
+        dispatched(tasks, clock, "done")
+        tasks.decide("done", "failed", clock(), error="exit 1")
+        assert tasks.cancel("done", clock()) is None
+        assert tasks.get("done")["state"] == "failed"
+        assert tasks.cancel("ghost", clock()) is None
+
+    def test_assign_records_the_reservation(self, tasks, clock):
+        tasks.create("t1", SPEC, clock())
+        reservation = {"cpus": 1, "memory": 1024, "gpus": 2, "gpu_indices": [0, 3]}
+        a = tasks.assign(tasks.get("t1"), HELPER, clock(), reservation)
+        assert a["reservation"] == reservation
+        assert tasks.assignments_of("t1")[0]["reservation"] == reservation
+        tasks.create("t2", SPEC, clock())
+        assert tasks.assign(tasks.get("t2"), HELPER, clock())["reservation"] == {}
+
+    def test_assignment_accepted_records_the_boot_id(self, tasks, clock):
+        dispatched(tasks, clock, "a")
+        dispatched(tasks, clock, "b")
+        tasks.assignment_accepted("a", "h1", 1, clock(), "boot-1")
+        tasks.assignment_accepted("b", "h1", 1, clock())
+        assert tasks.assignments_of("a")[0]["boot_id"] == "boot-1"
+        assert "boot_id" not in tasks.assignments_of("b")[0]
+
+    def test_live_assignment_docs_by_helper(self, tasks, clock):
+        dispatched(tasks, clock, "a", HELPER)
+        dispatched(tasks, clock, "b", HELPER)
+        dispatched(tasks, clock, "c", OTHER)
+        tasks.assignment_running("b", "h1", 1, clock())
+        tasks.assignment_finished("b", "h1", 1, {"status": "succeeded"}, clock())
+        assert sorted(a["_id"] for a in tasks.live_assignment_docs()) == ["a.1", "c.1"]
+        assert [a["_id"] for a in tasks.live_assignment_docs("h1")] == ["a.1"]
+        assert tasks.live_assignment_docs("nobody") == []
+
+    @pytest.mark.parametrize("state", ["pushing", "accepted", "running"])
+    def test_assignment_lost_from_any_live_state(self, tasks, clock, state):
+        dispatched(tasks, clock)
+        if state != "pushing":
+            tasks.assignment_accepted("t1", "h1", 1, clock())
+        if state == "running":
+            tasks.assignment_running("t1", "h1", 1, clock())
+        lost = tasks.assignment_lost("t1", 1, "helper gone", clock.advance())
+        assert (lost["state"], lost["error"], lost["finished_at"]) == (
+            "lost",
+            "helper gone",
+            clock(),
+        )
+        assert tasks.assignment_lost("t1", 1, "again", clock()) is None
+        assert tasks.live_assignments() == {}
+
+    def test_a_finished_assignment_is_not_lost(self, tasks, clock):
+        dispatched(tasks, clock)
+        tasks.assignment_finished("t1", "h1", 1, {"status": "succeeded"}, clock())
+        assert tasks.assignment_lost("t1", 1, "helper gone", clock()) is None
+        assert tasks.assignments_of("t1")[0]["state"] == "finished"
+
+    def test_late_events_do_not_revive_a_lost_assignment(self, tasks, clock):
+        dispatched(tasks, clock)
+        tasks.assignment_lost("t1", 1, "helper gone", clock())
+        tasks.assignment_accepted("t1", "h1", 1, clock())
+        tasks.assignment_running("t1", "h1", 1, clock())
+        assert tasks.assignment_finished("t1", "h1", 1, {"status": "failed"}, clock()) is None
+        assert tasks.assignments_of("t1")[0]["state"] == "lost"
+
+    def test_requeue_an_active_task(self, tasks, clock):
+        dispatched(tasks, clock, "d")
+        dispatched(tasks, clock, "r")
+        tasks.assignment_running("r", "h1", 1, clock())
+        for task_id in ("d", "r"):
+            doc = tasks.requeue(task_id, clock.advance(), "attempt 1 lost: helper gone")
+            assert doc["state"] == "pending" and doc["attempts"] == 1
+            assert doc["wait_reason"] == "attempt 1 lost: helper gone"
+        assert states(tasks, "r") == ["pending", "dispatched", "running", "pending"]
+        assert tasks.assign(tasks.get("r"), OTHER, clock())["_id"] == "r.2"
+
+    def test_requeue_a_pending_or_finished_task_changes_nothing(self, tasks, clock):
+        tasks.create("p", SPEC, clock())
+        assert tasks.requeue("p", clock(), "lost") is None
+        dispatched(tasks, clock, "c")
+        tasks.cancel("c", clock())
+        assert tasks.requeue("c", clock(), "lost") is None
+        assert tasks.get("c")["state"] == "cancelled"
+        assert tasks.requeue("ghost", clock(), "lost") is None
+
+    def test_set_wait_reason_only_while_pending(self, tasks, clock):
+        tasks.create("t1", SPEC, clock())
+        tasks.set_wait_reason("t1", "1 helper: 1 not enough GPUs", clock())
+        assert tasks.get("t1")["wait_reason"] == "1 helper: 1 not enough GPUs"
+        tasks.assign(tasks.get("t1"), HELPER, clock())
+        assert tasks.get("t1")["wait_reason"] is None
+        tasks.set_wait_reason("t1", "too late", clock())
+        assert tasks.get("t1")["wait_reason"] is None
