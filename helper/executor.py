@@ -138,16 +138,16 @@ class Executor:
         self._deliver(a.task_id, a.attempt, a.image, outcome)
 
     def _deliver(self, task_id: str, attempt: int, image: str, outcome: RunOutcome) -> None:
-        """Queue the full logs of cut streams, the result and the final event,
-        in that order, durably; then free the slot."""
-        for path in outcome.spilled:
+        """Queue the artifacts (full logs of cut streams, /output), the result
+        and the final event, in that order, durably; then free the slot."""
+        for name, path in outcome.artifacts.items():
             self.outbox.put(
                 "artifact",
                 {
                     "task_id": task_id,
                     "helper_id": self.helper_id,
                     "attempt": attempt,
-                    "name": f"logs/{path.name}",
+                    "name": name,
                     "path": str(path),
                 },
             )

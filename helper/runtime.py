@@ -22,6 +22,7 @@ DEFAULT_LOG_CAP = 1024 * 1024
 LABEL = "io.seeker.assignment"
 HELPER_LABEL = "io.seeker.helper"
 TIMEOUT_LABEL = "io.seeker.timeout"
+OUTPUT_DIR = "/output"  # what a container writes here is kept as output.tar
 
 
 @dataclass
@@ -55,7 +56,9 @@ class RunOutcome:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     error: str | None = None
-    spilled: list[Path] = field(default_factory=list)  # full logs of cut streams
+    # files to upload as artifacts, by artifact name: the full logs of cut
+    # streams (logs/stdout.log, logs/stderr.log) and /output (output.tar)
+    artifacts: dict[str, Path] = field(default_factory=dict)
     stdout_digest: str = ""  # sha256 of all of stdout that was read
 
 
@@ -219,9 +222,12 @@ class DockerRuntime:
             err[1],
             started,
             finished,
-            spilled=[p for p in (out[2], err[2]) if p],
+            artifacts={f"logs/{p.name}": p for p in (out[2], err[2]) if p},
             stdout_digest="sha256:" + out[3],
         )
+        packed = self._pack_output(container, spec.spill_dir)
+        if packed:
+            outcome.artifacts["output.tar"] = packed
         if self._was_cancelled(spec.name):
             outcome.status, outcome.error = "cancelled", "cancelled by user"
         elif timed_out:
@@ -231,6 +237,22 @@ class DockerRuntime:
             outcome.status = "error"
             outcome.error = f"out of memory: killed at its {spec.memory}-byte memory limit"
         return outcome
+
+    def _pack_output(self, container, spill_dir: Path | None) -> Path | None:
+        """What the container wrote under /output, as a tar archive (None
+        when it wrote no /output)."""
+        if spill_dir is None:
+            return None
+        try:
+            chunks, _ = container.get_archive(OUTPUT_DIR)
+        except NotFound:
+            return None
+        spill_dir.mkdir(parents=True, exist_ok=True)
+        path = spill_dir / "output.tar"
+        with open(path, "wb") as f:
+            for chunk in chunks:
+                f.write(chunk)
+        return path
 
     def _logs(
         self, container, stream: str, spill_dir: Path | None

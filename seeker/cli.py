@@ -161,17 +161,16 @@ def _detail(detail) -> str:
     return str(detail)
 
 
-@main.command(context_settings={"ignore_unknown_options": False})
+@main.command()
 @client_options
 @click.argument("image")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
-@click.option("--replicas", default=1, show_default=True, type=int)
 @click.option("--cpus", type=float, help="CPUs the task needs (CPU quota).")
 @click.option("--memory", help="Memory limit, e.g. 512m or 4g.")
 @click.option("--gpus", type=int, help="Number of GPUs.")
-@click.option("--timeout", type=float, help="Seconds before the container is stopped.")
-@click.option("--max-attempts", type=int, help="Runs before a failing task gives up.")
 @click.option("--gpu-memory", help="Free memory each GPU must have, e.g. 16g.")
+@click.option("--timeout", type=float, help="Seconds before the container is stopped.")
+@click.option("--max-attempts", type=int, help="Runs per replica before a failing task gives up.")
 @click.option("--env", "env", multiple=True, metavar="KEY=VALUE", help="Repeatable.")
 @click.option(
     "--constraint",
@@ -185,6 +184,35 @@ def _detail(detail) -> str:
     type=click.Choice(["spread", "binpack"]),
     help="Spread over idle helpers (default) or pack busy ones first.",
 )
+@click.option("--replicas", type=click.IntRange(1), help="Run on this many distinct helpers.")
+@click.option(
+    "--policy",
+    type=click.Choice(["first", "quorum", "all"]),
+    help="Which replica's result counts (default: first success).",
+)
+@click.option(
+    "--quorum",
+    type=click.IntRange(1),
+    help="quorum: identical outputs needed (default: a majority).",
+)
+@click.option(
+    "--max-replicas",
+    type=click.IntRange(1),
+    help="quorum: most replicas ever sent when results disagree.",
+)
+@click.option(
+    "--keep-others",
+    is_flag=True,
+    help="first: let the other replicas finish instead of cancelling them.",
+)
+@click.option(
+    "--min-helpers", type=click.IntRange(0), help="Wait until this many helpers can take the task."
+)
+@click.option(
+    "--pull",
+    type=click.Choice(["always", "if-missing", "never"]),
+    help="When the helper pulls the image (default: if-missing).",
+)
 @click.option("--name", help="A name for the task.")
 @click.option("--wait", is_flag=True, help="Wait for the end; exit with the container's code.")
 @api_errors
@@ -194,16 +222,22 @@ def submit(
     as_json,
     image,
     command,
-    replicas,
     cpus,
     memory,
     gpus,
+    gpu_memory,
     timeout,
     max_attempts,
-    gpu_memory,
     env,
     constraints,
     placement,
+    replicas,
+    policy,
+    quorum,
+    max_replicas,
+    keep_others,
+    min_helpers,
+    pull,
     name,
     wait,
 ):
@@ -211,23 +245,34 @@ def submit(
 
     \b
     seeker submit --wait busybox -- echo hello
+    seeker submit --replicas 3 --policy quorum --quorum 2 --wait IMAGE -- ./simulate
     """
     resources = {
         k: v
         for k, v in (("cpus", cpus), ("memory", memory), ("gpus", gpus), ("gpu_memory", gpu_memory))
         if v
     }
-    spec = {
+    spec: dict = {
         "env": parse_pairs(env, "--env"),
         "resources": resources,
-        "replicas": replicas,
         "constraints": parse_pairs(constraints, "--constraint"),
     }
+    chosen = {
+        "kind": policy,
+        "quorum": quorum,
+        "max_replicas": max_replicas,
+        "cancel_rest": False if keep_others else None,
+    }
+    if any(v is not None for v in chosen.values()):
+        spec["policy"] = {k: v for k, v in chosen.items() if v is not None}
     for key, value in (
         ("timeout", timeout),
         ("max_attempts", max_attempts),
         ("name", name),
         ("placement", placement),
+        ("replicas", replicas),
+        ("min_helpers", min_helpers),
+        ("pull", pull),
     ):
         if value is not None:
             spec[key] = value
@@ -249,12 +294,23 @@ def submit(
 
 
 def _progress(task: dict) -> None:
-    where = ""
-    live = [a for a in task.get("assignments") or [] if a["state"] != "push_failed"]
+    """e.g. '  running: 1/3 replicas done; running on gpu-b, gpu-c'"""
+    assignments = task.get("assignments") or []
+    done = [a for a in assignments if a["state"] == "finished"]
+    live = [
+        a["helper_name"]
+        for a in assignments
+        if a["state"] in ("pushing", "accepted", "pulling", "running")
+    ]
+    parts = []
+    if task.get("replicas", 1) > 1:
+        parts.append(f"{len(done)}/{task['replicas']} replicas done")
     if live:
-        where = f" on {live[-1]['helper_name']}"
-    reason = f" ({task['wait_reason']})" if task.get("wait_reason") else ""
-    click.echo(f"  {task['state']}{where}{reason}", err=True)
+        parts.append(f"on {', '.join(live)}")
+    if task.get("wait_reason") and task["state"] == "pending":
+        parts.append(task["wait_reason"])
+    detail = f": {'; '.join(parts)}" if parts else ""
+    click.echo(f"  {task['state']}{detail}", err=True)
 
 
 def exit_code(task: dict) -> int:

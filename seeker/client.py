@@ -11,6 +11,11 @@ from serving.http import JsonClient
 FINAL = {s.value for s in FINAL_TASK_STATES}
 
 
+def progress_key(task: dict) -> tuple:
+    """What changes when a task makes progress: its state and its replicas'."""
+    return task["state"], tuple((a["attempt"], a["state"]) for a in task.get("assignments", []))
+
+
 class SeekerClient(JsonClient):
     """Talk to a seeker: `SeekerClient("http://head:7070", token)`."""
 
@@ -52,9 +57,10 @@ class SeekerClient(JsonClient):
         last = None
         while True:
             task = self.get(task_id)
-            if on_change and task["state"] != last:
+            seen = progress_key(task)
+            if on_change and seen != last:
                 on_change(task)
-                last = task["state"]
+                last = seen
             if task["state"] in FINAL:
                 return task
             if deadline is not None and time.monotonic() > deadline:

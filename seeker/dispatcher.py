@@ -12,7 +12,7 @@ from seeker.capacity import after_placing, helper_views
 from seeker.health import HelperHealth
 from seeker.models import AssignmentState
 from seeker.scheduler import HelperView, TaskView, reserve_gpus, select
-from seeker.store import HelperStore, TaskStore
+from seeker.store import LIVE, HelperStore, TaskStore
 from serving.http import ApiError, Unreachable
 
 log = logging.getLogger(__name__)
@@ -65,60 +65,83 @@ class Dispatcher:
         return placed
 
     def _dispatch(self, task: dict, docs: dict[str, dict], views: dict[str, HelperView]) -> int:
+        """Place the task's open replicas on the best helpers, one per helper."""
         tv = task_view(task, self.tasks.assignments_of(task["_id"]))
         selection = select(tv, list(views.values()))
-        for candidate in selection.candidates:
-            helper = docs[candidate.helper.helper_id]
-            reservation = {
-                "cpus": tv.cpus,
-                "memory": tv.memory,
-                "gpus": tv.gpus,
-                "gpu_indices": reserve_gpus(tv, candidate.helper),
-            }
-            assignment = self.tasks.assign(task, helper, self.clock(), reservation)
-            if assignment is None:
-                return 0  # someone else changed the task: leave it to them
-            attempt = assignment["attempt"]
-            try:
-                reply = self.push(helper, assignment_payload(task, helper, attempt, reservation))
-            except (Unreachable, ApiError) as exc:
-                reason = f"push to {helper['name']} failed: {exc}"
-                log.warning("task %s: %s", task["_id"], reason)
-                task = self.tasks.push_failed(task["_id"], attempt, reason, self.clock())
-                if is_refusal(exc):
-                    self.health.contact_ok(helper["helper_id"])
-                elif is_busy(exc):
-                    self.health.contact_ok(helper["helper_id"])
-                    views[helper["helper_id"]] = replace(
-                        candidate.helper, running=candidate.helper.slots
-                    )
-                elif self.health.contact_failed(helper["helper_id"], helper["name"], reason):
-                    views.pop(helper["helper_id"], None)
-                if task is None:
-                    return 0
-                continue
-            boot_id = (reply or {}).get("boot_id")
-            self.tasks.assignment_accepted(
-                task["_id"], helper["helper_id"], attempt, self.clock(), boot_id
+        need, placed = task["open"], 0
+        min_helpers = task["spec"].get("min_helpers", 0)
+        if task["attempts"] == 0 and len(selection.candidates) < min_helpers:
+            reason = (
+                f"waiting for {min_helpers} helpers, {len(selection.candidates)} can "
+                f"take it now ({selection.wait_reason()})"
             )
-            self.health.contact_ok(helper["helper_id"])
-            views[helper["helper_id"]] = after_placing(candidate.helper, reservation)
-            log.info("task %s attempt %d -> %s", task["_id"], attempt, helper["name"])
-            return 1
-        reason = selection.wait_reason()
-        if selection.candidates:
-            reason = "every feasible helper failed to take it; " + reason
-        self.tasks.set_wait_reason(task["_id"], reason, self.clock())
-        return 0
+            self.tasks.set_wait_reason(task["_id"], reason, self.clock())
+            return 0
+        for candidate in selection.candidates:
+            if placed == need:
+                break
+            ok, task = self._place(task, candidate.helper, docs, views, tv)
+            if task is None:
+                return placed  # someone else changed the task: leave it to them
+            placed += ok
+        if placed < need:
+            reason = selection.wait_reason()
+            if selection.candidates:
+                reason = f"{need - placed} of {need} replicas unplaced; {reason}"
+            self.tasks.set_wait_reason(task["_id"], reason, self.clock())
+        return placed
+
+    def _place(
+        self,
+        task: dict,
+        view: HelperView,
+        docs: dict[str, dict],
+        views: dict[str, HelperView],
+        tv: TaskView,
+    ) -> tuple[int, dict | None]:
+        """Assign and push one replica; returns (1 if it runs, the task now)."""
+        helper = docs[view.helper_id]
+        reservation = {
+            "cpus": tv.cpus,
+            "memory": tv.memory,
+            "gpus": tv.gpus,
+            "gpu_indices": reserve_gpus(tv, view),
+        }
+        assignment = self.tasks.assign(task, helper, self.clock(), reservation)
+        if assignment is None:
+            return 0, None
+        attempt = assignment["attempt"]
+        try:
+            reply = self.push(helper, assignment_payload(task, helper, attempt, reservation))
+        except (Unreachable, ApiError) as exc:
+            reason = f"push to {helper['name']} failed: {exc}"
+            log.warning("task %s: %s", task["_id"], reason)
+            if is_refusal(exc):
+                self.health.contact_ok(helper["helper_id"])
+            elif is_busy(exc):
+                self.health.contact_ok(helper["helper_id"])
+                views[helper["helper_id"]] = replace(view, running=view.slots)
+            elif self.health.contact_failed(helper["helper_id"], helper["name"], reason):
+                views.pop(helper["helper_id"], None)
+            return 0, self.tasks.push_failed(task["_id"], attempt, reason, self.clock())
+        boot_id = (reply or {}).get("boot_id")
+        self.tasks.assignment_accepted(
+            task["_id"], helper["helper_id"], attempt, self.clock(), boot_id
+        )
+        self.health.contact_ok(helper["helper_id"])
+        views[helper["helper_id"]] = after_placing(view, reservation)
+        log.info("task %s attempt %d -> %s", task["_id"], attempt, helper["name"])
+        return 1, self.tasks.get(task["_id"])
 
 
 def task_view(task: dict, assignments: list[dict]) -> TaskView:
-    live = {
-        AssignmentState.PUSHING.value,
-        AssignmentState.ACCEPTED.value,
-        AssignmentState.RUNNING.value,
-    }
-    running_on = {a["helper_id"] for a in assignments if a["state"] in live}
+    """A replicated task goes only to helpers that have not run it yet; a
+    single one may retry where it failed (with a penalty)."""
+    if task["spec"].get("replicas", 1) > 1:
+        busy = {AssignmentState.PUSH_FAILED.value}
+        running_on = {a["helper_id"] for a in assignments if a["state"] not in busy}
+    else:
+        running_on = {a["helper_id"] for a in assignments if a["state"] in LIVE}
     failed_on = {
         a["helper_id"]
         for a in assignments

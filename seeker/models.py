@@ -6,7 +6,7 @@ import re
 from enum import Enum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from helper.policy import SAFE_CAPABILITIES
 from serving.schema import INT64_MAX, Bytes, Int64
@@ -78,6 +78,24 @@ class Resources(BaseModel):
         return parse_bytes(v)
 
 
+MAX_REPLICAS = 32
+
+
+class SelectionPolicy(BaseModel):
+    """Which result counts when a task runs on several helpers."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["first", "quorum", "all"] = "first"
+    quorum: int | None = Field(
+        default=None, ge=1, le=MAX_REPLICAS, description="quorum: how many identical outputs decide"
+    )
+    max_replicas: int | None = Field(
+        default=None, ge=1, le=MAX_REPLICAS, description="quorum: most replicas ever sent"
+    )
+    cancel_rest: bool = Field(default=True, description="first: cancel the others on success")
+
+
 class Mount(BaseModel):
     """A host path, mounted only where the helper's operator allows it."""
 
@@ -97,7 +115,11 @@ class TaskSpec(BaseModel):
     command: list[str] = Field(default_factory=list, max_length=1024)
     env: dict[str, str] = Field(default_factory=dict)
     resources: Resources = Field(default_factory=Resources)
-    replicas: int = Field(default=1, ge=1, le=1)
+    replicas: int = Field(default=1, ge=1, le=MAX_REPLICAS)
+    policy: SelectionPolicy = Field(default_factory=lambda: SelectionPolicy())
+    min_helpers: int = Field(
+        default=0, ge=0, le=MAX_REPLICAS, description="wait until this many helpers can take it"
+    )
     timeout: float | None = Field(default=None, gt=0, le=7 * 24 * 3600)
     max_attempts: int = Field(default=1, ge=1, le=100)
     name: str | None = Field(default=None, max_length=256)
@@ -110,6 +132,22 @@ class TaskSpec(BaseModel):
         default_factory=list, description="Linux capabilities to keep (all others dropped)"
     )
     mounts: list[Mount] = Field(default_factory=list, max_length=16)
+
+    @model_validator(mode="after")
+    def _policy_fits(self) -> TaskSpec:
+        p = self.policy
+        if p.kind == "quorum":
+            if p.quorum is None:
+                p.quorum = self.replicas // 2 + 1
+            if p.quorum > self.replicas:
+                raise ValueError(f"policy.quorum ({p.quorum}) exceeds replicas ({self.replicas})")
+            if p.max_replicas is None:
+                p.max_replicas = min(MAX_REPLICAS, self.replicas + 2)
+            if p.max_replicas < self.replicas:
+                raise ValueError("policy.max_replicas must be at least replicas")
+        if self.min_helpers > self.replicas:
+            raise ValueError(f"min_helpers ({self.min_helpers}) exceeds replicas ({self.replicas})")
+        return self
 
     @field_validator("image")
     @classmethod

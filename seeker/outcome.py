@@ -1,34 +1,131 @@
-"""What an ended assignment means for its task: a pure decision."""
+"""What the results so far mean for a task: a pure decision over its
+assignments, for each selection policy (first, quorum, all)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import defaultdict
+from dataclasses import dataclass, field
 
-from seeker.models import AssignmentState, TaskState
+from seeker.models import LIVE_ASSIGNMENT_STATES, AssignmentState, TaskState
+
+LIVE = {s.value for s in LIVE_ASSIGNMENT_STATES}
+SUMMARY = ("helper_id", "helper_name", "attempt", "status", "exit_code", "output_digest")
 
 
 @dataclass(frozen=True)
 class Decision:
-    state: TaskState
-    result: dict | None = None
+    state: TaskState | None  # None: the task goes on as it is
+    wanted: int  # replicas the task should have had in all (running or ended)
+    result: dict | None = None  # the canonical result, once decided
     error: str | None = None
+    cancel: list[dict] = field(default_factory=list)  # live replicas to stop
+    votes: dict[str, list[str]] = field(default_factory=dict)  # digest -> helper names
 
 
-def decide(task: dict, assignments: list[dict], finished: dict) -> Decision:
-    """The task's next state once assignment `finished` has a result.
+def decide(spec: dict, wanted: int, assignments: list[dict]) -> Decision:
+    policy = spec.get("policy") or {}
+    kind = policy.get("kind", "first")
+    live = [a for a in assignments if a["state"] in LIVE]
+    done = sorted(
+        (a for a in assignments if a["state"] == AssignmentState.FINISHED.value),
+        key=lambda a: (str(a.get("finished_at")), a["attempt"]),
+    )
+    ok = [a for a in done if a.get("status") == "succeeded"]
+    votes = vote(ok)
+    if kind == "quorum":
+        decision = _quorum(policy, wanted, live, done, ok, votes)
+    elif kind == "all":
+        decision = _all(spec, live, done, ok)
+    else:
+        decision = _first(spec, policy, live, done, ok)
+    if decision.state is None and not live and decision.wanted <= len(done):
+        last = done[-1] if done else {}
+        decision = Decision(
+            TaskState.FAILED,
+            len(done),
+            summary(last) if done else None,
+            error="nothing left to run",
+        )
+    if decision.state is None and not live:  # more to place, nothing running
+        decision = Decision(TaskState.PENDING, decision.wanted, votes=decision.votes)
+    return decision if decision.votes else Decision(**{**decision.__dict__, "votes": votes})
 
-    A success is the canonical result. A failure is retried (the task goes
-    back to pending) while fewer than `max_attempts` runs have ended."""
-    summary = {
-        k: finished.get(k)
-        for k in ("helper_id", "helper_name", "attempt", "status", "exit_code", "output_digest")
-    }
-    if finished.get("status") == "succeeded":
-        return Decision(TaskState.SUCCEEDED, result=summary)
-    runs = sum(1 for a in assignments if a["state"] == AssignmentState.FINISHED.value)
-    if runs < task["spec"].get("max_attempts", 1):
-        return Decision(TaskState.PENDING)
-    return Decision(TaskState.FAILED, result=summary, error=describe_failure(finished))
+
+def vote(ok: list[dict]) -> dict[str, list[str]]:
+    """Successful replicas grouped by output digest."""
+    groups: dict[str, list[str]] = defaultdict(list)
+    for a in ok:
+        groups[a.get("output_digest") or ""].append(a.get("helper_name") or a["helper_id"])
+    return dict(groups)
+
+
+def _budget(spec: dict) -> int:
+    return spec.get("replicas", 1) * spec.get("max_attempts", 1)
+
+
+def _first(spec, policy, live, done, ok) -> Decision:
+    """The first success wins; failures are replaced while attempts remain."""
+    n, budget = spec.get("replicas", 1), _budget(spec)
+    if ok:
+        cancel = live if policy.get("cancel_rest", True) else []
+        return Decision(TaskState.SUCCEEDED, len(done) + len(live), summary(ok[0]), cancel=cancel)
+    wanted = min(len(done) + n, budget)
+    if not live and len(done) >= budget:
+        return Decision(
+            TaskState.FAILED, len(done), summary(done[-1]), error=describe_failure(done[-1])
+        )
+    return Decision(None, max(wanted, len(done) + len(live)))
+
+
+def _all(spec, live, done, ok) -> Decision:
+    """Every replica must succeed; failed ones are re-run while attempts remain."""
+    n, budget = spec.get("replicas", 1), _budget(spec)
+    if len(ok) >= n:
+        digests = {a.get("output_digest") for a in ok}
+        error = None if len(digests) == 1 else f"replicas disagree: {len(digests)} outputs"
+        return Decision(TaskState.SUCCEEDED, len(done), summary(ok[0]), error=error)
+    failed = len(done) - len(ok)
+    wanted = min(n + failed, budget)
+    if not live and len(done) >= wanted:
+        last = next(a for a in reversed(done) if a.get("status") != "succeeded")
+        return Decision(
+            TaskState.FAILED,
+            len(done),
+            summary(last),
+            error=f"{len(ok)} of {n} replicas succeeded; last failure: {describe_failure(last)}",
+        )
+    return Decision(None, max(wanted, len(done) + len(live)))
+
+
+def _quorum(policy, wanted, live, done, ok, votes) -> Decision:
+    """The first output that `quorum` successful replicas agree on (BOINC's
+    min_quorum); one more replica while agreement is out of reach."""
+    k, most = policy.get("quorum") or 1, policy.get("max_replicas") or wanted
+    for digest, helpers in votes.items():
+        if len(helpers) >= k:
+            winner = next(a for a in ok if a.get("output_digest") == digest)
+            return Decision(
+                TaskState.SUCCEEDED, len(done) + len(live), summary(winner), cancel=live
+            )
+    best = max((len(h) for h in votes.values()), default=0)
+    if best + len(live) >= k:
+        return Decision(None, wanted)  # what runs can still agree
+    if wanted < most:
+        return Decision(None, wanted + 1)  # send one more
+    if live:
+        return Decision(None, wanted)
+    return Decision(
+        TaskState.FAILED,
+        wanted,
+        error=(
+            f"no quorum: {k} agreeing results needed, best was {best} of {len(done)} "
+            f"(max {most} replicas)"
+        ),
+    )
+
+
+def summary(a: dict) -> dict:
+    return {k: a.get(k) for k in SUMMARY}
 
 
 def describe_failure(a: dict) -> str:

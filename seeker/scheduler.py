@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from helper.policy import image_allowed, mount_allowed
 
 OFFLINE = "offline"
-RUNS_THIS_TASK = "already runs this task"
+RUNS_THIS_TASK = "already has a replica of this task"
 NO_FREE_SLOT = "no free slot"
 LABELS_DIFFER = "labels do not match"
 NOT_ENOUGH_CPU = "not enough free CPUs"

@@ -14,7 +14,6 @@ from seeker.models import (
     AssignmentState,
     HelperRegistration,
     TaskSpec,
-    TaskState,
 )
 from seeker.outcome import decide
 from seeker.store import HelperStore, TaskStore, task_json
@@ -147,14 +146,29 @@ class Seeker:
         )
         if finished is None:
             return  # a repeated event changes nothing
-        task = self.tasks.get(task_id)
-        if task["state"] in FINAL:
-            self.kick()  # e.g. cancelled: its slot is free now
-            return
-        decision = decide(task, self.tasks.assignments_of(task_id), finished)
-        self.tasks.decide(
-            task_id, decision.state.value, now, result=decision.result, error=decision.error
-        )
-        if decision.state == TaskState.PENDING:
-            log.info("task %s: attempt %d %s, retrying", task_id, event.attempt, event.status)
-        self.kick()  # a slot is free, or the task waits for another helper
+        self.settle(task_id)
+        self.kick()  # a slot is free, or the task wants another replica
+
+    def settle(self, task_id: str, tries: int = 20) -> dict | None:
+        """Decide what the results so far mean for the task and write it,
+        deciding again if another event changed the task meanwhile."""
+        for _ in range(tries):
+            task = self.tasks.get(task_id)
+            if task is None or task["state"] in FINAL:
+                return task
+            assignments = self.tasks.assignments_of(task_id)
+            decision = decide(task["spec"], task["wanted"], assignments)
+            written = self.tasks.apply(task, decision, self.clock())
+            if written is None:
+                continue
+            for a in decision.cancel:
+                log.info(
+                    "task %s decided: stopping replica %d on %s",
+                    task_id,
+                    a["attempt"],
+                    a["helper_name"],
+                )
+                self._stop_assignment(task_id, a)
+            return written
+        log.error("task %s: could not settle after %d tries", task_id, tries)
+        return None

@@ -93,6 +93,7 @@ class TaskStore:
 
     def ensure_indexes(self) -> None:
         self.tasks.create_index([("state", ASCENDING), ("created_at", ASCENDING)], name="by_state")
+        self.tasks.create_index([("open", ASCENDING), ("created_at", ASCENDING)], name="to_place")
         self.tasks.create_index([("created_at", DESCENDING)], name="newest")
         self.assignments.create_index(
             [("task_id", ASCENDING), ("attempt", ASCENDING)], name="by_task"
@@ -102,15 +103,20 @@ class TaskStore:
         )
 
     def create(self, task_id: str, spec: dict, now: datetime) -> dict:
+        replicas = spec.get("replicas", 1)
         doc = {
             "_id": task_id,
             "spec": spec,
             "state": TaskState.PENDING.value,
             "created_at": now,
             "updated_at": now,
-            "attempts": 0,
+            "attempts": 0,  # assignments made, pushed or not
+            "wanted": replicas,  # replicas the task should have had in all
+            "open": replicas,  # of those, still to place
+            "rev": 0,  # bumped by every change that decisions depend on
             "result": None,
             "error": None,
+            "votes": [],  # successful replicas grouped by output digest
             "wait_reason": None,
             "history": [{"state": TaskState.PENDING.value, "at": now}],
         }
@@ -125,8 +131,9 @@ class TaskStore:
         return list(self.tasks.find(query).sort("created_at", DESCENDING).limit(limit))
 
     def pending(self, limit: int = 200) -> list[dict]:
+        """Unfinished tasks with replicas still to place, oldest first."""
         return list(
-            self.tasks.find({"state": TaskState.PENDING.value})
+            self.tasks.find({"open": {"$gt": 0}, "state": {"$nin": FINAL}})
             .sort("created_at", ASCENDING)
             .limit(limit)
         )
@@ -168,17 +175,19 @@ class TaskStore:
     def assign(
         self, task: dict, helper: dict, now: datetime, reservation: dict | None = None
     ) -> dict | None:
-        """pending -> dispatched with a new assignment to `helper`, if nobody
-        else changed the task since it was read; returns the assignment.
+        """Place one replica of `task` on `helper`, if nobody changed the task
+        since it was read (its `rev`); a pending task becomes dispatched.
+        Returns the new assignment.
 
         `reservation` (cpus, memory, gpus, gpu_indices) is what the assignment
         holds on the helper while it is live."""
+        state = task["state"]
         moved = self._transition(
-            {"_id": task["_id"], "state": TaskState.PENDING.value, "attempts": task["attempts"]},
+            {"_id": task["_id"], "rev": task["rev"], "state": state, "open": {"$gt": 0}},
             {"wait_reason": None},
             now,
-            TaskState.DISPATCHED.value,
-            inc={"attempts": 1},
+            TaskState.DISPATCHED.value if state == TaskState.PENDING.value else None,
+            inc={"attempts": 1, "open": -1, "rev": 1},
         )
         if moved is None:
             return None
@@ -195,36 +204,30 @@ class TaskStore:
         self.assignments.insert_one(assignment)
         return assignment
 
-    def requeue(self, task_id: str, now: datetime, reason: str) -> dict | None:
-        """An active task whose run was lost goes back to pending."""
-        return self._transition(
-            {"_id": task_id, "state": {"$in": ACTIVE_TASK}},
-            {"wait_reason": reason},
-            now,
-            TaskState.PENDING.value,
-        )
-
     def set_wait_reason(self, task_id: str, reason: str, now: datetime) -> None:
         self.tasks.update_one(
             {"_id": task_id, "state": TaskState.PENDING.value},
             {"$set": {"wait_reason": reason, "updated_at": now}},
         )
 
-    def decide(
-        self,
-        task_id: str,
-        new_state: str,
-        now: datetime,
-        *,
-        result: dict | None = None,
-        error: str | None = None,
-    ) -> dict | None:
-        """Move an unfinished task to its outcome (or back to pending for a retry)."""
-        sets: dict = {"error": error}
-        if result is not None:
-            sets["result"] = result
+    def apply(self, task: dict, decision, now: datetime) -> dict | None:
+        """Write a decision made from `task` as read (its `rev`): None when
+        the task changed meanwhile (decide again) or already ended."""
+        votes = [{"output_digest": d, "helpers": h} for d, h in decision.votes.items()]
+        sets: dict = {"votes": votes, "wanted": decision.wanted}
+        if decision.result is not None:
+            sets["result"] = decision.result
+        if decision.error is not None or decision.state is not None:
+            sets["error"] = decision.error
+        state = decision.state.value if decision.state is not None else None
+        if state == task["state"]:
+            state = None
         return self._transition(
-            {"_id": task_id, "state": {"$in": ACTIVE_TASK}}, sets, now, new_state
+            {"_id": task["_id"], "rev": task["rev"], "state": {"$nin": FINAL}},
+            sets,
+            now,
+            state,
+            inc={"rev": 1, "open": decision.wanted - task["wanted"]},
         )
 
     def started(self, task_id: str, now: datetime) -> dict | None:
@@ -259,7 +262,7 @@ class TaskStore:
         )
 
     def push_failed(self, task_id: str, attempt: int, reason: str, now: datetime) -> dict | None:
-        """A push that did not reach the helper: the task goes back to pending."""
+        """A push that did not reach the helper: its replica is to place again."""
         moved = self._move(
             task_id,
             attempt,
@@ -270,8 +273,24 @@ class TaskStore:
         )
         if moved is None:
             return None
-        return self._transition(
-            {"_id": task_id, "state": TaskState.DISPATCHED.value}, {}, now, TaskState.PENDING.value
+        return self.reopen(task_id, now)
+
+    def reopen(self, task_id: str, now: datetime, reason: str | None = None) -> dict | None:
+        """One replica to place again (its push failed or its run was lost);
+        a task with nothing live any more goes back to pending."""
+        sets = {"wait_reason": reason} if reason else {}
+        task = self._transition(
+            {"_id": task_id, "state": {"$nin": FINAL}}, sets, now, inc={"open": 1, "rev": 1}
+        )
+        if task is None or task["state"] == TaskState.PENDING.value:
+            return task
+        if self.assignments.count_documents({"task_id": task_id, "state": {"$in": LIVE}}):
+            return task
+        return (
+            self._transition(
+                {"_id": task_id, "state": {"$in": ACTIVE_TASK}}, {}, now, TaskState.PENDING.value
+            )
+            or task
         )
 
     def assignment_accepted(
@@ -357,6 +376,8 @@ def task_json(doc: dict, assignments: list[dict] | None = None) -> dict:
         "result",
         "error",
         "wait_reason",
+        "wanted",
+        "votes",
         "history",
     ):
         out[key] = doc.get(key)

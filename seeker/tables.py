@@ -85,6 +85,18 @@ def task_summary(t: dict) -> str:
         f"image     {t['image']}",
         f"command   {' '.join(t.get('command') or []) or '-'}",
     ]
+    if t.get("replicas", 1) > 1:
+        policy = t.get("policy") or {}
+        kind = policy.get("kind", "first")
+        if kind == "quorum":
+            kind += f" {policy.get('quorum')} (at most {policy.get('max_replicas')} replicas)"
+        lines.append(f"replicas  {t['replicas']}, policy {kind}")
+    if len(t.get("votes") or []) > 1:
+        votes = "; ".join(
+            f"{(v['output_digest'] or '')[7:19] or '-'}: {', '.join(v['helpers'])}"
+            for v in t["votes"]
+        )
+        lines.append(f"disagree  {votes}")
     if t.get("wait_reason"):
         lines.append(f"waiting   {t['wait_reason']}")
     if t.get("error"):
@@ -103,6 +115,7 @@ def task_summary(t: dict) -> str:
                 a["state"],
                 a.get("status") or "",
                 a.get("exit_code") if a.get("exit_code") is not None else "",
+                (a.get("output_digest") or "")[7:19],
                 when(a.get("started_at")),
                 when(a.get("finished_at")),
                 a.get("error") or "",
@@ -112,7 +125,17 @@ def task_summary(t: dict) -> str:
         lines += [
             "",
             table(
-                ["ATTEMPT", "HELPER", "STATE", "STATUS", "EXIT", "STARTED", "FINISHED", "NOTE"],
+                [
+                    "ATTEMPT",
+                    "HELPER",
+                    "STATE",
+                    "STATUS",
+                    "EXIT",
+                    "DIGEST",
+                    "STARTED",
+                    "FINISHED",
+                    "NOTE",
+                ],
                 rows,
             ),
         ]
