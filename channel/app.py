@@ -1,4 +1,5 @@
-"""The channel's REST API: store a result, list a task's results."""
+"""The channel's REST API: store a result, list a task's results, and the
+artifacts (files) of each attempt."""
 
 from __future__ import annotations
 
@@ -6,51 +7,87 @@ from datetime import datetime, timezone
 
 from flask import Flask, request
 
-from channel.models import ResultIn
+from channel.artifact_api import add_artifact_routes, required_arg
+from channel.artifacts import DEFAULT_MAX_ARTIFACT_BYTES, ArtifactStore
+from channel.models import ResultIn, ResultStatus
 from channel.store import ResultStore
 from serving.errors import BadRequest, NotFound
 from serving.flaskapp import base_app, int_arg, json_body
 
+STATUSES = [s.value for s in ResultStatus]
 
-def create_app(config: dict | None = None, *, store: ResultStore, token: str, clock=None) -> Flask:
-    app = base_app(__name__, "channel", token, config)
+
+def create_app(
+    config: dict | None = None,
+    *,
+    store: ResultStore,
+    token: str,
+    clock=None,
+    artifacts: ArtifactStore | None = None,
+) -> Flask:
+    """`artifacts` defaults to a store in the results' database.
+
+    Config: MAX_ARTIFACT_BYTES (default 1 GiB), the largest artifact accepted;
+    JSON bodies keep the MAX_CONTENT_LENGTH of every service."""
+    app = base_app(
+        __name__,
+        "channel",
+        token,
+        {"MAX_ARTIFACT_BYTES": DEFAULT_MAX_ARTIFACT_BYTES, **(config or {})},
+    )
+    artifacts = artifacts or ArtifactStore(store.results.database)
     app.extensions["results"] = store
+    app.extensions["artifacts"] = artifacts
     now = clock or (lambda: datetime.now(timezone.utc))
+    add_artifact_routes(app, artifacts, now)
+
+    def one(doc: dict) -> dict:
+        return artifacts.attach([doc])[0]
 
     @app.post("/api/v1/results")
     def post_result():
         result = ResultIn.model_validate(json_body())
         doc, created = store.add(result.model_dump(mode="python"), received_at=now())
-        return doc, 201 if created else 200
+        return one(doc), 201 if created else 200
 
     @app.get("/api/v1/results")
     def list_results():
-        task_id = request.args.get("task_id")
-        if not task_id:
-            raise BadRequest("query parameter 'task_id' is required", "e.g. ?task_id=<id>")
+        task_id = required_arg("task_id")
         limit = int_arg("limit", 100, 1, 500)
         order = request.args.get("order", "oldest")
         if order not in ("oldest", "newest"):
             raise BadRequest("query parameter 'order' must be 'oldest' or 'newest'", order)
+        status = request.args.get("status")
+        if status is not None and status not in STATUSES:
+            raise BadRequest(
+                f"query parameter 'status' must be one of {', '.join(STATUSES)}", status
+            )
+        helper_id = request.args.get("helper_id")
+        if helper_id == "":
+            raise BadRequest(
+                "query parameter 'helper_id' must not be empty", "leave it out for every helper"
+            )
         try:
             results, cursor = store.for_task(
                 task_id,
                 limit=limit,
                 after=request.args.get("after"),
                 newest_first=order == "newest",
+                status=status,
+                helper_id=helper_id,
             )
         except ValueError:
             raise BadRequest(
                 "query parameter 'after' is not a valid cursor",
                 "pass the 'next' value of the previous page",
             ) from None
-        return {"results": results, "next": cursor}
+        return {"results": artifacts.attach(results), "next": cursor}
 
     @app.get("/api/v1/results/<result_id>")
     def get_result(result_id: str):
         doc = store.get(result_id)
         if doc is None:
             raise NotFound("no such result", result_id)
-        return doc
+        return one(doc)
 
     return app

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import click
 
+from channel.artifacts import DEFAULT_MAX_ARTIFACT_BYTES
 from channel.server import ChannelServer
-from serving.cli import log, mongo_option, serve_until_signal, server_options
+from serving.cli import log, mongo_option, serve_until_signal, server_options, starting
 from serving.database import DatabaseConnection
 
 
@@ -17,9 +18,20 @@ def main():
 @main.command()
 @server_options("channel", 7071)
 @mongo_option
-def start(host, port, token, data_dir, mongo_url):
+@click.option(
+    "--max-artifact-bytes",
+    envvar="CHANNEL_MAX_ARTIFACT_BYTES",
+    show_envvar=True,
+    type=click.IntRange(min=0),
+    default=DEFAULT_MAX_ARTIFACT_BYTES,
+    show_default=True,
+    help="The largest artifact accepted, in bytes; larger uploads get 413.",
+)
+def start(host, port, token, data_dir, mongo_url, max_artifact_bytes):
     """Serve the channel's REST API."""
-    conn = DatabaseConnection(mongo_url, data_dir)
-    server = ChannelServer(conn.database("channel"), token, host, port).start()
+    with starting("the channel"):
+        conn = DatabaseConnection(mongo_url, data_dir)
+        config = {"MAX_ARTIFACT_BYTES": max_artifact_bytes}
+        server = ChannelServer(conn.database("channel"), token, host, port, config=config).start()
     log.info("channel listening on %s", server.url)
-    serve_until_signal(conn, server)
+    serve_until_signal(conn, server)  # the server stops first, then the database

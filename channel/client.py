@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
 from serving.http import JsonClient
+
+OCTET_STREAM = "application/octet-stream"
+UPLOAD_READ_TIMEOUT = 600.0  # the channel writes the whole body to GridFS before it answers
+DOWNLOAD_BLOCK = 1024 * 1024
 
 
 class ChannelClient(JsonClient):
@@ -10,11 +18,18 @@ class ChannelClient(JsonClient):
         return self.request("POST", "/api/v1/results", json=result)
 
     def results(
-        self, task_id: str, limit: int = 100, after: str | None = None, order: str = "oldest"
+        self,
+        task_id: str,
+        limit: int = 100,
+        after: str | None = None,
+        order: str = "oldest",
+        status: str | None = None,
+        helper_id: str | None = None,
     ) -> dict:
         params = {"task_id": task_id, "limit": limit, "order": order}
-        if after:
-            params["after"] = after
+        for key, value in (("after", after), ("status", status), ("helper_id", helper_id)):
+            if value:
+                params[key] = value
         return self.request("GET", "/api/v1/results", params=params)
 
     def all_results(self, task_id: str) -> list[dict]:
@@ -28,3 +43,36 @@ class ChannelClient(JsonClient):
 
     def result(self, result_id: str) -> dict:
         return self.request("GET", f"/api/v1/results/{result_id}")
+
+    def upload_artifact(
+        self, task_id: str, helper_id: str, attempt: int, name: str, path: str | Path
+    ) -> dict:
+        """Stream a file to the channel as the artifact `name` of an attempt.
+        Uploading the same (task_id, helper_id, attempt, name) again stores
+        nothing and returns the artifact stored first."""
+        params = {"task_id": task_id, "helper_id": helper_id, "attempt": attempt, "name": name}
+        with open(path, "rb") as f:
+            resp = self.raw(
+                "POST",
+                "/api/v1/artifacts",
+                params=params,
+                data=f,
+                headers={"Content-Type": OCTET_STREAM},
+                timeout=(self.timeout, max(self.timeout, UPLOAD_READ_TIMEOUT)),
+            )
+        return resp.json()
+
+    def artifacts(
+        self, task_id: str, helper_id: str | None = None, attempt: int | None = None
+    ) -> list[dict]:
+        params: dict[str, Any] = {"task_id": task_id}
+        if helper_id:
+            params["helper_id"] = helper_id
+        if attempt is not None:
+            params["attempt"] = attempt
+        return self.request("GET", "/api/v1/artifacts", params=params)["artifacts"]
+
+    def download_artifact(self, artifact_id: str, dest_path: str | Path) -> Path:
+        """Stream an artifact's bytes to `dest_path`; a download cut short
+        leaves nothing there."""
+        return self.download(f"/api/v1/artifacts/{quote(artifact_id, safe='')}", dest_path)

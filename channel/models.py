@@ -6,7 +6,9 @@ import hashlib
 from datetime import datetime
 from enum import Enum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from serving.schema import INT64_MAX
 
 MAX_LOG_BYTES = 16 * 1024 * 1024
 
@@ -27,7 +29,7 @@ class ResultIn(BaseModel):
     task_id: str = Field(min_length=1, max_length=128)
     helper_id: str = Field(min_length=1, max_length=128)
     helper_name: str | None = Field(default=None, max_length=256)
-    attempt: int = Field(ge=1)
+    attempt: int = Field(ge=1, le=INT64_MAX)
     image: str = Field(min_length=1, max_length=512)
     status: ResultStatus
     exit_code: int | None = None
@@ -44,3 +46,28 @@ class ResultIn(BaseModel):
 
 def output_digest(stdout: bytes) -> str:
     return "sha256:" + hashlib.sha256(stdout).hexdigest()
+
+
+ARTIFACT_NAME_MAX = 255
+
+
+class ArtifactKey(BaseModel):
+    """What names an artifact: the attempt that made it and a relative path.
+
+    Posting the same key twice stores the artifact once."""
+
+    task_id: str = Field(min_length=1, max_length=128)
+    helper_id: str = Field(min_length=1, max_length=128)
+    attempt: int = Field(ge=1, le=INT64_MAX)
+    name: str = Field(min_length=1, max_length=ARTIFACT_NAME_MAX)
+
+    @field_validator("name")
+    @classmethod
+    def _relative_path(cls, name: str) -> str:
+        if name.startswith("/"):
+            raise ValueError("must be a relative path, not an absolute one")
+        if "\\" in name or any(ord(c) < 32 or ord(c) == 127 for c in name):
+            raise ValueError("must not contain backslashes or control characters")
+        if any(part in ("", ".", "..") for part in name.split("/")):
+            raise ValueError("must not contain '..', '.' or empty path segments")
+        return name

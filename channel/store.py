@@ -12,6 +12,12 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
 MAX_PAGE = 500
+LIST_INDEXES = {
+    "by_task": ("task_id",),
+    "by_task_status": ("task_id", "status"),
+    "by_task_helper": ("task_id", "helper_id"),
+    "by_task_helper_status": ("task_id", "helper_id", "status"),
+}
 
 
 class ResultStore:
@@ -24,7 +30,10 @@ class ResultStore:
             unique=True,
             name="one_result_per_attempt",
         )
-        self.results.create_index([("task_id", ASCENDING), ("_id", ASCENDING)], name="by_task")
+        # One index per list query: equality fields first, then the `_id` the
+        # page is ordered and cut by.
+        for name, fields in LIST_INDEXES.items():
+            self.results.create_index([(f, ASCENDING) for f in (*fields, "_id")], name=name)
         self.results.create_index("result_id", unique=True, name="by_result_id")
 
     def add(self, result: dict, received_at: datetime) -> tuple[dict, bool]:
@@ -43,12 +52,23 @@ class ResultStore:
             return _public(existing), False
 
     def for_task(
-        self, task_id: str, limit: int = 100, after: str | None = None, newest_first: bool = False
+        self,
+        task_id: str,
+        limit: int = 100,
+        after: str | None = None,
+        newest_first: bool = False,
+        status: str | None = None,
+        helper_id: str | None = None,
     ) -> tuple[list[dict], str | None]:
-        """One page of a task's results, in insertion order, and the cursor
-        for the next page (None on the last)."""
+        """One page of a task's results (of one status, of one helper, when
+        given), in insertion order, and the cursor for the next page (None on
+        the last)."""
         limit = max(1, min(limit, MAX_PAGE))
         query: dict = {"task_id": task_id}
+        if helper_id is not None:
+            query["helper_id"] = helper_id
+        if status is not None:
+            query["status"] = status
         if after:
             try:
                 query["_id"] = {"$lt" if newest_first else "$gt": ObjectId(after)}

@@ -73,6 +73,9 @@ class HelperAgent:
                 "result": self._post_result,
                 "event": lambda p: self.seeker.report(p["task_id"], p["event"]),
             },
+            # a channel outage must not keep completions from the seeker, nor
+            # the reverse; within a lane the order holds (artifacts, then result)
+            lanes={"artifact": "channel", "result": "channel", "event": "seeker"},
         )
         self.executor = Executor(
             self.runtime,

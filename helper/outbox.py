@@ -20,11 +20,20 @@ Deliver = Callable[[dict], None]
 
 
 class Outbox:
-    def __init__(self, directory: Path, handlers: dict[str, Deliver], max_backoff: float = 30.0):
+    def __init__(
+        self,
+        directory: Path,
+        handlers: dict[str, Deliver],
+        max_backoff: float = 30.0,
+        lanes: dict[str, str] | None = None,
+    ):
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.rejected_dir = self.dir / "rejected"
         self.handlers = handlers
+        # kinds in one lane are delivered in order and wait for each other;
+        # lanes (one per destination) do not wait for each other
+        self.lanes = lanes or {}
         self.max_backoff = max_backoff
         kept = [*self._entries(), *self.rejected_dir.glob("*.json")]
         existing = [int(p.name.split("-", 1)[0]) for p in kept]
@@ -65,9 +74,14 @@ class Outbox:
         self._thread.join(timeout=10)
 
     def flush_once(self) -> bool:
-        """Deliver entries in order until one fails; True when none is left."""
+        """Deliver entries in order, each lane until one of its entries fails;
+        True when none is left."""
+        blocked: set[str] = set()
         for path in self._entries():
             kind = path.stem.split("-", 1)[1]
+            lane = self.lanes.get(kind, kind)
+            if lane in blocked:
+                continue
             try:
                 payload = json.loads(path.read_text())
             except ValueError:
@@ -78,11 +92,13 @@ class Outbox:
                 self.handlers[kind](payload)
             except Unreachable as exc:
                 log.info("outbox: %s not delivered yet: %s", path.name, exc)
-                return False
+                blocked.add(lane)
+                continue
             except ApiError as exc:
                 if exc.status in (408, 429) or exc.status >= 500:
                     log.info("outbox: %s not accepted yet: %s", path.name, exc)
-                    return False
+                    blocked.add(lane)
+                    continue
                 log.error(
                     "outbox: %s refused for good (%s); kept in %s",
                     path.name,
@@ -93,9 +109,10 @@ class Outbox:
                 continue
             except Exception:  # a bug or an odd reply: keep the entry, retry later
                 log.exception("outbox: %s could not be delivered", path.name)
-                return False
+                blocked.add(lane)
+                continue
             path.unlink()
-        return True
+        return not blocked
 
     def _reject(self, path: Path) -> None:
         self.rejected_dir.mkdir(exist_ok=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask, request
+from flask import Flask, Response, request, stream_with_context
 
 from seeker.models import AssignmentEvent, HelperRegistration, TaskSpec, TaskState
 from seeker.service import Seeker
@@ -40,6 +40,17 @@ def create_app(config: dict | None = None, *, seeker: Seeker, token: str) -> Fla
     @app.get("/api/v1/tasks/<task_id>/results")
     def task_results(task_id: str):
         return seeker.results(task_id)
+
+    @app.get("/api/v1/artifacts/<artifact_id>")
+    def artifact(artifact_id: str):
+        upstream = seeker.artifact(artifact_id)
+        headers = {
+            k: v
+            for k, v in upstream.headers.items()
+            if k.lower() in ("content-type", "content-length", "content-disposition")
+        }
+        body = stream_with_context(upstream.iter_content(1024 * 1024))
+        return Response(body, status=200, headers=headers, direct_passthrough=True)
 
     @app.post("/api/v1/tasks/<task_id>/events")
     def assignment_event(task_id: str):

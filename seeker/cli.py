@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
+from pathlib import Path
 
 import click
 
@@ -336,12 +337,25 @@ def status(seeker_url, token, as_json, task_id):
 @client_options
 @click.argument("task_id")
 @click.option("--logs/--no-logs", default=True, show_default=True, help="Print stdout/stderr.")
+@click.option(
+    "--download",
+    "download_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Save every result's artifacts under DIR/<helper>-<attempt>/.",
+)
 @api_errors
-def results(seeker_url, token, as_json, task_id, logs):
-    """Show every result of a task, as stored in the channel."""
-    emit(
-        connect(seeker_url, token).results(task_id), as_json, lambda r: results_table(r, logs=logs)
-    )
+def results(seeker_url, token, as_json, task_id, logs, download_dir):
+    """Show every result of a task (the canonical one starred), as stored in the channel."""
+    client = connect(seeker_url, token)
+    if download_dir:
+        saved = client.download_results(task_id, download_dir)
+        emit(
+            [str(p) for p in saved],
+            as_json,
+            lambda paths: "\n".join(paths) if paths else "no artifacts",
+        )
+        return
+    emit(client.results(task_id), as_json, lambda r: results_table(r, logs=logs))
 
 
 @main.command()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import quote
 
 from seeker.models import FINAL_TASK_STATES
 from serving.http import JsonClient
@@ -38,6 +40,22 @@ class SeekerClient(JsonClient):
 
     def results(self, task_id: str) -> list[dict]:
         return self.request("GET", f"/api/v1/tasks/{task_id}/results")["results"]
+
+    def download_artifact(self, artifact_id: str, dest: str | Path) -> Path:
+        """Save an artifact (as listed in a result's `artifacts`) to `dest`."""
+        return self.download(f"/api/v1/artifacts/{quote(artifact_id, safe='')}", dest)
+
+    def download_results(self, task_id: str, directory: str | Path) -> list[Path]:
+        """Every artifact of every result of a task, under
+        DIRECTORY/<helper name>-<attempt>/<artifact name>."""
+        saved = []
+        for r in self.results(task_id):
+            folder = Path(directory) / f"{r.get('helper_name') or r['helper_id']}-{r['attempt']}"
+            for a in r.get("artifacts", []):
+                dest = folder / a["name"]
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                saved.append(self.download_artifact(a["artifact_id"], dest))
+        return saved
 
     def helpers(self) -> list[dict]:
         return self.request("GET", "/api/v1/helpers")["helpers"]

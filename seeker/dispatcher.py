@@ -116,6 +116,9 @@ class Dispatcher:
         except (Unreachable, ApiError) as exc:
             reason = f"push to {helper['name']} failed: {exc}"
             log.warning("task %s: %s", task["_id"], reason)
+            # first give the replica back, then count the failure: a purge
+            # would otherwise mark the assignment being pushed as lost
+            task = self.tasks.push_failed(task["_id"], attempt, reason, self.clock())
             if is_refusal(exc):
                 self.health.contact_ok(helper["helper_id"])
             elif is_busy(exc):
@@ -123,7 +126,7 @@ class Dispatcher:
                 views[helper["helper_id"]] = replace(view, running=view.slots)
             elif self.health.contact_failed(helper["helper_id"], helper["name"], reason):
                 views.pop(helper["helper_id"], None)
-            return 0, self.tasks.push_failed(task["_id"], attempt, reason, self.clock())
+            return 0, task
         boot_id = (reply or {}).get("boot_id")
         self.tasks.assignment_accepted(
             task["_id"], helper["helper_id"], attempt, self.clock(), boot_id

@@ -108,11 +108,12 @@ def _quorum(policy, wanted, live, done, ok, votes) -> Decision:
                 TaskState.SUCCEEDED, len(done) + len(live), summary(winner), cancel=live
             )
     best = max((len(h) for h in votes.values()), default=0)
-    if best + len(live) >= k:
-        return Decision(None, wanted)  # what runs can still agree
+    to_come = wanted - len(done)  # running, or wanted and not placed yet
+    if best + to_come >= k:
+        return Decision(None, wanted)  # what runs (or will) can still agree
     if wanted < most:
         return Decision(None, wanted + 1)  # send one more
-    if live:
+    if to_come > 0:
         return Decision(None, wanted)
     return Decision(
         TaskState.FAILED,

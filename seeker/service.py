@@ -6,6 +6,7 @@ import logging
 import secrets
 from collections.abc import Callable
 from datetime import datetime
+from urllib.parse import quote
 
 from seeker.health import STARTED, HelperHealth
 from seeker.models import (
@@ -97,6 +98,19 @@ class Seeker:
                 canonical.get("attempt"),
             )
         return {"task_id": task_id, "state": task["state"], "results": results, "next": None}
+
+    def artifact(self, artifact_id: str):
+        """An artifact's bytes from the channel, as a streamed response."""
+        try:
+            return self.channel.raw(
+                "GET", f"/api/v1/artifacts/{quote(artifact_id, safe='')}", stream=True
+            )
+        except Unreachable as exc:
+            raise Unavailable("the channel cannot be reached", str(exc)) from None
+        except ApiError as exc:
+            if exc.status == 404:
+                raise NotFound("no such artifact", artifact_id) from None
+            raise
 
     # --- helpers -------------------------------------------------------------
 

@@ -205,8 +205,9 @@ class TaskStore:
         return assignment
 
     def set_wait_reason(self, task_id: str, reason: str, now: datetime) -> None:
+        """Why an unfinished task still has replicas to place."""
         self.tasks.update_one(
-            {"_id": task_id, "state": TaskState.PENDING.value},
+            {"_id": task_id, "state": {"$nin": FINAL}, "open": {"$gt": 0}},
             {"$set": {"wait_reason": reason, "updated_at": now}},
         )
 

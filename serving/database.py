@@ -46,6 +46,10 @@ class DatabaseConnection:
         """The database named in the URL's path, else `default_name`."""
         return self.client.get_default_database(default_name)
 
+    def stop(self) -> None:
+        """Stop as every other component does (see serving.cli.serve_until_signal)."""
+        self.close()
+
     def close(self) -> None:
         self.client.close()
         if self._embedded is not None:

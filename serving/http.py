@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import secrets
+from pathlib import Path
 from typing import Any
 
 import requests
+
+DOWNLOAD_BLOCK = 1024 * 1024
 
 
 class ApiError(Exception):
@@ -38,11 +43,18 @@ class JsonClient:
         params: dict | None = None,
         timeout: float | None = None,
     ) -> Any:
+        """A JSON request; the decoded JSON answer (None when empty)."""
+        resp = self.raw(method, path, json=json, params=params, timeout=timeout)
+        if not resp.content:
+            return None
+        return resp.json()
+
+    def raw(self, method: str, path: str, *, timeout=None, **kwargs) -> requests.Response:
+        """Any request (a streamed body or answer too): ApiError for a 4xx or
+        5xx answer, Unreachable when it cannot be sent."""
         url = f"{self.base_url}{path}"
         try:
-            resp = self.session.request(
-                method, url, json=json, params=params, timeout=timeout or self.timeout
-            )
+            resp = self.session.request(method, url, timeout=timeout or self.timeout, **kwargs)
         except requests.RequestException as exc:
             raise Unreachable(f"cannot reach {url}: {exc.__class__.__name__}: {exc}") from exc
         if resp.status_code >= 400:
@@ -51,10 +63,26 @@ class JsonClient:
                 message, detail = body.get("error", resp.reason), body.get("detail")
             except ValueError:
                 message, detail = resp.reason or "error", resp.text[:200] or None
+            finally:
+                resp.close()
             raise ApiError(resp.status_code, message, detail)
-        if not resp.content:
-            return None
-        return resp.json()
+        return resp
+
+    def download(self, path: str, dest: str | Path) -> Path:
+        """Stream an answer's body to `dest`; a download cut short leaves
+        nothing there."""
+        dest = Path(dest)
+        part = dest.with_name(f".{dest.name}.{secrets.token_hex(4)}.part")
+        try:
+            with self.raw("GET", path, stream=True) as resp, open(part, "wb") as f:
+                for block in resp.iter_content(DOWNLOAD_BLOCK):
+                    f.write(block)
+            os.replace(part, dest)
+        except requests.RequestException as exc:
+            raise Unreachable(f"download of {path} cut short: {exc}") from exc
+        finally:
+            part.unlink(missing_ok=True)
+        return dest
 
     def close(self) -> None:
         self.session.close()

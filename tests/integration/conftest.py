@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import ROOT, Service, free_port
+from tests.integration.harness import ROOT, Service, free_port, free_ports
 from tests.requirements import require
 
 IMAGE = "seeker-demo:latest"
@@ -70,7 +70,7 @@ class Stack:
     ):
         self.token = token
         self.base = base
-        ports = [free_port() for _ in range(2)]
+        ports = free_ports(2)
         self.channel_url, self.seeker_url = (f"http://127.0.0.1:{p}" for p in ports)
         env = {"SEEKER_TOKEN": token}
         common = ["--log-level", "debug"]

@@ -9,7 +9,7 @@ import signal
 import pytest
 
 from seeker.client import SeekerClient
-from tests.integration.harness import Service, cli, free_port, wait_until
+from tests.integration.harness import Service, cli, free_ports, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
@@ -21,8 +21,8 @@ def start_up(base, token):
         from tests.requirements import require
 
         require(False, "SecantusDB is not installed")
-    port = free_port()
-    ports = [str(port), str(free_port()), str(free_port())]
+    port, *others = free_ports(3)
+    ports = [str(port), *map(str, others)]
     svc = Service(
         "up",
         [

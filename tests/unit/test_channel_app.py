@@ -126,10 +126,6 @@ def test_bad_digest_is_422(client):
     assert resp.get_json()["detail"][0]["field"] == "output_digest"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an int beyond 64 bits passes validation, then bson raises OverflowError: 500",
-)
 def test_an_attempt_too_large_for_the_database_is_422(client):
     resp = post(client, body(attempt=2**64))
     assert resp.status_code == 422

@@ -9,6 +9,8 @@ from datetime import timedelta
 import pytest
 
 from seeker.health import HelperHealth
+from seeker.models import TaskState
+from seeker.outcome import Decision
 from seeker.store import HelperStore, TaskStore
 
 SPEC = {"image": "busybox:1.36", "resources": {"cpus": 1, "memory": 0, "gpus": 0}}
@@ -67,7 +69,7 @@ def place(tasks, clock, task_id, helper_id="h1", state="accepted", boot_id="boot
     if state == "finished":
         tasks.assignment_running(task_id, helper_id, 1, clock())
         tasks.assignment_finished(task_id, helper_id, 1, {"status": "succeeded"}, clock())
-        tasks.decide(task_id, "succeeded", clock())
+        tasks.apply(tasks.get(task_id), Decision(TaskState.SUCCEEDED, 1), clock())
     return a
 
 

@@ -35,8 +35,10 @@ def events() -> Handler:
     return Handler()
 
 
-def outbox(directory, results, events) -> Outbox:
-    return Outbox(directory, {"result": results, "event": events})
+def outbox(directory, results, events, lanes=None) -> Outbox:
+    """Results and events in one lane (in order) unless `lanes` says otherwise."""
+    lanes = lanes or {"result": "one", "event": "one"}
+    return Outbox(directory, {"result": results, "event": events}, lanes=lanes)
 
 
 def names(directory) -> list[str]:
@@ -93,6 +95,20 @@ def test_unreachable_keeps_the_entry_and_stops(tmp_path, events):
     assert box.pending() == 2
     assert box.flush_once() is True
     assert (results.got, events.got) == ([{"n": 1}], [{"n": 2}])
+
+
+def test_another_lane_is_not_held_up_by_a_stuck_one(tmp_path, events):
+    results = Handler(Unreachable("channel down"))
+    box = outbox(tmp_path, results, events, lanes={"result": "channel", "event": "seeker"})
+    box.put("result", {"n": 1})
+    box.put("result", {"n": 2})
+    box.put("event", {"n": 3})
+    assert box.flush_once() is False
+    assert events.got == [{"n": 3}]  # the seeker hears of the end while the channel is down
+    assert results.got == []
+    assert names(tmp_path) == ["000000000001-result.json", "000000000002-result.json"]
+    assert box.flush_once() is True
+    assert results.got == [{"n": 1}, {"n": 2}]  # in order within the lane
 
 
 @pytest.mark.parametrize("status", [500, 502, 503, 408, 429])

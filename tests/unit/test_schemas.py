@@ -157,7 +157,8 @@ def test_task_spec_accepts_env_names():
     [
         ({"image": "busybox", "priority": 5}, "priority"),
         ({"image": "busybox", "resources": {"tpus": 1}}, "resources.tpus"),
-        ({"image": "busybox", "replicas": 2}, "replicas"),
+        ({"image": "busybox", "replicas": 0}, "replicas"),
+        ({"image": "busybox", "replicas": 33}, "replicas"),
         ({"image": "busybox", "max_attempts": 0}, "max_attempts"),
         ({"image": "busybox", "timeout": 0}, "timeout"),
         ({"image": "busybox", "resources": {"gpus": -1}}, "resources.gpus"),

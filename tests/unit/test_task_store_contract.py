@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from seeker.models import TaskState
+from seeker.outcome import Decision
 from seeker.store import TaskStore
 
 SPEC = {"image": "busybox:1.36", "resources": {"cpus": 1, "memory": 0, "gpus": 0}}
@@ -31,7 +33,7 @@ def dispatched(tasks: TaskStore, clock, task_id="t1", helper=HELPER) -> dict:
 
 class TestTaskStore:
     def test_ensure_indexes(self, mongo_db, tasks):
-        assert {"by_state", "newest"} <= set(mongo_db["tasks"].index_information())
+        assert {"by_state", "to_place", "newest"} <= set(mongo_db["tasks"].index_information())
         assert {"by_task", "by_state_helper"} <= set(mongo_db["assignments"].index_information())
 
     def test_create(self, tasks, clock):
@@ -40,6 +42,7 @@ class TestTaskStore:
         assert doc["state"] == "pending" and doc["attempts"] == 0
         assert doc["spec"] == SPEC and doc["created_at"] == clock()
         assert doc["result"] is None and doc["wait_reason"] is None
+        assert (doc["wanted"], doc["open"], doc["rev"], doc["votes"]) == (1, 1, 0, [])
         assert states(tasks, "t1") == ["pending"]
         assert tasks.get("nope") is None
 
@@ -147,27 +150,24 @@ class TestTaskStore:
         tasks.push_failed("d", 1, "refused", clock())
         assert tasks.live_assignments() == {"h1": 2}
 
-    def test_decide_from_an_active_state(self, tasks, clock):
+    def test_apply_from_an_active_state(self, tasks, clock):
         dispatched(tasks, clock)
         tasks.assignment_running("t1", "h1", 1, clock())
         result = {"helper_id": "h1", "attempt": 1, "status": "succeeded"}
-        doc = tasks.decide("t1", "succeeded", clock.advance(), result=result)
+        read = tasks.get("t1")
+        doc = tasks.apply(read, Decision(TaskState.SUCCEEDED, 1, result), clock.advance())
         assert doc["state"] == "succeeded" and doc["result"] == result
         assert doc["error"] is None and doc["updated_at"] == clock()
-        assert tasks.decide("t1", "failed", clock(), error="late") is None
+        late = Decision(TaskState.FAILED, 1, error="late")
+        assert tasks.apply(tasks.get("t1"), late, clock()) is None
         assert tasks.get("t1")["state"] == "succeeded"
         assert states(tasks, "t1") == ["pending", "dispatched", "running", "succeeded"]
 
-    def test_decide_back_to_pending_keeps_attempts(self, tasks, clock):
+    def test_apply_back_to_pending_keeps_attempts(self, tasks, clock):
         dispatched(tasks, clock)
-        doc = tasks.decide("t1", "pending", clock())
+        doc = tasks.apply(tasks.get("t1"), Decision(TaskState.PENDING, 2), clock())
         assert doc["state"] == "pending" and doc["attempts"] == 1 and doc["result"] is None
         assert tasks.assign(doc, OTHER, clock())["_id"] == "t1.2"
-
-    def test_decide_a_pending_task_changes_nothing(self, tasks, clock):
-        tasks.create("t1", SPEC, clock())
-        assert tasks.decide("t1", "succeeded", clock()) is None
-        assert tasks.get("t1")["state"] == "pending"
 
     def test_cancel_pending(self, tasks, clock):
         tasks.create("t1", SPEC, clock())
@@ -181,7 +181,7 @@ class TestTaskStore:
         tasks.assignment_running("run", "h1", 1, clock())
         assert tasks.cancel("run", clock())["state"] == "cancelled"
         dispatched(tasks, clock, "done")
-        tasks.decide("done", "failed", clock(), error="exit 1")
+        tasks.apply(tasks.get("done"), Decision(TaskState.FAILED, 1, error="exit 1"), clock())
         assert tasks.cancel("done", clock()) is None
         assert tasks.get("done")["state"] == "failed"
         assert tasks.cancel("ghost", clock()) is None
@@ -243,25 +243,24 @@ class TestTaskStore:
         assert tasks.assignment_finished("t1", "h1", 1, {"status": "failed"}, clock()) is None
         assert tasks.assignments_of("t1")[0]["state"] == "lost"
 
-    def test_requeue_an_active_task(self, tasks, clock):
+    def test_reopen_a_task_whose_run_was_lost(self, tasks, clock):
         dispatched(tasks, clock, "d")
         dispatched(tasks, clock, "r")
         tasks.assignment_running("r", "h1", 1, clock())
         for task_id in ("d", "r"):
-            doc = tasks.requeue(task_id, clock.advance(), "attempt 1 lost: helper gone")
+            tasks.assignment_lost(task_id, 1, "helper gone", clock())
+            doc = tasks.reopen(task_id, clock.advance(), "attempt 1 lost: helper gone")
             assert doc["state"] == "pending" and doc["attempts"] == 1
             assert doc["wait_reason"] == "attempt 1 lost: helper gone"
         assert states(tasks, "r") == ["pending", "dispatched", "running", "pending"]
         assert tasks.assign(tasks.get("r"), OTHER, clock())["_id"] == "r.2"
 
-    def test_requeue_a_pending_or_finished_task_changes_nothing(self, tasks, clock):
-        tasks.create("p", SPEC, clock())
-        assert tasks.requeue("p", clock(), "lost") is None
+    def test_reopen_a_finished_or_unknown_task_changes_nothing(self, tasks, clock):
         dispatched(tasks, clock, "c")
         tasks.cancel("c", clock())
-        assert tasks.requeue("c", clock(), "lost") is None
-        assert tasks.get("c")["state"] == "cancelled"
-        assert tasks.requeue("ghost", clock(), "lost") is None
+        assert tasks.reopen("c", clock(), "lost") is None
+        assert tasks.get("c")["state"] == "cancelled" and tasks.get("c")["open"] == 0
+        assert tasks.reopen("ghost", clock(), "lost") is None
 
     def test_set_wait_reason_only_while_pending(self, tasks, clock):
         tasks.create("t1", SPEC, clock())

@@ -1,0 +1,81 @@
+"""The artifact routes of the channel's API: upload raw bytes, list, download."""
+
+from __future__ import annotations
+
+import unicodedata
+from urllib.parse import quote
+
+from flask import Flask, Response, request
+
+from channel.artifacts import ArtifactStore, too_large
+from channel.models import ArtifactKey
+from serving.errors import ApiProblem, BadRequest, NotFound
+from serving.flaskapp import int_arg
+from serving.schema import INT64_MAX
+
+OCTET_STREAM = "application/octet-stream"
+
+
+class UnsupportedMediaType(ApiProblem):
+    status = 415
+    code = "unsupported_media_type"
+
+
+def add_artifact_routes(app: Flask, artifacts: ArtifactStore, now) -> None:
+    @app.post("/api/v1/artifacts")
+    def upload_artifact():
+        key = ArtifactKey.model_validate(
+            {k: request.args.get(k) for k in ArtifactKey.model_fields if k in request.args}
+        ).model_dump()
+        if request.mimetype != OCTET_STREAM:
+            raise UnsupportedMediaType(
+                "expected the artifact's raw bytes as the body",
+                f"send Content-Type: {OCTET_STREAM}",
+            )
+        existing = artifacts.find(key)
+        if existing is not None:  # a retried upload: the bytes are not read again
+            return existing, 200
+        max_bytes = app.config["MAX_ARTIFACT_BYTES"]
+        if (request.content_length or 0) > max_bytes:
+            raise too_large(max_bytes)
+        # JSON routes keep the app-wide MAX_CONTENT_LENGTH; this one streams.
+        request.max_content_length = max_bytes
+        doc, created = artifacts.put(key, request.stream, uploaded_at=now(), max_bytes=max_bytes)
+        return doc, 201 if created else 200
+
+    @app.get("/api/v1/artifacts")
+    def list_artifacts():
+        task_id = required_arg("task_id")
+        helper_id = request.args.get("helper_id") or None
+        attempt = int_arg("attempt", None, 1, INT64_MAX)
+        return {"artifacts": artifacts.for_task(task_id, helper_id, attempt), "next": None}
+
+    @app.get("/api/v1/artifacts/<artifact_id>")
+    def download_artifact(artifact_id: str):
+        found = artifacts.download(artifact_id)
+        if found is None:
+            raise NotFound("no such artifact", artifact_id)
+        doc, blocks = found
+        resp = Response(blocks, mimetype=OCTET_STREAM, direct_passthrough=True)
+        resp.content_length = doc["size"]
+        resp.headers["Content-Disposition"] = attachment(doc["name"])
+        return resp
+
+
+def required_arg(name: str) -> str:
+    value = request.args.get(name)
+    if not value:
+        raise BadRequest(f"query parameter '{name}' is required", f"e.g. ?{name}=<id>")
+    return value
+
+
+def attachment(name: str) -> str:
+    """A Content-Disposition for a download saved under the name's last
+    segment (RFC 6266; a non-ASCII name also as RFC 5987 `filename*`)."""
+    filename = name.rsplit("/", 1)[-1]
+    ascii_name = unicodedata.normalize("NFKD", filename).encode("ascii", "ignore").decode()
+    ascii_name = ascii_name.replace("\\", "_").replace('"', "_") or "artifact"
+    value = f'attachment; filename="{ascii_name}"'
+    if ascii_name != filename:
+        value += f"; filename*=UTF-8''{quote(filename, safe='')}"
+    return value

@@ -1,0 +1,520 @@
+"""The channel's artifacts (GridFS) and result filters: the ArtifactStore over
+every backend, the REST API through Flask's test client over mongomock, and
+the plan the database chooses for every query the API makes (SecantusDB, and
+MongoDB when TEST_MONGO_URL is set)."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import os
+import random
+
+import pymongo
+import pytest
+from pymongo import monitoring
+
+from channel.app import create_app
+from channel.artifacts import ArtifactStore, ArtifactTooLarge
+from channel.models import output_digest
+from channel.store import ResultStore
+
+AUTH = {"Authorization": "Bearer t"}
+OCTET = {**AUTH, "Content-Type": "application/octet-stream"}
+KEY = {"task_id": "t1", "helper_id": "h1", "attempt": 1, "name": "logs/out.log"}
+CHUNK = 1024  # small GridFS chunks, so a few KiB span several
+
+
+def data(size: int, seed: int = 0) -> bytes:
+    return random.Random(seed).randbytes(size)
+
+
+@functools.cache
+def _mongomock_gridfs() -> None:
+    import mongomock.gridfs
+
+    mongomock.gridfs.enable_gridfs_integration()
+
+
+@pytest.fixture
+def db(mongo_db):
+    if type(mongo_db).__module__.startswith("mongomock"):
+        _mongomock_gridfs()
+    return mongo_db
+
+
+@pytest.fixture
+def artifacts(db) -> ArtifactStore:
+    store = ArtifactStore(db, chunk_size=CHUNK)
+    store.ensure_indexes()
+    return store
+
+
+def stored(store: ArtifactStore) -> tuple[int, int]:
+    return store.files.count_documents({}), store.chunks.count_documents({})
+
+
+class TestArtifactStore:
+    def test_ensure_indexes_is_idempotent_and_the_key_unique(self, db):
+        store = ArtifactStore(db)
+        store.ensure_indexes()
+        store.ensure_indexes()
+        info = db["artifacts.files"].index_information()
+        assert info["one_artifact_per_name"].get("unique") is True
+        assert "by_task_attempt" in info
+
+    def test_put_streams_chunks_and_download_gives_the_bytes_back(self, artifacts, clock):
+        body = data(5 * CHUNK + 7)
+        doc, created = artifacts.put(KEY, io.BytesIO(body), clock(), max_bytes=10 * CHUNK)
+        assert created is True
+        assert doc == {
+            **KEY,
+            "artifact_id": doc["artifact_id"],
+            "size": len(body),
+            "sha256": hashlib.sha256(body).hexdigest(),
+            "uploaded_at": clock(),
+        }
+        assert stored(artifacts) == (1, 6)
+        found, blocks = artifacts.download(doc["artifact_id"])
+        assert found == doc and b"".join(blocks) == body
+        assert artifacts.find(KEY) == doc
+
+    def test_an_empty_artifact_is_an_artifact(self, artifacts, clock):
+        doc, _ = artifacts.put(KEY, io.BytesIO(b""), clock(), max_bytes=10)
+        assert doc["size"] == 0 and doc["sha256"] == hashlib.sha256(b"").hexdigest()
+        assert b"".join(artifacts.download(doc["artifact_id"])[1]) == b""
+
+    def test_the_same_key_twice_is_stored_once(self, artifacts, clock):
+        """Also the race: both uploads streamed before either was stored."""
+        first, _ = artifacts.put(KEY, io.BytesIO(data(3 * CHUNK)), clock(), max_bytes=10**6)
+        clock.advance(60)
+        again, created = artifacts.put(KEY, io.BytesIO(b"other"), clock(), max_bytes=10**6)
+        assert created is False and again == first
+        assert stored(artifacts) == (1, 3)
+
+    @pytest.mark.parametrize("size", [4 * CHUNK + 1, 10 * CHUNK])
+    def test_too_large_leaves_nothing_behind(self, artifacts, clock, size):
+        with pytest.raises(ArtifactTooLarge) as info:
+            artifacts.put(KEY, io.BytesIO(data(size)), clock(), max_bytes=4 * CHUNK)
+        assert info.value.status == 413 and info.value.detail == {"max_bytes": 4 * CHUNK}
+        assert stored(artifacts) == (0, 0)
+
+    def test_exactly_the_limit_is_accepted(self, artifacts, clock):
+        doc, _ = artifacts.put(KEY, io.BytesIO(data(4 * CHUNK)), clock(), max_bytes=4 * CHUNK)
+        assert doc["size"] == 4 * CHUNK
+
+    def test_an_upload_cut_off_leaves_nothing_behind(self, artifacts, clock):
+        class CutOff(io.RawIOBase):
+            reads = 0
+
+            def read(self, n=-1):
+                self.reads += 1
+                if self.reads > 3:
+                    raise ConnectionResetError("client went away")
+                return data(n)
+
+        with pytest.raises(ConnectionResetError):
+            artifacts.put(KEY, CutOff(), clock(), max_bytes=10**6)
+        assert stored(artifacts) == (0, 0)
+
+    def test_for_task_filters_and_orders_by_helper_attempt_name(self, artifacts, clock):
+        for helper, attempt, name in [
+            ("h2", 1, "b"),
+            ("h1", 2, "a"),
+            ("h1", 1, "z"),
+            ("h1", 1, "a"),
+        ]:
+            key = dict(KEY, helper_id=helper, attempt=attempt, name=name)
+            artifacts.put(key, io.BytesIO(b"x"), clock(), max_bytes=10)
+        artifacts.put(dict(KEY, task_id="other"), io.BytesIO(b"x"), clock(), max_bytes=10)
+
+        def listed(**kw):
+            return [
+                (a["helper_id"], a["attempt"], a["name"]) for a in artifacts.for_task("t1", **kw)
+            ]
+
+        assert listed() == [("h1", 1, "a"), ("h1", 1, "z"), ("h1", 2, "a"), ("h2", 1, "b")]
+        assert listed(helper_id="h1", attempt=1) == [("h1", 1, "a"), ("h1", 1, "z")]
+        assert listed(attempt=1) == [("h1", 1, "a"), ("h1", 1, "z"), ("h2", 1, "b")]
+        assert artifacts.for_task("nobody") == []
+
+    @pytest.mark.parametrize("artifact_id", ["f" * 24, "not-an-id", ""])
+    def test_download_of_an_unknown_artifact_is_none(self, artifacts, artifact_id):
+        assert artifacts.download(artifact_id) is None
+
+    def test_attach_gives_each_result_the_artifacts_of_its_attempt(self, artifacts, clock):
+        a1, _ = artifacts.put(KEY, io.BytesIO(b"1"), clock(), max_bytes=10)
+        a2, _ = artifacts.put(dict(KEY, name="a.txt"), io.BytesIO(b"22"), clock(), max_bytes=10)
+        artifacts.put(dict(KEY, attempt=9), io.BytesIO(b"x"), clock(), max_bytes=10)
+        results = [{"task_id": "t1", "helper_id": "h1", "attempt": n} for n in (1, 2)]
+        attached = artifacts.attach(results)
+        summary = ("artifact_id", "name", "size", "sha256")
+        assert attached[0]["artifacts"] == [{k: a[k] for k in summary} for a in (a2, a1)]
+        assert attached[1]["artifacts"] == []
+        assert "artifacts" not in results[0]
+
+
+@pytest.fixture
+def mock_gridfs_db(mock_db):
+    _mongomock_gridfs()
+    return mock_db
+
+
+def make_app(db, clock, **config):
+    results = ResultStore(db)
+    results.ensure_indexes()
+    store = ArtifactStore(db, chunk_size=CHUNK)
+    store.ensure_indexes()
+    return create_app(config, store=results, token="t", clock=clock, artifacts=store)
+
+
+@pytest.fixture
+def client(mock_gridfs_db, clock):
+    return make_app(mock_gridfs_db, clock, MAX_ARTIFACT_BYTES=8 * CHUNK).test_client()
+
+
+def upload(client, body=b"hello", headers=OCTET, **params):
+    query = {**KEY, **params}
+    return client.post("/api/v1/artifacts", query_string=query, data=body, headers=headers)
+
+
+def result(**fields) -> dict:
+    doc = {
+        "task_id": "t1",
+        "helper_id": "h1",
+        "attempt": 1,
+        "image": "busybox:1.36",
+        "status": "succeeded",
+        "exit_code": 0,
+        "output_digest": output_digest(b""),
+        "finished_at": "2024-05-01T11:59:30+00:00",
+        "sent_at": "2024-05-01T11:59:31+00:00",
+    }
+    doc.update(fields)
+    return doc
+
+
+class TestArtifactApi:
+    def test_upload_201_then_200_with_the_first_one(self, client, clock):
+        body = data(3 * CHUNK + 5)
+        first = upload(client, body)
+        assert first.status_code == 201
+        doc = first.get_json()
+        assert doc == {
+            **KEY,
+            "artifact_id": doc["artifact_id"],
+            "size": len(body),
+            "sha256": hashlib.sha256(body).hexdigest(),
+            "uploaded_at": clock().isoformat(),
+        }
+        clock.advance(5)
+        again = upload(client, b"different bytes")
+        assert again.status_code == 200 and again.get_json() == doc
+        listed = client.get("/api/v1/artifacts?task_id=t1", headers=AUTH).get_json()
+        assert listed == {"artifacts": [doc], "next": None}
+
+    def test_download_streams_the_bytes_with_their_headers(self, client):
+        body = data(5 * CHUNK)
+        doc = upload(client, body).get_json()
+        resp = client.get(f"/api/v1/artifacts/{doc['artifact_id']}", headers=AUTH)
+        assert resp.status_code == 200 and resp.is_streamed
+        assert resp.headers["Content-Length"] == str(len(body))
+        assert resp.headers["Content-Type"] == "application/octet-stream"
+        assert resp.headers["Content-Disposition"] == 'attachment; filename="out.log"'
+        assert resp.get_data() == body
+
+    def test_a_non_ascii_name_downloads_under_both_spellings(self, client):
+        doc = upload(client, name="résumé.txt").get_json()
+        resp = client.get(f"/api/v1/artifacts/{doc['artifact_id']}", headers=AUTH)
+        assert resp.headers["Content-Disposition"] == (
+            "attachment; filename=\"resume.txt\"; filename*=UTF-8''r%C3%A9sum%C3%A9.txt"
+        )
+
+    @pytest.mark.parametrize("artifact_id", ["f" * 24, "nope"])
+    def test_unknown_artifact_is_404_json(self, client, artifact_id):
+        resp = client.get(f"/api/v1/artifacts/{artifact_id}", headers=AUTH)
+        assert resp.status_code == 404
+        assert resp.get_json() == {"error": "no such artifact", "detail": artifact_id}
+
+    @pytest.mark.parametrize(
+        "name",
+        ["", "/etc/passwd", "..", "../x", "a/../../b", "a//b", "logs/", "./a", "a\\b", "a\x00b"]
+        + ["x" * 256],
+    )
+    def test_a_name_that_is_not_a_relative_path_is_422(self, client, name):
+        resp = upload(client, name=name)
+        assert resp.status_code == 422
+        assert resp.get_json()["error"] == "invalid field(s): name"
+        assert (
+            client.get("/api/v1/artifacts?task_id=t1", headers=AUTH).get_json()["artifacts"] == []
+        )
+
+    def test_a_long_name_within_the_limit_is_fine(self, client):
+        assert upload(client, name="d/" + "x" * 253).status_code == 201
+
+    @pytest.mark.parametrize(
+        ("params", "field"),
+        [
+            ({"task_id": None}, "task_id"),
+            ({"helper_id": ""}, "helper_id"),
+            ({"attempt": "one"}, "attempt"),
+            ({"attempt": 0}, "attempt"),
+            ({"attempt": 2**64}, "attempt"),
+            ({"name": None}, "name"),
+        ],
+    )
+    def test_bad_or_missing_parameters_are_422_naming_them(self, client, params, field):
+        query = {k: v for k, v in {**KEY, **params}.items() if v is not None}
+        resp = client.post("/api/v1/artifacts", query_string=query, data=b"x", headers=OCTET)
+        assert resp.status_code == 422
+        assert [p["field"] for p in resp.get_json()["detail"]] == [field]
+
+    @pytest.mark.parametrize("content_type", [None, "application/json", "multipart/form-data"])
+    def test_a_body_that_is_not_raw_bytes_is_415(self, client, content_type):
+        headers = {**AUTH, **({"Content-Type": content_type} if content_type else {})}
+        resp = upload(client, headers=headers)
+        assert resp.status_code == 415
+        assert "application/octet-stream" in resp.get_json()["detail"]
+
+    def test_over_the_limit_is_413_and_stores_nothing(self, client, mock_gridfs_db):
+        resp = upload(client, data(8 * CHUNK + 1))
+        assert resp.status_code == 413
+        assert resp.get_json()["detail"] == {"max_bytes": 8 * CHUNK}
+        assert upload(client, data(8 * CHUNK)).status_code == 201
+
+    def test_chunked_over_the_limit_is_413_and_leaves_no_chunk(self, client, mock_gridfs_db):
+        resp = client.post(
+            "/api/v1/artifacts",
+            query_string=KEY,
+            input_stream=io.BytesIO(data(20 * CHUNK)),
+            headers={**OCTET, "Transfer-Encoding": "chunked"},
+            environ_overrides={"wsgi.input_terminated": True},
+        )
+        assert resp.status_code == 413
+        assert mock_gridfs_db["artifacts.files"].count_documents({}) == 0
+        assert mock_gridfs_db["artifacts.chunks"].count_documents({}) == 0
+
+    def test_artifacts_may_exceed_the_json_body_limit_and_json_may_not(self, mock_gridfs_db, clock):
+        client = make_app(
+            mock_gridfs_db, clock, MAX_CONTENT_LENGTH=2 * CHUNK, MAX_ARTIFACT_BYTES=8 * CHUNK
+        ).test_client()
+        assert upload(client, data(6 * CHUNK)).status_code == 201
+        big = result(stdout="x" * 3 * CHUNK)
+        assert client.post("/api/v1/results", json=big, headers=AUTH).status_code == 413
+
+    def test_listing_filters_by_helper_and_attempt(self, client):
+        for helper, attempt in [("h1", 1), ("h1", 2), ("h2", 1)]:
+            upload(client, helper_id=helper, attempt=attempt)
+
+        def listed(query):
+            resp = client.get(f"/api/v1/artifacts?{query}", headers=AUTH)
+            return [(a["helper_id"], a["attempt"]) for a in resp.get_json()["artifacts"]]
+
+        assert listed("task_id=t1") == [("h1", 1), ("h1", 2), ("h2", 1)]
+        assert listed("task_id=t1&helper_id=h1&attempt=2") == [("h1", 2)]
+        assert listed("task_id=t1&attempt=1") == [("h1", 1), ("h2", 1)]
+        assert client.get("/api/v1/artifacts", headers=AUTH).status_code == 400
+        assert client.get("/api/v1/artifacts?task_id=t1&attempt=x", headers=AUTH).status_code == 400
+
+    def test_artifact_routes_need_the_token(self, client):
+        doc = upload(client).get_json()
+        for resp in (
+            upload(client, headers={"Content-Type": "application/octet-stream"}, name="b"),
+            client.get("/api/v1/artifacts?task_id=t1"),
+            client.get(f"/api/v1/artifacts/{doc['artifact_id']}"),
+        ):
+            assert resp.status_code == 401
+
+    def test_every_result_carries_the_artifacts_of_its_attempt(self, client):
+        art = upload(client, b"abc").get_json()
+        summary = [{k: art[k] for k in ("artifact_id", "name", "size", "sha256")}]
+        posted = client.post("/api/v1/results", json=result(), headers=AUTH).get_json()
+        other = client.post("/api/v1/results", json=result(attempt=2), headers=AUTH).get_json()
+        assert posted["artifacts"] == summary and other["artifacts"] == []
+        got = client.get(f"/api/v1/results/{posted['result_id']}", headers=AUTH).get_json()
+        assert got["artifacts"] == summary
+        page = client.get("/api/v1/results?task_id=t1", headers=AUTH).get_json()
+        assert [r["artifacts"] for r in page["results"]] == [summary, []]
+
+
+class TestResultFilters:
+    @pytest.fixture
+    def filled(self, client, clock):
+        runs = [("h1", "succeeded"), ("h2", "failed"), ("h1", "failed"), ("h2", "succeeded")]
+        for attempt, (helper, status) in enumerate(runs * 2, start=1):
+            doc = result(helper_id=helper, attempt=attempt, status=status)
+            assert client.post("/api/v1/results", json=doc, headers=AUTH).status_code == 201
+            clock.advance(1)
+        client.post("/api/v1/results", json=result(task_id="other", status="failed"), headers=AUTH)
+        return client
+
+    @staticmethod
+    def pages(client, query: str) -> list[list[int]]:
+        out, after = [], None
+        while True:
+            resp = client.get(
+                f"/api/v1/results?task_id=t1&limit=2&{query}"
+                + (f"&after={after}" if after else ""),
+                headers=AUTH,
+            )
+            assert resp.status_code == 200, resp.get_json()
+            out.append([r["attempt"] for r in resp.get_json()["results"]])
+            after = resp.get_json()["next"]
+            if after is None:
+                return out
+
+    @pytest.mark.parametrize(
+        ("query", "expected"),
+        [
+            ("status=failed", [[2, 3], [6, 7]]),
+            ("helper_id=h2", [[2, 4], [6, 8]]),
+            ("helper_id=h1&status=failed", [[3, 7]]),
+            ("helper_id=h1&status=failed&order=newest", [[7, 3]]),
+            ("status=succeeded&order=newest", [[8, 5], [4, 1]]),
+            ("status=cancelled", [[]]),
+            ("helper_id=nobody", [[]]),
+        ],
+    )
+    def test_filters_page_with_the_cursor(self, filled, query, expected):
+        assert self.pages(filled, query) == expected
+
+    @pytest.mark.parametrize(
+        ("query", "mentions"),
+        [("status=done", "status"), ("status=", "status"), ("helper_id=", "helper_id")],
+    )
+    def test_bad_filters_are_400_naming_them(self, client, query, mentions):
+        resp = client.get(f"/api/v1/results?task_id=t1&{query}", headers=AUTH)
+        assert resp.status_code == 400
+        assert f"'{mentions}'" in resp.get_json()["error"]
+
+
+# --- what the database makes of every query the API sends -----------------
+
+TEST_MONGO_URL = os.environ.get("TEST_MONGO_URL")
+NO_QUERY = {"insert", "createIndexes", "listIndexes", "getMore", "killCursors", "endSessions"}
+
+
+class Recorder(monitoring.CommandListener):
+    def __init__(self):
+        self.on = False
+        self.commands: list[tuple[str, dict]] = []
+
+    def started(self, event):
+        if self.on:
+            self.commands.append((event.command_name, dict(event.command)))
+
+    def succeeded(self, event):
+        pass
+
+    def failed(self, event):
+        pass
+
+    def finds(self, collection: str) -> int:
+        return sum(1 for name, c in self.commands if name == "find" and c["find"] == collection)
+
+
+@pytest.fixture(params=["secantus"] + (["mongodb"] if TEST_MONGO_URL else []))
+def recorded(request, clock):
+    """An app over a real server whose every command is recorded, and a
+    client without the recorder for explaining them."""
+    plain = request.getfixturevalue(f"{request.param}_client")
+    host, port = plain.address
+    recorder = Recorder()
+    watched = pymongo.MongoClient(host, port, tz_aware=True, event_listeners=[recorder])
+    name = f"test_explain_{os.urandom(6).hex()}"
+    app = make_app(watched[name], clock, MAX_ARTIFACT_BYTES=8 * CHUNK)
+    recorder.on = True
+    yield app.test_client(), recorder, plain[name]
+    watched.close()
+    plain.drop_database(name)
+
+
+def exercise_every_query(client) -> None:
+    """Every route, every filter and order, a cursor, a duplicate, a refusal."""
+    art = upload(client, data(3 * CHUNK)).get_json()
+    assert upload(client, b"again").status_code == 200
+    chunked = {**OCTET, "Transfer-Encoding": "chunked"}
+    too_big = client.post(
+        "/api/v1/artifacts",
+        query_string={**KEY, "name": "big"},
+        input_stream=io.BytesIO(data(20 * CHUNK)),
+        headers=chunked,
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    assert too_big.status_code == 413
+    posted = []
+    for attempt, (helper, status) in enumerate([("h1", "succeeded"), ("h2", "failed")] * 2, 1):
+        doc = result(helper_id=helper, attempt=attempt, status=status)
+        posted.append(client.post("/api/v1/results", json=doc, headers=AUTH).get_json())
+    assert client.post("/api/v1/results", json=result(), headers=AUTH).status_code == 200
+    for status in ("", "&status=failed"):
+        for helper in ("", "&helper_id=h2"):
+            for order in ("oldest", "newest"):
+                query = f"task_id=t1&limit=1&order={order}{status}{helper}"
+                page = client.get(f"/api/v1/results?{query}", headers=AUTH).get_json()
+                client.get(f"/api/v1/results?{query}&after={page['next']}", headers=AUTH)
+    client.get(f"/api/v1/results/{posted[0]['result_id']}", headers=AUTH)
+    client.get(f"/api/v1/results/{'0' * 24}", headers=AUTH)
+    for query in ("", "&helper_id=h1", "&helper_id=h1&attempt=1", "&attempt=1"):
+        client.get(f"/api/v1/artifacts?task_id=t1{query}", headers=AUTH)
+    assert client.get(f"/api/v1/artifacts/{art['artifact_id']}", headers=AUTH).get_data()
+    client.get(f"/api/v1/artifacts/{'0' * 24}", headers=AUTH)
+
+
+def plan_stages(plan) -> list[str]:
+    """Every stage named anywhere in a plan (classic or slot-based layout)."""
+    if isinstance(plan, dict):
+        own = [plan["stage"]] if isinstance(plan.get("stage"), str) else []
+        return own + [s for v in plan.values() for s in plan_stages(v)]
+    if isinstance(plan, list):
+        return [s for v in plan for s in plan_stages(v)]
+    return []
+
+
+def queries(commands) -> list[tuple[str, dict, dict | None]]:
+    """(collection, filter, sort) of every find, and of every delete's match."""
+    out = []
+    for name, cmd in commands:
+        if name in NO_QUERY:
+            continue
+        assert name in ("find", "delete"), f"the API sent {name!r}: explain it in this test too"
+        if name == "find":
+            out.append((cmd["find"], cmd.get("filter", {}), cmd.get("sort")))
+        else:
+            out.extend((cmd["delete"], d["q"], None) for d in cmd["deletes"])
+    return out
+
+
+class TestQueryPlans:
+    def test_every_query_the_api_makes_uses_an_index(self, recorded):
+        client, recorder, db = recorded
+        exercise_every_query(client)
+        seen, checked = set(), []
+        for collection, query, sort in queries(recorder.commands):
+            if query == {} and collection.startswith("artifacts."):
+                continue  # pymongo's GridIn asking whether the bucket is empty (limit 1)
+            if (key := repr((collection, query, sort))) in seen:
+                continue
+            seen.add(key)
+            find = {"find": collection, "filter": query, **({"sort": sort} if sort else {})}
+            explained = db.command({"explain": find, "verbosity": "queryPlanner"})
+            stages = plan_stages(explained["queryPlanner"]["winningPlan"])
+            where = f"{collection} {query} sort={sort}: {stages}"
+            assert "COLLSCAN" not in stages, where
+            assert any("IXSCAN" in s or s == "IDHACK" for s in stages), where
+            checked.append(collection)
+        assert {"results", "artifacts.files", "artifacts.chunks"} <= set(checked)
+        assert len(seen) >= 20
+
+    def test_a_page_of_results_is_one_query_for_their_artifacts(self, recorded):
+        client, recorder, _ = recorded
+        for attempt in range(1, 31):
+            upload(client, b"a", attempt=attempt, helper_id=f"h{attempt % 3}", name="a")
+            upload(client, b"b", attempt=attempt, helper_id=f"h{attempt % 3}", name="b")
+            doc = result(helper_id=f"h{attempt % 3}", attempt=attempt)
+            client.post("/api/v1/results", json=doc, headers=AUTH)
+        recorder.commands.clear()
+        page = client.get("/api/v1/results?task_id=t1&limit=25", headers=AUTH).get_json()
+        assert [len(r["artifacts"]) for r in page["results"]] == [2] * 25
+        assert (recorder.finds("results"), recorder.finds("artifacts.files")) == (1, 1)
