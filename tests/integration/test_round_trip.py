@@ -3,7 +3,9 @@ wire-protocol database: submit, run, store, query."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import tarfile
 
 import pytest
 import requests
@@ -161,3 +163,23 @@ def test_cli_errors_are_one_line_not_a_traceback(registered):
     assert out.stderr.strip() == "Error: no such task (no-such-task)"
     out = cli("helpers", token="wrong", seeker_url=registered.seeker_url)
     assert out.returncode == 1 and "invalid token" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_output_files_come_back_byte_for_byte(registered, workload_image, tmp_path):
+    script = ("mkdir -p /output/sub && head -c 2000000 /dev/urandom > /output/sub/data.bin "
+              "&& sha256sum /output/sub/data.bin")
+    code, body = submit(registered, workload_image, "--", "sh", "-c", script)
+    assert code == 0, registered.logs()
+    [result] = body["results"]
+    printed = result["stdout"].split()[0]
+    assert [a["name"] for a in result["artifacts"]] == ["output.tar"]
+
+    out = cli("results", body["task"]["task_id"], "--download", str(tmp_path / "dl"), "--json",
+              token=registered.token, seeker_url=registered.seeker_url)
+    assert out.returncode == 0, out.stderr
+    [saved] = json.loads(out.stdout)
+    assert saved.endswith("helper-1-1/output.tar")
+    with tarfile.open(saved) as tar:
+        data = tar.extractfile("output/sub/data.bin").read()
+    assert len(data) == 2000000
+    assert hashlib.sha256(data).hexdigest() == printed
