@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from datetime import datetime
 
 from bson import ObjectId
@@ -10,6 +9,8 @@ from bson.errors import InvalidId
 from pymongo import ASCENDING, DESCENDING
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
+
+from serving.errors import Conflict
 
 MAX_PAGE = 500
 LIST_INDEXES = {
@@ -40,15 +41,26 @@ class ResultStore:
         """Store a result; returns (the stored document, whether it is new).
 
         Posting the same (task_id, helper_id, attempt) again returns the first
-        copy untouched."""
-        doc = dict(result, received_at=received_at, result_id=secrets.token_hex(12))
+        copy untouched. A result's id is `<task_id>.<attempt>` (attempts are
+        unique within a task), so the seeker names the canonical result
+        without asking; another helper's result for the same attempt is a
+        Conflict."""
+        doc = dict(
+            result,
+            received_at=received_at,
+            result_id=result_id(result["task_id"], result["attempt"]),
+        )
         try:
             self.results.insert_one(doc)
             return _public(doc), True
         except DuplicateKeyError:
-            existing = self.results.find_one(
-                {k: result[k] for k in ("task_id", "helper_id", "attempt")}
-            )
+            existing = self.results.find_one({"result_id": doc["result_id"]})
+            if existing is None or existing["helper_id"] != result["helper_id"]:
+                raise Conflict(
+                    f"attempt {result['attempt']} of task {result['task_id']} "
+                    "already has a result from another helper",
+                    "a result is accepted only from the helper that ran the attempt",
+                ) from None
             return _public(existing), False
 
     def for_task(
@@ -84,6 +96,10 @@ class ResultStore:
     def get(self, result_id: str) -> dict | None:
         doc = self.results.find_one({"result_id": result_id})
         return _public(doc) if doc else None
+
+
+def result_id(task_id: str, attempt: int) -> str:
+    return f"{task_id}.{attempt}"
 
 
 def _public(doc: dict) -> dict:

@@ -126,7 +126,9 @@ def _quorum(policy, wanted, live, done, ok, votes) -> Decision:
 
 
 def summary(a: dict) -> dict:
-    return {k: a.get(k) for k in SUMMARY}
+    """The canonical result as the task records it; `result_id` is the
+    channel's id of that result (see channel.store.result_id)."""
+    return {**{k: a.get(k) for k in SUMMARY}, "result_id": f"{a['task_id']}.{a['attempt']}"}
 
 
 def describe_failure(a: dict) -> str:

@@ -166,16 +166,25 @@ def test_cli_errors_are_one_line_not_a_traceback(registered):
 
 
 def test_output_files_come_back_byte_for_byte(registered, workload_image, tmp_path):
-    script = ("mkdir -p /output/sub && head -c 2000000 /dev/urandom > /output/sub/data.bin "
-              "&& sha256sum /output/sub/data.bin")
+    script = (
+        "mkdir -p /output/sub && head -c 2000000 /dev/urandom > /output/sub/data.bin "
+        "&& sha256sum /output/sub/data.bin"
+    )
     code, body = submit(registered, workload_image, "--", "sh", "-c", script)
     assert code == 0, registered.logs()
     [result] = body["results"]
     printed = result["stdout"].split()[0]
     assert [a["name"] for a in result["artifacts"]] == ["output.tar"]
 
-    out = cli("results", body["task"]["task_id"], "--download", str(tmp_path / "dl"), "--json",
-              token=registered.token, seeker_url=registered.seeker_url)
+    out = cli(
+        "results",
+        body["task"]["task_id"],
+        "--download",
+        str(tmp_path / "dl"),
+        "--json",
+        token=registered.token,
+        seeker_url=registered.seeker_url,
+    )
     assert out.returncode == 0, out.stderr
     [saved] = json.loads(out.stdout)
     assert saved.endswith("helper-1-1/output.tar")

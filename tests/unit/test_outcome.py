@@ -72,6 +72,7 @@ def test_success_is_the_canonical_result():
         "status": "succeeded",
         "exit_code": 0,
         "output_digest": A,
+        "result_id": "t1.1",
     }
 
 

@@ -52,7 +52,7 @@ class TestResultStore:
         assert created is True
         assert "_id" not in doc
         assert doc["received_at"] == clock()
-        assert len(doc["result_id"]) == 24
+        assert doc["result_id"] == "t1.1"  # <task_id>.<attempt>
         assert results.get(doc["result_id"])["stdout"] == "hello\n"
 
     def test_add_twice_stores_once_and_overwrites_nothing(self, results, clock):
@@ -66,12 +66,18 @@ class TestResultStore:
         assert "_id" not in again
         assert results.results.count_documents({}) == 1
 
-    def test_another_attempt_or_helper_is_another_result(self, results, clock):
+    def test_another_attempt_is_another_result(self, results, clock):
         results.add(result(attempt=1), clock())
-        _, created_attempt = results.add(result(attempt=2), clock())
-        _, created_helper = results.add(result(helper_id="h2"), clock())
-        assert created_attempt and created_helper
-        assert results.results.count_documents({"task_id": "t1"}) == 3
+        _, created = results.add(result(attempt=2), clock())
+        assert created
+        assert results.results.count_documents({"task_id": "t1"}) == 2
+
+    def test_another_helpers_result_for_the_same_attempt_is_a_conflict(self, results, clock):
+        first, _ = results.add(result(stdout="mine"), clock())
+        with pytest.raises(Conflict, match="already has a result from another helper"):
+            results.add(result(helper_id="h2", stdout="forged"), clock())
+        assert results.get(first["result_id"])["stdout"] == "mine"
+        assert results.results.count_documents({"task_id": "t1"}) == 1
 
     def _fill(self, results, clock, n=5):
         for attempt in range(1, n + 1):
