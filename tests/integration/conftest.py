@@ -2,12 +2,14 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import ROOT, Service, free_port, free_ports
+from seeker.client import SeekerClient
+from tests.integration.harness import ROOT, Service, free_port, free_ports, wait_until
 from tests.requirements import require
 
 IMAGE = "seeker-demo:latest"
@@ -181,3 +183,44 @@ def stack(tmp_path_factory, mongo_url, workload_image):
     s.start()
     yield s
     s.stop()
+
+
+def make_cluster(tmp_path_factory, mongo_url, name: str, *seeker_args: str) -> Stack:
+    """channel and seeker only; tests add the helpers they need (`fleet`)."""
+    s = Stack(
+        tmp_path_factory.mktemp(name),
+        mongo_url,
+        secrets.token_urlsafe(16),
+        secrets.token_hex(4),
+        seeker_args=seeker_args,
+        with_helper=False,
+    )
+    return s.start()
+
+
+@pytest.fixture
+def fleet(cluster, docker_engine):
+    """`add(name, resources, *options)` starts a helper declaring test
+    resources; every helper a test added is gone after it, with the
+    containers it left. Needs a module-scoped `cluster` fixture."""
+    client = SeekerClient(cluster.seeker_url, cluster.token)
+    started: list[str] = []
+
+    def add(name: str, resources: str = "cpus=4,memory=4g", *extra: str):
+        cluster.add_helper(name, "--test-resources", resources, "--heartbeat", "5", *extra)
+        started.append(name)
+        wait_until(
+            lambda: any(h["name"] == name for h in client.helpers()), 30, f"{name} to register"
+        )
+        return cluster.helpers[name]
+
+    yield add, client
+    ids = [h["helper_id"] for h in client.helpers()]
+    for name in started:
+        cluster.helpers.pop(name).stop(signal.SIGKILL)
+    for helper_id in ids:
+        client.remove_helper(helper_id)
+        for c in docker_engine.containers.list(
+            all=True, filters={"label": f"io.seeker.helper={helper_id}"}
+        ):
+            c.remove(force=True)

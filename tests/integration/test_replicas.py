@@ -4,13 +4,11 @@ helper and re-run on one that has not run the task, waiting for helpers."""
 
 from __future__ import annotations
 
-import secrets
 import signal
 
 import pytest
 
-from seeker.client import SeekerClient
-from tests.integration.conftest import Stack
+from tests.integration.conftest import make_cluster
 from tests.integration.harness import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
@@ -20,51 +18,19 @@ IMAGE = "seeker-demo:latest"
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory, mongo_url, workload_image):
-    s = Stack(
-        tmp_path_factory.mktemp("replicas"),
-        mongo_url,
-        secrets.token_urlsafe(16),
-        secrets.token_hex(4),
-        seeker_args=("--probe-interval", "0.5"),
-        with_helper=False,
-    )
-    s.start()
-    s.client = SeekerClient(s.seeker_url, s.token)
+    s = make_cluster(tmp_path_factory, mongo_url, "replicas", "--probe-interval", "0.5")
     yield s
     s.stop()
 
 
-@pytest.fixture
-def fleet(cluster, docker_engine):
-    started: list[str] = []
-
-    def add(*names: str):
-        for name in names:
-            cluster.add_helper(
-                name, "--test-resources", "cpus=4,memory=4g", "--heartbeat", "5", "--slots", "2"
-            )
-            started.append(name)
-        wait_until(
-            lambda: {h["name"] for h in cluster.client.helpers()} >= set(started),
-            30,
-            "the helpers to register",
-        )
-
-    yield add, cluster.client
-    ids = [h["helper_id"] for h in cluster.client.helpers()]
-    for name in started:
-        cluster.helpers.pop(name).stop(signal.SIGKILL)
-    for helper_id in ids:
-        cluster.client.remove_helper(helper_id)
-        for c in docker_engine.containers.list(
-            all=True, filters={"label": f"io.seeker.helper={helper_id}"}
-        ):
-            c.remove(force=True)
+def add_all(add, *names: str) -> None:
+    for name in names:
+        add(name, "cpus=4,memory=4g", "--slots", "2")
 
 
 def test_quorum_two_of_three_outvotes_the_odd_replica(fleet):
     add, client = fleet
-    add("h-a", "h-b", "h-odd")
+    add_all(add, "h-a", "h-b", "h-odd")
     script = 'if [ "$SEEKER_HELPER_NAME" = h-odd ]; then echo odd; else sleep 1; echo agreed; fi'
     task = client.submit(
         IMAGE, ["sh", "-c", script], replicas=3, policy={"kind": "quorum", "quorum": 2}
@@ -84,7 +50,7 @@ def test_quorum_two_of_three_outvotes_the_odd_replica(fleet):
 
 def test_quorum_sends_one_more_replica_when_results_disagree(fleet):
     add, client = fleet
-    add("q-1", "q-2", "q-3")
+    add_all(add, "q-1", "q-2", "q-3")
     # the first two replicas disagree; the third (sent only then) agrees with the first
     script = 'case "$SEEKER_ATTEMPT" in 2) echo two;; *) echo one;; esac'
     task = client.submit(
@@ -104,7 +70,7 @@ def test_quorum_sends_one_more_replica_when_results_disagree(fleet):
 
 def test_a_quorum_that_cannot_be_reached_fails_with_the_reason(fleet):
     add, client = fleet
-    add("d-1", "d-2")
+    add_all(add, "d-1", "d-2")
     task = client.submit(
         IMAGE,
         ["sh", "-c", "echo $SEEKER_HELPER_NAME"],
@@ -118,7 +84,7 @@ def test_a_quorum_that_cannot_be_reached_fails_with_the_reason(fleet):
 
 def test_first_success_wins_and_the_other_replicas_are_cancelled(fleet):
     add, client = fleet
-    add("fast", "slow-1", "slow-2")
+    add_all(add, "fast", "slow-1", "slow-2")
     script = '[ "$SEEKER_HELPER_NAME" = fast ] || sleep 60; echo $SEEKER_HELPER_NAME'
     task = client.submit(IMAGE, ["sh", "-c", script], replicas=3)
     task = client.wait(task["task_id"], timeout=60, poll=0.1)
@@ -134,7 +100,7 @@ def test_first_success_wins_and_the_other_replicas_are_cancelled(fleet):
 
 def test_a_replica_lost_with_its_helper_reruns_on_a_helper_that_had_not_run_it(fleet, cluster):
     add, client = fleet
-    add("r-1", "r-2", "r-3")
+    add_all(add, "r-1", "r-2", "r-3")
     script = "sleep 2; echo done"
     task_id = client.submit(IMAGE, ["sh", "-c", script], replicas=2, policy={"kind": "all"})[
         "task_id"
@@ -156,7 +122,7 @@ def test_a_replica_lost_with_its_helper_reruns_on_a_helper_that_had_not_run_it(f
 
 def test_min_helpers_waits_and_fewer_helpers_run_what_they_can(fleet):
     add, client = fleet
-    add("m-1")
+    add_all(add, "m-1")
     waiting = client.submit(IMAGE, ["true"], replicas=2, min_helpers=2)["task_id"]
     partial = client.submit(IMAGE, ["sh", "-c", "sleep 1"], replicas=2, policy={"kind": "all"})
     reason = wait_until(lambda: client.get(waiting)["wait_reason"], 30, "a wait reason")
@@ -167,7 +133,7 @@ def test_min_helpers_waits_and_fewer_helpers_run_what_they_can(fleet):
         30,
         "one replica of the partial task to run",
     )
-    add("m-2")
+    add_all(add, "m-2")
     assert client.wait(waiting, timeout=60, poll=0.1)["state"] == "succeeded"
     done = client.wait(partial["task_id"], timeout=60, poll=0.1)
     assert done["state"] == "succeeded"

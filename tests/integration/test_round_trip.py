@@ -192,3 +192,13 @@ def test_output_files_come_back_byte_for_byte(registered, workload_image, tmp_pa
         data = tar.extractfile("output/sub/data.bin").read()
     assert len(data) == 2000000
     assert hashlib.sha256(data).hexdigest() == printed
+
+
+def test_pull_policy_never_does_not_try_the_registry(registered):
+    code, body = submit(registered, "--pull", "never", "seeker-test/absent:1", "--", "true")
+    assert code == 1
+    [result] = body["results"]
+    assert result["status"] == "error"
+    assert result["error"] == (
+        "image 'seeker-test/absent:1' is not on this host and the task's pull policy is 'never'"
+    )

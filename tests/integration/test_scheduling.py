@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import re
-import secrets
 import signal
 
 import pytest
 import requests
 
 from seeker.client import SeekerClient
-from tests.integration.conftest import Stack
+from tests.integration.conftest import make_cluster
 from tests.integration.harness import cli, free_port, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
@@ -25,44 +24,11 @@ PROBE = "0.5"
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory, mongo_url, workload_image):
-    s = Stack(
-        tmp_path_factory.mktemp("cluster"),
-        mongo_url,
-        secrets.token_urlsafe(16),
-        secrets.token_hex(4),
-        seeker_args=("--probe-interval", PROBE, "--liveness", "30"),
-        with_helper=False,
+    s = make_cluster(
+        tmp_path_factory, mongo_url, "cluster", "--probe-interval", PROBE, "--liveness", "30"
     )
-    s.start()
     yield s
     s.stop()
-
-
-@pytest.fixture
-def fleet(cluster, docker_engine):
-    """Helpers started by one test and gone after it."""
-    client = SeekerClient(cluster.seeker_url, cluster.token)
-    started: list[str] = []
-
-    def add(name: str, resources: str, *extra: str):
-        cluster.add_helper(name, "--test-resources", resources, "--heartbeat", "5", *extra)
-        started.append(name)
-        wait_until(
-            lambda: any(h["name"] == name for h in client.helpers()), 30, f"{name} to register"
-        )
-        return cluster.helpers[name]
-
-    yield add, client
-    ids = [h["helper_id"] for h in client.helpers()]
-    for name in started:
-        cluster.helpers.pop(name).stop(signal.SIGKILL)
-    for helper_id in ids:
-        client.remove_helper(helper_id)
-        # containers a killed helper left behind: only this test's own
-        for c in docker_engine.containers.list(
-            all=True, filters={"label": f"io.seeker.helper={helper_id}"}
-        ):
-            c.remove(force=True)
 
 
 def wait_task(client: SeekerClient, task_id: str, timeout: float = 60) -> dict:
