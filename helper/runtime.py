@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -22,7 +23,9 @@ DEFAULT_LOG_CAP = 1024 * 1024
 LABEL = "io.seeker.assignment"
 HELPER_LABEL = "io.seeker.helper"
 TIMEOUT_LABEL = "io.seeker.timeout"
-OUTPUT_DIR = "/output"  # what a container writes here is kept as output.tar
+OUTPUT_DIR = "/output"
+SIGKILLED = 137  # 128 + SIGKILL
+OOM_RECHECKS = 10  # what a container writes here is kept as output.tar
 
 
 @dataclass
@@ -233,10 +236,34 @@ class DockerRuntime:
         elif timed_out:
             outcome.status = "timed_out"
             outcome.error = f"stopped after the {spec.timeout:g}s timeout"
-        elif container.attrs.get("State", {}).get("OOMKilled"):
+        elif self._oom_killed(container, exit_code, spec.memory):
             outcome.status = "error"
             outcome.error = f"out of memory: killed at its {spec.memory}-byte memory limit"
+        elif exit_code == SIGKILLED and spec.memory:
+            outcome.status = "error"
+            outcome.error = (
+                f"killed by SIGKILL with a {spec.memory}-byte memory limit: "
+                "most likely out of memory"
+            )
         return outcome
+
+    @staticmethod
+    def _oom_killed(container, exit_code: int, memory: int) -> bool:
+        """Docker's OOMKilled flag; it can trail the exit by a moment (its OOM
+        event races the exit event), so a memory-limited container killed by
+        SIGKILL is looked at again briefly."""
+
+        def flagged() -> bool:
+            return bool(container.attrs.get("State", {}).get("OOMKilled"))
+
+        if flagged():
+            return True
+        for _ in range(OOM_RECHECKS if exit_code == SIGKILLED and memory else 0):
+            time.sleep(0.1)
+            container.reload()
+            if flagged():
+                return True
+        return False
 
     def _pack_output(self, container, spill_dir: Path | None) -> Path | None:
         """What the container wrote under /output, as a tar archive (None

@@ -74,7 +74,8 @@ def test_a_container_over_its_memory_limit_is_an_out_of_memory_error(guarded):
     )
     assert task["state"] == "failed"
     assert result["status"] == "error"
-    assert result["error"].startswith("out of memory")
+    # Docker's OOM flag sometimes trails the exit: then the helper says so less surely
+    assert "out of memory" in result["error"]
     assert "16777216" in result["error"]
 
 
