@@ -14,13 +14,25 @@ from serving.errors import Unauthorized
 OPEN_PATHS = frozenset({"/healthz", "/api/v1/healthz"})
 
 
+def public(view):
+    """Mark a view as served without a token (a page that asks for the token
+    itself, its static files). Never for a view that changes state or
+    returns data."""
+    view.seeker_public = True
+    return view
+
+
 def require_token(app: Flask, token: str, open_paths=OPEN_PATHS) -> None:
-    """Every request but the open paths must carry `Authorization: Bearer <token>`."""
+    """Every request but the open paths and @public views must carry
+    `Authorization: Bearer <token>`."""
     expected = token.encode()
 
     @app.before_request
     def _check_token():
         if request.path in open_paths or request.method == "OPTIONS":
+            return None
+        view = app.view_functions.get(request.endpoint or "")
+        if getattr(view, "seeker_public", False):
             return None
         header = request.headers.get("Authorization", "")
         scheme, _, given = header.partition(" ")
