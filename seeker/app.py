@@ -41,6 +41,13 @@ def create_app(config: dict | None = None, *, seeker: Seeker, token: str) -> Fla
     def task_results(task_id: str):
         return seeker.results(task_id)
 
+    @app.get("/api/v1/events")
+    def events():
+        after = int_arg("after", 0, 0, 2**62)
+        limit = int_arg("limit", 100, 1, 1000)
+        found = seeker.events.since(after, limit) if seeker.events else []
+        return {"events": found, "next": found[-1]["seq"] if found else None}
+
     @app.get("/api/v1/artifacts/<artifact_id>")
     def artifact(artifact_id: str):
         upstream = seeker.artifact(artifact_id)

@@ -60,9 +60,11 @@ def main():
     type=click.FloatRange(0.5),
     help="Seconds of silence after which a helper counts as offline and its work is re-dispatched.",
 )
-def start(
-    host, port, token, data_dir, mongo_url, channel_url, purge_after, probe_interval, liveness
-):
+@click.option("--notify-url", "notify_urls", multiple=True, metavar="URL",
+              help="POST every event (task finished, failed, cancelled; helper purged) to this "
+              "URL as JSON, retried until it answers 2xx (repeatable).")
+def start(host, port, token, data_dir, mongo_url, channel_url, purge_after, probe_interval,
+          liveness, notify_urls):
     """Serve the seeker: helper registry, scheduling, REST API."""
     with starting("the seeker"):
         conn = DatabaseConnection(mongo_url, data_dir)
@@ -75,6 +77,7 @@ def start(
             purge_after=purge_after,
             probe_seconds=probe_interval,
             liveness_seconds=liveness,
+            notify_urls=notify_urls,
         ).start()
     log.info("seeker listening on %s", server.url)
     serve_until_signal(conn, server)

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from seeker.capacity import as_utc
+from seeker.events import HELPER_PURGED, EventLog
 from seeker.models import AssignmentState
 from seeker.store import HelperStore, TaskStore
 
@@ -30,6 +31,7 @@ class HelperHealth:
         purge_after: int = 3,
         liveness: timedelta = timedelta(seconds=45),
         kick: Callable[[], None] = lambda: None,
+        events: EventLog | None = None,
     ):
         self.helpers = helpers
         self.tasks = tasks
@@ -37,6 +39,7 @@ class HelperHealth:
         self.purge_after = purge_after
         self.liveness = liveness
         self.kick = kick
+        self.events = events
 
     def contact_ok(self, helper_id: str) -> None:
         self.helpers.contact_ok(helper_id, self.clock())
@@ -48,8 +51,12 @@ class HelperHealth:
         if failures is None or failures < self.purge_after:
             return False
         log.warning("purging helper %s after %d failed contacts (last: %s)", name, failures, reason)
-        self.helpers.remove(helper_id)
-        self.lose_work(helper_id, f"helper {name} purged after {failures} failed contacts")
+        if not self.helpers.remove(helper_id):
+            return True  # purged meanwhile by another path: one event is enough
+        lost = self.lose_work(helper_id, f"helper {name} purged after {failures} failed contacts")
+        if self.events is not None:
+            self.events.publish(HELPER_PURGED, helper_id=helper_id, helper_name=name,
+                                failures=failures, reason=reason, lost_assignments=lost)
         return True
 
     def lose_work(self, helper_id: str, reason: str, keep=lambda a: False) -> int:

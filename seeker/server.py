@@ -13,6 +13,7 @@ from channel.client import ChannelClient
 from helper.client import HelperClient
 from seeker.app import create_app
 from seeker.dispatcher import Dispatcher, DispatchLoop
+from seeker.events import EventLog, WebhookWatcher
 from seeker.health import HelperHealth
 from seeker.prober import Prober
 from seeker.service import Seeker
@@ -54,15 +55,20 @@ class SeekerServer:
         sweep_seconds: float = 5.0,
         probe_seconds: float = 10.0,
         liveness_seconds: float = 45.0,
+        notify_urls: tuple[str, ...] = (),
     ):
         self.tasks, self.helpers = TaskStore(db), HelperStore(db)
+        self.events = EventLog(db, clock)
+        self.events.ensure_indexes()
+        self.webhooks = [WebhookWatcher(self.events, url, db) for url in notify_urls]
         self.tasks.ensure_indexes()
         self.helpers.ensure_indexes()
         clients = HelperClients(token)
         self.loop = DispatchLoop(None)
         liveness = timedelta(seconds=liveness_seconds)
         self.health = HelperHealth(
-            self.helpers, self.tasks, clock, purge_after, liveness, kick=self.loop.kick
+            self.helpers, self.tasks, clock, purge_after, liveness, kick=self.loop.kick,
+            events=self.events,
         )
         self.dispatcher = Dispatcher(
             self.tasks,
@@ -84,6 +90,7 @@ class SeekerServer:
             channel=ChannelClient(channel_url, token),
             helper_client=clients,
             health=self.health,
+            events=self.events,
         )
         self.app = create_app(seeker=self.seeker, token=token)
         self.scheduler = BackgroundScheduler(timezone=timezone.utc)
@@ -105,6 +112,8 @@ class SeekerServer:
         self.url = self.server.url
 
     def start(self) -> SeekerServer:
+        for webhook in self.webhooks:
+            webhook.start()
         self.loop.start()
         self.scheduler.start()
         self.server.start()
@@ -115,3 +124,5 @@ class SeekerServer:
         self.server.stop()
         self.scheduler.shutdown(wait=False)
         self.loop.stop()
+        for webhook in self.webhooks:
+            webhook.stop()

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from datetime import datetime
 from urllib.parse import quote
 
+from seeker.events import TASK_CANCELLED, TASK_FAILED, TASK_SUCCEEDED, EventLog
 from seeker.health import STARTED, HelperHealth
 from seeker.models import (
     FINAL_TASK_STATES,
@@ -15,6 +16,7 @@ from seeker.models import (
     AssignmentState,
     HelperRegistration,
     TaskSpec,
+    TaskState,
 )
 from seeker.outcome import decide
 from seeker.store import HelperStore, TaskStore, task_json
@@ -35,7 +37,9 @@ class Seeker:
         channel=None,
         helper_client=None,
         health: HelperHealth | None = None,
+        events: EventLog | None = None,
     ):
+        self.events = events
         self.tasks = tasks
         self.helpers = helpers
         self.clock = clock
@@ -74,7 +78,14 @@ class Seeker:
         for a in assignments:
             if a["state"] in STARTED:
                 self._stop_assignment(task_id, a)
+        self._publish(TASK_CANCELLED, doc)
         return task_json(doc, assignments)
+
+    def _publish(self, kind: str, task: dict) -> None:
+        if self.events is not None:
+            self.events.publish(kind, task_id=task["_id"], name=task["spec"].get("name"),
+                                image=task["spec"]["image"], state=task["state"],
+                                result=task.get("result"), error=task.get("error"))
 
     def _stop_assignment(self, task_id: str, a: dict) -> None:
         helper = self.helpers.get(a["helper_id"])
@@ -175,6 +186,9 @@ class Seeker:
             written = self.tasks.apply(task, decision, self.clock())
             if written is None:
                 continue
+            if decision.state in (TaskState.SUCCEEDED, TaskState.FAILED):
+                self._publish(TASK_SUCCEEDED if decision.state == TaskState.SUCCEEDED
+                              else TASK_FAILED, written)
             for a in decision.cancel:
                 log.info(
                     "task %s decided: stopping replica %d on %s",

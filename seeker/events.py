@@ -1,0 +1,144 @@
+"""What happened, for whoever watches: task finished, task failed or
+cancelled, helper purged. Each event is stored (an event log in the seeker's
+database, kept `retention` days) and handed to in-process watchers; the
+webhook watcher posts events to a URL as JSON, in order, retried until the
+receiver acknowledges, resuming after a restart from where it stopped."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+import requests
+from pymongo import ASCENDING, ReturnDocument
+from pymongo.database import Database
+
+log = logging.getLogger(__name__)
+
+TASK_SUCCEEDED = "task.succeeded"
+TASK_FAILED = "task.failed"
+TASK_CANCELLED = "task.cancelled"
+HELPER_PURGED = "helper.purged"
+KINDS = (TASK_SUCCEEDED, TASK_FAILED, TASK_CANCELLED, HELPER_PURGED)
+
+Watcher = Callable[[dict], None]
+
+
+class EventLog:
+    """Events in order: `seq` comes from a counter, one atomic $inc each."""
+
+    def __init__(self, db: Database, clock: Callable[[], datetime], retention_days: int = 7):
+        self.events = db["events"]
+        self.counters = db["counters"]
+        self.clock = clock
+        self.retention = timedelta(days=retention_days)
+        self._watchers: list[Watcher] = []
+
+    def ensure_indexes(self) -> None:
+        self.events.create_index([("seq", ASCENDING)], unique=True, name="in_order")
+        self.events.create_index(
+            "at", expireAfterSeconds=int(self.retention.total_seconds()), name="expire"
+        )
+
+    def watch(self, watcher: Watcher) -> None:
+        self._watchers.append(watcher)
+
+    def publish(self, kind: str, **data) -> dict:
+        counter = self.counters.find_one_and_update(
+            {"_id": "events"},
+            {"$inc": {"seq": 1}},
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+        )
+        event = {"seq": counter["seq"], "type": kind, "at": self.clock(), **data}
+        self.events.insert_one(dict(event))
+        for watcher in self._watchers:
+            try:
+                watcher(event)
+            except Exception:  # a watcher never breaks what published the event
+                log.exception("event watcher failed on %s", kind)
+        return event
+
+    def since(self, seq: int, limit: int = 100) -> list[dict]:
+        docs = self.events.find({"seq": {"$gt": seq}}, {"_id": 0}).sort("seq", ASCENDING)
+        return list(docs.limit(limit))
+
+
+class WebhookWatcher:
+    """Posts every event to `url` as JSON, in order; a failed post (no answer,
+    or not 2xx) is retried with backoff (1 s doubling to 60 s) until it
+    succeeds. Its position is kept in the database, so a restarted seeker
+    carries on where it stopped: delivery is at least once."""
+
+    def __init__(
+        self,
+        log_: EventLog,
+        url: str,
+        db: Database,
+        timeout: float = 5.0,
+        max_backoff: float = 60.0,
+    ):
+        self.log = log_
+        self.url = url
+        self.cursors = db["webhook_cursors"]
+        self.timeout = timeout
+        self.max_backoff = max_backoff
+        self.session = requests.Session()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="webhook", daemon=True)
+        log_.watch(lambda event: self._wake.set())
+        # a webhook new to this database starts from now, not from the whole log
+        last = self.log.events.find_one(sort=[("seq", -1)])
+        self.cursors.update_one(
+            {"_id": url}, {"$setOnInsert": {"seq": last["seq"] if last else 0}}, upsert=True
+        )
+
+    def position(self) -> int:
+        return self.cursors.find_one({"_id": self.url})["seq"]
+
+    def deliver_pending(self) -> bool:
+        """Post all that is pending, in order; False at the first failure."""
+        while events := self.log.since(self.position()):
+            if not self._post(events):
+                return False
+        return True
+
+    def _post(self, events: list[dict]) -> bool:
+        for event in events:
+            body = {**event, "at": event["at"].isoformat()}
+            try:
+                resp = self.session.post(self.url, json=body, timeout=self.timeout)
+                ok = 200 <= resp.status_code < 300
+            except requests.RequestException as exc:
+                log.info("webhook %s: event %d not delivered: %s", self.url, event["seq"], exc)
+                return False
+            if not ok:
+                log.info(
+                    "webhook %s: event %d answered %d", self.url, event["seq"], resp.status_code
+                )
+                return False
+            self.cursors.update_one({"_id": self.url}, {"$set": {"seq": event["seq"]}}, upsert=True)
+        return True
+
+    def start(self) -> WebhookWatcher:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        backoff = 1.0
+        while not self._stop.is_set():
+            if self.deliver_pending():
+                backoff = 1.0
+                self._wake.wait()
+            else:
+                self._wake.wait(backoff)
+                backoff = min(backoff * 2, self.max_backoff)
+            self._wake.clear()

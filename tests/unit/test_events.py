@@ -1,0 +1,106 @@
+"""The event log (in order, stored, handed to watchers) and the webhook
+watcher's delivery: in order, stops at the first failure, resumes from its
+stored position."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+import requests
+from conftest import FakeClock
+
+from seeker.events import HELPER_PURGED, TASK_FAILED, TASK_SUCCEEDED, EventLog, WebhookWatcher
+
+
+class FakeSession:
+    """Answers posts with the queued outcomes (a status, or an exception)."""
+
+    def __init__(self, *outcomes):
+        self.outcomes = list(outcomes)
+        self.posted: list[dict] = []
+
+    def post(self, url, json, timeout):
+        outcome = self.outcomes.pop(0) if self.outcomes else 200
+        if isinstance(outcome, Exception):
+            raise outcome
+        if 200 <= outcome < 300:
+            self.posted.append(json)
+        return type("Response", (), {"status_code": outcome})()
+
+
+@pytest.fixture
+def clock():
+    """Now, not the shared fixed past: the log's TTL index expires old events
+    (mongomock applies it at read time)."""
+    return FakeClock(datetime.now(timezone.utc).replace(microsecond=0))
+
+
+@pytest.fixture
+def log(mongo_db, clock):
+    events = EventLog(mongo_db, clock)
+    events.ensure_indexes()
+    return events
+
+
+def webhook(log, mongo_db, session) -> WebhookWatcher:
+    w = WebhookWatcher(log, "http://receiver/hook", mongo_db)
+    w.session = session
+    return w
+
+
+def test_events_are_numbered_in_order_stored_and_watched(log, clock):
+    seen = []
+    log.watch(seen.append)
+    a = log.publish(TASK_SUCCEEDED, task_id="t1")
+    b = log.publish(TASK_FAILED, task_id="t2", error="exit 3")
+    assert (a["seq"], b["seq"]) == (1, 2)
+    assert [e["type"] for e in seen] == [TASK_SUCCEEDED, TASK_FAILED]
+    stored = log.since(0)
+    assert [(e["seq"], e["type"], e["task_id"]) for e in stored] == [
+        (1, TASK_SUCCEEDED, "t1"),
+        (2, TASK_FAILED, "t2"),
+    ]
+    assert log.since(1) == stored[1:]
+    assert stored[0]["at"] == clock()
+
+
+def test_a_failing_watcher_does_not_stop_the_event(log):
+    def broken(event):
+        raise RuntimeError("watcher bug")
+
+    log.watch(broken)
+    log.publish(HELPER_PURGED, helper_name="h1")
+    assert [e["type"] for e in log.since(0)] == [HELPER_PURGED]
+
+
+def test_a_new_webhook_starts_from_now(log, mongo_db):
+    log.publish(TASK_SUCCEEDED, task_id="old")
+    session = FakeSession()
+    w = webhook(log, mongo_db, session)
+    log.publish(TASK_SUCCEEDED, task_id="new")
+    assert w.deliver_pending() is True
+    assert [e["task_id"] for e in session.posted] == ["new"]
+
+
+def test_delivery_stops_at_a_failure_and_resumes_in_order(log, mongo_db):
+    session = FakeSession(200, 503, requests.ConnectionError("down"))
+    w = webhook(log, mongo_db, session)
+    for n in range(3):
+        log.publish(TASK_SUCCEEDED, task_id=f"t{n}")
+    assert w.deliver_pending() is False  # t0 delivered, t1 answered 503
+    assert w.deliver_pending() is False  # t1 could not be sent
+    assert [e["task_id"] for e in session.posted] == ["t0"]
+    again = webhook(log, mongo_db, session)  # e.g. after a seeker restart
+    assert again.deliver_pending() is True
+    assert [e["task_id"] for e in session.posted] == ["t0", "t1", "t2"]
+    assert session.posted[0]["at"].endswith("+00:00")  # ISO 8601 in the JSON
+
+
+def test_more_than_a_page_is_delivered_in_one_go(log, mongo_db):
+    session = FakeSession()
+    w = webhook(log, mongo_db, session)
+    for n in range(250):
+        log.publish(TASK_SUCCEEDED, task_id=f"t{n}")
+    assert w.deliver_pending() is True
+    assert len(session.posted) == 250
