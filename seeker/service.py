@@ -8,6 +8,7 @@ from collections.abc import Callable
 from datetime import datetime
 from urllib.parse import quote
 
+from seeker.capacity import as_utc
 from seeker.events import TASK_CANCELLED, TASK_FAILED, TASK_SUCCEEDED, EventLog
 from seeker.health import STARTED, HelperHealth
 from seeker.models import (
@@ -83,9 +84,15 @@ class Seeker:
 
     def _publish(self, kind: str, task: dict) -> None:
         if self.events is not None:
-            self.events.publish(kind, task_id=task["_id"], name=task["spec"].get("name"),
-                                image=task["spec"]["image"], state=task["state"],
-                                result=task.get("result"), error=task.get("error"))
+            self.events.publish(
+                kind,
+                task_id=task["_id"],
+                name=task["spec"].get("name"),
+                image=task["spec"]["image"],
+                state=task["state"],
+                result=task.get("result"),
+                error=task.get("error"),
+            )
 
     def _stop_assignment(self, task_id: str, a: dict) -> None:
         helper = self.helpers.get(a["helper_id"])
@@ -135,8 +142,18 @@ class Seeker:
         return dict(helper, running=len(running))
 
     def helper_list(self) -> list[dict]:
+        """Helpers with how many assignments they run and whether they are
+        online (heard from within the liveness deadline)."""
         running = self.tasks.live_assignments()
-        return [dict(h, running=running.get(h["helper_id"], 0)) for h in self.helpers.list()]
+        deadline = self.clock() - self.health.liveness
+        return [
+            dict(
+                h,
+                running=running.get(h["helper_id"], 0),
+                online=(as_utc(h.get("last_seen")) or deadline) > deadline,
+            )
+            for h in self.helpers.list()
+        ]
 
     def remove_helper(self, helper_id: str) -> None:
         if not self.helpers.remove(helper_id):
@@ -187,8 +204,10 @@ class Seeker:
             if written is None:
                 continue
             if decision.state in (TaskState.SUCCEEDED, TaskState.FAILED):
-                self._publish(TASK_SUCCEEDED if decision.state == TaskState.SUCCEEDED
-                              else TASK_FAILED, written)
+                self._publish(
+                    TASK_SUCCEEDED if decision.state == TaskState.SUCCEEDED else TASK_FAILED,
+                    written,
+                )
             for a in decision.cancel:
                 log.info(
                     "task %s decided: stopping replica %d on %s",

@@ -27,7 +27,7 @@ class IsoJSONProvider(DefaultJSONProvider):
 
 
 def base_app(import_name: str, service: str, token: str, config: dict | None = None) -> Flask:
-    app = Flask(import_name)
+    app = Flask(import_name, static_folder=None)  # a service serves its files explicitly
     app.json = IsoJSONProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = DEFAULT_MAX_BODY
     app.config.update(config or {})

@@ -1,0 +1,113 @@
+"""The dashboard in headless Chromium against the real services: it asks for
+the token, shows the helpers and a task while it runs, then the task's page
+with its result and logs. Screenshots go to test-artifacts/."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import requests
+
+from seeker.client import SeekerClient
+from tests.browser.conftest import ARTIFACTS
+
+pytestmark = [pytest.mark.integration, pytest.mark.docker]
+
+try:
+    from playwright.sync_api import expect
+except ImportError:  # the `browser` fixture skips, or fails under CI=true
+    expect = None
+
+SHORT = 15_000  # ms: the page refreshes itself every 2 s
+LONG = 60_000  # ms: a task's container start and end
+
+
+def sign_in(page, stack, token: str) -> None:
+    page.goto(stack.seeker_url + "/")
+    expect(page.locator("#sign-in")).to_be_visible()
+    page.fill("#token", token)
+    page.press("#token", "Enter")
+
+
+def test_page_is_public_but_data_is_not(dashboard_stack):
+    page = requests.get(dashboard_stack.seeker_url + "/", timeout=5)
+    assert page.status_code == 200
+    assert "text/html" in page.headers["Content-Type"]
+    assert "default-src 'self'" in page.headers["Content-Security-Policy"]
+    script = requests.get(dashboard_stack.seeker_url + "/dashboard/dashboard.js", timeout=5)
+    assert script.status_code == 200
+    assert "javascript" in script.headers["Content-Type"]
+    data = requests.get(dashboard_stack.seeker_url + "/api/v1/helpers", timeout=5)
+    assert data.status_code == 401
+
+
+def test_a_wrong_token_is_refused(dashboard_stack, page):
+    sign_in(page, dashboard_stack, "not-the-token")
+    expect(page.locator("#sign-in-error")).to_contain_text("refused the token")
+    expect(page.locator("#overview")).to_be_hidden()
+
+
+def test_dashboard_follows_a_running_task_to_its_result(dashboard_stack, page):
+    stack = dashboard_stack
+    ARTIFACTS.mkdir(exist_ok=True)
+    try:
+        sign_in(page, stack, stack.token)
+
+        measured = page.locator('#helpers tr[data-helper="measured"]')
+        expect(measured).to_be_visible(timeout=SHORT)
+        expect(measured.locator(".pill")).to_have_text("idle")
+        expect(measured).to_contain_text(re.compile(r"\d+(\.\d)? \w?i?B / \d+(\.\d)? GiB"))
+        gpu_box = page.locator('#helpers tr[data-helper="gpu-box"]')
+        expect(gpu_box.locator(".gpu")).to_have_count(2)
+        expect(gpu_box).to_contain_text("0% util")
+
+        # Submitted after the page is open: it finds the tasks on its own refresh.
+        client = SeekerClient(stack.seeker_url, stack.token)
+        failing = client.submit(
+            "seeker-demo:latest",
+            ["sh", "-c", "echo oops >&2; exit 3"],
+            constraints={"kind": "measured"},
+        )
+        failed_row = page.locator(f'#tasks tr[data-task="{failing["task_id"]}"]')
+        expect(failed_row).to_have_attribute("data-state", "failed", timeout=LONG)
+        expect(failed_row).to_contain_text("exited with code 3")
+        task = client.submit(
+            "seeker-demo:latest",
+            ["sh", "-c", "sleep 5; echo done"],
+            name="dashboard demo",
+            constraints={"kind": "measured"},
+        )
+        row = page.locator(f'#tasks tr[data-task="{task["task_id"]}"]')
+        expect(row).to_have_attribute("data-state", "running", timeout=LONG)
+        expect(row.locator(".pill")).to_have_text("running")
+        expect(row).to_contain_text("seeker-demo:latest")
+        expect(measured.locator(".pill")).to_have_text("busy", timeout=SHORT)
+        expect(measured).to_contain_text("1 / 2")
+        page.screenshot(path=ARTIFACTS / "dashboard.png", full_page=True)
+
+        expect(row).to_have_attribute("data-state", "succeeded", timeout=LONG)
+        expect(row).to_contain_text("exit 0 on measured")
+
+        # The token stays for the tab: a reload needs no sign-in.
+        page.reload()
+        expect(row).to_be_visible(timeout=SHORT)
+        expect(page.locator("#sign-in")).to_be_hidden()
+
+        row.locator("a").click()
+        heading = page.locator("#task-page h1")
+        expect(heading).to_have_attribute("data-state", "succeeded", timeout=SHORT)
+        expect(heading).to_contain_text(task["task_id"])
+        result = page.locator("#results .result.canonical")
+        expect(result).to_have_count(1, timeout=SHORT)
+        expect(result.locator("pre.stdout")).to_have_text("done\n")
+        expect(result).to_contain_text("Attempt 1 on measured")
+        expect(result).to_contain_text("exit 0")
+        expect(page.locator("#task-page table tr[data-attempt='1']")).to_contain_text("finished")
+        page.screenshot(path=ARTIFACTS / "dashboard-task.png", full_page=True)
+
+        page.locator("#task-page a", has_text="all tasks").click()
+        expect(row).to_be_visible(timeout=SHORT)
+    except AssertionError:
+        print(stack.logs())
+        raise
