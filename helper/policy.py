@@ -21,8 +21,13 @@ SAFE_CAPABILITIES = (
 
 def image_allowed(image: str, patterns: list[str] | tuple[str, ...]) -> bool:
     """No patterns: every image. Else the image must match one (fnmatch, e.g.
-    'registry.example.com/team/*' or 'seeker-demo:*')."""
-    return not patterns or any(fnmatchcase(image, p) for p in patterns)
+    'registry.example.com/team/*' or 'seeker-demo:*'); an image named without
+    a tag is matched as Docker runs it, with ':latest'."""
+    if not patterns:
+        return True
+    last = image.rsplit("/", 1)[-1]
+    full = image if ":" in last or "@" in last else f"{image}:latest"
+    return any(fnmatchcase(image, p) or fnmatchcase(full, p) for p in patterns)
 
 
 def mount_allowed(source: str, allowed: list[str] | tuple[str, ...]) -> bool:

@@ -23,9 +23,9 @@ DEFAULT_LOG_CAP = 1024 * 1024
 LABEL = "io.seeker.assignment"
 HELPER_LABEL = "io.seeker.helper"
 TIMEOUT_LABEL = "io.seeker.timeout"
-OUTPUT_DIR = "/output"
+OUTPUT_DIR = "/output"  # what a container writes here is kept as output.tar
 SIGKILLED = 137  # 128 + SIGKILL
-OOM_RECHECKS = 10  # what a container writes here is kept as output.tar
+OOM_RECHECKS = 10
 
 
 @dataclass

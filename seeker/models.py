@@ -203,7 +203,8 @@ class HelperRegistration(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     helper_id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,128}$")
-    name: str = Field(min_length=1, max_length=128)
+    # a host name: it names folders too (seeker results --download)
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
     url: str = Field(pattern=r"^https?://\S+$", max_length=512)
     slots: int = Field(default=1, ge=1, le=1024)
     resources: HelperResources = Field(default_factory=HelperResources)

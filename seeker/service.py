@@ -109,6 +109,8 @@ class Seeker:
             results = self.channel.all_results(task_id) if self.channel else []
         except Unreachable as exc:
             raise Unavailable("the channel cannot be reached", str(exc)) from None
+        except ApiError as exc:  # e.g. the channel has another token
+            raise Unavailable("the channel refused the query", str(exc)) from None
         canonical = task.get("result") or {}
         for r in results:
             r["canonical"] = (r["helper_id"], r["attempt"]) == (
@@ -128,7 +130,7 @@ class Seeker:
         except ApiError as exc:
             if exc.status == 404:
                 raise NotFound("no such artifact", artifact_id) from None
-            raise
+            raise Unavailable("the channel refused the download", str(exc)) from None
 
     # --- helpers -------------------------------------------------------------
 
