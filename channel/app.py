@@ -9,10 +9,12 @@ from flask import Flask, request
 
 from channel.artifact_api import add_artifact_routes, required_arg
 from channel.artifacts import DEFAULT_MAX_ARTIFACT_BYTES, ArtifactStore
+from channel.metrics import ChannelCollector, ChannelMetrics
 from channel.models import ResultIn, ResultStatus
 from channel.store import ResultStore
 from serving.errors import BadRequest, NotFound
 from serving.flaskapp import base_app, int_arg, json_body
+from serving.metrics import serve_metrics
 
 STATUSES = [s.value for s in ResultStatus]
 
@@ -24,6 +26,7 @@ def create_app(
     token: str,
     clock=None,
     artifacts: ArtifactStore | None = None,
+    metrics: ChannelMetrics | None = None,
 ) -> Flask:
     """`artifacts` defaults to a store in the results' database.
 
@@ -38,6 +41,8 @@ def create_app(
     artifacts = artifacts or ArtifactStore(store.results.database)
     app.extensions["results"] = store
     app.extensions["artifacts"] = artifacts
+    metrics = metrics or ChannelMetrics()
+    serve_metrics(app, ChannelCollector(store, artifacts), metrics)
     now = clock or (lambda: datetime.now(timezone.utc))
     add_artifact_routes(app, artifacts, now)
 
@@ -48,6 +53,7 @@ def create_app(
     def post_result():
         result = ResultIn.model_validate(json_body())
         doc, created = store.add(result.model_dump(mode="python"), received_at=now())
+        metrics.result_posted(result.status, created)
         return one(doc), 201 if created else 200
 
     @app.get("/api/v1/results")

@@ -15,6 +15,7 @@ from pathlib import Path
 from channel.client import ChannelClient
 from helper.app import create_app
 from helper.executor import Executor, remove_spill
+from helper.metrics import HelperMetrics
 from helper.outbox import Outbox
 from helper.resources import host_resources
 from helper.runtime import DEFAULT_LOG_CAP, DockerRuntime
@@ -66,13 +67,16 @@ class HelperAgent:
         self.seeker = SeekerClient(cfg.seeker_url, cfg.token)
         self.channel = ChannelClient(cfg.channel_url, cfg.token)
         self.runtime = runtime or DockerRuntime(log_cap=cfg.log_cap, pull_timeout=cfg.pull_timeout)
+        self.metrics = HelperMetrics()
         self.outbox = Outbox(
             Path(cfg.data_dir) / "outbox",
-            {
-                "artifact": self._upload_artifact,
-                "result": self._post_result,
-                "event": lambda p: self.seeker.report(p["task_id"], p["event"]),
-            },
+            self.metrics.counted(
+                {
+                    "artifact": self._upload_artifact,
+                    "result": self._post_result,
+                    "event": lambda p: self.seeker.report(p["task_id"], p["event"]),
+                }
+            ),
             # a channel outage must not keep completions from the seeker, nor
             # the reverse; within a lane the order holds (artifacts, then result)
             lanes={"artifact": "channel", "result": "channel", "event": "seeker"},
@@ -90,8 +94,11 @@ class HelperAgent:
             allow_images=cfg.allow_images,
             allow_mounts=cfg.allow_mounts,
             spill_root=Path(cfg.data_dir) / "spill",
+            metrics=self.metrics,
         )
-        app = create_app(executor=self.executor, token=cfg.token, describe=self.describe)
+        app = create_app(
+            executor=self.executor, token=cfg.token, describe=self.describe, metrics=self.metrics
+        )
         self.server = BackgroundServer(app, cfg.host, cfg.port, threads=max(8, cfg.slots + 4))
         self.url = cfg.advertise_url or self._default_url()
         self._stop = threading.Event()

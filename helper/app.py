@@ -7,8 +7,10 @@ from collections.abc import Callable
 from flask import Flask
 
 from helper.executor import Executor
+from helper.metrics import HelperCollector, HelperMetrics
 from helper.models import Assignment
 from serving.flaskapp import base_app, json_body
+from serving.metrics import serve_metrics
 
 
 def create_app(
@@ -17,9 +19,11 @@ def create_app(
     executor: Executor,
     token: str,
     describe: Callable[[], dict] = dict,
+    metrics: HelperMetrics | None = None,
 ) -> Flask:
     app = base_app(__name__, "helper", token, config)
     app.extensions["executor"] = executor
+    serve_metrics(app, HelperCollector(executor, describe), metrics or HelperMetrics())
 
     @app.post("/api/v1/assignments")
     def assign():

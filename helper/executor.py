@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from channel.models import output_digest
+from helper.metrics import HelperMetrics
 from helper.models import Assignment
 from helper.policy import refusal
 from helper.runtime import HELPER_LABEL, LABEL, TIMEOUT_LABEL, RunOutcome, RunSpec
@@ -39,6 +40,7 @@ class Executor:
         allow_images: list[str] | None = None,
         allow_mounts: list[str] | None = None,
         spill_root: Path | None = None,
+        metrics: HelperMetrics | None = None,
     ):
         self.runtime = runtime
         self.outbox = outbox
@@ -53,6 +55,7 @@ class Executor:
         self.allow_images = list(allow_images or [])
         self.allow_mounts = list(allow_mounts or [])
         self.spill_root = spill_root  # full logs of cut streams wait here for upload
+        self.metrics = metrics or HelperMetrics()
         self._running: dict[str, dict] = {}
         self._lock = threading.Lock()
 
@@ -170,6 +173,7 @@ class Executor:
         )
         with self._lock:
             self._running.pop(f"{task_id}.{attempt}", None)
+        self.metrics.container_ended(outcome.status, outcome.started_at, outcome.finished_at)
 
     def _progress(self, a: Assignment, state: str) -> None:
         with self._lock:

@@ -5,10 +5,12 @@ from __future__ import annotations
 from flask import Flask, Response, request, stream_with_context
 
 from seeker.dashboard import register_dashboard
+from seeker.metrics import SeekerCollector, SeekerMetrics
 from seeker.models import AssignmentEvent, HelperRegistration, TaskSpec, TaskState
 from seeker.service import Seeker
 from serving.errors import BadRequest
 from serving.flaskapp import base_app, int_arg, json_body
+from serving.metrics import serve_metrics
 
 STATES = {s.value for s in TaskState}
 
@@ -18,9 +20,11 @@ def create_app(
     *,
     seeker: Seeker,
     token: str,
+    metrics: SeekerMetrics | None = None,
 ) -> Flask:
     app = base_app(__name__, "seeker", token, config)
     app.extensions["seeker"] = seeker
+    serve_metrics(app, SeekerCollector.of(seeker), metrics or SeekerMetrics())
     register_dashboard(app)
 
     @app.post("/api/v1/tasks")

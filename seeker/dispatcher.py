@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 
 from seeker.capacity import after_placing, helper_views
 from seeker.health import HelperHealth
+from seeker.metrics import SeekerMetrics
 from seeker.models import AssignmentState
 from seeker.scheduler import HelperView, TaskView, reserve_gpus, select
 from seeker.store import LIVE, HelperStore, TaskStore
@@ -40,6 +41,7 @@ class Dispatcher:
         clock: Callable[[], datetime],
         health: HelperHealth | None = None,
         liveness: timedelta = timedelta(seconds=45),
+        metrics: SeekerMetrics | None = None,
     ):
         self.tasks = tasks
         self.helpers = helpers
@@ -47,6 +49,7 @@ class Dispatcher:
         self.clock = clock
         self.health = health or HelperHealth(helpers, tasks, clock)
         self.liveness = liveness
+        self.metrics = metrics or SeekerMetrics()
         self._lock = threading.Lock()
 
     def dispatch_pending(self) -> int:
@@ -116,6 +119,7 @@ class Dispatcher:
         except (Unreachable, ApiError) as exc:
             reason = f"push to {helper['name']} failed: {exc}"
             log.warning("task %s: %s", task["_id"], reason)
+            self.metrics.push_failed(exc)
             # first give the replica back, then count the failure: a purge
             # would otherwise mark the assignment being pushed as lost
             task = self.tasks.push_failed(task["_id"], attempt, reason, self.clock())
@@ -132,6 +136,7 @@ class Dispatcher:
             task["_id"], helper["helper_id"], attempt, self.clock(), boot_id
         )
         self.health.contact_ok(helper["helper_id"])
+        self.metrics.push_accepted(task["created_at"], self.clock())
         views[helper["helper_id"]] = after_placing(view, reservation)
         log.info("task %s attempt %d -> %s", task["_id"], attempt, helper["name"])
         return 1, self.tasks.get(task["_id"])

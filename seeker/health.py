@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 
 from seeker.capacity import as_utc
 from seeker.events import HELPER_PURGED, EventLog
+from seeker.metrics import SeekerMetrics
 from seeker.models import AssignmentState
 from seeker.store import HelperStore, TaskStore
 
@@ -32,6 +33,7 @@ class HelperHealth:
         liveness: timedelta = timedelta(seconds=45),
         kick: Callable[[], None] = lambda: None,
         events: EventLog | None = None,
+        metrics: SeekerMetrics | None = None,
     ):
         self.helpers = helpers
         self.tasks = tasks
@@ -40,6 +42,7 @@ class HelperHealth:
         self.liveness = liveness
         self.kick = kick
         self.events = events
+        self.metrics = metrics or SeekerMetrics()
 
     def contact_ok(self, helper_id: str) -> None:
         self.helpers.contact_ok(helper_id, self.clock())
@@ -48,15 +51,23 @@ class HelperHealth:
         """Count one failed contact (push or probe); purge at the threshold.
         Returns True when the helper was purged."""
         failures = self.helpers.contact_failed(helper_id, self.clock(), reason)
+        self.metrics.contact_failed()
         if failures is None or failures < self.purge_after:
             return False
         log.warning("purging helper %s after %d failed contacts (last: %s)", name, failures, reason)
         if not self.helpers.remove(helper_id):
             return True  # purged meanwhile by another path: one event is enough
+        self.metrics.helper_purged()
         lost = self.lose_work(helper_id, f"helper {name} purged after {failures} failed contacts")
         if self.events is not None:
-            self.events.publish(HELPER_PURGED, helper_id=helper_id, helper_name=name,
-                                failures=failures, reason=reason, lost_assignments=lost)
+            self.events.publish(
+                HELPER_PURGED,
+                helper_id=helper_id,
+                helper_name=name,
+                failures=failures,
+                reason=reason,
+                lost_assignments=lost,
+            )
         return True
 
     def lose_work(self, helper_id: str, reason: str, keep=lambda a: False) -> int:

@@ -15,6 +15,7 @@ from seeker.app import create_app
 from seeker.dispatcher import Dispatcher, DispatchLoop
 from seeker.events import EventLog, WebhookWatcher
 from seeker.health import HelperHealth
+from seeker.metrics import SeekerMetrics
 from seeker.prober import Prober
 from seeker.service import Seeker
 from seeker.store import HelperStore, TaskStore
@@ -66,9 +67,16 @@ class SeekerServer:
         clients = HelperClients(token)
         self.loop = DispatchLoop(None)
         liveness = timedelta(seconds=liveness_seconds)
+        self.metrics = SeekerMetrics()
         self.health = HelperHealth(
-            self.helpers, self.tasks, clock, purge_after, liveness, kick=self.loop.kick,
+            self.helpers,
+            self.tasks,
+            clock,
+            purge_after,
+            liveness,
+            kick=self.loop.kick,
             events=self.events,
+            metrics=self.metrics,
         )
         self.dispatcher = Dispatcher(
             self.tasks,
@@ -77,6 +85,7 @@ class SeekerServer:
             clock=clock,
             health=self.health,
             liveness=liveness,
+            metrics=self.metrics,
         )
         self.loop.dispatcher = self.dispatcher
         self.prober = Prober(
@@ -92,7 +101,7 @@ class SeekerServer:
             health=self.health,
             events=self.events,
         )
-        self.app = create_app(seeker=self.seeker, token=token)
+        self.app = create_app(seeker=self.seeker, token=token, metrics=self.metrics)
         self.scheduler = BackgroundScheduler(timezone=timezone.utc)
         periodic = {"coalesce": True, "max_instances": 1}
         self.scheduler.add_job(

@@ -1,0 +1,476 @@
+"""GET /metrics on the three services, read back with prometheus_client's own
+parser: the Flask test client over mongomock stores, a fake push, a fake
+container runtime and a fake clock."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import prometheus_client
+import pytest
+from dispatch_fakes import FakePush
+from prometheus_client.parser import text_string_to_metric_families
+from pymongo.errors import ServerSelectionTimeoutError
+
+from channel.app import create_app as channel_app
+from channel.metrics import ChannelMetrics
+from channel.models import output_digest
+from channel.store import ResultStore
+from helper.app import create_app as helper_app
+from helper.executor import Executor
+from helper.metrics import HelperMetrics
+from helper.models import Assignment
+from helper.outbox import Outbox
+from helper.runtime import RunOutcome
+from seeker.app import create_app as seeker_app
+from seeker.dispatcher import Dispatcher
+from seeker.health import HelperHealth
+from seeker.metrics import SeekerMetrics
+from seeker.service import Seeker
+from seeker.store import HelperStore, TaskStore
+from serving.http import ApiError, Unreachable
+
+AUTH = {"Authorization": "Bearer t"}
+LIVENESS = timedelta(seconds=45)
+HELPER_ID = "abcdef0123456789"
+GiB = 1024**3
+
+
+def scrape(client) -> dict[tuple, float]:
+    """Every sample a /metrics answer holds, by (name, sorted labels)."""
+    resp = client.get("/metrics", headers=AUTH)
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    assert resp.content_type.startswith("text/plain; version=0.0.4")
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(resp.get_data(as_text=True))
+        for s in family.samples
+    }
+
+
+def samples_of(collector) -> dict[tuple, float]:
+    """What a collector (an EventMetrics object) holds, as `scrape` reads it."""
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in collector.collect()
+        for s in family.samples
+    }
+
+
+def value(samples: dict, name: str, /, **labels) -> float:
+    return samples[(name, tuple(sorted(labels.items())))]
+
+
+def names(samples: dict) -> set[str]:
+    return {name for name, _ in samples}
+
+
+# --- the seeker ------------------------------------------------------------------
+
+
+class SeekerEnv:
+    """Stores, health, dispatcher and app sharing one SeekerMetrics, as
+    seeker/server.py wires them."""
+
+    def __init__(self, db, clock):
+        self.clock = clock
+        self.tasks, self.helpers = TaskStore(db), HelperStore(db)
+        self.tasks.ensure_indexes()
+        self.helpers.ensure_indexes()
+        self.metrics = SeekerMetrics()
+        self.push = FakePush()
+        self.health = HelperHealth(
+            self.helpers, self.tasks, clock, 3, LIVENESS, metrics=self.metrics
+        )
+        self.dispatcher = Dispatcher(
+            self.tasks,
+            self.helpers,
+            push=self.push,
+            clock=clock,
+            health=self.health,
+            liveness=LIVENESS,
+            metrics=self.metrics,
+        )
+        seeker = Seeker(self.tasks, self.helpers, clock, health=self.health)
+        self.client = seeker_app(seeker=seeker, token="t", metrics=self.metrics).test_client()
+
+    def submit(self, **spec) -> str:
+        resp = self.client.post(
+            "/api/v1/tasks", json={"image": "busybox:1.36", **spec}, headers=AUTH
+        )
+        assert resp.status_code == 201, resp.get_json()
+        return resp.get_json()["task_id"]
+
+    def register(self, name="gpu-1", slots=1):
+        body = {
+            "helper_id": f"id-{name}",
+            "name": name,
+            "url": f"http://{name}:7072",
+            "slots": slots,
+            "resources": {"cpus": 8, "memory_total": 16 * GiB, "memory_available": 16 * GiB},
+        }
+        resp = self.client.post("/api/v1/helpers", json=body, headers=AUTH)
+        assert resp.status_code == 200, resp.get_json()
+
+    def finished(self, task_id: str, name="gpu-1", attempt=1):
+        body = {
+            "helper_id": f"id-{name}",
+            "attempt": attempt,
+            "state": "finished",
+            "status": "succeeded",
+            "exit_code": 0,
+            "output_digest": "sha256:" + "b" * 64,
+        }
+        resp = self.client.post(f"/api/v1/tasks/{task_id}/events", json=body, headers=AUTH)
+        assert resp.status_code == 200, resp.get_json()
+
+
+@pytest.fixture
+def seeker(mock_db, clock) -> SeekerEnv:
+    return SeekerEnv(mock_db, clock)
+
+
+def test_tasks_by_state_the_queue_and_live_assignments(seeker):
+    first, _ = seeker.submit(), seeker.submit()
+    seeker.register(slots=1)
+    assert seeker.dispatcher.dispatch_pending() == 1
+    samples = scrape(seeker.client)
+    assert value(samples, "seeker_tasks", state="dispatched") == 1
+    assert value(samples, "seeker_tasks", state="pending") == 1
+    assert value(samples, "seeker_tasks", state="cancelled") == 0  # every state, always
+    assert value(samples, "seeker_tasks_queued") == 1
+    assert value(samples, "seeker_assignments_live", state="accepted") == 1
+    assert value(samples, "seeker_database_up") == 1
+
+    seeker.finished(first)
+    samples = scrape(seeker.client)
+    assert value(samples, "seeker_tasks", state="succeeded") == 1
+    assert value(samples, "seeker_assignments_live", state="accepted") == 0
+
+
+def test_a_replicated_task_stays_queued_until_every_replica_is_placed(seeker):
+    seeker.submit(replicas=2)
+    seeker.register("gpu-1")
+    seeker.dispatcher.dispatch_pending()
+    samples = scrape(seeker.client)
+    assert value(samples, "seeker_tasks", state="dispatched") == 1
+    assert value(samples, "seeker_tasks_queued") == 1
+    seeker.register("gpu-2")
+    seeker.dispatcher.dispatch_pending()
+    assert value(scrape(seeker.client), "seeker_tasks_queued") == 0
+
+
+def test_dispatch_latency_runs_from_submit_to_the_accepted_push(seeker, clock):
+    seeker.submit()
+    clock.advance(3)
+    seeker.register()
+    seeker.dispatcher.dispatch_pending()
+    samples = scrape(seeker.client)
+    assert value(samples, "seeker_dispatch_latency_seconds_count") == 1
+    assert value(samples, "seeker_dispatch_latency_seconds_sum") == 3.0
+    assert value(samples, "seeker_dispatch_latency_seconds_bucket", le="2.5") == 0
+    assert value(samples, "seeker_dispatch_latency_seconds_bucket", le="5.0") == 1
+    assert value(samples, "seeker_pushes_total", outcome="accepted") == 1
+
+
+def test_helpers_go_offline_past_the_liveness_window(seeker, clock):
+    seeker.register("gpu-1")
+    samples = scrape(seeker.client)
+    assert value(samples, "seeker_helpers", state="online") == 1
+    assert value(samples, "seeker_helpers", state="offline") == 0
+    clock.advance(LIVENESS.total_seconds() + 1)
+    seeker.register("gpu-2")
+    samples = scrape(seeker.client)
+    assert value(samples, "seeker_helpers", state="online") == 1
+    assert value(samples, "seeker_helpers", state="offline") == 1
+
+
+@pytest.mark.parametrize(
+    "error, outcome",
+    [
+        (ApiError(429, "helper is full"), "busy"),
+        (ApiError(403, "refused by this helper's policy"), "refused"),
+        (ApiError(500, "internal error"), "rejected"),
+        (Unreachable("connection refused"), "unreachable"),
+    ],
+)
+def test_failed_pushes_are_counted_by_outcome(seeker, error, outcome):
+    seeker.submit()
+    seeker.register()
+    seeker.push.fail("gpu-1", error)
+    seeker.dispatcher.dispatch_pending()
+    samples = scrape(seeker.client)
+    assert value(samples, "seeker_pushes_total", outcome=outcome) == 1
+    assert value(samples, "seeker_pushes_total", outcome="accepted") == 0
+    assert value(samples, "seeker_dispatch_latency_seconds_count") == 0
+    contact_failed = outcome in ("rejected", "unreachable")  # busy and refused answered
+    assert value(samples, "seeker_failed_contacts_total") == int(contact_failed)
+
+
+def test_three_failed_contacts_purge_the_helper_once(seeker):
+    seeker.submit()
+    seeker.register()
+    seeker.push.fail("gpu-1", Unreachable("timed out"))
+    for _ in range(3):
+        seeker.dispatcher.dispatch_pending()
+    samples = scrape(seeker.client)
+    assert value(samples, "seeker_pushes_total", outcome="unreachable") == 3
+    assert value(samples, "seeker_failed_contacts_total") == 3
+    assert value(samples, "seeker_helpers_purged_total") == 1
+    assert value(samples, "seeker_helpers", state="online") == 0
+    assert value(samples, "seeker_tasks", state="pending") == 1
+
+
+class Unanswered:
+    """A collection whose server cannot be reached."""
+
+    def __getattr__(self, name):
+        def fail(*args, **kwargs):
+            raise ServerSelectionTimeoutError("no servers")
+
+        return fail
+
+
+def test_a_database_outage_shows_as_database_up_0_and_events_still_come(seeker, clock):
+    seeker.register()
+    seeker.tasks.tasks = Unanswered()
+    # registering the collector asks the database nothing: an app starts without it
+    seeker_app(seeker=Seeker(seeker.tasks, seeker.helpers, clock), token="t")
+    samples = scrape(seeker.client)
+    assert value(samples, "seeker_database_up") == 0
+    assert "seeker_tasks" not in names(samples)
+    assert value(samples, "seeker_pushes_total", outcome="accepted") == 0
+
+
+# --- every service ---------------------------------------------------------------
+
+
+@pytest.fixture
+def results(mock_db) -> ResultStore:
+    store = ResultStore(mock_db)
+    store.ensure_indexes()
+    return store
+
+
+@pytest.fixture
+def channel(results, clock):
+    return channel_app(store=results, token="t", clock=clock).test_client()
+
+
+class FakeRuntime:
+    """Runs nothing: starts, then ends with `outcome` at once."""
+
+    def __init__(self, outcome: RunOutcome):
+        self.outcome = outcome
+
+    def run(self, spec, on_started, on_pulling=None):
+        on_started()
+        return self.outcome
+
+
+class FakeOutbox:
+    def __init__(self):
+        self.entries: list[tuple[str, dict]] = []
+        self.finished = threading.Event()
+
+    def put(self, kind, payload):
+        self.entries.append((kind, payload))
+        if kind == "event":
+            self.finished.set()
+
+
+def make_executor(outcome: RunOutcome, metrics: HelperMetrics | None = None):
+    box = FakeOutbox()
+    return Executor(FakeRuntime(outcome), box, HELPER_ID, "gpu-1", 2, metrics=metrics), box
+
+
+@pytest.fixture
+def helper():
+    executor, _ = make_executor(RunOutcome("succeeded", 0))
+    return helper_app(executor=executor, token="t").test_client()
+
+
+@pytest.fixture(params=["seeker", "channel", "helper"])
+def any_service(request):
+    if request.param == "seeker":
+        return request.getfixturevalue("seeker").client
+    return request.getfixturevalue(request.param)
+
+
+@pytest.mark.parametrize(
+    "headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic t"}]
+)
+def test_metrics_need_the_token_and_healthz_stays_open(any_service, headers):
+    resp = any_service.get("/metrics", headers=headers)
+    assert resp.status_code == 401
+    assert resp.get_json()["error"] in ("missing token", "invalid token")
+    assert any_service.get("/healthz").status_code == 200
+    assert scrape(any_service)  # and with the token, metrics
+
+
+def test_each_app_serves_its_own_registry_not_the_process_wide_one(mock_db, clock):
+    a, b = SeekerEnv(mock_db, clock), SeekerEnv(mock_db, clock)
+    a.submit()
+    a.register()
+    a.dispatcher.dispatch_pending()
+    assert value(scrape(a.client), "seeker_pushes_total", outcome="accepted") == 1
+    assert value(scrape(b.client), "seeker_pushes_total", outcome="accepted") == 0
+    default = {m.name for m in prometheus_client.REGISTRY.collect()}
+    assert not {n for n in default if n.startswith("seeker")}
+
+
+# --- the channel -----------------------------------------------------------------
+
+
+def result(**fields) -> dict:
+    return {
+        "task_id": "t1",
+        "helper_id": "h1",
+        "attempt": 1,
+        "image": "busybox:1.36",
+        "status": "succeeded",
+        "exit_code": 0,
+        "stdout": "hi\n",
+        "output_digest": output_digest(b"hi\n"),
+        "started_at": "2024-05-01T11:59:00+00:00",
+        "finished_at": "2024-05-01T11:59:30+00:00",
+        "sent_at": "2024-05-01T11:59:31+00:00",
+        **fields,
+    }
+
+
+def test_results_posted_stored_and_duplicates(channel):
+    assert value(scrape(channel), "seeker_channel_results_stored") == 0
+    for payload in (result(), result(), result(attempt=2, status="failed", exit_code=1)):
+        assert channel.post("/api/v1/results", json=payload, headers=AUTH).status_code in (200, 201)
+    samples = scrape(channel)
+    assert value(samples, "seeker_channel_results_stored") == 2
+    assert value(samples, "seeker_channel_artifacts_stored") == 0
+    assert value(samples, "seeker_channel_database_up") == 1
+    posted = "seeker_channel_results_posted_total"
+    assert value(samples, posted, status="succeeded", outcome="stored") == 1
+    assert value(samples, posted, status="succeeded", outcome="duplicate") == 1
+    assert value(samples, posted, status="failed", outcome="stored") == 1
+    assert value(samples, posted, status="timed_out", outcome="stored") == 0
+
+
+def test_the_channel_app_takes_the_metrics_object_it_is_given(results, clock):
+    metrics = ChannelMetrics()
+    client = channel_app(store=results, token="t", clock=clock, metrics=metrics).test_client()
+    assert client.post("/api/v1/results", json=result(), headers=AUTH).status_code == 201
+    posted = value(
+        samples_of(metrics),
+        "seeker_channel_results_posted_total",
+        status="succeeded",
+        outcome="stored",
+    )
+    assert posted == 1
+
+
+def test_a_channel_database_outage_shows_as_database_up_0(results, channel):
+    results.results = Unanswered()
+    samples = scrape(channel)
+    assert value(samples, "seeker_channel_database_up") == 0
+    assert "seeker_channel_results_stored" not in names(samples)
+
+
+# --- the helper ------------------------------------------------------------------
+
+
+def run_to_end(executor: Executor, box: FakeOutbox, task_id="t1") -> None:
+    a = Assignment(task_id=task_id, attempt=1, helper_id=HELPER_ID, image="busybox:1.36")
+    executor.submit(a)
+    assert box.finished.wait(10)
+    for t in threading.enumerate():
+        if t.name == f"run-{a.key}":
+            t.join(10)
+
+
+def test_containers_are_counted_by_status_with_their_duration(clock):
+    metrics = HelperMetrics()
+    ended = RunOutcome("succeeded", 0, started_at=clock(), finished_at=clock.advance(42))
+    executor, box = make_executor(ended, metrics)
+    run_to_end(executor, box)
+    client = helper_app(executor=executor, token="t", metrics=metrics).test_client()
+    samples = scrape(client)
+    assert value(samples, "seeker_helper_containers_total", status="succeeded") == 1
+    assert value(samples, "seeker_helper_containers_total", status="failed") == 0
+    duration = "seeker_helper_container_duration_seconds"
+    assert value(samples, f"{duration}_count", status="succeeded") == 1
+    assert value(samples, f"{duration}_sum", status="succeeded") == 42.0
+    assert value(samples, "seeker_helper_slots") == 2
+    assert value(samples, "seeker_helper_containers_running") == 0
+
+
+def test_a_run_that_never_started_counts_without_a_duration():
+    metrics = HelperMetrics()
+    executor, box = make_executor(RunOutcome("error", error="no such image"), metrics)
+    run_to_end(executor, box)
+    samples = scrape(helper_app(executor=executor, token="t", metrics=metrics).test_client())
+    assert value(samples, "seeker_helper_containers_total", status="error") == 1
+    assert ("seeker_helper_container_duration_seconds_count", (("status", "error"),)) not in samples
+
+
+def test_gpu_use_and_the_outbox_come_from_the_helpers_status():
+    executor, _ = make_executor(RunOutcome("succeeded", 0))
+    gpus = [
+        {
+            "index": 0,
+            "name": "H100",
+            "uuid": "GPU-0",
+            "memory_total": 80 * GiB,
+            "memory_free": 60 * GiB,
+            "utilization": 35.0,
+        },
+        {
+            "index": 1,
+            "name": "H100",
+            "uuid": "GPU-1",
+            "memory_total": 80 * GiB,
+            "memory_free": 80 * GiB,
+            "utilization": None,  # NVML could not tell
+        },
+    ]
+
+    def describe():
+        return {"name": "gpu-1", "outbox": 3, "resources": {"cpus": 8, "gpus": gpus}}
+
+    client = helper_app(executor=executor, token="t", describe=describe).test_client()
+    samples = scrape(client)
+    gpu0 = {"gpu": "0", "uuid": "GPU-0", "model": "H100"}
+    gpu1 = {"gpu": "1", "uuid": "GPU-1", "model": "H100"}
+    assert value(samples, "seeker_helper_gpu_memory_total_bytes", **gpu0) == 80 * GiB
+    assert value(samples, "seeker_helper_gpu_memory_used_bytes", **gpu0) == 20 * GiB
+    assert value(samples, "seeker_helper_gpu_memory_used_bytes", **gpu1) == 0
+    assert value(samples, "seeker_helper_gpu_utilization_ratio", **gpu0) == 0.35
+    assert ("seeker_helper_gpu_utilization_ratio", tuple(sorted(gpu1.items()))) not in samples
+    assert value(samples, "seeker_helper_outbox_pending") == 3
+
+
+def test_a_helper_without_gpus_has_no_gpu_samples(helper):
+    samples = scrape(helper)
+    assert not {n for n in names(samples) if "_gpu_" in n}
+    assert value(samples, "seeker_helper_slots") == 2
+
+
+def test_outbox_deliveries_and_failures_are_counted_by_kind(tmp_path):
+    metrics = HelperMetrics()
+    channel_up = []
+
+    def post_result(payload):
+        if not channel_up:
+            raise Unreachable("channel down")
+
+    box = Outbox(tmp_path, metrics.counted({"result": post_result, "event": lambda p: None}))
+    box.put("result", {"n": 1})
+    box.put("event", {"n": 1})
+    assert not box.flush_once()
+    channel_up.append(True)
+    assert box.flush_once()
+    deliveries = "seeker_helper_outbox_deliveries_total"
+    samples = samples_of(metrics)
+    assert value(samples, deliveries, kind="result", outcome="failed") == 1
+    assert value(samples, deliveries, kind="result", outcome="delivered") == 1
+    assert value(samples, deliveries, kind="event", outcome="delivered") == 1
+    assert value(samples, deliveries, kind="event", outcome="failed") == 0
