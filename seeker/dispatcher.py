@@ -13,7 +13,7 @@ from seeker.health import HelperHealth
 from seeker.metrics import SeekerMetrics
 from seeker.models import AssignmentState
 from seeker.scheduler import HelperView, TaskView, reserve_gpus, select
-from seeker.store import LIVE, HelperStore, TaskStore
+from seeker.store import FINAL, LIVE, HelperStore, TaskStore
 from serving.http import ApiError, Unreachable
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,9 @@ class Dispatcher:
         health: HelperHealth | None = None,
         liveness: timedelta = timedelta(seconds=45),
         metrics: SeekerMetrics | None = None,
+        stop: Callable[[dict, str, int], object] | None = None,
     ):
+        self.stop = stop  # (helper, task id, attempt): stop a replica on its helper
         self.tasks = tasks
         self.helpers = helpers
         self.push = push
@@ -139,7 +141,15 @@ class Dispatcher:
         self.metrics.push_accepted(task["created_at"], self.clock())
         views[helper["helper_id"]] = after_placing(view, reservation)
         log.info("task %s attempt %d -> %s", task["_id"], attempt, helper["name"])
-        return 1, self.tasks.get(task["_id"])
+        now = self.tasks.get(task["_id"])
+        if now["state"] in FINAL and self.stop is not None:
+            # cancelled or decided while this replica was being pushed: stop it
+            log.info("task %s ended during the push: stopping attempt %d", task["_id"], attempt)
+            try:
+                self.stop(helper, task["_id"], attempt)
+            except (Unreachable, ApiError) as exc:
+                log.warning("could not stop attempt %d of %s: %s", attempt, task["_id"], exc)
+        return 1, now
 
 
 def task_view(task: dict, assignments: list[dict]) -> TaskView:

@@ -82,6 +82,7 @@ class SeekerServer:
             self.tasks,
             self.helpers,
             push=lambda h, a: clients(h).assign(a),
+            stop=lambda h, task_id, attempt: clients(h).cancel(task_id, attempt),
             clock=clock,
             health=self.health,
             liveness=liveness,

@@ -189,3 +189,31 @@ def test_assignment_payload_takes_resources_from_the_reservation():
     payload = assignment_payload({"_id": "t", "spec": spec}, {"helper_id": "h"}, 1, reservation)
     assert payload["resources"] == {"cpus": 1.5, "memory": GiB, "gpus": 2}
     assert payload["gpu_indices"] == [0, 3]
+
+
+def test_a_replica_pushed_while_its_task_was_cancelled_is_stopped(tasks, helpers, push, clock):
+    stopped = []
+    dispatcher = Dispatcher(
+        tasks,
+        helpers,
+        push=push,
+        clock=clock,
+        stop=lambda h, task_id, attempt: stopped.append((h["name"], task_id, attempt)),
+    )
+    add_helper(helpers, clock, "big", memory=32 * GiB)
+    add_task(tasks, clock)
+    push.during["big"] = lambda: tasks.cancel("t1", clock())  # a user cancels mid-push
+    assert dispatcher.dispatch_pending() == 1
+    assert stopped == [("big", "t1", 1)]
+    assert tasks.get("t1")["state"] == "cancelled"
+
+
+def test_a_replica_of_a_live_task_is_not_stopped(tasks, helpers, push, clock):
+    stopped = []
+    dispatcher = Dispatcher(
+        tasks, helpers, push=push, clock=clock, stop=lambda *args: stopped.append(args)
+    )
+    add_helper(helpers, clock, "big", memory=32 * GiB)
+    add_task(tasks, clock)
+    assert dispatcher.dispatch_pending() == 1
+    assert stopped == []
