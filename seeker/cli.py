@@ -21,6 +21,7 @@ from serving.cli import (
     server_options,
     starting,
 )
+from serving.config import config_option
 from serving.database import DatabaseConnection
 from serving.http import ApiError, Unreachable
 
@@ -60,11 +61,26 @@ def main():
     type=click.FloatRange(0.5),
     help="Seconds of silence after which a helper counts as offline and its work is re-dispatched.",
 )
-@click.option("--notify-url", "notify_urls", multiple=True, metavar="URL",
-              help="POST every event (task finished, failed, cancelled; helper purged) to this "
-              "URL as JSON, retried until it answers 2xx (repeatable).")
-def start(host, port, token, data_dir, mongo_url, channel_url, purge_after, probe_interval,
-          liveness, notify_urls):
+@click.option(
+    "--notify-url",
+    "notify_urls",
+    multiple=True,
+    metavar="URL",
+    help="POST every event (task finished, failed, cancelled; helper purged) to this "
+    "URL as JSON, retried until it answers 2xx (repeatable).",
+)
+def start(
+    host,
+    port,
+    token,
+    data_dir,
+    mongo_url,
+    channel_url,
+    purge_after,
+    probe_interval,
+    liveness,
+    notify_urls,
+):
     """Serve the seeker: helper registry, scheduling, REST API."""
     with starting("the seeker"):
         conn = DatabaseConnection(mongo_url, data_dir)
@@ -124,7 +140,7 @@ def client_options(f):
         show_default=True,
         show_envvar=True,
     )(f)
-    return f
+    return config_option("client")(f)
 
 
 def connect(seeker_url: str, token: str) -> SeekerClient:

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from serving.auth import resolve_token
+from serving.config import config_option
 from serving.wsgi import wait_for_signal
 
 log = logging.getLogger("seeker")
@@ -19,6 +20,7 @@ def server_options(service: str, port: int):
     """--host, --port, --token, --data-dir and --log-level for a server command."""
 
     def decorate(f):
+        @config_option(service)
         @click.option(
             "--host",
             default="127.0.0.1",
