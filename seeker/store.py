@@ -182,6 +182,8 @@ class TaskStore:
         `reservation` (cpus, memory, gpus, gpu_indices) is what the assignment
         holds on the helper while it is live."""
         state = task["state"]
+        if state in FINAL:
+            return None  # a task that has ended gets no more replicas
         moved = self._transition(
             {"_id": task["_id"], "rev": task["rev"], "state": state, "open": {"$gt": 0}},
             {"wait_reason": None},

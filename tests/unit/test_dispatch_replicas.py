@@ -217,3 +217,22 @@ def test_a_replica_of_a_live_task_is_not_stopped(tasks, helpers, push, clock):
     add_task(tasks, clock)
     assert dispatcher.dispatch_pending() == 1
     assert stopped == []
+
+
+def test_a_task_cancelled_during_a_pass_gets_no_more_replicas(tasks, helpers, push, clock):
+    dispatcher = Dispatcher(tasks, helpers, push=push, clock=clock)
+    for name in ("a", "b", "c"):
+        add_helper(helpers, clock, name)
+    add_task(tasks, clock, replicas=3)
+    first = {}
+
+    def cancel_once():
+        if not first:
+            first["done"] = True
+            tasks.cancel("t1", clock())
+
+    for name in ("a", "b", "c"):
+        push.during[name] = cancel_once
+    assert dispatcher.dispatch_pending() == 1  # the one pushed when the cancel came
+    assert len(push.calls) == 1
+    assert len(tasks.assignments_of("t1")) == 1
