@@ -33,5 +33,8 @@ format: $(BIN)/.installed
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+bench: $(BIN)/.installed images
+	$(BIN)/python -m bench
+
 clean:
 	rm -rf .demo .pytest_cache build *.egg-info images/busybox/busybox

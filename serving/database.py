@@ -34,8 +34,13 @@ class DatabaseConnection:
             mongo_url = self._embedded.uri
             log.info("embedded database at %s (data in %s)", mongo_url, storage)
         self.url = mongo_url
+        # The embedded server keeps a record of recent writes for retryable
+        # writes and scans it on every write (20% of its time under load); it
+        # runs in-process, so a retry has nothing to outlive. A real MongoDB
+        # keeps pymongo's default.
+        extra = {"retryWrites": False} if self._embedded is not None else {}
         self.client: pymongo.MongoClient = pymongo.MongoClient(
-            mongo_url, serverSelectionTimeoutMS=10_000, tz_aware=True
+            mongo_url, serverSelectionTimeoutMS=10_000, tz_aware=True, **extra
         )
 
     @property

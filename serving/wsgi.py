@@ -13,6 +13,9 @@ from waitress.server import create_server
 log = logging.getLogger(__name__)
 
 
+CONNECTION_LIMIT = 4096
+
+
 class BackgroundServer:
     """A waitress server on its own thread; `port=0` picks a free port."""
 
@@ -24,6 +27,10 @@ class BackgroundServer:
             threads=threads,
             ident="seeker",
             clear_untrusted_proxy_headers=True,
+            # every helper keeps a keep-alive connection to the seeker (its
+            # heartbeat beats the idle timeout): waitress's default of 100
+            # would stop a seeker with a bigger fleet from accepting any more
+            connection_limit=CONNECTION_LIMIT,
         )
         self.host = host
         self.port = self._server.effective_port

@@ -1,0 +1,405 @@
+"""Dispatch throughput: 200 helpers whose containers finish at once, and
+thousands of tasks through a real seeker.
+
+Seeker, end to end: a database (SecantusDB in its own process, or
+TEST_MONGO_URL), `channel start` and `seeker start` as real processes, and
+`python -m bench.fleet`: one process hosting 200 helpers, each the real
+helper code less Docker and its own HTTP server (Executor, fsync'd Outbox,
+the helper's Flask app), all behind one waitress server under /h/<n>/ (see
+bench/fleet.py). Tasks (`seeker-demo:latest`, `true`) are submitted through
+the REST API by 8 client threads; the clock runs from the first submit until
+the seeker's database shows every task succeeded, and the channel is then
+checked to hold one result per task. So every task takes: POST /tasks, a
+dispatch pass (select() over 200 helpers), the push (HTTP), the helper's
+"running" event, its outbox (two fsync'd entries), the result POST to the
+channel and the final event, which settles the task. Not included: Docker
+(the runtime is fake), process start-up, registering the helpers.
+Everything shares the machine's 2 cores, so the fleet's and the channel's
+CPU is paid out of the same budget; each process's CPU per task is shown.
+
+Baseline, right after, on a database server of its own (fresh, as the
+seeker's was; the same TEST_MONGO_URL server when set): the writes one task's
+life needs in Seeker's data model (insert the task, assign it, insert the
+assignment, move it to accepted, running, finished, move the task to
+running and to succeeded, insert the result: 9 writes), made straight with
+pymongo by 8 threads, for as many tasks as the seeker ran.
+
+Size: 10,000 tasks against TEST_MONGO_URL; against SecantusDB 0.7.0b3 only
+500 (100 quick), because there every findAndModify scans its whole
+collection (bench/findings.md), so each task costs more than the last and
+10,000 would take hours. Nothing is extrapolated from the smaller run.
+Target: at least 300 tasks/s end to end."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+
+from pymongo import ReturnDocument
+
+from bench.common import (
+    IMAGE,
+    MongoServer,
+    Service,
+    cpu_seconds,
+    fmt_ratio,
+    free_port,
+    main,
+    ratio,
+    report,
+    wait_until,
+)
+from channel.store import ResultStore
+from seeker.client import SeekerClient
+from seeker.store import TaskStore
+
+NAME = "dispatch"
+TARGET = 300.0
+HELPERS = 200
+SLOTS = 4
+CLIENTS = 8
+
+
+class Deployment:
+    """Database, channel, seeker and the fleet, each its own process."""
+
+    def __init__(self, tmp: Path, db: MongoServer, helpers: int = HELPERS):
+        self.token = secrets.token_urlsafe(16)
+        self.db = db
+        self.helpers = helpers
+        ports = [free_port() for _ in range(3)]
+        self.channel_url, self.seeker_url = (f"http://127.0.0.1:{p}" for p in ports[:2])
+        common = ["--token", self.token, "--log-level", "warning"]
+        self.channel = Service(
+            "channel",
+            [
+                "channel",
+                "start",
+                "--port",
+                str(ports[0]),
+                "--data-dir",
+                str(tmp / "channel"),
+                "--mongo-url",
+                db.db_url("channel"),
+                *common,
+            ],
+            tmp,
+        )
+        self.seeker = Service(
+            "seeker",
+            [
+                "seeker",
+                "start",
+                "--port",
+                str(ports[1]),
+                "--data-dir",
+                str(tmp / "seeker"),
+                "--mongo-url",
+                db.db_url("seeker"),
+                "--channel-url",
+                self.channel_url,
+                *common,
+            ],
+            tmp,
+        )
+        self.fleet = Service(
+            "fleet",
+            [
+                "bench.fleet",
+                "--seeker-url",
+                self.seeker_url,
+                "--channel-url",
+                self.channel_url,
+                "--token",
+                self.token,
+                "--data-dir",
+                str(tmp / "fleet"),
+                "--port",
+                str(ports[2]),
+                "--helpers",
+                str(helpers),
+                "--slots",
+                str(SLOTS),
+            ],
+            tmp,
+        )
+        self.client = db.client()
+        self.seeker_db = self.client[db.db_name("seeker")]
+        self.channel_db = self.client[db.db_name("channel")]
+
+    def __enter__(self) -> Deployment:
+        try:
+            self.channel.start()
+            self.seeker.start()
+            self.channel.wait_healthy(self.channel_url)
+            self.seeker.wait_healthy(self.seeker_url)
+            self.fleet.start()
+            wait_until(
+                lambda: (
+                    self.seeker_db["helpers"].count_documents({}) >= self.helpers
+                    or self.fleet.proc.poll() is not None
+                ),
+                120,
+                f"{self.helpers} helpers registered",
+                interval=0.5,
+            )
+            if self.fleet.proc.poll() is not None:
+                raise RuntimeError(f"the fleet exited:\n{self.fleet.log()}")
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def processes(self) -> dict:
+        procs = {
+            "seeker": self.seeker.process(),
+            "channel": self.channel.process(),
+            "fleet": self.fleet.process(),
+        }
+        if self.db.process():
+            procs["database"] = self.db.process()
+        return procs
+
+    def push_tasks(self, n: int, already: int = 0) -> float:
+        """Submit `n` tasks from CLIENTS threads and wait until all succeeded
+        (on top of `already` earlier ones); returns the wall time."""
+        clients = [SeekerClient(self.seeker_url, self.token, timeout=60) for _ in range(CLIENTS)]
+        tasks = self.seeker_db["tasks"]
+        failures: list[str] = []
+
+        def submit(k: int) -> None:
+            for _ in range(k, n, CLIENTS):
+                try:
+                    clients[k].submit(IMAGE, ["true"])
+                except Exception as exc:  # counted, and the run fails below
+                    failures.append(repr(exc))
+
+        t0 = time.perf_counter()
+        threads = [threading.Thread(target=submit, args=(k,)) for k in range(CLIENTS)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if failures:
+            raise RuntimeError(f"{len(failures)} submits failed, e.g. {failures[0]}")
+        deadline = time.monotonic() + max(300, n / 10)
+        while tasks.count_documents({"state": "succeeded"}) < already + n:
+            if time.monotonic() > deadline:
+                states = list(tasks.aggregate([{"$group": {"_id": "$state", "n": {"$sum": 1}}}]))
+                raise TimeoutError(f"tasks not all succeeded: {states}")
+            for svc in (self.seeker, self.channel, self.fleet):
+                if svc.proc.poll() is not None:
+                    raise RuntimeError(f"{svc.name} exited:\n{svc.log()}")
+            time.sleep(0.2)
+        return time.perf_counter() - t0
+
+    def __exit__(self, *exc) -> None:
+        for svc in (self.fleet, self.seeker, self.channel):
+            with contextlib.suppress(Exception):
+                svc.stop()
+        self.client.close()
+
+
+def raw_writes(db, n: int) -> float:
+    """The baseline: the 9 writes of each task's life, straight with pymongo
+    on CLIENTS threads; returns the wall time."""
+    tasks, assignments = TaskStore(db), db["assignments"]
+    tasks.ensure_indexes()
+    results = ResultStore(db)
+    results.ensure_indexes()
+    coll = db["tasks"]
+    spec = {"image": IMAGE, "command": ["true"], "env": {}, "replicas": 1}
+
+    def life(i: int) -> None:
+        now = datetime.now(timezone.utc)
+        tid, aid = f"raw{i:07d}", f"raw{i:07d}.1"
+        coll.insert_one(
+            {
+                "_id": tid,
+                "spec": spec,
+                "state": "pending",
+                "created_at": now,
+                "updated_at": now,
+                "attempts": 0,
+                "wanted": 1,
+                "open": 1,
+                "rev": 0,
+                "result": None,
+                "error": None,
+                "votes": [],
+                "wait_reason": None,
+                "history": [{"state": "pending", "at": now}],
+            }
+        )
+        coll.find_one_and_update(
+            {"_id": tid, "rev": 0, "state": "pending", "open": {"$gt": 0}},
+            {
+                "$set": {"state": "dispatched", "updated_at": now},
+                "$inc": {"attempts": 1, "open": -1, "rev": 1},
+                "$push": {"history": {"state": "dispatched", "at": now}},
+            },
+            return_document=ReturnDocument.AFTER,
+        )
+        assignments.insert_one(
+            {
+                "_id": aid,
+                "task_id": tid,
+                "attempt": 1,
+                "helper_id": "h",
+                "state": "pushing",
+                "assigned_at": now,
+                "reservation": {},
+            }
+        )
+        for old, new in (("pushing", "accepted"), ("accepted", "running")):
+            assignments.find_one_and_update({"_id": aid, "state": old}, {"$set": {"state": new}})
+        coll.find_one_and_update(
+            {"_id": tid, "state": "dispatched"},
+            {"$set": {"state": "running"}, "$push": {"history": {"state": "running", "at": now}}},
+        )
+        results.results.insert_one(
+            {
+                "task_id": tid,
+                "helper_id": "h",
+                "attempt": 1,
+                "image": IMAGE,
+                "status": "succeeded",
+                "exit_code": 0,
+                "stdout": "",
+                "stderr": "",
+                "output_digest": "sha256:" + "0" * 64,
+                "finished_at": now,
+                "sent_at": now,
+                "received_at": now,
+                "result_id": secrets.token_hex(12),
+            }
+        )
+        assignments.find_one_and_update(
+            {"_id": aid, "state": "running"}, {"$set": {"state": "finished", "status": "succeeded"}}
+        )
+        coll.find_one_and_update(
+            {"_id": tid, "rev": 1, "state": {"$nin": ["succeeded", "failed", "cancelled"]}},
+            {
+                "$set": {"state": "succeeded", "result": {"helper_id": "h", "attempt": 1}},
+                "$inc": {"rev": 1},
+                "$push": {"history": {"state": "succeeded", "at": now}},
+            },
+        )
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        list(pool.map(life, range(n)))
+    return time.perf_counter() - t0
+
+
+def run(quick: bool = False) -> dict:
+    sizes = {True: (1_000, 10_000), False: (100, 500)}[bool(os.environ.get("TEST_MONGO_URL"))]
+    n = sizes[0] if quick else sizes[1]
+    n_raw = n
+    with (
+        MongoServer(NAME) as db,
+        tempfile.TemporaryDirectory(prefix="seeker-bench-") as tmp,
+        Deployment(Path(tmp), db) as dep,
+    ):
+        procs = dep.processes()
+        warm = 40
+        dep.push_tasks(warm)  # connections, caches
+        cpu0 = {k: cpu_seconds(p) for k, p in procs.items()}
+        ops0 = db.opcounters()
+        wall = dep.push_tasks(n, already=warm)
+        ops1 = db.opcounters()
+        cpu = {k: cpu_seconds(p) - cpu0[k] for k, p in procs.items()}
+        stored = dep.channel_db["results"].count_documents({})
+        if stored != warm + n:
+            raise RuntimeError(f"{stored} results in the channel for {warm + n} tasks")
+    # the baseline gets a fresh server too: SecantusDB slows down with every
+    # retryable write it has recorded, so one run after the other would
+    # handicap whichever came second
+    with MongoServer(NAME) as raw_db, raw_db.client() as c:
+        raw_wall = raw_writes(c[raw_db.db_name("raw")], n_raw)
+    tps, raw_tps = n / wall, n_raw / raw_wall
+    ops = {k: ops1.get(k, 0) - ops0.get(k, 0) for k in ops1}
+    ops_per_task = sum(ops.values()) / n
+    rows = [
+        [
+            f"tasks per second ({n:,} tasks; baseline {n_raw:,})",
+            f"{tps:.1f}",
+            f"{raw_tps:.1f}",
+            fmt_ratio(ratio(tps, raw_tps)),
+        ],
+        ["database operations per task", f"{ops_per_task:.1f}", "9", fmt_ratio(ops_per_task / 9)],
+        ["seeker CPU per task", f"{1000 * cpu['seeker'] / n:.2f} ms", "", ""],
+    ]
+    for k in ("channel", "fleet", "database"):
+        if k in cpu:
+            rows.append([f"{k} CPU per task", f"{1000 * cpu[k] / n:.2f} ms", "", ""])
+    notes = [
+        f"Seeker: {n:,} tasks in {wall:.1f} s, after {warm} warm-up tasks; {HELPERS} helpers "
+        f"of {SLOTS} slots, {CLIENTS} submitting threads; database: {db.kind}.",
+        f"Baseline: {n_raw:,} tasks' 9 writes each in {raw_wall:.1f} s, on a fresh database "
+        "server (SecantusDB slows down as it records retryable writes: bench/findings.md).",
+        "Database operations per task: the server's opcounters over the run, divided by the "
+        "tasks (a findAndModify counts as an update; the helpers' heartbeats and the "
+        "seeker's probes are in it too): "
+        + ", ".join(f"{k} {v / n:.1f}" for k, v in ops.items() if v)
+        + ".",
+        f"CPU over the run, all processes: {sum(cpu.values()):.1f} s in {wall:.1f} s of wall "
+        f"time on {2} cores.",
+    ]
+    return report(
+        NAME,
+        f"Dispatch throughput: {HELPERS} helpers, instant containers",
+        rows,
+        target="at least 300 tasks/s end to end on 2 cores",
+        met=tps >= TARGET,
+        notes=notes,
+        quick=quick,
+        data={
+            "tasks": n,
+            "wall_s": wall,
+            "tasks_per_s": tps,
+            "baseline_tasks": n_raw,
+            "baseline_wall_s": raw_wall,
+            "baseline_tasks_per_s": raw_tps,
+            "cpu_s": cpu,
+            "db_ops": ops,
+            "db_ops_per_task": ops_per_task,
+        },
+    )
+
+
+def profile() -> str:
+    """Sample the seeker and the database processes with py-spy while 200
+    tasks go through."""
+    from bench.profiling import PROFILES, py_spy, summarize
+
+    out = []
+    with (
+        MongoServer(NAME) as db,
+        tempfile.TemporaryDirectory(prefix="seeker-bench-") as tmp,
+        Deployment(Path(tmp), db) as dep,
+    ):
+        dep.push_tasks(40)
+        spies = {
+            "seeker": py_spy(dep.seeker.proc.pid, 20, PROFILES / "dispatch-seeker.raw"),
+            "database": py_spy(db.proc.pid, 20, PROFILES / "dispatch-database.raw"),
+        }
+        time.sleep(1)
+        wall = dep.push_tasks(200, already=40)
+        for spy in spies.values():
+            spy.wait()
+    out.append(f"200 tasks in {wall:.1f} s; seeker and database sampled for 20 s\n")
+    for name in spies:
+        out.append(f"=== {name}\n" + summarize(PROFILES / f"dispatch-{name}.raw"))
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    main(run, NAME)

@@ -1,0 +1,277 @@
+"""Overhead: trivial containers (busybox `true` in seeker-demo:latest)
+through Seeker against the same containers run straight with the Docker SDK.
+
+Seeker: `seeker.up.Stack` in this process, as `seeker up --slots 4` runs it
+(seeker, channel and one helper with 4 slots, the embedded SecantusDB in
+the same process). The clock starts before the first `SeekerClient.submit`
+and stops when `SeekerClient.wait` (polling every 50 ms) has seen every task
+end; a task ends only after its helper's outbox has stored the result in
+the channel (the result is sent before the final event), and the channel's
+count of results is checked afterwards. Included: the REST submit, the
+dispatch, the push, the helper's Docker calls (image check, create, start,
+wait, reload, both log streams, the /output archive probe, remove), the
+outbox (fsync), the result POST, the events. Not included: starting the
+stack, building the image.
+Baseline: 4 threads doing create/start/wait/logs(stdout)/logs(stderr)/remove
+with the Docker SDK and the same container settings the helper uses
+(capabilities dropped, no-new-privileges, pids limit, bridge network).
+The two alternate, a round each, the stack idling during the baseline.
+Target: Seeker's wall time at most 1.15x the SDK's."""
+
+from __future__ import annotations
+
+import secrets
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import docker
+import psutil
+
+from bench.common import IMAGE, cpu_seconds, fmt_ratio, fmt_s, main, ratio, report
+from seeker.client import SeekerClient
+from seeker.up import Stack
+
+NAME = "overhead"
+TARGET = 1.15
+SLOTS = 4
+BENCH_LABEL = "io.seeker.bench"
+HELPER_LABEL = "io.seeker.helper"
+
+
+def sdk_batch(client: docker.DockerClient, n: int, run_id: str, tag: str) -> float:
+    """Run `n` containers on SLOTS threads; returns the wall time."""
+
+    def one(i: int) -> int:
+        c = client.containers.create(
+            IMAGE,
+            ["true"],
+            name=f"bench-{run_id}-{tag}-{i}",
+            labels={BENCH_LABEL: run_id},
+            detach=True,
+            network_mode="bridge",
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+            pids_limit=1024,
+        )
+        try:
+            c.start()
+            code = c.wait()["StatusCode"]
+            c.logs(stdout=True, stderr=False)
+            c.logs(stdout=False, stderr=True)
+        finally:
+            c.remove(force=True)
+        return code
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(SLOTS) as pool:
+        codes = list(pool.map(one, range(n)))
+    wall = time.perf_counter() - t0
+    if any(codes):
+        raise RuntimeError(f"SDK baseline: exit codes {sorted(set(codes))}")
+    return wall
+
+
+def seeker_batch(stack: Stack, client: SeekerClient, n: int) -> float:
+    """Submit `n` tasks and wait for all; returns the wall time."""
+    results = stack.conn.database("channel")["results"]
+    before = results.count_documents({})
+    t0 = time.perf_counter()
+    ids = [client.submit(IMAGE, ["true"])["task_id"] for _ in range(n)]
+    states = [client.wait(task_id, timeout=600, poll=0.05)["state"] for task_id in ids]
+    wall = time.perf_counter() - t0
+    if set(states) != {"succeeded"}:
+        raise RuntimeError(f"Seeker: task states {sorted(set(states))}")
+    stored = results.count_documents({}) - before
+    if stored != n:
+        raise RuntimeError(f"Seeker: {stored} results stored in the channel for {n} tasks")
+    return wall
+
+
+def phases(stack: Stack) -> dict[str, float]:
+    """Median seconds of each step of a task's life, from the seeker's
+    assignment records and the channel's results (one process: one clock)."""
+    from statistics import median
+
+    from seeker.capacity import as_utc
+
+    seeker_db, channel_db = stack.conn.database("seeker"), stack.conn.database("channel")
+    results = {(r["task_id"], r["attempt"]): r for r in channel_db["results"].find()}
+    steps: dict[str, list[float]] = {k: [] for k in PHASES}
+    done = sorted(as_utc(a["finished_at"]) for a in seeker_db["assignments"].find())
+    for a in seeker_db["assignments"].find():
+        r = results.get((a["task_id"], a["attempt"]))
+        if r is None or not a.get("started_at"):
+            continue
+        started, ended = as_utc(r["started_at"]), as_utc(r["finished_at"])
+        assigned = as_utc(a["assigned_at"])
+        steps["push (assigned -> accepted)"].append((a["accepted_at"] - assigned).total_seconds())
+        steps["image check, create, start (accepted -> running)"].append(
+            (started - as_utc(a["accepted_at"])).total_seconds()
+        )
+        steps["container runs (helper: started -> wait returned)"].append(
+            (ended - started).total_seconds()
+        )
+        steps["logs, archive probe, remove, outbox, result, event"].append(
+            (as_utc(a["finished_at"]) - ended).total_seconds()
+        )
+        before = [t for t in done if t <= assigned]
+        if before:
+            steps["a slot freed at the seeker -> next assigned"].append(
+                (assigned - before[-1]).total_seconds()
+            )
+    return {k: median(v) for k, v in steps.items() if v}
+
+
+PHASES = (
+    "push (assigned -> accepted)",
+    "image check, create, start (accepted -> running)",
+    "container runs (helper: started -> wait returned)",
+    "logs, archive probe, remove, outbox, result, event",
+    "a slot freed at the seeker -> next assigned",
+)
+
+
+def remove_ours(client: docker.DockerClient, run_id: str, helper_id: str | None) -> int:
+    """Containers this benchmark made that are still there (none, normally)."""
+    found = client.containers.list(all=True, filters={"label": f"{BENCH_LABEL}={run_id}"})
+    if helper_id:
+        found += client.containers.list(all=True, filters={"label": f"{HELPER_LABEL}={helper_id}"})
+    for c in found:
+        c.remove(force=True)
+    return len(found)
+
+
+def run(quick: bool = False) -> dict:
+    n, rounds = (20, 1) if quick else (100, 2)
+    run_id = secrets.token_hex(4)
+    token = secrets.token_urlsafe(16)
+    client = docker.from_env()
+    me = psutil.Process()
+    walls: dict[str, list[float]] = {"sdk": [], "seeker": []}
+    cpu: dict[str, float] = {"sdk": 0.0, "seeker": 0.0}
+    helper_id = None
+    with tempfile.TemporaryDirectory(prefix="seeker-bench-overhead-") as tmp:
+        stack = Stack(
+            Path(tmp),
+            token,
+            mongo_url=None,
+            seeker_port=0,
+            channel_port=0,
+            helper_port=0,
+            slots=SLOTS,
+            helper_name=f"bench-{run_id}",
+        )
+        try:
+            stack.start()
+            helper_id = stack.helper.helper_id
+            if not stack.helper.wait_registered(30):
+                raise RuntimeError("the helper did not register")
+            seeker = SeekerClient(stack.seeker.url, token)
+            sdk_batch(client, SLOTS, run_id, "warm")  # warm up both paths
+            seeker_batch(stack, seeker, SLOTS)
+            for r in range(rounds):
+                order = ("sdk", "seeker") if r % 2 == 0 else ("seeker", "sdk")
+                for way in order:
+                    c0 = cpu_seconds(me)
+                    if way == "sdk":
+                        walls[way].append(sdk_batch(client, n, run_id, f"r{r}"))
+                    else:
+                        walls[way].append(seeker_batch(stack, seeker, n))
+                    cpu[way] += cpu_seconds(me) - c0
+            steps = phases(stack)
+        finally:
+            stack.stop()
+            left = remove_ours(client, run_id, helper_id)
+            client.close()
+    sdk, skr = sum(walls["sdk"]), sum(walls["seeker"])
+    r_all = ratio(skr, sdk)
+    rows = [
+        [
+            f"wall time, {n} containers, round {i + 1}",
+            fmt_s(walls["seeker"][i]),
+            fmt_s(walls["sdk"][i]),
+            fmt_ratio(ratio(walls["seeker"][i], walls["sdk"][i])),
+        ]
+        for i in range(rounds)
+    ]
+    rows.append([f"wall time, all {n * rounds}", fmt_s(skr), fmt_s(sdk), fmt_ratio(r_all)])
+    rows.append(
+        [
+            "containers per second",
+            f"{n * rounds / skr:.1f}",
+            f"{n * rounds / sdk:.1f}",
+            fmt_ratio(ratio(n * rounds / skr, n * rounds / sdk)),
+        ]
+    )
+    rows.append(
+        [
+            "this process's CPU per container",
+            f"{1000 * cpu['seeker'] / (n * rounds):.1f} ms",
+            f"{1000 * cpu['sdk'] / (n * rounds):.1f} ms",
+            fmt_ratio(ratio(cpu["seeker"], cpu["sdk"])),
+        ]
+    )
+    notes = [
+        f"{rounds} round(s) of {n} containers each way, alternating (round 2 runs Seeker "
+        "first); the Docker engine's own CPU is not in the CPU row.",
+        "CPU row: the benchmark process; for Seeker it hosts the whole stack (seeker, "
+        "channel, helper, embedded database), for the baseline the 4 SDK threads.",
+    ]
+    notes.append(
+        "Median step times of Seeker's tasks (seeker and helper clocks, one process): "
+        + "; ".join(f"{k}: {1000 * v:.0f} ms" for k, v in steps.items())
+        + "."
+    )
+    if left:
+        notes.append(f"{left} container(s) were left behind and removed.")
+    return report(
+        NAME,
+        f"Overhead: {n} trivial containers through Seeker vs the Docker SDK",
+        rows,
+        target="Seeker's wall time at most 1.15x the SDK's",
+        met=r_all is not None and r_all <= TARGET,
+        notes=notes,
+        quick=quick,
+        data={
+            "n": n,
+            "rounds": rounds,
+            "walls": walls,
+            "cpu_s": cpu,
+            "ratio": r_all,
+            "phases_s": steps,
+        },
+    )
+
+
+def profile() -> str:
+    """Sample this process (the whole stack) with py-spy while 40 containers
+    run through Seeker."""
+    import os
+
+    from bench.profiling import PROFILES, py_spy, summarize
+
+    run_id, token = secrets.token_hex(4), secrets.token_urlsafe(16)
+    client = docker.from_env()
+    raw = PROFILES / "overhead.raw"
+    with tempfile.TemporaryDirectory(prefix="seeker-bench-overhead-") as tmp:
+        stack = Stack(Path(tmp), token, None, "127.0.0.1", 0, 0, 0, SLOTS, f"bench-{run_id}")
+        try:
+            stack.start()
+            stack.helper.wait_registered(30)
+            seeker = SeekerClient(stack.seeker.url, token)
+            seeker_batch(stack, seeker, SLOTS)
+            spy = py_spy(os.getpid(), 15, raw)
+            time.sleep(1)
+            wall = seeker_batch(stack, seeker, 40)
+            spy.wait()
+        finally:
+            stack.stop()
+            remove_ours(client, run_id, stack.helper.helper_id)
+            client.close()
+    return f"40 containers through Seeker in {wall:.1f} s, sampled 15 s\n\n" + summarize(raw)
+
+
+if __name__ == "__main__":
+    main(run, NAME)
