@@ -66,6 +66,8 @@ class Dispatcher:
                 list(docs.values()), self.tasks.live_assignment_docs(), self.clock(), self.liveness
             )
             for task in pending:
+                if task.get("wait_reason") and all_full(views):
+                    continue  # it already says why it waits, and no slot is free
                 placed += self._dispatch(task, docs, views)
         return placed
 
@@ -80,7 +82,7 @@ class Dispatcher:
                 f"waiting for {min_helpers} helpers, {len(selection.candidates)} can "
                 f"take it now ({selection.wait_reason()})"
             )
-            self.tasks.set_wait_reason(task["_id"], reason, self.clock())
+            self._wait(task, reason)
             return 0
         for candidate in selection.candidates:
             if placed == need:
@@ -93,8 +95,14 @@ class Dispatcher:
             reason = selection.wait_reason()
             if selection.candidates:
                 reason = f"{need - placed} of {need} replicas unplaced; {reason}"
-            self.tasks.set_wait_reason(task["_id"], reason, self.clock())
+            self._wait(task, reason)
         return placed
+
+    def _wait(self, task: dict, reason: str) -> None:
+        """Record why the task waits, when that changed (a write per pass
+        per waiting task would otherwise be the busiest thing the seeker does)."""
+        if task.get("wait_reason") != reason:
+            self.tasks.set_wait_reason(task["_id"], reason, self.clock())
 
     def _place(
         self,
@@ -150,6 +158,12 @@ class Dispatcher:
             except (Unreachable, ApiError) as exc:
                 log.warning("could not stop attempt %d of %s: %s", attempt, task["_id"], exc)
         return 1, now
+
+
+def all_full(views: dict[str, HelperView]) -> bool:
+    """Some helper is online and every online helper's slots are taken."""
+    online = [v for v in views.values() if v.online]
+    return bool(online) and all(v.running >= v.slots for v in online)
 
 
 def task_view(task: dict, assignments: list[dict]) -> TaskView:

@@ -236,3 +236,21 @@ def test_a_task_cancelled_during_a_pass_gets_no_more_replicas(tasks, helpers, pu
     assert dispatcher.dispatch_pending() == 1  # the one pushed when the cancel came
     assert len(push.calls) == 1
     assert len(tasks.assignments_of("t1")) == 1
+
+
+def test_a_full_fleet_skips_tasks_that_already_say_why_they_wait(tasks, helpers, push, clock):
+    dispatcher = Dispatcher(tasks, helpers, push=push, clock=clock)
+    add_helper(helpers, clock, "only", slots=1)
+    for n in range(3):
+        add_task(tasks, clock, task_id=f"t{n}")
+    assert dispatcher.dispatch_pending() == 1  # t0 runs; t1 and t2 learn why they wait
+    reasons = {t: tasks.get(t)["wait_reason"] for t in ("t1", "t2")}
+    assert reasons == {"t1": "1 helper: 1 no free slot", "t2": "1 helper: 1 no free slot"}
+    looked_at = []
+    original = tasks.assignments_of
+    tasks.assignments_of = lambda task_id: looked_at.append(task_id) or original(task_id)
+    assert dispatcher.dispatch_pending() == 0
+    assert looked_at == []  # nothing read or written for the queued tasks
+    add_task(tasks, clock, task_id="t3")
+    dispatcher.dispatch_pending()
+    assert looked_at == ["t3"] and tasks.get("t3")["wait_reason"] == "1 helper: 1 no free slot"
