@@ -11,9 +11,10 @@ from channel.artifact_api import add_artifact_routes, required_arg
 from channel.artifacts import DEFAULT_MAX_ARTIFACT_BYTES, ArtifactStore
 from channel.metrics import ChannelCollector, ChannelMetrics
 from channel.models import ResultIn, ResultStatus
+from channel.openapi import add_openapi_route
 from channel.store import ResultStore
 from serving.errors import BadRequest, NotFound
-from serving.flaskapp import base_app, int_arg, json_body
+from serving.flaskapp import base_app, int_arg, json_model
 from serving.metrics import serve_metrics
 
 STATUSES = [s.value for s in ResultStatus]
@@ -45,13 +46,14 @@ def create_app(
     serve_metrics(app, ChannelCollector(store, artifacts), metrics)
     now = clock or (lambda: datetime.now(timezone.utc))
     add_artifact_routes(app, artifacts, now)
+    add_openapi_route(app)
 
     def one(doc: dict) -> dict:
         return artifacts.attach([doc])[0]
 
     @app.post("/api/v1/results")
     def post_result():
-        result = ResultIn.model_validate(json_body())
+        result = json_model(ResultIn)
         doc, created = store.add(result.model_dump(mode="python"), received_at=now())
         metrics.result_posted(result.status, created)
         return one(doc), 201 if created else 200

@@ -32,7 +32,7 @@ class ResultIn(BaseModel):
     attempt: int = Field(ge=1, le=INT64_MAX)
     image: str = Field(min_length=1, max_length=512)
     status: ResultStatus
-    exit_code: int | None = None
+    exit_code: int | None = Field(default=None, ge=-INT64_MAX - 1, le=INT64_MAX)
     error: str | None = Field(default=None, max_length=8192)
     stdout: str = Field(default="", max_length=MAX_LOG_BYTES)
     stderr: str = Field(default="", max_length=MAX_LOG_BYTES)

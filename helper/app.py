@@ -9,7 +9,8 @@ from flask import Flask
 from helper.executor import Executor
 from helper.metrics import HelperCollector, HelperMetrics
 from helper.models import Assignment
-from serving.flaskapp import base_app, json_body
+from helper.openapi import add_openapi_route
+from serving.flaskapp import base_app, json_model
 from serving.metrics import serve_metrics
 
 
@@ -24,10 +25,11 @@ def create_app(
     app = base_app(__name__, "helper", token, config)
     app.extensions["executor"] = executor
     serve_metrics(app, HelperCollector(executor, describe), metrics or HelperMetrics())
+    add_openapi_route(app)
 
     @app.post("/api/v1/assignments")
     def assign():
-        assignment = Assignment.model_validate(json_body())
+        assignment = json_model(Assignment)
         return executor.submit(assignment), 202
 
     @app.delete("/api/v1/assignments/<key>")

@@ -12,13 +12,15 @@ from serving.schema import INT64_MAX, Bytes
 
 
 class AssignmentResources(BaseModel):
+    model_config = ConfigDict(allow_inf_nan=False)
+
     cpus: float = Field(default=0, ge=0, le=1024)
     memory: Bytes = 0
     gpus: int = Field(default=0, ge=0, le=64)
 
 
 class Assignment(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     task_id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,128}$")
     attempt: int = Field(ge=1, le=INT64_MAX)

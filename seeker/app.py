@@ -7,9 +7,10 @@ from flask import Flask, Response, request, stream_with_context
 from seeker.dashboard import register_dashboard
 from seeker.metrics import SeekerCollector, SeekerMetrics
 from seeker.models import AssignmentEvent, HelperRegistration, TaskSpec, TaskState
+from seeker.openapi import add_openapi_route
 from seeker.service import Seeker
 from serving.errors import BadRequest
-from serving.flaskapp import base_app, int_arg, json_body
+from serving.flaskapp import base_app, int_arg, json_model
 from serving.metrics import serve_metrics
 
 STATES = {s.value for s in TaskState}
@@ -26,10 +27,11 @@ def create_app(
     app.extensions["seeker"] = seeker
     serve_metrics(app, SeekerCollector.of(seeker), metrics or SeekerMetrics())
     register_dashboard(app)
+    add_openapi_route(app)
 
     @app.post("/api/v1/tasks")
     def submit():
-        spec = TaskSpec.model_validate(json_body())
+        spec = json_model(TaskSpec)
         return seeker.submit(spec), 201
 
     @app.get("/api/v1/tasks")
@@ -72,12 +74,12 @@ def create_app(
 
     @app.post("/api/v1/tasks/<task_id>/events")
     def assignment_event(task_id: str):
-        event = AssignmentEvent.model_validate(json_body())
+        event = json_model(AssignmentEvent)
         return seeker.assignment_event(task_id, event)
 
     @app.post("/api/v1/helpers")
     def register_helper():
-        reg = HelperRegistration.model_validate(json_body())
+        reg = json_model(HelperRegistration)
         return seeker.register(reg), 200
 
     @app.get("/api/v1/helpers")

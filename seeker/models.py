@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import math
 import re
 from enum import Enum
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from helper.policy import SAFE_CAPABILITIES
 from serving.schema import INT64_MAX, Bytes, Int64
@@ -17,6 +25,11 @@ IMAGE_RE = re.compile(
     r"(?:/[a-z0-9]+(?:[._-]+[a-z0-9]+)*)*(?::[\w][\w.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$"
 )
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# label keys (and constraint keys): what Kubernetes allows, and never a NUL
+# or a '$', which the database cannot take in a key
+LABEL_KEY = r"^[A-Za-z0-9]([A-Za-z0-9_./-]{0,126}[A-Za-z0-9])?$"
+Labels = dict[Annotated[str, StringConstraints(pattern=LABEL_KEY)],
+              Annotated[str, StringConstraints(max_length=256)]]
 UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 
 
@@ -61,11 +74,14 @@ def parse_bytes(value: int | str) -> int:
     m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgtKMGT]?)(?:i?[bB])?\s*", str(value))
     if not m:
         raise ValueError(f"cannot read {value!r} as a size: use bytes or e.g. '512m', '4g'")
-    return int(float(m.group(1)) * UNITS[m.group(2).lower()])
+    size = float(m.group(1)) * UNITS[m.group(2).lower()]
+    if not math.isfinite(size) or size > INT64_MAX:
+        raise ValueError(f"{value!r} is too large")
+    return int(size)
 
 
 class Resources(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     cpus: float = Field(default=0, ge=0, le=1024)
     memory: Bytes = Field(default=0, description="bytes, or a size such as '4g'")
@@ -84,7 +100,7 @@ MAX_REPLICAS = 32
 class SelectionPolicy(BaseModel):
     """Which result counts when a task runs on several helpers."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     kind: Literal["first", "quorum", "all"] = "first"
     quorum: int | None = Field(
@@ -99,17 +115,17 @@ class SelectionPolicy(BaseModel):
 class Mount(BaseModel):
     """A host path, mounted only where the helper's operator allows it."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    source: str = Field(pattern=r"^/", max_length=1024)
-    target: str = Field(pattern=r"^/", max_length=1024)
+    source: str = Field(pattern=r"^/[^\x00-\x1f]*$", max_length=1024)
+    target: str = Field(pattern=r"^/[^\x00-\x1f]*$", max_length=1024)
     read_only: bool = True
 
 
 class TaskSpec(BaseModel):
     """What a user submits."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     image: str = Field(min_length=1, max_length=512)
     command: list[str] = Field(default_factory=list, max_length=1024)
@@ -123,7 +139,7 @@ class TaskSpec(BaseModel):
     timeout: float | None = Field(default=None, gt=0, le=7 * 24 * 3600)
     max_attempts: int = Field(default=1, ge=1, le=100)
     name: str | None = Field(default=None, max_length=256)
-    constraints: dict[str, str] = Field(
+    constraints: Labels = Field(
         default_factory=dict, description="labels a helper must have, e.g. {'zone': 'a'}"
     )
     placement: Literal["spread", "binpack"] = "spread"
@@ -175,6 +191,8 @@ class TaskSpec(BaseModel):
 
 
 class GpuInfo(BaseModel):
+    model_config = ConfigDict(allow_inf_nan=False)
+
     index: int = Field(ge=0, le=1024)
     name: str = Field(default="", max_length=256)
     uuid: str = Field(default="", max_length=256)
@@ -184,8 +202,10 @@ class GpuInfo(BaseModel):
 
 
 class HelperResources(BaseModel):
-    cpus: float = Field(default=0, ge=0)
-    cpu_load: float | None = None
+    model_config = ConfigDict(allow_inf_nan=False)
+
+    cpus: float = Field(default=0, ge=0, le=100_000)
+    cpu_load: float | None = Field(default=None, ge=0, le=1_000_000)
     memory_total: Bytes = 0
     memory_available: Bytes = 0
     disk_free: Bytes = 0
@@ -200,7 +220,7 @@ class HelperPolicy(BaseModel):
 class HelperRegistration(BaseModel):
     """What a helper sends when it registers."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     helper_id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,128}$")
     # a host name: it names folders too (seeker results --download)
@@ -208,8 +228,8 @@ class HelperRegistration(BaseModel):
     url: str = Field(pattern=r"^https?://\S+$", max_length=512)
     slots: int = Field(default=1, ge=1, le=1024)
     resources: HelperResources = Field(default_factory=HelperResources)
-    labels: dict[str, str] = Field(default_factory=dict)
-    version: str | None = None
+    labels: Labels = Field(default_factory=dict)
+    version: str | None = Field(default=None, max_length=64)
     boot_id: str | None = Field(default=None, max_length=64)
     policy: HelperPolicy = Field(default_factory=lambda: HelperPolicy())
     running: list[str] = Field(default_factory=list, description="assignment keys it runs")
@@ -218,7 +238,7 @@ class HelperRegistration(BaseModel):
 class AssignmentEvent(BaseModel):
     """What a helper reports about an assignment."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     helper_id: str = Field(min_length=1, max_length=128)
     attempt: int = Field(ge=1, le=INT64_MAX)

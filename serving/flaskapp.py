@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from enum import Enum
+from typing import TypeVar
 
 from flask import Flask, request
 from flask.json.provider import DefaultJSONProvider
+from pydantic import BaseModel
 
 from serving.auth import require_token
 from serving.errors import BadRequest, install_error_handlers
 
+M = TypeVar("M", bound=BaseModel)
 DEFAULT_MAX_BODY = 20 * 1024 * 1024
 
 
@@ -54,14 +58,21 @@ def json_body() -> dict:
     return body
 
 
+def json_model(model: type[M]) -> M:
+    """The request's JSON object validated strictly against `model`: no
+    "2" for 2 and no true for 1 (400 when it is not a JSON object at all,
+    422 naming the fields that are wrong)."""
+    json_body()
+    return model.model_validate_json(request.get_data(), strict=True)
+
+
 def int_arg(name: str, default: int | None, low: int, high: int) -> int | None:
     raw = request.args.get(name)
     if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadRequest(f"query parameter '{name}' must be an integer", raw) from None
+    if not re.fullmatch(r"-?[0-9]{1,19}", raw):  # int() would take "1_0" and "١٢"
+        raise BadRequest(f"query parameter '{name}' must be an integer", raw)
+    value = int(raw)
     if not low <= value <= high:
         raise BadRequest(f"query parameter '{name}' must be between {low} and {high}", value)
     return value

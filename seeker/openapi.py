@@ -1,0 +1,377 @@
+"""The seeker's OpenAPI document: its routes, and the answers' schemas (the
+task object, helper records, the event log) described as pydantic models
+over the request models of seeker.models."""
+
+from __future__ import annotations
+
+import functools
+from datetime import datetime
+from typing import Annotated, Literal
+
+from flask import Flask
+from pydantic import BaseModel, ConfigDict, Field
+
+from channel.openapi import Result
+from seeker.events import KINDS
+from seeker.models import (
+    AssignmentEvent,
+    AssignmentState,
+    HelperRegistration,
+    Resources,
+    TaskSpec,
+    TaskState,
+)
+from serving.openapi import (
+    OCTET_STREAM,
+    Param,
+    Reply,
+    Route,
+    build_document,
+    common_routes,
+    error,
+    optional,
+    serve_openapi,
+)
+from serving.schema import Bytes
+
+ANSWER = ConfigDict(json_schema_serialization_defaults_required=True)
+SIZE_PATTERN = r"^\s*[0-9]+(\.[0-9]+)?\s*[kmgtKMGT]?(i?[bB])?\s*$"
+Size = Annotated[str, Field(pattern=SIZE_PATTERN, examples=["512m", "4g", "1.5GiB"])]
+STATES = [s.value for s in TaskState]
+
+
+# --- what a user submits, as the API reads it -----------------------------------
+
+
+class SubmittedResources(Resources):
+    """Resources as submitted: sizes as bytes or as e.g. "512m", "4g"."""
+
+    memory: Bytes | Size = Field(default=0, description="bytes, or a size such as '4g'")
+    gpu_memory: Bytes | Size = Field(default=0, description="bytes of free memory per GPU")
+
+
+class TaskSubmission(TaskSpec):
+    """A task as submitted (TaskSpec, whose sizes may be written as "4g")."""
+
+    resources: SubmittedResources = Field(default_factory=SubmittedResources)
+
+
+# --- answers -----------------------------------------------------------------------
+
+
+class HistoryEntry(BaseModel):
+    model_config = ANSWER
+
+    state: TaskState
+    at: datetime
+
+
+class Vote(BaseModel):
+    model_config = ANSWER
+
+    output_digest: str | None
+    helpers: list[str | None] = Field(description="names of the helpers that agree")
+
+
+class CanonicalResult(BaseModel):
+    """The run whose result counts; the full result is in the channel."""
+
+    model_config = ANSWER
+
+    helper_id: str
+    helper_name: str | None
+    attempt: int
+    status: str | None
+    exit_code: int | None
+    output_digest: str | None
+    result_id: str = Field(description="its id in the channel: <task_id>.<attempt>")
+
+
+class Reservation(BaseModel):
+    """What an assignment holds on its helper while it is live."""
+
+    cpus: float = 0
+    memory: int = 0
+    gpus: int = 0
+    gpu_indices: list[int] = Field(default_factory=list)
+
+
+class AssignmentRecord(BaseModel):
+    """One run of one replica of a task on a helper."""
+
+    task_id: str
+    attempt: int = Field(ge=1)
+    helper_id: str
+    helper_name: str | None
+    state: AssignmentState
+    reservation: Reservation
+    assigned_at: datetime
+    boot_id: str | None = None
+    accepted_at: datetime | None = None
+    pulling_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    status: str | None = None
+    exit_code: int | None = None
+    output_digest: str | None = None
+    error: str | None = None
+
+
+class Task(TaskSpec):
+    """The task object: the submission normalised (sizes in bytes, defaults
+    filled in) and its state."""
+
+    model_config = ConfigDict(extra="ignore", json_schema_serialization_defaults_required=True)
+
+    task_id: str = Field(description="16 hex digits")
+    state: TaskState
+    attempts: int = Field(ge=0, description="assignments made so far, pushed or not")
+    wanted: int = Field(ge=0, description="replicas the task should have had in all so far")
+    votes: list[Vote]
+    wait_reason: str | None
+    result: CanonicalResult | None
+    error: str | None
+    history: list[HistoryEntry]
+    created_at: datetime
+    updated_at: datetime
+
+
+class TaskDetail(Task):
+    """A task with every assignment."""
+
+    assignments: list[AssignmentRecord]
+
+
+class TaskList(BaseModel):
+    model_config = ANSWER
+
+    tasks: list[Task] = Field(description="newest first, without assignments")
+    next: None = Field(description="always null: one page")
+
+
+class FlaggedResult(Result):
+    canonical: bool = Field(description="the result the task's `result` names")
+
+
+class TaskResults(BaseModel):
+    model_config = ANSWER
+
+    task_id: str
+    state: TaskState
+    results: list[FlaggedResult] = Field(description="every result the channel holds, oldest first")
+    next: None
+
+
+class Event(BaseModel):
+    """One entry of the event log; its other fields depend on `type`."""
+
+    model_config = ConfigDict(extra="allow")
+
+    seq: int = Field(ge=1)
+    type: Literal[KINDS]
+    at: datetime
+
+
+class EventPage(BaseModel):
+    model_config = ANSWER
+
+    events: list[Event]
+    next: int | None = Field(description="the last seq of the page; null when empty")
+
+
+class LastFailure(BaseModel):
+    at: datetime
+    reason: str
+
+
+class Helper(HelperRegistration):
+    """A helper as the seeker keeps it."""
+
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_serialization_defaults_required=True,
+        json_schema_extra=optional("last_failure"),
+    )
+
+    running: int = Field(ge=0, description="assignments running there")
+    registered_at: datetime
+    updated_at: datetime
+    last_seen: datetime
+    failures: int = Field(ge=0, description="consecutive failed contacts")
+    last_failure: LastFailure | None = Field(default=None, description="once a contact failed")
+
+
+class ListedHelper(Helper):
+    online: bool = Field(description="heard from within the seeker's --liveness")
+
+
+class HelperList(BaseModel):
+    model_config = ANSWER
+
+    helpers: list[ListedHelper] = Field(description="sorted by name")
+    next: None
+
+
+class Removed(BaseModel):
+    model_config = ANSWER
+
+    removed: str
+
+
+# --- routes --------------------------------------------------------------------------
+
+TASK_ID = Param("task_id", {"type": "string"}, "path", description="16 hex digits")
+NO_TASK = error("no such task")
+NO_CHANNEL = error("the channel cannot be reached, or refused the request")
+
+
+def routes() -> list[Route]:
+    return [
+        *common_routes("seeker"),
+        Route(
+            "GET",
+            "/",
+            "The dashboard's page",
+            {200: Reply("the page", {"type": "string"}, "text/html")},
+            public=True,
+            tag="dashboard",
+        ),
+        Route(
+            "GET",
+            "/dashboard/{filename}",
+            "The dashboard's script and style",
+            {
+                200: Reply("the file", {"type": "string"}, "*/*"),
+                404: error("no such file"),
+            },
+            params=(Param("filename", {"type": "string"}, "path"),),
+            public=True,
+            tag="dashboard",
+        ),
+        Route(
+            "POST",
+            "/api/v1/tasks",
+            "Submit a task",
+            {201: Reply("the task, pending: dispatch follows at once", TaskDetail)},
+            body=TaskSubmission,
+            tag="tasks",
+        ),
+        Route(
+            "GET",
+            "/api/v1/tasks",
+            "List tasks, newest first",
+            {200: Reply("the tasks", TaskList), 400: error("unknown state, bad limit")},
+            params=(
+                Param("state", {"type": "string", "enum": STATES}),
+                Param("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}),
+            ),
+            tag="tasks",
+        ),
+        Route(
+            "GET",
+            "/api/v1/tasks/{task_id}",
+            "One task, with its assignments",
+            {200: Reply("the task", TaskDetail), 404: NO_TASK},
+            params=(TASK_ID,),
+            tag="tasks",
+        ),
+        Route(
+            "DELETE",
+            "/api/v1/tasks/{task_id}",
+            "Cancel a task",
+            {
+                200: Reply("the task, now cancelled", TaskDetail),
+                404: NO_TASK,
+                409: error("the task already ended"),
+            },
+            params=(TASK_ID,),
+            tag="tasks",
+        ),
+        Route(
+            "GET",
+            "/api/v1/tasks/{task_id}/results",
+            "A task's results, from the channel",
+            {200: Reply("every result", TaskResults), 404: NO_TASK, 503: NO_CHANNEL},
+            params=(TASK_ID,),
+            tag="tasks",
+        ),
+        Route(
+            "POST",
+            "/api/v1/tasks/{task_id}/events",
+            "An assignment changed state (sent by helpers)",
+            {200: Reply("the task", TaskDetail), 404: NO_TASK},
+            params=(TASK_ID,),
+            body=AssignmentEvent,
+            tag="helpers",
+        ),
+        Route(
+            "GET",
+            "/api/v1/artifacts/{artifact_id}",
+            "Download an artifact (passed through from the channel)",
+            {
+                200: Reply("the bytes, streamed", {"type": "string"}, OCTET_STREAM),
+                404: error("no such artifact"),
+                503: NO_CHANNEL,
+            },
+            params=(Param("artifact_id", {"type": "string"}, "path"),),
+            tag="tasks",
+        ),
+        Route(
+            "GET",
+            "/api/v1/events",
+            "The event log, oldest first, from a sequence number on",
+            {200: Reply("one page", EventPage), 400: error("after or limit out of range")},
+            params=(
+                Param(
+                    "after",
+                    {"type": "integer", "minimum": 0, "maximum": 2**62, "default": 0},
+                    description="a seq: the events after it",
+                ),
+                Param("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}),
+            ),
+            tag="events",
+        ),
+        Route(
+            "POST",
+            "/api/v1/helpers",
+            "Register a helper (and heartbeat)",
+            {
+                200: Reply("the helper record", Helper),
+                409: error("the name is taken by another helper"),
+            },
+            body=HelperRegistration,
+            tag="helpers",
+        ),
+        Route(
+            "GET",
+            "/api/v1/helpers",
+            "List helpers",
+            {200: Reply("the helpers", HelperList)},
+            tag="helpers",
+        ),
+        Route(
+            "DELETE",
+            "/api/v1/helpers/{helper_id}",
+            "Remove a helper",
+            {200: Reply("removed", Removed), 404: error("no such helper")},
+            params=(Param("helper_id", {"type": "string"}, "path"),),
+            tag="helpers",
+        ),
+    ]
+
+
+DESCRIPTION = (
+    "The seeker takes tasks (Docker workloads), places them on helpers and "
+    "decides which result counts; helpers register with it and report what "
+    "their assignments do. See docs/api.md."
+)
+
+
+@functools.cache
+def document() -> dict:
+    """The document (built once: every app of the process serves the same)."""
+    return build_document("Seeker", DESCRIPTION, routes())
+
+
+def add_openapi_route(app: Flask) -> None:
+    serve_openapi(app, document())
