@@ -98,6 +98,41 @@ class Dispatcher:
             self._wait(task, reason)
         return placed
 
+    def resume_stale_pushes(self, older_than: timedelta = timedelta(seconds=20)) -> int:
+        """Send again the pushes a seeker that died during them never heard
+        back from (their assignments stay `pushing`). Safe to repeat: a helper
+        answers a push of a run it has with that run, and the channel keeps
+        one result per attempt. Returns how many were settled."""
+        settled = 0
+        with self._lock:
+            for a in self.tasks.stale_pushes(self.clock() - older_than):
+                task, helper = self.tasks.get(a["task_id"]), self.helpers.get(a["helper_id"])
+                reason = "the seeker stopped during the push"
+                if task is None or helper is None or task["state"] in FINAL:
+                    self.tasks.push_failed(a["task_id"], a["attempt"], reason, self.clock())
+                    settled += 1
+                    continue
+                payload = assignment_payload(task, helper, a["attempt"], a.get("reservation", {}))
+                try:
+                    reply = self.push(helper, payload)
+                except (Unreachable, ApiError) as exc:
+                    log.warning(
+                        "task %s: resent push to %s failed: %s", a["task_id"], helper["name"], exc
+                    )
+                    self.tasks.push_failed(
+                        a["task_id"], a["attempt"], f"{reason}; {exc}", self.clock()
+                    )
+                else:
+                    self.tasks.assignment_accepted(
+                        a["task_id"],
+                        helper["helper_id"],
+                        a["attempt"],
+                        self.clock(),
+                        (reply or {}).get("boot_id"),
+                    )
+                settled += 1
+        return settled
+
     def _wait(self, task: dict, reason: str) -> None:
         """Record why the task waits, when that changed (a write per pass
         per waiting task would otherwise be the busiest thing the seeker does)."""

@@ -28,8 +28,10 @@ ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # label keys (and constraint keys): what Kubernetes allows, and never a NUL
 # or a '$', which the database cannot take in a key
 LABEL_KEY = r"^[A-Za-z0-9]([A-Za-z0-9_./-]{0,126}[A-Za-z0-9])?$"
-Labels = dict[Annotated[str, StringConstraints(pattern=LABEL_KEY)],
-              Annotated[str, StringConstraints(max_length=256)]]
+Labels = dict[
+    Annotated[str, StringConstraints(pattern=LABEL_KEY)],
+    Annotated[str, StringConstraints(max_length=256)],
+]
 UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 
 

@@ -112,6 +112,13 @@ class SeekerServer:
             self.prober.probe_all, "interval", seconds=probe_seconds, id="probe-helpers", **periodic
         )
         self.scheduler.add_job(
+            self.dispatcher.resume_stale_pushes,
+            "interval",
+            seconds=probe_seconds,
+            id="resume-stale-pushes",
+            **periodic,
+        )
+        self.scheduler.add_job(
             self.health.reap_silent,
             "interval",
             seconds=probe_seconds,

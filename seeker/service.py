@@ -185,11 +185,9 @@ class Seeker:
             "output_digest": event.output_digest,
             "error": event.error,
         }
-        finished = self.tasks.assignment_finished(
-            task_id, event.helper_id, event.attempt, outcome, now
-        )
-        if finished is None:
-            return  # a repeated event changes nothing
+        self.tasks.assignment_finished(task_id, event.helper_id, event.attempt, outcome, now)
+        # A repeated event changes no assignment; settling again is harmless,
+        # and finishes the job if the first one died between the two writes.
         self.settle(task_id)
         self.kick()  # a slot is free, or the task wants another replica
 

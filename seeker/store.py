@@ -148,6 +148,15 @@ class TaskStore:
             counts[a["helper_id"]] = counts.get(a["helper_id"], 0) + 1
         return counts
 
+    def stale_pushes(self, before: datetime) -> list[dict]:
+        """Assignments recorded for a push that never got an answer (the
+        seeker died during it), assigned before `before`."""
+        return list(
+            self.assignments.find(
+                {"state": AssignmentState.PUSHING.value, "assigned_at": {"$lt": before}}
+            )
+        )
+
     def live_assignment_docs(self, helper_id: str | None = None) -> list[dict]:
         query: dict = {"state": {"$in": LIVE}}
         if helper_id is not None:

@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 from pydantic import ValidationError
+from pymongo.errors import ConnectionFailure
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,12 @@ def install_error_handlers(app) -> None:
     @app.errorhandler(ApiProblem)
     def _problem(exc: ApiProblem):
         return exc.body(), exc.status
+
+    @app.errorhandler(ConnectionFailure)
+    def _database_down(exc: ConnectionFailure):
+        log.warning("database unreachable: %s", exc)
+        problem = Unavailable("the database cannot be reached", "try again shortly")
+        return problem.body(), problem.status
 
     @app.errorhandler(ValidationError)
     def _validation(exc: ValidationError):

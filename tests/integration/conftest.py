@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from seeker.client import SeekerClient
+from serving.http import ApiError
 from tests.integration.harness import ROOT, Service, free_port, free_ports, wait_until
 from tests.requirements import require
 
@@ -219,7 +221,8 @@ def fleet(cluster, docker_engine):
     for name in started:
         cluster.helpers.pop(name).stop(signal.SIGKILL)
     for helper_id in ids:
-        client.remove_helper(helper_id)
+        with contextlib.suppress(ApiError):  # already purged after a kill: 404
+            client.remove_helper(helper_id)
         for c in docker_engine.containers.list(
             all=True, filters={"label": f"io.seeker.helper={helper_id}"}
         ):

@@ -254,3 +254,29 @@ def test_a_full_fleet_skips_tasks_that_already_say_why_they_wait(tasks, helpers,
     add_task(tasks, clock, task_id="t3")
     dispatcher.dispatch_pending()
     assert looked_at == ["t3"] and tasks.get("t3")["wait_reason"] == "1 helper: 1 no free slot"
+
+
+def test_a_push_cut_off_by_a_dead_seeker_is_sent_again_later(tasks, helpers, push, clock):
+    dispatcher = Dispatcher(tasks, helpers, push=push, clock=clock)
+    helper = add_helper(helpers, clock, "big", memory=32 * GiB)
+    add_task(tasks, clock)
+    tasks.assign(tasks.get("t1"), helper, clock())  # recorded; the seeker died before pushing
+    assert dispatcher.resume_stale_pushes() == 0  # too recent: the push may be under way
+    clock.advance(21)
+    assert dispatcher.resume_stale_pushes() == 1
+    assert push.names == ["big"]
+    assert states(tasks, "t1") == [("big", "accepted")]
+    assert dispatcher.resume_stale_pushes() == 0
+
+
+def test_a_stale_push_to_a_helper_gone_since_goes_back_to_be_placed(tasks, helpers, push, clock):
+    dispatcher = Dispatcher(tasks, helpers, push=push, clock=clock)
+    helper = add_helper(helpers, clock, "gone", memory=32 * GiB)
+    add_task(tasks, clock)
+    tasks.assign(tasks.get("t1"), helper, clock())
+    helpers.remove("id-gone")
+    clock.advance(21)
+    assert dispatcher.resume_stale_pushes() == 1
+    assert push.calls == []
+    assert states(tasks, "t1") == [("gone", "push_failed")]
+    assert tasks.get("t1")["state"] == "pending" and tasks.get("t1")["open"] == 1

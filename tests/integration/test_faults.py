@@ -1,0 +1,345 @@
+"""Faults, with real processes: the database restarted under load, and the
+seeker killed with SIGKILL mid-dispatch and restarted.
+
+The other faults of issue #6 are tested where their subject is:
+the channel stopped while tasks finish in test_helper_safety.py
+(test_results_wait_in_the_outbox_while_the_channel_is_down), a helper
+killed with SIGKILL in test_scheduling.py
+(test_a_helper_killed_mid_task_has_the_task_finished_elsewhere) and
+test_replicas.py (test_a_replica_lost_with_its_helper_reruns_on_a_helper_that_had_not_run_it).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pymongo
+import pytest
+import requests
+
+from channel.client import ChannelClient
+from seeker.client import FINAL
+from seeker.store import LIVE
+from serving.http import ApiError, Unreachable
+from tests.integration.conftest import IMAGE, make_cluster
+from tests.integration.harness import Service, free_port, wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.docker]
+
+ECHO_ID = ["sh", "-c", "sleep 0.5; echo $SEEKER_TASK_ID"]
+
+
+class Database:
+    """SecantusDB as a process of its own (`python -m secantus`, what the
+    `secantusd-py` script runs) on a fixed port and data directory, so that
+    it can be stopped and started again where it was."""
+
+    def __init__(self, base):
+        self.port = free_port()
+        self.url = f"mongodb://127.0.0.1:{self.port}/"
+        config = base / "secantusd.toml"
+        config.write_text("")  # no auto-discovered configuration
+        self.service = Service(
+            "database",
+            [
+                "secantus",
+                "--config",
+                str(config),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--storage-path",
+                str(base / "db"),
+            ],
+            base,
+        )
+
+    def start(self) -> Database:
+        self.service.start()
+        wait_until(self.answers, 30, "the database to answer")
+        return self
+
+    def answers(self) -> bool:
+        if self.service.proc.poll() is not None:
+            raise RuntimeError(f"database exited:\n{self.service.log()}")
+        client = pymongo.MongoClient(self.url, serverSelectionTimeoutMS=500)
+        try:
+            return client.admin.command("ping")["ok"] == 1
+        except pymongo.errors.PyMongoError:
+            return False
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        self.service.stop(signal.SIGTERM)
+
+
+@pytest.fixture
+def database(tmp_path):
+    db = Database(tmp_path).start()
+    yield db
+    db.stop()
+
+
+@pytest.fixture
+def cluster(tmp_path_factory, database, workload_image):
+    """The `fleet` fixture's cluster: channel and seeker on `database`."""
+    s = make_cluster(
+        tmp_path_factory, database.url, "faults", "--probe-interval", "1", "--liveness", "30"
+    )
+    yield s
+    s.stop()
+
+
+def healthy(url: str) -> bool:
+    try:
+        return requests.get(f"{url}/healthz", timeout=5).ok
+    except requests.RequestException:
+        return False
+
+
+class Stream:
+    """Submits `count` tasks from a thread, one every `gap` seconds; a
+    submission the seeker cannot take yet is tried again."""
+
+    def __init__(self, client, count: int, gap: float):
+        self.client, self.count, self.gap = client, count, gap
+        self.ids: list[str] = []
+        self.thread = threading.Thread(target=self._run, name="submit", daemon=True)
+
+    def _run(self) -> None:
+        for _ in range(self.count):
+            while True:
+                try:
+                    self.ids.append(self.client.submit(IMAGE, ECHO_ID)["task_id"])
+                    break
+                except (ApiError, Unreachable):  # the seeker's database is down
+                    time.sleep(0.2)
+            time.sleep(self.gap)
+
+    def start(self) -> Stream:
+        self.thread.start()
+        return self
+
+
+def test_services_recover_by_themselves_from_a_database_restart_under_load(
+    fleet, cluster, database
+):
+    add, client = fleet
+    add("db-a", "cpus=4,memory=4g", "--slots", "4")
+    add("db-b", "cpus=4,memory=4g", "--slots", "4")
+    services = [cluster.channel, cluster.seeker, *cluster.helpers.values()]
+    pids = {s.name: s.proc.pid for s in services}
+
+    stream = Stream(client, 20, 0.2).start()
+    wait_until(lambda: len(stream.ids) >= 6, 30, "the first tasks to be submitted")
+    database.stop()  # with tasks running, results and completions on their way
+    # the outage outlasts pymongo's 10 s server selection, so that requests,
+    # dispatch passes and periodic jobs fail rather than only wait
+    time.sleep(11)
+    database.start()
+    stream.thread.join(60)
+    assert not stream.thread.is_alive() and len(stream.ids) == 20
+
+    channel = ChannelClient(cluster.channel_url, cluster.token)
+    for task_id in stream.ids:
+        task = client.wait(task_id, timeout=60, poll=0.2)
+        assert task["state"] == "succeeded", task
+    for task_id in stream.ids:
+        results = wait_until(
+            lambda t=task_id: channel.all_results(t), 30, f"the result of {task_id}"
+        )
+        assert [r["stdout"] for r in results] == [f"{task_id}\n"], results
+    # the same processes, none restarted or dead: they recovered by themselves
+    assert {s.name: s.proc.pid for s in services} == pids
+    assert all(s.proc.poll() is None for s in services)
+    urls = [cluster.channel_url, cluster.seeker_url, *cluster.helper_urls.values()]
+    assert all(healthy(u) for u in urls)
+
+
+class PushGate:
+    """The way from the seeker to its helpers, to cut a push at a chosen
+    point: an HTTP proxy in front of each helper (its --advertise-url) that
+    passes everything through but holds the `hold`-th push of an assignment
+    (counted over every helper). `where="before"` holds it before the
+    helper gets it; `where="after"` gives it to the helper and holds back
+    the helper's answer. A held push ends, unanswered, on `release()`."""
+
+    PUSH = ("POST", "/api/v1/assignments")
+
+    def __init__(self, hold: int, where: str):
+        assert where in ("before", "after")
+        self.hold, self.where = hold, where
+        self.pushes = 0
+        self.held_push: dict | None = None
+        self._lock = threading.Lock()
+        self.held = threading.Event()
+        self._released = threading.Event()
+        self._servers: list[ThreadingHTTPServer] = []
+
+    def _is_held(self, method: str, path: str, body: bytes | None) -> bool:
+        if (method, path) != self.PUSH:
+            return False
+        with self._lock:
+            self.pushes += 1
+            if self.pushes != self.hold:
+                return False
+        self.held_push = json.loads(body)
+        return True
+
+    def _wait_here(self) -> None:
+        self.held.set()
+        self._released.wait(60)
+
+    def release(self) -> None:
+        self._released.set()
+
+    def front(self) -> GateFront:
+        """A proxy for one helper; `open(helper_url)` once the helper listens."""
+        front = GateFront(self)
+        self._servers.append(front.server)
+        return front
+
+    def close(self) -> None:
+        self.release()
+        for server in self._servers:
+            server.shutdown()
+            server.server_close()
+
+
+class GateFront:
+    def __init__(self, gate: PushGate):
+        self.target: str | None = None
+        self.ready = threading.Event()
+        front = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _pass(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                held = gate._is_held(self.command, self.path, body)
+                if held and gate.where == "before":
+                    gate._wait_here()
+                    self.close_connection = True  # the helper never hears of it
+                    return
+                front.ready.wait(30)
+                headers = {
+                    k: v
+                    for k, v in self.headers.items()
+                    if k.lower() in ("authorization", "content-type")
+                }
+                try:
+                    resp = requests.request(
+                        self.command,
+                        front.target + self.path,
+                        data=body,
+                        headers=headers,
+                        timeout=30,
+                    )
+                except requests.RequestException:
+                    self.send_error(502)
+                    return
+                if held:  # where == "after": the helper took it, the seeker never hears
+                    gate._wait_here()
+                    self.close_connection = True
+                    return
+                self.send_response(resp.status_code)
+                self.send_header("Content-Type", resp.headers.get("Content-Type", "text/plain"))
+                self.send_header("Content-Length", str(len(resp.content)))
+                self.end_headers()
+                self.wfile.write(resp.content)
+
+            do_GET = do_POST = do_DELETE = _pass
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def open(self, helper_url: str) -> None:
+        self.target = helper_url
+        self.ready.set()
+
+
+@pytest.fixture
+def push_gate():
+    gates: list[PushGate] = []
+
+    def make(hold: int, where: str) -> PushGate:
+        gates.append(PushGate(hold, where))
+        return gates[-1]
+
+    yield make
+    for gate in gates:
+        gate.close()
+
+
+def wait_all_ended(client, ids: list[str], timeout: float) -> list[dict]:
+    def unfinished() -> list[dict]:
+        return [t for t in map(client.get, ids) if t["state"] not in FINAL]
+
+    try:
+        wait_until(lambda: not unfinished(), timeout, "every task to end", interval=0.5)
+    except AssertionError:
+        stuck = {
+            t["task_id"]: (t["state"], [(a["helper_name"], a["state"]) for a in t["assignments"]])
+            for t in unfinished()
+        }
+        raise AssertionError(f"still unfinished after {timeout}s: {stuck}") from None
+    return [client.get(i) for i in ids]
+
+
+@pytest.mark.parametrize(
+    "where",
+    ["before", "after"],
+    ids=["push-never-reached-the-helper", "helper-took-it-unrecorded"],
+)
+def test_a_seeker_killed_mid_dispatch_ends_every_task_with_exactly_its_replicas(
+    push_gate, fleet, cluster, where
+):  # push_gate first: its proxies outlive the fleet's teardown (no purge races it)
+    add, client = fleet
+    gate = push_gate(hold=7, where=where)  # the 7th of 20 pushes
+    for n in range(3):
+        front = gate.front()
+        add(f"k-{n}", "cpus=4,memory=4g", "--slots", "7", "--advertise-url", front.url)
+        front.open(cluster.helper_urls[f"k-{n}"])
+    ids = [
+        client.submit(IMAGE, ["sh", "-c", "sleep 1; echo ok"], replicas=2, policy={"kind": "all"})[
+            "task_id"
+        ]
+        for _ in range(10)
+    ]
+    wait_until(gate.held.is_set, 30, "the seeker to be in the middle of a push")
+    cluster.seeker.stop(signal.SIGKILL)  # 6 pushes done, 1 cut, 13 to go
+    gate.release()
+    cluster.seeker.start().wait_healthy(cluster.seeker_url)
+
+    tasks = wait_all_ended(client, ids, timeout=30)
+    channel = ChannelClient(cluster.channel_url, cluster.token)
+    for task in tasks:
+        assert task["state"] == "succeeded", task
+        results = wait_until(
+            lambda t=task["task_id"]: len(r := channel.all_results(t)) >= 2 and r,
+            30,
+            f"both results of {task['task_id']}",
+        )
+        assert [r["stdout"] for r in results] == ["ok\n", "ok\n"]
+        assert len({r["helper_id"] for r in results}) == 2
+        finished = {
+            (a["helper_id"], a["attempt"]) for a in task["assignments"] if a["state"] == "finished"
+        }
+        assert {(r["helper_id"], r["attempt"]) for r in results} == finished
+        assert not [a for a in task["assignments"] if a["state"] in LIVE]
+    for state in ("pending", "dispatched", "running"):
+        assert client.tasks(state=state) == []
+    if where == "after":  # the helper's run of the cut push counts: nothing ran twice
+        [task] = [t for t in tasks if t["task_id"] == gate.held_push["task_id"]]
+        [cut] = [a for a in task["assignments"] if a["attempt"] == gate.held_push["attempt"]]
+        assert cut["state"] == "finished" and len(task["assignments"]) == 2
