@@ -31,7 +31,6 @@ T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
 DIGEST = "sha256:" + "a" * 64
 
 
-
 @dataclass
 class Service:
     """An app under fuzzing, and the ids of what exists in it, by the name
