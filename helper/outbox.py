@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from serving.http import ApiError, Unreachable
+from serving.worker import Worker
 
 log = logging.getLogger(__name__)
 
@@ -34,14 +35,11 @@ class Outbox:
         # kinds in one lane are delivered in order and wait for each other;
         # lanes (one per destination) do not wait for each other
         self.lanes = lanes or {}
-        self.max_backoff = max_backoff
         kept = [*self._entries(), *self.rejected_dir.glob("*.json")]
         existing = [int(p.name.split("-", 1)[0]) for p in kept]
         self._seq = itertools.count(max(existing, default=0) + 1)
         self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="outbox", daemon=True)
+        self._sender = Worker("outbox", self.flush_once, 0.5, max_backoff)
 
     def put(self, kind: str, payload: dict) -> Path:
         """Write one entry durably (fsync, then rename) and wake the sender."""
@@ -55,7 +53,7 @@ class Outbox:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-        self._wake.set()
+        self._sender.wake()
         return path
 
     def pending(self) -> int:
@@ -65,13 +63,11 @@ class Outbox:
         return sorted(self.dir.glob("*.json"))
 
     def start(self) -> Outbox:
-        self._thread.start()
+        self._sender.start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        self._thread.join(timeout=10)
+        self._sender.stop()
 
     def flush_once(self) -> bool:
         """Deliver entries in order, each lane until one of its entries fails;
@@ -117,14 +113,3 @@ class Outbox:
     def _reject(self, path: Path) -> None:
         self.rejected_dir.mkdir(exist_ok=True)
         os.replace(path, self.rejected_dir / path.name)
-
-    def _run(self) -> None:
-        backoff = 0.5
-        while not self._stop.is_set():
-            if self.flush_once():
-                backoff = 0.5
-                self._wake.wait()
-            else:
-                self._wake.wait(backoff)
-                backoff = min(backoff * 2, self.max_backoff)
-            self._wake.clear()

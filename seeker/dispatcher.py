@@ -15,6 +15,7 @@ from seeker.models import AssignmentState
 from seeker.scheduler import HelperView, TaskView, reserve_gpus, select
 from seeker.store import FINAL, LIVE, HelperStore, TaskStore
 from serving.http import ApiError, Unreachable
+from serving.worker import Worker
 
 log = logging.getLogger(__name__)
 
@@ -235,35 +236,17 @@ def assignment_payload(task: dict, helper: dict, attempt: int, reservation: dict
     }
 
 
-class DispatchLoop:
+class DispatchLoop(Worker):
     """Runs `dispatch_pending` on a thread whenever kicked: on submit, when a
     helper registers, when an assignment ends, and by the periodic sweep."""
 
-    def __init__(self, dispatcher: Dispatcher):
+    def __init__(self, dispatcher: Dispatcher | None):
         self.dispatcher = dispatcher
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="dispatch", daemon=True)
+        super().__init__("dispatch", self._pass)
 
     def kick(self) -> None:
-        self._wake.set()
+        self.wake()
 
-    def start(self) -> DispatchLoop:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._wake.wait()
-            self._wake.clear()
-            if self._stop.is_set():
-                return
-            try:
-                self.dispatcher.dispatch_pending()
-            except Exception:  # keep the loop alive; the next pass retries
-                log.exception("dispatch pass failed")
+    def _pass(self) -> bool:
+        self.dispatcher.dispatch_pending()
+        return True

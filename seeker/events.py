@@ -7,13 +7,14 @@ receiver acknowledges, resuming after a restart from where it stopped."""
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import requests
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.database import Database
+
+from serving.worker import Worker
 
 log = logging.getLogger(__name__)
 
@@ -84,12 +85,9 @@ class WebhookWatcher:
         self.url = url
         self.cursors = db["webhook_cursors"]
         self.timeout = timeout
-        self.max_backoff = max_backoff
         self.session = requests.Session()
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="webhook", daemon=True)
-        log_.watch(lambda event: self._wake.set())
+        self._sender = Worker(f"webhook {url}", self.deliver_pending, 1.0, max_backoff)
+        log_.watch(lambda event: self._sender.wake())
         # a webhook new to this database starts from now, not from the whole log
         last = self.log.events.find_one(sort=[("seq", -1)])
         self.cursors.update_one(
@@ -124,21 +122,8 @@ class WebhookWatcher:
         return True
 
     def start(self) -> WebhookWatcher:
-        self._thread.start()
+        self._sender.start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        backoff = 1.0
-        while not self._stop.is_set():
-            if self.deliver_pending():
-                backoff = 1.0
-                self._wake.wait()
-            else:
-                self._wake.wait(backoff)
-                backoff = min(backoff * 2, self.max_backoff)
-            self._wake.clear()
+        self._sender.stop()

@@ -382,4 +382,4 @@ def test_dispatch_loop_runs_on_kick_and_survives_errors():
         assert passed.wait(5), "the loop stopped after an error"
     finally:
         loop.stop()
-    assert not loop._thread.is_alive()
+    assert not loop.alive()
