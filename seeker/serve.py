@@ -1,0 +1,105 @@
+"""`seeker start` and `seeker up`: the seeker's server commands (the user
+commands are in seeker/cli.py)."""
+
+from __future__ import annotations
+
+import click
+
+from seeker.server import SeekerServer
+from seeker.up import Stack
+from serving.cli import log, mongo_option, serve_until_signal, server_options, starting
+from serving.database import DatabaseConnection
+
+
+@click.command()
+@server_options("seeker", 7070)
+@mongo_option
+@click.option("--channel-url", envvar="CHANNEL_URL", required=True, show_envvar=True)
+@click.option(
+    "--purge-after",
+    default=3,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Consecutive failed contacts after which a helper is purged.",
+)
+@click.option(
+    "--probe-interval",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(0.1),
+    help="Seconds between resource probes of every helper.",
+)
+@click.option(
+    "--liveness",
+    default=45.0,
+    show_default=True,
+    type=click.FloatRange(0.5),
+    help="Seconds of silence after which a helper counts as offline and its work is re-dispatched.",
+)
+@click.option(
+    "--notify-url",
+    "notify_urls",
+    multiple=True,
+    metavar="URL",
+    help="POST every event (task finished, failed, cancelled; helper purged) to this "
+    "URL as JSON, retried until it answers 2xx (repeatable).",
+)
+def start(
+    host,
+    port,
+    token,
+    data_dir,
+    mongo_url,
+    channel_url,
+    purge_after,
+    probe_interval,
+    liveness,
+    notify_urls,
+):
+    """Serve the seeker: helper registry, scheduling, REST API."""
+    with starting("the seeker"):
+        conn = DatabaseConnection(mongo_url, data_dir)
+        server = SeekerServer(
+            conn.database("seeker"),
+            token,
+            channel_url,
+            host,
+            port,
+            purge_after=purge_after,
+            probe_seconds=probe_interval,
+            liveness_seconds=liveness,
+            notify_urls=notify_urls,
+        ).start()
+    log.info("seeker listening on %s", server.url)
+    serve_until_signal(conn, server)
+
+
+@click.command()
+@server_options("up", 7070)
+@mongo_option
+@click.option("--channel-port", default=7071, show_default=True, type=int)
+@click.option("--helper-port", default=7072, show_default=True, type=int)
+@click.option(
+    "--slots",
+    default=2,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Slots of the local helper.",
+)
+def up(host, port, token, data_dir, mongo_url, channel_port, helper_port, slots):
+    """Seeker, channel and one local helper in one process (single machine)."""
+    with starting("seeker up"):
+        stack = Stack(
+            data_dir, token, mongo_url, host, port, channel_port, helper_port, slots
+        ).start()
+    log.info(
+        "seeker %s, channel %s, helper %s (data in %s)",
+        stack.seeker.url,
+        stack.channel.url,
+        stack.helper.server.url,
+        data_dir,
+    )
+    serve_until_signal(stack)
+
+
+# --- user commands -----------------------------------------------------------
