@@ -11,7 +11,7 @@ def table(headers: list[str], rows: list[list]) -> str:
 
 
 def size(n: int | None) -> str:
-    if not n:
+    if n is None:
         return "-"
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if n < 1024 or unit == "TiB":
@@ -25,33 +25,54 @@ def when(ts: str | None) -> str:
 
 
 def helpers_table(helpers: list[dict]) -> str:
+    """One line per helper and, under it, one per GPU (name, memory used of
+    total, utilisation)."""
     if not helpers:
         return "no helpers registered"
     rows = []
     for h in helpers:
         res = h.get("resources") or {}
         gpus = res.get("gpus") or []
-        gpu = f"{len(gpus)}x {gpus[0]['name']}" if gpus else "-"
+        state = "online" if h.get("online", True) else "offline"
         rows.append(
             [
                 h["name"],
-                h["helper_id"][:12],
+                state,
                 h["url"],
                 f"{h.get('running', 0)}/{h['slots']}",
                 res.get("cpus"),
+                _load(res),
                 f"{size(res.get('memory_available'))}/{size(res.get('memory_total'))}",
-                gpu,
+                len(gpus) or "-",
                 h.get("failures", 0),
                 when(h.get("last_seen")),
             ]
         )
+        for g in gpus:
+            used = (g.get("memory_total") or 0) - (g.get("memory_free") or 0)
+            util = g.get("utilization")
+            rows.append(
+                [
+                    f"  gpu {g['index']}",
+                    g.get("name") or "",
+                    "",
+                    "",
+                    "",
+                    "",
+                    f"{size(used)} used/{size(g.get('memory_total'))}",
+                    f"{util:.0f}% busy" if util is not None else "",
+                    "",
+                    "",
+                ]
+            )
     return table(
         [
             "NAME",
-            "ID",
+            "STATE",
             "URL",
             "RUNNING",
             "CPUS",
+            "LOAD",
             "MEMORY FREE/TOTAL",
             "GPUS",
             "FAILURES",
@@ -59,6 +80,11 @@ def helpers_table(helpers: list[dict]) -> str:
         ],
         rows,
     )
+
+
+def _load(res: dict) -> str:
+    load = res.get("cpu_load")
+    return f"{load:.2f}" if load is not None else "-"
 
 
 def tasks_table(tasks: list[dict]) -> str:
