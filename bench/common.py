@@ -10,17 +10,16 @@ import platform
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import psutil
 import pymongo
-import requests
+
+from tests.integration.harness import Service, free_ports, wait_until  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE = "seeker-demo:latest"
@@ -38,12 +37,6 @@ def percentile(values: list[float], q: float) -> float:
 
 def ratio(value: float, baseline: float) -> float | None:
     return value / baseline if baseline else None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def cpu_seconds(proc: psutil.Process) -> float:
@@ -140,74 +133,7 @@ class MongoServer:
             self.tmp = None
 
 
-# --- service processes -------------------------------------------------------
-
-
-class Service:
-    """One `python -m <package> ...` process, its output in a log file."""
-
-    def __init__(self, name: str, args: list[str], log_dir: Path, env: dict | None = None):
-        self.name = name
-        self.args = args
-        self.log_path = Path(log_dir) / f"{name}.log"
-        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> Service:
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", *self.args],
-            cwd=ROOT,
-            env=self.env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-        return self
-
-    def process(self) -> psutil.Process:
-        return psutil.Process(self.proc.pid)
-
-    def wait_healthy(self, url: str, timeout: float = 60) -> Service:
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited {self.proc.returncode}:\n{self.log()}")
-            try:
-                if requests.get(f"{url}/healthz", timeout=1).ok:
-                    return self
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{self.name} not healthy after {timeout}s:\n{self.log()}")
-            time.sleep(0.1)
-
-    def stop(self, timeout: float = 30) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
-        self.proc = None
-
-    def log(self, tail: int = 4000) -> str:
-        return self.log_path.read_text(errors="replace")[-tail:]
-
-
-def wait_until(predicate, timeout: float, what: str, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
-
+# --- service processes: the integration tests' harness -------------------------
 
 # --- the machine -------------------------------------------------------------
 

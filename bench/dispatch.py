@@ -50,7 +50,7 @@ from bench.common import (
     Service,
     cpu_seconds,
     fmt_ratio,
-    free_port,
+    free_ports,
     main,
     ratio,
     report,
@@ -74,7 +74,7 @@ class Deployment:
         self.token = secrets.token_urlsafe(16)
         self.db = db
         self.helpers = helpers
-        ports = [free_port() for _ in range(3)]
+        ports = free_ports(3)
         self.channel_url, self.seeker_url = (f"http://127.0.0.1:{p}" for p in ports[:2])
         common = ["--token", self.token, "--log-level", "warning"]
         self.channel = Service(

@@ -22,7 +22,7 @@ from bench.common import (
     MongoServer,
     Service,
     fmt_ratio,
-    free_port,
+    free_ports,
     main,
     ratio,
     report,
@@ -63,7 +63,7 @@ def run(quick: bool = False) -> dict:
     token = secrets.token_urlsafe(16)
     with MongoServer(NAME) as db, tempfile.TemporaryDirectory(prefix="seeker-bench-") as tmp:
         tmp = Path(tmp)
-        seeker_port, helper_port, bare_port = free_port(), free_port(), free_port()
+        seeker_port, helper_port, bare_port = free_ports(3)
         seeker_url = f"http://127.0.0.1:{seeker_port}"
         common = ["--token", token, "--log-level", "warning"]
         services = [

@@ -1,4 +1,5 @@
-"""Real service processes on loopback, for the integration tests."""
+"""Real service processes on loopback, for the integration tests (and the
+benchmarks in bench/)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import requests
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,6 +53,9 @@ class Service:
             stderr=subprocess.STDOUT,
         )
         return self
+
+    def process(self) -> psutil.Process:
+        return psutil.Process(self.proc.pid)
 
     def wait_healthy(self, url: str, timeout: float = 60) -> Service:
         wait_until(lambda: self._healthy(url), timeout, f"{self.name} healthy at {url}")
