@@ -15,6 +15,9 @@ from datetime import datetime, timedelta, timezone
 import pymongo
 import pytest
 
+from seeker.health import HelperHealth
+from seeker.store import HelperStore, TaskStore
+
 ON_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")  # as tests/requirements.py
 TEST_MONGO_URL = os.environ.get("TEST_MONGO_URL")
 BACKENDS = ["mongomock", "secantus"] + (["mongodb"] if TEST_MONGO_URL else [])
@@ -100,3 +103,35 @@ def mongo_db(request):
     name = f"test_{uuid.uuid4().hex}"
     yield client[name]
     client.drop_database(name)
+
+
+# --- stores over mongomock and the helper health built on them ---------------
+# (the store contract tests define their own, over every database backend)
+
+
+@pytest.fixture
+def tasks(mock_db) -> TaskStore:
+    return TaskStore(mock_db)
+
+
+@pytest.fixture
+def helpers(mock_db) -> HelperStore:
+    return HelperStore(mock_db)
+
+
+@pytest.fixture
+def kicks() -> list[int]:
+    """Each wake of the dispatcher, recorded."""
+    return []
+
+
+@pytest.fixture
+def health(helpers, tasks, clock, kicks) -> HelperHealth:
+    return HelperHealth(
+        helpers,
+        tasks,
+        clock,
+        purge_after=3,
+        liveness=timedelta(seconds=45),
+        kick=lambda: kicks.append(1),
+    )

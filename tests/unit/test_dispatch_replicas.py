@@ -10,17 +10,6 @@ from dispatch_fakes import FakePush, GiB, add_helper, add_task, states
 from seeker.dispatcher import Dispatcher, assignment_payload, task_view
 from seeker.models import TaskState
 from seeker.outcome import Decision
-from seeker.store import HelperStore, TaskStore
-
-
-@pytest.fixture
-def tasks(mock_db) -> TaskStore:
-    return TaskStore(mock_db)
-
-
-@pytest.fixture
-def helpers(mock_db) -> HelperStore:
-    return HelperStore(mock_db)
 
 
 @pytest.fixture

@@ -11,41 +11,12 @@ import pytest
 from dispatch_fakes import FakePush, GiB, add_helper, add_task, states
 
 from seeker.dispatcher import Dispatcher, DispatchLoop
-from seeker.health import HelperHealth
-from seeker.store import HelperStore, TaskStore
 from serving.http import ApiError, Unreachable
-
-
-@pytest.fixture
-def tasks(mock_db) -> TaskStore:
-    return TaskStore(mock_db)
-
-
-@pytest.fixture
-def helpers(mock_db) -> HelperStore:
-    return HelperStore(mock_db)
 
 
 @pytest.fixture
 def push() -> FakePush:
     return FakePush()
-
-
-@pytest.fixture
-def kicks() -> list[int]:
-    return []
-
-
-@pytest.fixture
-def health(tasks, helpers, clock, kicks) -> HelperHealth:
-    return HelperHealth(
-        helpers,
-        tasks,
-        clock,
-        purge_after=3,
-        liveness=timedelta(seconds=45),
-        kick=lambda: kicks.append(1),
-    )
 
 
 @pytest.fixture

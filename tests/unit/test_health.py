@@ -4,43 +4,10 @@ with a fake clock."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-
-import pytest
-
-from seeker.health import HelperHealth
 from seeker.models import TaskState
 from seeker.outcome import Decision
-from seeker.store import HelperStore, TaskStore
 
 SPEC = {"image": "busybox:1.36", "resources": {"cpus": 1, "memory": 0, "gpus": 0}}
-
-
-@pytest.fixture
-def tasks(mock_db) -> TaskStore:
-    return TaskStore(mock_db)
-
-
-@pytest.fixture
-def helpers(mock_db) -> HelperStore:
-    return HelperStore(mock_db)
-
-
-@pytest.fixture
-def kicks() -> list[int]:
-    return []
-
-
-@pytest.fixture
-def health(helpers, tasks, clock, kicks) -> HelperHealth:
-    return HelperHealth(
-        helpers,
-        tasks,
-        clock,
-        purge_after=3,
-        liveness=timedelta(seconds=45),
-        kick=lambda: kicks.append(1),
-    )
 
 
 def registration(helper_id="h1", name="gpu-1", boot_id="boot-1", running=()) -> dict:

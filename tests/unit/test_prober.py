@@ -10,7 +10,6 @@ import requests
 
 from seeker.health import HelperHealth
 from seeker.prober import Prober
-from seeker.store import HelperStore, TaskStore
 from serving.http import ApiError, Unreachable
 
 GiB = 1024**3
@@ -30,21 +29,6 @@ class FakeStatus:
         if isinstance(answer, Exception):
             raise answer
         return answer
-
-
-@pytest.fixture
-def helpers(mock_db) -> HelperStore:
-    return HelperStore(mock_db)
-
-
-@pytest.fixture
-def tasks(mock_db) -> TaskStore:
-    return TaskStore(mock_db)
-
-
-@pytest.fixture
-def kicks() -> list[int]:
-    return []
 
 
 @pytest.fixture
