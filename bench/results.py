@@ -9,13 +9,13 @@ and the notes say how many.
 
 Ingest: a sample of results POSTed one by one to /api/v1/results of a real
 `channel.server.ChannelServer` (waitress, in this process) by
-`ChannelClient.post_result`, against the same number inserted one by one
-with pymongo `insert_one` (what the store does), alternating in blocks of
-100. Query: GET /api/v1/results?task_id=... through `ChannelClient.results`
+`ChannelClient.post_result`, each with its receipt, against the same number
+inserted one by one with pymongo `insert_one` (what the store does),
+alternating in blocks of 100. Query: GET /api/v1/results?task_id=... through `ChannelClient.results`
 against the store's own query (find by task_id, sorted by _id, limit 101)
 made straight with pymongo on the same database, alternating one by one
 over random tasks; p50 and p99 of each. The ratio is the API's own cost
-(HTTP, token check, Flask, validation, JSON, the artifact lookup).
+(HTTP, token or receipt check, Flask, validation, JSON, the artifact lookup).
 The database runs in a process of its own (or is TEST_MONGO_URL)."""
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from bench.common import (
 from bench.common import report as make_report
 from channel.client import ChannelClient
 from channel.server import ChannelServer
+from serving import receipts
 
 NAME = "results"
 FIRST = 20_000
@@ -100,6 +101,7 @@ def run(quick: bool = False) -> dict:
     budget = 20.0 if quick else 240.0
     n_ingest, n_query = (200, 100) if quick else (2_000, 400)
     token = secrets.token_urlsafe(16)
+    key = receipts.receipt_key(None, token)
     rng = random.Random(8)
     with MongoServer(NAME) as db:
         client = db.client()
@@ -116,7 +118,9 @@ def run(quick: bool = False) -> dict:
             for block in range(0, n_ingest, 100):
                 t0 = time.perf_counter()
                 for i in range(block, block + 100):
-                    api.post_result(result(base + i, 1, when))
+                    doc = result(base + i, 1, when)  # with its receipt, as a helper posts it
+                    receipt = receipts.sign(key, doc["task_id"], doc["helper_id"], 1)
+                    api.post_result(doc, receipt=receipt)
                 t1 = time.perf_counter()
                 for i in range(block, block + 100):
                     coll.insert_one(stored(base + n_ingest + i, 1, when))

@@ -7,12 +7,14 @@ from datetime import datetime, timezone
 
 from flask import Flask, request
 
-from channel.artifact_api import add_artifact_routes, required_arg
+from channel.artifact_api import add_artifact_routes, check_receipt, required_arg
 from channel.artifacts import DEFAULT_MAX_ARTIFACT_BYTES, ArtifactStore
 from channel.metrics import ChannelCollector, ChannelMetrics
 from channel.models import ResultIn, ResultStatus
 from channel.openapi import add_openapi_route
 from channel.store import ResultStore
+from serving import receipts
+from serving.auth import Authenticator, Principal, allow
 from serving.errors import BadRequest, NotFound
 from serving.flaskapp import base_app, int_arg, json_model
 from serving.metrics import serve_metrics
@@ -28,15 +30,26 @@ def create_app(
     clock=None,
     artifacts: ArtifactStore | None = None,
     metrics: ChannelMetrics | None = None,
+    receipt_key: bytes | None = None,
 ) -> Flask:
-    """`artifacts` defaults to a store in the results' database.
+    """`token` lets its holder read results and artifacts. Storing them takes
+    the receipt the seeker made for that attempt (`receipt_key`, shared with
+    the seeker; default: derived from the token, as the seeker does).
+    `artifacts` defaults to a store in the results' database.
 
     Config: MAX_ARTIFACT_BYTES (default 1 GiB), the largest artifact accepted;
     JSON bodies keep the MAX_CONTENT_LENGTH of every service."""
+    receipt_key = receipt_key or receipts.receipt_key(None, token)
+
+    def receipt(given: str) -> Principal | None:  # checked against the body by the view
+        return (
+            Principal(frozenset({receipts.RECEIPT}), given) if receipts.well_formed(given) else None
+        )
+
     app = base_app(
         __name__,
         "channel",
-        token,
+        Authenticator({"user": token}, (receipt,)),
         {"MAX_ARTIFACT_BYTES": DEFAULT_MAX_ARTIFACT_BYTES, **(config or {})},
     )
     artifacts = artifacts or ArtifactStore(store.results.database)
@@ -45,15 +58,17 @@ def create_app(
     metrics = metrics or ChannelMetrics()
     serve_metrics(app, ChannelCollector(store, artifacts), metrics)
     now = clock or (lambda: datetime.now(timezone.utc))
-    add_artifact_routes(app, artifacts, now)
+    add_artifact_routes(app, artifacts, now, receipt_key)
     add_openapi_route(app)
 
     def one(doc: dict) -> dict:
         return artifacts.attach([doc])[0]
 
     @app.post("/api/v1/results")
+    @allow(receipts.RECEIPT)
     def post_result():
         result = json_model(ResultIn)
+        check_receipt(receipt_key, result.task_id, result.helper_id, result.attempt)
         doc, created = store.add(result.model_dump(mode="python"), received_at=now())
         metrics.result_posted(result.status, created)
         return one(doc), 201 if created else 200

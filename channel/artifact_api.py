@@ -9,7 +9,9 @@ from flask import Flask, Response, request
 
 from channel.artifacts import ArtifactStore, too_large
 from channel.models import ArtifactKey
-from serving.errors import ApiProblem, BadRequest, NotFound
+from serving import receipts
+from serving.auth import allow, principal
+from serving.errors import ApiProblem, BadRequest, Forbidden, NotFound
 from serving.flaskapp import int_arg
 from serving.schema import INT64_MAX
 
@@ -21,12 +23,24 @@ class UnsupportedMediaType(ApiProblem):
     code = "unsupported_media_type"
 
 
-def add_artifact_routes(app: Flask, artifacts: ArtifactStore, now) -> None:
+def check_receipt(key: bytes, task_id: str, helper_id: str, attempt: int) -> None:
+    """403 unless the caller's receipt is the seeker's for this very attempt."""
+    if not receipts.valid(key, principal().subject or "", task_id, helper_id, attempt):
+        raise Forbidden(
+            "the receipt does not match this attempt",
+            f"a receipt is good only for the task, helper and attempt the seeker assigned; "
+            f"this one is not for task {task_id} attempt {attempt} on helper {helper_id}",
+        )
+
+
+def add_artifact_routes(app: Flask, artifacts: ArtifactStore, now, receipt_key: bytes) -> None:
     @app.post("/api/v1/artifacts")
+    @allow(receipts.RECEIPT)
     def upload_artifact():
         key = ArtifactKey.model_validate(
             {k: request.args.get(k) for k in ArtifactKey.model_fields if k in request.args}
         ).model_dump()
+        check_receipt(receipt_key, key["task_id"], key["helper_id"], key["attempt"])
         if request.mimetype != OCTET_STREAM:
             raise UnsupportedMediaType(
                 "expected the artifact's raw bytes as the body",

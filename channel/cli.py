@@ -6,7 +6,15 @@ import click
 
 from channel.artifacts import DEFAULT_MAX_ARTIFACT_BYTES
 from channel.server import ChannelServer
-from serving.cli import log, mongo_option, serve_until_signal, server_options, starting
+from serving import receipts
+from serving.cli import (
+    log,
+    mongo_option,
+    receipt_key_option,
+    serve_until_signal,
+    server_options,
+    starting,
+)
 from serving.database import DatabaseConnection
 
 
@@ -18,6 +26,7 @@ def main():
 @main.command()
 @server_options("channel", 7071)
 @mongo_option
+@receipt_key_option
 @click.option(
     "--max-artifact-bytes",
     envvar="CHANNEL_MAX_ARTIFACT_BYTES",
@@ -27,11 +36,18 @@ def main():
     show_default=True,
     help="The largest artifact accepted, in bytes; larger uploads get 413.",
 )
-def start(host, port, token, data_dir, mongo_url, max_artifact_bytes):
+def start(host, port, token, data_dir, mongo_url, receipt_key, max_artifact_bytes):
     """Serve the channel's REST API."""
     with starting("the channel"):
         conn = DatabaseConnection(mongo_url, data_dir)
         config = {"MAX_ARTIFACT_BYTES": max_artifact_bytes}
-        server = ChannelServer(conn.database("channel"), token, host, port, config=config).start()
+        server = ChannelServer(
+            conn.database("channel"),
+            token,
+            host,
+            port,
+            config=config,
+            receipt_key=receipts.receipt_key(receipt_key, token),
+        ).start()
     log.info("channel listening on %s", server.url)
     serve_until_signal(conn, server)  # the server stops first, then the database

@@ -13,9 +13,16 @@ UPLOAD_READ_TIMEOUT = 600.0  # the channel writes the whole body to GridFS befor
 DOWNLOAD_BLOCK = 1024 * 1024
 
 
+def bearer(secret: str | None) -> dict | None:
+    return {"Authorization": f"Bearer {secret}"} if secret else None
+
+
 class ChannelClient(JsonClient):
-    def post_result(self, result: dict) -> dict:
-        return self.request("POST", "/api/v1/results", json=result)
+    """A helper stores with the receipt of each attempt (`receipt=`); a
+    reader queries with the channel's token."""
+
+    def post_result(self, result: dict, receipt: str | None = None) -> dict:
+        return self.request("POST", "/api/v1/results", json=result, headers=bearer(receipt))
 
     def results(
         self,
@@ -45,7 +52,13 @@ class ChannelClient(JsonClient):
         return self.request("GET", f"/api/v1/results/{result_id}")
 
     def upload_artifact(
-        self, task_id: str, helper_id: str, attempt: int, name: str, path: str | Path
+        self,
+        task_id: str,
+        helper_id: str,
+        attempt: int,
+        name: str,
+        path: str | Path,
+        receipt: str | None = None,
     ) -> dict:
         """Stream a file to the channel as the artifact `name` of an attempt.
         Uploading the same (task_id, helper_id, attempt, name) again stores
@@ -57,7 +70,7 @@ class ChannelClient(JsonClient):
                 "/api/v1/artifacts",
                 params=params,
                 data=f,
-                headers={"Content-Type": OCTET_STREAM},
+                headers={"Content-Type": OCTET_STREAM, **(bearer(receipt) or {})},
                 timeout=(self.timeout, max(self.timeout, UPLOAD_READ_TIMEOUT)),
             )
         return resp.json()

@@ -84,10 +84,15 @@ def routes() -> list[Route]:
             {
                 200: Reply("stored before: the first copy (a retry stores nothing)", Result),
                 201: Reply("stored", Result),
+                403: error(
+                    "the receipt is not the seeker's for this task, helper and attempt "
+                    "(or a token was sent instead of a receipt)"
+                ),
                 409: error("another helper already sent a result for that attempt"),
             },
             body=ResultIn,
             tag="results",
+            roles=("receipt",),
         ),
         Route(
             "GET",
@@ -132,6 +137,7 @@ def routes() -> list[Route]:
             {
                 200: Reply("stored before: the first copy (the body is not read)", Artifact),
                 201: Reply("stored", Artifact),
+                403: error("the receipt is not the seeker's for this task, helper and attempt"),
                 413: error("larger than the channel's --max-artifact-bytes; nothing is stored"),
                 415: error("the body is not application/octet-stream"),
                 422: Reply(
@@ -158,6 +164,7 @@ def routes() -> list[Route]:
             ),
             raw_body=OCTET_STREAM,
             tag="artifacts",
+            roles=("receipt",),
         ),
         Route(
             "GET",

@@ -24,12 +24,19 @@ class ChannelServer:
         host: str = "127.0.0.1",
         port: int = 7071,
         config: dict | None = None,
+        receipt_key: bytes | None = None,
     ):
         self.store = ResultStore(db)
         self.store.ensure_indexes()
         self.artifacts = ArtifactStore(db)
         self.artifacts.ensure_indexes()
-        self.app = create_app(config, store=self.store, token=token, artifacts=self.artifacts)
+        self.app = create_app(
+            config,
+            store=self.store,
+            token=token,
+            artifacts=self.artifacts,
+            receipt_key=receipt_key,
+        )
         if self.app.config["MAX_ARTIFACT_BYTES"] > WAITRESS_MAX_BODY:
             log.warning(
                 "MAX_ARTIFACT_BYTES=%d is above the %d bytes waitress accepts in one request",

@@ -30,8 +30,9 @@ log = logging.getLogger(__name__)
 class HelperConfig:
     seeker_url: str
     channel_url: str
-    token: str
+    token: str  # the operator's: reads this helper's status and metrics
     data_dir: Path
+    join_token: str | None = None  # registers with the seeker (default: token)
     host: str = "127.0.0.1"
     port: int = 7072
     advertise_url: str | None = None
@@ -64,8 +65,14 @@ class HelperAgent:
         self.helper_id = helper_id(cfg.data_dir)
         self.boot_id = uuid.uuid4().hex  # new for every process
         self.name = cfg.name or socket.gethostname()
-        self.seeker = SeekerClient(cfg.seeker_url, cfg.token)
-        self.channel = ChannelClient(cfg.channel_url, cfg.token)
+        # the seeker's answer to a registration with the join token is this
+        # helper's credential: it goes with every later request to the seeker,
+        # and the seeker presents it with every request it makes here
+        self.join_token = cfg.join_token or cfg.token
+        self.seeker = SeekerClient(cfg.seeker_url, self.join_token)
+        self._credentials: tuple[str, ...] = ()  # the newest first
+        # results and artifacts go with each attempt's receipt, not a token
+        self.channel = ChannelClient(cfg.channel_url, None)
         self.runtime = runtime or DockerRuntime(log_cap=cfg.log_cap, pull_timeout=cfg.pull_timeout)
         self.metrics = HelperMetrics()
         self.outbox = Outbox(
@@ -97,7 +104,11 @@ class HelperAgent:
             metrics=self.metrics,
         )
         app = create_app(
-            executor=self.executor, token=cfg.token, describe=self.describe, metrics=self.metrics
+            executor=self.executor,
+            token=cfg.token,
+            seeker_credentials=lambda: self._credentials,
+            describe=self.describe,
+            metrics=self.metrics,
         )
         self.server = BackgroundServer(app, cfg.host, cfg.port, threads=max(8, cfg.slots + 4))
         self.url = cfg.advertise_url or self._default_url()
@@ -121,12 +132,21 @@ class HelperAgent:
             log.warning("artifact %s vanished before upload", entry["path"])
             return
         self.channel.upload_artifact(
-            entry["task_id"], entry["helper_id"], entry["attempt"], entry["name"], entry["path"]
+            entry["task_id"],
+            entry["helper_id"],
+            entry["attempt"],
+            entry["name"],
+            entry["path"],
+            receipt=entry.get("receipt"),
         )
         remove_spill(entry["path"])
 
-    def _post_result(self, result: dict) -> None:
-        self.channel.post_result(dict(result, sent_at=datetime.now(timezone.utc).isoformat()))
+    def _post_result(self, entry: dict) -> None:
+        result = entry["result"]
+        self.channel.post_result(
+            dict(result, sent_at=datetime.now(timezone.utc).isoformat()),
+            receipt=entry.get("receipt"),
+        )
 
     def resources(self) -> dict:
         return {**host_resources(self.cfg.data_dir), **self.cfg.declared}
@@ -154,12 +174,33 @@ class HelperAgent:
             "policy": {"images": self.cfg.allow_images, "mounts": self.cfg.allow_mounts},
         }
 
+    def _use(self, secret: str) -> None:
+        self.seeker.session.headers["Authorization"] = f"Bearer {secret}"
+
     def register(self) -> bool:
+        """Register (with the join token, the first time and whenever the
+        seeker no longer knows the credential) or refresh (with it)."""
         try:
-            self.seeker.register_helper(self.registration())
-        except (Unreachable, ApiError) as exc:
+            answer = self.seeker.register_helper(self.registration())
+        except ApiError as exc:
+            if exc.status == 401 and self._credentials:
+                log.warning(
+                    "the seeker no longer accepts this helper's credential (purged or "
+                    "removed?): registering again with the join token"
+                )
+                self._credentials = ()
+                self._use(self.join_token)
+                return self.register()
             log.warning("registration with %s failed: %s", self.cfg.seeker_url, exc)
             return False
+        except Unreachable as exc:
+            log.warning("registration with %s failed: %s", self.cfg.seeker_url, exc)
+            return False
+        credential = (answer or {}).get("credential")
+        if credential:
+            # the one before stays good a moment, for pushes already on their way
+            self._credentials = (credential, *self._credentials[:1])
+            self._use(credential)
         if not self._registered.is_set():
             log.info("registered as %s (%s) at %s", self.name, self.helper_id, self.url)
         self._registered.set()

@@ -10,8 +10,11 @@ from helper.executor import Executor
 from helper.metrics import HelperCollector, HelperMetrics
 from helper.models import Assignment
 from helper.openapi import add_openapi_route
+from serving.auth import Authenticator, Principal, allow, secret_equal
 from serving.flaskapp import base_app, json_model
 from serving.metrics import serve_metrics
+
+SEEKER = "seeker"  # the role of the credential this helper's seeker presents
 
 
 def create_app(
@@ -19,24 +22,37 @@ def create_app(
     *,
     executor: Executor,
     token: str,
+    seeker_credentials: Callable[[], tuple[str, ...]] = tuple,
     describe: Callable[[], dict] = dict,
     metrics: HelperMetrics | None = None,
 ) -> Flask:
-    app = base_app(__name__, "helper", token, config)
+    """Assignments come only from the seeker, which presents the credential
+    it issued to this helper (`seeker_credentials`: the ones now valid).
+    `token` (the operator's) reads status and metrics."""
+
+    def the_seeker(given: str) -> Principal | None:
+        # every credential is compared, so the time taken does not say which matched
+        matched = [c for c in seeker_credentials() if c and secret_equal(given, c)]
+        return Principal(frozenset({SEEKER})) if matched else None
+
+    app = base_app(__name__, "helper", Authenticator({"user": token}, (the_seeker,)), config)
     app.extensions["executor"] = executor
     serve_metrics(app, HelperCollector(executor, describe), metrics or HelperMetrics())
     add_openapi_route(app)
 
     @app.post("/api/v1/assignments")
+    @allow(SEEKER)
     def assign():
         assignment = json_model(Assignment)
         return executor.submit(assignment), 202
 
     @app.delete("/api/v1/assignments/<key>")
+    @allow(SEEKER)
     def cancel(key: str):
         return executor.cancel(key)
 
     @app.get("/api/v1/status")
+    @allow(SEEKER, "user")
     def status():
         return {**describe(), "slots": executor.slots, "running": executor.running()}
 

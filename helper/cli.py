@@ -7,7 +7,14 @@ import click
 from helper.agent import HelperAgent, HelperConfig
 from helper.resources import declared_resources
 from seeker.models import parse_bytes
-from serving.cli import log, parse_pairs, serve_until_signal, server_options, starting
+from serving.cli import (
+    join_token_option,
+    log,
+    parse_pairs,
+    serve_until_signal,
+    server_options,
+    starting,
+)
 
 
 def _declared(spec: str | None) -> dict:
@@ -26,6 +33,7 @@ def main():
 
 @main.command()
 @server_options("helper", 7072)
+@join_token_option
 @click.option("--seeker-url", envvar="SEEKER_URL", required=True, show_envvar=True)
 @click.option("--channel-url", envvar="CHANNEL_URL", required=True, show_envvar=True)
 @click.option(
@@ -97,6 +105,7 @@ def start(
     port,
     token,
     data_dir,
+    join_token,
     seeker_url,
     channel_url,
     advertise_url,
@@ -120,6 +129,7 @@ def start(
         seeker_url=seeker_url,
         channel_url=channel_url,
         token=token,
+        join_token=join_token,
         data_dir=data_dir,
         host=host,
         port=port,

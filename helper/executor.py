@@ -14,7 +14,14 @@ from channel.models import output_digest
 from helper.metrics import HelperMetrics
 from helper.models import Assignment
 from helper.policy import refusal
-from helper.runtime import HELPER_LABEL, LABEL, TIMEOUT_LABEL, RunOutcome, RunSpec
+from helper.runtime import (
+    HELPER_LABEL,
+    LABEL,
+    RECEIPT_LABEL,
+    TIMEOUT_LABEL,
+    RunOutcome,
+    RunSpec,
+)
 from serving.errors import Busy, Conflict, Forbidden, NotFound
 
 log = logging.getLogger(__name__)
@@ -138,11 +145,14 @@ class Executor:
         except Exception as exc:  # never lose an assignment to a bug or a dead engine
             log.exception("assignment %s crashed", a.key)
             outcome = RunOutcome("error", error=f"helper error: {exc}", finished_at=self.clock())
-        self._deliver(a.task_id, a.attempt, a.image, outcome)
+        self._deliver(a.task_id, a.attempt, a.image, outcome, a.receipt)
 
-    def _deliver(self, task_id: str, attempt: int, image: str, outcome: RunOutcome) -> None:
+    def _deliver(
+        self, task_id: str, attempt: int, image: str, outcome: RunOutcome, receipt: str | None
+    ) -> None:
         """Queue the artifacts (full logs of cut streams, /output), the result
-        and the final event, in that order, durably; then free the slot."""
+        and the final event, in that order, durably; then free the slot. The
+        channel stores the first two only with the seeker's `receipt`."""
         for name, path in outcome.artifacts.items():
             self.outbox.put(
                 "artifact",
@@ -152,10 +162,11 @@ class Executor:
                     "attempt": attempt,
                     "name": name,
                     "path": str(path),
+                    "receipt": receipt,
                 },
             )
         result = self._result(task_id, attempt, image, outcome)
-        self.outbox.put("result", result)
+        self.outbox.put("result", {"result": result, "receipt": receipt})
         self.outbox.put(
             "event",
             {
@@ -197,7 +208,7 @@ class Executor:
             gpu_indices=a.gpu_indices,
             declared_gpus=self.declared_gpus,
             timeout=a.timeout,
-            labels={LABEL: a.key, HELPER_LABEL: self.helper_id},
+            labels={LABEL: a.key, HELPER_LABEL: self.helper_id, RECEIPT_LABEL: a.receipt},
             network_mode=self.network_mode,
             pull=a.pull,
             capabilities=list(a.capabilities),
@@ -265,13 +276,15 @@ class Executor:
             keys.append(key)
             threading.Thread(
                 target=self._follow,
-                args=(c, task_id, int(attempt), image),
+                args=(c, task_id, int(attempt), image, c.labels.get(RECEIPT_LABEL)),
                 name=f"follow-{key}",
                 daemon=True,
             ).start()
         return keys
 
-    def _follow(self, container, task_id: str, attempt: int, image: str) -> None:
+    def _follow(
+        self, container, task_id: str, attempt: int, image: str, receipt: str | None
+    ) -> None:
         key = f"{task_id}.{attempt}"
         timeout = container.labels.get(TIMEOUT_LABEL)
         spec = RunSpec(
@@ -291,7 +304,7 @@ class Executor:
         except Exception as exc:
             log.exception("following %s failed", key)
             outcome = RunOutcome("error", error=f"helper error: {exc}", finished_at=self.clock())
-        self._deliver(task_id, attempt, image, outcome)
+        self._deliver(task_id, attempt, image, outcome, receipt)
 
 
 def _started_at(container) -> datetime | None:

@@ -36,6 +36,11 @@ class Assignment(BaseModel):
     pull: Literal["always", "if-missing", "never"] = "if-missing"
     capabilities: list[Literal[SAFE_CAPABILITIES]] = Field(default_factory=list)
     mounts: list[Mount] = Field(default_factory=list, max_length=16)
+    receipt: str = Field(
+        pattern=r"^rcpt1\.[0-9a-f]{64}$",
+        description="the seeker's receipt for this attempt, which the channel asks for "
+        "with its result and artifacts",
+    )
 
     @property
     def key(self) -> str:

@@ -56,12 +56,16 @@ def routes() -> list[Route]:
             "Run an assignment (sent by the seeker)",
             {
                 202: Reply("accepted (also for a run already under way)", Entry),
-                403: error("refused by this helper's policy (--allow-image, --allow-mount)"),
+                403: error(
+                    "refused by this helper's policy (--allow-image, --allow-mount), or "
+                    "the caller is not this helper's seeker"
+                ),
                 409: error("the assignment is for another helper"),
                 429: error("every slot is in use"),
             },
             body=Assignment,
             tag="assignments",
+            roles=("seeker",),
         ),
         Route(
             "DELETE",
@@ -73,6 +77,7 @@ def routes() -> list[Route]:
             },
             params=(Param("key", {"type": "string"}, "path", description="<task_id>.<attempt>"),),
             tag="assignments",
+            roles=("seeker",),
         ),
         Route(
             "GET",
@@ -80,6 +85,7 @@ def routes() -> list[Route]:
             "What the helper is doing",
             {200: Reply("its resources and running assignments", Status)},
             tag="status",
+            roles=("seeker", "user"),
         ),
     ]
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from flask import Flask, Response, request, stream_with_context
 
+from seeker.credentials import HELPER, JOIN
 from seeker.dashboard import register_dashboard
 from seeker.metrics import SeekerCollector, SeekerMetrics
 from seeker.models import AssignmentEvent, HelperRegistration, TaskSpec, TaskState
 from seeker.openapi import add_openapi_route
 from seeker.service import Seeker
+from serving.auth import Authenticator, allow, principal
 from serving.errors import BadRequest
 from serving.flaskapp import base_app, int_arg, json_model
 from serving.metrics import serve_metrics
@@ -21,9 +23,14 @@ def create_app(
     *,
     seeker: Seeker,
     token: str,
+    join_token: str | None = None,
     metrics: SeekerMetrics | None = None,
 ) -> Flask:
-    app = base_app(__name__, "seeker", token, config)
+    """`token`: the user token (tasks, helpers, results, events).
+    `join_token` (default: the user token): registering a helper, which
+    returns the helper's own credential, with which it reports."""
+    auth = Authenticator({"user": token, JOIN: join_token or token}, (seeker.credentials.verify,))
+    app = base_app(__name__, "seeker", auth, config)
     app.extensions["seeker"] = seeker
     serve_metrics(app, SeekerCollector.of(seeker), metrics or SeekerMetrics())
     register_dashboard(app)
@@ -73,14 +80,16 @@ def create_app(
         return Response(body, status=200, headers=headers, direct_passthrough=True)
 
     @app.post("/api/v1/tasks/<task_id>/events")
+    @allow(HELPER)
     def assignment_event(task_id: str):
         event = json_model(AssignmentEvent)
-        return seeker.assignment_event(task_id, event)
+        return seeker.assignment_event(task_id, event, principal())
 
     @app.post("/api/v1/helpers")
+    @allow(JOIN, HELPER)
     def register_helper():
         reg = json_model(HelperRegistration)
-        return seeker.register(reg), 200
+        return seeker.register(reg, principal()), 200
 
     @app.get("/api/v1/helpers")
     def list_helpers():

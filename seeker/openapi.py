@@ -201,6 +201,14 @@ class Helper(HelperRegistration):
     last_failure: LastFailure | None = Field(default=None, description="once a contact failed")
 
 
+class RegisteredHelper(Helper):
+    credential: str | None = Field(
+        default=None,
+        description="this helper's credential: only in the answer to a registration made "
+        "with the join token (a new one each time; the one before stays valid 60 s)",
+    )
+
+
 class ListedHelper(Helper):
     online: bool = Field(description="heard from within the seeker's --liveness")
 
@@ -303,6 +311,7 @@ def routes() -> list[Route]:
             params=(TASK_ID,),
             body=AssignmentEvent,
             tag="helpers",
+            roles=("helper",),
         ),
         Route(
             "GET",
@@ -336,11 +345,16 @@ def routes() -> list[Route]:
             "/api/v1/helpers",
             "Register a helper (and heartbeat)",
             {
-                200: Reply("the helper record", Helper),
+                200: Reply("the helper record", RegisteredHelper),
+                403: error(
+                    "a helper's credential used to register another helper, "
+                    "or the user token where a separate join token is set"
+                ),
                 409: error("the name is taken by another helper"),
             },
             body=HelperRegistration,
             tag="helpers",
+            roles=("join", "helper"),
         ),
         Route(
             "GET",

@@ -7,13 +7,25 @@ import click
 
 from seeker.server import SeekerServer
 from seeker.up import Stack
-from serving.cli import log, mongo_option, serve_until_signal, server_options, starting
+from serving import receipts
+from serving.auth import resolve_secret
+from serving.cli import (
+    join_token_option,
+    log,
+    mongo_option,
+    receipt_key_option,
+    serve_until_signal,
+    server_options,
+    starting,
+)
 from serving.database import DatabaseConnection
 
 
 @click.command()
 @server_options("seeker", 7070)
 @mongo_option
+@join_token_option
+@receipt_key_option
 @click.option("--channel-url", envvar="CHANNEL_URL", required=True, show_envvar=True)
 @click.option(
     "--purge-after",
@@ -50,6 +62,8 @@ def start(
     token,
     data_dir,
     mongo_url,
+    join_token,
+    receipt_key,
     channel_url,
     purge_after,
     probe_interval,
@@ -58,6 +72,7 @@ def start(
 ):
     """Serve the seeker: helper registry, scheduling, REST API."""
     with starting("the seeker"):
+        credential_key, _ = resolve_secret(None, data_dir, "credential-key")
         conn = DatabaseConnection(mongo_url, data_dir)
         server = SeekerServer(
             conn.database("seeker"),
@@ -69,6 +84,9 @@ def start(
             probe_seconds=probe_interval,
             liveness_seconds=liveness,
             notify_urls=notify_urls,
+            join_token=join_token,
+            credential_key=credential_key.encode(),
+            receipt_key=receipts.receipt_key(receipt_key, token),
         ).start()
     log.info("seeker listening on %s", server.url)
     serve_until_signal(conn, server)

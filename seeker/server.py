@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
@@ -12,6 +13,7 @@ from pymongo.database import Database
 from channel.client import ChannelClient
 from helper.client import HelperClient
 from seeker.app import create_app
+from seeker.credentials import HelperCredentials
 from seeker.dispatcher import Dispatcher, DispatchLoop
 from seeker.events import EventLog, WebhookWatcher
 from seeker.health import HelperHealth
@@ -19,6 +21,7 @@ from seeker.metrics import SeekerMetrics
 from seeker.prober import Prober
 from seeker.service import Seeker
 from seeker.store import HelperStore, TaskStore
+from serving import receipts
 from serving.wsgi import BackgroundServer
 
 log = logging.getLogger(__name__)
@@ -29,18 +32,23 @@ def utcnow() -> datetime:
 
 
 class HelperClients:
-    """One HTTP session per helper URL, reused across pushes."""
+    """One HTTP session per helper, reused across pushes, that presents the
+    helper's current credential (how the helper knows its seeker)."""
 
-    def __init__(self, token: str, timeout: float = 10.0):
-        self.token = token
+    def __init__(self, credential_for: Callable[[str], str | None], timeout: float = 10.0):
+        self.credential_for = credential_for
         self.timeout = timeout
-        self._clients: dict[str, HelperClient] = {}
+        self._clients: dict[tuple[str, str], HelperClient] = {}
 
     def __call__(self, helper: dict) -> HelperClient:
-        url = helper["url"]
-        if url not in self._clients:
-            self._clients[url] = HelperClient(url, self.token, self.timeout)
-        return self._clients[url]
+        key = (helper["url"], helper["helper_id"])
+        client = self._clients.get(key)
+        if client is None:
+            client = self._clients[key] = HelperClient(helper["url"], None, self.timeout)
+        credential = self.credential_for(helper["helper_id"])
+        if credential:
+            client.session.headers["Authorization"] = f"Bearer {credential}"
+        return client
 
 
 class SeekerServer:
@@ -57,14 +65,32 @@ class SeekerServer:
         probe_seconds: float = 10.0,
         liveness_seconds: float = 45.0,
         notify_urls: tuple[str, ...] = (),
+        join_token: str | None = None,
+        credential_key: bytes | None = None,
+        receipt_key: bytes | None = None,
     ):
+        """`credential_key` signs helper credentials: keep it across restarts
+        (`seeker start` keeps it in its data directory), or every helper has
+        to register again. `receipt_key` is shared with the channel (default:
+        derived from the token, as the channel does)."""
         self.tasks, self.helpers = TaskStore(db), HelperStore(db)
+        self.credentials = HelperCredentials(
+            credential_key or secrets.token_bytes(32), self.helpers, clock
+        )
+        receipt_key = receipt_key or receipts.receipt_key(None, token)
         self.events = EventLog(db, clock)
         self.events.ensure_indexes()
         self.webhooks = [WebhookWatcher(self.events, url, db) for url in notify_urls]
         self.tasks.ensure_indexes()
         self.helpers.ensure_indexes()
-        clients = HelperClients(token)
+        clients = HelperClients(self.credentials.for_helper)
+
+        def push(helper: dict, assignment: dict) -> dict:
+            receipt = receipts.sign(
+                receipt_key, assignment["task_id"], helper["helper_id"], assignment["attempt"]
+            )
+            return clients(helper).assign({**assignment, "receipt": receipt})
+
         self.loop = DispatchLoop(None)
         liveness = timedelta(seconds=liveness_seconds)
         self.metrics = SeekerMetrics()
@@ -81,7 +107,7 @@ class SeekerServer:
         self.dispatcher = Dispatcher(
             self.tasks,
             self.helpers,
-            push=lambda h, a: clients(h).assign(a),
+            push=push,
             stop=lambda h, task_id, attempt: clients(h).cancel(task_id, attempt),
             clock=clock,
             health=self.health,
@@ -101,8 +127,11 @@ class SeekerServer:
             helper_client=clients,
             health=self.health,
             events=self.events,
+            credentials=self.credentials,
         )
-        self.app = create_app(seeker=self.seeker, token=token, metrics=self.metrics)
+        self.app = create_app(
+            seeker=self.seeker, token=token, join_token=join_token, metrics=self.metrics
+        )
         self.scheduler = BackgroundScheduler(timezone=timezone.utc)
         periodic = {"coalesce": True, "max_instances": 1}
         self.scheduler.add_job(

@@ -9,6 +9,7 @@ from datetime import datetime
 from urllib.parse import quote
 
 from seeker.capacity import as_utc
+from seeker.credentials import HELPER, HelperCredentials
 from seeker.events import TASK_CANCELLED, TASK_FAILED, TASK_SUCCEEDED, EventLog
 from seeker.health import STARTED, HelperHealth
 from seeker.models import (
@@ -21,7 +22,8 @@ from seeker.models import (
 )
 from seeker.outcome import decide
 from seeker.store import HelperStore, TaskStore, task_json
-from serving.errors import Conflict, NotFound, Unavailable
+from serving.auth import Principal
+from serving.errors import Conflict, Forbidden, NotFound, Unavailable
 from serving.http import ApiError, Unreachable
 
 log = logging.getLogger(__name__)
@@ -39,8 +41,10 @@ class Seeker:
         helper_client=None,
         health: HelperHealth | None = None,
         events: EventLog | None = None,
+        credentials: HelperCredentials | None = None,
     ):
         self.events = events
+        self.credentials = credentials or HelperCredentials(secrets.token_bytes(32), helpers, clock)
         self.tasks = tasks
         self.helpers = helpers
         self.clock = clock
@@ -134,14 +138,27 @@ class Seeker:
 
     # --- helpers -------------------------------------------------------------
 
-    def register(self, reg: HelperRegistration) -> dict:
+    def register(self, reg: HelperRegistration, caller: Principal | None = None) -> dict:
+        """Register or refresh a helper. With the join token (or no caller:
+        in-process use) a new credential is issued and returned, once; with
+        the helper's own credential (its heartbeat) the credential stays."""
+        heartbeat = caller is not None and caller.has(HELPER)
+        if heartbeat and caller.subject != reg.helper_id:
+            raise Forbidden(
+                "a helper may only register itself",
+                f"this credential belongs to helper {caller.subject}, not {reg.helper_id}",
+            )
         body = reg.model_dump(mode="json")
         running = body.pop("running")  # only to tell which work survived a restart
         previous = self.helpers.get(reg.helper_id)
-        helper = self.helpers.register(body, self.clock())
+        nonce = None if heartbeat else self.credentials.new_nonce()
+        helper = self.helpers.register(body, self.clock(), nonce=nonce)
         self.health.registered(previous, {**body, "running": running})
         self.kick()
-        return dict(helper, running=len(running))
+        answer = dict(helper, running=len(running))
+        if nonce is not None:
+            answer["credential"] = self.credentials.mint(reg.helper_id, nonce)
+        return answer
 
     def helper_list(self) -> list[dict]:
         """Helpers with how many assignments they run and whether they are
@@ -163,7 +180,15 @@ class Seeker:
 
     # --- what helpers report -------------------------------------------------
 
-    def assignment_event(self, task_id: str, event: AssignmentEvent) -> dict:
+    def assignment_event(
+        self, task_id: str, event: AssignmentEvent, caller: Principal | None = None
+    ) -> dict:
+        if caller is not None and caller.subject != event.helper_id:
+            raise Forbidden(
+                "a helper may only report its own assignments",
+                f"this credential belongs to helper {caller.subject}, "
+                f"the event names {event.helper_id}",
+            )
         if self.tasks.get(task_id) is None:
             raise NotFound("no such task", task_id)
         now = self.clock()

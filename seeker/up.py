@@ -8,6 +8,7 @@ from pathlib import Path
 from channel.server import ChannelServer
 from helper.agent import HelperAgent, HelperConfig
 from seeker.server import SeekerServer
+from serving.auth import resolve_secret
 from serving.database import DatabaseConnection
 
 
@@ -26,8 +27,14 @@ class Stack:
     ):
         self.conn = DatabaseConnection(mongo_url, data_dir)
         self.channel = ChannelServer(self.conn.database("channel"), token, host, channel_port)
+        credential_key, _ = resolve_secret(None, Path(data_dir), "credential-key")
         self.seeker = SeekerServer(
-            self.conn.database("seeker"), token, self.channel.url, host, seeker_port
+            self.conn.database("seeker"),
+            token,
+            self.channel.url,
+            host,
+            seeker_port,
+            credential_key=credential_key.encode(),
         )
         self.helper = HelperAgent(
             HelperConfig(

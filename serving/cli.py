@@ -61,6 +61,27 @@ def server_options(service: str, port: int):
     return decorate
 
 
+def receipt_key_option(f):
+    return click.option(
+        "--receipt-key",
+        envvar="SEEKER_RECEIPT_KEY",
+        show_envvar=True,
+        help="Key the seeker signs each assignment's receipt with and the channel checks "
+        "results against; give the seeker and the channel the same one (default: derived "
+        "from --token, so anyone with the token could forge results: see docs/security.md).",
+    )(f)
+
+
+def join_token_option(f):
+    return click.option(
+        "--join-token",
+        envvar="SEEKER_JOIN_TOKEN",
+        show_envvar=True,
+        help="Token with which helpers register (default: --token). A helper gets its own "
+        "credential in return.",
+    )(f)
+
+
 def mongo_option(f):
     return click.option(
         "--mongo-url",

@@ -11,7 +11,7 @@ from flask import Flask, request
 from flask.json.provider import DefaultJSONProvider
 from pydantic import BaseModel
 
-from serving.auth import require_token
+from serving.auth import Authenticator, require_auth
 from serving.errors import BadRequest, install_error_handlers
 
 M = TypeVar("M", bound=BaseModel)
@@ -30,13 +30,16 @@ class IsoJSONProvider(DefaultJSONProvider):
         return DefaultJSONProvider.default(o)
 
 
-def base_app(import_name: str, service: str, token: str, config: dict | None = None) -> Flask:
+def base_app(
+    import_name: str, service: str, auth: Authenticator | str, config: dict | None = None
+) -> Flask:
+    """`auth`: who may call what (a plain string: the one user token)."""
     app = Flask(import_name, static_folder=None)  # a service serves its files explicitly
     app.json = IsoJSONProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = DEFAULT_MAX_BODY
     app.config.update(config or {})
     install_error_handlers(app)
-    require_token(app, token)
+    require_auth(app, Authenticator.of(auth))
 
     @app.get("/healthz")
     @app.get("/api/v1/healthz")

@@ -42,9 +42,10 @@ class JsonClient:
         json: Any = None,
         params: dict | None = None,
         timeout: float | None = None,
+        headers: dict | None = None,
     ) -> Any:
         """A JSON request; the decoded JSON answer (None when empty)."""
-        resp = self.raw(method, path, json=json, params=params, timeout=timeout)
+        resp = self.raw(method, path, json=json, params=params, timeout=timeout, headers=headers)
         if not resp.content:
             return None
         return resp.json()

@@ -97,6 +97,21 @@ def optional(*names: str):
     return drop
 
 
+ROLE_WORDS = {
+    "user": "the user token (--token)",
+    "join": "the join token (--join-token)",
+    "helper": "a helper's own credential (issued at registration)",
+    "seeker": "the credential the seeker issued to this helper",
+    "receipt": "the seeker's receipt for this attempt",
+}
+BEARER = (
+    "`Authorization: Bearer <secret>`; which secret each operation takes is in its "
+    "description: the user token (--token), the join token (--join-token), a helper's "
+    "credential (issued by the seeker at registration), or an attempt's receipt "
+    "(made by the seeker, checked by the channel). See docs/security.md."
+)
+
+
 def error(description: str) -> Reply:
     """An error answer: `{"error", "detail"}`."""
     return Reply(description, ERROR)
@@ -118,6 +133,7 @@ class Route:
     description: str = ""
     tag: str | None = None
     name: str | None = None  # the operationId, when the one made from the path would clash
+    roles: tuple[str, ...] = ("user",)  # whose bearer secret it takes (serving.auth.allow)
 
     @property
     def operation_id(self) -> str:
@@ -138,7 +154,12 @@ class Route:
             replies.setdefault(422, Reply("invalid fields, each named", INVALID))
         if not self.public:
             replies.setdefault(401, error("the bearer token is missing or wrong"))
+            replies.setdefault(403, error(f"the secret is not {self.who()}"))
         return dict(sorted(replies.items()))
+
+    def who(self) -> str:
+        """Who may call it, in words."""
+        return " or ".join(ROLE_WORDS[r] for r in self.roles)
 
 
 def health_routes(service: str) -> list[Route]:
@@ -222,8 +243,7 @@ def build_document(
                 "bearer": {
                     "type": "http",
                     "scheme": "bearer",
-                    "description": "the token the server was started with (--token, "
-                    "SEEKER_TOKEN); all services of one installation share it",
+                    "description": BEARER,
                 }
             },
         },
@@ -243,8 +263,12 @@ def serve_openapi(app: Flask, document: dict) -> None:
 
 def _operation(route: Route, refs: dict) -> dict:
     op: dict[str, Any] = {"operationId": route.operation_id, "summary": route.summary}
-    if route.description:
-        op["description"] = route.description
+    description = route.description
+    if not route.public:
+        description = f"{description}\n\nTakes {route.who()}.".strip()
+    if description:
+        op["description"] = description
+    op["x-seeker-roles"] = [] if route.public else list(route.roles)
     if route.tag:
         op["tags"] = [route.tag]
     if route.public:

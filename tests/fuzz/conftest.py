@@ -5,7 +5,14 @@ containers a fake runtime. Nothing listens on a port; no container runs.
 
 Each service starts with a little data (a helper, tasks, a running
 assignment, results, an artifact) and names the ids that exist, so that the
-fuzzing also reaches the answers of existing things and not only 404s."""
+fuzzing also reaches the answers of existing things and not only 404s.
+
+Each request carries the secret its operation takes (Service.headers): the
+user token, the seeker's credential at the helper, a helper's credential for
+its events, the receipt of the attempt a result or an artifact names. A
+request whose secret cannot match (an event naming another helper, a result
+for an attempt given as a string) is answered 401 or 403, which every
+operation documents."""
 
 from __future__ import annotations
 
@@ -17,6 +24,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
@@ -27,6 +35,8 @@ from requests.structures import CaseInsensitiveDict
 TOKEN = "fuzz-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 HELPER_ID = "fuzzhelper0123456789"
+# what the helper's seeker presents (the helper knows it from its registration)
+SEEKER_CREDENTIAL = f"hc1.{HELPER_ID}.fuzznonce.fuzzmac"
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
 DIGEST = "sha256:" + "a" * 64
 
@@ -39,6 +49,15 @@ class Service:
     app: Flask
     known: dict[str, Callable[[], list]] = field(default_factory=dict)
     close: Callable[[], None] = lambda: None
+    # the Authorization header for (method, path, JSON body, query)
+    secret: Callable[[str, str, Any, dict | None], str] = lambda *request: TOKEN
+
+    def headers(self, method: str, path: str, body: Any = None, query: dict | None = None):
+        return {"Authorization": f"Bearer {self.secret(method.upper(), path, body, query)}"}
+
+    def headers_for(self, case) -> dict[str, str]:
+        """The headers of a schemathesis case."""
+        return self.headers(case.method, case.path, case.body, case.query)
 
 
 class TickingClock:
@@ -152,6 +171,34 @@ def channel_app(max_artifact_bytes: int = 4096) -> Flask:
     )
 
 
+def receipt_of(attempt: Any) -> str:
+    """The receipt the seeker makes for the attempt a result's body or an
+    artifact's query names (its task, helper and attempt); one that cannot
+    match when they are not strings and an integer."""
+    from serving import receipts
+
+    if not isinstance(attempt, dict):
+        return receipts.PREFIX + "0" * 64
+    task_id, helper_id, number = (attempt.get(k) for k in ("task_id", "helper_id", "attempt"))
+    if isinstance(number, str) and number.isascii() and number.isdigit():
+        number = int(number)  # a query parameter
+    if not (isinstance(task_id, str) and isinstance(helper_id, str)):
+        return receipts.PREFIX + "0" * 64
+    if not isinstance(number, int) or isinstance(number, bool):
+        return receipts.PREFIX + "0" * 64
+    return receipts.sign(receipts.receipt_key(None, TOKEN), task_id, helper_id, number)
+
+
+def channel_secret(method: str, path: str, body: Any, query: dict | None) -> str:
+    """A helper stores results and artifacts with its attempt's receipt; the
+    rest reads with the token."""
+    if (method, path) == ("POST", "/api/v1/results"):
+        return receipt_of(body)
+    if (method, path) == ("POST", "/api/v1/artifacts"):
+        return receipt_of(query)
+    return TOKEN
+
+
 def channel_service() -> Service:
     app = channel_app()
     known = seed_channel(app, "known0000task0001", [("h1", 1), ("h2", 2)])
@@ -162,6 +209,7 @@ def channel_service() -> Service:
             "result_id": lambda: known["result_id"],
             "artifact_id": lambda: known["artifact_id"],
         },
+        secret=channel_secret,
     )
 
 
@@ -180,6 +228,7 @@ def seeker_service() -> Service:
     from seeker.models import HelperRegistration, TaskSpec
     from seeker.service import Seeker
     from seeker.store import HelperStore, TaskStore
+    from serving.errors import Conflict
 
     db, clock = mongomock_db(), TickingClock()
     tasks, helpers = TaskStore(db), HelperStore(db)
@@ -199,9 +248,33 @@ def seeker_service() -> Service:
         health=HelperHealth(helpers, tasks, clock, events=events),
         events=events,
     )
-    seeker.register(
-        HelperRegistration(helper_id="h1", name="gpu-1", url="http://10.0.0.1:7072", boot_id="b1")
-    )
+    h1 = HelperRegistration(helper_id="h1", name="gpu-1", url="http://10.0.0.1:7072", boot_id="b1")
+    seeker.register(h1)
+
+    def h1_credential() -> str:
+        """h1's credential; when fuzzing removed h1 (and so revoked it), h1
+        registers again, as a helper the seeker no longer knows does."""
+        credential = seeker.credentials.for_helper("h1")
+        if credential:
+            return credential
+        try:
+            return seeker.register(h1)["credential"]
+        except Conflict:  # a fuzzed helper took its name: h1 stays gone
+            return "hc1.h1.revoked.revoked"
+
+    def secret(method: str, path: str, body: Any, query: dict | None) -> str:
+        """An event goes with the credential of the helper it names (its
+        current one: fuzzing registers helpers again, which rotates it), else
+        with h1's; the rest with the token (also the join token here)."""
+        if method == "POST" and path.endswith("/events"):
+            named = body.get("helper_id") if isinstance(body, dict) else None
+            if isinstance(named, str) and named and named != "h1":
+                credential = seeker.credentials.for_helper(named)
+                if credential:
+                    return credential
+            return h1_credential()
+        return TOKEN
+
     task_ids = [
         seeker.submit(TaskSpec(image="busybox:1.36", command=["echo", str(i)]))["task_id"]
         for i in range(3)
@@ -222,6 +295,7 @@ def seeker_service() -> Service:
             "artifact_id": lambda: known["artifact_id"],
             "filename": lambda: ["dashboard.js", "dashboard.css"],
         },
+        secret=secret,
     )
 
 
@@ -280,9 +354,21 @@ def helper_service() -> Service:
             "resources": {"cpus": 2.0, "memory_total": 2**31, "gpus": []},
         }
 
-    app = create_app(executor=executor, token=TOKEN, describe=describe)
+    def secret(method: str, path: str, body: Any, query: dict | None) -> str:
+        """Assignments come from the seeker; status and metrics are read with the token."""
+        if path.startswith("/api/v1/assignments"):
+            return SEEKER_CREDENTIAL
+        return TOKEN
+
+    app = create_app(
+        executor=executor,
+        token=TOKEN,
+        seeker_credentials=lambda: (SEEKER_CREDENTIAL,),
+        describe=describe,
+    )
     return Service(
         app,
         {"key": executor.running_keys, "helper_id": lambda: [HELPER_ID]},
         close=runtime.done.set,
+        secret=secret,
     )

@@ -204,6 +204,7 @@ FIXED_BUGS = [
             "helper_id": "fuzzhelper0123456789",
             "image": "busybox:1.36",
             "mounts": [{"source": "/data/\x00", "target": "/x"}],
+            "receipt": "rcpt1." + "0" * 64,  # well-formed: the mount is what is wrong
         },
         422,
         "helper/policy.py:36 mount_allowed (from helper/executor.py:71): os.path.realpath "

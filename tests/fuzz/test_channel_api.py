@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.fuzz.conftest import AUTH, channel_service
+from tests.fuzz.conftest import channel_service
 from tests.fuzz.fuzzing import CHECKS, FUZZ, aim, load
 
 CHANNEL = channel_service()
@@ -16,4 +16,4 @@ schema = load(CHANNEL)
 @FUZZ
 def test_channel_api(case):
     aim(case, CHANNEL)
-    case.call_and_validate(headers=AUTH, checks=CHECKS)
+    case.call_and_validate(headers=CHANNEL.headers_for(case), checks=CHECKS)

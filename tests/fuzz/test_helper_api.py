@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.fuzz.conftest import AUTH, HELPER_ID, helper_service
+from tests.fuzz.conftest import HELPER_ID, helper_service
 from tests.fuzz.fuzzing import CHECKS, FUZZ, aim, load
 
 HELPER = helper_service()
@@ -24,4 +24,4 @@ def _stop_containers():
 @FUZZ
 def test_helper_api(case):
     aim(case, HELPER, BODIES)
-    case.call_and_validate(headers=AUTH, checks=CHECKS)
+    case.call_and_validate(headers=HELPER.headers_for(case), checks=CHECKS)

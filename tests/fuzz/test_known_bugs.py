@@ -3,9 +3,11 @@ stay fixed; an open one is a strict xfail, so its fix shows here."""
 
 from __future__ import annotations
 
+from urllib.parse import parse_qsl
+
 import pytest
 
-from tests.fuzz.conftest import AUTH, channel_service, helper_service, seeker_service
+from tests.fuzz.conftest import channel_service, helper_service, seeker_service
 from tests.fuzz.known_bugs import FIXED_BUGS, OPEN_BUGS
 
 SERVICES = {"seeker": seeker_service, "channel": channel_service, "helper": helper_service}
@@ -28,7 +30,9 @@ def test_known_bug_stays_fixed(bug):
     service = SERVICES[bug.service]()
     try:
         client = service.app.test_client()
-        kwargs: dict = {"method": bug.method, "headers": AUTH}
+        path, _, query = bug.path.partition("?")
+        headers = service.headers(bug.method, path, bug.body, dict(parse_qsl(query)))
+        kwargs: dict = {"method": bug.method, "headers": headers}
         if isinstance(bug.body, str):
             kwargs.update(data=bug.body, content_type="application/json")
         elif bug.body is not None:

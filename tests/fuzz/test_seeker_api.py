@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.fuzz.conftest import AUTH, seeker_service
+from tests.fuzz.conftest import seeker_service
 from tests.fuzz.fuzzing import CHECKS, FUZZ, aim, load
 
 SEEKER = seeker_service()
@@ -18,4 +18,4 @@ BODIES = {"POST /api/v1/tasks/{task_id}/events": {"helper_id": "h1", "attempt": 
 @FUZZ
 def test_seeker_api(case):
     aim(case, SEEKER, BODIES)
-    case.call_and_validate(headers=AUTH, checks=CHECKS)
+    case.call_and_validate(headers=SEEKER.headers_for(case), checks=CHECKS)

@@ -5,11 +5,15 @@ import os
 import secrets
 import signal
 import subprocess
+from datetime import datetime, timezone
 from pathlib import Path
 
+import pymongo
 import pytest
 
 from seeker.client import SeekerClient
+from seeker.credentials import HelperCredentials
+from seeker.store import HelperStore
 from serving.http import ApiError
 from tests.integration.harness import ROOT, Service, free_port, free_ports, wait_until
 from tests.requirements import require
@@ -74,6 +78,7 @@ class Stack:
     ):
         self.token = token
         self.base = base
+        self.seeker_db_url = db_url(mongo_url, db_prefix + "_seeker")
         ports = free_ports(2)
         self.channel_url, self.seeker_url = (f"http://127.0.0.1:{p}" for p in ports)
         env = {"SEEKER_TOKEN": token}
@@ -104,7 +109,7 @@ class Stack:
                 "--data-dir",
                 str(base / "seeker"),
                 "--mongo-url",
-                db_url(mongo_url, db_prefix + "_seeker"),
+                self.seeker_db_url,
                 "--channel-url",
                 self.channel_url,
                 *seeker_args,
@@ -171,6 +176,23 @@ class Stack:
     def stop(self) -> None:
         for s in [*self.helpers.values(), self.seeker, self.channel]:
             s.stop()
+
+    def seeker_credential(self, helper_id: str) -> str:
+        """What the seeker presents to a helper with every push: the
+        credential it issued to the helper at registration (which the helper
+        keeps only in memory), made as the seeker makes it, from its key (in
+        its data directory) and the helper's nonce (in its database). For a
+        test that pushes to a helper directly, as its seeker would."""
+        key = (self.base / "seeker" / "credential-key").read_text().strip().encode()
+        client = pymongo.MongoClient(self.seeker_db_url, serverSelectionTimeoutMS=5000)
+        try:
+            helpers = HelperStore(client.get_default_database())
+            credentials = HelperCredentials(key, helpers, lambda: datetime.now(timezone.utc))
+            credential = credentials.for_helper(helper_id)
+        finally:
+            client.close()
+        assert credential, f"the seeker issued no credential to helper {helper_id}"
+        return credential
 
     def logs(self) -> str:
         services = [self.channel, self.seeker, *self.helpers.values()]

@@ -17,6 +17,7 @@ import requests
 from channel.client import ChannelClient
 from channel.models import output_digest
 from serving.http import ApiError, Unreachable
+from tests.auth_support import bearer, receipt_for
 from tests.integration.harness import Service, free_port
 
 pytestmark = pytest.mark.integration
@@ -38,6 +39,19 @@ class Channel:
     def http(self, method: str, path: str, **kw) -> requests.Response:
         headers = {"Authorization": f"Bearer {self.token}", **kw.pop("headers", {})}
         return requests.request(method, self.url + path, headers=headers, timeout=60, **kw)
+
+    def receipt(self, task_id: str, helper_id: str, attempt: int) -> str:
+        """The seeker's receipt for an attempt (its key derived from the token)."""
+        return receipt_for(task_id, helper_id, attempt, self.token)
+
+    def post_result(self, result: dict) -> dict:
+        """Post as the helper that ran the attempt does: with its receipt."""
+        receipt = self.receipt(result["task_id"], result["helper_id"], result["attempt"])
+        return self.client.post_result(result, receipt=receipt)
+
+    def upload_artifact(self, task_id: str, helper_id: str, attempt: int, name: str, path):
+        receipt = self.receipt(task_id, helper_id, attempt)
+        return self.client.upload_artifact(task_id, helper_id, attempt, name, path, receipt=receipt)
 
 
 def with_database(mongo_url: str, name: str) -> str:
@@ -88,8 +102,8 @@ def run(task_id: str, n: int) -> dict:
 def task(channel) -> str:
     task_id = f"paged-{secrets.token_hex(4)}"
     for n in range(1, RUNS + 1):
-        assert channel.client.post_result(run(task_id, n))["attempt"] == n
-    channel.client.post_result(run(f"{task_id}-other", 1))
+        assert channel.post_result(run(task_id, n))["attempt"] == n
+    channel.post_result(run(f"{task_id}-other", 1))
     return task_id
 
 
@@ -145,7 +159,7 @@ def test_an_artifact_of_a_few_mib_round_trips_byte_for_byte(channel, tmp_path):
     source = tmp_path / "output.tar.gz"
     source.write_bytes(body)
     key = ("art-task", "h1", 1, "out/output.tar.gz")
-    doc = channel.client.upload_artifact(*key, source)
+    doc = channel.upload_artifact(*key, source)
     assert (doc["size"], doc["sha256"]) == (len(body), hashlib.sha256(body).hexdigest())
     assert (doc["task_id"], doc["helper_id"], doc["attempt"], doc["name"]) == key
 
@@ -157,20 +171,20 @@ def test_an_artifact_of_a_few_mib_round_trips_byte_for_byte(channel, tmp_path):
     assert resp.headers["Content-Disposition"] == 'attachment; filename="output.tar.gz"'
     resp.close()
 
-    assert channel.client.upload_artifact(*key, source) == doc
+    assert channel.upload_artifact(*key, source) == doc
     params = dict(zip(("task_id", "helper_id", "attempt", "name"), key, strict=True))
     again = channel.http(
         "POST",
         "/api/v1/artifacts",
         params=params,
         data=b"not the same bytes",
-        headers={"Content-Type": "application/octet-stream"},
+        headers={"Content-Type": "application/octet-stream", **bearer(channel.receipt(*key[:3]))},
     )
     assert again.status_code == 200 and again.json() == doc
     assert channel.client.artifacts("art-task") == [doc]
     assert channel.db["artifacts.files"].count_documents({"metadata.task_id": "art-task"}) == 1
 
-    result = channel.client.post_result(run("art-task", 1) | {"helper_id": "h1"})
+    result = channel.post_result(run("art-task", 1) | {"helper_id": "h1"})
     assert result["artifacts"] == [{k: doc[k] for k in ("artifact_id", "name", "size", "sha256")}]
 
 
@@ -183,7 +197,7 @@ def test_an_oversized_artifact_is_413_and_leaves_nothing(channel, tmp_path):
     big = tmp_path / "big"
     big.write_bytes(random.Random(8).randbytes(MAX_ARTIFACT + 1))
     with pytest.raises(ApiError) as info:
-        channel.client.upload_artifact("big-task", "h1", 1, "big.bin", big)
+        channel.upload_artifact("big-task", "h1", 1, "big.bin", big)
     assert info.value.status == 413 and info.value.detail == {"max_bytes": MAX_ARTIFACT}
 
     def chunked():  # no Content-Length: the channel counts as it streams
@@ -196,7 +210,10 @@ def test_an_oversized_artifact_is_413_and_leaves_nothing(channel, tmp_path):
         "/api/v1/artifacts",
         params={"task_id": "big-task", "helper_id": "h1", "attempt": 2, "name": "big.bin"},
         data=chunked(),
-        headers={"Content-Type": "application/octet-stream"},
+        headers={
+            "Content-Type": "application/octet-stream",
+            **bearer(channel.receipt("big-task", "h1", 2)),
+        },
     )
     assert resp.status_code == 413, resp.text
     assert channel.client.artifacts("big-task") == []
@@ -208,14 +225,14 @@ def test_bad_names_unknown_ids_and_no_server_are_the_client_errors(channel, tmp_
     source = tmp_path / "x"
     source.write_bytes(b"x")
     with pytest.raises(ApiError) as info:
-        channel.client.upload_artifact("t", "h1", 1, "../escape", source)
+        channel.upload_artifact("t", "h1", 1, "../escape", source)
     assert info.value.status == 422 and "name" in info.value.message
     with pytest.raises(ApiError) as info:
         channel.client.download_artifact("0" * 24, tmp_path / "nothing")
     assert info.value.status == 404 and not (tmp_path / "nothing").exists()
     gone = ChannelClient(f"http://127.0.0.1:{free_port()}", channel.token, timeout=2)
     with pytest.raises(Unreachable):
-        gone.upload_artifact("t", "h1", 1, "x", source)
+        gone.upload_artifact("t", "h1", 1, "x", source, receipt=channel.receipt("t", "h1", 1))
     with pytest.raises(Unreachable):
         gone.download_artifact("0" * 24, tmp_path / "nothing")
     assert list(tmp_path.iterdir()) == [source]

@@ -12,6 +12,7 @@ import pytest
 import requests
 
 from seeker.client import SeekerClient
+from tests.auth_support import bearer, receipt_for
 from tests.integration.conftest import Stack
 from tests.integration.harness import wait_until
 
@@ -64,6 +65,23 @@ def run(stack, command, wait=90, **spec) -> tuple[dict, dict]:
 
 def auth(stack) -> dict:
     return {"Authorization": f"Bearer {stack.token}"}
+
+
+def as_seeker(stack, helper: dict) -> dict:
+    """Headers to push to `helper` directly, as its seeker does."""
+    return bearer(stack.seeker_credential(helper["helper_id"]))
+
+
+def assignment(stack, helper: dict, task_id: str, attempt: int = 1, **fields) -> dict:
+    """An assignment as the seeker pushes it, with its receipt."""
+    receipt = receipt_for(task_id, helper["helper_id"], attempt, stack.token)
+    return {
+        "task_id": task_id,
+        "attempt": attempt,
+        "helper_id": helper["helper_id"],
+        "receipt": receipt,
+        **fields,
+    }
 
 
 def test_a_container_over_its_memory_limit_is_an_out_of_memory_error(guarded):
@@ -137,42 +155,36 @@ def test_an_image_outside_the_allow_list_is_refused_clearly(guarded, docker_engi
     assert reason == "1 helper: 1 image not allowed"
     guarded.client.cancel(task_id)
 
+    # pushed anyway (as the seeker would not): the helper refuses it itself
     helper = guarded.client.helpers()[0]
     pushed = requests.post(
         f"{guarded.helper_urls['helper-1']}/api/v1/assignments",
-        headers=auth(guarded),
+        headers=as_seeker(guarded, helper),
         timeout=10,
-        json={
-            "task_id": "forged",
-            "attempt": 1,
-            "image": "seeker-other:latest",
-            "helper_id": helper["helper_id"],
-        },
+        json=assignment(guarded, helper, "forged", image="seeker-other:latest"),
     )
     assert pushed.status_code == 403
     assert "seeker-other:latest" in pushed.json()["detail"]
 
 
 def test_a_full_helper_answers_429(guarded):
+    # pushed directly, as the seeker would not push to a full helper
     helper = guarded.client.helpers()[0]
     url = f"{guarded.helper_urls['helper-1']}/api/v1/assignments"
-    body = {
-        "image": "seeker-demo:latest",
-        "command": ["sleep", "5"],
-        "helper_id": helper["helper_id"],
-    }
+    seeker = as_seeker(guarded, helper)
+    body = {"image": "seeker-demo:latest", "command": ["sleep", "5"]}
     codes = [
         requests.post(
             url,
-            headers=auth(guarded),
+            headers=seeker,
             timeout=10,
-            json={**body, "task_id": f"direct{i}", "attempt": 1},
+            json=assignment(guarded, helper, f"direct{i}", **body),
         ).status_code
         for i in range(3)
     ]
     assert codes == [202, 202, 429]
     for i in range(2):
-        requests.delete(f"{url}/direct{i}.1", headers=auth(guarded), timeout=10)
+        requests.delete(f"{url}/direct{i}.1", headers=seeker, timeout=10)
     wait_until(
         lambda: (
             not requests.get(

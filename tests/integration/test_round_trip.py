@@ -10,6 +10,7 @@ import tarfile
 import pytest
 import requests
 
+from tests.auth_support import WELL_FORMED_RECEIPT, bearer
 from tests.integration.harness import cli, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
@@ -147,11 +148,23 @@ def test_every_service_wants_the_token(registered, service):
 )
 def test_malformed_json_is_a_400_and_a_missing_field_a_422_naming_it(registered, service, path):
     url = getattr(registered, f"{service}_url") + path
-    headers = {**auth(registered), "Content-Type": "application/json"}
+    # each with the secret the route takes: the user token at the seeker, a
+    # receipt at the channel (matched with the body, once it is read), the
+    # seeker's credential at the helper
+    if service == "channel":
+        secret = bearer(WELL_FORMED_RECEIPT)
+    elif service == "helper":
+        [helper] = requests.get(
+            f"{registered.seeker_url}/api/v1/helpers", headers=auth(registered), timeout=5
+        ).json()["helpers"]
+        secret = bearer(registered.seeker_credential(helper["helper_id"]))
+    else:
+        secret = auth(registered)
+    headers = {**secret, "Content-Type": "application/json"}
     bad = requests.post(url, data="{not json", headers=headers, timeout=5)
     assert bad.status_code == 400
     assert bad.json()["error"] == "malformed JSON"
-    empty = requests.post(url, json={}, headers=auth(registered), timeout=5)
+    empty = requests.post(url, json={}, headers=secret, timeout=5)
     assert empty.status_code == 422
     fields = {d["field"] for d in empty.json()["detail"]}
     assert {"seeker": "image", "channel": "task_id", "helper": "task_id"}[service] in fields

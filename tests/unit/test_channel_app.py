@@ -7,8 +7,9 @@ import pytest
 from channel.app import create_app
 from channel.models import output_digest
 from channel.store import ResultStore
+from tests.auth_support import WELL_FORMED_RECEIPT, bearer, receipt_headers
 
-AUTH = {"Authorization": "Bearer t"}
+AUTH = {"Authorization": "Bearer t"}  # the user token: queries
 
 
 @pytest.fixture
@@ -43,7 +44,13 @@ def body(**fields) -> dict:
 
 
 def post(client, payload, **kw):
-    return client.post("/api/v1/results", json=payload, headers=AUTH, **kw)
+    """Post as a helper does, with the receipt for the attempt the body names
+    (a body that names none: a well-formed receipt, checked after the body)."""
+    if isinstance(payload, dict) and {"task_id", "helper_id", "attempt"} <= payload.keys():
+        headers = receipt_headers(payload, "t")
+    else:
+        headers = bearer(WELL_FORMED_RECEIPT)
+    return client.post("/api/v1/results", json=payload, headers=headers, **kw)
 
 
 @pytest.mark.parametrize(
@@ -89,7 +96,7 @@ def test_malformed_json_is_400(client, store):
     resp = client.post(
         "/api/v1/results",
         data=b'{"task_id": ',
-        headers={**AUTH, "Content-Type": "application/json"},
+        headers={**bearer(WELL_FORMED_RECEIPT), "Content-Type": "application/json"},
     )
     assert resp.status_code == 400
     assert resp.get_json()["error"] == "malformed JSON"
@@ -104,7 +111,7 @@ def test_json_that_is_not_an_object_is_400(client, payload):
 
 
 def test_a_body_that_is_not_json_is_400(client):
-    resp = client.post("/api/v1/results", data="task_id=t1", headers=AUTH)
+    resp = client.post("/api/v1/results", data="task_id=t1", headers=bearer(WELL_FORMED_RECEIPT))
     assert resp.status_code == 400
     assert "JSON" in resp.get_json()["error"]
 

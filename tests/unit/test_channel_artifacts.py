@@ -19,10 +19,12 @@ from channel.app import create_app
 from channel.artifacts import ArtifactStore, ArtifactTooLarge
 from channel.models import output_digest
 from channel.store import ResultStore
+from tests.auth_support import receipt_headers
 
-AUTH = {"Authorization": "Bearer t"}
-OCTET = {**AUTH, "Content-Type": "application/octet-stream"}
+AUTH = {"Authorization": "Bearer t"}  # the user token: queries and downloads
 KEY = {"task_id": "t1", "helper_id": "h1", "attempt": 1, "name": "logs/out.log"}
+OCTET_TYPE = {"Content-Type": "application/octet-stream"}
+OCTET = {**receipt_headers(KEY, "t"), **OCTET_TYPE}  # a helper uploading KEY's attempt
 CHUNK = 1024  # small GridFS chunks, so a few KiB span several
 
 
@@ -174,9 +176,17 @@ def client(mock_gridfs_db, clock):
     return make_app(mock_gridfs_db, clock, MAX_ARTIFACT_BYTES=8 * CHUNK).test_client()
 
 
-def upload(client, body=b"hello", headers=OCTET, **params):
+def upload(client, body=b"hello", headers=None, **params):
+    """Upload as a helper does: with the receipt of the attempt it names."""
     query = {**KEY, **params}
+    if headers is None:
+        headers = {**receipt_headers(query, "t"), **OCTET_TYPE}
     return client.post("/api/v1/artifacts", query_string=query, data=body, headers=headers)
+
+
+def post_result(client, doc):
+    """Post a result as a helper does: with the receipt of its attempt."""
+    return client.post("/api/v1/results", json=doc, headers=receipt_headers(doc, "t"))
 
 
 def result(**fields) -> dict:
@@ -272,7 +282,8 @@ class TestArtifactApi:
 
     @pytest.mark.parametrize("content_type", [None, "application/json", "multipart/form-data"])
     def test_a_body_that_is_not_raw_bytes_is_415(self, client, content_type):
-        headers = {**AUTH, **({"Content-Type": content_type} if content_type else {})}
+        receipt = receipt_headers(KEY, "t")
+        headers = {**receipt, **({"Content-Type": content_type} if content_type else {})}
         resp = upload(client, headers=headers)
         assert resp.status_code == 415
         assert "application/octet-stream" in resp.get_json()["detail"]
@@ -301,7 +312,7 @@ class TestArtifactApi:
         ).test_client()
         assert upload(client, data(6 * CHUNK)).status_code == 201
         big = result(stdout="x" * 3 * CHUNK)
-        assert client.post("/api/v1/results", json=big, headers=AUTH).status_code == 413
+        assert post_result(client, big).status_code == 413
 
     def test_listing_filters_by_helper_and_attempt(self, client):
         for helper, attempt in [("h1", 1), ("h1", 2), ("h2", 1)]:
@@ -320,7 +331,7 @@ class TestArtifactApi:
     def test_artifact_routes_need_the_token(self, client):
         doc = upload(client).get_json()
         for resp in (
-            upload(client, headers={"Content-Type": "application/octet-stream"}, name="b"),
+            upload(client, headers=OCTET_TYPE, name="b"),
             client.get("/api/v1/artifacts?task_id=t1"),
             client.get(f"/api/v1/artifacts/{doc['artifact_id']}"),
         ):
@@ -329,8 +340,8 @@ class TestArtifactApi:
     def test_every_result_carries_the_artifacts_of_its_attempt(self, client):
         art = upload(client, b"abc").get_json()
         summary = [{k: art[k] for k in ("artifact_id", "name", "size", "sha256")}]
-        posted = client.post("/api/v1/results", json=result(), headers=AUTH).get_json()
-        other = client.post("/api/v1/results", json=result(attempt=2), headers=AUTH).get_json()
+        posted = post_result(client, result()).get_json()
+        other = post_result(client, result(attempt=2)).get_json()
         assert posted["artifacts"] == summary and other["artifacts"] == []
         got = client.get(f"/api/v1/results/{posted['result_id']}", headers=AUTH).get_json()
         assert got["artifacts"] == summary
@@ -344,9 +355,9 @@ class TestResultFilters:
         runs = [("h1", "succeeded"), ("h2", "failed"), ("h1", "failed"), ("h2", "succeeded")]
         for attempt, (helper, status) in enumerate(runs * 2, start=1):
             doc = result(helper_id=helper, attempt=attempt, status=status)
-            assert client.post("/api/v1/results", json=doc, headers=AUTH).status_code == 201
+            assert post_result(client, doc).status_code == 201
             clock.advance(1)
-        client.post("/api/v1/results", json=result(task_id="other", status="failed"), headers=AUTH)
+        post_result(client, result(task_id="other", status="failed"))
         return client
 
     @staticmethod
@@ -446,8 +457,8 @@ def exercise_every_query(client) -> None:
     posted = []
     for attempt, (helper, status) in enumerate([("h1", "succeeded"), ("h2", "failed")] * 2, 1):
         doc = result(helper_id=helper, attempt=attempt, status=status)
-        posted.append(client.post("/api/v1/results", json=doc, headers=AUTH).get_json())
-    assert client.post("/api/v1/results", json=result(), headers=AUTH).status_code == 200
+        posted.append(post_result(client, doc).get_json())
+    assert post_result(client, result()).status_code == 200
     for status in ("", "&status=failed"):
         for helper in ("", "&helper_id=h2"):
             for order in ("oldest", "newest"):
@@ -513,7 +524,7 @@ class TestQueryPlans:
             upload(client, b"a", attempt=attempt, helper_id=f"h{attempt % 3}", name="a")
             upload(client, b"b", attempt=attempt, helper_id=f"h{attempt % 3}", name="b")
             doc = result(helper_id=f"h{attempt % 3}", attempt=attempt)
-            client.post("/api/v1/results", json=doc, headers=AUTH)
+            post_result(client, doc)
         recorder.commands.clear()
         page = client.get("/api/v1/results?task_id=t1&limit=25", headers=AUTH).get_json()
         assert [len(r["artifacts"]) for r in page["results"]] == [2] * 25

@@ -12,12 +12,15 @@ import pytest
 from helper.app import create_app
 from helper.executor import Executor
 from helper.models import Assignment
-from helper.runtime import LABEL, RunOutcome
+from helper.runtime import LABEL, RECEIPT_LABEL, RunOutcome
 from serving.errors import Busy, Conflict, NotFound
+from tests.auth_support import bearer, receipt_for
 
 HELPER_ID = "abcdef0123456789"
 STARTED = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
-AUTH = {"Authorization": "Bearer t"}
+AUTH = {"Authorization": "Bearer t"}  # the operator's token: status only
+SEEKER_CREDENTIAL = f"hc1.{HELPER_ID}.nonce.mac"  # what the seeker issued to this helper
+AS_SEEKER = bearer(SEEKER_CREDENTIAL)
 
 
 class FakeRuntime:
@@ -74,9 +77,15 @@ class FakeOutbox:
 
 
 def assignment(task_id="t1", attempt=1, helper_id=HELPER_ID, **fields) -> Assignment:
+    fields.setdefault("receipt", receipt_for(task_id, helper_id, attempt, "t"))
     return Assignment(
         task_id=task_id, attempt=attempt, helper_id=helper_id, image="busybox:1.36", **fields
     )
+
+
+def results(box) -> list[dict]:
+    """The results handed to the outbox (each entry: the result and its receipt)."""
+    return [p["result"] for kind, p in box.entries if kind == "result"]
 
 
 def wait_done(key: str) -> None:
@@ -107,7 +116,8 @@ def test_submit_runs_and_hands_result_then_event_to_the_outbox(clock):
     wait_done("t1.1")
     digest = "sha256:" + hashlib.sha256(b"hello\n").hexdigest()
     assert [kind for kind, _ in box.entries] == ["result", "event"]
-    result = box.entries[0][1]
+    assert box.entries[0][1]["receipt"] == receipt_for("t1", HELPER_ID, 1, "t")
+    result = box.entries[0][1]["result"]
     assert (result["task_id"], result["attempt"], result["helper_id"]) == ("t1", 1, HELPER_ID)
     assert (result["status"], result["exit_code"], result["stdout"]) == ("succeeded", 0, "hello\n")
     assert result["output_digest"] == digest
@@ -138,7 +148,11 @@ def test_the_run_spec_carries_limits_and_labels():
     assert (spec.image, spec.command, spec.timeout) == ("busybox:1.36", ["sh"], 5)
     assert spec.env["A"] == "1"
     assert (spec.name, spec.cpus, spec.network_mode) == ("seeker-t1-1-abcdef01", 2, "bridge")
-    assert spec.labels == {LABEL: "t1.1", "io.seeker.helper": HELPER_ID}
+    assert spec.labels == {
+        LABEL: "t1.1",
+        "io.seeker.helper": HELPER_ID,
+        RECEIPT_LABEL: a.receipt,  # for a restarted helper to post an adopted run's result
+    }
 
 
 def test_the_container_learns_its_task_attempt_and_helper():
@@ -217,7 +231,7 @@ def test_a_full_helper_is_busy_until_a_slot_frees():
     wait_done("t1.1")
     assert ex.submit(assignment("t2"))["task_id"] == "t2"
     wait_done("t2.1")
-    assert [p["task_id"] for k, p in box.entries if k == "result"] == ["t1", "t2"]
+    assert [r["task_id"] for r in results(box)] == ["t1", "t2"]
 
 
 def test_a_retried_push_is_accepted_once():
@@ -243,7 +257,7 @@ def test_a_crashing_runtime_still_produces_a_result(clock):
     ex, box = make(FakeRuntime(error=RuntimeError("engine gone")), clock=clock)
     ex.submit(assignment())
     assert box.finished.wait(10)
-    result = box.entries[0][1]
+    (result,) = results(box)
     assert result["status"] == "error" and "engine gone" in result["error"]
     assert result["output_digest"] == "sha256:" + hashlib.sha256(b"").hexdigest()
     assert result["finished_at"] == clock().isoformat()
@@ -257,7 +271,7 @@ def test_a_failing_progress_report_does_not_stop_the_run():
     ex, box = make(FakeRuntime(), report=report)
     ex.submit(assignment())
     assert box.finished.wait(10)
-    assert box.entries[0][1]["status"] == "succeeded"
+    assert results(box)[0]["status"] == "succeeded"
 
 
 def test_cancel_returns_a_snapshot():
@@ -307,13 +321,22 @@ def runtime():
 @pytest.fixture
 def client(runtime):
     ex, _ = make(runtime, slots=1)
-    app = create_app(executor=ex, token="t", describe=lambda: {"name": "gpu-1"})
+    app = create_app(
+        executor=ex,
+        token="t",
+        seeker_credentials=lambda: (SEEKER_CREDENTIAL,),
+        describe=lambda: {"name": "gpu-1"},
+    )
     return app.test_client()
 
 
 def push(client, **fields):
+    """Push as the seeker does: with this helper's credential, and a receipt."""
     body = {"task_id": "t1", "attempt": 1, "helper_id": HELPER_ID, "image": "busybox", **fields}
-    return client.post("/api/v1/assignments", json=body, headers=AUTH)
+    body.setdefault(
+        "receipt", receipt_for(body["task_id"], body["helper_id"], body["attempt"], "t")
+    )
+    return client.post("/api/v1/assignments", json=body, headers=AS_SEEKER)
 
 
 def test_app_accepts_an_assignment_with_202(client, runtime):
@@ -329,10 +352,10 @@ def test_app_accepts_an_assignment_with_202(client, runtime):
 
 def test_app_answers_422_for_a_bad_body(client, runtime):
     body = {"task_id": "t1", "attempt": "first"}
-    resp = client.post("/api/v1/assignments", json=body, headers=AUTH)
+    resp = client.post("/api/v1/assignments", json=body, headers=AS_SEEKER)
     assert resp.status_code == 422
     fields = {p["field"] for p in resp.get_json()["detail"]}
-    assert fields == {"attempt", "helper_id", "image"}
+    assert fields == {"attempt", "helper_id", "image", "receipt"}
     assert runtime.specs == []
 
 
@@ -348,9 +371,9 @@ def test_app_answers_409_for_another_helpers_assignment(client):
 
 
 def test_app_cancel(client, runtime):
-    assert client.delete("/api/v1/assignments/t9.1", headers=AUTH).status_code == 404
+    assert client.delete("/api/v1/assignments/t9.1", headers=AS_SEEKER).status_code == 404
     push(client)
-    resp = client.delete("/api/v1/assignments/t1.1", headers=AUTH)
+    resp = client.delete("/api/v1/assignments/t1.1", headers=AS_SEEKER)
     assert resp.status_code == 200 and resp.get_json()["cancel_requested"] is True
     assert runtime.stop_called.wait(10)
     assert runtime.stopped == ["seeker-t1-1-abcdef01"]

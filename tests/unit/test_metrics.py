@@ -30,6 +30,7 @@ from seeker.metrics import SeekerMetrics
 from seeker.service import Seeker
 from seeker.store import HelperStore, TaskStore
 from serving.http import ApiError, Unreachable
+from tests.auth_support import bearer, receipt_for, receipt_headers
 
 AUTH = {"Authorization": "Bearer t"}
 LIVENESS = timedelta(seconds=45)
@@ -94,6 +95,7 @@ class SeekerEnv:
         )
         seeker = Seeker(self.tasks, self.helpers, clock, health=self.health)
         self.client = seeker_app(seeker=seeker, token="t", metrics=self.metrics).test_client()
+        self.credentials: dict[str, str] = {}  # helper name -> the credential it was issued
 
     def submit(self, **spec) -> str:
         resp = self.client.post(
@@ -112,6 +114,7 @@ class SeekerEnv:
         }
         resp = self.client.post("/api/v1/helpers", json=body, headers=AUTH)
         assert resp.status_code == 200, resp.get_json()
+        self.credentials[name] = resp.get_json()["credential"]
 
     def finished(self, task_id: str, name="gpu-1", attempt=1):
         body = {
@@ -122,7 +125,9 @@ class SeekerEnv:
             "exit_code": 0,
             "output_digest": "sha256:" + "b" * 64,
         }
-        resp = self.client.post(f"/api/v1/tasks/{task_id}/events", json=body, headers=AUTH)
+        resp = self.client.post(
+            f"/api/v1/tasks/{task_id}/events", json=body, headers=bearer(self.credentials[name])
+        )
         assert resp.status_code == 200, resp.get_json()
 
 
@@ -343,7 +348,11 @@ def result(**fields) -> dict:
 def test_results_posted_stored_and_duplicates(channel):
     assert value(scrape(channel), "seeker_channel_results_stored") == 0
     for payload in (result(), result(), result(attempt=2, status="failed", exit_code=1)):
-        assert channel.post("/api/v1/results", json=payload, headers=AUTH).status_code in (200, 201)
+        headers = receipt_headers(payload, "t")
+        assert channel.post("/api/v1/results", json=payload, headers=headers).status_code in (
+            200,
+            201,
+        )
     samples = scrape(channel)
     assert value(samples, "seeker_channel_results_stored") == 2
     assert value(samples, "seeker_channel_artifacts_stored") == 0
@@ -358,7 +367,8 @@ def test_results_posted_stored_and_duplicates(channel):
 def test_the_channel_app_takes_the_metrics_object_it_is_given(results, clock):
     metrics = ChannelMetrics()
     client = channel_app(store=results, token="t", clock=clock, metrics=metrics).test_client()
-    assert client.post("/api/v1/results", json=result(), headers=AUTH).status_code == 201
+    resp = client.post("/api/v1/results", json=result(), headers=receipt_headers(result(), "t"))
+    assert resp.status_code == 201
     posted = value(
         samples_of(metrics),
         "seeker_channel_results_posted_total",
@@ -379,7 +389,13 @@ def test_a_channel_database_outage_shows_as_database_up_0(results, channel):
 
 
 def run_to_end(executor: Executor, box: FakeOutbox, task_id="t1") -> None:
-    a = Assignment(task_id=task_id, attempt=1, helper_id=HELPER_ID, image="busybox:1.36")
+    a = Assignment(
+        task_id=task_id,
+        attempt=1,
+        helper_id=HELPER_ID,
+        image="busybox:1.36",
+        receipt=receipt_for(task_id, HELPER_ID, 1, "t"),
+    )
     executor.submit(a)
     assert box.finished.wait(10)
     for t in threading.enumerate():

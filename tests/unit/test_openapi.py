@@ -20,6 +20,7 @@ from seeker.app import create_app as seeker_app
 from seeker.openapi import document as seeker_document
 from seeker.service import Seeker
 from seeker.store import HelperStore, TaskStore
+from serving.auth import OPEN_PATHS
 from serving.openapi import OPENAPI_PATH
 
 AUTOMATIC = {"HEAD", "OPTIONS"}  # Flask answers these for every route itself
@@ -113,6 +114,25 @@ def test_routes_open_without_a_token_are_those_documented_as_public(service):
         else:
             assert status == 401, f"{method} {path} answers without a token"
             assert "401" in op["responses"]
+
+
+def roles_of(app, method: str, path: str) -> list[str]:
+    """The roles the app's view for (method, path) takes (serving.auth.allow)."""
+    for rule in app.url_map.iter_rules():
+        if openapi_path(rule.rule) == path and method in rule.methods:
+            view = app.view_functions[rule.endpoint]
+            if path in OPEN_PATHS or getattr(view, "seeker_public", False):
+                return []
+            return sorted(getattr(view, "seeker_roles", {"user"}))
+    raise AssertionError(f"no route {method} {path}")
+
+
+def test_the_roles_documented_are_those_the_app_checks(service):
+    app, doc = service
+    for method, path, op in operations(doc):
+        assert sorted(op["x-seeker-roles"]) == roles_of(app, method, path), f"{method} {path}"
+        if op["x-seeker-roles"]:
+            assert "403" in op["responses"], f"{method} {path}"
 
 
 def test_every_error_answer_has_the_error_body(service):

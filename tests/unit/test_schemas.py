@@ -11,8 +11,10 @@ from pydantic import ValidationError
 from channel.models import ResultIn, ResultStatus, output_digest
 from helper.models import Assignment
 from seeker.models import AssignmentEvent, HelperRegistration, TaskSpec, parse_bytes
+from tests.auth_support import WELL_FORMED_RECEIPT
 
 GiB = 1024**3
+R = WELL_FORMED_RECEIPT  # every assignment carries the seeker's receipt
 
 
 def fields_of(exc: ValidationError) -> set[str]:
@@ -310,17 +312,20 @@ def test_output_digest_is_sha256_of_stdout():
 
 
 def test_assignment_key_and_validation():
-    a = Assignment(task_id="t1", attempt=2, helper_id="h1", image="busybox")
+    a = Assignment(task_id="t1", attempt=2, helper_id="h1", image="busybox", receipt=R)
     assert a.key == "t1.2" and a.resources.gpus == 0
     with pytest.raises(ValidationError) as info:
         Assignment.model_validate({"task_id": "t1", "attempt": 1, "image": "x", "extra": 1})
-    assert fields_of(info.value) == {"helper_id", "extra"}
+    assert fields_of(info.value) == {"helper_id", "extra", "receipt"}
 
 
 def test_assignment_gpu_indices():
-    a = Assignment(task_id="t1", attempt=1, helper_id="h1", image="x", gpu_indices=[0, 3])
+    a = Assignment(
+        task_id="t1", attempt=1, helper_id="h1", image="x", receipt=R, gpu_indices=[0, 3]
+    )
     assert a.gpu_indices == [0, 3]
-    assert Assignment(task_id="t1", attempt=1, helper_id="h1", image="x").gpu_indices == []
+    plain = Assignment(task_id="t1", attempt=1, helper_id="h1", image="x", receipt=R)
+    assert plain.gpu_indices == []
 
 
 @pytest.mark.parametrize(
@@ -338,10 +343,15 @@ def test_assignment_gpu_indices():
         ({"resources": {"memory": 2**63}}, "resources.memory"),
         ({"resources": {"gpus": 65}}, "resources.gpus"),
         ({"resources": {"cpus": 1025}}, "resources.cpus"),
+        ({"receipt": "rcpt1." + "0" * 63}, "receipt"),
+        ({"receipt": "rcpt1." + "A" * 64}, "receipt"),
+        ({"receipt": "rcpt2." + "0" * 64}, "receipt"),
+        ({"receipt": R + "\n"}, "receipt"),
+        ({"receipt": ""}, "receipt"),
     ],
 )
 def test_assignment_bounds(change, field):
-    body = {"task_id": "t1", "attempt": 1, "helper_id": "h1", "image": "x", **change}
+    body = {"task_id": "t1", "attempt": 1, "helper_id": "h1", "image": "x", "receipt": R, **change}
     with pytest.raises(ValidationError) as info:
         Assignment.model_validate(body)
     assert fields_of(info.value) == {field}
@@ -349,10 +359,12 @@ def test_assignment_bounds(change, field):
 
 @pytest.mark.parametrize("task_id", ["t1", "a.b-c_D", "x" * 128])
 def test_assignment_task_ids(task_id):
-    assert Assignment(task_id=task_id, attempt=1, helper_id="h1", image="x").task_id == task_id
+    a = Assignment(task_id=task_id, attempt=1, helper_id="h1", image="x", receipt=R)
+    assert a.task_id == task_id
 
 
 @pytest.mark.parametrize("attempt", [0, -1])
 def test_assignment_refuses_attempts_below_one(attempt):
-    with pytest.raises(ValidationError):
-        Assignment(task_id="t1", attempt=attempt, helper_id="h1", image="x")
+    with pytest.raises(ValidationError) as info:
+        Assignment(task_id="t1", attempt=attempt, helper_id="h1", image="x", receipt=R)
+    assert fields_of(info.value) == {"attempt"}

@@ -8,8 +8,9 @@ from seeker.app import create_app
 from seeker.dispatcher import Dispatcher
 from seeker.service import Seeker
 from seeker.store import HelperStore, TaskStore
+from tests.auth_support import bearer
 
-AUTH = {"Authorization": "Bearer t"}
+AUTH = {"Authorization": "Bearer t"}  # the user token, which is also the join token here
 DIGEST = "sha256:" + "b" * 64
 
 
@@ -21,6 +22,7 @@ class Env:
         self.helpers.ensure_indexes()
         self.kicks = 0
         self.pushed: list[dict] = []
+        self.credentials: dict[str, str] = {}  # helper id -> the credential it was issued
         self.seeker = Seeker(self.tasks, self.helpers, clock=clock, kick=self._kick)
         self.client = create_app(seeker=self.seeker, token="t").test_client()
         self.dispatcher = Dispatcher(
@@ -46,11 +48,16 @@ class Env:
 
     def register(self, helper_id="h1", name="gpu-1", **fields):
         body = {"helper_id": helper_id, "name": name, "url": "http://10.0.0.1:7072", **fields}
-        return self.post("/helpers", body)
+        resp = self.post("/helpers", body)
+        if resp.status_code == 200:
+            self.credentials[helper_id] = resp.get_json()["credential"]
+        return resp
 
     def event(self, task_id, state, attempt=1, helper_id="h1", **fields):
+        """Report as the helper does: with the credential it was issued."""
         body = {"helper_id": helper_id, "attempt": attempt, "state": state, **fields}
-        return self.post(f"/tasks/{task_id}/events", body)
+        headers = bearer(self.credentials[helper_id])
+        return self.client.post(f"/api/v1/tasks/{task_id}/events", json=body, headers=headers)
 
 
 @pytest.fixture
@@ -110,6 +117,7 @@ def test_submit_rejects_non_json(env):
 
 
 def test_unknown_task_is_404(env):
+    env.register()  # a helper, to report on a task
     for resp in (env.get("/tasks/nope"), env.delete("/tasks/nope"), env.event("nope", "running")):
         assert resp.status_code == 404
         assert resp.get_json()["error"] == "no such task"
@@ -191,6 +199,7 @@ def test_a_failure_with_attempts_left_goes_back_to_pending_then_fails(env):
 
 
 def test_an_event_with_a_bad_body_is_422(env):
+    env.register()
     task_id = env.submit()
     resp = env.event(task_id, "exploded")
     assert resp.status_code == 422
