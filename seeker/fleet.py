@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable, Iterator, MutableMapping, Sequence
+from itertools import repeat
 
 from helper.policy import image_allowed, mount_allowed
 from seeker.scheduler import (
@@ -220,6 +221,8 @@ def select_in_fleet(task: TaskView, fleet: Fleet) -> Selection:
     cpus, memory, gpus, gpu_memory = task.cpus, task.memory, task.gpus, task.gpu_memory
     running_on, failed_on, image, mounts = task.running_on, task.failed_on, task.image, task.mounts
     constraints = tuple(task.constraints.items())
+    one_constraint = len(constraints) == 1
+    key, value = constraints[0] if one_constraint else (None, None)  # the usual case, inlined
     binpack = task.placement == "binpack"
     check_gpu_memory = gpus > 0 and bool(gpu_memory)
     gpu_host = W_GPU_HOST * keep_gpu_hosts_for_gpu_work(task, _GPU_HOST)
@@ -257,7 +260,9 @@ def select_in_fleet(task: TaskView, fleet: Fleet) -> Selection:
                 seen.append(RUNS_THIS_TASK)
             runs += 1
             continue
-        if constraints and not labels_match(labels, constraints):
+        if constraints and not (
+            labels.get(key) == value if one_constraint else labels_match(labels, constraints)
+        ):
             if not labels_differ:
                 seen.append(LABELS_DIFFER)
             labels_differ += 1
@@ -406,8 +411,8 @@ class Ranking(Sequence):
         """The first n draws, one per candidate in the fleet's order."""
         if self._rng is None:
             self._rng = random.Random(self._task.task_id)
-        draw, draws = self._rng.random, self._draws
-        draws.extend(draw() for _ in range(n - len(draws)))
+        draws = self._draws
+        draws += map(random.Random.random, repeat(self._rng, n - len(draws)))
         return draws
 
     def _best(self) -> int:

@@ -52,7 +52,7 @@ def random_helper(rng: random.Random, i: int) -> HelperView:
         memory_free=memory - rng.choice((0, 0, 4, 8)) * GiB,
         gpus_free=gpu_list,
         gpus_total=len(gpu_list) + rng.choice((0, 0, 1)),
-        labels={"zone": rng.choice(ZONES)} if rng.random() < 0.8 else {},
+        labels=rng.choice(({}, {"zone": rng.choice(ZONES)}, {"zone": "a", "tier": "gold"})),
         online=rng.random() > 0.1,
         failures=rng.choice((0, 0, 1, 3)),
         allowed_images=rng.choice(PATTERNS),
@@ -68,7 +68,9 @@ def random_task(rng: random.Random, i: int, ids: list[str]) -> TaskView:
         memory=rng.choice((0, 0, 4, 8)) * GiB,
         gpus=n_gpus,
         gpu_memory=rng.choice((0, 8, 16)) * GiB if n_gpus else 0,
-        constraints={"zone": rng.choice(ZONES)} if rng.random() < 0.2 else {},
+        constraints=rng.choice(
+            ({}, {}, {}, {"zone": rng.choice(ZONES)}, {"zone": "a", "tier": "gold"})
+        ),
         placement=rng.choice(("spread", "spread", "binpack")),
         running_on=frozenset(rng.sample(ids, min(len(ids), rng.choice((0, 0, 1, 3))))),
         failed_on=frozenset(rng.sample(ids, min(len(ids), rng.choice((0, 0, 1, 2))))),
