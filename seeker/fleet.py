@@ -143,12 +143,13 @@ class Fleet(MutableMapping):
     each view's row for select_in_fleet()."""
 
     def __init__(self, views: Iterable[HelperView] = ()):
-        self._views: dict[str, HelperView] = {}
-        self._rows: dict[str, tuple] = {}
+        # as if each view were set in turn: a helper id seen again keeps its place
+        self._views: dict[str, HelperView] = {v.helper_id: v for v in views}
+        self._rows: dict[str, tuple] = {k: row_of(v) for k, v in self._views.items()}
         self._names: dict[str, int] = {}  # name -> how many views have it
-        self._shared_names = 0  # names that more than one view has
-        for view in views:
-            self[view.helper_id] = view
+        for view in self._views.values():
+            self._names[view.name] = self._names.get(view.name, 0) + 1
+        self._shared_names = sum(n > 1 for n in self._names.values())  # names used twice
 
     @classmethod
     def of(cls, views: Iterable[HelperView]) -> Fleet | None:
