@@ -7,18 +7,19 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
+from seeker.fleet import Fleet
 from seeker.scheduler import GpuView, HelperView
 
 
 def helper_views(
     helpers: list[dict], live: list[dict], now: datetime, liveness: timedelta
-) -> dict[str, HelperView]:
+) -> Fleet:
+    """Each helper's view by helper id, as a Fleet: a mapping whose rows for
+    select() are built here, once per dispatch pass."""
     reserved: dict[str, list[dict]] = {}
     for a in live:
         reserved.setdefault(a["helper_id"], []).append(a.get("reservation") or {})
-    return {
-        h["helper_id"]: view_of(h, reserved.get(h["helper_id"], []), now, liveness) for h in helpers
-    }
+    return Fleet(view_of(h, reserved.get(h["helper_id"], []), now, liveness) for h in helpers)
 
 
 def view_of(doc: dict, reservations: list[dict], now: datetime, liveness: timedelta) -> HelperView:

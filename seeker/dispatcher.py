@@ -75,7 +75,7 @@ class Dispatcher:
     def _dispatch(self, task: dict, docs: dict[str, dict], views: dict[str, HelperView]) -> int:
         """Place the task's open replicas on the best helpers, one per helper."""
         tv = task_view(task, self.tasks.assignments_of(task["_id"]))
-        selection = select(tv, list(views.values()))
+        selection = select(tv, views)
         need, placed = task["open"], 0
         min_helpers = task["spec"].get("min_helpers", 0)
         if task["attempts"] == 0 and len(selection.candidates) < min_helpers:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from helper.policy import image_allowed, mount_allowed
@@ -215,17 +215,43 @@ class Candidate:
     scores: dict[str, float]
 
 
-@dataclass
 class Selection:
-    candidates: list[Candidate] = field(default_factory=list)
-    rejected: dict[str, str] = field(default_factory=dict)  # helper name -> reason
+    """The helpers that can take a task, best first (`candidates`), and why
+    each of the others cannot (`rejected`: helper name -> reason). `reasons`
+    counts the rejections by reason, in the order each reason was first met:
+    all that `wait_reason()` needs, so the fleet's fast path counts them and
+    works out `rejected` only when it is read."""
+
+    def __init__(
+        self,
+        candidates: Sequence[Candidate] | None = None,
+        rejected: dict[str, str] | None = None,
+        reasons: dict[str, int] | None = None,
+        find_rejected: Callable[[], dict[str, str]] | None = None,
+    ):
+        self.candidates = [] if candidates is None else candidates
+        self._rejected = rejected
+        self._reasons = reasons
+        self._find_rejected = find_rejected
+
+    @property
+    def rejected(self) -> dict[str, str]:
+        if self._rejected is None:
+            self._rejected = self._find_rejected() if self._find_rejected else {}
+        return self._rejected
+
+    @property
+    def reasons(self) -> dict[str, int]:
+        if self._reasons is None:
+            self._reasons = dict(Counter(self.rejected.values()))
+        return self._reasons
 
     def wait_reason(self) -> str:
         """e.g. '3 helpers: 2 not enough free GPUs, 1 offline'"""
-        total = len(self.rejected) + len(self.candidates)
+        counts = Counter(self.reasons)
+        total = sum(counts.values()) + len(self.candidates)
         if total == 0:
             return "no helpers registered"
-        counts = Counter(self.rejected.values())
         parts = ", ".join(f"{n} {reason}" for reason, n in counts.most_common())
         noun = "helper" if total == 1 else "helpers"
         return f"{total} {noun}: {parts}" if parts else f"{total} {noun} can take it"
@@ -244,29 +270,75 @@ class Selection:
         }
 
 
+def first_failing(task: TaskView, helper: HelperView, filters=FILTERS) -> str | None:
+    """The reason of the first filter that rejects `helper`, or None."""
+    return next((r for f in filters if (r := f(task, helper)) is not None), None)
+
+
+def breakdown(task: TaskView, helper: HelperView, scorers=SCORERS) -> dict[str, float]:
+    """Each scorer's value for `helper`, inverted for a packing scorer under
+    the binpack policy."""
+    binpack = task.placement == "binpack"
+    scores = {}
+    for scorer, _, packs in scorers:
+        value = scorer(task, helper)
+        scores[scorer.__name__] = 1.0 - value if binpack and packs else value
+    return scores
+
+
+def weighed(scores: dict[str, float], scorers=SCORERS) -> float:
+    """The weighed mean of a breakdown, added up left to right (as sum() did
+    up to Python 3.11; the fleet's fast path adds in the same order, so both
+    give the same score to the last bit)."""
+    total = weight = 0.0
+    for scorer, w, _ in scorers:
+        total += w * scores[scorer.__name__]
+        weight += w
+    return total / weight
+
+
 def select(
-    task: TaskView, helpers: list[HelperView], filters=FILTERS, scorers=SCORERS
+    task: TaskView,
+    helpers: Iterable[HelperView] | Mapping[str, HelperView],
+    filters=FILTERS,
+    scorers=SCORERS,
 ) -> Selection:
     """Rank the helpers that can take `task`, best first; ties broken by an
-    RNG seeded with the task id, so the same inputs give the same ranking."""
-    sel = Selection()
-    binpack = task.placement == "binpack"
-    weight = sum(w for _, w, _ in scorers)
+    RNG seeded with the task id, so the same inputs give the same ranking.
+
+    `helpers` is a list of views or a `seeker.fleet.Fleet` (what the
+    dispatcher passes: its rows are built once per dispatch pass). The
+    default filters and scorers run on the fleet's fast path, other ones
+    through `select_by_pipeline()`; both give the same selection."""
+    from seeker.fleet import Fleet, handles, select_in_fleet  # fleet.py imports this module
+
+    if isinstance(helpers, Mapping) and not isinstance(helpers, Fleet):
+        helpers = list(helpers.values())
+    if handles(task, filters, scorers):
+        fleet = helpers if isinstance(helpers, Fleet) else Fleet.of(helpers)
+        if fleet is not None:
+            return select_in_fleet(task, fleet)
+    views = list(helpers.values()) if isinstance(helpers, Fleet) else list(helpers)
+    return select_by_pipeline(task, views, filters, scorers)
+
+
+def select_by_pipeline(
+    task: TaskView, helpers: list[HelperView], filters=FILTERS, scorers=SCORERS
+) -> Selection:
+    """select() one helper at a time: every filter in turn, then every scorer.
+    The reference that the fleet's fast path is tested against."""
+    candidates, rejected = [], {}
     for h in helpers:
-        reason = next((r for f in filters if (r := f(task, h)) is not None), None)
+        reason = first_failing(task, h, filters)
         if reason is not None:
-            sel.rejected[h.name] = reason
+            rejected[h.name] = reason
             continue
-        scores = {}
-        for scorer, _, packs in scorers:
-            value = scorer(task, h)
-            scores[scorer.__name__] = 1.0 - value if binpack and packs else value
-        total = sum(w * scores[s.__name__] for s, w, _ in scorers) / weight
-        sel.candidates.append(Candidate(h, total, scores))
+        scores = breakdown(task, h, scorers)
+        candidates.append(Candidate(h, weighed(scores, scorers), scores))
     rng = random.Random(task.task_id)
-    tiebreak = {c.helper.helper_id: rng.random() for c in sel.candidates}
-    sel.candidates.sort(key=lambda c: (-c.score, tiebreak[c.helper.helper_id]))
-    return sel
+    tiebreak = {c.helper.helper_id: rng.random() for c in candidates}
+    candidates.sort(key=lambda c: (-c.score, tiebreak[c.helper.helper_id]))
+    return Selection(candidates, rejected)
 
 
 def reserve_gpus(task: TaskView, helper: HelperView) -> list[int]:

@@ -8,7 +8,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from seeker.capacity import after_placing, as_utc, helper_views, view_of
-from seeker.scheduler import GpuView, HelperView
+from seeker.fleet import Fleet
+from seeker.scheduler import GpuView, HelperView, TaskView, select, select_by_pipeline
 
 GiB = 1024**3
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
@@ -118,6 +119,20 @@ def test_helper_views_groups_live_assignments_by_helper():
     assert [g.index for g in views["h1"].gpus_free] == [1]
     assert (views["h2"].running, views["h2"].cpus_free, len(views["h2"].gpus_free)) == (1, 8, 3)
     assert (views["h3"].running, views["h3"].cpus_free, len(views["h3"].gpus_free)) == (0, 8, 3)
+
+
+def test_helper_views_are_a_fleet_that_select_ranks_as_the_pipeline_does():
+    helpers = [doc("h1", "gpu-1"), doc("h2", "gpu-2", last_seen=None), doc("h3", "gpu-3")]
+    live = [{"helper_id": "h1", "reservation": {"cpus": 2, "gpu_indices": [1]}}]
+    views = helper_views(helpers, live, NOW, LIVENESS)
+    assert isinstance(views, Fleet)
+    task = TaskView("t1", cpus=1, gpus=1)
+    fast, plain = select(task, views), select_by_pipeline(task, list(views.values()))
+    assert [c.helper.helper_id for c in fast.candidates] == ["h3", "h1"]
+    assert [(c.helper, c.score) for c in fast.candidates] == [
+        (c.helper, c.score) for c in plain.candidates
+    ]
+    assert fast.wait_reason() == plain.wait_reason() == "3 helpers: 1 offline"
 
 
 def test_helper_views_of_nothing():

@@ -14,9 +14,12 @@ from seeker.scheduler import (
     OFFLINE,
     RUNS_THIS_TASK,
     Selection,
+    breakdown,
     keep_gpu_hosts_for_gpu_work,
     reserve_gpus,
     select,
+    select_by_pipeline,
+    weighed,
 )
 
 # --- select() ------------------------------------------------------------------------
@@ -171,6 +174,23 @@ def test_tie_break_never_beats_a_better_score():
     helpers = [helper(f"h{i}", slots=2, running=1) for i in range(4)] + [helper("free", slots=2)]
     for n in range(10):
         assert select(task(str(n)), helpers).candidates[0].helper.name == "free"
+
+
+def test_weighed_adds_the_weighed_scores_left_to_right():
+    scores = breakdown(task(**WORK), BUSY)
+    total = 0.0
+    for value, w in zip(scores.values(), (2.0, 1.0, 1.0, 1.0, 1.0, 1.0, 4.0), strict=True):
+        total += w * value
+    assert weighed(scores) == total / 11.0
+    assert select(task(**WORK), [BUSY]).candidates[0].score == weighed(scores)
+
+
+def test_select_and_the_plain_pipeline_agree():
+    helpers = [BUSY, helper("gone", online=False), ROOMY, helper("small", cpus_free=1)]
+    fast, plain = select(task(**WORK), helpers), select_by_pipeline(task(**WORK), helpers)
+    assert list(fast.candidates) == plain.candidates
+    assert fast.rejected == plain.rejected == {"gone": OFFLINE, "small": "not enough free CPUs"}
+    assert fast.reasons == plain.reasons == {OFFLINE: 1, "not enough free CPUs": 1}
 
 
 # --- Selection: wait_reason() and explain() ------------------------------------------
