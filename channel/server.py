@@ -1,8 +1,6 @@
-"""A channel process: its stores, its app, served by waitress."""
+"""A channel process: its stores, its app, served by cheroot."""
 
 from __future__ import annotations
-
-import logging
 
 from pymongo.database import Database
 
@@ -10,10 +8,6 @@ from channel.app import create_app
 from channel.artifacts import ArtifactStore
 from channel.store import ResultStore
 from serving.wsgi import BackgroundServer
-
-log = logging.getLogger(__name__)
-
-WAITRESS_MAX_BODY = 1024**3  # waitress's max_request_body_size default
 
 
 class ChannelServer:
@@ -30,12 +24,6 @@ class ChannelServer:
         self.artifacts = ArtifactStore(db)
         self.artifacts.ensure_indexes()
         self.app = create_app(config, store=self.store, token=token, artifacts=self.artifacts)
-        if self.app.config["MAX_ARTIFACT_BYTES"] > WAITRESS_MAX_BODY:
-            log.warning(
-                "MAX_ARTIFACT_BYTES=%d is above the %d bytes waitress accepts in one request",
-                self.app.config["MAX_ARTIFACT_BYTES"],
-                WAITRESS_MAX_BODY,
-            )
         self.server = BackgroundServer(self.app, host, port, threads=16)
         self.url = self.server.url
 

@@ -98,7 +98,6 @@ def setup_logging(level: str) -> None:
     logging.basicConfig(
         level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     for noisy in ("pymongo", "urllib3", "docker"):
         logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLogger().level))
