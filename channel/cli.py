@@ -27,11 +27,13 @@ def main():
     show_default=True,
     help="The largest artifact accepted, in bytes; larger uploads get 413.",
 )
-def start(host, port, token, data_dir, mongo_url, max_artifact_bytes):
+def start(host, port, token, data_dir, tls, mongo_url, max_artifact_bytes):
     """Serve the channel's REST API."""
     with starting("the channel"):
         conn = DatabaseConnection(mongo_url, data_dir)
         config = {"MAX_ARTIFACT_BYTES": max_artifact_bytes}
-        server = ChannelServer(conn.database("channel"), token, host, port, config=config).start()
+        server = ChannelServer(
+            conn.database("channel"), token, host, port, config=config, tls=tls
+        ).start()
     log.info("channel listening on %s", server.url)
     serve_until_signal(conn, server)  # the server stops first, then the database

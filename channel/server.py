@@ -7,6 +7,7 @@ from pymongo.database import Database
 from channel.app import create_app
 from channel.artifacts import ArtifactStore
 from channel.store import ResultStore
+from serving.tls import ServerCert
 from serving.wsgi import BackgroundServer
 
 
@@ -18,13 +19,14 @@ class ChannelServer:
         host: str = "127.0.0.1",
         port: int = 7071,
         config: dict | None = None,
+        tls: ServerCert | None = None,
     ):
         self.store = ResultStore(db)
         self.store.ensure_indexes()
         self.artifacts = ArtifactStore(db)
         self.artifacts.ensure_indexes()
         self.app = create_app(config, store=self.store, token=token, artifacts=self.artifacts)
-        self.server = BackgroundServer(self.app, host, port, threads=16)
+        self.server = BackgroundServer(self.app, host, port, threads=16, cert=tls)
         self.url = self.server.url
 
     def start(self) -> ChannelServer:

@@ -7,7 +7,14 @@ import click
 from helper.agent import HelperAgent, HelperConfig
 from helper.resources import declared_resources
 from seeker.models import parse_bytes
-from serving.cli import log, parse_pairs, serve_until_signal, server_options, starting
+from serving.cli import (
+    ca_cert_option,
+    log,
+    parse_pairs,
+    serve_until_signal,
+    server_options,
+    starting,
+)
 
 
 def _declared(spec: str | None) -> dict:
@@ -28,9 +35,11 @@ def main():
 @server_options("helper", 7072)
 @click.option("--seeker-url", envvar="SEEKER_URL", required=True, show_envvar=True)
 @click.option("--channel-url", envvar="CHANNEL_URL", required=True, show_envvar=True)
+@ca_cert_option
 @click.option(
     "--advertise-url",
-    help="URL at which the seeker reaches this helper (default: http://HOST:PORT).",
+    help="URL at which the seeker reaches this helper (default: http://HOST:PORT, "
+    "https:// with --tls-cert).",
 )
 @click.option("--name", help="Unique helper name (default: the host name).")
 @click.option(
@@ -97,8 +106,10 @@ def start(
     port,
     token,
     data_dir,
+    tls,
     seeker_url,
     channel_url,
+    ca_cert,
     advertise_url,
     name,
     slots,
@@ -134,6 +145,8 @@ def start(
         allow_mounts=list(allow_mounts),
         log_cap=cap,
         pull_timeout=pull_timeout,
+        tls=tls,
+        ca_cert=ca_cert,
     )
     with starting("the helper"):
         agent = HelperAgent(cfg).start()

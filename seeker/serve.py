@@ -7,13 +7,21 @@ import click
 
 from seeker.server import SeekerServer
 from seeker.up import Stack
-from serving.cli import log, mongo_option, serve_until_signal, server_options, starting
+from serving.cli import (
+    ca_cert_option,
+    log,
+    mongo_option,
+    serve_until_signal,
+    server_options,
+    starting,
+)
 from serving.database import DatabaseConnection
 
 
 @click.command()
 @server_options("seeker", 7070)
 @mongo_option
+@ca_cert_option
 @click.option("--channel-url", envvar="CHANNEL_URL", required=True, show_envvar=True)
 @click.option(
     "--purge-after",
@@ -49,7 +57,9 @@ def start(
     port,
     token,
     data_dir,
+    tls,
     mongo_url,
+    ca_cert,
     channel_url,
     purge_after,
     probe_interval,
@@ -69,6 +79,8 @@ def start(
             probe_seconds=probe_interval,
             liveness_seconds=liveness,
             notify_urls=notify_urls,
+            tls=tls,
+            ca_cert=ca_cert,
         ).start()
     log.info("seeker listening on %s", server.url)
     serve_until_signal(conn, server)
@@ -77,6 +89,7 @@ def start(
 @click.command()
 @server_options("up", 7070)
 @mongo_option
+@ca_cert_option
 @click.option("--channel-port", default=7071, show_default=True, type=int)
 @click.option("--helper-port", default=7072, show_default=True, type=int)
 @click.option(
@@ -86,11 +99,24 @@ def start(
     type=click.IntRange(1),
     help="Slots of the local helper.",
 )
-def up(host, port, token, data_dir, mongo_url, channel_port, helper_port, slots):
-    """Seeker, channel and one local helper in one process (single machine)."""
+def up(host, port, token, data_dir, tls, mongo_url, ca_cert, channel_port, helper_port, slots):
+    """Seeker, channel and one local helper in one process (single machine).
+
+    With --tls-cert and --tls-key all three serve HTTPS with that certificate
+    (valid for --host); --ca-cert is then the CA that signed it, if it is not
+    one the default CAs trust."""
     with starting("seeker up"):
         stack = Stack(
-            data_dir, token, mongo_url, host, port, channel_port, helper_port, slots
+            data_dir,
+            token,
+            mongo_url,
+            host,
+            port,
+            channel_port,
+            helper_port,
+            slots,
+            tls=tls,
+            ca_cert=ca_cert,
         ).start()
     log.info(
         "seeker %s, channel %s, helper %s (data in %s)",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from pymongo.database import Database
@@ -19,6 +20,7 @@ from seeker.metrics import SeekerMetrics
 from seeker.prober import Prober
 from seeker.service import Seeker
 from seeker.store import HelperStore, TaskStore
+from serving.tls import ServerCert
 from serving.wsgi import BackgroundServer
 
 log = logging.getLogger(__name__)
@@ -31,19 +33,23 @@ def utcnow() -> datetime:
 class HelperClients:
     """One HTTP session per helper URL, reused across pushes."""
 
-    def __init__(self, token: str, timeout: float = 10.0):
+    def __init__(self, token: str, timeout: float = 10.0, ca_cert: Path | None = None):
         self.token = token
         self.timeout = timeout
+        self.ca_cert = ca_cert
         self._clients: dict[str, HelperClient] = {}
 
     def __call__(self, helper: dict) -> HelperClient:
         url = helper["url"]
         if url not in self._clients:
-            self._clients[url] = HelperClient(url, self.token, self.timeout)
+            self._clients[url] = HelperClient(url, self.token, self.timeout, self.ca_cert)
         return self._clients[url]
 
 
 class SeekerServer:
+    """`tls`: serve HTTPS with this certificate; `ca_cert`: the CA that the
+    https:// helpers' and channel's certificates are signed by."""
+
     def __init__(
         self,
         db: Database,
@@ -57,6 +63,8 @@ class SeekerServer:
         probe_seconds: float = 10.0,
         liveness_seconds: float = 45.0,
         notify_urls: tuple[str, ...] = (),
+        tls: ServerCert | None = None,
+        ca_cert: Path | None = None,
     ):
         self.tasks, self.helpers = TaskStore(db), HelperStore(db)
         self.events = EventLog(db, clock)
@@ -64,7 +72,7 @@ class SeekerServer:
         self.webhooks = [WebhookWatcher(self.events, url, db) for url in notify_urls]
         self.tasks.ensure_indexes()
         self.helpers.ensure_indexes()
-        clients = HelperClients(token)
+        clients = HelperClients(token, ca_cert=ca_cert)
         self.loop = DispatchLoop(None)
         liveness = timedelta(seconds=liveness_seconds)
         self.metrics = SeekerMetrics()
@@ -97,7 +105,7 @@ class SeekerServer:
             self.helpers,
             clock,
             kick=self.loop.kick,
-            channel=ChannelClient(channel_url, token),
+            channel=ChannelClient(channel_url, token, ca_cert=ca_cert),
             helper_client=clients,
             health=self.health,
             events=self.events,
@@ -125,7 +133,7 @@ class SeekerServer:
             id="reap-lost-work",
             **periodic,
         )
-        self.server = BackgroundServer(self.app, host, port, threads=16)
+        self.server = BackgroundServer(self.app, host, port, threads=16, cert=tls)
         self.url = self.server.url
 
     def start(self) -> SeekerServer:

@@ -9,6 +9,7 @@ from channel.server import ChannelServer
 from helper.agent import HelperAgent, HelperConfig
 from seeker.server import SeekerServer
 from serving.database import DatabaseConnection
+from serving.tls import ServerCert
 
 
 class Stack:
@@ -23,11 +24,23 @@ class Stack:
         helper_port: int = 7072,
         slots: int = 2,
         helper_name: str | None = None,
+        tls: ServerCert | None = None,
+        ca_cert: Path | None = None,
     ):
+        """`tls`: the three servers serve HTTPS with this one certificate;
+        `ca_cert`: the CA that signed it, which they trust as each other's clients."""
         self.conn = DatabaseConnection(mongo_url, data_dir)
-        self.channel = ChannelServer(self.conn.database("channel"), token, host, channel_port)
+        self.channel = ChannelServer(
+            self.conn.database("channel"), token, host, channel_port, tls=tls
+        )
         self.seeker = SeekerServer(
-            self.conn.database("seeker"), token, self.channel.url, host, seeker_port
+            self.conn.database("seeker"),
+            token,
+            self.channel.url,
+            host,
+            seeker_port,
+            tls=tls,
+            ca_cert=ca_cert,
         )
         self.helper = HelperAgent(
             HelperConfig(
@@ -39,6 +52,8 @@ class Stack:
                 port=helper_port,
                 slots=slots,
                 name=helper_name,
+                tls=tls,
+                ca_cert=ca_cert,
             )
         )
 

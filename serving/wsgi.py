@@ -1,5 +1,5 @@
-"""Serving a Flask app with cheroot (a production WSGI server), on a
-background thread."""
+"""Serving a Flask app with cheroot (a production WSGI server that also
+speaks TLS), on a background thread."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import socket
 import threading
 
 from cheroot import wsgi
+
+from serving.tls import ServerCert
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +49,8 @@ class _Server(wsgi.Server):
 
 
 class BackgroundServer:
-    """A WSGI server on its own thread; `port=0` picks a free port."""
+    """A WSGI server on its own thread, over TLS when given a certificate;
+    `port=0` picks a free port."""
 
     def __init__(
         self,
@@ -55,6 +58,7 @@ class BackgroundServer:
         host: str = "127.0.0.1",
         port: int = 0,
         threads: int = 8,
+        cert: ServerCert | None = None,
     ):
         server = _Server(
             (host, port),
@@ -66,10 +70,13 @@ class BackgroundServer:
             timeout=IDLE_TIMEOUT,
         )
         server.keep_alive_conn_limit = CONNECTION_LIMIT
+        if cert is not None:
+            server.ssl_adapter = cert.adapter()
         server.bind_now()
         self._server = server
         self.host = host
         self.port = server.bind_addr[1]
+        self.scheme = "https" if cert is not None else "http"
         self._ready = threading.Event()
         self._failed: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name=f"wsgi-{self.port}", daemon=True)
@@ -77,7 +84,7 @@ class BackgroundServer:
     @property
     def url(self) -> str:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
-        return f"http://{host}:{self.port}"
+        return f"{self.scheme}://{host}:{self.port}"
 
     def _run(self) -> None:
         # prepared on this (daemon) thread, so are cheroot's worker threads:

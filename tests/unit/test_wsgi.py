@@ -1,13 +1,16 @@
 """The WSGI server every service runs on: many keep-alive clients (a fleet
-of helpers) do not lock new ones out and keep their connections, and stop()
-ends it cleanly."""
+of helpers) do not lock new ones out and keep their connections, plain or
+over TLS, and stop() ends it cleanly."""
 
 from __future__ import annotations
 
+import pytest
 import requests
 from flask import Flask, request
 
+from serving.tls import ServerCert
 from serving.wsgi import BackgroundServer
+from tests.certs import make_certs
 
 
 def port_app() -> Flask:
@@ -20,18 +23,32 @@ def port_app() -> Flask:
     return app
 
 
-def test_a_large_fleet_of_keep_alive_clients_keeps_its_connections_and_does_not_lock_out_the_next():
-    server = BackgroundServer(port_app(), "127.0.0.1", 0, threads=4).start()
+@pytest.fixture(params=["http", "https"])
+def server_and_ca(request, tmp_path):
+    if request.param == "http":
+        server, ca = BackgroundServer(port_app(), "127.0.0.1", 0, threads=4), True
+    else:
+        certs = make_certs(tmp_path)
+        cert = ServerCert(certs.cert, certs.key)
+        server, ca = BackgroundServer(port_app(), "127.0.0.1", 0, threads=4, cert=cert), certs.ca
+    assert server.url.startswith(f"{request.param}://")
+    yield server.start(), str(ca) if ca is not True else True
+    server.stop()
+
+
+def test_a_large_fleet_of_keep_alive_clients_keeps_its_connections_and_does_not_lock_out_the_next(
+    server_and_ca,
+):
+    server, ca = server_and_ca
     fleet = [requests.Session() for _ in range(150)]  # more than waitress's default 100
     try:
-        first = [s.get(f"{server.url}/port", timeout=5).text for s in fleet]
-        assert requests.get(f"{server.url}/port", timeout=5).ok is True
-        again = [s.get(f"{server.url}/port", timeout=5).text for s in fleet]
+        first = [s.get(f"{server.url}/port", verify=ca, timeout=5).text for s in fleet]
+        assert requests.get(f"{server.url}/port", verify=ca, timeout=5).ok is True
+        again = [s.get(f"{server.url}/port", verify=ca, timeout=5).text for s in fleet]
         assert again == first  # every client still on its first connection
     finally:
         for session in fleet:
             session.close()
-        server.stop()
 
 
 def test_stop_closes_the_server():
