@@ -4,14 +4,16 @@ connection fails (the usual cause: it does not trust the server's CA)."""
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
 import requests
-from cheroot import errors
 from cheroot.ssl.builtin import BuiltinSSLAdapter
+
+log = logging.getLogger(__name__)
 
 CA_HINT = "pass --ca-cert with the CA that signed the server's certificate"
 TLS_HANDSHAKE = 0x16  # the first byte a TLS client sends
@@ -50,19 +52,31 @@ class ServerCert:
 
 
 class _Adapter(BuiltinSSLAdapter):
-    """cheroot's adapter, but a client speaking plain HTTP gets a JSON 400
-    that says to use https:// (cheroot's own answer is lost: the failed
+    """cheroot's adapter with the handshake moved to `handshake()`, which
+    serving.wsgi calls on a worker thread: cheroot's `wrap()` shakes hands on
+    the thread that accepts connections, where one client that connects and
+    sends nothing stops the server from accepting anyone else until the
+    socket times out. And a client speaking plain HTTP gets a JSON 400 that
+    says to use https:// (cheroot's own answer never arrives: the failed
     handshake has already closed the socket, so the client sees a reset)."""
 
     def wrap(self, sock):
+        return sock, {}
+
+    def handshake(self, sock: socket.socket, peer) -> ssl.SSLSocket | None:
+        """The TLS socket over `sock`, or None (and `sock` closed) when the
+        client did not complete a handshake."""
         try:
             first = sock.recv(1, socket.MSG_PEEK)
-        except OSError as exc:
-            raise errors.FatalSSLAlert(f"nothing received: {exc}") from exc
-        if first and first[0] != TLS_HANDSHAKE:
-            _answer_plain_http(sock)
-            raise errors.FatalSSLAlert("plain HTTP on the TLS port: answered 400")
-        return super().wrap(sock)
+            if first and first[0] != TLS_HANDSHAKE:
+                log.info("client %s spoke plain HTTP to the TLS port: answered 400", peer)
+                _answer_plain_http(sock)
+                return None
+            return self.context.wrap_socket(sock, server_side=True)
+        except Exception as exc:  # one escaping from a worker would stop the whole server
+            log.info("TLS handshake with %s failed: %s", peer, exc)
+            sock.close()
+            return None
 
 
 def _answer_plain_http(sock: socket.socket) -> None:

@@ -9,6 +9,7 @@ import socket
 import threading
 
 from cheroot import wsgi
+from cheroot.server import HTTPConnection
 
 from serving.tls import ServerCert
 
@@ -25,10 +26,35 @@ IDLE_TIMEOUT = 60
 LISTEN_BACKLOG = 128
 
 
+class _Connection(HTTPConnection):
+    """A connection that, on a TLS server, shakes hands before its first
+    request, on the worker thread that serves it (see serving.tls)."""
+
+    _handshaken = False
+
+    def communicate(self):
+        adapter = self.server.ssl_adapter
+        if adapter is not None and not self._handshaken:
+            self._handshaken = True
+            secure = adapter.handshake(self.socket, (self.remote_addr, self.remote_port))
+            if secure is None:
+                return False  # closed
+            self.socket = secure
+            self.rfile = adapter.makefile(secure, "rb", self.rbufsize)
+            self.wfile = adapter.makefile(secure, "wb", self.wbufsize)
+        return super().communicate()
+
+    def close(self):
+        if self.socket.fileno() == -1:  # already closed by a failed handshake
+            return  # (cheroot's close() would fail, and stop the whole server)
+        super().close()
+
+
 class _Server(wsgi.Server):
     """cheroot's WSGI server, bound when built (so `port=0` has its port at
     once and a taken port fails there), logging through `logging`."""
 
+    ConnectionClass = _Connection
     _bound: socket.socket | None = None
 
     def bind_now(self) -> None:

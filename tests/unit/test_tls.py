@@ -52,13 +52,17 @@ def test_a_server_with_a_certificate_serves_https_to_a_client_with_the_ca(tls_se
     assert client.request("GET", "/ping") == {"pong": True}  # the same connection again
 
 
-def test_a_client_without_the_ca_is_told_to_pass_it(tls_server):
+def test_a_client_without_the_ca_is_told_to_pass_it(tls_server, certs):
     with pytest.raises(TlsFailure) as caught:
         JsonClient(tls_server.url, "t").request("GET", "/ping")
     assert str(caught.value) == (
         f"certificate verify failed for {tls_server.url}: pass --ca-cert with the CA "
         "that signed the server's certificate"
     )
+    # the failed handshake did not take the server down
+    assert JsonClient(tls_server.url, "t", ca_cert=certs.ca).request("GET", "/ping") == {
+        "pong": True
+    }
 
 
 def test_a_certificate_for_another_host_is_refused(tmp_path, certs):

@@ -4,6 +4,8 @@ over TLS, and stop() ends it cleanly."""
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 import requests
 from flask import Flask, request
@@ -49,6 +51,12 @@ def test_a_large_fleet_of_keep_alive_clients_keeps_its_connections_and_does_not_
     finally:
         for session in fleet:
             session.close()
+
+
+def test_a_client_that_connects_and_sends_nothing_does_not_hold_up_the_others(server_and_ca):
+    server, ca = server_and_ca
+    with socket.create_connection(("127.0.0.1", server.port)):  # silent: no request, no TLS
+        assert requests.get(f"{server.url}/port", verify=ca, timeout=5).ok is True
 
 
 def test_stop_closes_the_server():
