@@ -7,6 +7,7 @@ import json
 import logging
 import socket
 import ssl
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,8 +18,8 @@ log = logging.getLogger(__name__)
 
 CA_HINT = "pass --ca-cert with the CA that signed the server's certificate"
 TLS_HANDSHAKE = 0x16  # the first byte a TLS client sends
-PLAIN_HTTP_READ = 64 * 1024
-PLAIN_HTTP_WAIT = 1.0  # seconds spent answering a plain-HTTP client
+PLAIN_HTTP_READ = 64 * 1024  # bytes read from a plain-HTTP client, at most
+PLAIN_HTTP_WAIT = 1.0  # seconds spent on a plain-HTTP client, at most
 
 
 class TlsSetupError(Exception):
@@ -40,8 +41,12 @@ class ServerCert:
                 Path(path).read_bytes()
             except OSError as exc:
                 raise TlsSetupError(f"TLS {what} {path}: {exc.strerror}") from None
+
+        def no_password():  # rather than OpenSSL asking on the terminal
+            raise TlsSetupError(f"TLS key {self.key} is encrypted: give an unencrypted key")
+
         try:
-            adapter = _Adapter(str(self.cert), str(self.key))
+            adapter = _Adapter(str(self.cert), str(self.key), private_key_password=no_password)
         except (ssl.SSLError, ValueError) as exc:
             raise TlsSetupError(
                 f"TLS certificate {self.cert} and key {self.key} cannot be used "
@@ -87,17 +92,23 @@ def _answer_plain_http(sock: socket.socket) -> None:
         "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
     ).encode()
-    sock.settimeout(PLAIN_HTTP_WAIT)
+    deadline = time.monotonic() + PLAIN_HTTP_WAIT
+    budget = PLAIN_HTTP_READ
+
+    def read() -> bytes:
+        nonlocal budget
+        sock.settimeout(max(0.0, deadline - time.monotonic()))
+        chunk = sock.recv(min(4096, budget)) if budget > 0 else b""
+        budget -= len(chunk)
+        return chunk
+
     try:
         request = b""
-        while b"\r\n\r\n" not in request and len(request) < PLAIN_HTTP_READ:
-            chunk = sock.recv(4096)
-            if not chunk:
-                break
+        while b"\r\n\r\n" not in request and (chunk := read()):
             request += chunk
         sock.sendall(head + body)
         sock.shutdown(socket.SHUT_WR)
-        while sock.recv(4096):  # until the client closes: unread data would reset it
+        while read():  # until the client closes: unread data would reset it
             pass
     except OSError:
         pass

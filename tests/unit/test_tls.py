@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 import requests
 from click.testing import CliRunner
+from cryptography.hazmat.primitives import serialization
 from flask import Flask
 
 from channel.cli import main as channel_main
@@ -96,11 +97,22 @@ def test_https_to_a_plain_port_says_it_does_not_speak_tls(certs):
         server.stop()
 
 
-def test_a_missing_or_mismatched_certificate_names_the_files(tmp_path, certs):
+def test_a_missing_mismatched_or_encrypted_certificate_names_the_files(tmp_path, certs):
     with pytest.raises(TlsSetupError, match=r"TLS certificate .*nope\.pem: No such file"):
         ServerCert(tmp_path / "nope.pem", certs.key).adapter()
     with pytest.raises(TlsSetupError, match="cannot be used .*key values mismatch"):
         ServerCert(certs.cert, make_certs(tmp_path / "other").key).adapter()
+    key = serialization.load_pem_private_key(certs.key.read_bytes(), password=None)
+    encrypted = tmp_path / "encrypted.key"
+    encrypted.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"secret"),
+        )
+    )
+    with pytest.raises(TlsSetupError, match="encrypted.key is encrypted: give an unencrypted key"):
+        ServerCert(certs.cert, encrypted).adapter()  # not a prompt on the terminal
 
 
 def test_a_lone_tls_cert_is_a_usage_error(certs):
