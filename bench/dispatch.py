@@ -5,7 +5,7 @@ Seeker, end to end: a database (SecantusDB in its own process, or
 TEST_MONGO_URL), `channel start` and `seeker start` as real processes, and
 `python -m bench.fleet`: one process hosting 200 helpers, each the real
 helper code less Docker and its own HTTP server (Executor, fsync'd Outbox,
-the helper's Flask app), all behind one waitress server under /h/<n>/ (see
+the helper's Flask app), all behind one WSGI server under /h/<n>/ (see
 bench/fleet.py). Tasks (`seeker-demo:latest`, `true`) are submitted through
 the REST API by 8 client threads; the clock runs from the first submit until
 the seeker's database shows every task succeeded, and the channel is then

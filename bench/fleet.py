@@ -6,15 +6,15 @@ Each helper is the real helper stack less its own HTTP server and Docker:
 `helper.outbox.Outbox` (fsync'd entries, the result POSTed to the channel,
 the final event to the seeker) and `helper.app.create_app` (the helper's
 REST API, token check and validation), with a runtime whose containers
-succeed at once. One waitress server serves every helper's app, under
+succeed at once. One WSGI server serves every helper's app, under
 /h/<n>/ (werkzeug's DispatcherMiddleware); each registers with the seeker at
 that URL and re-registers every 15 s, as a helper's heartbeat does.
 
 Unlike real helpers, the fleet's helpers share one SeekerClient and one
 ChannelClient (a pool of 64 keep-alive connections each): 200 clients of
 their own would hold 200 keep-alive connections to the seeker, past
-waitress's default limit of 100 open connections, and the seeker stops
-accepting new ones (see bench/findings.md).
+waitress's default limit of 100 open connections, with which the seeker
+once stopped accepting new ones (see bench/findings.md).
 
 Prints "ready" once every helper is registered; stops on SIGTERM."""
 
@@ -29,7 +29,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from requests.adapters import HTTPAdapter
-from waitress.server import create_server
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.wrappers import Response
 
@@ -39,6 +38,7 @@ from helper.executor import Executor
 from helper.outbox import Outbox
 from helper.runtime import RunOutcome
 from seeker.client import SeekerClient
+from serving.wsgi import BackgroundServer
 
 GIB = 1024**3
 
@@ -142,24 +142,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=16)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
-    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     run_id = uuid.uuid4().hex[:6]
     base = f"http://127.0.0.1:{args.port}"
     seeker = pooled(SeekerClient(args.seeker_url, args.token, timeout=60))
     channel = pooled(ChannelClient(args.channel_url, args.token, timeout=60))
     helpers = [FleetHelper(i, run_id, args, base, seeker, channel) for i in range(args.helpers)]
     app = DispatcherMiddleware(not_found, {f"/h/{i}": h.app for i, h in enumerate(helpers)})
-    # the seeker keeps a connection to each helper URL: more than waitress's
-    # default limit of 100, which one real helper never sees
-    server = create_server(
-        app,
-        host="127.0.0.1",
-        port=args.port,
-        threads=args.threads,
-        connection_limit=4 * len(helpers) + 100,
-    )
-    serving = threading.Thread(target=server.run, name="wsgi", daemon=True)
-    serving.start()
+    # the seeker keeps a connection to each helper URL, all to this one server
+    server = BackgroundServer(app, "127.0.0.1", args.port, threads=args.threads).start()
     for h in helpers:
         h.outbox.start()
         h.register()
@@ -175,7 +165,7 @@ def main() -> None:
                 logging.warning("registration of %s failed: %s", h.name, exc)
     for h in helpers:
         h.outbox.stop()
-    server.close()
+    server.stop()
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ real `seeker start` process (database in a process of its own), doing what
 an idle helper does: re-registering every 15 s with fresh resources and
 answering the seeker's probe every 10 s. Baselines, measured over the same
 window: an idle interpreter (`python -c "import time; time.sleep(...)"`)
-and a bare Flask app with one route served by waitress (8 threads, as the
+and a bare Flask app with one route served by cheroot (8 threads, as the
 helper has), which nobody calls. psutil samples each process once a second
 for 60 s (10 s quick), from 5 s after the helper registered."""
 
@@ -105,7 +105,7 @@ def run(quick: bool = False) -> dict:
                 ],
                 tmp,
             ),
-            Service("bare-waitress", ["bench.footprint_bare", str(bare_port)], tmp),
+            Service("bare-cheroot", ["bench.footprint_bare", str(bare_port)], tmp),
             Service("sleep", ["bench.footprint_sleep", str(int(window) + 120)], tmp),
         ]
         try:
@@ -134,7 +134,7 @@ def run(quick: bool = False) -> dict:
     h, b, s = got["helper"], got["bare"], got["sleep"]
     rows = [
         [
-            "CPU, % of one core (vs bare waitress app)",
+            "CPU, % of one core (vs bare cheroot app)",
             f"{h['cpu_pct']:.3f}%",
             f"{b['cpu_pct']:.3f}%",
             fmt_ratio(ratio(h["cpu_pct"], b["cpu_pct"])),
@@ -146,7 +146,7 @@ def run(quick: bool = False) -> dict:
             fmt_ratio(ratio(h["cpu_pct"], s["cpu_pct"])),
         ],
         [
-            "resident memory, mean (vs bare waitress app)",
+            "resident memory, mean (vs bare cheroot app)",
             f"{h['rss_mean_mib']:.1f} MiB",
             f"{b['rss_mean_mib']:.1f} MiB",
             fmt_ratio(ratio(h["rss_mean_mib"], b["rss_mean_mib"])),
@@ -158,12 +158,12 @@ def run(quick: bool = False) -> dict:
             fmt_ratio(ratio(h["rss_mean_mib"], s["rss_mean_mib"])),
         ],
         [
-            "unique memory (USS) at the end (vs bare waitress app)",
+            "unique memory (USS) at the end (vs bare cheroot app)",
             f"{h['uss_mib']:.1f} MiB",
             f"{b['uss_mib']:.1f} MiB",
             fmt_ratio(ratio(h["uss_mib"], b["uss_mib"])),
         ],
-        ["threads (vs bare waitress app)", str(h["threads"]), str(b["threads"]), ""],
+        ["threads (vs bare cheroot app)", str(h["threads"]), str(b["threads"]), ""],
     ]
     notes = [
         f"{window:.0f} s window, sampled once a second; CPU is user+system time over the "

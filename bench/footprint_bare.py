@@ -1,12 +1,12 @@
 """`python -m bench.footprint_bare PORT`: the footprint baseline, a bare
-Flask app with one route, served by waitress with 8 threads."""
+Flask app with one route, served by cheroot with 8 threads."""
 
 from __future__ import annotations
 
 import sys
 
+from cheroot import wsgi
 from flask import Flask
-from waitress import serve
 
 app = Flask("bare")
 
@@ -17,4 +17,4 @@ def healthz():
 
 
 if __name__ == "__main__":
-    serve(app, host="127.0.0.1", port=int(sys.argv[1]), threads=8)
+    wsgi.Server(("127.0.0.1", int(sys.argv[1])), app, numthreads=8, max=8).start()

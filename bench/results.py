@@ -8,7 +8,7 @@ if the rest would take longer than the set-up budget, fewer are stored,
 and the notes say how many.
 
 Ingest: a sample of results POSTed one by one to /api/v1/results of a real
-`channel.server.ChannelServer` (waitress, in this process) by
+`channel.server.ChannelServer` (cheroot, in this process) by
 `ChannelClient.post_result`, each with its receipt, against the same number
 inserted one by one with pymongo `insert_one` (what the store does),
 alternating in blocks of 100. Query: GET /api/v1/results?task_id=... through `ChannelClient.results`
@@ -176,7 +176,7 @@ def run(quick: bool = False) -> dict:
             if n < wanted
             else ")."
         ),
-        "Seeker: the channel's REST API (ChannelClient over HTTP to waitress); baseline: the "
+        "Seeker: the channel's REST API (ChannelClient over HTTP to cheroot); baseline: the "
         "same operation straight with pymongo on the same database. Database: " + db.kind + ".",
     ]
     return make_report(

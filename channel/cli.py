@@ -36,7 +36,7 @@ def main():
     show_default=True,
     help="The largest artifact accepted, in bytes; larger uploads get 413.",
 )
-def start(host, port, token, data_dir, mongo_url, receipt_key, max_artifact_bytes):
+def start(host, port, token, data_dir, tls, mongo_url, receipt_key, max_artifact_bytes):
     """Serve the channel's REST API."""
     with starting("the channel"):
         conn = DatabaseConnection(mongo_url, data_dir)
@@ -47,6 +47,7 @@ def start(host, port, token, data_dir, mongo_url, receipt_key, max_artifact_byte
             host,
             port,
             config=config,
+            tls=tls,
             receipt_key=receipts.receipt_key(receipt_key, token),
         ).start()
     log.info("channel listening on %s", server.url)

@@ -1,19 +1,14 @@
-"""A channel process: its stores, its app, served by waitress."""
+"""A channel process: its stores, its app, served by cheroot."""
 
 from __future__ import annotations
-
-import logging
 
 from pymongo.database import Database
 
 from channel.app import create_app
 from channel.artifacts import ArtifactStore
 from channel.store import ResultStore
+from serving.tls import ServerCert
 from serving.wsgi import BackgroundServer
-
-log = logging.getLogger(__name__)
-
-WAITRESS_MAX_BODY = 1024**3  # waitress's max_request_body_size default
 
 
 class ChannelServer:
@@ -24,6 +19,7 @@ class ChannelServer:
         host: str = "127.0.0.1",
         port: int = 7071,
         config: dict | None = None,
+        tls: ServerCert | None = None,
         receipt_key: bytes | None = None,
     ):
         self.store = ResultStore(db)
@@ -37,13 +33,7 @@ class ChannelServer:
             artifacts=self.artifacts,
             receipt_key=receipt_key,
         )
-        if self.app.config["MAX_ARTIFACT_BYTES"] > WAITRESS_MAX_BODY:
-            log.warning(
-                "MAX_ARTIFACT_BYTES=%d is above the %d bytes waitress accepts in one request",
-                self.app.config["MAX_ARTIFACT_BYTES"],
-                WAITRESS_MAX_BODY,
-            )
-        self.server = BackgroundServer(self.app, host, port, threads=16)
+        self.server = BackgroundServer(self.app, host, port, threads=16, cert=tls)
         self.url = self.server.url
 
     def start(self) -> ChannelServer:

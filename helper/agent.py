@@ -21,6 +21,7 @@ from helper.resources import host_resources
 from helper.runtime import DEFAULT_LOG_CAP, DockerRuntime
 from seeker.client import SeekerClient
 from serving.http import ApiError, Unreachable
+from serving.tls import ServerCert
 from serving.wsgi import BackgroundServer
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,8 @@ class HelperConfig:
     allow_images: list[str] = field(default_factory=list)  # none: every image
     allow_mounts: list[str] = field(default_factory=list)  # none: no host mounts
     pull_timeout: float = 300.0
+    tls: ServerCert | None = None  # serve HTTPS with this certificate
+    ca_cert: Path | None = None  # the CA of the seeker's and channel's certificates
 
 
 def helper_id(data_dir: Path) -> str:
@@ -69,10 +72,10 @@ class HelperAgent:
         # helper's credential: it goes with every later request to the seeker,
         # and the seeker presents it with every request it makes here
         self.join_token = cfg.join_token or cfg.token
-        self.seeker = SeekerClient(cfg.seeker_url, self.join_token)
+        self.seeker = SeekerClient(cfg.seeker_url, self.join_token, ca_cert=cfg.ca_cert)
         self._credentials: tuple[str, ...] = ()  # the newest first
         # results and artifacts go with each attempt's receipt, not a token
-        self.channel = ChannelClient(cfg.channel_url, None)
+        self.channel = ChannelClient(cfg.channel_url, None, ca_cert=cfg.ca_cert)
         self.runtime = runtime or DockerRuntime(log_cap=cfg.log_cap, pull_timeout=cfg.pull_timeout)
         self.metrics = HelperMetrics()
         self.outbox = Outbox(
@@ -110,7 +113,9 @@ class HelperAgent:
             describe=self.describe,
             metrics=self.metrics,
         )
-        self.server = BackgroundServer(app, cfg.host, cfg.port, threads=max(8, cfg.slots + 4))
+        self.server = BackgroundServer(
+            app, cfg.host, cfg.port, threads=max(8, cfg.slots + 4), cert=cfg.tls
+        )
         self.url = cfg.advertise_url or self._default_url()
         self._stop = threading.Event()
         self._registered = threading.Event()
@@ -119,7 +124,7 @@ class HelperAgent:
     def _default_url(self) -> str:
         if self.cfg.host not in ("0.0.0.0", "::", ""):
             return self.server.url
-        url = f"http://{socket.getfqdn()}:{self.server.port}"
+        url = f"{self.server.scheme}://{socket.getfqdn()}:{self.server.port}"
         log.warning(
             "listening on all interfaces without --advertise-url: telling the seeker "
             "to reach this helper at %s",

@@ -8,6 +8,7 @@ from helper.agent import HelperAgent, HelperConfig
 from helper.resources import declared_resources
 from seeker.models import parse_bytes
 from serving.cli import (
+    ca_cert_option,
     join_token_option,
     log,
     parse_pairs,
@@ -36,9 +37,11 @@ def main():
 @join_token_option
 @click.option("--seeker-url", envvar="SEEKER_URL", required=True, show_envvar=True)
 @click.option("--channel-url", envvar="CHANNEL_URL", required=True, show_envvar=True)
+@ca_cert_option
 @click.option(
     "--advertise-url",
-    help="URL at which the seeker reaches this helper (default: http://HOST:PORT).",
+    help="URL at which the seeker reaches this helper (default: http://HOST:PORT, "
+    "https:// with --tls-cert).",
 )
 @click.option("--name", help="Unique helper name (default: the host name).")
 @click.option(
@@ -106,8 +109,10 @@ def start(
     token,
     data_dir,
     join_token,
+    tls,
     seeker_url,
     channel_url,
+    ca_cert,
     advertise_url,
     name,
     slots,
@@ -144,6 +149,8 @@ def start(
         allow_mounts=list(allow_mounts),
         log_cap=cap,
         pull_timeout=pull_timeout,
+        tls=tls,
+        ca_cert=ca_cert,
     )
     with starting("the helper"):
         agent = HelperAgent(cfg).start()

@@ -12,9 +12,7 @@ import click
 from seeker import serve
 from seeker.client import SeekerClient
 from seeker.tables import helpers_table, results_table, task_summary, tasks_table
-from serving.cli import (
-    parse_pairs,
-)
+from serving.cli import ca_cert_option, parse_pairs
 from serving.config import config_option
 from serving.http import ApiError, Unreachable
 
@@ -36,6 +34,7 @@ main.add_command(serve.up)
 def client_options(f):
     f = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(f)
     f = click.option("--token", envvar="SEEKER_TOKEN", show_envvar=True, required=True)(f)
+    f = ca_cert_option(f)
     f = click.option(
         "--seeker-url",
         envvar="SEEKER_URL",
@@ -46,8 +45,8 @@ def client_options(f):
     return config_option("client")(f)
 
 
-def connect(seeker_url: str, token: str) -> SeekerClient:
-    return SeekerClient(seeker_url, token)
+def connect(seeker_url: str, token: str, ca_cert: Path | None) -> SeekerClient:
+    return SeekerClient(seeker_url, token, ca_cert=ca_cert)
 
 
 def emit(data, as_json: bool, text) -> None:
@@ -142,6 +141,7 @@ def _detail(detail) -> str:
 def submit(
     seeker_url,
     token,
+    ca_cert,
     as_json,
     image,
     command,
@@ -199,7 +199,7 @@ def submit(
     ):
         if value is not None:
             spec[key] = value
-    client = connect(seeker_url, token)
+    client = connect(seeker_url, token, ca_cert)
     task = client.submit(image, list(command), **spec)
     if not wait:
         emit(task, as_json, lambda t: t["task_id"])
@@ -250,9 +250,9 @@ def exit_code(task: dict) -> int:
 @client_options
 @click.argument("task_id")
 @api_errors
-def status(seeker_url, token, as_json, task_id):
+def status(seeker_url, token, ca_cert, as_json, task_id):
     """Show a task's state, assignments and why it waits."""
-    emit(connect(seeker_url, token).get(task_id), as_json, task_summary)
+    emit(connect(seeker_url, token, ca_cert).get(task_id), as_json, task_summary)
 
 
 @main.command()
@@ -266,9 +266,9 @@ def status(seeker_url, token, as_json, task_id):
     help="Save every result's artifacts under DIR/<helper>-<attempt>/.",
 )
 @api_errors
-def results(seeker_url, token, as_json, task_id, logs, download_dir):
+def results(seeker_url, token, ca_cert, as_json, task_id, logs, download_dir):
     """Show every result of a task (the canonical one starred), as stored in the channel."""
-    client = connect(seeker_url, token)
+    client = connect(seeker_url, token, ca_cert)
     if download_dir:
         saved = client.download_results(task_id, download_dir)
         emit(
@@ -284,9 +284,9 @@ def results(seeker_url, token, as_json, task_id, logs, download_dir):
 @client_options
 @click.option("--remove", "remove_id", metavar="HELPER_ID", help="Remove a helper.")
 @api_errors
-def helpers(seeker_url, token, as_json, remove_id):
+def helpers(seeker_url, token, ca_cert, as_json, remove_id):
     """List the registered helpers."""
-    client = connect(seeker_url, token)
+    client = connect(seeker_url, token, ca_cert)
     if remove_id:
         emit(client.remove_helper(remove_id), as_json, lambda r: f"removed {r['removed']}")
         return
@@ -298,19 +298,19 @@ def helpers(seeker_url, token, as_json, remove_id):
 @click.option("--state", help="Only tasks in this state.")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 500))
 @api_errors
-def tasks(seeker_url, token, as_json, state, limit):
+def tasks(seeker_url, token, ca_cert, as_json, state, limit):
     """List recent tasks."""
-    emit(connect(seeker_url, token).tasks(state, limit), as_json, tasks_table)
+    emit(connect(seeker_url, token, ca_cert).tasks(state, limit), as_json, tasks_table)
 
 
 @main.command()
 @client_options
 @click.argument("task_id")
 @api_errors
-def cancel(seeker_url, token, as_json, task_id):
+def cancel(seeker_url, token, ca_cert, as_json, task_id):
     """Cancel a task: withdraw it if pending, stop its containers if running."""
     emit(
-        connect(seeker_url, token).cancel(task_id),
+        connect(seeker_url, token, ca_cert).cancel(task_id),
         as_json,
         lambda t: f"task {t['task_id']} {t['state']}",
     )

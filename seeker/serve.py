@@ -10,6 +10,7 @@ from seeker.up import Stack
 from serving import receipts
 from serving.auth import resolve_secret
 from serving.cli import (
+    ca_cert_option,
     join_token_option,
     log,
     mongo_option,
@@ -26,6 +27,7 @@ from serving.database import DatabaseConnection
 @mongo_option
 @join_token_option
 @receipt_key_option
+@ca_cert_option
 @click.option("--channel-url", envvar="CHANNEL_URL", required=True, show_envvar=True)
 @click.option(
     "--purge-after",
@@ -61,9 +63,11 @@ def start(
     port,
     token,
     data_dir,
+    tls,
     mongo_url,
     join_token,
     receipt_key,
+    ca_cert,
     channel_url,
     purge_after,
     probe_interval,
@@ -87,6 +91,8 @@ def start(
             join_token=join_token,
             credential_key=credential_key.encode(),
             receipt_key=receipts.receipt_key(receipt_key, token),
+            tls=tls,
+            ca_cert=ca_cert,
         ).start()
     log.info("seeker listening on %s", server.url)
     serve_until_signal(conn, server)
@@ -95,6 +101,7 @@ def start(
 @click.command()
 @server_options("up", 7070)
 @mongo_option
+@ca_cert_option
 @click.option("--channel-port", default=7071, show_default=True, type=int)
 @click.option("--helper-port", default=7072, show_default=True, type=int)
 @click.option(
@@ -104,11 +111,24 @@ def start(
     type=click.IntRange(1),
     help="Slots of the local helper.",
 )
-def up(host, port, token, data_dir, mongo_url, channel_port, helper_port, slots):
-    """Seeker, channel and one local helper in one process (single machine)."""
+def up(host, port, token, data_dir, tls, mongo_url, ca_cert, channel_port, helper_port, slots):
+    """Seeker, channel and one local helper in one process (single machine).
+
+    With --tls-cert and --tls-key all three serve HTTPS with that certificate
+    (valid for --host); --ca-cert is then the CA that signed it, if it is not
+    one the default CAs trust."""
     with starting("seeker up"):
         stack = Stack(
-            data_dir, token, mongo_url, host, port, channel_port, helper_port, slots
+            data_dir,
+            token,
+            mongo_url,
+            host,
+            port,
+            channel_port,
+            helper_port,
+            slots,
+            tls=tls,
+            ca_cert=ca_cert,
         ).start()
     log.info(
         "seeker %s, channel %s, helper %s (data in %s)",

@@ -6,6 +6,7 @@ import logging
 import secrets
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from pymongo.database import Database
@@ -22,6 +23,7 @@ from seeker.prober import Prober
 from seeker.service import Seeker
 from seeker.store import HelperStore, TaskStore
 from serving import receipts
+from serving.tls import ServerCert
 from serving.wsgi import BackgroundServer
 
 log = logging.getLogger(__name__)
@@ -35,16 +37,23 @@ class HelperClients:
     """One HTTP session per helper, reused across pushes, that presents the
     helper's current credential (how the helper knows its seeker)."""
 
-    def __init__(self, credential_for: Callable[[str], str | None], timeout: float = 10.0):
+    def __init__(
+        self,
+        credential_for: Callable[[str], str | None],
+        timeout: float = 10.0,
+        ca_cert: Path | None = None,
+    ):
         self.credential_for = credential_for
         self.timeout = timeout
+        self.ca_cert = ca_cert
         self._clients: dict[tuple[str, str], HelperClient] = {}
 
     def __call__(self, helper: dict) -> HelperClient:
         key = (helper["url"], helper["helper_id"])
         client = self._clients.get(key)
         if client is None:
-            client = self._clients[key] = HelperClient(helper["url"], None, self.timeout)
+            client = HelperClient(helper["url"], None, self.timeout, self.ca_cert)
+            self._clients[key] = client
         credential = self.credential_for(helper["helper_id"])
         if credential:
             client.session.headers["Authorization"] = f"Bearer {credential}"
@@ -52,6 +61,9 @@ class HelperClients:
 
 
 class SeekerServer:
+    """`tls`: serve HTTPS with this certificate; `ca_cert`: the CA that the
+    https:// helpers' and channel's certificates are signed by."""
+
     def __init__(
         self,
         db: Database,
@@ -68,6 +80,8 @@ class SeekerServer:
         join_token: str | None = None,
         credential_key: bytes | None = None,
         receipt_key: bytes | None = None,
+        tls: ServerCert | None = None,
+        ca_cert: Path | None = None,
     ):
         """`credential_key` signs helper credentials: keep it across restarts
         (`seeker start` keeps it in its data directory), or every helper has
@@ -83,7 +97,7 @@ class SeekerServer:
         self.webhooks = [WebhookWatcher(self.events, url, db) for url in notify_urls]
         self.tasks.ensure_indexes()
         self.helpers.ensure_indexes()
-        clients = HelperClients(self.credentials.for_helper)
+        clients = HelperClients(self.credentials.for_helper, ca_cert=ca_cert)
 
         def push(helper: dict, assignment: dict) -> dict:
             receipt = receipts.sign(
@@ -123,7 +137,7 @@ class SeekerServer:
             self.helpers,
             clock,
             kick=self.loop.kick,
-            channel=ChannelClient(channel_url, token),
+            channel=ChannelClient(channel_url, token, ca_cert=ca_cert),
             helper_client=clients,
             health=self.health,
             events=self.events,
@@ -154,7 +168,7 @@ class SeekerServer:
             id="reap-lost-work",
             **periodic,
         )
-        self.server = BackgroundServer(self.app, host, port, threads=16)
+        self.server = BackgroundServer(self.app, host, port, threads=16, cert=tls)
         self.url = self.server.url
 
     def start(self) -> SeekerServer:

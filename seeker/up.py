@@ -10,6 +10,7 @@ from helper.agent import HelperAgent, HelperConfig
 from seeker.server import SeekerServer
 from serving.auth import resolve_secret
 from serving.database import DatabaseConnection
+from serving.tls import ServerCert
 
 
 class Stack:
@@ -24,9 +25,15 @@ class Stack:
         helper_port: int = 7072,
         slots: int = 2,
         helper_name: str | None = None,
+        tls: ServerCert | None = None,
+        ca_cert: Path | None = None,
     ):
+        """`tls`: the three servers serve HTTPS with this one certificate;
+        `ca_cert`: the CA that signed it, which they trust as each other's clients."""
         self.conn = DatabaseConnection(mongo_url, data_dir)
-        self.channel = ChannelServer(self.conn.database("channel"), token, host, channel_port)
+        self.channel = ChannelServer(
+            self.conn.database("channel"), token, host, channel_port, tls=tls
+        )
         credential_key, _ = resolve_secret(None, Path(data_dir), "credential-key")
         self.seeker = SeekerServer(
             self.conn.database("seeker"),
@@ -35,6 +42,8 @@ class Stack:
             host,
             seeker_port,
             credential_key=credential_key.encode(),
+            tls=tls,
+            ca_cert=ca_cert,
         )
         self.helper = HelperAgent(
             HelperConfig(
@@ -46,6 +55,8 @@ class Stack:
                 port=helper_port,
                 slots=slots,
                 name=helper_name,
+                tls=tls,
+                ca_cert=ca_cert,
             )
         )
 

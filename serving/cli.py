@@ -11,13 +11,15 @@ import click
 
 from serving.auth import resolve_token
 from serving.config import config_option
+from serving.tls import ServerCert
 from serving.wsgi import wait_for_signal
 
 log = logging.getLogger("seeker")
 
 
 def server_options(service: str, port: int):
-    """--host, --port, --token, --data-dir and --log-level for a server command."""
+    """--host, --port, --token, --data-dir, --log-level, and --tls-cert and
+    --tls-key (passed on as `tls`, a ServerCert or None) for a server command."""
 
     def decorate(f):
         @config_option(service)
@@ -47,14 +49,31 @@ def server_options(service: str, port: int):
             show_default=True,
             type=click.Choice(["debug", "info", "warning", "error"]),
         )
+        @click.option(
+            "--tls-cert",
+            envvar="SEEKER_TLS_CERT",
+            show_envvar=True,
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="Serve HTTPS with this PEM certificate (its chain after it); needs --tls-key.",
+        )
+        @click.option(
+            "--tls-key",
+            envvar="SEEKER_TLS_KEY",
+            show_envvar=True,
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="The PEM private key of --tls-cert.",
+        )
         @functools.wraps(f)
-        def wrapper(*args, log_level, token, data_dir, **kwargs):
+        def wrapper(*args, log_level, token, data_dir, tls_cert, tls_key, **kwargs):
+            if (tls_cert is None) != (tls_key is None):
+                raise click.UsageError("--tls-cert and --tls-key go together: give both or neither")
             setup_logging(log_level)
             data_dir.mkdir(parents=True, exist_ok=True)
             token, generated = resolve_token(token, data_dir)
             if generated:
                 click.echo(f"No --token given: generated one in {data_dir / 'token'}", err=True)
-            return f(*args, token=token, data_dir=data_dir, **kwargs)
+            tls = ServerCert(tls_cert, tls_key) if tls_cert else None
+            return f(*args, token=token, data_dir=data_dir, tls=tls, **kwargs)
 
         return wrapper
 
@@ -91,6 +110,18 @@ def mongo_option(f):
     )(f)
 
 
+def ca_cert_option(f):
+    """--ca-cert for a command that is a client of Seeker servers."""
+    return click.option(
+        "--ca-cert",
+        envvar="SEEKER_CA_CERT",
+        show_envvar=True,
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="Trust https:// servers whose certificate this CA (a PEM file) signed, "
+        "instead of the default CAs.",
+    )(f)
+
+
 def parse_pairs(values, option: str) -> dict[str, str]:
     """KEY=VALUE options (--env, --label, --constraint) as a dict."""
     pairs = {}
@@ -119,7 +150,6 @@ def setup_logging(level: str) -> None:
     logging.basicConfig(
         level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     for noisy in ("pymongo", "urllib3", "docker"):
         logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLogger().level))

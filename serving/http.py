@@ -9,6 +9,8 @@ from typing import Any
 
 import requests
 
+from serving.tls import explain
+
 DOWNLOAD_BLOCK = 1024 * 1024
 
 
@@ -26,11 +28,28 @@ class Unreachable(Exception):
     """The server could not be contacted at all (refused, timed out, reset)."""
 
 
+class TlsFailure(Unreachable):
+    """A TLS connection failed: the server's certificate is not signed by a
+    trusted CA (see `ca_cert`) or does not name the host, or the server does
+    not speak TLS. The message says which, in one line."""
+
+
 class JsonClient:
-    def __init__(self, base_url: str, token: str | None, timeout: float = 10.0):
+    """`ca_cert`: the CA (a PEM file) that https:// servers' certificates
+    must be signed by; absent: the CAs requests trusts by default."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None,
+        timeout: float = 10.0,
+        ca_cert: str | Path | None = None,
+    ):
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.session = requests.Session()
+        # per request: a session's `verify` loses to REQUESTS_CA_BUNDLE
+        self.verify: str | bool = str(ca_cert) if ca_cert else True
         if token:
             self.session.headers["Authorization"] = f"Bearer {token}"
 
@@ -55,7 +74,11 @@ class JsonClient:
         5xx answer, Unreachable when it cannot be sent."""
         url = f"{self.base_url}{path}"
         try:
-            resp = self.session.request(method, url, timeout=timeout or self.timeout, **kwargs)
+            resp = self.session.request(
+                method, url, timeout=timeout or self.timeout, verify=self.verify, **kwargs
+            )
+        except requests.exceptions.SSLError as exc:
+            raise TlsFailure(explain(exc, self.base_url)) from exc
         except requests.RequestException as exc:
             raise Unreachable(f"cannot reach {url}: {exc.__class__.__name__}: {exc}") from exc
         if resp.status_code >= 400:

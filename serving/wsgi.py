@@ -1,62 +1,144 @@
-"""Serving a Flask app with waitress (a production WSGI server), in the
-foreground or on a background thread."""
+"""Serving a Flask app with cheroot (a production WSGI server that also
+speaks TLS), on a background thread."""
 
 from __future__ import annotations
 
 import logging
 import signal
+import socket
 import threading
 
-from waitress import wasyncore
-from waitress.server import create_server
+from cheroot import wsgi
+from cheroot.server import HTTPConnection
+
+from serving.tls import ServerCert
 
 log = logging.getLogger(__name__)
 
-
+# Idle keep-alive connections kept open: every helper keeps one to the seeker
+# (its heartbeat beats IDLE_TIMEOUT), and the seeker one to each helper. They
+# wait in a selector, not in a worker thread, so they cost no thread.
 CONNECTION_LIMIT = 4096
+# Seconds an idle keep-alive connection stays open (longer than a helper's
+# heartbeat and the seeker's probes, so they reuse their connections), and
+# the socket timeout of a request being read.
+IDLE_TIMEOUT = 60
+LISTEN_BACKLOG = 128
+
+
+class _Connection(HTTPConnection):
+    """A connection that, on a TLS server, shakes hands before its first
+    request, on the worker thread that serves it (see serving.tls)."""
+
+    _handshaken = False
+
+    def communicate(self):
+        adapter = self.server.ssl_adapter
+        if adapter is not None and not self._handshaken:
+            self._handshaken = True
+            secure = adapter.handshake(self.socket, (self.remote_addr, self.remote_port))
+            if secure is None:
+                return False  # closed
+            self.socket = secure
+            self.rfile = adapter.makefile(secure, "rb", self.rbufsize)
+            self.wfile = adapter.makefile(secure, "wb", self.wbufsize)
+        return super().communicate()
+
+    def close(self):
+        if self.socket.fileno() == -1:  # already closed by a failed handshake
+            return  # (cheroot's close() would fail, and stop the whole server)
+        super().close()
+
+
+class _Server(wsgi.Server):
+    """cheroot's WSGI server, bound when built (so `port=0` has its port at
+    once and a taken port fails there), logging through `logging`."""
+
+    ConnectionClass = _Connection
+    _bound: socket.socket | None = None
+
+    def bind_now(self) -> None:
+        host, port = self.bind_addr
+        family, kind, proto, _, _ = socket.getaddrinfo(
+            host, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE
+        )[0]
+        self._bound = super().bind(family, kind, proto)
+
+    def bind(self, family, type, proto=0):  # noqa: A002 (cheroot's signature)
+        if self._bound is not None:  # prepare() binds again: hand it ours
+            self.socket, self._bound = self._bound, None
+            return self.socket
+        return super().bind(family, type, proto)
+
+    def error_log(self, msg="", level=logging.INFO, traceback=False):
+        log.log(level, "%s", msg, exc_info=traceback)
 
 
 class BackgroundServer:
-    """A waitress server on its own thread; `port=0` picks a free port."""
+    """A WSGI server on its own thread, over TLS when given a certificate;
+    `port=0` picks a free port."""
 
-    def __init__(self, app, host: str = "127.0.0.1", port: int = 0, threads: int = 8):
-        self._server = create_server(
+    def __init__(
+        self,
+        app,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        threads: int = 8,
+        cert: ServerCert | None = None,
+    ):
+        server = _Server(
+            (host, port),
             app,
-            host=host,
-            port=port,
-            threads=threads,
-            ident="seeker",
-            clear_untrusted_proxy_headers=True,
-            # every helper keeps a keep-alive connection to the seeker (its
-            # heartbeat beats the idle timeout): waitress's default of 100
-            # would stop a seeker with a bigger fleet from accepting any more
-            connection_limit=CONNECTION_LIMIT,
+            numthreads=threads,
+            max=threads,
+            server_name="seeker",
+            request_queue_size=LISTEN_BACKLOG,
+            timeout=IDLE_TIMEOUT,
         )
+        server.keep_alive_conn_limit = CONNECTION_LIMIT
+        if cert is not None:
+            server.ssl_adapter = cert.adapter()
+        server.bind_now()
+        self._server = server
         self.host = host
-        self.port = self._server.effective_port
+        self.port = server.bind_addr[1]
+        self.scheme = "https" if cert is not None else "http"
+        self._ready = threading.Event()
+        self._failed: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name=f"wsgi-{self.port}", daemon=True)
 
     @property
     def url(self) -> str:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
-        return f"http://{host}:{self.port}"
+        return f"{self.scheme}://{host}:{self.port}"
 
     def _run(self) -> None:
+        # prepared on this (daemon) thread, so are cheroot's worker threads:
+        # a server nobody stopped does not keep the process alive
         try:
-            self._server.run()
-        except OSError:  # closed while polling
-            pass
+            self._server.prepare()
+        except BaseException as exc:
+            self._failed = exc
+            raise
+        finally:
+            self._ready.set()
+        self._server.serve()
 
     def start(self) -> BackgroundServer:
         self._thread.start()
+        self._ready.wait()
+        if self._failed is not None:
+            raise self._failed
         return self
 
     def stop(self) -> None:
         """Stop listening, close open (keep-alive) connections, finish the
-        requests in flight, and end the loop thread."""
-        server = self._server
-        server.task_dispatcher.shutdown(timeout=5)
-        server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
+        requests in flight, and end the server's threads."""
+        if not self._thread.is_alive():  # never started: just let the port go
+            if self._server.socket is not None:
+                self._server.socket.close()
+            return
+        self._server.stop()
         self._thread.join(timeout=5)
 
 

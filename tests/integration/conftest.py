@@ -15,6 +15,7 @@ from seeker.client import SeekerClient
 from seeker.credentials import HelperCredentials
 from seeker.store import HelperStore
 from serving.http import ApiError
+from tests.certs import CertFiles
 from tests.integration.harness import ROOT, Service, free_port, free_ports, wait_until
 from tests.requirements import require
 
@@ -65,7 +66,9 @@ def db_url(mongo_url: str, name: str) -> str:
 
 
 class Stack:
-    """channel, seeker and helpers as separate processes on loopback."""
+    """channel, seeker and helpers as separate processes on loopback; with
+    `tls`, every one serves HTTPS with that certificate and trusts its CA
+    (given through the environment, as SEEKER_TLS_CERT and the like)."""
 
     def __init__(
         self,
@@ -75,13 +78,23 @@ class Stack:
         db_prefix: str,
         seeker_args: tuple[str, ...] = (),
         with_helper: bool = True,
+        tls: CertFiles | None = None,
     ):
         self.token = token
         self.base = base
         self.seeker_db_url = db_url(mongo_url, db_prefix + "_seeker")
+        self.scheme = "https" if tls else "http"
+        self.verify = str(tls.ca) if tls else True
         ports = free_ports(2)
-        self.channel_url, self.seeker_url = (f"http://127.0.0.1:{p}" for p in ports)
+        self.channel_url, self.seeker_url = (f"{self.scheme}://127.0.0.1:{p}" for p in ports)
         env = {"SEEKER_TOKEN": token}
+        if tls:
+            env.update(
+                SEEKER_TLS_CERT=str(tls.cert),
+                SEEKER_TLS_KEY=str(tls.key),
+                SEEKER_CA_CERT=self.verify,
+            )
+        self.env = env
         common = ["--log-level", "debug"]
         self.channel = Service(
             "channel",
@@ -152,20 +165,20 @@ class Stack:
                 *extra,
             ],
             self.base,
-            {"SEEKER_TOKEN": self.token},
+            self.env,
         )
         self.helpers[name] = svc
-        self.helper_urls[name] = f"http://127.0.0.1:{port}"
+        self.helper_urls[name] = f"{self.scheme}://127.0.0.1:{port}"
         if wait:
-            svc.start().wait_healthy(self.helper_urls[name])
+            svc.start().wait_healthy(self.helper_urls[name], verify=self.verify)
         return svc
 
     def start(self) -> Stack:
         try:
             self.channel.start()
             self.seeker.start()
-            self.channel.wait_healthy(self.channel_url)
-            self.seeker.wait_healthy(self.seeker_url)
+            self.channel.wait_healthy(self.channel_url, verify=self.verify)
+            self.seeker.wait_healthy(self.seeker_url, verify=self.verify)
             if self.with_helper:
                 self.add_helper("helper-1", "--slots", "2")
         except BaseException:

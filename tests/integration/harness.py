@@ -57,15 +57,16 @@ class Service:
     def process(self) -> psutil.Process:
         return psutil.Process(self.proc.pid)
 
-    def wait_healthy(self, url: str, timeout: float = 60) -> Service:
-        wait_until(lambda: self._healthy(url), timeout, f"{self.name} healthy at {url}")
+    def wait_healthy(self, url: str, timeout: float = 60, verify: str | bool = True) -> Service:
+        """`verify`: the CA file of an https:// `url` (as requests takes it)."""
+        wait_until(lambda: self._healthy(url, verify), timeout, f"{self.name} healthy at {url}")
         return self
 
-    def _healthy(self, url: str) -> bool:
+    def _healthy(self, url: str, verify: str | bool) -> bool:
         if self.proc.poll() is not None:
             raise RuntimeError(f"{self.name} exited {self.proc.returncode}:\n{self.log()}")
         try:
-            return requests.get(f"{url}/healthz", timeout=1).ok
+            return requests.get(f"{url}/healthz", timeout=1, verify=verify).ok
         except requests.RequestException:
             return False
 

@@ -261,7 +261,7 @@ def test_every_server_and_user_command_reads_its_section(prog, name):
 
 def test_client_section_holds_only_what_every_user_command_takes():
     keys = config_keys(seeker_main.commands["submit"], "client", seeker_main)
-    assert set(keys) == {"seeker-url", "token", "json"}
+    assert set(keys) == {"seeker-url", "token", "ca-cert", "json"}
 
 
 def test_a_submit_only_option_in_client_is_refused(tmp_path):
@@ -277,18 +277,20 @@ def test_user_commands_take_url_and_token_from_the_file(tmp_path, monkeypatch):
         def tasks(self, state, limit):
             return []
 
-    def connect(url, token):
-        seen.update(url=url, token=token)
+    def connect(url, token, ca_cert):
+        seen.update(url=url, token=token, ca_cert=ca_cert)
         return FakeClient()
 
     monkeypatch.setattr("seeker.cli.connect", connect)
+    ca = write(tmp_path / "ca.pem", "a CA\n")
     path = write(
         tmp_path / "c.toml",
-        '[client]\nseeker-url = "http://head:7070"\ntoken = "from-file"\njson = true\n',
+        '[client]\nseeker-url = "https://head:7070"\ntoken = "from-file"\njson = true\n'
+        f'ca-cert = "{ca}"\n',
     )
     result = run(seeker_main, ["tasks", "--config", str(path)])
     assert result.exit_code == 0, result.output
-    assert seen == {"url": "http://head:7070", "token": "from-file"}
+    assert seen == {"url": "https://head:7070", "token": "from-file", "ca_cert": ca}
     assert json.loads(result.output) == []  # json = true
     run(seeker_main, ["tasks", "--config", str(path)], env={"SEEKER_TOKEN": "from-env"})
     assert seen["token"] == "from-env"

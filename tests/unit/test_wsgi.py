@@ -1,40 +1,83 @@
 """The WSGI server every service runs on: many keep-alive clients (a fleet
-of helpers) do not lock new ones out, and stop() ends it cleanly."""
+of helpers) do not lock new ones out and keep their connections, plain or
+over TLS, and stop() ends it cleanly."""
 
 from __future__ import annotations
 
+import socket
+
+import pytest
 import requests
-from flask import Flask
+from flask import Flask, request
 
+from serving.tls import ServerCert
 from serving.wsgi import BackgroundServer
+from tests.certs import make_certs
 
 
-def test_a_large_fleet_of_keep_alive_clients_does_not_lock_out_the_next_one():
+def port_app() -> Flask:
     app = Flask(__name__)
-    app.get("/ping")(lambda: "pong")
-    server = BackgroundServer(app, "127.0.0.1", 0, threads=4).start()
+
+    @app.get("/port")
+    def port():  # the client's end of the connection: the same while it is kept alive
+        return str(request.environ["REMOTE_PORT"])
+
+    return app
+
+
+@pytest.fixture(params=["http", "https"])
+def server_and_ca(request, tmp_path):
+    if request.param == "http":
+        server, ca = BackgroundServer(port_app(), "127.0.0.1", 0, threads=4), True
+    else:
+        certs = make_certs(tmp_path)
+        cert = ServerCert(certs.cert, certs.key)
+        server, ca = BackgroundServer(port_app(), "127.0.0.1", 0, threads=4, cert=cert), certs.ca
+    assert server.url.startswith(f"{request.param}://")
+    yield server.start(), str(ca) if ca is not True else True
+    server.stop()
+
+
+def test_a_large_fleet_of_keep_alive_clients_keeps_its_connections_and_does_not_lock_out_the_next(
+    server_and_ca,
+):
+    server, ca = server_and_ca
     fleet = [requests.Session() for _ in range(150)]  # more than waitress's default 100
     try:
-        for session in fleet:
-            assert session.get(f"{server.url}/ping", timeout=5).text == "pong"
-        assert requests.get(f"{server.url}/ping", timeout=5).text == "pong"
+        first = [s.get(f"{server.url}/port", verify=ca, timeout=5).text for s in fleet]
+        assert requests.get(f"{server.url}/port", verify=ca, timeout=5).ok is True
+        again = [s.get(f"{server.url}/port", verify=ca, timeout=5).text for s in fleet]
+        assert again == first  # every client still on its first connection
     finally:
         for session in fleet:
             session.close()
-        server.stop()
+
+
+def test_a_client_that_connects_and_sends_nothing_does_not_hold_up_the_others(server_and_ca):
+    server, ca = server_and_ca
+    with socket.create_connection(("127.0.0.1", server.port)):  # silent: no request, no TLS
+        assert requests.get(f"{server.url}/port", verify=ca, timeout=5).ok is True
 
 
 def test_stop_closes_the_server():
-    app = Flask(__name__)
-    app.get("/ping")(lambda: "pong")
-    server = BackgroundServer(app, "127.0.0.1", 0).start()
+    server = BackgroundServer(port_app(), "127.0.0.1", 0).start()
     keep_alive = requests.Session()
-    assert keep_alive.get(f"{server.url}/ping", timeout=5).ok
+    assert keep_alive.get(f"{server.url}/port", timeout=5).ok
     server.stop()
     keep_alive.close()
     try:
-        requests.get(f"{server.url}/ping", timeout=2)
+        requests.get(f"{server.url}/port", timeout=2)
         reached = True
     except requests.ConnectionError:
         reached = False
     assert reached is False
+
+
+def test_a_server_never_started_lets_its_port_go():
+    server = BackgroundServer(port_app(), "127.0.0.1", 0)
+    server.stop()
+    again = BackgroundServer(port_app(), "127.0.0.1", server.port).start()
+    try:
+        assert requests.get(f"{again.url}/port", timeout=5).ok is True
+    finally:
+        again.stop()
