@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import socket
 import threading
 import uuid
@@ -51,6 +52,31 @@ class HelperConfig:
     ca_cert: Path | None = None  # the CA of the seeker's and channel's certificates
 
 
+class CredentialFile:
+    """The credential the seeker issued, kept (mode 0600) in the data
+    directory, so that a restarted helper registers with it rather than the
+    join token, and the join token cannot be used to take its id over."""
+
+    def __init__(self, data_dir: Path):
+        self.path = Path(data_dir) / "credential"
+
+    def load(self) -> str | None:
+        try:
+            return self.path.read_text().strip() or None
+        except FileNotFoundError:
+            return None
+
+    def save(self, credential: str) -> None:
+        part = self.path.with_name(".credential.part")
+        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(credential + "\n")
+        os.replace(part, self.path)
+
+    def forget(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
 def helper_id(data_dir: Path) -> str:
     """This helper's stable id, kept in its data directory."""
     path = Path(data_dir) / "helper.json"
@@ -74,6 +100,11 @@ class HelperAgent:
         self.join_token = cfg.join_token or cfg.token
         self.seeker = SeekerClient(cfg.seeker_url, self.join_token, ca_cert=cfg.ca_cert)
         self._credentials: tuple[str, ...] = ()  # the newest first
+        self._credential_file = CredentialFile(cfg.data_dir)
+        kept = self._credential_file.load()
+        if kept:  # a restart: register with it (the seeker then issues a new one)
+            self._credentials = (kept,)
+            self._use(kept)
         # results and artifacts go with each attempt's receipt, not a token
         self.channel = ChannelClient(cfg.channel_url, None, ca_cert=cfg.ca_cert)
         self.runtime = runtime or DockerRuntime(log_cap=cfg.log_cap, pull_timeout=cfg.pull_timeout)
@@ -147,7 +178,9 @@ class HelperAgent:
         remove_spill(entry["path"])
 
     def _post_result(self, entry: dict) -> None:
-        result = entry["result"]
+        # an entry written before receipts is the bare result (the channel
+        # will refuse it for want of a receipt, and the outbox sets it aside)
+        result = entry["result"] if "receipt" in entry else entry
         self.channel.post_result(
             dict(result, sent_at=datetime.now(timezone.utc).isoformat()),
             receipt=entry.get("receipt"),
@@ -183,7 +216,7 @@ class HelperAgent:
         self.seeker.session.headers["Authorization"] = f"Bearer {secret}"
 
     def register(self) -> bool:
-        """Register (with the join token, the first time and whenever the
+        """Register (with the join token the first time, and whenever the
         seeker no longer knows the credential) or refresh (with it)."""
         try:
             answer = self.seeker.register_helper(self.registration())
@@ -194,6 +227,7 @@ class HelperAgent:
                     "removed?): registering again with the join token"
                 )
                 self._credentials = ()
+                self._credential_file.forget()
                 self._use(self.join_token)
                 return self.register()
             log.warning("registration with %s failed: %s", self.cfg.seeker_url, exc)
@@ -205,6 +239,7 @@ class HelperAgent:
         if credential:
             # the one before stays good a moment, for pushes already on their way
             self._credentials = (credential, *self._credentials[:1])
+            self._credential_file.save(credential)
             self._use(credential)
         if not self._registered.is_set():
             log.info("registered as %s (%s) at %s", self.name, self.helper_id, self.url)

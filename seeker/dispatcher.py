@@ -27,6 +27,13 @@ def is_busy(exc: Exception) -> bool:
     return isinstance(exc, ApiError) and exc.status == 429
 
 
+def is_unrecognised(exc: Exception) -> bool:
+    """The helper does not know the credential the seeker sent: it has not
+    read the answer to its registration yet, or it lost its credential and
+    will join again. Neither a run nor a sign of life; probes decide."""
+    return isinstance(exc, ApiError) and exc.status == 401
+
+
 def is_refusal(exc: Exception) -> bool:
     """The helper answered that it will not run this task (its image or mount
     policy): not a failed contact either."""
@@ -171,6 +178,8 @@ class Dispatcher:
             task = self.tasks.push_failed(task["_id"], attempt, reason, self.clock())
             if is_refusal(exc):
                 self.health.contact_ok(helper["helper_id"])
+            elif is_unrecognised(exc):
+                views[helper["helper_id"]] = replace(view, running=view.slots)
             elif is_busy(exc):
                 self.health.contact_ok(helper["helper_id"])
                 views[helper["helper_id"]] = replace(view, running=view.slots)

@@ -139,9 +139,13 @@ class Seeker:
     # --- helpers -------------------------------------------------------------
 
     def register(self, reg: HelperRegistration, caller: Principal | None = None) -> dict:
-        """Register or refresh a helper. With the join token (or no caller:
-        in-process use) a new credential is issued and returned, once; with
-        the helper's own credential (its heartbeat) the credential stays."""
+        """Register or refresh a helper, and issue its credential when it is
+        new: at a registration with the join token (or with no caller:
+        in-process use), and when a helper process registers with its own
+        credential for the first time (a restart: the credential rotates).
+        The heartbeats of one process keep theirs. The join token cannot take
+        over a helper id that has a credential and was heard from within
+        --liveness: that helper registers with its own credential."""
         heartbeat = caller is not None and caller.has(HELPER)
         if heartbeat and caller.subject != reg.helper_id:
             raise Forbidden(
@@ -151,7 +155,12 @@ class Seeker:
         body = reg.model_dump(mode="json")
         running = body.pop("running")  # only to tell which work survived a restart
         previous = self.helpers.get(reg.helper_id)
-        nonce = None if heartbeat else self.credentials.new_nonce()
+        if heartbeat:
+            restarted = previous is None or previous.get("boot_id") != reg.boot_id
+            nonce = self.credentials.new_nonce() if restarted else None
+        else:
+            self._refuse_takeover(previous)
+            nonce = self.credentials.new_nonce()
         helper = self.helpers.register(body, self.clock(), nonce=nonce)
         self.health.registered(previous, {**body, "running": running})
         self.kick()
@@ -159,6 +168,20 @@ class Seeker:
         if nonce is not None:
             answer["credential"] = self.credentials.mint(reg.helper_id, nonce)
         return answer
+
+    def _refuse_takeover(self, previous: dict | None) -> None:
+        if previous is None or self.helpers.auth_of(previous["helper_id"]) is None:
+            return
+        heard = as_utc(previous.get("last_seen"))
+        if heard is None or self.clock() - heard >= self.health.liveness:
+            return  # silent: its host may have lost its credential file
+        raise Conflict(
+            f"helper {previous['helper_id']} ({previous['name']}) is registered and online",
+            "a running helper registers with its own credential; a helper that lost it is "
+            f"let in once the seeker has not heard from it for "
+            f"{self.health.liveness.total_seconds():g} s, "
+            f"or after 'seeker helpers --remove {previous['helper_id']}'",
+        )
 
     def helper_list(self) -> list[dict]:
         """Helpers with how many assignments they run and whether they are

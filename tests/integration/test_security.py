@@ -22,6 +22,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
 class Secured:
     def __init__(self, base, mongo_url):
+        self.base = base
         self.user, self.join, self.operator = (secrets.token_urlsafe(16) for _ in range(3))
         self.receipt_key = secrets.token_urlsafe(24)
         ports = free_ports(3)
@@ -221,6 +222,35 @@ def test_a_removed_helper_is_revoked_then_joins_again_and_works(secured):
         "the helper to join again",
     )
     assert secured.run("echo", "after rejoining")["state"] == "succeeded"
+
+
+def test_the_join_token_cannot_take_over_a_running_helper(secured):
+    helper_id = secured.helper_id()
+    takeover = requests.post(
+        f"{secured.seeker_url}/api/v1/helpers",
+        json={"helper_id": helper_id, "name": "sec-1", "url": "http://127.0.0.1:9"},
+        headers=bearer(secured.join),
+        timeout=10,
+    )
+    assert takeover.status_code == 409, takeover.text
+    assert "registered and online" in takeover.json()["error"]
+    helper = next(h for h in secured.client.helpers() if h["helper_id"] == helper_id)
+    assert helper["url"] == secured.helper_url
+
+
+def test_a_restarted_helper_comes_back_with_its_credential_which_rotates(secured):
+    kept = secured.base / "helper" / "credential"
+    before = kept.read_text().strip()
+    assert kept.stat().st_mode & 0o777 == 0o600
+    assert secured.helper.stop() == 0
+    secured.helper.start().wait_healthy(secured.helper_url)
+    wait_until(
+        lambda: kept.read_text().strip() != before, 30, "the restarted helper's new credential"
+    )
+    since_restart = secured.helper.log(None).rpartition("shutting down")[2]
+    assert "registered as sec-1" in since_restart
+    assert "registering again with the join token" not in since_restart
+    assert secured.run("echo", "after a restart")["state"] == "succeeded"
 
 
 def test_no_secret_reaches_any_log(secured):

@@ -134,12 +134,34 @@ def test_joining_returns_a_credential_once_and_the_heartbeat_keeps_it(env):
     assert env.register(cred).status_code == 200  # still good
 
 
-def test_a_second_join_issues_a_new_credential(env, clock):
-    first, second = env.join(), env.join()
+def test_the_join_token_cannot_take_over_a_helper_that_is_online(env, clock):
+    cred = env.join()
+    resp = env.register(JOIN)  # the same helper id, with the join token
+    assert resp.status_code == 409, resp.get_json()
+    assert "registered and online" in resp.get_json()["error"]
+    assert env.register(cred).status_code == 200  # the helper itself is unaffected
+
+
+def test_a_silent_helper_may_join_again_and_its_old_credential_lapses(env, clock):
+    first = env.join()
+    clock.advance(env.seeker.health.liveness.total_seconds() + 1)  # lost its credential file?
+    second = env.join()
     assert first != second
     clock.advance(61)
     assert env.register(first).status_code == 401
     assert env.register(second).status_code == 200
+
+
+def test_a_restarted_helper_registers_with_its_credential_and_gets_a_new_one(env, clock):
+    old = env.join()
+    body = {"helper_id": "h1", "name": "gpu-h1", "url": "http://h:1", "boot_id": "second"}
+    resp = env.client.post("/api/v1/helpers", json=body, headers=bearer(old))
+    new = resp.get_json()["credential"]
+    assert resp.status_code == 200 and new != old
+    again = env.client.post("/api/v1/helpers", json=body, headers=bearer(new))
+    assert again.status_code == 200 and "credential" not in again.get_json()
+    clock.advance(61)
+    assert env.register(old).status_code == 401
 
 
 def test_the_credential_is_never_listed(env):

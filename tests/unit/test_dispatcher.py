@@ -271,6 +271,23 @@ def test_a_busy_helper_is_not_a_failed_contact(
     assert push.names == ["big", "small", "small"]  # full for the rest of the pass
 
 
+def test_a_helper_that_does_not_know_its_credential_yet_is_skipped_not_counted(
+    dispatcher, tasks, helpers, push, clock, two_helpers
+):
+    # it registered a moment ago and has not read the answer, or it lost its
+    # credential and is joining again: no run, but no failed contact either
+    seen_before = helpers.get("id-big")["last_seen"]
+    add_task(tasks, clock, "t1")
+    add_task(tasks, clock, "t2")
+    clock.advance(5)
+    push.fail("big", ApiError(401, "invalid token"))
+    assert dispatcher.dispatch_pending() == 2
+    assert states(tasks, "t1") == [("big", "push_failed"), ("small", "accepted")]
+    big = helpers.get("id-big")
+    assert big["failures"] == 0 and big["last_seen"] == seen_before  # not a sign of life
+    assert push.names == ["big", "small", "small"]  # skipped for the rest of the pass
+
+
 def test_a_server_error_counts_as_a_failed_contact(
     dispatcher, tasks, helpers, push, clock, two_helpers
 ):
