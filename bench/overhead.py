@@ -8,9 +8,11 @@ and stops when `SeekerClient.wait` (polling every 50 ms) has seen every task
 end; a task ends only after its helper's outbox has stored the result in
 the channel (the result is sent before the final event), and the channel's
 count of results is checked afterwards. Included: the REST submit, the
-dispatch, the push, the helper's Docker calls (image check, create, start,
-wait, reload, both log streams, the /output archive probe, remove), the
-outbox (fsync), the result POST, the events. Not included: starting the
+dispatch, the push, the helper's Docker calls (create, which is also the
+image check, start, wait, both log streams in one request, the /output
+archive probe, remove; an inspect after a run only on a non-zero exit or
+with a memory limit), the outbox (fsync), the result POST, the events.
+Not included: starting the
 stack, building the image.
 Baseline: 4 threads doing create/start/wait/logs(stdout)/logs(stderr)/remove
 with the Docker SDK and the same container settings the helper uses

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -111,11 +112,9 @@ class DockerRuntime:
         on_pulling: Callable[[], None] = lambda: None,
     ) -> RunOutcome:
         try:
-            self._ensure_image(spec.image, spec.pull, on_pulling)
-        except DockerException as exc:
+            container = self._create(spec, on_pulling)
+        except _NoImage as exc:
             return RunOutcome("error", error=str(exc), finished_at=_now())
-        try:
-            container = self.client.containers.create(**self._create_args(spec))
         except APIError as exc:
             return RunOutcome(
                 "error", error=f"cannot create container: {_explain(exc)}", finished_at=_now()
@@ -149,22 +148,33 @@ class DockerRuntime:
 
     # --- steps ---------------------------------------------------------------
 
-    def _ensure_image(self, image: str, policy: str, on_pulling: Callable[[], None]) -> None:
-        present = self.has_image(image)
-        if present and policy != "always":
-            return
-        if not present and policy == "never":
-            raise DockerException(
-                f"image {image!r} is not on this host and the task's pull policy is 'never'"
-            )
+    def _create(self, spec: RunSpec, on_pulling: Callable[[], None]):
+        """Create the container, pulling its image as the task's policy says.
+        Under `if-missing` and `never` the create itself is the image check:
+        the engine answers "no such image" when it is absent, so an image
+        already here (the usual case) costs no extra call."""
+        args = self._create_args(spec)
+        if spec.pull == "always":
+            self._pull(spec.image, self.has_image(spec.image), on_pulling)
+            return self.client.containers.create(**args)
+        try:
+            return self.client.containers.create(**args)
+        except ImageNotFound:
+            if spec.pull == "never":
+                raise _NoImage(
+                    f"image {spec.image!r} is not on this host and the task's pull policy "
+                    "is 'never'"
+                ) from None
+        self._pull(spec.image, False, on_pulling)
+        return self.client.containers.create(**args)
+
+    def _pull(self, image: str, present: bool, on_pulling: Callable[[], None]) -> None:
         on_pulling()
         try:
             self.client.images.pull(image)
         except (DockerException, requests.RequestException) as exc:
             where = "is not on this host and " if not present else ""
-            raise DockerException(
-                f"image {image!r} {where}could not be pulled: {_explain(exc)}"
-            ) from exc
+            raise _NoImage(f"image {image!r} {where}could not be pulled: {_explain(exc)}") from exc
 
     def _create_args(self, spec: RunSpec) -> dict:
         args = dict(
@@ -214,20 +224,22 @@ class DockerRuntime:
             container.stop(timeout=int(self.stop_grace))
             exit_code = container.wait()["StatusCode"]
         finished = _now()
-        container.reload()
-        out = self._logs(container, "stdout", spec.spill_dir)
-        err = self._logs(container, "stderr", spec.spill_dir)
+        if exit_code != 0 or spec.memory:
+            # the OOM flag is only in the container's state: a clean exit
+            # with no memory limit of its own has nothing to look up
+            container.reload()
+        out, err = self._logs(container, spec.spill_dir)
         outcome = RunOutcome(
             "succeeded" if exit_code == 0 else "failed",
             exit_code,
-            out[0],
-            err[0],
-            out[1],
-            err[1],
+            out.head(),
+            err.head(),
+            out.cut,
+            err.cut,
             started,
             finished,
-            artifacts={f"logs/{p.name}": p for p in (out[2], err[2]) if p},
-            stdout_digest="sha256:" + out[3],
+            artifacts={f"logs/{p.name}": p for p in (out.spill, err.spill) if p},
+            stdout_digest="sha256:" + out.digest.hexdigest(),
         )
         packed = self._pack_output(container, spec.spill_dir)
         if packed:
@@ -237,7 +249,9 @@ class DockerRuntime:
         elif timed_out:
             outcome.status = "timed_out"
             outcome.error = f"stopped after the {spec.timeout:g}s timeout"
-        elif self._oom_killed(container, exit_code, spec.memory):
+        elif (exit_code != 0 or spec.memory) and self._oom_killed(
+            container, exit_code, spec.memory
+        ):
             outcome.status = "error"
             outcome.error = f"out of memory: killed at its {spec.memory}-byte memory limit"
         elif exit_code == SIGKILLED and spec.memory:
@@ -282,39 +296,33 @@ class DockerRuntime:
                 f.write(chunk)
         return path
 
-    def _logs(
-        self, container, stream: str, spill_dir: Path | None
-    ) -> tuple[bytes, bool, Path | None, str]:
-        """One stream of the container's logs, cut at the cap; when it is cut
-        and `spill_dir` is set, the whole stream is also written there.
-        Returns (head, cut, spill file, sha256 of all that was read)."""
-        head, size, spill, spill_file = [], 0, None, None
-        digest = hashlib.sha256()
-        chunks = container.logs(
-            stdout=stream == "stdout", stderr=stream == "stderr", stream=True, follow=False
+    def _logs(self, container, spill_dir: Path | None) -> tuple[_Stream, _Stream]:
+        """Both streams of the container's logs, each cut at the cap; a cut
+        stream is also written whole to `spill_dir` (when set). One request
+        for both: the SDK's `logs()` makes two calls per stream (it inspects
+        the container first, to learn whether it has a TTY; ours never do)."""
+        out = _Stream("stdout", self.log_cap, spill_dir)
+        err = _Stream("stderr", self.log_cap, spill_dir)
+        by_id = {1: out, 2: err}
+        api = self.client.api
+        res = api._get(
+            api._url("/containers/{0}/logs", container.id),
+            params={"stdout": 1, "stderr": 1, "follow": 0, "timestamps": 0, "tail": "all"},
+            stream=True,
         )
         try:
-            for chunk in chunks:
-                digest.update(chunk)
-                if size <= self.log_cap:
-                    head.append(chunk)
-                size += len(chunk)
-                if size > self.log_cap:
-                    if spill_dir is None:
-                        break
-                    if spill_file is None:
-                        spill_dir.mkdir(parents=True, exist_ok=True)
-                        spill = spill_dir / f"{stream}.log"
-                        spill_file = open(spill, "wb")  # noqa: SIM115 (closed below)
-                        spill_file.writelines(head[:-1])
-                    spill_file.write(chunk)
+            api._raise_for_status(res)
+            for stream_id, chunk in _frames(res.raw):
+                stream = by_id.get(stream_id)
+                if stream is not None:
+                    stream.add(chunk)
+                if out.done and err.done:
+                    break  # both cut, and nowhere to keep the rest
         finally:
-            if spill_file is not None:
-                spill_file.close()
-            close = getattr(chunks, "close", None)
-            if close:
-                close()
-        return b"".join(head)[: self.log_cap], size > self.log_cap, spill, digest.hexdigest()
+            res.close()
+            out.close()
+            err.close()
+        return out, err
 
     def _was_cancelled(self, name: str) -> bool:
         with self._lock:
@@ -327,6 +335,83 @@ class DockerRuntime:
             container.remove(force=True)
         except DockerException as exc:
             log.warning("could not remove container %s: %s", name, exc)
+
+
+class _NoImage(DockerException):
+    """The image is not here and cannot be had under the task's pull policy."""
+
+
+class _Stream:
+    """One log stream as it is read: the head up to the cap, whether it was
+    cut, the whole stream in a spill file once cut (when there is a spill
+    folder), and the sha256 of all of it that was read."""
+
+    def __init__(self, name: str, cap: int, spill_dir: Path | None):
+        self.name, self.cap, self.spill_dir = name, cap, spill_dir
+        self.parts: list[bytes] = []
+        self.size = 0
+        self.digest = hashlib.sha256()
+        self.spill: Path | None = None
+        self._file = None
+        self.done = False  # cut with nowhere to spill: the rest is not read
+
+    @property
+    def cut(self) -> bool:
+        return self.size > self.cap
+
+    def add(self, chunk: bytes) -> None:
+        if self.done:
+            return
+        self.digest.update(chunk)
+        if self.size <= self.cap:
+            self.parts.append(chunk)
+        self.size += len(chunk)
+        if self.size <= self.cap:
+            return
+        if self.spill_dir is None:
+            self.done = True
+            return
+        if self._file is None:
+            self.spill_dir.mkdir(parents=True, exist_ok=True)
+            self.spill = self.spill_dir / f"{self.name}.log"
+            self._file = open(self.spill, "wb")  # noqa: SIM115 (closed in close())
+            self._file.writelines(self.parts[:-1])
+        self._file.write(chunk)
+
+    def head(self) -> bytes:
+        return b"".join(self.parts)[: self.cap]
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def _frames(raw) -> Iterator[tuple[int, bytes]]:
+    """(stream id, bytes) of a multiplexed log stream (a container without a
+    TTY): each frame is an 8-byte header (stream id, 3 zero bytes, length,
+    big-endian) and its payload."""
+    while True:
+        header = _read_exactly(raw, 8)
+        if len(header) < 8:
+            return
+        stream_id, length = struct.unpack(">BxxxL", header)
+        if length:
+            data = _read_exactly(raw, length)
+            if not data:
+                return
+            yield stream_id, data
+
+
+def _read_exactly(raw, n: int) -> bytes:
+    parts, left = [], n
+    while left:
+        data = raw.read(left)
+        if not data:
+            break
+        parts.append(data)
+        left -= len(data)
+    return b"".join(parts)
 
 
 def _explain(exc: Exception) -> str:

@@ -81,7 +81,10 @@ class Dispatcher:
 
     def _dispatch(self, task: dict, docs: dict[str, dict], views: dict[str, HelperView]) -> int:
         """Place the task's open replicas on the best helpers, one per helper."""
-        tv = task_view(task, self.tasks.assignments_of(task["_id"]))
+        # `attempts` counts every assignment ever made: a task with none
+        # has nothing to look up
+        assignments = self.tasks.assignments_of(task["_id"]) if task["attempts"] else []
+        tv = task_view(task, assignments)
         selection = select(tv, views)
         need, placed = task["open"], 0
         min_helpers = task["spec"].get("min_helpers", 0)

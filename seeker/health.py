@@ -5,6 +5,7 @@ runs elsewhere."""
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -15,6 +16,10 @@ from seeker.models import AssignmentState
 from seeker.store import HelperStore, TaskStore
 
 log = logging.getLogger(__name__)
+
+# a good contact is written at most this often per helper: well inside the
+# liveness deadline, which heartbeats and probes keep up on their own anyway
+CONTACT_EVERY = timedelta(seconds=5)
 
 STARTED = (
     AssignmentState.ACCEPTED.value,
@@ -34,7 +39,12 @@ class HelperHealth:
         kick: Callable[[], None] = lambda: None,
         events: EventLog | None = None,
         metrics: SeekerMetrics | None = None,
+        contact_every: timedelta = CONTACT_EVERY,
     ):
+        self.contact_every = contact_every
+        # helper id -> when this process last wrote a good contact for it
+        self._contacted: dict[str, datetime] = {}
+        self._contact_lock = threading.Lock()
         self.helpers = helpers
         self.tasks = tasks
         self.clock = clock
@@ -45,11 +55,23 @@ class HelperHealth:
         self.metrics = metrics or SeekerMetrics()
 
     def contact_ok(self, helper_id: str) -> None:
-        self.helpers.contact_ok(helper_id, self.clock())
+        """The helper answered (or reported): its failure count starts over
+        and it was seen now. Written at most once per `contact_every` per
+        helper while no failure was counted in between: every push and
+        every event would otherwise each cost a database write."""
+        now = self.clock()
+        with self._contact_lock:
+            last = self._contacted.get(helper_id)
+            if last is not None and timedelta(0) <= now - last < self.contact_every:
+                return
+            self._contacted[helper_id] = now
+        self.helpers.contact_ok(helper_id, now)
 
     def contact_failed(self, helper_id: str, name: str, reason: str) -> bool:
         """Count one failed contact (push or probe); purge at the threshold.
         Returns True when the helper was purged."""
+        with self._contact_lock:
+            self._contacted.pop(helper_id, None)  # the next good contact is written
         failures = self.helpers.contact_failed(helper_id, self.clock(), reason)
         self.metrics.contact_failed()
         if failures is None or failures < self.purge_after:
@@ -77,7 +99,7 @@ class HelperHealth:
         for a in self.tasks.live_assignment_docs(helper_id):
             if keep(a):
                 continue
-            if self.tasks.assignment_lost(a["task_id"], a["attempt"], reason, now) is None:
+            if not self.tasks.assignment_lost(a["task_id"], a["attempt"], reason, now):
                 continue  # it ended meanwhile
             lost += 1
             log.warning("task %s attempt %d lost: %s", a["task_id"], a["attempt"], reason)

@@ -226,6 +226,21 @@ class Removed(BaseModel):
     removed: str
 
 
+class EventRecorded(BaseModel):
+    """What the seeker made of an assignment event."""
+
+    model_config = ANSWER
+
+    task_id: str
+    helper_id: str
+    attempt: int
+    state: AssignmentState = Field(description="the state the event reported")
+    recorded: bool = Field(
+        description="whether the event changed the assignment (false for a repeated or "
+        "late event, or one from a helper the assignment is not for)"
+    )
+
+
 # --- routes --------------------------------------------------------------------------
 
 TASK_ID = Param("task_id", {"type": "string"}, "path", description="16 hex digits")
@@ -307,7 +322,7 @@ def routes() -> list[Route]:
             "POST",
             "/api/v1/tasks/{task_id}/events",
             "An assignment changed state (sent by helpers)",
-            {200: Reply("the task", TaskDetail), 404: NO_TASK},
+            {200: Reply("what the event changed", EventRecorded), 404: NO_TASK},
             params=(TASK_ID,),
             body=AssignmentEvent,
             tag="helpers",

@@ -206,38 +206,55 @@ class Seeker:
     def assignment_event(
         self, task_id: str, event: AssignmentEvent, caller: Principal | None = None
     ) -> dict:
+        """Record what a helper reports of one assignment (its own only).
+        Answers whether this event changed the assignment (a repeated or late
+        one does not), not the whole task: the helper has no use for it, and
+        reading it back cost two queries per event."""
         if caller is not None and caller.subject != event.helper_id:
             raise Forbidden(
                 "a helper may only report its own assignments",
                 f"this credential belongs to helper {caller.subject}, "
                 f"the event names {event.helper_id}",
             )
-        if self.tasks.get(task_id) is None:
-            raise NotFound("no such task", task_id)
         now = self.clock()
-        self.helpers.contact_ok(event.helper_id, now)
         if event.state == AssignmentState.ACCEPTED:
-            self.tasks.assignment_accepted(task_id, event.helper_id, event.attempt, now)
+            moved = self.tasks.assignment_accepted(task_id, event.helper_id, event.attempt, now)
         elif event.state == AssignmentState.PULLING:
-            self.tasks.assignment_pulling(task_id, event.helper_id, event.attempt, now)
+            moved = self.tasks.assignment_pulling(task_id, event.helper_id, event.attempt, now)
         elif event.state == AssignmentState.RUNNING:
-            self.tasks.assignment_running(task_id, event.helper_id, event.attempt, now)
+            moved = self.tasks.assignment_running(task_id, event.helper_id, event.attempt, now)
         elif event.state == AssignmentState.FINISHED:
-            self._finished(task_id, event, now)
-        return self.task(task_id)
+            moved = self._finished(task_id, event, now)
+        else:
+            moved = False
+        # the conditional update already tells a known task: only an event
+        # that changed nothing is looked up, to answer 404 for an unknown one
+        if not moved and self.tasks.get(task_id) is None:
+            raise NotFound("no such task", task_id)
+        self.health.contact_ok(event.helper_id)
+        return {
+            "task_id": task_id,
+            "helper_id": event.helper_id,
+            "attempt": event.attempt,
+            "state": event.state.value,
+            "recorded": moved,
+        }
 
-    def _finished(self, task_id: str, event: AssignmentEvent, now: datetime) -> None:
+    def _finished(self, task_id: str, event: AssignmentEvent, now: datetime) -> bool:
         outcome = {
             "status": event.status,
             "exit_code": event.exit_code,
             "output_digest": event.output_digest,
             "error": event.error,
         }
-        self.tasks.assignment_finished(task_id, event.helper_id, event.attempt, outcome, now)
+        moved = self.tasks.assignment_finished(
+            task_id, event.helper_id, event.attempt, outcome, now
+        )
         # A repeated event changes no assignment; settling again is harmless,
         # and finishes the job if the first one died between the two writes.
         self.settle(task_id)
         self.kick()  # a slot is free, or the task wants another replica
+        return moved
 
     def settle(self, task_id: str, tries: int = 20) -> dict | None:
         """Decide what the results so far mean for the task and write it,

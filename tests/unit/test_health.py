@@ -4,6 +4,8 @@ with a fake clock."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from seeker.models import TaskState
 from seeker.outcome import Decision
 
@@ -55,6 +57,23 @@ def test_contact_failed_purges_at_the_threshold(health, helpers, clock):
     assert helpers.get("h1")["failures"] == 2
     assert health.contact_failed("h1", "gpu-1", "timed out") is True
     assert helpers.get("h1") is None
+
+
+def test_contact_ok_is_written_once_per_interval_and_after_any_failure(health, helpers, clock):
+    register(helpers, clock)
+    writes = []
+    original = helpers.contact_ok
+    helpers.contact_ok = lambda helper_id, now: writes.append(now) or original(helper_id, now)
+    health.contact_ok("h1")
+    clock.advance(1)
+    health.contact_ok("h1")  # within the interval: nothing to write
+    assert writes == [clock() - timedelta(seconds=1)]
+    health.contact_failed("h1", "gpu-1", "refused")
+    health.contact_ok("h1")  # a failure was counted: the count must start over now
+    assert len(writes) == 2 and helpers.get("h1")["failures"] == 0
+    clock.advance(health.contact_every.total_seconds())
+    health.contact_ok("h1")
+    assert len(writes) == 3 and helpers.get("h1")["last_seen"] == clock()
 
 
 def test_contact_failed_for_an_unknown_helper(health, helpers):

@@ -157,13 +157,22 @@ def test_events_accepted_running_finished_succeed_the_task(env):
     assert env.dispatcher.dispatch_pending() == 1
     assert env.pushed[0]["task_id"] == task_id
     assert env.get(f"/tasks/{task_id}").get_json()["state"] == "dispatched"
-    assert env.event(task_id, "accepted").status_code == 200
-    running = env.event(task_id, "running").get_json()
+    accepted = env.event(task_id, "accepted")  # the push's reply recorded it already
+    assert accepted.status_code == 200 and accepted.get_json()["recorded"] is False
+    assert env.event(task_id, "running").get_json() == {
+        "task_id": task_id,
+        "helper_id": "h1",
+        "attempt": 1,
+        "state": "running",
+        "recorded": True,
+    }
+    running = env.get(f"/tasks/{task_id}").get_json()
     assert running["state"] == "running"
     assert running["assignments"][0]["state"] == "running"
     kicks = env.kicks
     done = env.event(task_id, "finished", status="succeeded", exit_code=0, output_digest=DIGEST)
-    task = done.get_json()
+    assert done.get_json()["recorded"] is True
+    task = env.get(f"/tasks/{task_id}").get_json()
     assert task["state"] == "succeeded"
     assert task["result"]["output_digest"] == DIGEST and task["result"]["helper_id"] == "h1"
     assert [h["state"] for h in task["history"]] == [
@@ -181,7 +190,9 @@ def test_a_repeated_finished_event_changes_nothing(env):
     task_id = env.submit()
     env.dispatcher.dispatch_pending()
     env.event(task_id, "finished", status="succeeded", exit_code=0, output_digest=DIGEST)
-    again = env.event(task_id, "finished", status="failed", exit_code=1).get_json()
+    repeated = env.event(task_id, "finished", status="failed", exit_code=1).get_json()
+    assert repeated["recorded"] is False
+    again = env.get(f"/tasks/{task_id}").get_json()
     assert again["state"] == "succeeded"
     assert again["assignments"][0]["status"] == "succeeded"
 
@@ -190,10 +201,12 @@ def test_a_failure_with_attempts_left_goes_back_to_pending_then_fails(env):
     env.register()
     task_id = env.submit(max_attempts=2)
     env.dispatcher.dispatch_pending()
-    task = env.event(task_id, "finished", status="failed", exit_code=2).get_json()
+    env.event(task_id, "finished", status="failed", exit_code=2)
+    task = env.get(f"/tasks/{task_id}").get_json()
     assert task["state"] == "pending" and task["error"] is None
     env.dispatcher.dispatch_pending()
-    task = env.event(task_id, "finished", attempt=2, status="failed", exit_code=3).get_json()
+    env.event(task_id, "finished", attempt=2, status="failed", exit_code=3)
+    task = env.get(f"/tasks/{task_id}").get_json()
     assert task["state"] == "failed"
     assert task["error"] == "container exited with code 3"
 
@@ -234,7 +247,8 @@ def test_cancel_running_asks_the_helper_to_stop(env):
     assert env.delete(f"/tasks/{task_id}").get_json()["state"] == "cancelled"
     assert stopped == [("h1", task_id, 1)]
     late = env.event(task_id, "finished", status="cancelled", exit_code=137).get_json()
-    assert late["state"] == "cancelled"
+    assert late["recorded"] is True  # the assignment ends; the task stays cancelled
+    assert env.get(f"/tasks/{task_id}").get_json()["state"] == "cancelled"
 
 
 def test_the_end_of_a_cancelled_tasks_assignment_wakes_the_dispatcher(env):

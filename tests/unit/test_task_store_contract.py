@@ -114,10 +114,11 @@ class TestTaskStore:
         assert a["state"] == "running" and a["started_at"] == clock()
         assert tasks.get("t1")["state"] == "running"
         outcome = {"status": "succeeded", "exit_code": 0}
-        done = tasks.assignment_finished("t1", "h1", 1, outcome, clock.advance())
+        assert tasks.assignment_finished("t1", "h1", 1, outcome, clock.advance()) is True
+        (done,) = tasks.assignments_of("t1")
         assert done["state"] == "finished" and done["status"] == "succeeded"
         assert done["finished_at"] == clock()
-        assert tasks.assignment_finished("t1", "h1", 1, {"status": "failed"}, clock()) is None
+        assert tasks.assignment_finished("t1", "h1", 1, {"status": "failed"}, clock()) is False
         assert tasks.assignments_of("t1")[0]["status"] == "succeeded"
 
     def test_running_without_accepted_still_runs(self, tasks, clock):
@@ -129,7 +130,7 @@ class TestTaskStore:
         dispatched(tasks, clock)
         tasks.assignment_accepted("t1", "h2", 1, clock())
         tasks.assignment_running("t1", "h2", 1, clock())
-        assert tasks.assignment_finished("t1", "h2", 1, {"status": "failed"}, clock()) is None
+        assert tasks.assignment_finished("t1", "h2", 1, {"status": "failed"}, clock()) is False
         assert tasks.assignments_of("t1")[0]["state"] == "pushing"
         assert tasks.get("t1")["state"] == "dispatched"
 
@@ -156,6 +157,7 @@ class TestTaskStore:
         result = {"helper_id": "h1", "attempt": 1, "status": "succeeded"}
         read = tasks.get("t1")
         doc = tasks.apply(read, Decision(TaskState.SUCCEEDED, 1, result), clock.advance())
+        assert doc == tasks.get("t1")  # computed, not read back: it must be what was written
         assert doc["state"] == "succeeded" and doc["result"] == result
         assert doc["error"] is None and doc["updated_at"] == clock()
         late = Decision(TaskState.FAILED, 1, error="late")
@@ -220,19 +222,20 @@ class TestTaskStore:
             tasks.assignment_accepted("t1", "h1", 1, clock())
         if state == "running":
             tasks.assignment_running("t1", "h1", 1, clock())
-        lost = tasks.assignment_lost("t1", 1, "helper gone", clock.advance())
+        assert tasks.assignment_lost("t1", 1, "helper gone", clock.advance()) is True
+        (lost,) = tasks.assignments_of("t1")
         assert (lost["state"], lost["error"], lost["finished_at"]) == (
             "lost",
             "helper gone",
             clock(),
         )
-        assert tasks.assignment_lost("t1", 1, "again", clock()) is None
+        assert tasks.assignment_lost("t1", 1, "again", clock()) is False
         assert tasks.live_assignments() == {}
 
     def test_a_finished_assignment_is_not_lost(self, tasks, clock):
         dispatched(tasks, clock)
         tasks.assignment_finished("t1", "h1", 1, {"status": "succeeded"}, clock())
-        assert tasks.assignment_lost("t1", 1, "helper gone", clock()) is None
+        assert tasks.assignment_lost("t1", 1, "helper gone", clock()) is False
         assert tasks.assignments_of("t1")[0]["state"] == "finished"
 
     def test_late_events_do_not_revive_a_lost_assignment(self, tasks, clock):
@@ -240,7 +243,7 @@ class TestTaskStore:
         tasks.assignment_lost("t1", 1, "helper gone", clock())
         tasks.assignment_accepted("t1", "h1", 1, clock())
         tasks.assignment_running("t1", "h1", 1, clock())
-        assert tasks.assignment_finished("t1", "h1", 1, {"status": "failed"}, clock()) is None
+        assert tasks.assignment_finished("t1", "h1", 1, {"status": "failed"}, clock()) is False
         assert tasks.assignments_of("t1")[0]["state"] == "lost"
 
     def test_reopen_a_task_whose_run_was_lost(self, tasks, clock):

@@ -109,6 +109,7 @@ class TestReplicaBookkeeping:
         replicated(tasks, clock, 3, [H1, H2, H3])
         votes = {A: ["gpu-1", "gpu-3"], B: ["gpu-2"]}
         doc = tasks.apply(tasks.get("t1"), Decision(None, 5, votes=votes), clock.advance())
+        assert doc == tasks.get("t1")  # computed, not read back: it must be what was written
         assert doc["votes"] == [
             {"output_digest": A, "helpers": ["gpu-1", "gpu-3"]},
             {"output_digest": B, "helpers": ["gpu-2"]},
