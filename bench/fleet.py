@@ -5,16 +5,15 @@ Each helper is the real helper stack less its own HTTP server and Docker:
 `helper.executor.Executor` (slots, the "running" report to the seeker),
 `helper.outbox.Outbox` (fsync'd entries, the result POSTed to the channel,
 the final event to the seeker) and `helper.app.create_app` (the helper's
-REST API, token check and validation), with a runtime whose containers
+REST API, credential check and validation), with a runtime whose containers
 succeed at once. One WSGI server serves every helper's app, under
 /h/<n>/ (werkzeug's DispatcherMiddleware); each registers with the seeker at
 that URL and re-registers every 15 s, as a helper's heartbeat does.
 
-Unlike real helpers, the fleet's helpers share one SeekerClient and one
-ChannelClient (a pool of 64 keep-alive connections each): 200 clients of
-their own would hold 200 keep-alive connections to the seeker, past
-waitress's default limit of 100 open connections, with which the seeker
-once stopped accepting new ones (see bench/findings.md).
+As real helpers do, each joins with the token and then talks to the seeker
+with its own credential, in a session of its own (up to 4 keep-alive
+connections); results go to the channel with each attempt's receipt, through
+one shared ChannelClient (up to 64 connections).
 
 Prints "ready" once every helper is registered; stops on SIGTERM."""
 
@@ -62,19 +61,22 @@ class InstantRuntime:
 
 
 class FleetHelper:
-    def __init__(self, i: int, run_id: str, args, base_url: str, seeker, channel):
+    def __init__(self, i: int, run_id: str, args, base_url: str, channel):
         self.helper_id = f"fleet-{run_id}-{i:04d}"
         self.name = f"fleet-{run_id}-{i:04d}"
         self.url = f"{base_url}/h/{i}"
         self.slots = args.slots
         self.boot_id = uuid.uuid4().hex
-        self.seeker = seeker
+        # its own session: it joins with the token, then sends its credential
+        self.seeker = pooled(SeekerClient(args.seeker_url, args.token, timeout=60), 4)
+        self.credentials: tuple[str, ...] = ()
         self.channel = channel
         self.outbox = Outbox(
             Path(args.data_dir) / f"h{i}" / "outbox",
             {
-                "result": lambda r: self.channel.post_result(
-                    dict(r, sent_at=datetime.now(timezone.utc).isoformat())
+                "result": lambda e: self.channel.post_result(
+                    dict(e["result"], sent_at=datetime.now(timezone.utc).isoformat()),
+                    receipt=e["receipt"],
                 ),
                 "event": lambda p: self.seeker.report(p["task_id"], p["event"]),
             },
@@ -88,7 +90,12 @@ class FleetHelper:
             report=self.seeker.report,
             boot_id=self.boot_id,
         )
-        self.app = create_app(executor=self.executor, token=args.token, describe=self.describe)
+        self.app = create_app(
+            executor=self.executor,
+            token=args.token,
+            seeker_credentials=lambda: self.credentials,
+            describe=self.describe,
+        )
 
     def resources(self) -> dict:
         return {"cpus": 16.0, "memory_total": 64 * GIB, "memory_available": 64 * GIB, "gpus": []}
@@ -104,7 +111,7 @@ class FleetHelper:
         }
 
     def register(self) -> None:
-        self.seeker.register_helper(
+        answer = self.seeker.register_helper(
             {
                 "helper_id": self.helper_id,
                 "name": self.name,
@@ -115,6 +122,9 @@ class FleetHelper:
                 "running": self.executor.running_keys(),
             }
         )
+        if answer.get("credential"):
+            self.credentials = (answer["credential"],)
+            self.seeker.session.headers["Authorization"] = f"Bearer {answer['credential']}"
 
 
 def pooled(client, size: int = 64):
@@ -144,9 +154,8 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     run_id = uuid.uuid4().hex[:6]
     base = f"http://127.0.0.1:{args.port}"
-    seeker = pooled(SeekerClient(args.seeker_url, args.token, timeout=60))
-    channel = pooled(ChannelClient(args.channel_url, args.token, timeout=60))
-    helpers = [FleetHelper(i, run_id, args, base, seeker, channel) for i in range(args.helpers)]
+    channel = pooled(ChannelClient(args.channel_url, None, timeout=60))  # receipts, not a token
+    helpers = [FleetHelper(i, run_id, args, base, channel) for i in range(args.helpers)]
     app = DispatcherMiddleware(not_found, {f"/h/{i}": h.app for i, h in enumerate(helpers)})
     # the seeker keeps a connection to each helper URL, all to this one server
     server = BackgroundServer(app, "127.0.0.1", args.port, threads=args.threads).start()
