@@ -4,10 +4,13 @@ through Seeker against the same containers run straight with the Docker SDK.
 Seeker: `seeker.up.Stack` in this process, as `seeker up --slots 4` runs it
 (seeker, channel and one helper with 4 slots, the embedded SecantusDB in
 the same process). The clock starts before the first `SeekerClient.submit`
-and stops when `SeekerClient.wait` (polling every 50 ms) has seen every task
-end; a task ends only after its helper's outbox has stored the result in
-the channel (the result is sent before the final event), and the channel's
-count of results is checked afterwards. Included: the REST submit, the
+and stops when every task has ended and every result is stored in the
+channel: the client follows the seeker's event log (`GET /api/v1/events`,
+one indexed query every 50 ms for all tasks, as a batch client or a
+`--notify-url` receiver would, rather than one task's full state per poll),
+then counts the results in the channel's database (the helper posts the
+result and reports the end in two outbox lanes, so the one may trail the
+other). Included: the REST submit, the
 dispatch, the push, the helper's Docker calls (create, which is also the
 image check, start, wait, both log streams in one request, the /output
 archive probe, remove; an inspect after a run only on a non-zero exit or
@@ -33,6 +36,7 @@ import psutil
 
 from bench.common import IMAGE, cpu_seconds, fmt_ratio, fmt_s, main, ratio, report
 from seeker.client import SeekerClient
+from seeker.events import TASK_SUCCEEDED
 from seeker.up import Stack
 
 NAME = "overhead"
@@ -79,16 +83,49 @@ def seeker_batch(stack: Stack, client: SeekerClient, n: int) -> float:
     """Submit `n` tasks and wait for all; returns the wall time."""
     results = stack.conn.database("channel")["results"]
     before = results.count_documents({})
+    seq = last_event(client)
     t0 = time.perf_counter()
     ids = [client.submit(IMAGE, ["true"])["task_id"] for _ in range(n)]
-    states = [client.wait(task_id, timeout=600, poll=0.05)["state"] for task_id in ids]
+    ended = wait_ended(client, set(ids), seq, deadline=time.monotonic() + 600)
+    while results.count_documents({}) - before < n:
+        if time.monotonic() > t0 + 600:
+            raise RuntimeError("Seeker: results missing from the channel after 600 s")
+        time.sleep(0.01)
     wall = time.perf_counter() - t0
-    if set(states) != {"succeeded"}:
-        raise RuntimeError(f"Seeker: task states {sorted(set(states))}")
-    stored = results.count_documents({}) - before
-    if stored != n:
-        raise RuntimeError(f"Seeker: {stored} results stored in the channel for {n} tasks")
+    if set(ended.values()) != {TASK_SUCCEEDED}:
+        raise RuntimeError(f"Seeker: task ends {sorted(set(ended.values()))}")
+    if {client.get(i)["state"] for i in ids} != {"succeeded"}:
+        raise RuntimeError("Seeker: a task's state disagrees with the event log")
     return wall
+
+
+def events_after(client: SeekerClient, seq: int) -> list[dict]:
+    return client.request("GET", "/api/v1/events", params={"after": seq, "limit": 1000})["events"]
+
+
+def last_event(client: SeekerClient) -> int:
+    seq = 0
+    while page := events_after(client, seq):
+        seq = page[-1]["seq"]
+    return seq
+
+
+def wait_ended(client: SeekerClient, ids: set[str], seq: int, deadline: float) -> dict:
+    """Follow the event log until every task in `ids` has ended; returns
+    task id -> the kind of its end event."""
+    ended: dict[str, str] = {}
+    while len(ended) < len(ids):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"Seeker: {len(ids) - len(ended)} tasks did not end")
+        page = events_after(client, seq)
+        for event in page:
+            if event.get("task_id") in ids:
+                ended[event["task_id"]] = event["type"]
+        if page:
+            seq = page[-1]["seq"]
+        else:
+            time.sleep(0.05)
+    return ended
 
 
 def phases(stack: Stack) -> dict[str, float]:
