@@ -73,6 +73,19 @@ class _Server(wsgi.Server):
     def error_log(self, msg="", level=logging.INFO, traceback=False):
         log.log(level, "%s", msg, exc_info=traceback)
 
+    def process_conn(self, conn):
+        """A new connection waits in the selector, as an idle keep-alive one
+        does, until its client sends something; only then does a worker
+        thread take it. (cheroot hands new connections to a worker at once,
+        so a few clients that connect and send nothing, a port scanner or a
+        stuck client, would hold every worker until the socket timeout.)"""
+        if not getattr(conn, "_spoken", False):
+            conn._spoken = True
+            if self._connections is not None and not conn.rfile.has_data():
+                self._connections.put(conn)
+                return
+        super().process_conn(conn)
+
 
 class BackgroundServer:
     """A WSGI server on its own thread, over TLS when given a certificate;

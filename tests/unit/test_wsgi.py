@@ -81,3 +81,23 @@ def test_a_server_never_started_lets_its_port_go():
         assert requests.get(f"{again.url}/port", timeout=5).ok is True
     finally:
         again.stop()
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+def test_clients_that_connect_and_say_nothing_hold_no_worker(tmp_path, tls):
+    # a port scanner, or a client stuck before its first byte: they wait in
+    # the selector, not in the 2 worker threads, so others are still served
+    app = Flask(__name__)
+    app.get("/ping")(lambda: "pong")
+    certs = make_certs(tmp_path) if tls else None
+    cert = ServerCert(certs.cert, certs.key) if certs else None
+    server = BackgroundServer(app, "127.0.0.1", 0, threads=2, cert=cert).start()
+    silent = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(10)]
+    try:
+        verify = str(certs.ca) if certs else True
+        answer = requests.get(f"{server.url}/ping", timeout=5, verify=verify)
+        assert answer.text == "pong"
+    finally:
+        for s in silent:
+            s.close()
+        server.stop()
