@@ -2,11 +2,16 @@
 cancelled, helper purged. Each event is stored (an event log in the seeker's
 database, kept `retention` days) and handed to in-process watchers; the
 webhook watcher posts events to a URL as JSON, in order, retried until the
-receiver acknowledges, resuming after a restart from where it stopped."""
+receiver acknowledges, resuming after a restart from where it stopped.
+With a secret, each post is signed (see `sign_webhook`)."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import logging
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -67,11 +72,38 @@ class EventLog:
         return list(docs.limit(limit))
 
 
+SIGNATURE_HEADER = "X-Seeker-Signature"
+SIGNATURE_TOLERANCE = 300.0  # seconds a receiver should accept a signature for
+
+
+def sign_webhook(secret: str, body: bytes, now: float) -> str:
+    """`t=<unix time>,v1=<hex HMAC-SHA256 of "<t>." + body>`: the value of
+    the X-Seeker-Signature header of a webhook post. The time is signed too,
+    so a receiver can refuse a replayed post."""
+    t = str(int(now))
+    mac = hmac.new(secret.encode(), t.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return f"t={t},v1={mac}"
+
+
+def verify_webhook(
+    secret: str, header: str, body: bytes, now: float, tolerance: float = SIGNATURE_TOLERANCE
+) -> bool:
+    """For a receiver: the post's body is the seeker's, signed less than
+    `tolerance` seconds ago (compare in constant time, as this does)."""
+    parts = dict(p.split("=", 1) for p in header.split(",") if "=" in p)
+    t = parts.get("t", "")
+    if not t.isdigit() or abs(now - int(t)) > tolerance:
+        return False
+    expected = sign_webhook(secret, body, int(t))
+    return hmac.compare_digest(expected.encode(), f"t={t},v1={parts.get('v1', '')}".encode())
+
+
 class WebhookWatcher:
     """Posts every event to `url` as JSON, in order; a failed post (no answer,
     or not 2xx) is retried with backoff (1 s doubling to 60 s) until it
     succeeds. Its position is kept in the database, so a restarted seeker
-    carries on where it stopped: delivery is at least once."""
+    carries on where it stopped: delivery is at least once. With a `secret`
+    each post carries an X-Seeker-Signature header (`sign_webhook`)."""
 
     def __init__(
         self,
@@ -80,9 +112,13 @@ class WebhookWatcher:
         db: Database,
         timeout: float = 5.0,
         max_backoff: float = 60.0,
+        secret: str | None = None,
+        clock: Callable[[], float] = time.time,
     ):
         self.log = log_
         self.url = url
+        self.secret = secret
+        self.clock = clock
         self.cursors = db["webhook_cursors"]
         self.timeout = timeout
         self.session = requests.Session()
@@ -106,9 +142,12 @@ class WebhookWatcher:
 
     def _post(self, events: list[dict]) -> bool:
         for event in events:
-            body = {**event, "at": event["at"].isoformat()}
+            body = json.dumps({**event, "at": event["at"].isoformat()}).encode()
+            headers = {"Content-Type": "application/json"}
+            if self.secret:
+                headers[SIGNATURE_HEADER] = sign_webhook(self.secret, body, self.clock())
             try:
-                resp = self.session.post(self.url, json=body, timeout=self.timeout)
+                resp = self.session.post(self.url, data=body, headers=headers, timeout=self.timeout)
                 ok = 200 <= resp.status_code < 300
             except requests.RequestException as exc:
                 log.info("webhook %s: event %d not delivered: %s", self.url, event["seq"], exc)

@@ -58,6 +58,13 @@ from serving.database import DatabaseConnection
     help="POST every event (task finished, failed, cancelled; helper purged) to this "
     "URL as JSON, retried until it answers 2xx (repeatable).",
 )
+@click.option(
+    "--notify-secret",
+    envvar="SEEKER_NOTIFY_SECRET",
+    show_envvar=True,
+    help="Sign every --notify-url post with this secret (header X-Seeker-Signature: "
+    "t=<unix time>,v1=<HMAC-SHA256 of '<t>.' + body>), for the receiver to check.",
+)
 def start(
     host,
     port,
@@ -73,6 +80,7 @@ def start(
     probe_interval,
     liveness,
     notify_urls,
+    notify_secret,
 ):
     """Serve the seeker: helper registry, scheduling, REST API."""
     with starting("the seeker"):
@@ -88,6 +96,7 @@ def start(
             probe_seconds=probe_interval,
             liveness_seconds=liveness,
             notify_urls=notify_urls,
+            notify_secret=notify_secret,
             join_token=join_token,
             credential_key=credential_key.encode(),
             receipt_key=receipts.receipt_key(receipt_key, token),

@@ -77,6 +77,7 @@ class SeekerServer:
         probe_seconds: float = 10.0,
         liveness_seconds: float = 45.0,
         notify_urls: tuple[str, ...] = (),
+        notify_secret: str | None = None,
         join_token: str | None = None,
         credential_key: bytes | None = None,
         receipt_key: bytes | None = None,
@@ -94,7 +95,9 @@ class SeekerServer:
         receipt_key = receipt_key or receipts.receipt_key(None, token)
         self.events = EventLog(db, clock)
         self.events.ensure_indexes()
-        self.webhooks = [WebhookWatcher(self.events, url, db) for url in notify_urls]
+        self.webhooks = [
+            WebhookWatcher(self.events, url, db, secret=notify_secret) for url in notify_urls
+        ]
         self.tasks.ensure_indexes()
         self.helpers.ensure_indexes()
         clients = HelperClients(self.credentials.for_helper, ca_cert=ca_cert)

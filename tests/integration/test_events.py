@@ -1,33 +1,44 @@
-"""Events reach a webhook receiver as JSON, in order, retried when the
-receiver fails, and are listed by GET /api/v1/events."""
+"""Events reach a webhook receiver as JSON, signed, in order, retried when
+the receiver fails, and are listed by GET /api/v1/events."""
 
 from __future__ import annotations
 
 import json
 import signal
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
 
+from seeker.events import SIGNATURE_HEADER, verify_webhook
 from tests.integration.conftest import make_cluster
 from tests.integration.harness import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
 
+SECRET = "webhook-secret"
+
+
 class Receiver:
-    """A webhook receiver on loopback that refuses its first post (500)."""
+    """A webhook receiver on loopback that refuses its first post (500), and
+    counts the posts whose signature does not verify."""
 
     def __init__(self):
         self.got: list[dict] = []
         self.refused = 0
+        self.unsigned = 0
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):  # noqa: N802 (http.server's name)
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                raw = self.rfile.read(int(self.headers["Content-Length"]))
+                signature = self.headers.get(SIGNATURE_HEADER, "")
+                if not verify_webhook(SECRET, signature, raw, time.time()):
+                    receiver.unsigned += 1
+                body = json.loads(raw)
                 if receiver.refused == 0:
                     receiver.refused += 1
                     self.send_response(500)
@@ -66,6 +77,8 @@ def cluster(tmp_path_factory, mongo_url, workload_image, receiver):
         "0.5",
         "--notify-url",
         receiver.url,
+        "--notify-secret",
+        SECRET,
     )
     yield s
     s.stop()
@@ -81,6 +94,7 @@ def test_events_reach_the_webhook_in_order_and_after_a_failure(
     svc.stop(signal.SIGKILL)  # purged after three failed probes
     wait_until(lambda: len(receiver.got) >= 3, 60, "three events at the receiver")
     assert receiver.refused == 1  # the first post failed and was sent again
+    assert receiver.unsigned == 0  # every post, the retried one too, carried a good signature
     kinds = [(e["type"], e.get("task_id") or e.get("helper_name")) for e in receiver.got]
     assert kinds == [
         ("task.succeeded", ok["task_id"]),

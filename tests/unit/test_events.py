@@ -4,13 +4,22 @@ stored position."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 
 import pytest
 import requests
 from conftest import FakeClock
 
-from seeker.events import HELPER_PURGED, TASK_FAILED, TASK_SUCCEEDED, EventLog, WebhookWatcher
+from seeker.events import (
+    HELPER_PURGED,
+    SIGNATURE_HEADER,
+    TASK_FAILED,
+    TASK_SUCCEEDED,
+    EventLog,
+    WebhookWatcher,
+    verify_webhook,
+)
 
 
 class FakeSession:
@@ -19,13 +28,15 @@ class FakeSession:
     def __init__(self, *outcomes):
         self.outcomes = list(outcomes)
         self.posted: list[dict] = []
+        self.sent: list[tuple[bytes, dict]] = []  # every body and its headers
 
-    def post(self, url, json, timeout):
+    def post(self, url, data, headers, timeout):
         outcome = self.outcomes.pop(0) if self.outcomes else 200
         if isinstance(outcome, Exception):
             raise outcome
+        self.sent.append((data, headers))
         if 200 <= outcome < 300:
-            self.posted.append(json)
+            self.posted.append(json.loads(data))
         return type("Response", (), {"status_code": outcome})()
 
 
@@ -104,3 +115,27 @@ def test_more_than_a_page_is_delivered_in_one_go(log, mongo_db):
         log.publish(TASK_SUCCEEDED, task_id=f"t{n}")
     assert w.deliver_pending() is True
     assert len(session.posted) == 250
+
+
+def test_posts_are_signed_with_the_secret_and_the_time(log, mongo_db):
+    session = FakeSession()
+    w = WebhookWatcher(log, "http://receiver/hook", mongo_db, secret="s3", clock=lambda: 1000.0)
+    w.session = session
+    log.publish(TASK_SUCCEEDED, task_id="t1")
+    assert w.deliver_pending()
+    body, headers = session.sent[0]
+    signature = headers[SIGNATURE_HEADER]
+    assert signature.startswith("t=1000,v1=") and headers["Content-Type"] == "application/json"
+    assert verify_webhook("s3", signature, body, now=1010)
+    assert not verify_webhook("other", signature, body, now=1010)  # another secret
+    assert not verify_webhook("s3", signature, body.replace(b"t1", b"t2"), now=1010)  # altered
+    assert not verify_webhook("s3", signature, body, now=1000 + 301)  # replayed later
+    assert not verify_webhook("s3", "v1=" + signature.split("v1=")[1], body, now=1010)
+
+
+def test_without_a_secret_posts_are_unsigned(log, mongo_db):
+    session = FakeSession()
+    w = webhook(log, mongo_db, session)
+    log.publish(TASK_SUCCEEDED, task_id="t1")
+    assert w.deliver_pending()
+    assert SIGNATURE_HEADER not in session.sent[0][1]
