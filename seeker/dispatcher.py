@@ -10,10 +10,11 @@ from datetime import datetime, timedelta
 
 from seeker.capacity import after_placing, helper_views
 from seeker.health import HelperHealth
+from seeker.helper_store import HelperStore
 from seeker.metrics import SeekerMetrics
 from seeker.models import AssignmentState
 from seeker.scheduler import HelperView, TaskView, reserve_gpus, select
-from seeker.store import FINAL, LIVE, HelperStore, TaskStore
+from seeker.store import FINAL, LIVE, TaskStore
 from serving.http import ApiError, Unreachable
 from serving.worker import Worker
 

@@ -11,9 +11,10 @@ from datetime import datetime, timedelta
 
 from seeker.capacity import as_utc
 from seeker.events import HELPER_PURGED, EventLog
+from seeker.helper_store import HelperStore
 from seeker.metrics import SeekerMetrics
 from seeker.models import AssignmentState
-from seeker.store import HelperStore, TaskStore
+from seeker.store import TaskStore
 
 log = logging.getLogger(__name__)
 

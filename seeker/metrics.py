@@ -12,8 +12,9 @@ from prometheus_client.metrics_core import Metric
 from pymongo.errors import PyMongoError
 
 from seeker.capacity import as_utc
+from seeker.helper_store import HelperStore
 from seeker.models import LIVE_ASSIGNMENT_STATES, TaskState
-from seeker.store import FINAL, HelperStore, TaskStore
+from seeker.store import FINAL, TaskStore
 from serving.http import ApiError
 from serving.metrics import EventMetrics, gauge
 

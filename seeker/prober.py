@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 from seeker.health import HelperHealth
-from seeker.store import HelperStore
+from seeker.helper_store import HelperStore
 from serving.http import ApiError, Unreachable
 
 log = logging.getLogger(__name__)

@@ -18,10 +18,11 @@ from seeker.credentials import HelperCredentials
 from seeker.dispatcher import Dispatcher, DispatchLoop
 from seeker.events import EventLog, WebhookWatcher
 from seeker.health import HelperHealth
+from seeker.helper_store import HelperStore
 from seeker.metrics import SeekerMetrics
 from seeker.prober import Prober
 from seeker.service import Seeker
-from seeker.store import HelperStore, TaskStore
+from seeker.store import TaskStore
 from serving import receipts
 from serving.tls import ServerCert
 from serving.wsgi import BackgroundServer

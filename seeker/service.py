@@ -12,6 +12,7 @@ from seeker.capacity import as_utc
 from seeker.credentials import HELPER, HelperCredentials
 from seeker.events import TASK_CANCELLED, TASK_FAILED, TASK_SUCCEEDED, EventLog
 from seeker.health import STARTED, HelperHealth
+from seeker.helper_store import HelperStore
 from seeker.models import (
     FINAL_TASK_STATES,
     AssignmentEvent,
@@ -21,7 +22,7 @@ from seeker.models import (
     TaskState,
 )
 from seeker.outcome import decide
-from seeker.store import HelperStore, TaskStore, task_json
+from seeker.store import TaskStore, task_json
 from serving.auth import Principal
 from serving.errors import Conflict, Forbidden, NotFound, Unavailable
 from serving.http import ApiError, Unreachable

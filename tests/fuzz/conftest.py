@@ -225,9 +225,10 @@ def seeker_service() -> Service:
     from seeker.app import create_app
     from seeker.events import EventLog
     from seeker.health import HelperHealth
+    from seeker.helper_store import HelperStore
     from seeker.models import HelperRegistration, TaskSpec
     from seeker.service import Seeker
-    from seeker.store import HelperStore, TaskStore
+    from seeker.store import TaskStore
     from serving.errors import Conflict
 
     db, clock = mongomock_db(), TickingClock()

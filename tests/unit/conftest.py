@@ -16,7 +16,8 @@ import pymongo
 import pytest
 
 from seeker.health import HelperHealth
-from seeker.store import HelperStore, TaskStore
+from seeker.helper_store import HelperStore
+from seeker.store import TaskStore
 
 ON_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")  # as tests/requirements.py
 TEST_MONGO_URL = os.environ.get("TEST_MONGO_URL")

@@ -10,8 +10,9 @@ import pytest
 
 from seeker.app import create_app
 from seeker.credentials import HelperCredentials
+from seeker.helper_store import HelperStore
 from seeker.service import Seeker
-from seeker.store import HelperStore, TaskStore
+from seeker.store import TaskStore
 from tests.auth_support import bearer
 
 USER, JOIN = "user-token", "join-token"

@@ -26,9 +26,10 @@ from helper.runtime import RunOutcome
 from seeker.app import create_app as seeker_app
 from seeker.dispatcher import Dispatcher
 from seeker.health import HelperHealth
+from seeker.helper_store import HelperStore
 from seeker.metrics import SeekerMetrics
 from seeker.service import Seeker
-from seeker.store import HelperStore, TaskStore
+from seeker.store import TaskStore
 from serving.http import ApiError, Unreachable
 from tests.auth_support import bearer, receipt_for, receipt_headers
 

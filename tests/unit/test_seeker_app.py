@@ -6,8 +6,9 @@ import pytest
 
 from seeker.app import create_app
 from seeker.dispatcher import Dispatcher
+from seeker.helper_store import HelperStore
 from seeker.service import Seeker
-from seeker.store import HelperStore, TaskStore
+from seeker.store import TaskStore
 from tests.auth_support import bearer
 
 AUTH = {"Authorization": "Bearer t"}  # the user token, which is also the join token here
