@@ -47,7 +47,14 @@ def create_app(
         if state is not None and state not in STATES:
             raise BadRequest(f"unknown state {state!r}", f"one of: {', '.join(sorted(STATES))}")
         limit = int_arg("limit", 50, 1, 500)
-        return {"tasks": seeker.list_tasks(state, limit), "next": None}
+        try:
+            found, cursor = seeker.list_tasks(state, limit, request.args.get("after") or None)
+        except ValueError:
+            raise BadRequest(
+                "query parameter 'after' is not a valid cursor",
+                "pass the 'next' value of the previous page",
+            ) from None
+        return {"tasks": found, "next": cursor}
 
     @app.get("/api/v1/tasks/<task_id>")
     def get_task(task_id: str):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import quote
 
@@ -32,8 +32,26 @@ class SeekerClient(JsonClient):
         return self.request("GET", f"/api/v1/tasks/{task_id}")
 
     def tasks(self, state: str | None = None, limit: int = 50) -> list[dict]:
-        params = {"limit": limit, **({"state": state} if state else {})}
-        return self.request("GET", "/api/v1/tasks", params=params)["tasks"]
+        """The newest `limit` tasks (in `state`, if given)."""
+        return self.tasks_page(state, limit)["tasks"]
+
+    def tasks_page(
+        self, state: str | None = None, limit: int = 50, after: str | None = None
+    ) -> dict:
+        """One page: {"tasks": [...], "next": cursor or None}; pass `next` as
+        `after` for the page after it."""
+        params = {"limit": limit, "state": state, "after": after}
+        return self.request("GET", "/api/v1/tasks", params={k: v for k, v in params.items() if v})
+
+    def all_tasks(self, state: str | None = None, page: int = 500) -> Iterator[dict]:
+        """Every task (in `state`, if given), newest first, a page at a time."""
+        after = None
+        while True:
+            found = self.tasks_page(state, page, after)
+            yield from found["tasks"]
+            after = found["next"]
+            if not after:
+                return
 
     def cancel(self, task_id: str) -> dict:
         return self.request("DELETE", f"/api/v1/tasks/{task_id}")

@@ -146,7 +146,7 @@ class TaskList(BaseModel):
     model_config = ANSWER
 
     tasks: list[Task] = Field(description="newest first, without assignments")
-    next: None = Field(description="always null: one page")
+    next: str | None = Field(description="pass as `after` for the next page; null on the last page")
 
 
 class FlaggedResult(Result):
@@ -283,10 +283,15 @@ def routes() -> list[Route]:
             "GET",
             "/api/v1/tasks",
             "List tasks, newest first",
-            {200: Reply("the tasks", TaskList), 400: error("unknown state, bad limit")},
+            {200: Reply("the tasks", TaskList), 400: error("unknown state, bad limit or cursor")},
             params=(
                 Param("state", {"type": "string", "enum": STATES}),
                 Param("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}),
+                Param(
+                    "after",
+                    {"type": "string", "pattern": r"^([0-9]{1,15}-[A-Za-z0-9_.-]{1,128})?$"},
+                    description="the `next` of the previous page (empty: the first page)",
+                ),
             ),
             tag="tasks",
         ),

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from urllib.parse import quote
 
 from seeker.capacity import as_utc
@@ -29,6 +30,23 @@ from serving.http import ApiError, Unreachable
 
 log = logging.getLogger(__name__)
 FINAL = {s.value for s in FINAL_TASK_STATES}
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+CURSOR = re.compile(r"^([0-9]{1,15})-([A-Za-z0-9_.-]{1,128})$")
+
+
+def cursor_of(task: dict) -> str:
+    """`<created_at in ms since the epoch>-<task id>`: where a page ended."""
+    millis = (as_utc(task["created_at"]) - EPOCH) // timedelta(milliseconds=1)
+    return f"{millis}-{task['_id']}"
+
+
+def parse_cursor(cursor: str) -> tuple[datetime, str]:
+    m = CURSOR.match(cursor)
+    if not m:
+        raise ValueError(cursor)
+    return EPOCH + timedelta(milliseconds=int(m.group(1))), m.group(2)
 
 
 class Seeker:
@@ -68,8 +86,14 @@ class Seeker:
             raise NotFound("no such task", task_id)
         return task_json(doc, self.tasks.assignments_of(task_id))
 
-    def list_tasks(self, state: str | None, limit: int) -> list[dict]:
-        return [task_json(d) for d in self.tasks.list(state, limit)]
+    def list_tasks(
+        self, state: str | None, limit: int, after: str | None = None
+    ) -> tuple[list[dict], str | None]:
+        """A page of tasks, newest first, and the cursor of the next page
+        (None on the last). ValueError for a cursor that is not one."""
+        docs = self.tasks.list(state, limit, parse_cursor(after) if after else None)
+        more = len(docs) == limit
+        return [task_json(d) for d in docs], cursor_of(docs[-1]) if docs and more else None
 
     def cancel(self, task_id: str) -> dict:
         before = self.tasks.get(task_id)

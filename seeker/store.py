@@ -59,9 +59,20 @@ class TaskStore:
     def get(self, task_id: str) -> dict | None:
         return self.tasks.find_one({"_id": task_id})
 
-    def list(self, state: str | None = None, limit: int = 50) -> list[dict]:
-        query = {"state": state} if state else {}
-        return list(self.tasks.find(query).sort("created_at", DESCENDING).limit(limit))
+    def list(
+        self, state: str | None = None, limit: int = 50, after: tuple[datetime, str] | None = None
+    ) -> list[dict]:
+        """Newest first (ties by id); `after`: the (created_at, id) of the last
+        task of the page before, for the next page."""
+        query: dict = {"state": state} if state else {}
+        if after is not None:
+            created, task_id = after
+            query["$or"] = [
+                {"created_at": {"$lt": created}},
+                {"created_at": created, "_id": {"$lt": task_id}},
+            ]
+        found = self.tasks.find(query).sort([("created_at", DESCENDING), ("_id", DESCENDING)])
+        return list(found.limit(limit))
 
     def pending(self, limit: int = 200) -> list[dict]:
         """Unfinished tasks with replicas still to place, oldest first."""

@@ -5,10 +5,12 @@ from __future__ import annotations
 import pytest
 
 from seeker.app import create_app
+from seeker.client import SeekerClient
 from seeker.dispatcher import Dispatcher
 from seeker.helper_store import HelperStore
 from seeker.service import Seeker
 from seeker.store import TaskStore
+from serving.wsgi import BackgroundServer
 from tests.auth_support import bearer
 
 AUTH = {"Authorization": "Bearer t"}  # the user token, which is also the join token here
@@ -272,3 +274,32 @@ def test_task_results_without_a_channel_is_empty(env):
         "results": [],
         "next": None,
     }
+
+
+def test_tasks_come_a_page_at_a_time_with_a_cursor(env, clock):
+    ids = []
+    for _ in range(5):
+        ids.append(env.submit())
+        clock.advance()
+    first = env.get("/tasks?limit=2").get_json()
+    second = env.get(f"/tasks?limit=2&after={first['next']}").get_json()
+    third = env.get(f"/tasks?limit=2&after={second['next']}").get_json()
+    listed = [t["task_id"] for page in (first, second, third) for t in page["tasks"]]
+    assert listed == ids[::-1]
+    assert third["next"] is None  # a short page is the last
+    resp = env.get("/tasks?after=not-a-cursor!")
+    assert resp.status_code == 400 and "cursor" in resp.get_json()["error"]
+
+
+def test_the_python_client_walks_every_page(env, clock):
+    ids = []
+    for _ in range(7):
+        ids.append(env.submit())
+        clock.advance()
+    server = BackgroundServer(env.client.application, "127.0.0.1", 0).start()
+    try:
+        client = SeekerClient(server.url, "t")
+        assert [t["task_id"] for t in client.all_tasks(page=3)] == ids[::-1]
+        assert [t["task_id"] for t in client.tasks(limit=2)] == ids[:-3:-1]
+    finally:
+        server.stop()

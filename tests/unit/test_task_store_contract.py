@@ -64,6 +64,18 @@ class TestTaskStore:
         assert [t["_id"] for t in tasks.list(state="dispatched")] == ["a"]
         assert [t["_id"] for t in tasks.list(limit=1)] == ["b"]
 
+    def test_list_pages_newest_first_without_gaps_or_repeats(self, tasks, clock):
+        for i in range(7):  # t0..t6; t2, t3 and t4 created in the same millisecond
+            tasks.create(f"t{i}", SPEC, clock() if i in (3, 4) else clock.advance())
+        seen, after = [], None
+        while True:
+            page = tasks.list(limit=3, after=after)
+            seen += [d["_id"] for d in page]
+            if len(page) < 3:
+                break
+            after = (page[-1]["created_at"], page[-1]["_id"])
+        assert seen == ["t6", "t5", "t4", "t3", "t2", "t1", "t0"]
+
     def test_assign_moves_pending_to_dispatched(self, tasks, clock):
         a = dispatched(tasks, clock)
         assert a["_id"] == "t1.1" and a["attempt"] == 1
