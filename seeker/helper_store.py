@@ -100,6 +100,10 @@ class HelperStore:
         )
         return doc["failures"] if doc else None
 
+    def count_others(self, helper_ids: set[str]) -> int:
+        """How many registered helpers are not among `helper_ids`."""
+        return self.helpers.count_documents({"_id": {"$nin": sorted(helper_ids)}})
+
     def remove(self, helper_id: str) -> bool:
         """Forget a helper, and with it its credential."""
         try:

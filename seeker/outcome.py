@@ -51,6 +51,36 @@ def decide(spec: dict, wanted: int, assignments: list[dict]) -> Decision:
     return decision if decision.votes else Decision(**{**decision.__dict__, "votes": votes})
 
 
+def ran_on(assignments: list[dict]) -> set[str]:
+    """The helpers a replicated task has run on (or runs on): it goes to
+    none of them again (a push that failed does not count)."""
+    return {a["helper_id"] for a in assignments if a["state"] != AssignmentState.PUSH_FAILED.value}
+
+
+def wants_a_new_helper(spec: dict, decision: Decision, assignments: list[dict]) -> bool:
+    """A replicated task with nothing running that still wants a replica
+    placed: it needs a helper it has not run on."""
+    live = any(a["state"] in LIVE for a in assignments)
+    return spec.get("replicas", 1) > 1 and decision.state == TaskState.PENDING and not live
+
+
+def no_helper_left(decision: Decision, ran: int) -> Decision:
+    """The task wants one more replica, and every registered helper has run
+    it (`ran` helpers have): it fails now rather than wait for a helper that
+    may never come."""
+    agreed = sorted((len(h) for h in decision.votes.values()), reverse=True)
+    return Decision(
+        TaskState.FAILED,
+        decision.wanted,
+        error=(
+            f"wants one more replica, but every registered helper has run it ({ran} have; "
+            "a replica never runs twice on one helper); successful replicas agreeing: "
+            + (" / ".join(str(n) for n in agreed) or "none")
+        ),
+        votes=decision.votes,
+    )
+
+
 def vote(ok: list[dict]) -> dict[str, list[str]]:
     """Successful replicas grouped by output digest."""
     groups: dict[str, list[str]] = defaultdict(list)

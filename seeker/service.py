@@ -22,7 +22,7 @@ from seeker.models import (
     TaskSpec,
     TaskState,
 )
-from seeker.outcome import decide
+from seeker.outcome import decide, no_helper_left, ran_on, wants_a_new_helper
 from seeker.store import TaskStore, task_json
 from serving.auth import Principal
 from serving.errors import Conflict, Forbidden, NotFound, Unavailable
@@ -290,6 +290,10 @@ class Seeker:
                 return task
             assignments = self.tasks.assignments_of(task_id)
             decision = decide(task["spec"], task["wanted"], assignments)
+            if wants_a_new_helper(task["spec"], decision, assignments):
+                ran = ran_on(assignments)
+                if self.helpers.count_others(ran) == 0:
+                    decision = no_helper_left(decision, len(ran))
             written = self.tasks.apply(task, decision, self.clock())
             if written is None:
                 continue

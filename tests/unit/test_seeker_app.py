@@ -303,3 +303,46 @@ def test_the_python_client_walks_every_page(env, clock):
         assert [t["task_id"] for t in client.tasks(limit=2)] == ids[:-3:-1]
     finally:
         server.stop()
+
+
+def digest(c: str) -> str:
+    return "sha256:" + c * 64
+
+
+def disagreeing_quorum(env, helpers: int) -> str:
+    """A 2-of-2 quorum task (up to 4 replicas) whose two replicas disagree."""
+    for i in range(1, helpers + 1):
+        env.register(f"h{i}", f"gpu-{i}", resources={"cpus": 4, "memory_total": 2**33})
+    task_id = env.submit(replicas=2, policy={"kind": "quorum", "quorum": 2, "max_replicas": 4})
+    assert env.dispatcher.dispatch_pending() == 2
+    runs = [(a["helper_id"], a["attempt"]) for a in env.pushed]
+    for (helper_id, attempt), c in zip(runs, "ab", strict=True):
+        env.event(task_id, "running", attempt=attempt, helper_id=helper_id)
+        resp = env.event(
+            task_id,
+            "finished",
+            attempt=attempt,
+            helper_id=helper_id,
+            status="succeeded",
+            exit_code=0,
+            output_digest=digest(c),
+        )
+        assert resp.status_code == 200, resp.get_json()
+    return task_id
+
+
+def test_a_quorum_that_wants_a_helper_nobody_has_left_fails_at_once(env):
+    task_id = disagreeing_quorum(env, helpers=2)
+    task = env.get(f"/tasks/{task_id}").get_json()
+    assert task["state"] == "failed", task
+    assert task["error"].startswith("wants one more replica, but every registered helper")
+    assert "agreeing: 1 / 1" in task["error"]
+
+
+def test_a_quorum_with_a_helper_left_waits_for_it(env):
+    task_id = disagreeing_quorum(env, helpers=3)
+    task = env.get(f"/tasks/{task_id}").get_json()
+    assert task["state"] == "pending" and task["error"] is None
+    assert env.dispatcher.dispatch_pending() == 1
+    first_two = {a["helper_id"] for a in env.pushed[:2]}
+    assert env.pushed[-1]["helper_id"] == ({"h1", "h2", "h3"} - first_two).pop()
