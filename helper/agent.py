@@ -8,6 +8,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -21,6 +22,7 @@ from helper.outbox import Outbox
 from helper.resources import host_resources
 from helper.runtime import DEFAULT_LOG_CAP, DockerRuntime
 from seeker.client import SeekerClient
+from seeker.credentials import ROTATION_GRACE
 from serving.http import ApiError, Unreachable
 from serving.tls import ServerCert
 from serving.wsgi import BackgroundServer
@@ -100,6 +102,7 @@ class HelperAgent:
         self.join_token = cfg.join_token or cfg.token
         self.seeker = SeekerClient(cfg.seeker_url, self.join_token, ca_cert=cfg.ca_cert)
         self._credentials: tuple[str, ...] = ()  # the newest first
+        self._rotated_at = float("-inf")
         self._credential_file = CredentialFile(cfg.data_dir)
         kept = self._credential_file.load()
         if kept:  # a restart: register with it (the seeker then issues a new one)
@@ -140,7 +143,7 @@ class HelperAgent:
         app = create_app(
             executor=self.executor,
             token=cfg.token,
-            seeker_credentials=lambda: self._credentials,
+            seeker_credentials=self.seeker_credentials,
             describe=self.describe,
             metrics=self.metrics,
         )
@@ -212,6 +215,13 @@ class HelperAgent:
             "policy": {"images": self.cfg.allow_images, "mounts": self.cfg.allow_mounts},
         }
 
+    def seeker_credentials(self) -> tuple[str, ...]:
+        """What the seeker may present: the newest credential, and the one
+        before it for as long as the seeker still honours it."""
+        if time.monotonic() - self._rotated_at < ROTATION_GRACE.total_seconds():
+            return self._credentials
+        return self._credentials[:1]
+
     def _use(self, secret: str) -> None:
         self.seeker.session.headers["Authorization"] = f"Bearer {secret}"
 
@@ -239,6 +249,7 @@ class HelperAgent:
         if credential:
             # the one before stays good a moment, for pushes already on their way
             self._credentials = (credential, *self._credentials[:1])
+            self._rotated_at = time.monotonic()
             self._credential_file.save(credential)
             self._use(credential)
         if not self._registered.is_set():
