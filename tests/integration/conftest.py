@@ -192,10 +192,10 @@ class Stack:
 
     def seeker_credential(self, helper_id: str) -> str:
         """What the seeker presents to a helper with every push: the
-        credential it issued to the helper at registration (which the helper
-        keeps only in memory), made as the seeker makes it, from its key (in
-        its data directory) and the helper's nonce (in its database). For a
-        test that pushes to a helper directly, as its seeker would."""
+        credential it issued to the helper, made as the seeker makes it, from
+        its key (in its data directory) and the helper's nonce (in its
+        database): the seeker's side, whatever the helper kept. For a test
+        that pushes to a helper directly, as its seeker would."""
         key = (self.base / "seeker" / "credential-key").read_text().strip().encode()
         client = pymongo.MongoClient(self.seeker_db_url, serverSelectionTimeoutMS=5000)
         try:
