@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import socket
 import threading
 import time
@@ -23,6 +22,7 @@ from helper.resources import host_resources
 from helper.runtime import DEFAULT_LOG_CAP, DockerRuntime
 from seeker.client import SeekerClient
 from seeker.credentials import ROTATION_GRACE
+from serving.auth import read_secret, write_secret
 from serving.http import ApiError, Unreachable
 from serving.tls import ServerCert
 from serving.wsgi import BackgroundServer
@@ -63,17 +63,10 @@ class CredentialFile:
         self.path = Path(data_dir) / "credential"
 
     def load(self) -> str | None:
-        try:
-            return self.path.read_text().strip() or None
-        except FileNotFoundError:
-            return None
+        return read_secret(self.path)
 
     def save(self, credential: str) -> None:
-        part = self.path.with_name(".credential.part")
-        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(credential + "\n")
-        os.replace(part, self.path)
+        write_secret(self.path, credential)
 
     def forget(self) -> None:
         self.path.unlink(missing_ok=True)

@@ -131,6 +131,26 @@ def fingerprint(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()[:12]
 
 
+def read_secret(path: Path) -> str | None:
+    """A secret kept in a file (None: no file, or an empty one)."""
+    try:
+        return Path(path).read_text().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def write_secret(path: Path, secret: str) -> None:
+    """Keep a secret in a file readable by this user only (mode 0600),
+    written whole or not at all."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = path.with_name(f".{path.name}.part")
+    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secret + "\n")
+    os.replace(part, path)
+
+
 def resolve_secret(given: str | None, data_dir: Path, name: str = "token") -> tuple[str, bool]:
     """The secret a server uses: the one given, else the one kept in its data
     directory under `name`, else a new random one written there (mode 0600).
@@ -139,15 +159,11 @@ def resolve_secret(given: str | None, data_dir: Path, name: str = "token") -> tu
     if given:
         return given, False
     path = Path(data_dir) / name
-    if path.exists():
-        kept = path.read_text().strip()
-        if kept:
-            return kept, False
-    path.parent.mkdir(parents=True, exist_ok=True)
+    kept = read_secret(path)
+    if kept:
+        return kept, False
     new = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(new + "\n")
+    write_secret(path, new)
     return new, True
 
 
