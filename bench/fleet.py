@@ -124,7 +124,7 @@ class FleetHelper:
         )
         if answer.get("credential"):
             self.credentials = (answer["credential"],)
-            self.seeker.session.headers["Authorization"] = f"Bearer {answer['credential']}"
+            self.seeker.authorize(answer["credential"])
 
 
 def pooled(client, size: int = 64):

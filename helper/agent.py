@@ -100,7 +100,7 @@ class HelperAgent:
         kept = self._credential_file.load()
         if kept:  # a restart: register with it (the seeker then issues a new one)
             self._credentials = (kept,)
-            self._use(kept)
+            self.seeker.authorize(kept)
         # results and artifacts go with each attempt's receipt, not a token
         self.channel = ChannelClient(cfg.channel_url, None, ca_cert=cfg.ca_cert)
         self.runtime = runtime or DockerRuntime(log_cap=cfg.log_cap, pull_timeout=cfg.pull_timeout)
@@ -215,9 +215,6 @@ class HelperAgent:
             return self._credentials
         return self._credentials[:1]
 
-    def _use(self, secret: str) -> None:
-        self.seeker.session.headers["Authorization"] = f"Bearer {secret}"
-
     def register(self) -> bool:
         """Register (with the join token the first time, and whenever the
         seeker no longer knows the credential) or refresh (with it)."""
@@ -231,7 +228,7 @@ class HelperAgent:
                 )
                 self._credentials = ()
                 self._credential_file.forget()
-                self._use(self.join_token)
+                self.seeker.authorize(self.join_token)
                 return self.register()
             log.warning("registration with %s failed: %s", self.cfg.seeker_url, exc)
             return False
@@ -244,7 +241,7 @@ class HelperAgent:
             self._credentials = (credential, *self._credentials[:1])
             self._rotated_at = time.monotonic()
             self._credential_file.save(credential)
-            self._use(credential)
+            self.seeker.authorize(credential)
         if not self._registered.is_set():
             log.info("registered as %s (%s) at %s", self.name, self.helper_id, self.url)
         self._registered.set()

@@ -57,7 +57,7 @@ class HelperClients:
             self._clients[key] = client
         credential = self.credential_for(helper["helper_id"])
         if credential:
-            client.session.headers["Authorization"] = f"Bearer {credential}"
+            client.authorize(credential)
         return client
 
 

@@ -51,7 +51,11 @@ class JsonClient:
         # per request: a session's `verify` loses to REQUESTS_CA_BUNDLE
         self.verify: str | bool = str(ca_cert) if ca_cert else True
         if token:
-            self.session.headers["Authorization"] = f"Bearer {token}"
+            self.authorize(token)
+
+    def authorize(self, secret: str) -> None:
+        """Send `secret` as the bearer of every request from now on."""
+        self.session.headers["Authorization"] = f"Bearer {secret}"
 
     def request(
         self,
