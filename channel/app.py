@@ -11,13 +11,14 @@ from channel.artifact_api import add_artifact_routes, check_receipt, required_ar
 from channel.artifacts import DEFAULT_MAX_ARTIFACT_BYTES, ArtifactStore
 from channel.metrics import ChannelCollector, ChannelMetrics
 from channel.models import ResultIn, ResultStatus
-from channel.openapi import add_openapi_route
+from channel.openapi import document
 from channel.store import ResultStore
 from serving import receipts
 from serving.auth import Authenticator, Principal, allow
 from serving.errors import BadRequest, NotFound
 from serving.flaskapp import base_app, int_arg, json_model
 from serving.metrics import serve_metrics
+from serving.openapi import serve_openapi
 
 STATUSES = [s.value for s in ResultStatus]
 
@@ -59,7 +60,7 @@ def create_app(
     serve_metrics(app, ChannelCollector(store, artifacts), metrics)
     now = clock or (lambda: datetime.now(timezone.utc))
     add_artifact_routes(app, artifacts, now, receipt_key)
-    add_openapi_route(app)
+    serve_openapi(app, document())
 
     def one(doc: dict) -> dict:
         return artifacts.attach([doc])[0]

@@ -3,10 +3,8 @@
 
 from __future__ import annotations
 
-import functools
 from datetime import datetime
 
-from flask import Flask
 from pydantic import BaseModel, ConfigDict, Field
 
 from channel.models import ARTIFACT_NAME_MAX, ResultIn, ResultStatus
@@ -15,10 +13,9 @@ from serving.openapi import (
     Param,
     Reply,
     Route,
-    build_document,
     common_routes,
     error,
-    serve_openapi,
+    service_document,
 )
 from serving.schema import INT64_MAX
 
@@ -211,11 +208,4 @@ DESCRIPTION = (
 )
 
 
-@functools.cache
-def document() -> dict:
-    """The document (built once: every app of the process serves the same)."""
-    return build_document("Seeker channel", DESCRIPTION, routes())
-
-
-def add_openapi_route(app: Flask) -> None:
-    serve_openapi(app, document())
+document = service_document("Seeker channel", DESCRIPTION, routes)

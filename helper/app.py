@@ -9,10 +9,11 @@ from flask import Flask
 from helper.executor import Executor
 from helper.metrics import HelperCollector, HelperMetrics
 from helper.models import Assignment
-from helper.openapi import add_openapi_route
+from helper.openapi import document
 from serving.auth import Authenticator, Principal, allow, secret_equal
 from serving.flaskapp import base_app, json_model
 from serving.metrics import serve_metrics
+from serving.openapi import serve_openapi
 
 SEEKER = "seeker"  # the role of the credential this helper's seeker presents
 
@@ -38,7 +39,7 @@ def create_app(
     app = base_app(__name__, "helper", Authenticator({"user": token}, (the_seeker,)), config)
     app.extensions["executor"] = executor
     serve_metrics(app, HelperCollector(executor, describe), metrics or HelperMetrics())
-    add_openapi_route(app)
+    serve_openapi(app, document())
 
     @app.post("/api/v1/assignments")
     @allow(SEEKER)

@@ -3,16 +3,21 @@
 
 from __future__ import annotations
 
-import functools
 from datetime import datetime
 from typing import Literal
 
-from flask import Flask
 from pydantic import BaseModel, ConfigDict, Field
 
 from helper.models import Assignment
 from seeker.models import HelperResources
-from serving.openapi import Param, Reply, Route, build_document, common_routes, error, serve_openapi
+from serving.openapi import (
+    Param,
+    Reply,
+    Route,
+    common_routes,
+    error,
+    service_document,
+)
 
 ANSWER = ConfigDict(json_schema_serialization_defaults_required=True)
 
@@ -96,11 +101,4 @@ DESCRIPTION = (
 )
 
 
-@functools.cache
-def document() -> dict:
-    """The document (built once: every app of the process serves the same)."""
-    return build_document("Seeker helper", DESCRIPTION, routes())
-
-
-def add_openapi_route(app: Flask) -> None:
-    serve_openapi(app, document())
+document = service_document("Seeker helper", DESCRIPTION, routes)

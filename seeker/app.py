@@ -8,12 +8,13 @@ from seeker.credentials import HELPER, JOIN
 from seeker.dashboard import register_dashboard
 from seeker.metrics import SeekerCollector, SeekerMetrics
 from seeker.models import AssignmentEvent, HelperRegistration, TaskSpec, TaskState
-from seeker.openapi import add_openapi_route
+from seeker.openapi import document
 from seeker.service import Seeker
 from serving.auth import Authenticator, allow, principal
 from serving.errors import BadRequest
 from serving.flaskapp import base_app, int_arg, json_model
 from serving.metrics import serve_metrics
+from serving.openapi import serve_openapi
 
 STATES = {s.value for s in TaskState}
 
@@ -34,7 +35,7 @@ def create_app(
     app.extensions["seeker"] = seeker
     serve_metrics(app, SeekerCollector.of(seeker), metrics or SeekerMetrics())
     register_dashboard(app)
-    add_openapi_route(app)
+    serve_openapi(app, document())
 
     @app.post("/api/v1/tasks")
     def submit():

@@ -4,11 +4,9 @@ over the request models of seeker.models."""
 
 from __future__ import annotations
 
-import functools
 from datetime import datetime
 from typing import Annotated, Literal
 
-from flask import Flask
 from pydantic import BaseModel, ConfigDict, Field
 
 from channel.openapi import Result
@@ -26,11 +24,10 @@ from serving.openapi import (
     Param,
     Reply,
     Route,
-    build_document,
     common_routes,
     error,
     optional,
-    serve_openapi,
+    service_document,
 )
 from serving.schema import Bytes
 
@@ -401,11 +398,4 @@ DESCRIPTION = (
 )
 
 
-@functools.cache
-def document() -> dict:
-    """The document (built once: every app of the process serves the same)."""
-    return build_document("Seeker", DESCRIPTION, routes())
-
-
-def add_openapi_route(app: Flask) -> None:
-    serve_openapi(app, document())
+document = service_document("Seeker", DESCRIPTION, routes)

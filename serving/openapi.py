@@ -13,8 +13,9 @@ The document is an API description, not data: `GET /api/v1/openapi.json` is
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -249,6 +250,14 @@ def build_document(
         },
         "security": [{"bearer": []}],
     }
+
+
+def service_document(
+    title: str, description: str, routes: Callable[[], Iterable[Route]]
+) -> Callable[[], dict]:
+    """A service's document, built on first use and then kept: every app of
+    a process serves the same."""
+    return functools.cache(lambda: build_document(title, description, routes()))
 
 
 def serve_openapi(app: Flask, document: dict) -> None:
