@@ -390,7 +390,10 @@ class _Stream:
 def _frames(raw) -> Iterator[tuple[int, bytes]]:
     """(stream id, bytes) of a multiplexed log stream (a container without a
     TTY): each frame is an 8-byte header (stream id, 3 zero bytes, length,
-    big-endian) and its payload."""
+    big-endian) and its payload. (The SDK's reader of such a response,
+    `_multiplexed_response_stream_helper`, drops the stream id; its
+    `frames_iter` keeps it but reads the raw socket, which waits for ever
+    on a chunked, kept-alive logs response.)"""
     while True:
         header = _read_exactly(raw, 8)
         if len(header) < 8:
