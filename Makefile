@@ -17,7 +17,7 @@ images:
 	images/build.sh seeker-demo:latest
 
 demo: $(BIN)/.installed images
-	$(BIN)/python -m seeker.demo --data-dir .demo
+	$(BIN)/python -m seeker.cli.demo --data-dir .demo
 
 test: $(BIN)/.installed
 	$(BIN)/pytest

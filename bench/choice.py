@@ -1,4 +1,4 @@
-"""Choice at scale: `seeker.scheduler.select()` over 10,000 helpers.
+"""Choice at scale: `seeker.placement.pipeline.select()` over 10,000 helpers.
 
 Seeker, per decision: what the dispatcher does for a one-replica task once it
 has its fleet: `select(task, fleet)` (every filter and scorer over every
@@ -21,9 +21,9 @@ import time
 from datetime import datetime, timedelta, timezone
 
 from bench.common import fmt_ms, fmt_ratio, main, percentile, ratio, report
-from seeker.capacity import helper_views
-from seeker.fleet import Fleet
-from seeker.scheduler import GpuView, HelperView, Selection, TaskView, reserve_gpus, select
+from seeker.placement.capacity import helper_views
+from seeker.placement.fleet import Fleet
+from seeker.placement.pipeline import GpuView, HelperView, Selection, TaskView, reserve_gpus, select
 
 NAME = "choice"
 GIB = 1024**3

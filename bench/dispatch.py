@@ -58,7 +58,7 @@ from bench.common import (
 )
 from channel.store import ResultStore
 from seeker.client import SeekerClient
-from seeker.store import TaskStore
+from seeker.store.tasks import TaskStore
 
 NAME = "dispatch"
 TARGET = 300.0

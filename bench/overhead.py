@@ -36,8 +36,8 @@ import psutil
 
 from bench.common import IMAGE, cpu_seconds, fmt_ratio, fmt_s, main, ratio, report
 from seeker.client import SeekerClient
-from seeker.events import TASK_SUCCEEDED
-from seeker.up import Stack
+from seeker.process.up import Stack
+from seeker.store.events import TASK_SUCCEEDED
 
 NAME = "overhead"
 TARGET = 1.15
@@ -133,7 +133,7 @@ def phases(stack: Stack) -> dict[str, float]:
     assignment records and the channel's results (one process: one clock)."""
     from statistics import median
 
-    from seeker.capacity import as_utc
+    from seeker.placement.capacity import as_utc
 
     seeker_db, channel_db = stack.conn.database("seeker"), stack.conn.database("channel")
     results = {(r["task_id"], r["attempt"]): r for r in channel_db["results"].find()}

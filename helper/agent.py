@@ -21,7 +21,7 @@ from helper.outbox import Outbox
 from helper.resources import host_resources
 from helper.runtime import DEFAULT_LOG_CAP, DockerRuntime
 from seeker.client import SeekerClient
-from seeker.credentials import ROTATION_GRACE
+from seeker.control.credentials import ROTATION_GRACE
 from serving.auth import read_secret, write_secret
 from serving.http import ApiError, Unreachable
 from serving.tls import ServerCert

@@ -1,3 +1,3 @@
-from seeker.cli import main
+from seeker.cli.commands import main
 
 main()

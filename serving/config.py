@@ -213,7 +213,7 @@ def reference() -> str:
     default), then every environment variable."""
     from channel.cli import main as channel
     from helper.cli import main as helper
-    from seeker.cli import main as seeker
+    from seeker.cli.commands import main as seeker
 
     out = ["## Options of each command", ""]
     variables: dict[str, dict[str, list[str]]] = {}

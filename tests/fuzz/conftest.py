@@ -222,13 +222,13 @@ class NoHelper:
 
 def seeker_service() -> Service:
     from channel.client import ChannelClient
-    from seeker.app import create_app
-    from seeker.events import EventLog
-    from seeker.health import HelperHealth
-    from seeker.helper_store import HelperStore
+    from seeker.api.app import create_app
+    from seeker.control.health import HelperHealth
+    from seeker.control.operations import Seeker
     from seeker.models import HelperRegistration, TaskSpec
-    from seeker.service import Seeker
-    from seeker.store import TaskStore
+    from seeker.store.events import EventLog
+    from seeker.store.helpers import HelperStore
+    from seeker.store.tasks import TaskStore
     from serving.errors import Conflict
 
     db, clock = mongomock_db(), TickingClock()

@@ -22,7 +22,7 @@ from schemathesis.core.failures import AcceptedNegativeData
 
 from channel.openapi import routes as channel_routes
 from helper.openapi import routes as helper_routes
-from seeker.openapi import routes as seeker_routes
+from seeker.api.openapi import routes as seeker_routes
 from serving.schema import INT64_MAX
 
 BODY_MODELS: dict[tuple[str, str], type[BaseModel]] = {
@@ -140,8 +140,8 @@ FIXED_BUGS = [
         "/api/v1/tasks",
         {"image": "busybox:1.36", "resources": {"cpus": True, "gpus": "2"}, "replicas": 1.0},
         422,
-        "seeker/app.py:34 TaskSpec.model_validate (lax mode); the same in every view "
-        "that validates a body: seeker/app.py:75,80, channel/app.py:54, helper/app.py:32",
+        "seeker/api/app.py:34 TaskSpec.model_validate (lax mode); the same in every view "
+        "that validates a body: seeker/api/app.py:75,80, channel/app.py:54, helper/app.py:32",
         "validate request bodies strictly: Model.model_validate_json(request.get_data(), "
         "strict=True) in the views, or strict=True on the models' int/float/bool fields",
         lax_coercion,
@@ -153,7 +153,7 @@ FIXED_BUGS = [
         "/api/v1/tasks",
         {"image": "busybox:1.36", "constraints": {"zone\x00": "a"}},
         422,
-        "seeker/store.py:123 TaskStore.create (insert_one), and seeker/store.py:38 "
+        "seeker/store/tasks.py:123 TaskStore.create (insert_one), and seeker/store/tasks.py:38 "
         "HelperStore.register for a helper's `labels`: bson InvalidDocument",
         "refuse keys with NUL (and, for MongoDB, '$' prefixes) in `constraints` and "
         "`labels`: a key pattern like ENV_NAME_RE in seeker/models.py",

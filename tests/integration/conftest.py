@@ -12,8 +12,8 @@ import pymongo
 import pytest
 
 from seeker.client import SeekerClient
-from seeker.credentials import HelperCredentials
-from seeker.helper_store import HelperStore
+from seeker.control.credentials import HelperCredentials
+from seeker.store.helpers import HelperStore
 from serving.http import ApiError
 from tests.certs import CertFiles
 from tests.integration.harness import ROOT, Service, free_port, free_ports, wait_until

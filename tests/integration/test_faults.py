@@ -23,7 +23,7 @@ import requests
 
 from channel.client import ChannelClient
 from seeker.client import FINAL
-from seeker.store import LIVE
+from seeker.store.tasks import LIVE
 from serving.http import ApiError, Unreachable
 from tests.integration.conftest import IMAGE, make_cluster
 from tests.integration.harness import Service, free_port, wait_until

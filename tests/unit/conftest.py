@@ -15,9 +15,9 @@ from datetime import datetime, timedelta, timezone
 import pymongo
 import pytest
 
-from seeker.health import HelperHealth
-from seeker.helper_store import HelperStore
-from seeker.store import TaskStore
+from seeker.control.health import HelperHealth
+from seeker.store.helpers import HelperStore
+from seeker.store.tasks import TaskStore
 
 ON_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")  # as tests/requirements.py
 TEST_MONGO_URL = os.environ.get("TEST_MONGO_URL")

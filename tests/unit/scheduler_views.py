@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from seeker.scheduler import (
+from seeker.placement.pipeline import (
     GpuView,
     HelperView,
     TaskView,

@@ -7,9 +7,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from seeker.capacity import after_placing, as_utc, helper_views, view_of
-from seeker.fleet import Fleet
-from seeker.scheduler import GpuView, HelperView, TaskView, select, select_by_pipeline
+from seeker.placement.capacity import after_placing, as_utc, helper_views, view_of
+from seeker.placement.fleet import Fleet
+from seeker.placement.pipeline import GpuView, HelperView, TaskView, select, select_by_pipeline
 
 GiB = 1024**3
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 import serving.config
 from channel.cli import main as channel_main
 from helper.cli import main as helper_main
-from seeker.cli import main as seeker_main
+from seeker.cli.commands import main as seeker_main
 from serving.config import DOCS_MARKER, ConfigOption, config_keys, config_option, read_section
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -281,7 +281,7 @@ def test_user_commands_take_url_and_token_from_the_file(tmp_path, monkeypatch):
         seen.update(url=url, token=token, ca_cert=ca_cert)
         return FakeClient()
 
-    monkeypatch.setattr("seeker.cli.connect", connect)
+    monkeypatch.setattr("seeker.cli.commands.connect", connect)
     ca = write(tmp_path / "ca.pem", "a CA\n")
     path = write(
         tmp_path / "c.toml",

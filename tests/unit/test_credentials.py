@@ -8,11 +8,11 @@ from datetime import timedelta
 
 import pytest
 
-from seeker.app import create_app
-from seeker.credentials import HelperCredentials
-from seeker.helper_store import HelperStore
-from seeker.service import Seeker
-from seeker.store import TaskStore
+from seeker.api.app import create_app
+from seeker.control.credentials import HelperCredentials
+from seeker.control.operations import Seeker
+from seeker.store.helpers import HelperStore
+from seeker.store.tasks import TaskStore
 from tests.auth_support import bearer
 
 USER, JOIN = "user-token", "join-token"

@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 from dispatch_fakes import FakePush, GiB, add_helper, add_task, states
 
-from seeker.dispatcher import Dispatcher, assignment_payload, task_view
+from seeker.control.dispatcher import Dispatcher, assignment_payload, task_view
 from seeker.models import TaskState
-from seeker.outcome import Decision
+from seeker.placement.outcome import Decision
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 from dispatch_fakes import FakePush, GiB, add_helper, add_task, states
 
-from seeker.dispatcher import Dispatcher, DispatchLoop
+from seeker.control.dispatcher import Dispatcher, DispatchLoop
 from serving.http import ApiError, Unreachable
 
 

@@ -11,7 +11,7 @@ import pytest
 import requests
 from conftest import FakeClock
 
-from seeker.events import (
+from seeker.store.events import (
     HELPER_PURGED,
     SIGNATURE_HEADER,
     TASK_FAILED,

@@ -8,9 +8,9 @@ import random
 import pytest
 from scheduler_views import GiB, gpu, gpus, helper, task
 
-from seeker.capacity import after_placing
-from seeker.fleet import Fleet, Ranking, handles, select_in_fleet
-from seeker.scheduler import (
+from seeker.placement.capacity import after_placing
+from seeker.placement.fleet import Fleet, Ranking, handles, select_in_fleet
+from seeker.placement.pipeline import (
     FILTERS,
     NO_FREE_SLOT,
     NOT_ENOUGH_GPUS,

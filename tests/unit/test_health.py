@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from seeker.models import TaskState
-from seeker.outcome import Decision
+from seeker.placement.outcome import Decision
 
 SPEC = {"image": "busybox:1.36", "resources": {"cpus": 1, "memory": 0, "gpus": 0}}
 

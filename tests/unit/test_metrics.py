@@ -23,13 +23,13 @@ from helper.metrics import HelperMetrics
 from helper.models import Assignment
 from helper.outbox import Outbox
 from helper.runtime import RunOutcome
-from seeker.app import create_app as seeker_app
-from seeker.dispatcher import Dispatcher
-from seeker.health import HelperHealth
-from seeker.helper_store import HelperStore
-from seeker.metrics import SeekerMetrics
-from seeker.service import Seeker
-from seeker.store import TaskStore
+from seeker.api.app import create_app as seeker_app
+from seeker.api.metrics import SeekerMetrics
+from seeker.control.dispatcher import Dispatcher
+from seeker.control.health import HelperHealth
+from seeker.control.operations import Seeker
+from seeker.store.helpers import HelperStore
+from seeker.store.tasks import TaskStore
 from serving.http import ApiError, Unreachable
 from tests.auth_support import bearer, receipt_for, receipt_headers
 
@@ -73,7 +73,7 @@ def names(samples: dict) -> set[str]:
 
 class SeekerEnv:
     """Stores, health, dispatcher and app sharing one SeekerMetrics, as
-    seeker/server.py wires them."""
+    seeker/process/server.py wires them."""
 
     def __init__(self, db, clock):
         self.clock = clock

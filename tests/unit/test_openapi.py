@@ -16,11 +16,11 @@ from channel.store import ResultStore
 from helper.app import create_app as helper_app
 from helper.executor import Executor
 from helper.openapi import document as helper_document
-from seeker.app import create_app as seeker_app
-from seeker.helper_store import HelperStore
-from seeker.openapi import document as seeker_document
-from seeker.service import Seeker
-from seeker.store import TaskStore
+from seeker.api.app import create_app as seeker_app
+from seeker.api.openapi import document as seeker_document
+from seeker.control.operations import Seeker
+from seeker.store.helpers import HelperStore
+from seeker.store.tasks import TaskStore
 from serving.auth import OPEN_PATHS
 from serving.openapi import OPENAPI_PATH
 

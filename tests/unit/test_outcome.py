@@ -1,4 +1,4 @@
-"""seeker.outcome.decide(spec, wanted, assignments): what the replicas' results
+"""seeker.placement.outcome.decide(spec, wanted, assignments): what the replicas' results
 so far mean for their task, one test per rule of each policy, over literal
 assignment lists."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from seeker.models import TaskState
-from seeker.outcome import decide, describe_failure, vote
+from seeker.placement.outcome import decide, describe_failure, vote
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
 A = "sha256:" + "a" * 64

@@ -8,8 +8,8 @@ from datetime import timedelta
 import pytest
 import requests
 
-from seeker.health import HelperHealth
-from seeker.prober import Prober
+from seeker.control.health import HelperHealth
+from seeker.control.prober import Prober
 from serving.http import ApiError, Unreachable
 
 GiB = 1024**3

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from seeker.app import create_app
+from seeker.api.app import create_app
 from seeker.client import SeekerClient
-from seeker.dispatcher import Dispatcher
-from seeker.helper_store import HelperStore
-from seeker.service import Seeker
-from seeker.store import TaskStore
+from seeker.control.dispatcher import Dispatcher
+from seeker.control.operations import Seeker
+from seeker.store.helpers import HelperStore
+from seeker.store.tasks import TaskStore
 from serving.wsgi import BackgroundServer
 from tests.auth_support import bearer
 

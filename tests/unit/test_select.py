@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from scheduler_views import GiB, gpu, gpus, helper, task
 
-from seeker.scheduler import (
+from seeker.placement.pipeline import (
     LABELS_DIFFER,
     NO_FREE_SLOT,
     NOT_ENOUGH_GPU_MEMORY,

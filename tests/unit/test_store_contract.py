@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 import pytest
 
 from channel.store import ResultStore
-from seeker.helper_store import HelperStore
+from seeker.store.helpers import HelperStore
 from serving.errors import Conflict
 
 DIGEST = "sha256:" + "0" * 64

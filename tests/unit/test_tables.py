@@ -3,7 +3,7 @@ summary, results with the canonical one starred."""
 
 from __future__ import annotations
 
-from seeker.tables import helpers_table, results_table, size, task_summary
+from seeker.cli.tables import helpers_table, results_table, size, task_summary
 
 GiB = 1024**3
 

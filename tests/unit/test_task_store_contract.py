@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from seeker.models import TaskState
-from seeker.outcome import Decision
-from seeker.store import TaskStore
+from seeker.placement.outcome import Decision
+from seeker.store.tasks import TaskStore
 
 SPEC = {"image": "busybox:1.36", "resources": {"cpus": 1, "memory": 0, "gpus": 0}}
 HELPER = {"helper_id": "h1", "name": "gpu-1"}

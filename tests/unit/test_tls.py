@@ -13,7 +13,7 @@ from flask import Flask
 
 from channel.cli import main as channel_main
 from helper.cli import main as helper_main
-from seeker.cli import main as seeker_main
+from seeker.cli.commands import main as seeker_main
 from serving.http import ApiError, JsonClient, TlsFailure
 from serving.tls import ServerCert, TlsSetupError
 from serving.wsgi import BackgroundServer

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator, MutableMapping, Sequence
 from itertools import repeat
 
 from helper.policy import image_allowed, mount_allowed
-from seeker.scheduler import (
+from seeker.placement.pipeline import (
     FILTERS,
     IMAGE_NOT_ALLOWED,
     LABELS_DIFFER,

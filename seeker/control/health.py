@@ -9,12 +9,12 @@ import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from seeker.capacity import as_utc
-from seeker.events import HELPER_PURGED, EventLog
-from seeker.helper_store import HelperStore
-from seeker.metrics import SeekerMetrics
+from seeker.api.metrics import SeekerMetrics
 from seeker.models import AssignmentState
-from seeker.store import TaskStore
+from seeker.placement.capacity import as_utc
+from seeker.store.events import HELPER_PURGED, EventLog
+from seeker.store.helpers import HelperStore
+from seeker.store.tasks import TaskStore
 
 log = logging.getLogger(__name__)
 

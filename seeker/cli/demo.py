@@ -1,4 +1,4 @@
-"""`python -m seeker.demo`: the whole round trip on one machine.
+"""`python -m seeker.cli.demo`: the whole round trip on one machine.
 
 Starts `seeker up` (seeker, channel and a local helper, embedded database
 under --data-dir), submits a task that runs a real container, waits for it,

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import click
 
-from seeker import serve
+from seeker.cli import servers
+from seeker.cli.tables import helpers_table, results_table, task_summary, tasks_table
 from seeker.client import SeekerClient
-from seeker.tables import helpers_table, results_table, task_summary, tasks_table
 from serving.cli import ca_cert_option, parse_pairs
 from serving.config import config_option
 from serving.http import ApiError, Unreachable
@@ -24,8 +24,8 @@ def main():
     """Seeker: run Docker workloads on a fleet of (GPU) hosts."""
 
 
-main.add_command(serve.start)
-main.add_command(serve.up)
+main.add_command(servers.start)
+main.add_command(servers.up)
 
 
 # --- user commands -----------------------------------------------------------

@@ -13,16 +13,16 @@ from pymongo.database import Database
 
 from channel.client import ChannelClient
 from helper.client import HelperClient
-from seeker.app import create_app
-from seeker.credentials import HelperCredentials
-from seeker.dispatcher import Dispatcher, DispatchLoop
-from seeker.events import EventLog, WebhookWatcher
-from seeker.health import HelperHealth
-from seeker.helper_store import HelperStore
-from seeker.metrics import SeekerMetrics
-from seeker.prober import Prober
-from seeker.service import Seeker
-from seeker.store import TaskStore
+from seeker.api.app import create_app
+from seeker.api.metrics import SeekerMetrics
+from seeker.control.credentials import HelperCredentials
+from seeker.control.dispatcher import Dispatcher, DispatchLoop
+from seeker.control.health import HelperHealth
+from seeker.control.operations import Seeker
+from seeker.control.prober import Prober
+from seeker.store.events import EventLog, WebhookWatcher
+from seeker.store.helpers import HelperStore
+from seeker.store.tasks import TaskStore
 from serving import receipts
 from serving.tls import ServerCert
 from serving.wsgi import BackgroundServer

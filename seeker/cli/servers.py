@@ -1,12 +1,12 @@
 """`seeker start` and `seeker up`: the seeker's server commands (the user
-commands are in seeker/cli.py)."""
+commands are in seeker/cli/commands.py)."""
 
 from __future__ import annotations
 
 import click
 
-from seeker.server import SeekerServer
-from seeker.up import Stack
+from seeker.process.server import SeekerServer
+from seeker.process.up import Stack
 from serving import receipts
 from serving.auth import resolve_secret
 from serving.cli import (

@@ -9,11 +9,8 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from urllib.parse import quote
 
-from seeker.capacity import as_utc
-from seeker.credentials import HELPER, HelperCredentials
-from seeker.events import TASK_CANCELLED, TASK_FAILED, TASK_SUCCEEDED, EventLog
-from seeker.health import STARTED, HelperHealth
-from seeker.helper_store import HelperStore
+from seeker.control.credentials import HELPER, HelperCredentials
+from seeker.control.health import STARTED, HelperHealth
 from seeker.models import (
     FINAL_TASK_STATES,
     AssignmentEvent,
@@ -22,8 +19,11 @@ from seeker.models import (
     TaskSpec,
     TaskState,
 )
-from seeker.outcome import decide, no_helper_left, ran_on, wants_a_new_helper
-from seeker.store import TaskStore, task_json
+from seeker.placement.capacity import as_utc
+from seeker.placement.outcome import decide, no_helper_left, ran_on, wants_a_new_helper
+from seeker.store.events import TASK_CANCELLED, TASK_FAILED, TASK_SUCCEEDED, EventLog
+from seeker.store.helpers import HelperStore
+from seeker.store.tasks import TaskStore, task_json
 from serving.auth import Principal
 from serving.errors import Conflict, Forbidden, NotFound, Unavailable
 from serving.http import ApiError, Unreachable

@@ -10,7 +10,6 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from channel.openapi import Result
-from seeker.events import KINDS
 from seeker.models import (
     AssignmentEvent,
     AssignmentState,
@@ -19,6 +18,7 @@ from seeker.models import (
     TaskSpec,
     TaskState,
 )
+from seeker.store.events import KINDS
 from serving.openapi import (
     OCTET_STREAM,
     Param,

@@ -11,10 +11,10 @@ from prometheus_client import Counter, Histogram
 from prometheus_client.metrics_core import Metric
 from pymongo.errors import PyMongoError
 
-from seeker.capacity import as_utc
-from seeker.helper_store import HelperStore
 from seeker.models import LIVE_ASSIGNMENT_STATES, TaskState
-from seeker.store import FINAL, TaskStore
+from seeker.placement.capacity import as_utc
+from seeker.store.helpers import HelperStore
+from seeker.store.tasks import FINAL, TaskStore
 from serving.http import ApiError
 from serving.metrics import EventMetrics, gauge
 

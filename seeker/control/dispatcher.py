@@ -8,13 +8,13 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from seeker.capacity import after_placing, helper_views
-from seeker.health import HelperHealth
-from seeker.helper_store import HelperStore
-from seeker.metrics import SeekerMetrics
+from seeker.api.metrics import SeekerMetrics
+from seeker.control.health import HelperHealth
 from seeker.models import AssignmentState
-from seeker.scheduler import HelperView, TaskView, reserve_gpus, select
-from seeker.store import FINAL, LIVE, TaskStore
+from seeker.placement.capacity import after_placing, helper_views
+from seeker.placement.pipeline import HelperView, TaskView, reserve_gpus, select
+from seeker.store.helpers import HelperStore
+from seeker.store.tasks import FINAL, LIVE, TaskStore
 from serving.http import ApiError, Unreachable
 from serving.worker import Worker
 

@@ -310,7 +310,11 @@ def select(
     dispatcher passes: its rows are built once per dispatch pass). The
     default filters and scorers run on the fleet's fast path, other ones
     through `select_by_pipeline()`; both give the same selection."""
-    from seeker.fleet import Fleet, handles, select_in_fleet  # fleet.py imports this module
+    from seeker.placement.fleet import (  # fleet.py imports this module
+        Fleet,
+        handles,
+        select_in_fleet,
+    )
 
     if isinstance(helpers, Mapping) and not isinstance(helpers, Fleet):
         helpers = list(helpers.values())

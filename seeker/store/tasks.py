@@ -1,5 +1,5 @@
 """The seeker's tasks and their assignments in its database (the helpers
-are in seeker/helper_store.py). Every state change is one conditional
+are in seeker/store/helpers.py). Every state change is one conditional
 update on the expected current state (never read-modify-write)."""
 
 from __future__ import annotations

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from flask import Flask, Response, request, stream_with_context
 
-from seeker.credentials import HELPER, JOIN
-from seeker.dashboard import register_dashboard
-from seeker.metrics import SeekerCollector, SeekerMetrics
+from seeker.api.dashboard import register_dashboard
+from seeker.api.metrics import SeekerCollector, SeekerMetrics
+from seeker.api.openapi import document
+from seeker.control.credentials import HELPER, JOIN
+from seeker.control.operations import Seeker
 from seeker.models import AssignmentEvent, HelperRegistration, TaskSpec, TaskState
-from seeker.openapi import document
-from seeker.service import Seeker
 from serving.auth import Authenticator, allow, principal
 from serving.errors import BadRequest
 from serving.flaskapp import base_app, int_arg, json_model

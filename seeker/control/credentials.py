@@ -22,7 +22,7 @@ import secrets
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from seeker.capacity import as_utc
+from seeker.placement.capacity import as_utc
 from serving.auth import Principal
 
 HELPER = "helper"  # the role of a helper credential

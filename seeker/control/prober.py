@@ -8,8 +8,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
-from seeker.health import HelperHealth
-from seeker.helper_store import HelperStore
+from seeker.control.health import HelperHealth
+from seeker.store.helpers import HelperStore
 from serving.http import ApiError, Unreachable
 
 log = logging.getLogger(__name__)

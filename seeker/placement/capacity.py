@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
-from seeker.fleet import Fleet
-from seeker.scheduler import GpuView, HelperView
+from seeker.placement.fleet import Fleet
+from seeker.placement.pipeline import GpuView, HelperView
 
 
 def helper_views(
