@@ -21,9 +21,11 @@ import time
 from datetime import datetime, timedelta, timezone
 
 from bench.common import fmt_ms, fmt_ratio, main, percentile, ratio, report
+from seeker.placement import select
 from seeker.placement.capacity import helper_views
 from seeker.placement.fleet import Fleet
-from seeker.placement.pipeline import GpuView, HelperView, Selection, TaskView, reserve_gpus, select
+from seeker.placement.pipeline import Selection, reserve_gpus
+from seeker.placement.views import GpuView, HelperView, TaskView
 
 NAME = "choice"
 GIB = 1024**3

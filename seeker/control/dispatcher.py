@@ -11,8 +11,10 @@ from datetime import datetime, timedelta
 from seeker.api.metrics import SeekerMetrics
 from seeker.control.health import HelperHealth
 from seeker.models import AssignmentState
+from seeker.placement import select
 from seeker.placement.capacity import after_placing, helper_views
-from seeker.placement.pipeline import HelperView, TaskView, reserve_gpus, select
+from seeker.placement.pipeline import reserve_gpus
+from seeker.placement.views import HelperView, TaskView
 from seeker.store.helpers import HelperStore
 from seeker.store.tasks import FINAL, LIVE, TaskStore
 from serving.http import ApiError, Unreachable

@@ -8,7 +8,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 from seeker.placement.fleet import Fleet
-from seeker.placement.pipeline import GpuView, HelperView
+from seeker.placement.views import GpuView, HelperView
 
 
 def helper_views(

@@ -37,9 +37,7 @@ from seeker.placement.pipeline import (
     RUNS_THIS_TASK,
     SCORERS,
     Candidate,
-    HelperView,
     Selection,
-    TaskView,
     allows_image,
     allows_mounts,
     avoid_recent_failures,
@@ -60,6 +58,7 @@ from seeker.placement.pipeline import (
     prefer_free_gpu_memory,
     prefer_free_memory,
 )
+from seeker.placement.views import HelperView, TaskView
 
 # What the loop below implements, in this order; select() takes the fast path
 # only while scheduler.FILTERS and SCORERS are these (the weights may change).

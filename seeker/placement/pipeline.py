@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from helper.policy import image_allowed, mount_allowed
+from seeker.placement.views import HelperView, TaskView
 
 OFFLINE = "offline"
 RUNS_THIS_TASK = "already has a replica of this task"
@@ -22,69 +23,6 @@ NOT_ENOUGH_GPUS = "not enough free GPUs"
 NOT_ENOUGH_GPU_MEMORY = "not enough free GPU memory"
 IMAGE_NOT_ALLOWED = "image not allowed"
 MOUNT_NOT_ALLOWED = "mount not allowed"
-
-
-@dataclass(frozen=True)
-class GpuView:
-    index: int
-    memory_free: int
-    memory_total: int = 0
-
-
-@dataclass(frozen=True)
-class HelperView:
-    """What the scheduler knows of a helper at one moment, after subtracting
-    what live assignments have reserved on it."""
-
-    helper_id: str
-    name: str
-    slots: int = 1
-    running: int = 0
-    cpus_total: float = 0
-    cpus_free: float = 0
-    memory_total: int = 0
-    memory_free: int = 0
-    gpus_free: tuple[GpuView, ...] = ()  # unreserved GPUs
-    gpus_total: int = 0
-    labels: dict = field(default_factory=dict)
-    online: bool = True
-    failures: int = 0
-    allowed_images: tuple[str, ...] = ()  # none: every image
-    allowed_mounts: tuple[str, ...] = ()  # none: no host mounts
-
-
-@dataclass(frozen=True)
-class TaskView:
-    """What the scheduler needs of a task."""
-
-    task_id: str
-    cpus: float = 0
-    memory: int = 0
-    gpus: int = 0
-    gpu_memory: int = 0
-    constraints: dict = field(default_factory=dict)
-    placement: str = "spread"
-    running_on: frozenset = frozenset()  # helper ids with a live replica
-    failed_on: frozenset = frozenset()  # helper ids where a run failed
-    image: str = ""
-    mounts: tuple[str, ...] = ()  # host paths
-
-    @classmethod
-    def from_spec(cls, task_id: str, spec: dict, running_on=(), failed_on=()) -> TaskView:
-        res = spec.get("resources") or {}
-        return cls(
-            task_id,
-            res.get("cpus", 0),
-            res.get("memory", 0),
-            res.get("gpus", 0),
-            res.get("gpu_memory", 0),
-            spec.get("constraints") or {},
-            spec.get("placement", "spread"),
-            frozenset(running_on),
-            frozenset(failed_on),
-            spec.get("image", ""),
-            tuple(m["source"] for m in spec.get("mounts") or []),
-        )
 
 
 Filter = Callable[[TaskView, HelperView], "str | None"]
@@ -295,35 +233,6 @@ def weighed(scores: dict[str, float], scorers=SCORERS) -> float:
         total += w * scores[scorer.__name__]
         weight += w
     return total / weight
-
-
-def select(
-    task: TaskView,
-    helpers: Iterable[HelperView] | Mapping[str, HelperView],
-    filters=FILTERS,
-    scorers=SCORERS,
-) -> Selection:
-    """Rank the helpers that can take `task`, best first; ties broken by an
-    RNG seeded with the task id, so the same inputs give the same ranking.
-
-    `helpers` is a list of views or a `seeker.fleet.Fleet` (what the
-    dispatcher passes: its rows are built once per dispatch pass). The
-    default filters and scorers run on the fleet's fast path, other ones
-    through `select_by_pipeline()`; both give the same selection."""
-    from seeker.placement.fleet import (  # fleet.py imports this module
-        Fleet,
-        handles,
-        select_in_fleet,
-    )
-
-    if isinstance(helpers, Mapping) and not isinstance(helpers, Fleet):
-        helpers = list(helpers.values())
-    if handles(task, filters, scorers):
-        fleet = helpers if isinstance(helpers, Fleet) else Fleet.of(helpers)
-        if fleet is not None:
-            return select_in_fleet(task, fleet)
-    views = list(helpers.values()) if isinstance(helpers, Fleet) else list(helpers)
-    return select_by_pipeline(task, views, filters, scorers)
 
 
 def select_by_pipeline(

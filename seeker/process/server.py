@@ -20,7 +20,8 @@ from seeker.control.dispatcher import Dispatcher, DispatchLoop
 from seeker.control.health import HelperHealth
 from seeker.control.operations import Seeker
 from seeker.control.prober import Prober
-from seeker.store.events import EventLog, WebhookWatcher
+from seeker.control.webhooks import WebhookWatcher
+from seeker.store.events import EventLog
 from seeker.store.helpers import HelperStore
 from seeker.store.tasks import TaskStore
 from serving import receipts

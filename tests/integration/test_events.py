@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import requests
 
-from seeker.store.events import SIGNATURE_HEADER, verify_webhook
+from seeker.events import SIGNATURE_HEADER, verify_webhook
 from tests.integration.conftest import make_cluster
 from tests.integration.harness import wait_until
 

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-from seeker.placement.pipeline import (
-    GpuView,
-    HelperView,
-    TaskView,
-)
+from seeker.placement.views import GpuView, HelperView, TaskView
 
 GiB = 1024**3
 

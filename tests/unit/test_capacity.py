@@ -7,9 +7,11 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from seeker.placement import select
 from seeker.placement.capacity import after_placing, as_utc, helper_views, view_of
 from seeker.placement.fleet import Fleet
-from seeker.placement.pipeline import GpuView, HelperView, TaskView, select, select_by_pipeline
+from seeker.placement.pipeline import select_by_pipeline
+from seeker.placement.views import GpuView, HelperView, TaskView
 
 GiB = 1024**3
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)

@@ -11,15 +11,8 @@ import pytest
 import requests
 from conftest import FakeClock
 
-from seeker.store.events import (
-    HELPER_PURGED,
-    SIGNATURE_HEADER,
-    TASK_FAILED,
-    TASK_SUCCEEDED,
-    EventLog,
-    WebhookWatcher,
-    verify_webhook,
-)
+from seeker.control.webhooks import SIGNATURE_HEADER, WebhookWatcher, verify_webhook
+from seeker.store.events import HELPER_PURGED, TASK_FAILED, TASK_SUCCEEDED, EventLog
 
 
 class FakeSession:

@@ -8,6 +8,7 @@ import random
 import pytest
 from scheduler_views import GiB, gpu, gpus, helper, task
 
+from seeker.placement import select
 from seeker.placement.capacity import after_placing
 from seeker.placement.fleet import Fleet, Ranking, handles, select_in_fleet
 from seeker.placement.pipeline import (
@@ -16,12 +17,9 @@ from seeker.placement.pipeline import (
     NOT_ENOUGH_GPUS,
     OFFLINE,
     SCORERS,
-    GpuView,
-    HelperView,
-    TaskView,
-    select,
     select_by_pipeline,
 )
+from seeker.placement.views import GpuView, HelperView, TaskView
 
 ZONES = ("a", "b", "c")
 IMAGES = ("seeker-demo:latest", "seeker-demo", "registry.example.com/team/x:1", "busybox")

@@ -15,8 +15,6 @@ from seeker.placement.pipeline import (
     NOT_ENOUGH_MEMORY,
     OFFLINE,
     RUNS_THIS_TASK,
-    GpuView,
-    TaskView,
     avoid_recent_failures,
     avoid_where_it_failed,
     has_cpus,
@@ -32,6 +30,7 @@ from seeker.placement.pipeline import (
     prefer_free_gpu_memory,
     prefer_free_memory,
 )
+from seeker.placement.views import GpuView, TaskView
 
 # --- TaskView ------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from scheduler_views import GiB, gpu, gpus, helper, task
 
+from seeker.placement import select
 from seeker.placement.pipeline import (
     LABELS_DIFFER,
     NO_FREE_SLOT,
@@ -17,7 +18,6 @@ from seeker.placement.pipeline import (
     breakdown,
     keep_gpu_hosts_for_gpu_work,
     reserve_gpus,
-    select,
     select_by_pipeline,
     weighed,
 )
