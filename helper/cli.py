@@ -43,6 +43,21 @@ def main():
     help="URL at which the seeker reaches this helper (default: http://HOST:PORT, "
     "https:// with --tls-cert).",
 )
+@click.option(
+    "--pull",
+    is_flag=True,
+    help="Pull work over a long poll to the seeker: only outbound connections, for a "
+    "host behind NAT or a firewall (no --advertise-url, no open port; --port then serves "
+    "only this host's /healthz, /api/v1/status and /metrics).",
+)
+@click.option(
+    "--poll-wait",
+    default=25.0,
+    show_default=True,
+    type=click.FloatRange(1, 300),
+    help="With --pull: seconds a poll waits for work before it is answered empty "
+    "(the seeker may cap it; keep it under your proxies' idle timeout).",
+)
 @click.option("--name", help="Unique helper name (default: the host name).")
 @click.option(
     "--slots",
@@ -114,6 +129,8 @@ def start(
     channel_url,
     ca_cert,
     advertise_url,
+    pull,
+    poll_wait,
     name,
     slots,
     labels,
@@ -126,6 +143,8 @@ def start(
     test_resources,
 ):
     """Register with the seeker and run the containers it assigns."""
+    if pull and advertise_url:
+        raise click.UsageError("--advertise-url has no use with --pull: the seeker never connects")
     try:
         cap = parse_bytes(log_cap)
     except ValueError as exc:
@@ -139,6 +158,8 @@ def start(
         host=host,
         port=port,
         advertise_url=advertise_url,
+        pull=pull,
+        poll_wait=poll_wait,
         name=name,
         slots=slots,
         labels=parse_pairs(labels, "--label"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,6 +26,7 @@ from helper.runtime import (
 from serving.errors import Busy, Conflict, Forbidden, NotFound
 
 log = logging.getLogger(__name__)
+DONE_KEPT = 256  # finished runs a pulling helper lists with what it runs
 
 
 def _now() -> datetime:
@@ -64,12 +66,48 @@ class Executor:
         self.spill_root = spill_root  # full logs of cut streams wait here for upload
         self.metrics = metrics or HelperMetrics()
         self._running: dict[str, dict] = {}
+        # runs finished lately, newest last: a pulling helper lists them with
+        # what it runs, so the seeker does not hand them out again before it
+        # has heard that they finished
+        self._done: OrderedDict[str, None] = OrderedDict()
         self._lock = threading.Lock()
 
     def container_name(self, a: Assignment) -> str:
         return f"seeker-{a.task_id}-{a.attempt}-{self.helper_id[:8]}"
 
     def submit(self, a: Assignment) -> dict:
+        """A pushed assignment: run it (a retried push of a run already under
+        way starts nothing). Conflict, Forbidden or Busy if it cannot."""
+        self._check(a)
+        entry, new = self._claim(a.key, a.task_id, a.attempt, a.image, self.container_name(a))
+        if new:
+            self._start(a)
+        return entry
+
+    def take(self, a: Assignment, acknowledge: Callable[[Assignment], bool]) -> bool:
+        """A pulled assignment: claim a slot, acknowledge it to the seeker,
+        and run it only if the seeker says this process is to run it (so an
+        offer handed out twice, or acknowledged twice, runs once). Returns
+        whether it runs; Conflict, Forbidden or Busy if it cannot take it.
+        An acknowledgement that fails frees the slot and raises: the offer
+        comes again."""
+        self._check(a)
+        _, new = self._claim(a.key, a.task_id, a.attempt, a.image, self.container_name(a))
+        if not new:
+            return False  # already running it
+        try:
+            run = acknowledge(a)
+        except BaseException:
+            self._release(a.key)
+            raise
+        if not run:
+            log.info("%s: the seeker withdrew it before it was taken", a.key)
+            self._release(a.key)
+            return False
+        self._start(a)
+        return True
+
+    def _check(self, a: Assignment) -> None:
         if a.helper_id != self.helper_id:
             raise Conflict(
                 "assignment is for another helper",
@@ -80,10 +118,13 @@ class Executor:
         )
         if why:
             raise Forbidden("refused by this helper's policy", why)
-        entry, new = self._claim(a.key, a.task_id, a.attempt, a.image, self.container_name(a))
-        if new:  # a retried push of a run already under way starts nothing
-            threading.Thread(target=self._run, args=(a,), name=f"run-{a.key}", daemon=True).start()
-        return entry
+
+    def _start(self, a: Assignment) -> None:
+        threading.Thread(target=self._run, args=(a,), name=f"run-{a.key}", daemon=True).start()
+
+    def _release(self, key: str) -> None:
+        with self._lock:
+            self._running.pop(key, None)
 
     def _claim(
         self,
@@ -132,6 +173,11 @@ class Executor:
     def running_keys(self) -> list[str]:
         with self._lock:
             return list(self._running)
+
+    def done_keys(self) -> list[str]:
+        """The runs this process finished lately (at most DONE_KEPT)."""
+        with self._lock:
+            return list(self._done)
 
     # --- a run, from start to the outbox ---------------------------------------
 
@@ -183,7 +229,11 @@ class Executor:
             },
         )
         with self._lock:
-            self._running.pop(f"{task_id}.{attempt}", None)
+            key = f"{task_id}.{attempt}"
+            self._running.pop(key, None)
+            self._done[key] = None
+            while len(self._done) > DONE_KEPT:
+                self._done.popitem(last=False)
         self.metrics.container_ended(outcome.status, outcome.started_at, outcome.finished_at)
 
     def _progress(self, a: Assignment, state: str) -> None:

@@ -110,3 +110,7 @@ class SeekerClient(JsonClient):
 
     def report(self, task_id: str, event: dict) -> dict:
         return self.request("POST", f"/api/v1/tasks/{task_id}/events", json=event)
+
+    def poll_work(self, helper_id: str, poll: dict, timeout: float) -> dict:
+        """A pulling helper's long poll: {"assignments", "stop", "wait"}."""
+        return self.request("POST", f"/api/v1/helpers/{helper_id}/work", json=poll, timeout=timeout)

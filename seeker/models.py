@@ -219,6 +219,14 @@ class HelperPolicy(BaseModel):
     mounts: list[str] = Field(default_factory=list, description="host paths that may be mounted")
 
 
+class HelperMode(str, Enum):
+    """How a helper gets its work: the seeker pushes it to the helper's URL,
+    or the helper, which accepts no connections, pulls it (a long poll)."""
+
+    PUSH = "push"
+    PULL = "pull"
+
+
 class HelperRegistration(BaseModel):
     """What a helper sends when it registers."""
 
@@ -227,7 +235,13 @@ class HelperRegistration(BaseModel):
     helper_id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,128}$")
     # a host name: it names folders too (seeker results --download)
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-    url: str = Field(pattern=r"^https?://\S+$", max_length=512)
+    mode: HelperMode = HelperMode.PUSH
+    url: str | None = Field(
+        default=None,
+        pattern=r"^https?://\S+$",
+        max_length=512,
+        description="where the seeker pushes work (push mode only)",
+    )
     slots: int = Field(default=1, ge=1, le=1024)
     resources: HelperResources = Field(default_factory=HelperResources)
     labels: Labels = Field(default_factory=dict)
@@ -235,6 +249,35 @@ class HelperRegistration(BaseModel):
     boot_id: str | None = Field(default=None, max_length=64)
     policy: HelperPolicy = Field(default_factory=lambda: HelperPolicy())
     running: list[str] = Field(default_factory=list, description="assignment keys it runs")
+
+    @model_validator(mode="after")
+    def _reachable(self) -> HelperRegistration:
+        if self.mode == HelperMode.PUSH and not self.url:
+            raise ValueError("a push-mode helper needs a url (or registers with mode 'pull')")
+        if self.mode == HelperMode.PULL:
+            self.url = None  # the seeker never connects to a pulling helper
+        return self
+
+
+ASSIGNMENT_KEY = r"^[A-Za-z0-9_.-]{1,160}$"
+AssignmentKeys = list[Annotated[str, StringConstraints(pattern=ASSIGNMENT_KEY)]]
+
+
+class PollRequest(BaseModel):
+    """A pulling helper asking for its work: what it runs and has just
+    finished (so nothing it has is handed out again), and how long it waits
+    for an answer."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    boot_id: str = Field(min_length=1, max_length=64, description="the helper process")
+    running: AssignmentKeys = Field(default_factory=list, max_length=4096)
+    done: AssignmentKeys = Field(
+        default_factory=list, max_length=4096, description="runs finished lately"
+    )
+    wait: float = Field(
+        default=25, ge=0, le=300, description="seconds to wait for work (the seeker caps it)"
+    )
 
 
 class AssignmentEvent(BaseModel):
@@ -249,3 +292,6 @@ class AssignmentEvent(BaseModel):
     exit_code: Int64 | None = None
     output_digest: str | None = Field(default=None, max_length=80)
     error: str | None = Field(default=None, max_length=8192)
+    boot_id: str | None = Field(
+        default=None, max_length=64, description="the helper process that takes it (pull mode)"
+    )

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 PARK = "seeker.park"  # environ: the Suspender of this request (absent: cannot park)
 RESUMED = "seeker.resumed"  # environ: why a parked request runs again ("woken", "expired")
+NEW_CONNECTION = "seeker.new_connection"  # environ: the first request of its connection
 WOKEN, EXPIRED = "woken", "expired"
 # Parked connections at most; beyond, a request is answered at once (each
 # parked connection holds a file descriptor: see raise_open_files_limit()).

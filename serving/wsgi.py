@@ -11,7 +11,7 @@ import threading
 from cheroot import errors, wsgi
 from cheroot.server import HTTPConnection, KnownLengthRFile
 
-from serving.parking import PARK, RESUMED, Parking, Suspender, replay_body
+from serving.parking import NEW_CONNECTION, PARK, RESUMED, Parking, Suspender, replay_body
 from serving.tls import ServerCert
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,7 @@ class _Gateway(wsgi.Gateway_10):
         resumed = getattr(self.req, "seeker_resumed", None)
         if resumed is not None:
             env[RESUMED] = resumed
+        env[NEW_CONNECTION] = self.req.conn.seeker_requests == 1
         parking = self.req.server.parking
         if parking is not None:
             env[PARK] = Suspender(parking, self.req)
@@ -73,10 +74,12 @@ class _Connection(HTTPConnection):
     _handshaken = False
     seeker_parked = None  # a Parked, while its request is being suspended
     seeker_resume = None  # (request, body, reason, seconds left) to answer now
+    seeker_requests = 0  # requests read on this connection
 
     def communicate(self):
         if self.seeker_resume is not None:
             return self._resumed()
+        self.seeker_requests += 1
         adapter = self.server.ssl_adapter
         if adapter is not None and not self._handshaken:
             self._handshaken = True

@@ -9,12 +9,13 @@ from seeker.api.metrics import SeekerCollector, SeekerMetrics
 from seeker.api.openapi import document
 from seeker.control.credentials import HELPER, JOIN
 from seeker.control.operations import Seeker
-from seeker.models import AssignmentEvent, HelperRegistration, TaskSpec, TaskState
+from seeker.models import AssignmentEvent, HelperRegistration, PollRequest, TaskSpec, TaskState
 from serving.auth import Authenticator, allow, principal
 from serving.errors import BadRequest
 from serving.flaskapp import base_app, int_arg, json_model
 from serving.metrics import serve_metrics
 from serving.openapi import serve_openapi
+from serving.parking import EXPIRED, NEW_CONNECTION, PARK, RESUMED
 
 STATES = {s.value for s in TaskState}
 
@@ -98,6 +99,27 @@ def create_app(
     def register_helper():
         reg = json_model(HelperRegistration)
         return seeker.register(reg, principal()), 200
+
+    @app.post("/api/v1/helpers/<helper_id>/work")
+    @allow(HELPER)
+    def poll_work(helper_id: str):
+        """The long poll of a pulling helper: its work at once if it has
+        some, else the request is parked (no thread) until some comes, or
+        until the wait is over (answered empty)."""
+        poll = json_model(PollRequest)
+        parker, resumed = request.environ.get(PARK), request.environ.get(RESUMED)
+        generation = parker.generation(helper_id) if parker is not None else 0
+        new_connection = resumed is None and request.environ.get(NEW_CONNECTION, True)
+        work = seeker.poll(helper_id, poll, principal(), new_connection)
+        wait = min(poll.wait, seeker.poll_wait) if resumed is None else resumed[1]
+        answer = {**work, "wait": seeker.poll_wait}
+        if work["assignments"] or work["stop"] or parker is None or wait <= 0:
+            return answer
+        if resumed is not None and resumed[0] == EXPIRED:
+            return answer
+        if parker.suspend(helper_id, wait, request.get_data(), generation):
+            return ""  # not sent: the answer comes when the request is resumed
+        return answer
 
     @app.get("/api/v1/helpers")
     def list_helpers():

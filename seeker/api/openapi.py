@@ -10,10 +10,12 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from channel.openapi import Result
+from helper.models import Assignment
 from seeker.models import (
     AssignmentEvent,
     AssignmentState,
     HelperRegistration,
+    PollRequest,
     Resources,
     TaskSpec,
     TaskState,
@@ -204,6 +206,23 @@ class RegisteredHelper(Helper):
         description="this helper's credential: only in the answer to a registration made "
         "with the join token (a new one each time; the one before stays valid 60 s)",
     )
+    stop: list[str] = Field(
+        description="assignment keys among those it runs that it is to stop (cancelled, "
+        "decided, or run elsewhere while it was away)"
+    )
+
+
+class Work(BaseModel):
+    """A pulling helper's work: empty when nothing came within the wait."""
+
+    model_config = ANSWER
+
+    assignments: list[Assignment] = Field(
+        description="offers to take (acknowledge each with an 'accepted' event naming "
+        "this boot_id, and run it only if the answer says run)"
+    )
+    stop: list[str] = Field(description="assignment keys among those it runs to stop")
+    wait: float = Field(description="the longest this seeker lets a poll wait, in seconds")
 
 
 class ListedHelper(Helper):
@@ -235,6 +254,11 @@ class EventRecorded(BaseModel):
     recorded: bool = Field(
         description="whether the event changed the assignment (false for a repeated or "
         "late event, or one from a helper the assignment is not for)"
+    )
+    run: bool | None = Field(
+        default=None,
+        description="for an 'accepted' event naming a boot_id (pull mode): whether that "
+        "helper process is to run the assignment",
     )
 
 
@@ -372,6 +396,21 @@ def routes() -> list[Route]:
             body=HelperRegistration,
             tag="helpers",
             roles=("join", "helper"),
+        ),
+        Route(
+            "POST",
+            "/api/v1/helpers/{helper_id}/work",
+            "A pulling helper's long poll for its work",
+            {
+                200: Reply("its work, or nothing after the wait", Work),
+                403: error("a helper's credential used to poll for another helper"),
+                404: error("no such helper"),
+                409: error("the helper is registered in push mode"),
+            },
+            params=(Param("helper_id", {"type": "string"}, "path"),),
+            body=PollRequest,
+            tag="helpers",
+            roles=("helper",),
         ),
         Route(
             "GET",

@@ -38,7 +38,8 @@ def helpers_table(helpers: list[dict]) -> str:
             [
                 h["name"],
                 state,
-                h["url"],
+                h.get("mode") or "push",
+                h.get("url") or "-",
                 f"{h.get('running', 0)}/{h['slots']}",
                 res.get("cpus"),
                 _load(res),
@@ -59,6 +60,7 @@ def helpers_table(helpers: list[dict]) -> str:
                     "",
                     "",
                     "",
+                    "",
                     f"{size(used)} used/{size(g.get('memory_total'))}",
                     f"{util:.0f}% busy" if util is not None else "",
                     "",
@@ -69,6 +71,7 @@ def helpers_table(helpers: list[dict]) -> str:
         [
             "NAME",
             "STATE",
+            "MODE",
             "URL",
             "RUNNING",
             "CPUS",

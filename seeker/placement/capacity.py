@@ -30,7 +30,6 @@ def view_of(doc: dict, reservations: list[dict], now: datetime, liveness: timede
         for g in res.get("gpus", [])
         if g["index"] not in taken_gpus
     )
-    last_seen = doc.get("last_seen")
     return HelperView(
         helper_id=doc["helper_id"],
         name=doc["name"],
@@ -43,11 +42,23 @@ def view_of(doc: dict, reservations: list[dict], now: datetime, liveness: timede
         gpus_free=gpus,
         gpus_total=len(res.get("gpus", [])),
         labels=doc.get("labels") or {},
-        online=last_seen is not None and as_utc(last_seen) >= now - liveness,
+        online=is_online(doc, now, liveness),
         failures=doc.get("failures", 0),
         allowed_images=tuple((doc.get("policy") or {}).get("images", [])),
         allowed_mounts=tuple((doc.get("policy") or {}).get("mounts", [])),
     )
+
+
+def is_online(doc: dict, now: datetime, liveness: timedelta) -> bool:
+    """Heard from within the liveness deadline and, for a pulling helper,
+    not gone: gone is a poll connection that dropped and did not come back
+    within its grace, until the helper polls on a new connection."""
+    seen = as_utc(doc.get("last_seen"))
+    if seen is None or seen < now - liveness:
+        return False
+    poll = doc.get("poll") or {}
+    gone, back = as_utc(poll.get("gone_at")), as_utc(poll.get("connected_at"))
+    return gone is None or (back is not None and back > gone)
 
 
 def after_placing(view: HelperView, reservation: dict) -> HelperView:

@@ -9,9 +9,23 @@ from datetime import datetime
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.database import Database
 
-from seeker.models import FINAL_TASK_STATES, LIVE_ASSIGNMENT_STATES, AssignmentState, TaskState
+from seeker.models import (
+    FINAL_TASK_STATES,
+    LIVE_ASSIGNMENT_STATES,
+    AssignmentState,
+    HelperMode,
+    TaskState,
+)
 
 LIVE = [s.value for s in LIVE_ASSIGNMENT_STATES]
+# taken by the helper: it pulls the image or runs the container
+STARTED = [
+    AssignmentState.ACCEPTED.value,
+    AssignmentState.PULLING.value,
+    AssignmentState.RUNNING.value,
+]
+OFFERED = [AssignmentState.PUSHING.value, AssignmentState.ACCEPTED.value]
+PULL = HelperMode.PULL.value
 ACTIVE_TASK = [TaskState.DISPATCHED.value, TaskState.RUNNING.value]
 FINAL = [s.value for s in FINAL_TASK_STATES]
 
@@ -100,9 +114,101 @@ class TaskStore:
         seeker died during it), assigned before `before`."""
         return list(
             self.assignments.find(
-                {"state": AssignmentState.PUSHING.value, "assigned_at": {"$lt": before}}
+                {
+                    "state": AssignmentState.PUSHING.value,
+                    "assigned_at": {"$lt": before},
+                    "via": {"$ne": HelperMode.PULL.value},
+                }
             )
         )
+
+    # --- the mailbox of pulling helpers ----------------------------------------
+
+    def offers_for(self, helper_id: str, boot_id: str, have: set[str]) -> list[dict]:
+        """What a pulling helper is to be handed: offers it has not
+        acknowledged, and what this process of it acknowledged but does not
+        have (the answer to its acknowledgement was lost)."""
+        found = self.assignments.find(
+            {"state": {"$in": OFFERED}, "helper_id": helper_id},
+        ).sort("assigned_at", ASCENDING)
+        return [
+            a
+            for a in found
+            if a["_id"] not in have
+            and (
+                (a["state"] == AssignmentState.PUSHING.value and a.get("via") == PULL)
+                or (a["state"] == AssignmentState.ACCEPTED.value and a.get("boot_id") == boot_id)
+            )
+        ]
+
+    def unacknowledged(self, before: datetime) -> list[dict]:
+        """Offers to pulling helpers made before `before` and not yet taken."""
+        return list(
+            self.assignments.find(
+                {
+                    "state": AssignmentState.PUSHING.value,
+                    "assigned_at": {"$lt": before},
+                    "via": PULL,
+                }
+            )
+        )
+
+    def acknowledge(
+        self, task_id: str, helper_id: str, attempt: int, boot_id: str, now: datetime
+    ) -> bool:
+        """A pulling helper takes an offer: whether that process is to run it
+        (True again when the same process acknowledges it twice; False when
+        the offer was withdrawn, expired or taken by another process)."""
+        if self.assignment_accepted(task_id, helper_id, attempt, now, boot_id):
+            return True
+        again = self.assignments.find_one(
+            {
+                "_id": f"{task_id}.{attempt}",
+                "helper_id": helper_id,
+                "boot_id": boot_id,
+                "state": {"$in": STARTED},
+            },
+            {"_id": 1},
+        )
+        return again is not None
+
+    def assignments_by_key(self, keys: list[str]) -> dict[str, dict]:
+        return {a["_id"]: a for a in self.assignments.find({"_id": {"$in": list(keys)}})}
+
+    def states_of(self, task_ids: set[str]) -> dict[str, str]:
+        """Task id -> state, for the tasks that exist."""
+        found = self.tasks.find({"_id": {"$in": sorted(task_ids)}}, {"state": 1})
+        return {t["_id"]: t["state"] for t in found}
+
+    def revive(self, task_id: str, attempt: int, helper_id: str, now: datetime) -> bool:
+        """A run marked lost is alive after all (its helper came back): keep
+        it, if its replica has not been placed again meanwhile (the replica
+        given back when it was lost is still open). Returns whether kept."""
+        taken = self._update(
+            {"_id": task_id, "state": TaskState.PENDING.value, "open": {"$gte": 1}},
+            {"wait_reason": None},
+            now,
+            TaskState.RUNNING.value,
+            inc={"open": -1, "rev": 1},
+        ) or self._update(
+            {"_id": task_id, "state": {"$in": ACTIVE_TASK}, "open": {"$gte": 1}},
+            {"wait_reason": None},
+            now,
+            inc={"open": -1, "rev": 1},
+        )
+        if not taken:
+            return False
+        revived = self._move(
+            task_id,
+            attempt,
+            helper_id,
+            [AssignmentState.LOST.value],
+            AssignmentState.RUNNING.value,
+            {"error": None, "finished_at": None, "revived_at": now},
+        )
+        if not revived:  # revived by another request meanwhile: give it back
+            self.reopen(task_id, now)
+        return revived
 
     def live_assignment_docs(self, helper_id: str | None = None) -> list[dict]:
         query: dict = {"state": {"$in": LIVE}}
@@ -141,14 +247,20 @@ class TaskStore:
         return self.tasks.update_one(query, update).matched_count == 1
 
     def assign(
-        self, task: dict, helper: dict, now: datetime, reservation: dict | None = None
+        self,
+        task: dict,
+        helper: dict,
+        now: datetime,
+        reservation: dict | None = None,
+        via: str = HelperMode.PUSH.value,
     ) -> dict | None:
         """Place one replica of `task` on `helper`, if nobody changed the task
         since it was read (its `rev`); a pending task becomes dispatched.
         Returns the new assignment.
 
         `reservation` (cpus, memory, gpus, gpu_indices) is what the assignment
-        holds on the helper while it is live."""
+        holds on the helper while it is live; `via` how it reaches the helper
+        (pushed, or offered until the pulling helper acknowledges it)."""
         state = task["state"]
         if state in FINAL:
             return None  # a task that has ended gets no more replicas
@@ -171,6 +283,7 @@ class TaskStore:
             "helper_id": helper["helper_id"],
             "helper_name": helper["name"],
             "state": AssignmentState.PUSHING.value,
+            "via": via,
             "assigned_at": now,
             "reservation": reservation or {},
         }
@@ -253,12 +366,15 @@ class TaskStore:
         update = {"$set": {**sets, "state": to_state}}
         return self.assignments.update_one(query, update).matched_count == 1
 
-    def push_failed(self, task_id: str, attempt: int, reason: str, now: datetime) -> dict | None:
-        """A push that did not reach the helper: its replica is to place again."""
+    def push_failed(
+        self, task_id: str, attempt: int, reason: str, now: datetime, helper_id: str | None = None
+    ) -> dict | None:
+        """A push that did not reach the helper (or an offer it refused or
+        never took): its replica is to place again."""
         moved = self._move(
             task_id,
             attempt,
-            None,
+            helper_id,
             [AssignmentState.PUSHING.value],
             AssignmentState.PUSH_FAILED.value,
             {"error": reason, "finished_at": now},
