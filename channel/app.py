@@ -14,11 +14,12 @@ from channel.models import ResultIn, ResultStatus
 from channel.openapi import document
 from channel.store import ResultStore
 from serving import receipts
-from serving.auth import Authenticator, Principal, allow
+from serving.access import allow
 from serving.errors import BadRequest, NotFound
 from serving.flaskapp import base_app, int_arg, json_model
 from serving.metrics import serve_metrics
 from serving.openapi import serve_openapi
+from serving.principals import Authenticator, Principal
 
 STATUSES = [s.value for s in ResultStatus]
 

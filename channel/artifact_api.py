@@ -10,7 +10,7 @@ from flask import Flask, Response, request
 from channel.artifacts import ArtifactStore, too_large
 from channel.models import ArtifactKey
 from serving import receipts
-from serving.auth import allow, principal
+from serving.access import allow, principal
 from serving.errors import ApiProblem, BadRequest, Forbidden, NotFound
 from serving.flaskapp import int_arg
 from serving.schema import INT64_MAX

@@ -22,8 +22,8 @@ from helper.resources import host_resources
 from helper.runtime import DEFAULT_LOG_CAP, DockerRuntime
 from seeker.client import SeekerClient
 from seeker.control.credentials import ROTATION_GRACE
-from serving.auth import read_secret, write_secret
 from serving.http import ApiError, Unreachable
+from serving.secret_files import read_secret, write_secret
 from serving.tls import ServerCert
 from serving.wsgi import BackgroundServer
 

@@ -10,10 +10,11 @@ from helper.executor import Executor
 from helper.metrics import HelperCollector, HelperMetrics
 from helper.models import Assignment
 from helper.openapi import document
-from serving.auth import Authenticator, Principal, allow, secret_equal
+from serving.access import allow
 from serving.flaskapp import base_app, json_model
 from serving.metrics import serve_metrics
 from serving.openapi import serve_openapi
+from serving.principals import Authenticator, Principal, secret_equal
 
 SEEKER = "seeker"  # the role of the credential this helper's seeker presents
 

@@ -11,8 +11,9 @@ from flask import Flask, request
 from flask.json.provider import DefaultJSONProvider
 from pydantic import BaseModel
 
-from serving.auth import Authenticator, require_auth
+from serving.access import require_auth
 from serving.errors import BadRequest, install_error_handlers
+from serving.principals import Authenticator
 
 M = TypeVar("M", bound=BaseModel)
 DEFAULT_MAX_BODY = 20 * 1024 * 1024

@@ -23,7 +23,7 @@ from flask import Flask
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from serving.auth import public
+from serving.access import public
 
 OPENAPI_PATH = "/api/v1/openapi.json"
 JSON = "application/json"
@@ -134,7 +134,7 @@ class Route:
     description: str = ""
     tag: str | None = None
     name: str | None = None  # the operationId, when the one made from the path would clash
-    roles: tuple[str, ...] = ("user",)  # whose bearer secret it takes (serving.auth.allow)
+    roles: tuple[str, ...] = ("user",)  # whose bearer secret it takes (serving.access.allow)
 
     @property
     def operation_id(self) -> str:

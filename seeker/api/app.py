@@ -10,11 +10,12 @@ from seeker.api.openapi import document
 from seeker.control.credentials import HELPER, JOIN
 from seeker.control.operations import Seeker
 from seeker.models import AssignmentEvent, HelperRegistration, TaskSpec, TaskState
-from serving.auth import Authenticator, allow, principal
+from serving.access import allow, principal
 from serving.errors import BadRequest
 from serving.flaskapp import base_app, int_arg, json_model
 from serving.metrics import serve_metrics
 from serving.openapi import serve_openapi
+from serving.principals import Authenticator
 
 STATES = {s.value for s in TaskState}
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from flask import Blueprint, Flask, Response, send_from_directory
 
-from serving.auth import public
+from serving.access import public
 
 STATIC = Path(__file__).parent / "static"
 

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from seeker.placement.capacity import as_utc
-from serving.auth import Principal
+from serving.principals import Principal
 
 HELPER = "helper"  # the role of a helper credential
 JOIN = "join"  # the role of the join token: registering a helper

@@ -24,9 +24,9 @@ from seeker.placement.outcome import decide, no_helper_left, ran_on, wants_a_new
 from seeker.store.events import TASK_CANCELLED, TASK_FAILED, TASK_SUCCEEDED, EventLog
 from seeker.store.helpers import HelperStore
 from seeker.store.tasks import TaskStore, task_json
-from serving.auth import Principal
 from serving.errors import Conflict, Forbidden, NotFound, Unavailable
 from serving.http import ApiError, Unreachable
+from serving.principals import Principal
 
 log = logging.getLogger(__name__)
 FINAL = {s.value for s in FINAL_TASK_STATES}

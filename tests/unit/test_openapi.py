@@ -21,7 +21,7 @@ from seeker.api.openapi import document as seeker_document
 from seeker.control.operations import Seeker
 from seeker.store.helpers import HelperStore
 from seeker.store.tasks import TaskStore
-from serving.auth import OPEN_PATHS
+from serving.access import OPEN_PATHS
 from serving.openapi import OPENAPI_PATH
 
 AUTOMATIC = {"HEAD", "OPTIONS"}  # Flask answers these for every route itself
@@ -118,7 +118,7 @@ def test_routes_open_without_a_token_are_those_documented_as_public(service):
 
 
 def roles_of(app, method: str, path: str) -> list[str]:
-    """The roles the app's view for (method, path) takes (serving.auth.allow)."""
+    """The roles the app's view for (method, path) takes (serving.access.allow)."""
     for rule in app.url_map.iter_rules():
         if openapi_path(rule.rule) == path and method in rule.methods:
             view = app.view_functions[rule.endpoint]
