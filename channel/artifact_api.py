@@ -12,7 +12,7 @@ from channel.models import ArtifactKey
 from serving import receipts
 from serving.access import allow, principal
 from serving.errors import ApiProblem, BadRequest, Forbidden, NotFound
-from serving.flaskapp import int_arg
+from serving.inputs import int_arg
 from serving.schema import INT64_MAX
 
 OCTET_STREAM = "application/octet-stream"

@@ -235,7 +235,7 @@ FIXED_BUGS = [
         "/api/v1/tasks?limit=1_0",
         None,
         400,
-        "serving/flaskapp.py:62 int_arg: int() also reads '1_0' (10) and non-ASCII digits ('١٢')",
+        "serving/inputs.py int_arg: int() also reads '1_0' (10) and non-ASCII digits ('١٢')",
         "accept only re.fullmatch(r'-?[0-9]+', raw) before int()",
         lambda failure, case, response: False,
     ),
