@@ -16,9 +16,8 @@ from channel.store import ResultStore
 from serving import receipts
 from serving.access import allow
 from serving.errors import BadRequest, NotFound
-from serving.flaskapp import base_app
+from serving.flaskapp import base_app, serve_metrics
 from serving.inputs import int_arg, json_model
-from serving.metrics import serve_metrics
 from serving.openapi import serve_openapi
 from serving.principals import Authenticator, Principal
 

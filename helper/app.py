@@ -11,9 +11,8 @@ from helper.metrics import HelperCollector, HelperMetrics
 from helper.models import Assignment
 from helper.openapi import document
 from serving.access import allow
-from serving.flaskapp import base_app
+from serving.flaskapp import base_app, serve_metrics
 from serving.inputs import json_model
-from serving.metrics import serve_metrics
 from serving.openapi import serve_openapi
 from serving.principals import Authenticator, Principal, secret_equal
 

@@ -7,9 +7,13 @@ from enum import Enum
 
 from flask import Flask
 from flask.json.provider import DefaultJSONProvider
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+from prometheus_client.registry import Collector
 
 from serving.access import require_auth
 from serving.errors import install_error_handlers
+from serving.metrics import METRICS_PATH
 from serving.principals import Authenticator
 
 DEFAULT_MAX_BODY = 20 * 1024 * 1024
@@ -44,3 +48,20 @@ def base_app(
         return {"ok": True, "service": service}
 
     return app
+
+
+def serve_metrics(app: Flask, *collectors: Collector) -> CollectorRegistry:
+    """Serve `collectors` in the Prometheus text format at GET /metrics, from
+    a registry made for this app alone; behind the token like every other
+    endpoint (only /healthz is open). Returns the registry, which is also
+    `app.extensions["metrics"]`."""
+    registry = CollectorRegistry()
+    for collector in collectors:
+        registry.register(collector)
+    app.extensions["metrics"] = registry
+
+    def metrics():
+        return app.response_class(generate_latest(registry), content_type=CONTENT_TYPE_PLAIN_0_0_4)
+
+    app.add_url_rule(METRICS_PATH, "metrics", metrics, methods=["GET"])
+    return registry

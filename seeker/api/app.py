@@ -12,9 +12,8 @@ from seeker.control.operations import Seeker
 from seeker.models import AssignmentEvent, HelperRegistration, TaskSpec, TaskState
 from serving.access import allow, principal
 from serving.errors import BadRequest
-from serving.flaskapp import base_app
+from serving.flaskapp import base_app, serve_metrics
 from serving.inputs import int_arg, json_model
-from serving.metrics import serve_metrics
 from serving.openapi import serve_openapi
 from serving.principals import Authenticator
 
