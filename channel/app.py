@@ -11,14 +11,14 @@ from channel.artifact_api import add_artifact_routes, check_receipt, required_ar
 from channel.artifacts import DEFAULT_MAX_ARTIFACT_BYTES, ArtifactStore
 from channel.metrics import ChannelCollector, ChannelMetrics
 from channel.models import ResultIn, ResultStatus
-from channel.openapi import document
+from channel.openapi import DESCRIPTION, TITLE, Result, ResultPage, ResultQuery
 from channel.store import ResultStore
 from serving import receipts
 from serving.access import allow
 from serving.errors import BadRequest, NotFound
 from serving.flaskapp import base_app, serve_metrics
-from serving.inputs import int_arg, json_model
-from serving.openapi import serve_openapi
+from serving.inputs import int_arg
+from serving.openapi import Document, operation
 from serving.principals import Authenticator, Principal
 
 STATUSES = [s.value for s in ResultStatus]
@@ -53,6 +53,7 @@ def create_app(
         "channel",
         Authenticator({"user": token}, (receipt,)),
         {"MAX_ARTIFACT_BYTES": DEFAULT_MAX_ARTIFACT_BYTES, **(config or {})},
+        Document(TITLE, DESCRIPTION),
     )
     artifacts = artifacts or ArtifactStore(store.results.database)
     app.extensions["results"] = store
@@ -61,22 +62,38 @@ def create_app(
     serve_metrics(app, ChannelCollector(store, artifacts), metrics)
     now = clock or (lambda: datetime.now(timezone.utc))
     add_artifact_routes(app, artifacts, now, receipt_key)
-    serve_openapi(app, document())
 
     def one(doc: dict) -> dict:
         return artifacts.attach([doc])[0]
 
     @app.post("/api/v1/results")
+    @operation(
+        {
+            200: (Result, "stored before: the first copy (a retry stores nothing)"),
+            201: (Result, "stored"),
+            403: "the receipt is not the seeker's for this task, helper and attempt "
+            "(or a token was sent instead of a receipt)",
+            409: "another helper already sent a result for that attempt",
+        },
+        body=ResultIn,
+        tag="results",
+    )
     @allow(receipts.RECEIPT)
-    def post_result():
-        result = json_model(ResultIn)
-        check_receipt(receipt_key, result.task_id, result.helper_id, result.attempt)
-        doc, created = store.add(result.model_dump(mode="python"), received_at=now())
-        metrics.result_posted(result.status, created)
+    def post_result(body: ResultIn):
+        """Store a result"""
+        check_receipt(receipt_key, body.task_id, body.helper_id, body.attempt)
+        doc, created = store.add(body.model_dump(mode="python"), received_at=now())
+        metrics.result_posted(body.status, created)
         return one(doc), 201 if created else 200
 
     @app.get("/api/v1/results")
+    @operation(
+        {200: (ResultPage, "one page, by arrival"), 400: "a bad query parameter"},
+        query=ResultQuery,
+        tag="results",
+    )
     def list_results():
+        """A task's results, a page at a time"""
         task_id = required_arg("task_id")
         limit = int_arg("limit", 100, 1, 500)
         order = request.args.get("order", "oldest")
@@ -109,7 +126,13 @@ def create_app(
         return {"results": artifacts.attach(results), "next": cursor}
 
     @app.get("/api/v1/results/<result_id>")
+    @operation(
+        {200: (Result, "the result"), 404: "no such result"},
+        params={"result_id": "<task_id>.<attempt>"},
+        tag="results",
+    )
     def get_result(result_id: str):
+        """One result"""
         doc = store.get(result_id)
         if doc is None:
             raise NotFound("no such result", result_id)
