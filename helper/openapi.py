@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from seeker.models import HelperResources
+from seeker.models import AssignmentState, HelperResources
 
 ANSWER = ConfigDict(json_schema_serialization_defaults_required=True)
 
@@ -20,7 +20,7 @@ class Entry(BaseModel):
     task_id: str
     attempt: int = Field(ge=1)
     image: str
-    state: Literal["accepted", "pulling", "running"]
+    state: Literal[AssignmentState.on_helper()]
     container: str = Field(description="the container's name")
     boot_id: str = Field(description="the helper process that runs it")
     accepted_at: datetime | None = Field(

@@ -18,6 +18,8 @@ import requests
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import DeviceRequest, Mount
 
+from channel.models import ResultStatus
+
 log = logging.getLogger(__name__)
 
 DEFAULT_LOG_CAP = 1024 * 1024
@@ -52,7 +54,7 @@ class RunSpec:
 
 @dataclass
 class RunOutcome:
-    status: str  # succeeded, failed, timed_out, error, cancelled
+    status: ResultStatus
     exit_code: int | None = None
     stdout: bytes = b""
     stderr: bytes = b""
@@ -114,19 +116,25 @@ class DockerRuntime:
         try:
             container = self._create(spec, on_pulling)
         except _NoImage as exc:
-            return RunOutcome("error", error=str(exc), finished_at=_now())
+            return RunOutcome(ResultStatus.ERROR, error=str(exc), finished_at=_now())
         except APIError as exc:
             return RunOutcome(
-                "error", error=f"cannot create container: {_explain(exc)}", finished_at=_now()
+                ResultStatus.ERROR,
+                error=f"cannot create container: {_explain(exc)}",
+                finished_at=_now(),
             )
         try:
             if self._was_cancelled(spec.name):
-                return RunOutcome("cancelled", error="cancelled by user", finished_at=_now())
+                return RunOutcome(
+                    ResultStatus.CANCELLED, error="cancelled by user", finished_at=_now()
+                )
             try:
                 container.start()
             except APIError as exc:
                 return RunOutcome(
-                    "error", error=f"cannot start container: {_explain(exc)}", finished_at=_now()
+                    ResultStatus.ERROR,
+                    error=f"cannot start container: {_explain(exc)}",
+                    finished_at=_now(),
                 )
             started = _now()
             on_started()
@@ -230,7 +238,7 @@ class DockerRuntime:
             container.reload()
         out, err = self._logs(container, spec.spill_dir)
         outcome = RunOutcome(
-            "succeeded" if exit_code == 0 else "failed",
+            ResultStatus.SUCCEEDED if exit_code == 0 else ResultStatus.FAILED,
             exit_code,
             out.head(),
             err.head(),
@@ -245,17 +253,17 @@ class DockerRuntime:
         if packed:
             outcome.artifacts["output.tar"] = packed
         if self._was_cancelled(spec.name):
-            outcome.status, outcome.error = "cancelled", "cancelled by user"
+            outcome.status, outcome.error = ResultStatus.CANCELLED, "cancelled by user"
         elif timed_out:
-            outcome.status = "timed_out"
+            outcome.status = ResultStatus.TIMED_OUT
             outcome.error = f"stopped after the {spec.timeout:g}s timeout"
         elif (exit_code != 0 or spec.memory) and self._oom_killed(
             container, exit_code, spec.memory
         ):
-            outcome.status = "error"
+            outcome.status = ResultStatus.ERROR
             outcome.error = f"out of memory: killed at its {spec.memory}-byte memory limit"
         elif exit_code == SIGKILLED and spec.memory:
-            outcome.status = "error"
+            outcome.status = ResultStatus.ERROR
             outcome.error = (
                 f"killed by SIGKILL with a {spec.memory}-byte memory limit: "
                 "most likely out of memory"

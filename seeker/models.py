@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import re
-from enum import Enum
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -16,8 +15,9 @@ from pydantic import (
     model_validator,
 )
 
+from channel.models import ResultStatus
 from helper.policy import SAFE_CAPABILITIES
-from serving.schema import INT64_MAX, Bytes, Int64
+from serving.schema import INT64_MAX, Bytes, Int64, StrEnum
 
 # registry/name[:tag][@digest], lower-case path components (Docker's grammar, simplified)
 IMAGE_RE = re.compile(
@@ -35,7 +35,7 @@ Labels = dict[
 UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 
 
-class TaskState(str, Enum):
+class TaskState(StrEnum):
     PENDING = "pending"
     DISPATCHED = "dispatched"
     RUNNING = "running"
@@ -43,11 +43,13 @@ class TaskState(str, Enum):
     FAILED = "failed"
     CANCELLED = "cancelled"
 
+    @classmethod
+    def final(cls) -> tuple[TaskState, ...]:
+        """The states a task never leaves."""
+        return (cls.SUCCEEDED, cls.FAILED, cls.CANCELLED)
 
-FINAL_TASK_STATES = (TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED)
 
-
-class AssignmentState(str, Enum):
+class AssignmentState(StrEnum):
     PUSHING = "pushing"  # recorded, being sent to the helper
     ACCEPTED = "accepted"  # the helper took it
     PULLING = "pulling"  # the helper is pulling the image
@@ -56,13 +58,23 @@ class AssignmentState(str, Enum):
     PUSH_FAILED = "push_failed"  # the helper could not be reached or refused
     LOST = "lost"  # its helper died, was purged or restarted without it
 
+    @classmethod
+    def live(cls) -> tuple[AssignmentState, ...]:
+        """The states of an assignment that holds room on its helper and may
+        still produce a result."""
+        return (cls.PUSHING, cls.ACCEPTED, cls.PULLING, cls.RUNNING)
 
-LIVE_ASSIGNMENT_STATES = (
-    AssignmentState.PUSHING,
-    AssignmentState.ACCEPTED,
-    AssignmentState.PULLING,
-    AssignmentState.RUNNING,
-)
+    @classmethod
+    def on_helper(cls) -> tuple[AssignmentState, ...]:
+        """The states a helper reports of an assignment it holds."""
+        return (cls.ACCEPTED, cls.PULLING, cls.RUNNING)
+
+
+class Placement(StrEnum):
+    """Where work goes among the helpers that can take it."""
+
+    SPREAD = "spread"  # to the emptiest
+    BINPACK = "binpack"  # to the fullest that still fits
 
 
 def parse_bytes(value: int | str) -> int:
@@ -144,7 +156,7 @@ class TaskSpec(BaseModel):
     constraints: Labels = Field(
         default_factory=dict, description="labels a helper must have, e.g. {'zone': 'a'}"
     )
-    placement: Literal["spread", "binpack"] = "spread"
+    placement: Placement = Placement.SPREAD
     pull: Literal["always", "if-missing", "never"] = "if-missing"
     capabilities: list[Literal[SAFE_CAPABILITIES]] = Field(
         default_factory=list, description="Linux capabilities to keep (all others dropped)"
@@ -245,7 +257,7 @@ class AssignmentEvent(BaseModel):
     helper_id: str = Field(min_length=1, max_length=128)
     attempt: int = Field(ge=1, le=INT64_MAX)
     state: AssignmentState
-    status: str | None = Field(default=None, max_length=32)
+    status: ResultStatus | None = None
     exit_code: Int64 | None = None
     output_digest: str | None = Field(default=None, max_length=80)
     error: str | None = Field(default=None, max_length=8192)

@@ -8,15 +8,16 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 
+from channel.models import ResultStatus
 from seeker.api.metrics import SeekerMetrics
 from seeker.control.health import HelperHealth
-from seeker.models import AssignmentState
+from seeker.models import AssignmentState, TaskState
 from seeker.placement import select
 from seeker.placement.capacity import after_placing, helper_views
 from seeker.placement.pipeline import reserve_gpus
 from seeker.placement.views import HelperView, TaskView
 from seeker.store.helpers import HelperStore
-from seeker.store.tasks import FINAL, LIVE, TaskStore
+from seeker.store.tasks import TaskStore
 from serving.http import ApiError, Unreachable
 from serving.worker import Worker
 
@@ -122,7 +123,7 @@ class Dispatcher:
             for a in self.tasks.stale_pushes(self.clock() - older_than):
                 task, helper = self.tasks.get(a["task_id"]), self.helpers.get(a["helper_id"])
                 reason = "the seeker stopped during the push"
-                if task is None or helper is None or task["state"] in FINAL:
+                if task is None or helper is None or task["state"] in TaskState.final():
                     self.tasks.push_failed(a["task_id"], a["attempt"], reason, self.clock())
                     settled += 1
                     continue
@@ -201,7 +202,7 @@ class Dispatcher:
         views[helper["helper_id"]] = after_placing(view, reservation)
         log.info("task %s attempt %d -> %s", task["_id"], attempt, helper["name"])
         now = self.tasks.get(task["_id"])
-        if now["state"] in FINAL and self.stop is not None:
+        if now["state"] in TaskState.final() and self.stop is not None:
             # cancelled or decided while this replica was being pushed: stop it
             log.info("task %s ended during the push: stopping attempt %d", task["_id"], attempt)
             try:
@@ -224,11 +225,12 @@ def task_view(task: dict, assignments: list[dict]) -> TaskView:
         busy = {AssignmentState.PUSH_FAILED.value}
         running_on = {a["helper_id"] for a in assignments if a["state"] not in busy}
     else:
-        running_on = {a["helper_id"] for a in assignments if a["state"] in LIVE}
+        running_on = {a["helper_id"] for a in assignments if a["state"] in AssignmentState.live()}
     failed_on = {
         a["helper_id"]
         for a in assignments
-        if a["state"] == AssignmentState.FINISHED.value and a.get("status") != "succeeded"
+        if a["state"] == AssignmentState.FINISHED.value
+        and a.get("status") != ResultStatus.SUCCEEDED
     }
     return TaskView.from_spec(task["_id"], task["spec"], running_on, failed_on)
 

@@ -12,7 +12,6 @@ from urllib.parse import quote
 from seeker.control.credentials import HELPER, HelperCredentials
 from seeker.control.health import STARTED, HelperHealth
 from seeker.models import (
-    FINAL_TASK_STATES,
     AssignmentEvent,
     AssignmentState,
     HelperRegistration,
@@ -29,7 +28,6 @@ from serving.http import ApiError, Unreachable
 from serving.principals import Principal
 
 log = logging.getLogger(__name__)
-FINAL = {s.value for s in FINAL_TASK_STATES}
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -286,7 +284,7 @@ class Seeker:
         deciding again if another event changed the task meanwhile."""
         for _ in range(tries):
             task = self.tasks.get(task_id)
-            if task is None or task["state"] in FINAL:
+            if task is None or task["state"] in TaskState.final():
                 return task
             assignments = self.tasks.assignments_of(task_id)
             decision = decide(task["spec"], task["wanted"], assignments)
