@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 import docker
@@ -19,6 +19,7 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import DeviceRequest, Mount
 
 from channel.models import ResultStatus
+from serving.clock import Clock, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +70,6 @@ class RunOutcome:
     stdout_digest: str = ""  # sha256 of all of stdout that was read
 
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
 class DockerRuntime:
     def __init__(
         self,
@@ -80,8 +77,11 @@ class DockerRuntime:
         log_cap: int = DEFAULT_LOG_CAP,
         stop_grace: float = 10.0,
         pull_timeout: float = 300.0,
+        clock: Clock = utc_now,
     ):
+        """`clock` times each run and decides what is left of its timeout."""
         self.client = client or docker.from_env(timeout=pull_timeout)
+        self.clock = clock
         self.log_cap = log_cap
         self.stop_grace = stop_grace
         self._cancelled: set[str] = set()
@@ -116,17 +116,17 @@ class DockerRuntime:
         try:
             container = self._create(spec, on_pulling)
         except _NoImage as exc:
-            return RunOutcome(ResultStatus.ERROR, error=str(exc), finished_at=_now())
+            return RunOutcome(ResultStatus.ERROR, error=str(exc), finished_at=self.clock())
         except APIError as exc:
             return RunOutcome(
                 ResultStatus.ERROR,
                 error=f"cannot create container: {_explain(exc)}",
-                finished_at=_now(),
+                finished_at=self.clock(),
             )
         try:
             if self._was_cancelled(spec.name):
                 return RunOutcome(
-                    ResultStatus.CANCELLED, error="cancelled by user", finished_at=_now()
+                    ResultStatus.CANCELLED, error="cancelled by user", finished_at=self.clock()
                 )
             try:
                 container.start()
@@ -134,9 +134,9 @@ class DockerRuntime:
                 return RunOutcome(
                     ResultStatus.ERROR,
                     error=f"cannot start container: {_explain(exc)}",
-                    finished_at=_now(),
+                    finished_at=self.clock(),
                 )
-            started = _now()
+            started = self.clock()
             on_started()
             return self._to_the_end(container, spec, started)
         finally:
@@ -224,14 +224,14 @@ class DockerRuntime:
         timed_out = False
         timeout = spec.timeout
         if timeout and started:
-            timeout = max(0.1, timeout - (_now() - started).total_seconds())
+            timeout = max(0.1, timeout - (self.clock() - started).total_seconds())
         try:
             exit_code = container.wait(timeout=timeout)["StatusCode"]
         except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
             timed_out = True
             container.stop(timeout=int(self.stop_grace))
             exit_code = container.wait()["StatusCode"]
-        finished = _now()
+        finished = self.clock()
         if exit_code != 0 or spec.memory:
             # the OOM flag is only in the container's state: a clean exit
             # with no memory limit of its own has nothing to look up

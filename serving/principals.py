@@ -10,8 +10,13 @@ import hashlib
 import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 USER = "user"
+# How long a secret replaced by a new one stays good, for requests already on
+# their way: the seeker honours a helper's credential before the newest this
+# long, and the helper takes the seeker's presenting it as long.
+ROTATION_GRACE = timedelta(seconds=60)
 
 
 @dataclass(frozen=True)
