@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Annotated, Literal
 
@@ -17,7 +16,7 @@ from pydantic import (
 
 from channel.models import ResultStatus
 from helper.policy import SAFE_CAPABILITIES
-from serving.schema import INT64_MAX, Bytes, Int64, StrEnum
+from serving.schema import INT64_MAX, Bytes, Int64, StrEnum, parse_bytes
 
 # registry/name[:tag][@digest], lower-case path components (Docker's grammar, simplified)
 IMAGE_RE = re.compile(
@@ -32,7 +31,6 @@ Labels = dict[
     Annotated[str, StringConstraints(pattern=LABEL_KEY)],
     Annotated[str, StringConstraints(max_length=256)],
 ]
-UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 
 
 class TaskState(StrEnum):
@@ -75,23 +73,6 @@ class Placement(StrEnum):
 
     SPREAD = "spread"  # to the emptiest
     BINPACK = "binpack"  # to the fullest that still fits
-
-
-def parse_bytes(value: int | str) -> int:
-    """4g, 512m, 1.5GiB, 1024 -> bytes (binary units)."""
-    if isinstance(value, bool):
-        raise ValueError("expected bytes or a size like '4g'")
-    if isinstance(value, int):
-        if value < 0:
-            raise ValueError("must not be negative")
-        return value
-    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgtKMGT]?)(?:i?[bB])?\s*", str(value))
-    if not m:
-        raise ValueError(f"cannot read {value!r} as a size: use bytes or e.g. '512m', '4g'")
-    size = float(m.group(1)) * UNITS[m.group(2).lower()]
-    if not math.isfinite(size) or size > INT64_MAX:
-        raise ValueError(f"{value!r} is too large")
-    return int(size)
 
 
 class Resources(BaseModel):
