@@ -94,30 +94,8 @@ def create_app(
     )
     def list_results():
         """A task's results, a page at a time"""
-        task_id = required_arg("task_id")
-        limit = int_arg("limit", 100, 1, 500)
-        order = request.args.get("order", "oldest")
-        if order not in ("oldest", "newest"):
-            raise BadRequest("query parameter 'order' must be 'oldest' or 'newest'", order)
-        status = request.args.get("status")
-        if status is not None and status not in STATUSES:
-            raise BadRequest(
-                f"query parameter 'status' must be one of {', '.join(STATUSES)}", status
-            )
-        helper_id = request.args.get("helper_id")
-        if helper_id == "":
-            raise BadRequest(
-                "query parameter 'helper_id' must not be empty", "leave it out for every helper"
-            )
         try:
-            results, cursor = store.for_task(
-                task_id,
-                limit=limit,
-                after=request.args.get("after"),
-                newest_first=order == "newest",
-                status=status,
-                helper_id=helper_id,
-            )
+            results, cursor = store.for_task(**results_query())
         except ValueError:
             raise BadRequest(
                 "query parameter 'after' is not a valid cursor",
@@ -139,3 +117,29 @@ def create_app(
         return one(doc)
 
     return app
+
+
+def results_query() -> dict:
+    """The arguments of ResultStore.for_task from the query of
+    GET /api/v1/results, or a 400 naming the parameter that is wrong."""
+    task_id = required_arg("task_id")
+    limit = int_arg("limit", 100, 1, 500)
+    order = request.args.get("order", "oldest")
+    if order not in ("oldest", "newest"):
+        raise BadRequest("query parameter 'order' must be 'oldest' or 'newest'", order)
+    status = request.args.get("status")
+    if status is not None and status not in STATUSES:
+        raise BadRequest(f"query parameter 'status' must be one of {', '.join(STATUSES)}", status)
+    helper_id = request.args.get("helper_id")
+    if helper_id == "":
+        raise BadRequest(
+            "query parameter 'helper_id' must not be empty", "leave it out for every helper"
+        )
+    return {
+        "task_id": task_id,
+        "limit": limit,
+        "after": request.args.get("after"),
+        "newest_first": order == "newest",
+        "status": status,
+        "helper_id": helper_id,
+    }

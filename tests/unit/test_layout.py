@@ -89,13 +89,9 @@ def cycles() -> list[list[str]]:
             elif other in on_stack:
                 low[node] = min(low[node], index[other])
         if low[node] == index[node]:
-            group = []
-            while True:
-                member = stack.pop()
-                on_stack.discard(member)
-                group.append(member)
-                if member == node:
-                    break
+            group = stack[stack.index(node) :]
+            del stack[stack.index(node) :]
+            on_stack.difference_update(group)
             if len(group) > 1:
                 found.append(sorted(group))
 
