@@ -7,10 +7,9 @@ import json
 import logging
 import socket
 import threading
-import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 from channel.client import ChannelClient
@@ -22,10 +21,11 @@ from helper.outbox import Outbox
 from helper.resources import host_resources
 from helper.runtime import DEFAULT_LOG_CAP, DockerRuntime
 from seeker.client import SeekerClient
-from seeker.control.credentials import ROTATION_GRACE
-from serving.auth import read_secret, write_secret
+from serving.clock import Clock, utc_now
 from serving.errors import Busy, Conflict, Forbidden, NotFound
 from serving.http import ApiError, Unreachable
+from serving.principals import ROTATION_GRACE
+from serving.secret_files import read_secret, write_secret
 from serving.tls import ServerCert
 from serving.wsgi import BackgroundServer
 
@@ -88,8 +88,9 @@ def helper_id(data_dir: Path) -> str:
 
 
 class HelperAgent:
-    def __init__(self, cfg: HelperConfig, runtime=None):
+    def __init__(self, cfg: HelperConfig, runtime=None, clock: Clock = utc_now):
         self.cfg = cfg
+        self.clock = clock
         self.helper_id = helper_id(cfg.data_dir)
         self.boot_id = uuid.uuid4().hex  # new for every process
         self.name = cfg.name or socket.gethostname()
@@ -103,7 +104,7 @@ class HelperAgent:
         self.poller = SeekerClient(cfg.seeker_url, None, ca_cert=cfg.ca_cert)
         self._register_lock = threading.Lock()
         self._credentials: tuple[str, ...] = ()  # the newest first
-        self._rotated_at = float("-inf")
+        self._rotated_at: datetime | None = None  # when the newest credential came
         self._credential_file = CredentialFile(cfg.data_dir)
         kept = self._credential_file.load()
         if kept:  # a restart: register with it (the seeker then issues a new one)
@@ -111,7 +112,9 @@ class HelperAgent:
             self._authorize(kept)
         # results and artifacts go with each attempt's receipt, not a token
         self.channel = ChannelClient(cfg.channel_url, None, ca_cert=cfg.ca_cert)
-        self.runtime = runtime or DockerRuntime(log_cap=cfg.log_cap, pull_timeout=cfg.pull_timeout)
+        self.runtime = runtime or DockerRuntime(
+            log_cap=cfg.log_cap, pull_timeout=cfg.pull_timeout, clock=clock
+        )
         self.metrics = HelperMetrics()
         self.outbox = Outbox(
             Path(cfg.data_dir) / "outbox",
@@ -140,6 +143,7 @@ class HelperAgent:
             allow_mounts=cfg.allow_mounts,
             spill_root=Path(cfg.data_dir) / "spill",
             metrics=self.metrics,
+            clock=clock,
         )
         app = create_app(
             executor=self.executor,
@@ -191,7 +195,7 @@ class HelperAgent:
         # will refuse it for want of a receipt, and the outbox sets it aside)
         result = entry["result"] if "receipt" in entry else entry
         self.channel.post_result(
-            dict(result, sent_at=datetime.now(timezone.utc).isoformat()),
+            dict(result, sent_at=self.clock().isoformat()),
             receipt=entry.get("receipt"),
         )
 
@@ -225,7 +229,8 @@ class HelperAgent:
     def seeker_credentials(self) -> tuple[str, ...]:
         """What the seeker may present: the newest credential, and the one
         before it for as long as the seeker still honours it."""
-        if time.monotonic() - self._rotated_at < ROTATION_GRACE.total_seconds():
+        rotated = self._rotated_at
+        if rotated is not None and self.clock() - rotated < ROTATION_GRACE:
             return self._credentials
         return self._credentials[:1]
 
@@ -257,7 +262,7 @@ class HelperAgent:
         if credential:
             # the one before stays good a moment, for pushes already on their way
             self._credentials = (credential, *self._credentials[:1])
-            self._rotated_at = time.monotonic()
+            self._rotated_at = self.clock()
             self._credential_file.save(credential)
             self._authorize(credential)
         if not self._registered.is_set():

@@ -6,7 +6,6 @@ import click
 
 from helper.agent import HelperAgent, HelperConfig
 from helper.resources import declared_resources
-from seeker.models import parse_bytes
 from serving.cli import (
     ca_cert_option,
     join_token_option,
@@ -16,6 +15,7 @@ from serving.cli import (
     server_options,
     starting,
 )
+from serving.schema import parse_bytes
 
 
 def _declared(spec: str | None) -> dict:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
-from channel.models import output_digest
+from channel.models import ResultStatus, output_digest
 from helper.metrics import HelperMetrics
 from helper.models import Assignment
 from helper.policy import refusal
@@ -23,6 +23,7 @@ from helper.runtime import (
     RunOutcome,
     RunSpec,
 )
+from seeker.models import AssignmentState
 from serving.errors import Busy, Conflict, Forbidden, NotFound
 
 log = logging.getLogger(__name__)
@@ -133,7 +134,7 @@ class Executor:
         attempt: int,
         image: str,
         container: str,
-        state: str = "accepted",
+        state: AssignmentState = AssignmentState.ACCEPTED,
     ) -> tuple[dict, bool]:
         """Take a slot for `key`; returns (a snapshot of its entry, whether new)."""
         with self._lock:
@@ -185,12 +186,14 @@ class Executor:
         try:
             outcome = self.runtime.run(
                 self._spec(a),
-                on_started=lambda: self._progress(a, "running"),
-                on_pulling=lambda: self._progress(a, "pulling"),
+                on_started=lambda: self._progress(a, AssignmentState.RUNNING),
+                on_pulling=lambda: self._progress(a, AssignmentState.PULLING),
             )
         except Exception as exc:  # never lose an assignment to a bug or a dead engine
             log.exception("assignment %s crashed", a.key)
-            outcome = RunOutcome("error", error=f"helper error: {exc}", finished_at=self.clock())
+            outcome = RunOutcome(
+                ResultStatus.ERROR, error=f"helper error: {exc}", finished_at=self.clock()
+            )
         self._deliver(a.task_id, a.attempt, a.image, outcome, a.receipt)
 
     def _deliver(
@@ -220,7 +223,7 @@ class Executor:
                 "event": {
                     "helper_id": self.helper_id,
                     "attempt": attempt,
-                    "state": "finished",
+                    "state": AssignmentState.FINISHED,
                     "status": result["status"],
                     "exit_code": result["exit_code"],
                     "output_digest": result["output_digest"],
@@ -236,7 +239,7 @@ class Executor:
                 self._done.popitem(last=False)
         self.metrics.container_ended(outcome.status, outcome.started_at, outcome.finished_at)
 
-    def _progress(self, a: Assignment, state: str) -> None:
+    def _progress(self, a: Assignment, state: AssignmentState) -> None:
         with self._lock:
             if a.key in self._running:
                 self._running[a.key]["state"] = state
@@ -311,7 +314,9 @@ class Executor:
                 continue
             image = (c.attrs.get("Config") or {}).get("Image", "")
             try:
-                self._claim(key, task_id, int(attempt), image, c.name, state="running")
+                self._claim(
+                    key, task_id, int(attempt), image, c.name, state=AssignmentState.RUNNING
+                )
             except Busy:
                 log.warning("adopting %s beyond the slot count", key)
                 with self._lock:
@@ -319,7 +324,7 @@ class Executor:
                         "task_id": task_id,
                         "attempt": int(attempt),
                         "image": image,
-                        "state": "running",
+                        "state": AssignmentState.RUNNING,
                         "container": c.name,
                         "boot_id": self.boot_id,
                     }
@@ -353,7 +358,9 @@ class Executor:
             outcome = self.runtime.follow(container, spec, started)
         except Exception as exc:
             log.exception("following %s failed", key)
-            outcome = RunOutcome("error", error=f"helper error: {exc}", finished_at=self.clock())
+            outcome = RunOutcome(
+                ResultStatus.ERROR, error=f"helper error: {exc}", finished_at=self.clock()
+            )
         self._deliver(task_id, attempt, image, outcome, receipt)
 
 

@@ -71,7 +71,7 @@ def declared_resources(text: str) -> dict:
     'cpus=8,memory=32g,gpus=2,gpu_memory=16g'. Declared GPUs are not real:
     the helper asks Docker for no device and only tells the container which
     indices it was given (SEEKER_GPU_INDICES)."""
-    from seeker.models import parse_bytes
+    from serving.schema import parse_bytes
 
     known = {"cpus", "memory", "gpus", "gpu_memory"}
     values: dict[str, str] = {}

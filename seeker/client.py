@@ -7,10 +7,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import quote
 
-from seeker.models import FINAL_TASK_STATES
+from seeker.models import TaskState
 from serving.http import JsonClient
-
-FINAL = {s.value for s in FINAL_TASK_STATES}
 
 
 def progress_key(task: dict) -> tuple:
@@ -97,7 +95,7 @@ class SeekerClient(JsonClient):
             if on_change and seen != last:
                 on_change(task)
                 last = seen
-            if task["state"] in FINAL:
+            if task["state"] in TaskState.final():
                 return task
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"task {task_id} still {task['state']} after {timeout}s")

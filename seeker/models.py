@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import math
 import re
-from enum import Enum
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -16,8 +14,9 @@ from pydantic import (
     model_validator,
 )
 
+from channel.models import ResultStatus
 from helper.policy import SAFE_CAPABILITIES
-from serving.schema import INT64_MAX, Bytes, Int64
+from serving.schema import INT64_MAX, Bytes, Int64, StrEnum, parse_bytes
 
 # registry/name[:tag][@digest], lower-case path components (Docker's grammar, simplified)
 IMAGE_RE = re.compile(
@@ -32,10 +31,9 @@ Labels = dict[
     Annotated[str, StringConstraints(pattern=LABEL_KEY)],
     Annotated[str, StringConstraints(max_length=256)],
 ]
-UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 
 
-class TaskState(str, Enum):
+class TaskState(StrEnum):
     PENDING = "pending"
     DISPATCHED = "dispatched"
     RUNNING = "running"
@@ -43,11 +41,13 @@ class TaskState(str, Enum):
     FAILED = "failed"
     CANCELLED = "cancelled"
 
+    @classmethod
+    def final(cls) -> tuple[TaskState, ...]:
+        """The states a task never leaves."""
+        return (cls.SUCCEEDED, cls.FAILED, cls.CANCELLED)
 
-FINAL_TASK_STATES = (TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED)
 
-
-class AssignmentState(str, Enum):
+class AssignmentState(StrEnum):
     PUSHING = "pushing"  # recorded, being sent to the helper
     ACCEPTED = "accepted"  # the helper took it
     PULLING = "pulling"  # the helper is pulling the image
@@ -56,30 +56,23 @@ class AssignmentState(str, Enum):
     PUSH_FAILED = "push_failed"  # the helper could not be reached or refused
     LOST = "lost"  # its helper died, was purged or restarted without it
 
+    @classmethod
+    def live(cls) -> tuple[AssignmentState, ...]:
+        """The states of an assignment that holds room on its helper and may
+        still produce a result."""
+        return (cls.PUSHING, cls.ACCEPTED, cls.PULLING, cls.RUNNING)
 
-LIVE_ASSIGNMENT_STATES = (
-    AssignmentState.PUSHING,
-    AssignmentState.ACCEPTED,
-    AssignmentState.PULLING,
-    AssignmentState.RUNNING,
-)
+    @classmethod
+    def on_helper(cls) -> tuple[AssignmentState, ...]:
+        """The states a helper reports of an assignment it holds."""
+        return (cls.ACCEPTED, cls.PULLING, cls.RUNNING)
 
 
-def parse_bytes(value: int | str) -> int:
-    """4g, 512m, 1.5GiB, 1024 -> bytes (binary units)."""
-    if isinstance(value, bool):
-        raise ValueError("expected bytes or a size like '4g'")
-    if isinstance(value, int):
-        if value < 0:
-            raise ValueError("must not be negative")
-        return value
-    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgtKMGT]?)(?:i?[bB])?\s*", str(value))
-    if not m:
-        raise ValueError(f"cannot read {value!r} as a size: use bytes or e.g. '512m', '4g'")
-    size = float(m.group(1)) * UNITS[m.group(2).lower()]
-    if not math.isfinite(size) or size > INT64_MAX:
-        raise ValueError(f"{value!r} is too large")
-    return int(size)
+class Placement(StrEnum):
+    """Where work goes among the helpers that can take it."""
+
+    SPREAD = "spread"  # to the emptiest
+    BINPACK = "binpack"  # to the fullest that still fits
 
 
 class Resources(BaseModel):
@@ -144,7 +137,7 @@ class TaskSpec(BaseModel):
     constraints: Labels = Field(
         default_factory=dict, description="labels a helper must have, e.g. {'zone': 'a'}"
     )
-    placement: Literal["spread", "binpack"] = "spread"
+    placement: Placement = Placement.SPREAD
     pull: Literal["always", "if-missing", "never"] = "if-missing"
     capabilities: list[Literal[SAFE_CAPABILITIES]] = Field(
         default_factory=list, description="Linux capabilities to keep (all others dropped)"
@@ -219,7 +212,7 @@ class HelperPolicy(BaseModel):
     mounts: list[str] = Field(default_factory=list, description="host paths that may be mounted")
 
 
-class HelperMode(str, Enum):
+class HelperMode(StrEnum):
     """How a helper gets its work: the seeker pushes it to the helper's URL,
     or the helper, which accepts no connections, pulls it (a long poll)."""
 
@@ -288,7 +281,7 @@ class AssignmentEvent(BaseModel):
     helper_id: str = Field(min_length=1, max_length=128)
     attempt: int = Field(ge=1, le=INT64_MAX)
     state: AssignmentState
-    status: str | None = Field(default=None, max_length=32)
+    status: ResultStatus | None = None
     exit_code: Int64 | None = None
     output_digest: str | None = Field(default=None, max_length=80)
     error: str | None = Field(default=None, max_length=8192)

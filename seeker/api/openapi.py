@@ -1,6 +1,7 @@
-"""The seeker's OpenAPI document: its routes, and the answers' schemas (the
-task object, helper records, the event log) described as pydantic models
-over the request models of seeker.models."""
+"""What the seeker's OpenAPI document says beyond its routes: the answers'
+schemas (the task object, helper records, the event log) as pydantic models
+over the request models of seeker.models, the query parameters, its title
+and description. The routes declare themselves in seeker/api/app.py."""
 
 from __future__ import annotations
 
@@ -12,31 +13,19 @@ from pydantic import BaseModel, ConfigDict, Field
 from channel.openapi import Result
 from helper.models import Assignment
 from seeker.models import (
-    AssignmentEvent,
     AssignmentState,
     HelperRegistration,
-    PollRequest,
     Resources,
     TaskSpec,
     TaskState,
 )
 from seeker.store.events import KINDS
-from serving.openapi import (
-    OCTET_STREAM,
-    Param,
-    Reply,
-    Route,
-    common_routes,
-    error,
-    optional,
-    service_document,
-)
+from serving.openapi import optional
 from serving.schema import Bytes
 
 ANSWER = ConfigDict(json_schema_serialization_defaults_required=True)
 SIZE_PATTERN = r"^\s*[0-9]+(\.[0-9]+)?\s*[kmgtKMGT]?(i?[bB])?\s*$"
 Size = Annotated[str, Field(pattern=SIZE_PATTERN, examples=["512m", "4g", "1.5GiB"])]
-STATES = [s.value for s in TaskState]
 
 
 # --- what a user submits, as the API reads it -----------------------------------
@@ -262,179 +251,29 @@ class EventRecorded(BaseModel):
     )
 
 
-# --- routes --------------------------------------------------------------------------
-
-TASK_ID = Param("task_id", {"type": "string"}, "path", description="16 hex digits")
-NO_TASK = error("no such task")
-NO_CHANNEL = error("the channel cannot be reached, or refused the request")
+# --- query parameters (read by the views themselves) ------------------------------
 
 
-def routes() -> list[Route]:
-    return [
-        *common_routes("seeker"),
-        Route(
-            "GET",
-            "/",
-            "The dashboard's page",
-            {200: Reply("the page", {"type": "string"}, "text/html")},
-            public=True,
-            tag="dashboard",
-        ),
-        Route(
-            "GET",
-            "/dashboard/{filename}",
-            "The dashboard's script and style",
-            {
-                200: Reply("the file", {"type": "string"}, "*/*"),
-                404: error("no such file"),
-            },
-            params=(Param("filename", {"type": "string"}, "path"),),
-            public=True,
-            tag="dashboard",
-        ),
-        Route(
-            "POST",
-            "/api/v1/tasks",
-            "Submit a task",
-            {201: Reply("the task, pending: dispatch follows at once", TaskDetail)},
-            body=TaskSubmission,
-            tag="tasks",
-        ),
-        Route(
-            "GET",
-            "/api/v1/tasks",
-            "List tasks, newest first",
-            {200: Reply("the tasks", TaskList), 400: error("unknown state, bad limit or cursor")},
-            params=(
-                Param("state", {"type": "string", "enum": STATES}),
-                Param("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}),
-                Param(
-                    "after",
-                    {"type": "string", "pattern": r"^([0-9]{1,15}-[A-Za-z0-9_.-]{1,128})?$"},
-                    description="the `next` of the previous page (empty: the first page)",
-                ),
-            ),
-            tag="tasks",
-        ),
-        Route(
-            "GET",
-            "/api/v1/tasks/{task_id}",
-            "One task, with its assignments",
-            {200: Reply("the task", TaskDetail), 404: NO_TASK},
-            params=(TASK_ID,),
-            tag="tasks",
-        ),
-        Route(
-            "DELETE",
-            "/api/v1/tasks/{task_id}",
-            "Cancel a task",
-            {
-                200: Reply("the task, now cancelled", TaskDetail),
-                404: NO_TASK,
-                409: error("the task already ended"),
-            },
-            params=(TASK_ID,),
-            tag="tasks",
-        ),
-        Route(
-            "GET",
-            "/api/v1/tasks/{task_id}/results",
-            "A task's results, from the channel",
-            {200: Reply("every result", TaskResults), 404: NO_TASK, 503: NO_CHANNEL},
-            params=(TASK_ID,),
-            tag="tasks",
-        ),
-        Route(
-            "POST",
-            "/api/v1/tasks/{task_id}/events",
-            "An assignment changed state (sent by helpers)",
-            {200: Reply("what the event changed", EventRecorded), 404: NO_TASK},
-            params=(TASK_ID,),
-            body=AssignmentEvent,
-            tag="helpers",
-            roles=("helper",),
-        ),
-        Route(
-            "GET",
-            "/api/v1/artifacts/{artifact_id}",
-            "Download an artifact (passed through from the channel)",
-            {
-                200: Reply("the bytes, streamed", {"type": "string"}, OCTET_STREAM),
-                404: error("no such artifact"),
-                503: NO_CHANNEL,
-            },
-            params=(Param("artifact_id", {"type": "string"}, "path"),),
-            tag="tasks",
-        ),
-        Route(
-            "GET",
-            "/api/v1/events",
-            "The event log, oldest first, from a sequence number on",
-            {200: Reply("one page", EventPage), 400: error("after or limit out of range")},
-            params=(
-                Param(
-                    "after",
-                    {"type": "integer", "minimum": 0, "maximum": 2**62, "default": 0},
-                    description="a seq: the events after it",
-                ),
-                Param("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}),
-            ),
-            tag="events",
-        ),
-        Route(
-            "POST",
-            "/api/v1/helpers",
-            "Register a helper (and heartbeat)",
-            {
-                200: Reply("the helper record", RegisteredHelper),
-                403: error(
-                    "a helper's credential used to register another helper, "
-                    "or the user token where a separate join token is set"
-                ),
-                409: error("the name is taken by another helper"),
-            },
-            body=HelperRegistration,
-            tag="helpers",
-            roles=("join", "helper"),
-        ),
-        Route(
-            "POST",
-            "/api/v1/helpers/{helper_id}/work",
-            "A pulling helper's long poll for its work",
-            {
-                200: Reply("its work, or nothing after the wait", Work),
-                403: error("a helper's credential used to poll for another helper"),
-                404: error("no such helper"),
-                409: error("the helper is registered in push mode"),
-            },
-            params=(Param("helper_id", {"type": "string"}, "path"),),
-            body=PollRequest,
-            tag="helpers",
-            roles=("helper",),
-        ),
-        Route(
-            "GET",
-            "/api/v1/helpers",
-            "List helpers",
-            {200: Reply("the helpers", HelperList)},
-            tag="helpers",
-        ),
-        Route(
-            "DELETE",
-            "/api/v1/helpers/{helper_id}",
-            "Remove a helper",
-            {200: Reply("removed", Removed), 404: error("no such helper")},
-            params=(Param("helper_id", {"type": "string"}, "path"),),
-            tag="helpers",
-        ),
-    ]
+class TaskQuery(BaseModel):
+    state: TaskState = None
+    limit: int = Field(default=50, ge=1, le=500)
+    after: str = Field(
+        default=None,
+        pattern=r"^([0-9]{1,15}-[A-Za-z0-9_.-]{1,128})?$",
+        description="the `next` of the previous page (empty: the first page)",
+    )
 
 
+class EventQuery(BaseModel):
+    after: int = Field(default=0, ge=0, le=2**62, description="a seq: the events after it")
+    limit: int = Field(default=100, ge=1, le=1000)
+
+
+TITLE = "Seeker"
 DESCRIPTION = (
     "The seeker takes tasks (Docker workloads), places them on helpers and "
     "decides which result counts; helpers register with it and report what "
     "their assignments do. See docs/api.md."
 )
-
-
-document = service_document("Seeker", DESCRIPTION, routes)
+NO_TASK = "no such task"
+NO_CHANNEL = "the channel cannot be reached, or refused the request"

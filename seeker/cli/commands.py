@@ -12,6 +12,7 @@ import click
 from seeker.cli import servers
 from seeker.cli.tables import helpers_table, results_table, task_summary, tasks_table
 from seeker.client import SeekerClient
+from seeker.models import AssignmentState, Placement, TaskState
 from serving.cli import ca_cert_option, parse_pairs
 from serving.config import config_option
 from serving.http import ApiError, Unreachable
@@ -103,7 +104,7 @@ def _detail(detail) -> str:
 )
 @click.option(
     "--placement",
-    type=click.Choice(["spread", "binpack"]),
+    type=click.Choice([p.value for p in Placement]),
     help="Spread over idle helpers (default) or pack busy ones first.",
 )
 @click.option("--replicas", type=click.IntRange(1), help="Run on this many distinct helpers.")
@@ -219,18 +220,14 @@ def submit(
 def _progress(task: dict) -> None:
     """e.g. '  running: 1/3 replicas done; running on gpu-b, gpu-c'"""
     assignments = task.get("assignments") or []
-    done = [a for a in assignments if a["state"] == "finished"]
-    live = [
-        a["helper_name"]
-        for a in assignments
-        if a["state"] in ("pushing", "accepted", "pulling", "running")
-    ]
+    done = [a for a in assignments if a["state"] == AssignmentState.FINISHED]
+    live = [a["helper_name"] for a in assignments if a["state"] in AssignmentState.live()]
     parts = []
     if task.get("replicas", 1) > 1:
         parts.append(f"{len(done)}/{task['replicas']} replicas done")
     if live:
         parts.append(f"on {', '.join(live)}")
-    if task.get("wait_reason") and task["state"] == "pending":
+    if task.get("wait_reason") and task["state"] == TaskState.PENDING:
         parts.append(task["wait_reason"])
     detail = f": {'; '.join(parts)}" if parts else ""
     click.echo(f"  {task['state']}{detail}", err=True)
@@ -238,10 +235,10 @@ def _progress(task: dict) -> None:
 
 def exit_code(task: dict) -> int:
     """0 for success, the container's exit code for a failed run, else 1."""
-    if task["state"] == "succeeded":
+    if task["state"] == TaskState.SUCCEEDED:
         return 0
     code = (task.get("result") or {}).get("exit_code")
-    if task["state"] == "failed" and code:
+    if task["state"] == TaskState.FAILED and code:
         return int(code) if 0 < int(code) < 256 else EXIT_NOT_SUCCEEDED
     return EXIT_NOT_SUCCEEDED
 

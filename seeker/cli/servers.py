@@ -8,7 +8,6 @@ import click
 from seeker.process.server import SeekerServer
 from seeker.process.up import Stack
 from serving import receipts
-from serving.auth import resolve_secret
 from serving.cli import (
     ca_cert_option,
     join_token_option,
@@ -20,6 +19,7 @@ from serving.cli import (
     starting,
 )
 from serving.database import DatabaseConnection
+from serving.secret_files import resolve_secret
 
 
 @click.command()

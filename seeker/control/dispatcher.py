@@ -9,6 +9,7 @@ from concurrent.futures import Future
 from dataclasses import replace
 from datetime import datetime, timedelta
 
+from channel.models import ResultStatus
 from seeker.api.metrics import SeekerMetrics
 from seeker.control.contact import InlinePushes, PushOutcome, classify
 from seeker.control.health import HelperHealth
@@ -19,7 +20,7 @@ from seeker.placement.capacity import after_placing, as_utc, helper_views
 from seeker.placement.pipeline import reserve_gpus
 from seeker.placement.views import HelperView, TaskView
 from seeker.store.helpers import HelperStore
-from seeker.store.tasks import FINAL, LIVE, TaskStore
+from seeker.store.tasks import TaskStore
 from serving.http import ApiError, Unreachable
 from serving.worker import Worker
 
@@ -127,7 +128,7 @@ class Dispatcher:
             for a in self.tasks.stale_pushes(self.clock() - older_than):
                 task, helper = self.tasks.get(a["task_id"]), self.helpers.get(a["helper_id"])
                 reason = "the seeker stopped during the push"
-                if task is None or helper is None or task["state"] in FINAL:
+                if task is None or helper is None or task["state"] in TaskState.final():
                     self.tasks.push_failed(a["task_id"], a["attempt"], reason, self.clock())
                     settled += 1
                     continue
@@ -220,7 +221,7 @@ class Dispatcher:
         self.metrics.push_accepted(task["created_at"], self.clock())
         log.info("task %s attempt %d -> %s", task_id, attempt, helper["name"])
         now = self.tasks.get(task_id)
-        if now is not None and now["state"] in FINAL and self.stop is not None:
+        if now is not None and now["state"] in TaskState.final() and self.stop is not None:
             # cancelled or decided while this replica was being pushed: stop it
             log.info("task %s ended during the push: stopping attempt %d", task_id, attempt)
             try:
@@ -296,11 +297,12 @@ def task_view(task: dict, assignments: list[dict]) -> TaskView:
         busy = {AssignmentState.PUSH_FAILED.value}
         running_on = {a["helper_id"] for a in assignments if a["state"] not in busy}
     else:
-        running_on = {a["helper_id"] for a in assignments if a["state"] in LIVE}
+        running_on = {a["helper_id"] for a in assignments if a["state"] in AssignmentState.live()}
     failed_on = {
         a["helper_id"]
         for a in assignments
-        if a["state"] == AssignmentState.FINISHED.value and a.get("status") != "succeeded"
+        if a["state"] == AssignmentState.FINISHED.value
+        and a.get("status") != ResultStatus.SUCCEEDED
     }
     return TaskView.from_spec(task["_id"], task["spec"], running_on, failed_on)
 

@@ -10,11 +10,11 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from seeker.api.metrics import SeekerMetrics
-from seeker.models import AssignmentState
+from seeker.models import AssignmentState, TaskState
 from seeker.placement.capacity import as_utc
 from seeker.store.events import HELPER_PURGED, EventLog
 from seeker.store.helpers import HelperStore
-from seeker.store.tasks import FINAL, LIVE, STARTED, TaskStore
+from seeker.store.tasks import TaskStore
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ class HelperHealth:
         running = set(reg.get("running") or [])
 
         def keep(a: dict) -> bool:
-            if a["state"] not in STARTED:
+            if a["state"] not in AssignmentState.on_helper():
                 return True  # still being pushed: the push itself will tell
             return a.get("boot_id") == reg.get("boot_id") or a["_id"] in running
 
@@ -132,9 +132,13 @@ class HelperHealth:
         now, stop = self.clock(), []
         for key in running:
             a = found.get(key)
-            if a is None or a["helper_id"] != helper_id or states.get(a["task_id"]) in FINAL:
+            if (
+                a is None
+                or a["helper_id"] != helper_id
+                or states.get(a["task_id"]) in TaskState.final()
+            ):
                 stop.append(key)
-            elif a["state"] in LIVE:
+            elif a["state"] in AssignmentState.live():
                 continue
             elif a["state"] == AssignmentState.LOST.value and self.tasks.revive(
                 a["task_id"], a["attempt"], helper_id, now

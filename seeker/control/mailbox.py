@@ -26,7 +26,8 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from seeker.control.health import HelperHealth
-from seeker.store.tasks import FINAL, TaskStore
+from seeker.models import TaskState
+from seeker.store.tasks import TaskStore
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +62,11 @@ class Mailbox:
         have = set(running) | set(done)
         offers = self.tasks.offers_for(helper["helper_id"], boot_id, have)
         tasks = {t: self.tasks.get(t) for t in {a["task_id"] for a in offers}}
+        live = {t: doc for t, doc in tasks.items() if doc and doc["state"] not in TaskState.final()}
         handed = [
-            self.payload(tasks[a["task_id"]], helper, a["attempt"], a.get("reservation") or {})
+            self.payload(live[a["task_id"]], helper, a["attempt"], a.get("reservation") or {})
             for a in offers
-            if tasks[a["task_id"]] is not None and tasks[a["task_id"]]["state"] not in FINAL
+            if a["task_id"] in live
         ]
         stop = self.health.reconcile(helper["helper_id"], helper["name"], running)
         return {"assignments": handed, "stop": stop}

@@ -14,7 +14,6 @@ from seeker.control.credentials import HELPER, HelperCredentials
 from seeker.control.health import HelperHealth
 from seeker.control.mailbox import Mailbox
 from seeker.models import (
-    FINAL_TASK_STATES,
     AssignmentEvent,
     AssignmentState,
     HelperMode,
@@ -27,13 +26,12 @@ from seeker.placement.capacity import as_utc, is_online
 from seeker.placement.outcome import decide, no_helper_left, ran_on, wants_a_new_helper
 from seeker.store.events import TASK_CANCELLED, TASK_FAILED, TASK_SUCCEEDED, EventLog
 from seeker.store.helpers import HelperStore
-from seeker.store.tasks import STARTED, TaskStore, task_json
-from serving.auth import Principal
+from seeker.store.tasks import TaskStore, task_json
 from serving.errors import Conflict, Forbidden, NotFound, Unavailable
 from serving.http import ApiError, Unreachable
+from serving.principals import Principal
 
 log = logging.getLogger(__name__)
-FINAL = {s.value for s in FINAL_TASK_STATES}
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -129,7 +127,7 @@ class Seeker:
             )
         assignments = self.tasks.assignments_of(task_id)
         for a in assignments:
-            if a["state"] in STARTED:
+            if a["state"] in AssignmentState.on_helper():
                 self._stop_assignment(task_id, a)
         self._publish(TASK_CANCELLED, doc)
         return task_json(doc, assignments)
@@ -375,7 +373,7 @@ class Seeker:
         deciding again if another event changed the task meanwhile."""
         for _ in range(tries):
             task = self.tasks.get(task_id)
-            if task is None or task["state"] in FINAL:
+            if task is None or task["state"] in TaskState.final():
                 return task
             assignments = self.tasks.assignments_of(task_id)
             decision = decide(task["spec"], task["wanted"], assignments)

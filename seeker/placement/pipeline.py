@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from helper.policy import image_allowed, mount_allowed
+from seeker.models import Placement
 from seeker.placement.views import HelperView, TaskView
 
 OFFLINE = "offline"
@@ -91,7 +92,7 @@ FILTERS: tuple[Filter, ...] = (
 )
 
 
-# --- scorers: 1.0 is best for "spread" ---------------------------------------
+# --- scorers: 1.0 is best for Placement.SPREAD --------------------------------
 
 
 def _left(free: float, need: float, total: float) -> float:
@@ -143,7 +144,6 @@ SCORERS: tuple[tuple[Scorer, float, bool], ...] = (
     (avoid_recent_failures, 1.0, False),
     (avoid_where_it_failed, 4.0, False),
 )
-POLICIES = ("spread", "binpack")
 
 
 @dataclass
@@ -216,7 +216,7 @@ def first_failing(task: TaskView, helper: HelperView, filters=FILTERS) -> str | 
 def breakdown(task: TaskView, helper: HelperView, scorers=SCORERS) -> dict[str, float]:
     """Each scorer's value for `helper`, inverted for a packing scorer under
     the binpack policy."""
-    binpack = task.placement == "binpack"
+    binpack = task.placement == Placement.BINPACK
     scores = {}
     for scorer, _, packs in scorers:
         value = scorer(task, helper)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from seeker.models import Placement
+
 
 @dataclass(frozen=True)
 class GpuView:
@@ -45,7 +47,7 @@ class TaskView:
     gpus: int = 0
     gpu_memory: int = 0
     constraints: dict = field(default_factory=dict)
-    placement: str = "spread"
+    placement: Placement = Placement.SPREAD
     running_on: frozenset = frozenset()  # helper ids with a live replica
     failed_on: frozenset = frozenset()  # helper ids where a run failed
     image: str = ""
@@ -61,7 +63,7 @@ class TaskView:
             res.get("gpus", 0),
             res.get("gpu_memory", 0),
             spec.get("constraints") or {},
-            spec.get("placement", "spread"),
+            Placement(spec.get("placement", Placement.SPREAD)),
             frozenset(running_on),
             frozenset(failed_on),
             spec.get("image", ""),
