@@ -10,7 +10,8 @@ from scheduler_views import GiB, gpu, gpus, helper, task
 
 from seeker.placement import select
 from seeker.placement.capacity import after_placing
-from seeker.placement.fleet import Fleet, Ranking, handles, select_in_fleet
+from seeker.placement.fast_path import handles, select_in_fleet
+from seeker.placement.fleet import Fleet
 from seeker.placement.pipeline import (
     FILTERS,
     NO_FREE_SLOT,
@@ -19,6 +20,7 @@ from seeker.placement.pipeline import (
     SCORERS,
     select_by_pipeline,
 )
+from seeker.placement.ranking import Ranking
 from seeker.placement.views import GpuView, HelperView, TaskView
 
 ZONES = ("a", "b", "c")
