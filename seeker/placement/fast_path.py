@@ -8,6 +8,8 @@ tests/unit/test_fleet.py checks it against `pipeline.select_by_pipeline()`."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from helper.policy import image_allowed, mount_allowed
 from seeker.placement.fleet import (
     GONE,
@@ -18,6 +20,7 @@ from seeker.placement.fleet import (
     W_MEMORY,
     WEIGHT,
     Fleet,
+    Row,
 )
 from seeker.placement.pipeline import (
     FILTERS,
@@ -56,7 +59,7 @@ from seeker.placement.ranking import Ranking
 from seeker.placement.views import HelperView, TaskView
 
 # What the loop below implements, in this order; select() takes the fast path
-# only while scheduler.FILTERS and SCORERS are these (the weights may change).
+# only while pipeline.FILTERS and SCORERS are these (the weights may change).
 FAST_FILTERS = (
     is_online,
     not_running_this_task,
@@ -96,150 +99,120 @@ def labels_match(labels: dict, constraints: tuple) -> bool:
     return all(labels.get(key) == value for key, value in constraints)
 
 
+class Verdicts(dict):
+    """A helper's allowed patterns -> whether they let the task in, worked out
+    once for each tuple of patterns (most helpers share a few)."""
+
+    def __init__(self, allowed: Callable[[tuple[str, ...]], bool]):
+        super().__init__()
+        self._allowed = allowed
+
+    def __missing__(self, patterns: tuple[str, ...]) -> bool:
+        ok = self[patterns] = self._allowed(patterns)
+        return ok
+
+
 def select_in_fleet(task: TaskView, fleet: Fleet) -> Selection:
-    """select() with the default filters and scorers, over a fleet's rows.
-    Each `if not ...: count; continue` below is one filter of FAST_FILTERS,
-    in order; the score is scheduler.weighed(scheduler.breakdown(...))."""
+    """select() with the default filters and scorers, over a fleet's rows."""
     rows = fleet.rows()  # a snapshot: the dispatcher changes the fleet as it places
-    cpus, memory, gpus, gpu_memory = task.cpus, task.memory, task.gpus, task.gpu_memory
-    running_on, failed_on, image, mounts = task.running_on, task.failed_on, task.image, task.mounts
-    constraints = tuple(task.constraints.items())
-    one_constraint = len(constraints) == 1
-    key, value = constraints[0] if one_constraint else (None, None)  # the usual case, inlined
-    binpack = task.placement == "binpack"
-    check_gpu_memory = gpus > 0 and bool(gpu_memory)
-    gpu_host = W_GPU_HOST * keep_gpu_hosts_for_gpu_work(task, _GPU_HOST)
-    not_gpu_host = W_GPU_HOST * keep_gpu_hosts_for_gpu_work(task, _CPU_HOST)
-    failed_here, not_failed_here = W_FAILED_HERE * 0.0, W_FAILED_HERE * 1.0
-    no_gpus = W_GPU * ((1.0 - 1.0) if binpack else 1.0)  # prefer_free_gpu_memory: 1.0 without GPUs
-    w_cpu, w_memory, weight = W_CPU, W_MEMORY, WEIGHT
-    images_ok: dict[tuple, bool] = {}
-    mounts_ok: dict[tuple, bool] = {}
-    gone = runs = full = labels_differ = image_refused = mount_refused = 0
-    short_cpu = short_memory = short_gpus = short_gpu_memory = 0
-    seen: list[str] = []  # each reason when first met: wait_reason() lists ties in that order
-    scores: list[float] = []
-    views: list[HelperView] = []
-    add_score, add_view = scores.append, views.append
-    for row in rows:
-        if row[0]:
-            if row[0] == GONE:
-                if not gone:
-                    seen.append(OFFLINE)
-                gone += 1
-            elif running_on and row[2] in running_on:
-                if not runs:
-                    seen.append(RUNS_THIS_TASK)
-                runs += 1
-            else:
-                if not full:
-                    seen.append(NO_FREE_SLOT)
-                full += 1
-            continue
-        (_, view, hid, cf, ct, mf, mt, n_gpus, gpu_free, by_gpus, run_s, run_b, fail, on_gpu_host,
-         labels, allowed_images, allowed_mounts) = row  # fmt: skip
-        if running_on and hid in running_on:
-            if not runs:
-                seen.append(RUNS_THIS_TASK)
-            runs += 1
-            continue
-        if constraints and not (
-            labels.get(key) == value if one_constraint else labels_match(labels, constraints)
-        ):
-            if not labels_differ:
-                seen.append(LABELS_DIFFER)
-            labels_differ += 1
-            continue
-        if allowed_images:
-            ok = images_ok.get(allowed_images)
-            if ok is None:
-                ok = images_ok[allowed_images] = image_allowed(image, allowed_images)
-            if not ok:
-                if not image_refused:
-                    seen.append(IMAGE_NOT_ALLOWED)
-                image_refused += 1
-                continue
-        if mounts:
-            ok = mounts_ok.get(allowed_mounts)
-            if ok is None:
-                ok = all(mount_allowed(src, allowed_mounts) for src in mounts)
-                mounts_ok[allowed_mounts] = ok
-            if not ok:
-                if not mount_refused:
-                    seen.append(MOUNT_NOT_ALLOWED)
-                mount_refused += 1
-                continue
-        if not cpus <= cf:
-            if not short_cpu:
-                seen.append(NOT_ENOUGH_CPU)
-            short_cpu += 1
-            continue
-        if not memory <= mf:
-            if not short_memory:
-                seen.append(NOT_ENOUGH_MEMORY)
-            short_memory += 1
-            continue
-        if gpus:
-            if not gpus <= n_gpus:
-                if not short_gpus:
-                    seen.append(NOT_ENOUGH_GPUS)
-                short_gpus += 1
-                continue
-            # at least `gpus` GPUs have that much free: the gpus-th largest has
-            if check_gpu_memory and not gpu_free[gpus - 1] >= gpu_memory:
-                if not short_gpu_memory:
-                    seen.append(NOT_ENOUGH_GPU_MEMORY)
-                short_gpu_memory += 1
-                continue
-            g = by_gpus.get(gpus)
-            if g is None:
-                g = by_gpus[gpus] = prefer_free_gpu_memory(task, view)
-            g = W_GPU * (1.0 - g if binpack else g)
-        else:
-            g = no_gpus
-        # _left(free, need, total): max(0.0, min(1.0, (free - need) / total))
-        if ct:
-            c = (cf - cpus) / ct
-            c = c if c < 1.0 else 1.0
-            c = c if c > 0.0 else 0.0
-        else:
-            c = 0.0
-        if mt:
-            m = (mf - memory) / mt
-            m = m if m < 1.0 else 1.0
-            m = m if m > 0.0 else 0.0
-        else:
-            m = 0.0
-        if binpack:
-            c, m, r = w_cpu * (1.0 - c), w_memory * (1.0 - m), run_b
-        else:
-            c, m, r = w_cpu * c, w_memory * m, run_s
-        k = gpu_host if on_gpu_host else not_gpu_host
-        w = failed_here if failed_on and hid in failed_on else not_failed_here
-        add_score((((((((0.0 + g) + c) + m) + r) + k) + fail) + w) / weight)
-        add_view(view)
-    counts = {
-        OFFLINE: gone,
-        RUNS_THIS_TASK: runs,
-        NO_FREE_SLOT: full,
-        LABELS_DIFFER: labels_differ,
-        IMAGE_NOT_ALLOWED: image_refused,
-        MOUNT_NOT_ALLOWED: mount_refused,
-        NOT_ENOUGH_CPU: short_cpu,
-        NOT_ENOUGH_MEMORY: short_memory,
-        NOT_ENOUGH_GPUS: short_gpus,
-        NOT_ENOUGH_GPU_MEMORY: short_gpu_memory,
-    }
+    scores, views, reasons = filter_and_score(task, rows)
 
     def find_rejected() -> dict[str, str]:
-        rejected = ((r[1].name, first_failing(task, r[1])) for r in rows)
+        rejected = ((r.view.name, first_failing(task, r.view)) for r in rows)
         return {name: reason for name, reason in rejected if reason is not None}
 
     return Selection(
         Ranking(task, views, scores) if views else [],
-        reasons={reason: counts[reason] for reason in seen} if fleet.names_are_unique else None,
+        reasons=reasons if fleet.names_are_unique else None,
         find_rejected=find_rejected,
     )
+
+
+def filter_and_score(  # noqa: C901 - a branch per filter, inline: calls cost more than checks
+    task: TaskView, rows: list[Row]
+) -> tuple[list[float], list[HelperView], dict[str, int]]:
+    """The scores and views of the rows that pass every filter, and how many
+    rows each reason rejected, in the order each reason was first met (the
+    order wait_reason() lists ties in). Each branch of the if/elif chain is
+    one filter of FAST_FILTERS, in order."""
+    cpus, memory, gpus, gpu_memory = task.cpus, task.memory, task.gpus, task.gpu_memory
+    running_on, mounts = task.running_on, task.mounts
+    constraints = tuple(task.constraints.items())
+    one_constraint = len(constraints) == 1
+    key, value = constraints[0] if one_constraint else (None, None)  # the usual case, inlined
+    images_ok = Verdicts(lambda allowed: image_allowed(task.image, allowed))
+    mounts_ok = Verdicts(lambda allowed: all(mount_allowed(src, allowed) for src in mounts))
+    check_gpu_memory = gpus > 0 and bool(gpu_memory)
+    failed_on = task.failed_on
+    binpack = task.placement == "binpack"
+    gpu_host = W_GPU_HOST * keep_gpu_hosts_for_gpu_work(task, _GPU_HOST)
+    not_gpu_host = W_GPU_HOST * keep_gpu_hosts_for_gpu_work(task, _CPU_HOST)
+    failed_here, not_failed_here = W_FAILED_HERE * 0.0, W_FAILED_HERE * 1.0
+    no_gpus = W_GPU * ((1.0 - 1.0) if binpack else 1.0)
+    scores: list[float] = []
+    views: list[HelperView] = []
+    reasons: dict[str, int] = {}
+    for row in rows:
+        if row.state:
+            if row.state == GONE:
+                reason = OFFLINE
+            elif running_on and row.helper_id in running_on:
+                reason = RUNS_THIS_TASK
+            else:
+                reason = NO_FREE_SLOT
+        elif running_on and row.helper_id in running_on:
+            reason = RUNS_THIS_TASK
+        elif constraints and not (
+            row.labels.get(key) == value
+            if one_constraint
+            else labels_match(row.labels, constraints)
+        ):
+            reason = LABELS_DIFFER
+        elif row.allowed_images and not images_ok[row.allowed_images]:
+            reason = IMAGE_NOT_ALLOWED
+        elif mounts and not mounts_ok[row.allowed_mounts]:
+            reason = MOUNT_NOT_ALLOWED
+        elif not cpus <= row.cpus_free:
+            reason = NOT_ENOUGH_CPU
+        elif not memory <= row.memory_free:
+            reason = NOT_ENOUGH_MEMORY
+        elif gpus and not gpus <= row.gpus_free:
+            reason = NOT_ENOUGH_GPUS
+        # at least `gpus` GPUs have that much free: the gpus-th largest has
+        elif check_gpu_memory and not row.gpu_memory_free[gpus - 1] >= gpu_memory:
+            reason = NOT_ENOUGH_GPU_MEMORY
+        else:
+            if gpus:
+                g = row.gpu_scores.get(gpus)
+                if g is None:
+                    g = row.gpu_scores[gpus] = prefer_free_gpu_memory(task, row.view)
+                g = W_GPU * (1.0 - g if binpack else g)
+            else:
+                g = no_gpus
+            ct, mt = row.cpus_total, row.memory_total
+            if ct:
+                c = (row.cpus_free - cpus) / ct
+                c = c if c < 1.0 else 1.0
+                c = c if c > 0.0 else 0.0
+            else:
+                c = 0.0
+            if mt:
+                m = (row.memory_free - memory) / mt
+                m = m if m < 1.0 else 1.0
+                m = m if m > 0.0 else 0.0
+            else:
+                m = 0.0
+            if binpack:
+                c, m, r = W_CPU * (1.0 - c), W_MEMORY * (1.0 - m), row.running_binpack
+            else:
+                c, m, r = W_CPU * c, W_MEMORY * m, row.running_spread
+            k = gpu_host if row.gpu_host else not_gpu_host
+            w = failed_here if failed_on and row.helper_id in failed_on else not_failed_here
+            scores.append((((((((0.0 + g) + c) + m) + r) + k) + row.failures) + w) / WEIGHT)
+            views.append(row.view)
+            continue
+        reasons[reason] = reasons.get(reason, 0) + 1
+    return scores, views, reasons
 
 
 # keep_gpu_hosts_for_gpu_work() of a GPU host and of a host without GPUs
