@@ -192,6 +192,17 @@ class TaskSpec(BaseModel):
         return v
 
 
+class MigInstance(BaseModel):
+    """One MIG instance of a GPU: a device of its own that tasks are given."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
+
+    uuid: str = Field(default="", max_length=256)
+    profile: str = Field(default="", max_length=64, description="e.g. '3g.20gb'")
+    memory_total: Bytes = 0
+    memory_free: Bytes | None = Field(default=None, description="absent: all of it")
+
+
 class GpuInfo(BaseModel):
     model_config = ConfigDict(allow_inf_nan=False)
 
@@ -201,6 +212,16 @@ class GpuInfo(BaseModel):
     memory_total: Bytes = 0
     memory_free: Bytes = 0
     utilization: float | None = None
+    compute_capability: str | None = Field(default=None, max_length=16, description="e.g. '8.0'")
+    cuda_version: str | None = Field(
+        default=None, max_length=16, description="the highest CUDA the driver supports: '12.4'"
+    )
+    mig: list[MigInstance] = Field(
+        default_factory=list,
+        max_length=64,
+        description="MIG on: its instances, each a device of its own (the GPU is given only "
+        "as these)",
+    )
 
 
 class HelperResources(BaseModel):
