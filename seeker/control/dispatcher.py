@@ -13,7 +13,7 @@ from seeker.control.health import HelperHealth
 from seeker.models import AssignmentState
 from seeker.placement import select
 from seeker.placement.capacity import after_placing, helper_views
-from seeker.placement.pipeline import reserve_gpus
+from seeker.placement.gpus import reservation_for
 from seeker.placement.views import HelperView, TaskView
 from seeker.store.helpers import HelperStore
 from seeker.store.tasks import FINAL, LIVE, TaskStore
@@ -163,12 +163,7 @@ class Dispatcher:
     ) -> tuple[int, dict | None]:
         """Assign and push one replica; returns (1 if it runs, the task now)."""
         helper = docs[view.helper_id]
-        reservation = {
-            "cpus": tv.cpus,
-            "memory": tv.memory,
-            "gpus": tv.gpus,
-            "gpu_indices": reserve_gpus(tv, view),
-        }
+        reservation = reservation_for(tv, view)  # which devices, what share and memory
         assignment = self.tasks.assign(task, helper, self.clock(), reservation)
         if assignment is None:
             return 0, None
@@ -244,6 +239,7 @@ def assignment_payload(task: dict, helper: dict, attempt: int, reservation: dict
         "env": spec.get("env", {}),
         "resources": {k: reservation.get(k, 0) for k in ("cpus", "memory", "gpus")},
         "gpu_indices": reservation.get("gpu_indices", []),
+        "gpu_uuids": reservation.get("gpu_uuids", []),
         "timeout": spec.get("timeout"),
         "pull": spec.get("pull", "if-missing"),
         "capabilities": spec.get("capabilities", []),

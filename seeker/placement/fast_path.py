@@ -41,9 +41,12 @@ from seeker.placement.pipeline import (
     avoid_recent_failures,
     avoid_where_it_failed,
     first_failing,
+    has_compute_capability,
     has_cpus,
+    has_cuda,
     has_free_slot,
     has_gpu_memory,
+    has_gpu_model,
     has_gpus,
     has_memory,
     is_online,
@@ -69,6 +72,9 @@ FAST_FILTERS = (
     allows_mounts,
     has_cpus,
     has_memory,
+    has_gpu_model,  # these three pass every task handles() admits: the loop skips them
+    has_cuda,
+    has_compute_capability,
     has_gpus,
     has_gpu_memory,
 )
@@ -85,13 +91,19 @@ FAST = FILTERS == FAST_FILTERS and tuple((s, p) for s, _, p in SCORERS) == FAST_
 
 
 def handles(task: TaskView, filters, scorers) -> bool:
-    """Whether select_in_fleet() gives what select_by_pipeline() would."""
+    """Whether select_in_fleet() gives what select_by_pipeline() would: for
+    the default pipeline and a task of whole GPUs, of any model, CUDA version
+    and compute capability. A share of a GPU or a GPU filter goes through
+    the pipeline."""
     return (
         FAST
         and filters is FILTERS
         and scorers is SCORERS
         and type(task.gpus) is int
         and task.gpus >= 0
+        and not task.gpu_model
+        and not task.min_cuda
+        and not task.min_compute_capability
     )
 
 

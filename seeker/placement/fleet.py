@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, MutableMapping
 from dataclasses import dataclass
 
+from seeker.placement.gpus import EPS
 from seeker.placement.pipeline import SCORERS, avoid_recent_failures, prefer_fewest_running
 from seeker.placement.views import HelperView
 
@@ -45,8 +46,8 @@ class Row:
     cpus_total: float
     memory_free: int
     memory_total: int
-    gpus_free: int  # how many GPUs a task could be given whole
-    gpu_memory_free: tuple[int, ...]  # the free memory of those GPUs, largest first
+    gpus_free: int  # how many devices a task could be given whole
+    gpu_memory_free: tuple[int, ...]  # the memory available on those, largest first
     gpu_scores: dict[int, float] | None  # prefer_free_gpu_memory by GPUs asked, when first read
     running_spread: float  # W_RUNNING x prefer_fewest_running
     running_binpack: float  # the same, inverted for binpack
@@ -60,6 +61,7 @@ class Row:
 def row_of(h: HelperView) -> Row:
     state = GONE if not h.online else OPEN if h.running < h.slots else FULL
     running = prefer_fewest_running(None, h)
+    whole = [g.memory_available for g in h.gpus_free if g.share_free + EPS >= 1.0]
     return Row(
         state=state,
         view=h,
@@ -68,8 +70,8 @@ def row_of(h: HelperView) -> Row:
         cpus_total=h.cpus_total,
         memory_free=h.memory_free,
         memory_total=h.memory_total,
-        gpus_free=len(h.gpus_free),
-        gpu_memory_free=tuple(sorted((g.memory_free for g in h.gpus_free), reverse=True)),
+        gpus_free=len(whole),
+        gpu_memory_free=tuple(sorted(whole, reverse=True)),
         gpu_scores={} if h.gpus_free else None,
         running_spread=W_RUNNING * running,
         running_binpack=W_RUNNING * (1.0 - running),
