@@ -259,6 +259,7 @@ class Executor:
             cpus=a.resources.cpus,
             memory=a.resources.memory,
             gpu_indices=a.gpu_indices,
+            gpu_uuids=a.gpu_uuids,
             declared_gpus=self.declared_gpus,
             timeout=a.timeout,
             labels={LABEL: a.key, HELPER_LABEL: self.helper_id, RECEIPT_LABEL: a.receipt},
@@ -279,6 +280,8 @@ class Executor:
         }
         if a.gpu_indices:
             env["SEEKER_GPU_INDICES"] = ",".join(str(i) for i in a.gpu_indices)
+        if a.gpu_uuids:
+            env["SEEKER_GPU_UUIDS"] = ",".join(a.gpu_uuids)
         return env
 
     def _result(self, task_id: str, attempt: int, image: str, o: RunOutcome) -> dict:

@@ -42,6 +42,7 @@ class RunSpec:
     cpus: float = 0
     memory: int = 0
     gpu_indices: list[int] = field(default_factory=list)
+    gpu_uuids: list[str] = field(default_factory=list)  # asked of Docker when given
     declared_gpus: bool = False  # test-only GPUs: nothing to ask Docker for
     timeout: float | None = None
     labels: dict[str, str] = field(default_factory=dict)
@@ -216,7 +217,9 @@ class DockerRuntime:
         if spec.cpus:
             args["nano_cpus"] = int(spec.cpus * 1e9)
         if spec.gpu_indices and not spec.declared_gpus:
-            ids = [str(i) for i in spec.gpu_indices]
+            # by uuid: a MIG instance has no index of its own, and a uuid
+            # names the same device whatever order the driver lists them in
+            ids = list(dict.fromkeys(spec.gpu_uuids)) or [str(i) for i in spec.gpu_indices]
             args["device_requests"] = [DeviceRequest(device_ids=ids, capabilities=[["gpu"]])]
         return args
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import math
 import re
 from typing import Annotated, Literal
 
@@ -75,18 +77,69 @@ class Placement(StrEnum):
     BINPACK = "binpack"  # to the fullest that still fits
 
 
+VERSION_PATTERN = r"^[0-9]{1,4}(\.[0-9]{1,4}){0,2}$"  # 12.4, 8.0, 535.104.05
+Version = Annotated[str, StringConstraints(pattern=VERSION_PATTERN)]
+
+
 class Resources(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     cpus: float = Field(default=0, ge=0, le=1024)
     memory: Bytes = Field(default=0, description="bytes, or a size such as '4g'")
-    gpus: int = Field(default=0, ge=0, le=64)
-    gpu_memory: Bytes = Field(default=0, description="bytes of free memory per GPU")
+    gpus: int | float = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description="whole GPUs, or a share of one GPU below 1 (0.5, 0.25) that other "
+        "tasks may share",
+    )
+    gpu_memory: Bytes = Field(
+        default=0,
+        description="bytes of free memory per GPU; with a share of a GPU, the memory it reserves",
+    )
+    gpu_model: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        description="part of the GPU's name or MIG profile, any case: 'H100', '3g.20gb'",
+    )
+    min_cuda: Version | None = Field(
+        default=None, description="the CUDA version the driver must support at least: '12.4'"
+    )
+    min_compute_capability: Version | None = Field(
+        default=None, description="the GPU's compute capability at least: '8.0'"
+    )
 
     @field_validator("memory", "gpu_memory", mode="before")
     @classmethod
     def _sizes(cls, v):
         return parse_bytes(v)
+
+    @field_validator("gpus", mode="before")
+    @classmethod
+    def _whole_or_share(cls, v):
+        """2 and 2.0 are two GPUs (an int), 0.5 is half of one; 1.5 is neither."""
+        number = v if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+        if isinstance(v, str):
+            with contextlib.suppress(ValueError):
+                number = float(v)
+        if number is None or not math.isfinite(number):
+            raise ValueError(f"{v!r} is not a number of GPUs (e.g. 2) or a share of one (0.5)")
+        if number == int(number):
+            return int(number)
+        if 0 < number < 1:
+            return number
+        raise ValueError(
+            f"{v} is neither a whole number of GPUs nor a share of one GPU below 1 (e.g. 0.5)"
+        )
+
+    @model_validator(mode="after")
+    def _gpu_filters_need_gpus(self) -> Resources:
+        asked = [k for k in ("gpu_model", "min_cuda", "min_compute_capability") if getattr(self, k)]
+        if asked and not self.gpus:
+            verb = "needs" if len(asked) == 1 else "need"
+            raise ValueError(f"{' and '.join(asked)} {verb} gpus (a number of GPUs, or a share)")
+        return self
 
 
 MAX_REPLICAS = 32
@@ -185,6 +238,17 @@ class TaskSpec(BaseModel):
         return v
 
 
+class MigInstance(BaseModel):
+    """One MIG instance of a GPU: a device of its own that tasks are given."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
+
+    uuid: str = Field(default="", max_length=256)
+    profile: str = Field(default="", max_length=64, description="e.g. '3g.20gb'")
+    memory_total: Bytes = 0
+    memory_free: Bytes | None = Field(default=None, description="absent: all of it")
+
+
 class GpuInfo(BaseModel):
     model_config = ConfigDict(allow_inf_nan=False)
 
@@ -194,6 +258,16 @@ class GpuInfo(BaseModel):
     memory_total: Bytes = 0
     memory_free: Bytes = 0
     utilization: float | None = None
+    compute_capability: str | None = Field(default=None, max_length=16, description="e.g. '8.0'")
+    cuda_version: str | None = Field(
+        default=None, max_length=16, description="the highest CUDA the driver supports: '12.4'"
+    )
+    mig: list[MigInstance] = Field(
+        default_factory=list,
+        max_length=64,
+        description="MIG on: its instances, each a device of its own (the GPU is given only "
+        "as these)",
+    )
 
 
 class HelperResources(BaseModel):

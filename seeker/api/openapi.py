@@ -75,13 +75,26 @@ class CanonicalResult(BaseModel):
     result_id: str = Field(description="its id in the channel: <task_id>.<attempt>")
 
 
+class ReservedDevice(BaseModel):
+    """A GPU, or a MIG instance, that an assignment holds (all or a share of it)."""
+
+    index: int = Field(description="the GPU's index on its helper")
+    uuid: str = Field(description="the device's uuid (a MIG instance's own)")
+    name: str = ""
+    profile: str = Field(default="", description="a MIG instance's profile, e.g. '3g.20gb'")
+    share: float = Field(description="1 for a whole device, else the task's share of it")
+    memory: int = Field(description="bytes of GPU memory asked (reserved, for a share)")
+
+
 class Reservation(BaseModel):
     """What an assignment holds on its helper while it is live."""
 
     cpus: float = 0
     memory: int = 0
-    gpus: int = 0
+    gpus: int | float = 0
     gpu_indices: list[int] = Field(default_factory=list)
+    gpu_uuids: list[str] = Field(default_factory=list)
+    gpu_devices: list[ReservedDevice] = Field(default_factory=list)
 
 
 class AssignmentRecord(BaseModel):
@@ -214,8 +227,19 @@ class Work(BaseModel):
     wait: float = Field(description="the longest this seeker lets a poll wait, in seconds")
 
 
+class DeviceUse(BaseModel):
+    """How much of one GPU (or MIG instance) live assignments hold."""
+
+    index: int
+    uuid: str
+    profile: str = Field(description="a MIG instance's profile; empty for a whole GPU")
+    taken: float = Field(ge=0, description="0: free, 1: held whole, between: shares")
+    memory_reserved: int = Field(ge=0, description="bytes of GPU memory reserved there")
+
+
 class ListedHelper(Helper):
     online: bool = Field(description="heard from within the seeker's --liveness")
+    gpu_use: list[DeviceUse] = Field(description="each GPU device, in index order")
 
 
 class HelperList(BaseModel):

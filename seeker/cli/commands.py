@@ -90,8 +90,15 @@ def _detail(detail) -> str:
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.option("--cpus", type=float, help="CPUs the task needs (CPU quota).")
 @click.option("--memory", help="Memory limit, e.g. 512m or 4g.")
-@click.option("--gpus", type=int, help="Number of GPUs.")
-@click.option("--gpu-memory", help="Free memory each GPU must have, e.g. 16g.")
+@click.option("--gpus", type=float, help="Whole GPUs (2), or a share of one GPU (0.5, 0.25).")
+@click.option(
+    "--gpu-memory", help="Free memory each GPU must have, e.g. 16g (a share reserves it)."
+)
+@click.option("--gpu-model", help="GPU name or MIG profile contains this, e.g. H100, 3g.20gb.")
+@click.option("--min-cuda", metavar="VERSION", help="CUDA the driver supports, at least: 12.4.")
+@click.option(
+    "--min-compute-capability", metavar="VERSION", help="GPU compute capability, at least: 8.0."
+)
 @click.option("--timeout", type=float, help="Seconds before the container is stopped.")
 @click.option("--max-attempts", type=int, help="Runs per replica before a failing task gives up.")
 @click.option("--env", "env", multiple=True, metavar="KEY=VALUE", help="Repeatable.")
@@ -150,6 +157,9 @@ def submit(
     memory,
     gpus,
     gpu_memory,
+    gpu_model,
+    min_cuda,
+    min_compute_capability,
     timeout,
     max_attempts,
     env,
@@ -171,11 +181,13 @@ def submit(
     seeker submit --wait busybox -- echo hello
     seeker submit --replicas 3 --policy quorum --quorum 2 --wait IMAGE -- ./simulate
     """
-    resources = {
-        k: v
-        for k, v in (("cpus", cpus), ("memory", memory), ("gpus", gpus), ("gpu_memory", gpu_memory))
-        if v
-    }
+    if gpus is not None and gpus.is_integer():
+        gpus = int(gpus)  # 2, not 2.0
+    asked = {"cpus": cpus, "memory": memory, "gpus": gpus, "gpu_memory": gpu_memory}
+    asked.update(
+        gpu_model=gpu_model, min_cuda=min_cuda, min_compute_capability=min_compute_capability
+    )
+    resources = {k: v for k, v in asked.items() if v}
     spec: dict = {
         "env": parse_pairs(env, "--env"),
         "resources": resources,

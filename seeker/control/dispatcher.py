@@ -17,7 +17,7 @@ from seeker.control.mailbox import Mailbox
 from seeker.models import AssignmentState, HelperMode, TaskState
 from seeker.placement import select
 from seeker.placement.capacity import after_placing, as_utc, helper_views
-from seeker.placement.pipeline import reserve_gpus
+from seeker.placement.gpus import reservation_for
 from seeker.placement.views import HelperView, TaskView
 from seeker.store.helpers import HelperStore
 from seeker.store.tasks import TaskStore
@@ -172,12 +172,7 @@ class Dispatcher:
         pulling helper's poll is woken, a push runs on `pushes` (and, made
         inline, a failed one lets the pass try the next candidate)."""
         helper = docs[view.helper_id]
-        reservation = {
-            "cpus": tv.cpus,
-            "memory": tv.memory,
-            "gpus": tv.gpus,
-            "gpu_indices": reserve_gpus(tv, view),
-        }
+        reservation = reservation_for(tv, view)  # which devices, what share and memory
         pulls = helper.get("mode") == HelperMode.PULL.value and self.mailbox is not None
         via = HelperMode.PULL if pulls else HelperMode.PUSH
         assignment = self.tasks.assign(task, helper, self.clock(), reservation, via.value)
@@ -318,6 +313,7 @@ def assignment_payload(task: dict, helper: dict, attempt: int, reservation: dict
         "env": spec.get("env", {}),
         "resources": {k: reservation.get(k, 0) for k in ("cpus", "memory", "gpus")},
         "gpu_indices": reservation.get("gpu_indices", []),
+        "gpu_uuids": reservation.get("gpu_uuids", []),
         "timeout": spec.get("timeout"),
         "pull": spec.get("pull", "if-missing"),
         "capabilities": spec.get("capabilities", []),

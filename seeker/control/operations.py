@@ -23,6 +23,7 @@ from seeker.models import (
     TaskState,
 )
 from seeker.placement.capacity import as_utc, is_online
+from seeker.placement.gpus import device_use
 from seeker.placement.outcome import decide, no_helper_left, ran_on, wants_a_new_helper
 from seeker.store.events import TASK_CANCELLED, TASK_FAILED, TASK_SUCCEEDED, EventLog
 from seeker.store.helpers import HelperStore
@@ -242,15 +243,21 @@ class Seeker:
         )
 
     def helper_list(self) -> list[dict]:
-        """Helpers with how many assignments they run and whether they are
-        online (heard from within the liveness deadline)."""
-        running = self.tasks.live_assignments()
+        """Helpers with how many assignments they run, whether they are
+        online (heard from within the liveness deadline and, pulling, not
+        gone) and how much of each GPU their assignments hold (`gpu_use`)."""
+        reserved: dict[str, list[dict]] = {}
+        for a in self.tasks.live_assignment_docs():
+            reserved.setdefault(a["helper_id"], []).append(a.get("reservation") or {})
         now = self.clock()
         return [
             dict(
                 h,
-                running=running.get(h["helper_id"], 0),
+                running=len(reserved.get(h["helper_id"], [])),
                 online=is_online(h, now, self.health.liveness),
+                gpu_use=device_use(
+                    (h.get("resources") or {}).get("gpus", []), reserved.get(h["helper_id"], [])
+                ),
             )
             for h in self.helpers.list()
         ]

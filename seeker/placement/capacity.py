@@ -8,7 +8,8 @@ from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 from seeker.placement.fleet import Fleet
-from seeker.placement.views import GpuView, HelperView
+from seeker.placement.gpus import after_reservations, devices_of
+from seeker.placement.views import HelperView
 
 
 def helper_views(
@@ -24,12 +25,8 @@ def helper_views(
 
 def view_of(doc: dict, reservations: list[dict], now: datetime, liveness: timedelta) -> HelperView:
     res = doc.get("resources") or {}
-    taken_gpus = {i for r in reservations for i in r.get("gpu_indices", [])}
-    gpus = tuple(
-        GpuView(g["index"], g.get("memory_free", 0), g.get("memory_total", 0))
-        for g in res.get("gpus", [])
-        if g["index"] not in taken_gpus
-    )
+    devices = devices_of(res.get("gpus", []))
+    gpus_free, gpus_taken = after_reservations(devices, reservations)
     return HelperView(
         helper_id=doc["helper_id"],
         name=doc["name"],
@@ -39,13 +36,14 @@ def view_of(doc: dict, reservations: list[dict], now: datetime, liveness: timede
         cpus_free=res.get("cpus", 0) - sum(r.get("cpus", 0) for r in reservations),
         memory_total=res.get("memory_total", 0),
         memory_free=res.get("memory_total", 0) - sum(r.get("memory", 0) for r in reservations),
-        gpus_free=gpus,
-        gpus_total=len(res.get("gpus", [])),
+        gpus_free=gpus_free,
+        gpus_total=len(devices),
         labels=doc.get("labels") or {},
         online=is_online(doc, now, liveness),
         failures=doc.get("failures", 0),
         allowed_images=tuple((doc.get("policy") or {}).get("images", [])),
         allowed_mounts=tuple((doc.get("policy") or {}).get("mounts", [])),
+        gpus_taken=gpus_taken,
     )
 
 
@@ -63,13 +61,14 @@ def is_online(doc: dict, now: datetime, liveness: timedelta) -> bool:
 
 def after_placing(view: HelperView, reservation: dict) -> HelperView:
     """The view once `reservation` is placed on it (within one dispatch pass)."""
-    taken = set(reservation.get("gpu_indices", []))
+    gpus_free, gpus_taken = after_reservations(view.gpus_free, [reservation])
     return replace(
         view,
         running=view.running + 1,
         cpus_free=view.cpus_free - reservation.get("cpus", 0),
         memory_free=view.memory_free - reservation.get("memory", 0),
-        gpus_free=tuple(g for g in view.gpus_free if g.index not in taken),
+        gpus_free=gpus_free,
+        gpus_taken=view.gpus_taken + gpus_taken,
     )
 
 
