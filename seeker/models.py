@@ -48,6 +48,11 @@ class TaskState(StrEnum):
         """The states a task never leaves."""
         return (cls.SUCCEEDED, cls.FAILED, cls.CANCELLED)
 
+    @classmethod
+    def active(cls) -> tuple[TaskState, ...]:
+        """The states of a task with a replica placed (or being placed)."""
+        return (cls.DISPATCHED, cls.RUNNING)
+
 
 class AssignmentState(StrEnum):
     PUSHING = "pushing"  # recorded, being sent to the helper

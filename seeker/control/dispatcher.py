@@ -19,8 +19,9 @@ from seeker.placement import select
 from seeker.placement.capacity import after_placing, as_utc, helper_views
 from seeker.placement.gpus import reservation_for
 from seeker.placement.views import HelperView, TaskView
+from seeker.store.assignments import slot_number
 from seeker.store.helpers import HelperStore
-from seeker.store.tasks import TaskStore
+from seeker.store.tasks import SlotTaken, TaskStore
 from serving.http import ApiError, Unreachable
 from serving.worker import Worker
 
@@ -63,6 +64,7 @@ class Dispatcher:
         self.mailbox = mailbox
         self.retry_after = retry_after
         self._lock = threading.Lock()
+        self._slots: dict[str, set[int]] = {}  # helper id -> its slots in use, this pass
 
     def dispatch_pending(self) -> int:
         """Try to place every pending task; returns how many were placed."""
@@ -72,9 +74,9 @@ class Dispatcher:
             if not pending:
                 return 0
             docs = {h["helper_id"]: h for h in self.helpers.list()}
-            views = helper_views(
-                list(docs.values()), self.tasks.live_assignment_docs(), self.clock(), self.liveness
-            )
+            live = self.tasks.live_assignment_docs()
+            views = helper_views(list(docs.values()), live, self.clock(), self.liveness)
+            self._slots = slots_in_use(live)
             for task in pending:
                 if task.get("wait_reason") and all_full(views):
                     continue  # it already says why it waits, and no slot is free
@@ -175,9 +177,17 @@ class Dispatcher:
         reservation = reservation_for(tv, view)  # which devices, what share and memory
         pulls = helper.get("mode") == HelperMode.PULL.value and self.mailbox is not None
         via = HelperMode.PULL if pulls else HelperMode.PUSH
-        assignment = self.tasks.assign(task, helper, self.clock(), reservation, via.value)
+        used = self._slots.setdefault(view.helper_id, set())
+        slot = next(n for n in range(len(used) + 1) if n not in used)
+        try:
+            assignment = self.tasks.assign(task, helper, self.clock(), reservation, via, slot)
+        except SlotTaken as taken:  # another seeker placed there since this pass began
+            log.info("task %s: %s was filled meanwhile", task["_id"], helper["name"])
+            views[view.helper_id] = replace(view, running=view.slots)
+            return 0, taken.task
         if assignment is None:
             return 0, None
+        used.add(slot)
         attempt = assignment["attempt"]
         placed = after_assign(task, self.clock())
         if pulls:
@@ -251,6 +261,16 @@ class Dispatcher:
             self.health.kick()
         elif sent.result()[0] != PushOutcome.ACCEPTED:
             self.health.kick()
+
+
+def slots_in_use(live: list[dict]) -> dict[str, set[int]]:
+    """Helper id -> the slot numbers its live assignments hold."""
+    used: dict[str, set[int]] = {}
+    for a in live:
+        n = slot_number(a)
+        if n is not None:
+            used.setdefault(a["helper_id"], set()).add(n)
+    return used
 
 
 def after_assign(task: dict, now: datetime) -> dict:

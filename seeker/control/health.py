@@ -71,9 +71,9 @@ class HelperHealth:
         self.metrics.contact_failed()
         if failures is None or failures < self.purge_after:
             return False
+        if not self.helpers.purge(helper_id, self.purge_after):
+            return False  # purged meanwhile (one event is enough), or it answered since
         log.warning("purging helper %s after %d failed contacts (last: %s)", name, failures, reason)
-        if not self.helpers.remove(helper_id):
-            return True  # purged meanwhile by another path: one event is enough
         self.metrics.helper_purged()
         lost = self.lose_work(helper_id, f"helper {name} purged after {failures} failed contacts")
         if self.events is not None:

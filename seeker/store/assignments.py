@@ -8,12 +8,22 @@ from __future__ import annotations
 from datetime import datetime
 
 from pymongo import ASCENDING
+from pymongo.errors import DuplicateKeyError
 
 from seeker.models import AssignmentState, HelperMode, TaskState
 
 # what a pulling helper may be handed: offers, and what it took but lost the answer to
 OFFERED = (AssignmentState.PUSHING, AssignmentState.ACCEPTED)
-ACTIVE_TASK = [TaskState.DISPATCHED.value, TaskState.RUNNING.value]
+
+
+def slot_key(helper_id: str, slot: int) -> str:
+    return f"{helper_id}/{slot}"
+
+
+def slot_number(assignment: dict) -> int | None:
+    """Which of its helper's slots a live assignment holds (None: none recorded)."""
+    key = assignment.get("slot")
+    return int(key.rsplit("/", 1)[1]) if key else None
 
 
 class AssignmentStates:
@@ -107,24 +117,36 @@ class AssignmentStates:
             TaskState.RUNNING.value,
             inc={"open": -1, "rev": 1},
         ) or self._update(
-            {"_id": task_id, "state": {"$in": ACTIVE_TASK}, "open": {"$gte": 1}},
+            {"_id": task_id, "state": {"$in": TaskState.active()}, "open": {"$gte": 1}},
             {"wait_reason": None},
             now,
             inc={"open": -1, "rev": 1},
         )
         if not taken:
             return False
-        revived = self._move(
-            task_id,
-            attempt,
-            helper_id,
-            [AssignmentState.LOST.value],
-            AssignmentState.RUNNING.value,
-            {"error": None, "finished_at": None, "revived_at": now},
-        )
-        if not revived:  # revived by another request meanwhile: give it back
-            self.reopen(task_id, now)
-        return revived
+        if not self._take_back(task_id, attempt, helper_id, now):
+            self.reopen(task_id, now)  # revived by another request meanwhile: give it back
+            return False
+        return True
+
+    def _take_back(self, task_id: str, attempt: int, helper_id: str, now: datetime) -> bool:
+        """lost -> running, in a slot of its helper (it runs there anyway)."""
+        for _ in range(3):
+            used = {slot_number(a) for a in self.live_assignment_docs(helper_id)}
+            free = next(n for n in range(len(used) + 1) if n not in used)
+            sets = {"error": None, "finished_at": None, "revived_at": now}
+            try:
+                return self._move(
+                    task_id,
+                    attempt,
+                    helper_id,
+                    [AssignmentState.LOST.value],
+                    AssignmentState.RUNNING.value,
+                    {**sets, "slot": slot_key(helper_id, free)},
+                )
+            except DuplicateKeyError:
+                continue  # that slot was just taken: the next
+        return False
 
     def live_assignment_docs(self, helper_id: str | None = None) -> list[dict]:
         query: dict = {"state": {"$in": AssignmentState.live()}}
@@ -147,7 +169,9 @@ class AssignmentStates:
         query: dict = {"_id": f"{task_id}.{attempt}", "state": {"$in": from_states}}
         if helper_id is not None:
             query["helper_id"] = helper_id
-        update = {"$set": {**sets, "state": to_state}}
+        update: dict = {"$set": {**sets, "state": to_state}}
+        if to_state not in AssignmentState.live():
+            update["$unset"] = {"slot": ""}  # the slot is free again
         return self.assignments.update_one(query, update).matched_count == 1
 
     def push_failed(

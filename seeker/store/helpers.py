@@ -121,6 +121,16 @@ class HelperStore:
         finally:
             self._auth[helper_id] = None
 
+    def purge(self, helper_id: str, failures: int) -> bool:
+        """Forget a helper that still has at least `failures` consecutive
+        failed contacts: one that registered or answered meanwhile (its
+        count started over) stays."""
+        try:
+            gone = self.helpers.delete_one({"_id": helper_id, "failures": {"$gte": failures}})
+            return gone.deleted_count == 1
+        finally:
+            self._auth[helper_id] = None
+
 
 def helper_json(doc: dict) -> dict:
     """A helper as the API shows it: never its credential's nonces."""

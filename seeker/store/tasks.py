@@ -8,9 +8,19 @@ from datetime import datetime
 
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
 
 from seeker.models import AssignmentState, HelperMode, TaskState
-from seeker.store.assignments import ACTIVE_TASK, AssignmentStates
+from seeker.store.assignments import AssignmentStates, slot_key
+
+
+class SlotTaken(Exception):
+    """The helper slot a placement chose was taken by another placement
+    meanwhile (another seeker's); `task` is the task as it is now."""
+
+    def __init__(self, task: dict | None):
+        super().__init__("slot taken")
+        self.task = task
 
 
 class TaskStore(AssignmentStates):
@@ -31,6 +41,9 @@ class TaskStore(AssignmentStates):
         self.assignments.create_index(
             [("state", ASCENDING), ("helper_id", ASCENDING)], name="by_state_helper"
         )
+        # a live assignment holds `slot` (helper id/number); it is unset when
+        # the assignment ends, so the index holds live assignments only
+        self.assignments.create_index("slot", unique=True, sparse=True, name="one_per_slot")
 
     def create(self, task_id: str, spec: dict, now: datetime) -> dict:
         replicas = spec.get("replicas", 1)
@@ -124,6 +137,7 @@ class TaskStore(AssignmentStates):
         now: datetime,
         reservation: dict | None = None,
         via: str = HelperMode.PUSH.value,
+        slot: int | None = None,
     ) -> dict | None:
         """Place one replica of `task` on `helper`, if nobody changed the task
         since it was read (its `rev`); a pending task becomes dispatched.
@@ -131,7 +145,10 @@ class TaskStore(AssignmentStates):
 
         `reservation` (cpus, memory, gpus, gpu_indices) is what the assignment
         holds on the helper while it is live; `via` how it reaches the helper
-        (pushed, or offered until the pulling helper acknowledges it)."""
+        (pushed, or offered until the pulling helper acknowledges it); `slot`
+        which of the helper's slots it takes: a unique index keeps two live
+        assignments out of one slot, whichever seekers placed them. A slot
+        taken meanwhile raises SlotTaken (the attempt is given back)."""
         state = task["state"]
         if state in TaskState.final():
             return None  # a task that has ended gets no more replicas
@@ -158,8 +175,62 @@ class TaskStore(AssignmentStates):
             "assigned_at": now,
             "reservation": reservation or {},
         }
-        self.assignments.insert_one(assignment)
+        if slot is not None:
+            assignment["slot"] = slot_key(helper["helper_id"], slot)
+        try:
+            self.assignments.insert_one(assignment)
+        except DuplicateKeyError:
+            reason = f"slot {slot} of {helper['name']} was taken by another placement"
+            raise SlotTaken(self.void_attempt(task["_id"], attempt, reason, now)) from None
         return assignment
+
+    def void_attempt(self, task_id: str, attempt: int, reason: str, now: datetime) -> dict | None:
+        """An attempt the task counts but whose assignment was never written
+        (its slot was taken, or its seeker stopped between the two writes):
+        record it as a failed push and give its replica back. Returns the
+        task as that left it; None if the assignment exists after all (or
+        the task ended)."""
+        placeholder = {
+            "_id": f"{task_id}.{attempt}",
+            "task_id": task_id,
+            "attempt": attempt,
+            "helper_id": None,
+            "helper_name": None,
+            "state": AssignmentState.PUSH_FAILED.value,
+            "assigned_at": now,
+            "finished_at": now,
+            "error": reason,
+            "reservation": {},
+        }
+        try:
+            self.assignments.insert_one(placeholder)
+        except DuplicateKeyError:
+            return None  # written after all: nothing to give back
+        return self.reopen(task_id, now, reason)
+
+    def reconcile_placements(self, before: datetime, now: datetime) -> int:
+        """Give back the replicas of attempts counted by tasks left unchanged
+        since `before` that have no assignment (a seeker stopped between the
+        task's update and the assignment's insert). Returns how many."""
+        stale = {
+            t["_id"]: t["attempts"]
+            for t in self.tasks.find(
+                {"state": {"$in": TaskState.active()}, "updated_at": {"$lt": before}},
+                {"attempts": 1},
+            )
+        }
+        made: dict[str, set[int]] = {t: set() for t in stale}
+        found = self.assignments.find(
+            {"task_id": {"$in": list(stale)}}, {"task_id": 1, "attempt": 1}
+        )
+        for a in found:
+            made[a["task_id"]].add(a["attempt"])
+        voided = 0
+        for task_id, attempts in stale.items():
+            for attempt in sorted(set(range(1, attempts + 1)) - made[task_id]):
+                reason = "the seeker stopped while placing it"
+                voided += self.void_attempt(task_id, attempt, reason, now) is not None
+        return voided
 
     def set_wait_reason(self, task_id: str, reason: str, now: datetime) -> None:
         """Why an unfinished task still has replicas to place."""
@@ -219,7 +290,13 @@ class TaskStore(AssignmentStates):
 
     def reopen(self, task_id: str, now: datetime, reason: str | None = None) -> dict | None:
         """One replica to place again (its push failed or its run was lost);
-        a task with nothing live any more goes back to pending."""
+        a task with nothing live any more goes back to pending.
+
+        Back to pending only as this change left it (pinned on the `rev` it
+        returned) and only if every attempt it counts has its assignment
+        and none is live: a replica placed meanwhile, by another thread or
+        seeker, bumps `rev` or is an attempt whose assignment is on its way,
+        and the task stays as it is."""
         sets = {"wait_reason": reason} if reason else {}
         task = self._transition(
             {"_id": task_id, "state": {"$nin": TaskState.final()}},
@@ -229,13 +306,15 @@ class TaskStore(AssignmentStates):
         )
         if task is None or task["state"] == TaskState.PENDING.value:
             return task
-        if self.assignments.count_documents(
-            {"task_id": task_id, "state": {"$in": AssignmentState.live()}}
-        ):
+        states = [a["state"] for a in self.assignments.find({"task_id": task_id}, {"state": 1})]
+        if len(states) < task["attempts"] or set(states) & set(AssignmentState.live()):
             return task
         return (
             self._transition(
-                {"_id": task_id, "state": {"$in": ACTIVE_TASK}}, {}, now, TaskState.PENDING.value
+                {"_id": task_id, "rev": task["rev"], "state": {"$in": TaskState.active()}},
+                {},
+                now,
+                TaskState.PENDING.value,
             )
             or task
         )
