@@ -89,6 +89,14 @@ from serving.secret_files import resolve_secret
     help="Seconds a pushed helper has to answer a push, a probe or a stop.",
 )
 @click.option(
+    "--credential-key",
+    envvar="SEEKER_CREDENTIAL_KEY",
+    show_envvar=True,
+    help="Key the seeker signs helper credentials with. Default: one generated into "
+    "DATA_DIR/credential-key and kept there. Several seekers on one database must "
+    "share it: give each the same value (e.g. the first seeker's file).",
+)
+@click.option(
     "--notify-url",
     "notify_urls",
     multiple=True,
@@ -124,10 +132,14 @@ def start(
     push_read_timeout,
     notify_urls,
     notify_secret,
+    credential_key,
 ):
-    """Serve the seeker: helper registry, scheduling, REST API."""
+    """Serve the seeker: helper registry, scheduling, REST API.
+
+    Several seekers given the same --mongo-url, --token, --credential-key
+    (and join token and receipt key, if set) act as one seeker."""
     with starting("the seeker"):
-        credential_key, _ = resolve_secret(None, data_dir, "credential-key")
+        credential_key, _ = resolve_secret(credential_key, data_dir, "credential-key")
         conn = DatabaseConnection(mongo_url, data_dir)
         server = SeekerServer(
             conn.database("seeker"),

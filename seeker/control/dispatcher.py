@@ -127,11 +127,13 @@ class Dispatcher:
         one result per attempt. Returns how many were settled."""
         settled = 0
         with self._lock:
+            epoch = self.health.lease_epoch()
             for a in self.tasks.stale_pushes(self.clock() - older_than):
                 task, helper = self.tasks.get(a["task_id"]), self.helpers.get(a["helper_id"])
                 reason = "the seeker stopped during the push"
                 if task is None or helper is None or task["state"] in TaskState.final():
-                    self.tasks.push_failed(a["task_id"], a["attempt"], reason, self.clock())
+                    now = self.clock()
+                    self.tasks.push_failed(a["task_id"], a["attempt"], reason, now, None, epoch)
                     settled += 1
                     continue
                 payload = assignment_payload(task, helper, a["attempt"], a.get("reservation", {}))
@@ -142,7 +144,7 @@ class Dispatcher:
                         "task %s: resent push to %s failed: %s", a["task_id"], helper["name"], exc
                     )
                     self.tasks.push_failed(
-                        a["task_id"], a["attempt"], f"{reason}; {exc}", self.clock()
+                        a["task_id"], a["attempt"], f"{reason}; {exc}", self.clock(), None, epoch
                     )
                 else:
                     self.tasks.assignment_accepted(
@@ -179,8 +181,11 @@ class Dispatcher:
         via = HelperMode.PULL if pulls else HelperMode.PUSH
         used = self._slots.setdefault(view.helper_id, set())
         slot = next(n for n in range(len(used) + 1) if n not in used)
+        epoch = self.health.lease_epoch()  # the newest this seeker knows
         try:
-            assignment = self.tasks.assign(task, helper, self.clock(), reservation, via, slot)
+            assignment = self.tasks.assign(
+                task, helper, self.clock(), reservation, via, slot, epoch
+            )
         except SlotTaken as taken:  # another seeker placed there since this pass began
             log.info("task %s: %s was filled meanwhile", task["_id"], helper["name"])
             views[view.helper_id] = replace(view, running=view.slots)

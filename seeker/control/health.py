@@ -35,7 +35,11 @@ class HelperHealth:
         events: EventLog | None = None,
         metrics: SeekerMetrics | None = None,
         contact_every: timedelta = CONTACT_EVERY,
+        lease_epoch: Callable[[], int] = lambda: 0,
     ):
+        """`lease_epoch()`: the epoch of the lease the periodic work runs
+        under (its writes are fenced with it: seeker/store/leases.py)."""
+        self.lease_epoch = lease_epoch
         self.contact_every = contact_every
         # helper id -> when this process last wrote a good contact for it
         self._contacted: dict[str, datetime] = {}
@@ -87,15 +91,17 @@ class HelperHealth:
             )
         return True
 
-    def lose_work(self, helper_id: str, reason: str, keep=lambda a: False) -> int:
+    def lose_work(
+        self, helper_id: str, reason: str, keep=lambda a: False, epoch: int | None = None
+    ) -> int:
         """Mark the helper's live assignments lost (but those `keep` accepts)
-        and send their tasks back to pending."""
+        and send their tasks back to pending; `epoch`: under the lease."""
         now, lost = self.clock(), 0
         for a in self.tasks.live_assignment_docs(helper_id):
             if keep(a):
                 continue
-            if not self.tasks.assignment_lost(a["task_id"], a["attempt"], reason, now):
-                continue  # it ended meanwhile
+            if not self.tasks.assignment_lost(a["task_id"], a["attempt"], reason, now, epoch):
+                continue  # it ended meanwhile (or was placed in a newer epoch)
             lost += 1
             log.warning("task %s attempt %d lost: %s", a["task_id"], a["attempt"], reason)
             self.tasks.reopen(a["task_id"], now, f"attempt {a['attempt']} lost: {reason}")
@@ -173,13 +179,15 @@ class HelperHealth:
     def reap_silent(self) -> int:
         """Helpers silent past the liveness deadline lose their work (they are
         purged by failed probes; this also covers a seeker that cannot probe)."""
-        deadline, lost = self.clock() - self.liveness, 0
-        for h in self.helpers.list():
+        deadline, lost, epoch = self.clock() - self.liveness, 0, self.lease_epoch()
+        helpers = self.helpers.list()
+        for h in helpers:
             seen = as_utc(h.get("last_seen"))
             if seen is None or seen < deadline:
-                lost += self.lose_work(h["helper_id"], f"helper {h['name']} silent since {seen}")
-        known = {h["helper_id"] for h in self.helpers.list()}
+                reason = f"helper {h['name']} silent since {seen}"
+                lost += self.lose_work(h["helper_id"], reason, epoch=epoch)
+        known = {h["helper_id"] for h in helpers}
         for a in self.tasks.live_assignment_docs():
             if a["helper_id"] not in known:  # helper removed by hand
-                lost += self.lose_work(a["helper_id"], "helper no longer registered")
+                lost += self.lose_work(a["helper_id"], "helper no longer registered", epoch=epoch)
         return lost

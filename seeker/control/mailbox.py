@@ -97,7 +97,8 @@ class Mailbox:
         for a in self.tasks.unacknowledged(now - self.ack_timeout):
             seconds = self.ack_timeout.total_seconds()
             reason = f"{a['helper_name']} did not take the assignment within {seconds:g} s"
-            if self.tasks.push_failed(a["task_id"], a["attempt"], reason, now) is None:
+            epoch = self.health.lease_epoch()
+            if self.tasks.push_failed(a["task_id"], a["attempt"], reason, now, None, epoch) is None:
                 continue  # taken or withdrawn meanwhile
             withdrawn += 1
             log.warning("task %s attempt %d: %s", a["task_id"], a["attempt"], reason)

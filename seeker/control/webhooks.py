@@ -50,7 +50,9 @@ class WebhookWatcher:
     or not 2xx) is retried with backoff (1 s doubling to 60 s) until it
     succeeds. Its position is kept in the database, so a restarted seeker
     carries on where it stopped: delivery is at least once. With a `secret`
-    each post carries an X-Seeker-Signature header (`sign_webhook`)."""
+    each post carries an X-Seeker-Signature header (`sign_webhook`). Of a
+    group of seekers, only the one that `may_send()` (the lease holder)
+    posts; `wake()` it when events may have come from the others."""
 
     def __init__(
         self,
@@ -61,7 +63,9 @@ class WebhookWatcher:
         max_backoff: float = 60.0,
         secret: str | None = None,
         clock: Callable[[], float] = time.time,
+        may_send: Callable[[], bool] = lambda: True,
     ):
+        self.may_send = may_send
         self.log = log_
         self.url = url
         self.secret = secret
@@ -80,8 +84,13 @@ class WebhookWatcher:
     def position(self) -> int:
         return self.cursors.find_one({"_id": self.url})["seq"]
 
+    def wake(self) -> None:
+        self._sender.wake()
+
     def deliver_pending(self) -> bool:
         """Post all that is pending, in order; False at the first failure."""
+        if not self.may_send():
+            return True  # another seeker of the group posts
         while events := self.log.since(self.position()):
             if not self._post(events):
                 return False

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
+import os
 import secrets
+import socket
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +21,7 @@ from channel.client import ChannelClient
 from helper.client import HelperClient
 from seeker.api.app import create_app
 from seeker.api.metrics import SeekerMetrics
+from seeker.control.changes import ChangeFeed
 from seeker.control.credentials import HelperCredentials
 from seeker.control.dispatcher import Dispatcher, DispatchLoop, assignment_payload
 from seeker.control.health import HelperHealth
@@ -26,6 +31,7 @@ from seeker.control.prober import Prober
 from seeker.control.webhooks import WebhookWatcher
 from seeker.store.events import EventLog
 from seeker.store.helpers import HelperStore
+from seeker.store.leases import RETRY_PERIOD, Lease
 from seeker.store.tasks import TaskStore
 from serving import receipts
 from serving.parking import Parking, raise_open_files_limit
@@ -37,6 +43,28 @@ log = logging.getLogger(__name__)
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def fingerprint_of(key: bytes) -> str:
+    """A name for a key that does not reveal it."""
+    return hmac.new(key, b"seeker key fingerprint", hashlib.sha256).hexdigest()[:16]
+
+
+def require_shared_keys(lease: Lease, keys: dict[str, str]) -> None:
+    """The seekers of one database are one seeker: a credential one issued
+    or a receipt one signed must hold at the others. The lease holder keeps
+    its keys' fingerprints in the lease; a seeker whose keys differ from a
+    live holder's refuses to start, saying which (with no live holder, as
+    after all seekers stopped to change a key, it starts)."""
+    holder = lease.state()
+    alive = holder.get("expires_at") and holder["expires_at"] > lease.clock()
+    for name, fingerprint in keys.items():
+        theirs = (holder.get("keys") or {}).get(name)
+        if alive and theirs not in (None, fingerprint):
+            raise ValueError(
+                f"the running seeker {holder['holder']} on this database uses a different "
+                f"{name}: give every seeker the same --{name.replace(' ', '-')}"
+            )
 
 
 class HelperClients:
@@ -109,15 +137,24 @@ class SeekerServer:
         poll connection drops; pushes, `push_threads` at a time, give a
         helper `push_connect_timeout` s to accept the connection and
         `push_read_timeout` s to answer."""
-        self.tasks, self.helpers = TaskStore(db), HelperStore(db)
+        self.clock = clock
+        self.tasks, self.helpers = TaskStore(db), HelperStore(db, clock)
+        # the periodic work of a group of seekers on one database runs under it
+        self.lease = Lease(db, clock, holder=f"{socket.gethostname()}-{os.getpid()}")
         self.credentials = HelperCredentials(
             credential_key or secrets.token_bytes(32), self.helpers, clock
         )
         receipt_key = receipt_key or receipts.receipt_key(None, token)
+        keys = {"receipt key": fingerprint_of(receipt_key)}
+        if credential_key is not None:  # a random one cannot be shared anyway
+            keys["credential key"] = fingerprint_of(credential_key)
+        require_shared_keys(self.lease, keys)
+        self.lease.facts = {"keys": keys}
         self.events = EventLog(db, clock)
         self.events.ensure_indexes()
         self.webhooks = [
-            WebhookWatcher(self.events, url, db, secret=notify_secret) for url in notify_urls
+            WebhookWatcher(self.events, url, db, secret=notify_secret, may_send=self.lease.held)
+            for url in notify_urls
         ]
         self.tasks.ensure_indexes()
         self.helpers.ensure_indexes()
@@ -153,6 +190,7 @@ class SeekerServer:
             kick=self.loop.kick,
             events=self.events,
             metrics=self.metrics,
+            lease_epoch=lambda: self.lease.epoch,
         )
         self.mailbox = Mailbox(
             self.tasks,
@@ -199,38 +237,56 @@ class SeekerServer:
             seeker=self.seeker, token=token, join_token=join_token, metrics=self.metrics
         )
         self.scheduler = BackgroundScheduler(timezone=timezone.utc)
-        periodic = {"coalesce": True, "max_instances": 1}
-        self.scheduler.add_job(
-            self.loop.kick, "interval", seconds=sweep_seconds, id="dispatch-sweep", **periodic
-        )
-        self.scheduler.add_job(
-            self.prober.probe_all, "interval", seconds=probe_seconds, id="probe-helpers", **periodic
-        )
-        self.scheduler.add_job(
-            self.dispatcher.resume_stale_pushes,
-            "interval",
-            seconds=probe_seconds,
-            id="resume-stale-pushes",
-            **periodic,
-        )
-        self.scheduler.add_job(
-            self.mailbox.expire,
-            "interval",
-            seconds=min(1.0, ack_timeout / 4),
-            id="expire-offers",
-            **periodic,
-        )
-        self.scheduler.add_job(
-            self.health.reap_silent,
-            "interval",
-            seconds=probe_seconds,
-            id="reap-lost-work",
-            **periodic,
+        self._schedule(sweep_seconds, probe_seconds, ack_timeout)
+        self.changes = ChangeFeed(
+            db,
+            clock,
+            kick=self.loop.kick,
+            wake=self.parking.wake,
+            forget=self.helpers.forget,
+            parked=self.parking.parked,
         )
         self.server = BackgroundServer(
             self.app, host, port, threads=16, cert=tls, parking=self.parking
         )
         self.url = self.server.url
+
+    def _schedule(self, sweep: float, probe: float, ack_timeout: float) -> None:
+        """The periodic work, done by the one seeker of the group that holds
+        the lease (each job does nothing elsewhere), and the lease itself,
+        tried by every seeker every 2 s."""
+        jobs = {
+            "dispatch-sweep": (self.loop.kick, sweep),
+            "probe-helpers": (self.prober.probe_all, probe),
+            "resume-stale-pushes": (self.dispatcher.resume_stale_pushes, probe),
+            "expire-offers": (self.mailbox.expire, min(1.0, ack_timeout / 4)),
+            "reap-lost-work": (self.health.reap_silent, probe),
+            "reconcile-placements": (self._reconcile_placements, 10.0),
+            "prune-events": (self.events.prune, 3600.0),
+            "deliver-webhooks": (self._wake_webhooks, 2.0),
+        }
+        periodic = {"coalesce": True, "max_instances": 1}
+        for name, (job, seconds) in jobs.items():
+            guarded = self.lease.run_if_held(job)
+            self.scheduler.add_job(guarded, "interval", seconds=seconds, id=name, **periodic)
+        self.scheduler.add_job(
+            self.lease.try_acquire,
+            "interval",
+            seconds=RETRY_PERIOD.total_seconds(),
+            id="lease",
+            next_run_time=datetime.now(timezone.utc),
+            **periodic,
+        )
+
+    def _reconcile_placements(self) -> int:
+        now = self.clock()
+        # a placement's two writes are milliseconds apart: one whose task has
+        # not changed for 15 s is not on its way any more
+        return self.tasks.reconcile_placements(before=now - timedelta(seconds=15), now=now)
+
+    def _wake_webhooks(self) -> None:
+        for webhook in self.webhooks:
+            webhook.wake()
 
     def _later(self, seconds: float, job: Callable[[], None]) -> None:
         """Run `job` once, `seconds` from now, on the scheduler."""
@@ -243,6 +299,7 @@ class SeekerServer:
             webhook.start()
         self.loop.start()
         self.scheduler.start()
+        self.changes.start()
         self.server.start()
         self.loop.kick()  # carry on with whatever a previous run left pending
         return self
@@ -250,6 +307,8 @@ class SeekerServer:
     def stop(self) -> None:
         self.server.stop()
         self.scheduler.shutdown(wait=False)
+        self.changes.stop()
+        self.lease.release()  # another seeker takes over at once
         self.loop.stop()
         self.pushes.shutdown(wait=False, cancel_futures=True)
         for webhook in self.webhooks:

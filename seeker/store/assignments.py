@@ -11,6 +11,7 @@ from pymongo import ASCENDING
 from pymongo.errors import DuplicateKeyError
 
 from seeker.models import AssignmentState, HelperMode, TaskState
+from seeker.store.leases import fenced
 
 # what a pulling helper may be handed: offers, and what it took but lost the answer to
 OFFERED = (AssignmentState.PUSHING, AssignmentState.ACCEPTED)
@@ -162,11 +163,18 @@ class AssignmentStates:
         from_states: list[str],
         to_state: str,
         sets: dict,
+        epoch: int | None = None,
     ) -> bool:
         """Move one assignment on, if it is in one of `from_states` (and is
         `helper_id`'s); returns whether this call moved it. An update_one,
-        not a findAndModify: no caller needs the document back."""
-        query: dict = {"_id": f"{task_id}.{attempt}", "state": {"$in": from_states}}
+        not a findAndModify: no caller needs the document back. `epoch`: a
+        move made under the lease of that epoch, refused for an assignment
+        placed in a newer one (seeker/store/leases.py)."""
+        query: dict = {
+            "_id": f"{task_id}.{attempt}",
+            "state": {"$in": from_states},
+            **fenced(epoch),
+        }
         if helper_id is not None:
             query["helper_id"] = helper_id
         update: dict = {"$set": {**sets, "state": to_state}}
@@ -175,7 +183,13 @@ class AssignmentStates:
         return self.assignments.update_one(query, update).matched_count == 1
 
     def push_failed(
-        self, task_id: str, attempt: int, reason: str, now: datetime, helper_id: str | None = None
+        self,
+        task_id: str,
+        attempt: int,
+        reason: str,
+        now: datetime,
+        helper_id: str | None = None,
+        epoch: int | None = None,
     ) -> dict | None:
         """A push that did not reach the helper (or an offer it refused or
         never took): its replica is to place again."""
@@ -186,6 +200,7 @@ class AssignmentStates:
             [AssignmentState.PUSHING.value],
             AssignmentState.PUSH_FAILED.value,
             {"error": reason, "finished_at": now},
+            epoch,
         )
         if not moved:
             return None
@@ -204,7 +219,9 @@ class AssignmentStates:
             sets,
         )
 
-    def assignment_lost(self, task_id: str, attempt: int, reason: str, now: datetime) -> bool:
+    def assignment_lost(
+        self, task_id: str, attempt: int, reason: str, now: datetime, epoch: int | None = None
+    ) -> bool:
         return self._move(
             task_id,
             attempt,
@@ -212,6 +229,7 @@ class AssignmentStates:
             AssignmentState.live(),
             AssignmentState.LOST.value,
             {"error": reason, "finished_at": now},
+            epoch,
         )
 
     def assignment_pulling(self, task_id: str, helper_id: str, attempt: int, now: datetime) -> bool:

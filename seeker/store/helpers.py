@@ -4,21 +4,31 @@ the nonces of its credential)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
+from serving.clock import utc_now
 from serving.errors import Conflict
+
+# How long this process trusts what it read of a helper's credential. Other
+# seekers on the database change it too (a purge, a rotation): they are heard
+# of at once through the change feed where the server has one
+# (seeker/control/changes.py), and after this long where it has not.
+AUTH_TTL = timedelta(seconds=5)
 
 
 class HelperStore:
-    def __init__(self, db: Database):
+    def __init__(self, db: Database, clock: Callable[[], datetime] = utc_now):
         self.helpers = db["helpers"]
-        # helper id -> its credential's nonces ("auth"), or None once gone: read
-        # on every request a helper makes, changed only through this object
-        self._auth: dict[str, dict | None] = {}
+        # helper id -> (when read, its credential's nonces or None once gone):
+        # read on every request a helper makes
+        self._auth: dict[str, tuple[datetime, dict | None]] = {}
+        self.clock = clock
+        self.auth_ttl = AUTH_TTL
 
     def ensure_indexes(self) -> None:
         self.helpers.create_index("name", unique=True, name="unique_name")
@@ -62,10 +72,19 @@ class HelperStore:
 
     def auth_of(self, helper_id: str) -> dict | None:
         """The nonces of a helper's credential (None: no such helper, or none issued)."""
-        if helper_id not in self._auth:
-            doc = self.helpers.find_one({"_id": helper_id}, {"auth": 1})
-            self._auth[helper_id] = (doc or {}).get("auth")
-        return self._auth[helper_id]
+        cached = self._auth.get(helper_id)
+        now = self.clock()
+        if cached is not None and timedelta(0) <= now - cached[0] < self.auth_ttl:
+            return cached[1]
+        doc = self.helpers.find_one({"_id": helper_id}, {"auth": 1})
+        auth = (doc or {}).get("auth")
+        self._auth[helper_id] = (now, auth)
+        return auth
+
+    def forget(self, helper_id: str) -> None:
+        """Another seeker changed this helper (its credential, or removed
+        it): read it afresh next time."""
+        self._auth.pop(helper_id, None)
 
     def get(self, helper_id: str) -> dict | None:
         doc = self.helpers.find_one({"_id": helper_id})
@@ -119,7 +138,7 @@ class HelperStore:
         try:
             return self.helpers.delete_one({"_id": helper_id}).deleted_count == 1
         finally:
-            self._auth[helper_id] = None
+            self._auth.pop(helper_id, None)
 
     def purge(self, helper_id: str, failures: int) -> bool:
         """Forget a helper that still has at least `failures` consecutive
@@ -129,7 +148,7 @@ class HelperStore:
             gone = self.helpers.delete_one({"_id": helper_id, "failures": {"$gte": failures}})
             return gone.deleted_count == 1
         finally:
-            self._auth[helper_id] = None
+            self._auth.pop(helper_id, None)
 
 
 def helper_json(doc: dict) -> dict:

@@ -138,6 +138,7 @@ class TaskStore(AssignmentStates):
         reservation: dict | None = None,
         via: str = HelperMode.PUSH.value,
         slot: int | None = None,
+        epoch: int = 0,
     ) -> dict | None:
         """Place one replica of `task` on `helper`, if nobody changed the task
         since it was read (its `rev`); a pending task becomes dispatched.
@@ -148,7 +149,8 @@ class TaskStore(AssignmentStates):
         (pushed, or offered until the pulling helper acknowledges it); `slot`
         which of the helper's slots it takes: a unique index keeps two live
         assignments out of one slot, whichever seekers placed them. A slot
-        taken meanwhile raises SlotTaken (the attempt is given back)."""
+        taken meanwhile raises SlotTaken (the attempt is given back); `epoch`
+        the lease epoch the placing seeker knows (the fence of store/leases.py)."""
         state = task["state"]
         if state in TaskState.final():
             return None  # a task that has ended gets no more replicas
@@ -174,6 +176,7 @@ class TaskStore(AssignmentStates):
             "via": via,
             "assigned_at": now,
             "reservation": reservation or {},
+            "epoch": epoch,
         }
         if slot is not None:
             assignment["slot"] = slot_key(helper["helper_id"], slot)

@@ -1,0 +1,173 @@
+"""What the other seekers on the database did, heard at once, so that work
+one of them made possible does not wait for a sweep: MongoDB change streams
+where the server offers them (a replica set does, and so does the embedded
+SecantusDB, a one-node replica set), a short poll otherwise.
+
+- a task submitted, or a replica given back (`open` changed): place it
+  (`kick`);
+- an assignment ended (its helper's slot is free): place more (`kick`);
+- an offer made to a pulling helper: answer its waiting poll here (`wake`);
+- a task ended (cancelled, decided): wake the polls of the pulling helpers
+  that run it, whose answer then says to stop it;
+- a helper removed, or its credential changed: forget what this process
+  cached of it (`forget`).
+
+Nothing here decides anything: each reaction reads the database afresh, so
+an event heard twice, late, or not at all costs time, never correctness."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from pymongo.database import Database
+from pymongo.errors import OperationFailure, PyMongoError
+
+from seeker.models import AssignmentState, HelperMode, TaskState
+
+log = logging.getLogger(__name__)
+
+ENDED = {AssignmentState.FINISHED.value, AssignmentState.LOST.value}
+ENDED.add(AssignmentState.PUSH_FAILED.value)
+
+
+class ChangeFeed:
+    def __init__(
+        self,
+        db: Database,
+        clock: Callable[[], datetime],
+        kick: Callable[[], None] = lambda: None,
+        wake: Callable[[str], object] = lambda helper_id: None,
+        forget: Callable[[str], None] = lambda helper_id: None,
+        parked: Callable[[], int] = lambda: 0,
+        poll_every: float = 1.0,
+    ):
+        """`parked()`: how many polls wait in this process (the fallback poll
+        looks for their work only while some do)."""
+        self.db = db
+        self.clock = clock
+        self.kick, self.wake, self.forget, self.parked = kick, wake, forget, parked
+        self.poll_every = poll_every
+        self.streams: bool | None = None  # None until known
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    # --- what a change means -------------------------------------------------
+
+    def on_task(self, change: dict) -> None:
+        kind = change["operationType"]
+        fields = (change.get("updateDescription") or {}).get("updatedFields") or {}
+        if kind == "insert" or "open" in fields:
+            self.kick()
+        if fields.get("state") in TaskState.final():
+            self._wake_pullers_of(change["documentKey"]["_id"])
+
+    def on_assignment(self, change: dict) -> None:
+        doc = change.get("fullDocument") or {}
+        kind = change["operationType"]
+        fields = (change.get("updateDescription") or {}).get("updatedFields") or {}
+        if kind == "insert" and doc.get("via") == HelperMode.PULL.value:
+            self.wake(doc["helper_id"])
+        elif fields.get("state") in ENDED:
+            self.kick()  # a slot is free
+
+    def on_helper(self, change: dict) -> None:
+        fields = (change.get("updateDescription") or {}).get("updatedFields") or {}
+        if change["operationType"] == "delete" or "auth" in fields:
+            self.forget(change["documentKey"]["_id"])
+
+    def _wake_pullers_of(self, task_id: str) -> None:
+        live = {"task_id": task_id, "state": {"$in": AssignmentState.live()}}
+        for a in self.db["assignments"].find({**live, "via": HelperMode.PULL.value}):
+            self.wake(a["helper_id"])
+
+    # --- listening -----------------------------------------------------------
+
+    def start(self) -> ChangeFeed:
+        self.streams = self._streams_available()
+        if self.streams:
+            handlers = {
+                "tasks": (self.on_task, None),
+                "assignments": (self.on_assignment, "updateLookup"),
+                "helpers": (self.on_helper, None),
+            }
+            for name, (handle, full) in handlers.items():
+                self._spawn(f"changes-{name}", self._follow, name, handle, full)
+        else:
+            log.info("no change streams on this server: polling for other seekers' work")
+            self._spawn("changes-poll", self._poll)
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=5)
+
+    def _spawn(self, name: str, target, *args) -> None:
+        t = threading.Thread(target=target, args=args, name=name, daemon=True)
+        self._threads.append(t)
+        t.start()
+
+    def _streams_available(self) -> bool:
+        try:
+            with self.db["tasks"].watch(max_await_time_ms=1):
+                return True
+        except (OperationFailure, NotImplementedError, TypeError, AttributeError):
+            return False  # a standalone server, or mongomock
+        except PyMongoError as exc:
+            log.warning("cannot tell whether the server has change streams: %s", exc)
+            return False
+
+    def _follow(self, name: str, handle, full_document: str | None) -> None:
+        pipeline = [{"$match": {"operationType": {"$in": ["insert", "update", "delete"]}}}]
+        resume = None
+        while not self._stop.is_set():
+            try:
+                with self.db[name].watch(
+                    pipeline,
+                    full_document=full_document,
+                    resume_after=resume,
+                    max_await_time_ms=500,
+                ) as stream:
+                    while not self._stop.is_set():
+                        change = stream.try_next()
+                        if change is None:
+                            continue
+                        resume = stream.resume_token
+                        try:
+                            handle(change)
+                        except PyMongoError as exc:
+                            log.warning("change of %s not followed up: %s", name, exc)
+            except PyMongoError as exc:
+                log.warning("change stream on %s: %s (reopening)", name, exc)
+                self._stop.wait(1.0)
+
+    def _poll(self) -> None:
+        """Without change streams: every `poll_every` seconds, place what
+        waits, and wake the polls here whose helpers got offers or whose
+        runs' tasks ended since the last look. (Credentials cached here
+        expire on their own: seeker/store/helpers.py.)"""
+        since = self.clock()
+        while not self._stop.wait(self.poll_every):
+            now = self.clock()
+            self.kick()
+            if self.parked():
+                try:
+                    self._wake_since(since - timedelta(seconds=1))
+                except PyMongoError as exc:
+                    log.warning("polling for other seekers' work: %s", exc)
+            since = now
+
+    def _wake_since(self, since: datetime) -> None:
+        offered = {
+            "state": AssignmentState.PUSHING.value,
+            "via": HelperMode.PULL.value,
+            "assigned_at": {"$gte": since},
+        }
+        for a in self.db["assignments"].find(offered, {"helper_id": 1}):
+            self.wake(a["helper_id"])
+        ended = {"state": {"$in": TaskState.final()}, "updated_at": {"$gte": since}}
+        for t in self.db["tasks"].find(ended, {"_id": 1}):
+            self._wake_pullers_of(t["_id"])

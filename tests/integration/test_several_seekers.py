@@ -1,0 +1,194 @@
+"""Three seekers on one database act as one seeker, and no one of them is a
+single point of failure. One SecantusDB server in a process of its own
+(`secantusd-py`; or TEST_MONGO_URL), one channel, three seekers with the
+same secrets, two helpers (one pushed, one pulling) given all three seeker
+URLs. Tasks are submitted round-robin while two seekers are SIGKILLed one
+after the other: every task ends succeeded with exactly one result, none is
+left pending or dispatched, and the last seeker still marks a SIGKILLed
+helper offline and runs its work elsewhere."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from seeker.client import SeekerClient
+from serving.http import ApiError, Unreachable
+from tests.integration.conftest import IMAGE, db_url
+from tests.integration.harness import Service, free_ports, wait_until
+from tests.requirements import require
+
+pytestmark = [pytest.mark.integration, pytest.mark.docker]
+
+
+@pytest.fixture(scope="module")
+def database(tmp_path_factory):
+    """A database server in a process of its own (several seekers share it)."""
+    if os.environ.get("TEST_MONGO_URL"):
+        yield os.environ["TEST_MONGO_URL"]
+        return
+    server = shutil.which("secantusd-py", path=os.path.dirname(sys.executable))
+    require(server is not None, "secantusd-py is not installed (pip install -e '.[dev]')")
+    (port,) = free_ports(1)
+    data = tmp_path_factory.mktemp("secantusd")
+    proc = subprocess.Popen(
+        [server, "--host", "127.0.0.1", "--port", str(port), "--storage-path", str(data)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"mongodb://127.0.0.1:{port}/"
+    try:
+        import pymongo
+
+        def answers() -> bool:
+            client = pymongo.MongoClient(url, serverSelectionTimeoutMS=500)
+            try:
+                client.admin.command("ping")
+                return True
+            except pymongo.errors.PyMongoError:
+                return False
+            finally:
+                client.close()
+
+        wait_until(answers, 60, "secantusd-py to answer")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+class Group:
+    """A channel, three seekers and two helpers over one database."""
+
+    def __init__(self, base, mongo_url):
+        self.base = base
+        self.token = secrets.token_urlsafe(16)
+        prefix = secrets.token_hex(4)
+        env = {"SEEKER_TOKEN": self.token, "SEEKER_CREDENTIAL_KEY": secrets.token_hex(32)}
+        channel_port, *ports = free_ports(4)
+        self.channel_url = f"http://127.0.0.1:{channel_port}"
+        self.seeker_urls = [f"http://127.0.0.1:{p}" for p in ports]
+        self.channel = Service(
+            "channel",
+            ["channel", "start", "--port", str(channel_port), "--data-dir", str(base / "c")]
+            + ["--mongo-url", db_url(mongo_url, prefix + "_channel"), "--log-level", "debug"],
+            base,
+            env,
+        )
+        self.seekers = [
+            Service(
+                f"seeker-{n}",
+                ["seeker", "start", "--port", str(port), "--data-dir", str(base / f"s{n}")]
+                + ["--mongo-url", db_url(mongo_url, prefix + "_seeker")]
+                + ["--channel-url", self.channel_url, "--log-level", "debug"]
+                + ["--liveness", "6", "--probe-interval", "1"],
+                base,
+                env,
+            )
+            for n, port in enumerate(ports)
+        ]
+        every = ",".join(self.seeker_urls)
+        self.helpers = {
+            name: Service(
+                name,
+                ["helper", "start", "--name", name, "--data-dir", str(base / name)]
+                + ["--port", str(free_ports(1)[0]), "--seeker-url", every]
+                + ["--channel-url", self.channel_url, "--heartbeat", "1", "--slots", "2"]
+                + ["--log-level", "debug", *extra],
+                base,
+                env,
+            )
+            for name, extra in (("pushed", []), ("pulling", ["--pull"]))
+        }
+
+    def start(self) -> Group:
+        self.channel.start().wait_healthy(self.channel_url)
+        for s, url in zip(self.seekers, self.seeker_urls, strict=True):
+            s.start().wait_healthy(url)
+        for h in self.helpers.values():
+            h.start()
+        return self
+
+    def stop(self) -> None:
+        for s in [*self.helpers.values(), *self.seekers, self.channel]:
+            s.stop()
+
+    def client(self, n: int) -> SeekerClient:
+        return SeekerClient(self.seeker_urls[n], self.token, timeout=10)
+
+    def logs(self) -> str:
+        every = [self.channel, *self.seekers, *self.helpers.values()]
+        return "\n".join(f"===== {s.name}\n{s.log()}" for s in every)
+
+
+@pytest.fixture
+def group(tmp_path, database, workload_image):
+    g = Group(tmp_path, database)
+    try:
+        yield g.start()
+    finally:
+        g.stop()
+
+
+def test_three_seekers_are_one_seeker_and_survive_two_of_them_dying(group):
+    survivor = group.client(2)
+    wait_until(lambda: len(survivor.helpers()) == 2, 60, "both helpers to register")
+    submitted, alive = [], [0, 1, 2]
+
+    def submit(n: int) -> None:
+        for _ in range(len(alive)):
+            seeker = alive[n % len(alive)]
+            try:
+                task = group.client(seeker).submit(IMAGE, ["sh", "-c", f"sleep 1; echo {n}"])
+            except (Unreachable, ApiError):
+                n += 1  # that one is down: the next
+                continue
+            submitted.append((task["task_id"], n))
+            return
+        raise AssertionError(f"no seeker took task {n}")
+
+    for n in range(6):
+        submit(n)
+    group.seekers[0].stop(signal.SIGKILL)
+    alive.remove(0)
+    for n in range(6, 12):
+        submit(n)
+    group.seekers[1].stop(signal.SIGKILL)
+    alive.remove(1)
+    for n in range(12, 18):
+        submit(n)
+
+    for task_id, n in submitted:
+        done = survivor.wait(task_id, timeout=120)
+        assert done["state"] == "succeeded", (done, group.logs())
+        results = survivor.results(task_id)
+        assert [r["stdout"] for r in results] == [f"{n}\n"], results
+    for state in ("pending", "dispatched", "running"):
+        assert survivor.tasks(state=state) == []
+
+    # the survivor, which now holds the lease, still notices a dead helper
+    long = survivor.submit(IMAGE, ["sleep", "30"])["task_id"]
+    wait_until(
+        lambda: any(a["state"] == "running" for a in survivor.get(long)["assignments"]),
+        60,
+        "the long task to run",
+    )
+    first = survivor.get(long)["assignments"][-1]["helper_name"]
+    group.helpers[first].stop(signal.SIGKILL)
+    wait_until(
+        lambda: any(
+            a["state"] == "running" and a["helper_name"] != first
+            for a in survivor.get(long)["assignments"]
+        ),
+        90,
+        f"the work of {first} to run elsewhere",
+    )
+    (dead,) = [h for h in survivor.helpers() if h["name"] == first] or [None]
+    assert dead is None or dead["online"] is False
+    survivor.cancel(long)

@@ -1,0 +1,116 @@
+"""How a seeker hears of what another seeker on the database did: over a
+change stream (SecantusDB presents itself as a one-node replica set), and
+by a short poll where the server has none (mongomock, like a standalone
+MongoDB)."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections import defaultdict
+from datetime import datetime, timezone
+
+import pytest
+
+from seeker.control.changes import ChangeFeed
+from seeker.store.helpers import HelperStore
+from seeker.store.tasks import TaskStore
+
+SPEC = {"image": "busybox:1.36"}
+NAT = {"helper_id": "nat", "name": "nat", "mode": "pull"}
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Heard:
+    """What a feed reports, each kind with an event to wait on."""
+
+    def __init__(self):
+        self.calls: dict[str, list] = defaultdict(list)
+        self.events: dict[str, threading.Event] = defaultdict(threading.Event)
+
+    def recorder(self, kind: str):
+        def record(*args):
+            self.calls[kind].append(args)
+            self.events[kind].set()
+
+        return record
+
+    def wait(self, kind: str, value=None, seconds: float = 20, count: int = 1) -> None:
+        for _ in range(int(seconds / 0.05)):
+            if value is None and len(self.calls[kind]) >= count:
+                return
+            if value is not None and (value,) in self.calls[kind]:
+                return
+            self.events[kind].wait(0.05)
+            self.events[kind].clear()
+        raise AssertionError(f"never heard {kind} {value or ''}: {dict(self.calls)}")
+
+
+def feed_of(db, heard: Heard, parked=lambda: 1, poll_every: float = 1.0) -> ChangeFeed:
+    return ChangeFeed(
+        db,
+        utc_now,
+        kick=heard.recorder("kick"),
+        wake=heard.recorder("wake"),
+        forget=heard.recorder("forget"),
+        parked=parked,
+        poll_every=poll_every,
+    )
+
+
+@pytest.fixture
+def shared_db(secantus_client):
+    name = f"test_{uuid.uuid4().hex}"
+    yield secantus_client[name]
+    secantus_client.drop_database(name)
+
+
+def test_over_a_change_stream_another_seekers_work_is_heard_at_once(shared_db):
+    heard = Heard()
+    feed = feed_of(shared_db, heard).start()
+    try:
+        assert feed.streams is True
+        other, helpers = TaskStore(shared_db), HelperStore(shared_db)
+        other.create("t1", SPEC, utc_now())  # submitted to another seeker
+        heard.wait("kick")
+        other.assign(other.get("t1"), NAT, utc_now(), via="pull")  # offered by another
+        heard.wait("wake", "nat")
+        heard.calls["wake"].clear()
+        other.cancel("t1", utc_now())  # cancelled there: the puller must hear to stop
+        heard.wait("wake", "nat")
+        helpers.register({**NAT, "url": None}, utc_now(), nonce="n1")
+        helpers.remove("nat")  # purged there: its credential must not be trusted here
+        heard.wait("forget", "nat")
+    finally:
+        feed.stop()
+
+
+def test_without_change_streams_a_short_poll_hears_it(mock_db):
+    heard = Heard()
+    feed = feed_of(mock_db, heard, poll_every=0.05).start()
+    try:
+        assert feed.streams is False
+        heard.wait("kick")  # every poll places what waits
+        other = TaskStore(mock_db)
+        other.create("t1", SPEC, utc_now())
+        other.assign(other.get("t1"), NAT, utc_now(), via="pull")
+        heard.wait("wake", "nat")
+    finally:
+        feed.stop()
+
+
+def test_the_poll_looks_for_offers_only_while_polls_wait_here(mock_db):
+    heard = Heard()
+    feed = feed_of(mock_db, heard, parked=lambda: 0, poll_every=0.05)
+    other = TaskStore(mock_db)
+    other.create("t1", SPEC, utc_now())
+    other.assign(other.get("t1"), NAT, utc_now(), via="pull")
+    feed.start()
+    try:
+        heard.wait("kick", count=3)  # three polls, and none looked for offers
+        assert heard.calls["wake"] == []
+    finally:
+        feed.stop()
