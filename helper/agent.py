@@ -3,13 +3,14 @@ the outbox and the HTTP server, wired together."""
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import socket
 import threading
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from channel.client import ChannelClient
@@ -45,7 +46,7 @@ class HelperConfig:
     name: str | None = None
     slots: int = 1
     labels: dict[str, str] = field(default_factory=dict)
-    heartbeat: float = 15.0
+    heartbeat: float | None = None  # seconds; None: as often as the seeker asks
     log_cap: int = DEFAULT_LOG_CAP
     network_mode: str = "bridge"
     declared: dict = field(default_factory=dict)  # TEST ONLY: see --test-resources
@@ -56,6 +57,30 @@ class HelperConfig:
     ca_cert: Path | None = None  # the CA of the seeker's and channel's certificates
     pull: bool = False  # take work over a long poll: the seeker never connects here
     poll_wait: float = 25.0  # seconds a poll waits for work (the seeker may cap it)
+
+
+# a full registration at least this often, with the passing load (CPU load,
+# memory available, GPU use) the light heartbeats leave out
+REFRESH_EVERY = timedelta(minutes=5)
+VOLATILE = ("cpu_load", "memory_available", "disk_free")
+GiB = 1024**3
+
+
+def shape_of(registration: dict) -> dict:
+    """What a registration says but what the helper runs and its passing
+    load (GPU memory free counted in whole GiB, so that a change the
+    scheduler would care about is sent)."""
+    shape = copy.deepcopy({k: v for k, v in registration.items() if k != "running"})
+    res = {k: v for k, v in (shape.get("resources") or {}).items() if k not in VOLATILE}
+    res["gpus"] = [
+        {
+            **{k: v for k, v in g.items() if k != "utilization"},
+            "memory_free": g.get("memory_free", 0) // GiB,
+        }
+        for g in res.get("gpus") or []
+    ]
+    shape["resources"] = res
+    return shape
 
 
 class CredentialFile:
@@ -103,6 +128,9 @@ class HelperAgent:
         # seeker knows this helper died (pull mode)
         self.poller = SeekerClient(cfg.seeker_url, None, ca_cert=cfg.ca_cert)
         self._register_lock = threading.Lock()
+        self._asked_heartbeat = 15.0  # what the seeker asks for (its answers say)
+        self._sent_shape: dict | None = None  # of the last registration the seeker took
+        self._sent_at: datetime | None = None
         self._credentials: tuple[str, ...] = ()  # the newest first
         self._rotated_at: datetime | None = None  # when the newest credential came
         self._credential_file = CredentialFile(cfg.data_dir)
@@ -224,6 +252,7 @@ class HelperAgent:
             "boot_id": self.boot_id,
             "running": self.executor.running_keys(),
             "policy": {"images": self.cfg.allow_images, "mounts": self.cfg.allow_mounts},
+            "heartbeat": self.heartbeat_every(),
         }
 
     def seeker_credentials(self) -> tuple[str, ...]:
@@ -240,9 +269,43 @@ class HelperAgent:
         with self._register_lock:  # the heartbeat and the poll both may
             return self._register()
 
-    def _register(self) -> bool:
+    def heartbeat_every(self) -> float:
+        """Seconds between heartbeats: as often as the seeker asks (more
+        seldom in a large fleet), or as --heartbeat says if that is more often."""
+        asked = self._asked_heartbeat
+        return min(self.cfg.heartbeat, asked) if self.cfg.heartbeat else asked
+
+    def beat(self) -> bool:
+        """One heartbeat: a full registration when anything but what it runs
+        and its passing load changed, and at least every REFRESH_EVERY;
+        else a light heartbeat (the seeker writes the light ones of a
+        second in one write)."""
+        body = self.registration()
+        with self._register_lock:
+            unchanged = shape_of(body) == self._sent_shape
+            recent = self._sent_at is not None and self.clock() - self._sent_at < REFRESH_EVERY
+            if not (self._registered.is_set() and unchanged and recent):
+                return self._register(body)
+            try:
+                answer = self.seeker.heartbeat(
+                    self.helper_id, {"boot_id": self.boot_id, "running": body["running"]}
+                )
+            except ApiError as exc:
+                if exc.status in (401, 404, 409):  # purged, removed, or another process
+                    return self._register(body)
+                log.warning("heartbeat to %s failed: %s", self.seeker.base_url, exc)
+                return False
+            except Unreachable as exc:
+                log.warning("heartbeat to %s failed: %s", self.seeker.base_url, exc)
+                return False
+        self._asked_heartbeat = answer.get("heartbeat") or self._asked_heartbeat
+        self._stop_runs(answer.get("stop") or [])
+        return True
+
+    def _register(self, body: dict | None = None) -> bool:
+        body = body or self.registration()
         try:
-            answer = self.seeker.register_helper(self.registration())
+            answer = self.seeker.register_helper(body)
         except ApiError as exc:
             if exc.status == 401 and self._credentials:
                 log.warning(
@@ -252,7 +315,7 @@ class HelperAgent:
                 self._credentials = ()
                 self._credential_file.forget()
                 self._authorize(self.join_token)
-                return self._register()
+                return self._register(body)
             log.warning("registration with %s failed: %s", self.cfg.seeker_url, exc)
             return False
         except Unreachable as exc:
@@ -268,6 +331,8 @@ class HelperAgent:
         if not self._registered.is_set():
             where = "pulling its work" if self.cfg.pull else f"at {self.url}"
             log.info("registered as %s (%s), %s", self.name, self.helper_id, where)
+        self._sent_shape, self._sent_at = shape_of(body), self.clock()
+        self._asked_heartbeat = (answer or {}).get("heartbeat") or self._asked_heartbeat
         self._registered.set()
         self._stop_runs((answer or {}).get("stop") or [])
         return True
@@ -356,8 +421,9 @@ class HelperAgent:
     def _heartbeat(self) -> None:
         delay = 0.5
         while not self._stop.is_set():
-            ok = self.register()
-            delay = self.cfg.heartbeat if ok else min(delay * 2, self.cfg.heartbeat)
+            ok = self.beat()
+            every = self.heartbeat_every()
+            delay = every if ok else min(delay * 2, every)
             self._stop.wait(delay)
 
     def wait_registered(self, timeout: float) -> bool:

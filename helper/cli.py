@@ -107,10 +107,11 @@ def main():
 )
 @click.option(
     "--heartbeat",
-    default=15.0,
-    show_default=True,
+    default=None,
     type=click.FloatRange(0.1),
-    help="Seconds between re-registrations with fresh resources.",
+    help="Seconds between heartbeats. Default: as often as the seeker asks (every 15 s, "
+    "less often in fleets of more than 750 helpers); a heartbeat re-registers with fresh "
+    "resources when they changed, and at least every 5 minutes.",
 )
 @click.option(
     "--test-resources",

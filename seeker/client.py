@@ -109,6 +109,10 @@ class SeekerClient(JsonClient):
     def report(self, task_id: str, event: dict) -> dict:
         return self.request("POST", f"/api/v1/tasks/{task_id}/events", json=event)
 
+    def heartbeat(self, helper_id: str, beat: dict) -> dict:
+        """A registered helper is alive: {"heartbeat", "stop"}."""
+        return self.request("POST", f"/api/v1/helpers/{helper_id}/heartbeat", json=beat)
+
     def poll_work(self, helper_id: str, poll: dict, timeout: float) -> dict:
         """A pulling helper's long poll: {"assignments", "stop", "wait"}."""
         return self.request("POST", f"/api/v1/helpers/{helper_id}/work", json=poll, timeout=timeout)

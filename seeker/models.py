@@ -321,6 +321,9 @@ class HelperRegistration(BaseModel):
     boot_id: str | None = Field(default=None, max_length=64)
     policy: HelperPolicy = Field(default_factory=lambda: HelperPolicy())
     running: list[str] = Field(default_factory=list, description="assignment keys it runs")
+    heartbeat: float | None = Field(
+        default=None, ge=0.1, le=3600, description="seconds between its heartbeats"
+    )
 
     @model_validator(mode="after")
     def _reachable(self) -> HelperRegistration:
@@ -333,6 +336,16 @@ class HelperRegistration(BaseModel):
 
 ASSIGNMENT_KEY = r"^[A-Za-z0-9_.-]{1,160}$"
 AssignmentKeys = list[Annotated[str, StringConstraints(pattern=ASSIGNMENT_KEY)]]
+
+
+class Heartbeat(BaseModel):
+    """A registered helper saying it is alive, and what it runs (nothing
+    else changed since its last registration)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    boot_id: str = Field(min_length=1, max_length=64, description="the helper process")
+    running: AssignmentKeys = Field(default_factory=list, max_length=4096)
 
 
 class PollRequest(BaseModel):

@@ -11,6 +11,7 @@ from seeker.api.openapi import (
     NO_CHANNEL,
     NO_TASK,
     TITLE,
+    Beat,
     EventPage,
     EventQuery,
     EventRecorded,
@@ -26,7 +27,14 @@ from seeker.api.openapi import (
 )
 from seeker.control.credentials import HELPER, JOIN
 from seeker.control.operations import Seeker
-from seeker.models import AssignmentEvent, HelperRegistration, PollRequest, TaskSpec, TaskState
+from seeker.models import (
+    AssignmentEvent,
+    Heartbeat,
+    HelperRegistration,
+    PollRequest,
+    TaskSpec,
+    TaskState,
+)
 from serving.access import allow, principal
 from serving.errors import BadRequest
 from serving.flaskapp import base_app, serve_metrics
@@ -177,6 +185,22 @@ def create_app(  # noqa: C901 (its views are nested; their owner splits them out
     def register_helper(body: HelperRegistration):
         """Register a helper (and heartbeat)"""
         return seeker.register(body, principal()), 200
+
+    @app.post("/api/v1/helpers/<helper_id>/heartbeat")
+    @operation(
+        {
+            200: (Beat, "the heartbeat interval to keep, and the runs to stop"),
+            403: "a helper's credential used for another helper",
+            404: "no such helper (purged or removed): register again",
+            409: "another process of the helper registered: register",
+        },
+        body=Heartbeat,
+        tag="helpers",
+    )
+    @allow(HELPER)
+    def heartbeat(helper_id: str, body: Heartbeat):
+        """A registered helper is alive (nothing else changed)"""
+        return seeker.heartbeat(helper_id, body, principal())
 
     @app.post("/api/v1/helpers/<helper_id>/work")
     @operation(

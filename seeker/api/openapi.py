@@ -212,6 +212,20 @@ class RegisteredHelper(Helper):
         description="assignment keys among those it runs that it is to stop (cancelled, "
         "decided, or run elsewhere while it was away)"
     )
+    heartbeat: float = Field(
+        description="seconds between heartbeats the seeker asks for (it grows with the fleet)"
+    )
+
+
+class Beat(BaseModel):
+    """The answer to a heartbeat."""
+
+    model_config = ANSWER
+
+    heartbeat: float = Field(
+        description="seconds between heartbeats the seeker asks for (it grows with the fleet)"
+    )
+    stop: list[str] = Field(description="assignment keys among those it runs to stop")
 
 
 class Work(BaseModel):
@@ -258,7 +272,9 @@ class Removed(BaseModel):
 class EventRecorded(BaseModel):
     """What the seeker made of an assignment event."""
 
-    model_config = ANSWER
+    model_config = ConfigDict(
+        json_schema_serialization_defaults_required=True, json_schema_extra=optional("run")
+    )
 
     task_id: str
     helper_id: str

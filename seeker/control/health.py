@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from seeker.api.metrics import SeekerMetrics
 from seeker.models import AssignmentState, TaskState
-from seeker.placement.capacity import as_utc
+from seeker.placement.capacity import as_utc, liveness_of
 from seeker.store.events import HELPER_PURGED, EventLog
 from seeker.store.helpers import HelperStore
 from seeker.store.tasks import TaskStore
@@ -21,6 +21,11 @@ log = logging.getLogger(__name__)
 # a good contact is written at most this often per helper: well inside the
 # liveness deadline, which heartbeats and probes keep up on their own anyway
 CONTACT_EVERY = timedelta(seconds=5)
+# Heartbeats: every helper at least this often, and the whole fleet at most
+# this many a second (Nomad's rule): the interval grows with the fleet.
+MIN_HEARTBEAT = 15.0
+HEARTBEATS_PER_SECOND = 50.0
+FLEET_COUNT_EVERY = timedelta(seconds=30)
 
 
 class HelperHealth:
@@ -36,10 +41,18 @@ class HelperHealth:
         metrics: SeekerMetrics | None = None,
         contact_every: timedelta = CONTACT_EVERY,
         lease_epoch: Callable[[], int] = lambda: 0,
+        batch_contacts: bool = False,
+        min_heartbeat: float = MIN_HEARTBEAT,
     ):
         """`lease_epoch()`: the epoch of the lease the periodic work runs
-        under (its writes are fenced with it: seeker/store/leases.py)."""
+        under (its writes are fenced with it: seeker/store/leases.py).
+        `batch_contacts`: good contacts wait in memory for `flush()`, which
+        writes them all at once (a seeker process flushes every second)."""
         self.lease_epoch = lease_epoch
+        self.batch_contacts = batch_contacts
+        self.min_heartbeat = min_heartbeat
+        self._seen: dict[str, datetime] = {}  # contacts not yet written (batching)
+        self._fleet: tuple[datetime, int] | None = None  # (when counted, helpers)
         self.contact_every = contact_every
         # helper id -> when this process last wrote a good contact for it
         self._contacted: dict[str, datetime] = {}
@@ -59,6 +72,10 @@ class HelperHealth:
         helper while no failure was counted in between: every push and
         every event would otherwise each cost a database write."""
         now = self.clock()
+        if self.batch_contacts:
+            with self._contact_lock:
+                self._seen[helper_id] = now
+            return
         with self._contact_lock:
             last = self._contacted.get(helper_id)
             if last is not None and timedelta(0) <= now - last < self.contact_every:
@@ -71,6 +88,7 @@ class HelperHealth:
         Returns True when the helper was purged."""
         with self._contact_lock:
             self._contacted.pop(helper_id, None)  # the next good contact is written
+            self._seen.pop(helper_id, None)  # nor does one waiting in the batch undo it
         failures = self.helpers.contact_failed(helper_id, self.clock(), reason)
         self.metrics.contact_failed()
         if failures is None or failures < self.purge_after:
@@ -90,6 +108,24 @@ class HelperHealth:
                 lost_assignments=lost,
             )
         return True
+
+    def flush(self) -> int:
+        """Write the good contacts batched since the last flush, as one
+        write; returns how many helpers it covered."""
+        with self._contact_lock:
+            seen, self._seen = self._seen, {}
+        if seen:
+            self.helpers.seen(sorted(seen), max(seen.values()))
+        return len(seen)
+
+    def heartbeat_interval(self) -> float:
+        """Seconds between a helper's heartbeats: `min_heartbeat`, or more
+        in a fleet so large that the seeker would hear more than
+        HEARTBEATS_PER_SECOND a second (5,000 helpers: 100 s)."""
+        now = self.clock()
+        if self._fleet is None or not timedelta(0) <= now - self._fleet[0] < FLEET_COUNT_EVERY:
+            self._fleet = (now, self.helpers.count())
+        return max(self.min_heartbeat, self._fleet[1] / HEARTBEATS_PER_SECOND)
 
     def lose_work(
         self, helper_id: str, reason: str, keep=lambda a: False, epoch: int | None = None
@@ -179,11 +215,11 @@ class HelperHealth:
     def reap_silent(self) -> int:
         """Helpers silent past the liveness deadline lose their work (they are
         purged by failed probes; this also covers a seeker that cannot probe)."""
-        deadline, lost, epoch = self.clock() - self.liveness, 0, self.lease_epoch()
+        now, lost, epoch = self.clock(), 0, self.lease_epoch()
         helpers = self.helpers.list()
         for h in helpers:
             seen = as_utc(h.get("last_seen"))
-            if seen is None or seen < deadline:
+            if seen is None or seen < now - liveness_of(h, self.liveness):
                 reason = f"helper {h['name']} silent since {seen}"
                 lost += self.lose_work(h["helper_id"], reason, epoch=epoch)
         known = {h["helper_id"] for h in helpers}

@@ -22,6 +22,7 @@ documents, so any seeker sharing the database hands out and takes them."""
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -30,6 +31,9 @@ from seeker.models import TaskState
 from seeker.store.tasks import TaskStore
 
 log = logging.getLogger(__name__)
+# an idle pulling helper's poll looks for offers at least this often, even
+# without news of one (change streams, or this seeker's own placements)
+RECHECK = timedelta(minutes=10)
 
 Payload = Callable[[dict, dict, int, dict], dict]  # (task, helper, attempt, reservation)
 
@@ -52,13 +56,42 @@ class Mailbox:
         self.payload = payload
         self.wake = wake
         self.ack_timeout = ack_timeout
+        # helpers that may have new offers since their last look (an idle
+        # helper's poll then costs no query), and when each last looked
+        self._news: set[str] = set()
+        self._looked: dict[str, datetime] = {}
+        self._lock = threading.Lock()
 
     def offer(self, helper_id: str) -> None:
-        """There is something new for the helper: an offer, or a run to stop."""
+        """There is something new for the helper (an offer, or a run to
+        stop), made here or heard of from another seeker: its next poll
+        looks, and a waiting one is answered."""
+        with self._lock:
+            self._news.add(helper_id)
         self.wake(helper_id)
 
-    def collect(self, helper: dict, boot_id: str, running: list[str], done: list[str]) -> dict:
+    def _should_look(self, helper_id: str, fresh: bool) -> bool:
+        """Whether a poll looks for offers: on a new connection (what was
+        heard meanwhile went elsewhere), with news, and at least every
+        RECHECK (a notice lost on its way costs that long, not the offer)."""
+        now = self.clock()
+        with self._lock:
+            news = helper_id in self._news
+            self._news.discard(helper_id)
+            last = self._looked.get(helper_id)
+            stale = last is None or not timedelta(0) <= now - last < RECHECK
+            if fresh or news or stale:
+                self._looked[helper_id] = now
+                return True
+        return False
+
+    def collect(
+        self, helper: dict, boot_id: str, running: list[str], done: list[str], fresh: bool = True
+    ) -> dict:
         """What the helper is to do now: {"assignments": [...], "stop": [...]}."""
+        stop = self.health.reconcile(helper["helper_id"], helper["name"], running)
+        if not self._should_look(helper["helper_id"], fresh):
+            return {"assignments": [], "stop": stop}
         have = set(running) | set(done)
         offers = self.tasks.offers_for(helper["helper_id"], boot_id, have)
         tasks = {t: self.tasks.get(t) for t in {a["task_id"] for a in offers}}
@@ -68,7 +101,9 @@ class Mailbox:
             for a in offers
             if a["task_id"] in live
         ]
-        stop = self.health.reconcile(helper["helper_id"], helper["name"], running)
+        if handed:  # handed out again at each poll until acknowledged
+            with self._lock:
+                self._news.add(helper["helper_id"])
         return {"assignments": handed, "stop": stop}
 
     def acknowledge(self, task_id: str, helper_id: str, attempt: int, boot_id: str) -> bool:

@@ -16,6 +16,7 @@ from seeker.control.mailbox import Mailbox
 from seeker.models import (
     AssignmentEvent,
     AssignmentState,
+    Heartbeat,
     HelperMode,
     HelperRegistration,
     PollRequest,
@@ -49,7 +50,10 @@ def parse_cursor(cursor: str) -> tuple[datetime, str]:
     m = CURSOR.match(cursor)
     if not m:
         raise ValueError(cursor)
-    return EPOCH + timedelta(milliseconds=int(m.group(1))), m.group(2)
+    try:
+        return EPOCH + timedelta(milliseconds=int(m.group(1))), m.group(2)
+    except OverflowError:  # 15 digits of milliseconds: past the year 9999
+        raise ValueError(cursor) from None
 
 
 class Seeker:
@@ -212,6 +216,8 @@ class Seeker:
             )
         body = reg.model_dump(mode="json")
         running = body.pop("running")  # only to tell which work survived a restart
+        suggested = self.health.heartbeat_interval()
+        body["heartbeat"] = body.get("heartbeat") or suggested
         previous = self.helpers.get(reg.helper_id)
         if heartbeat:
             restarted = previous is None or previous.get("boot_id") != reg.boot_id
@@ -223,10 +229,33 @@ class Seeker:
         self.health.registered(previous, {**body, "running": running})
         stop = self.health.reconcile(reg.helper_id, reg.name, running)
         self.kick()
-        answer = dict(helper, running=len(running), stop=stop)
+        answer = dict(helper, running=len(running), stop=stop, heartbeat=suggested)
         if nonce is not None:
             answer["credential"] = self.credentials.mint(reg.helper_id, nonce)
         return answer
+
+    def heartbeat(self, helper_id: str, beat: Heartbeat, caller: Principal | None = None) -> dict:
+        """A registered helper is alive and nothing but what it runs changed:
+        a good contact (written with the others of the second, in one
+        write), and the runs it is to stop. 404 for a helper the seeker does
+        not know (purged: it registers again), 409 for another process of
+        it (a restart registers)."""
+        if caller is not None and caller.subject != helper_id:
+            raise Forbidden(
+                "a helper may only beat for itself",
+                f"this credential belongs to helper {caller.subject}, not {helper_id}",
+            )
+        helper = self.helpers.summary(helper_id)
+        if helper is None:
+            raise NotFound("no such helper", f"{helper_id}: register (POST /api/v1/helpers)")
+        if helper.get("boot_id") != beat.boot_id:
+            raise Conflict(
+                f"helper {helper['name']} registered another process",
+                "a restarted helper registers (POST /api/v1/helpers) before it beats",
+            )
+        self.health.contact_ok(helper_id)
+        stop = self.health.reconcile(helper_id, helper["name"], beat.running)
+        return {"heartbeat": self.health.heartbeat_interval(), "stop": stop}
 
     def _refuse_takeover(self, previous: dict | None) -> None:
         if previous is None or self.helpers.auth_of(previous["helper_id"]) is None:
@@ -310,7 +339,7 @@ class Seeker:
             "recorded": moved,
         }
         if event.state == AssignmentState.ACCEPTED and event.boot_id:
-            answer["run"] = moved  # an acknowledgement: whether that process runs it
+            answer["run"] = moved  # to an acknowledgement (pull mode): whether it runs it
         return answer
 
     # --- pulling helpers -----------------------------------------------------
@@ -329,7 +358,7 @@ class Seeker:
                 "a helper may only poll for its own work",
                 f"this credential belongs to helper {caller.subject}, not {helper_id}",
             )
-        helper = self.helpers.get(helper_id)
+        helper = self.helpers.summary(helper_id)
         if helper is None:
             raise NotFound("no such helper", f"{helper_id}: register first (POST /api/v1/helpers)")
         if helper.get("mode") != HelperMode.PULL.value or self.mailbox is None:
@@ -342,7 +371,9 @@ class Seeker:
             self.helpers.poll_connected(helper_id, now)
         self._polled[helper_id] = now
         self.health.contact_ok(helper_id)
-        return self.mailbox.collect(helper, request.boot_id, request.running, request.done)
+        return self.mailbox.collect(
+            helper, request.boot_id, request.running, request.done, fresh=new_connection
+        )
 
     def poll_dropped(self, helper_id: str) -> None:
         """A pulling helper's waiting poll connection closed: if it does not

@@ -6,10 +6,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from seeker.control.health import HelperHealth
 from seeker.models import HelperMode
+from seeker.placement.capacity import as_utc
 from seeker.store.helpers import HelperStore
 from serving.http import ApiError, Unreachable
 
@@ -36,9 +37,15 @@ class Prober:
         self.parallel = parallel
 
     def probe_all(self) -> dict[str, bool]:
-        """Probe every helper once; returns helper name -> answered. Pulling
-        helpers accept no connections: they are never probed."""
-        helpers = [h for h in self.helpers.list() if h.get("mode") != HelperMode.PULL.value]
+        """Probe the helpers that fell silent (missed a heartbeat) once;
+        returns helper name -> answered. Pulling helpers accept no
+        connections: they are never probed."""
+        now = self.clock()
+        helpers = [
+            h
+            for h in self.helpers.list()
+            if h.get("mode") != HelperMode.PULL.value and silent(h, now, self.health.min_heartbeat)
+        ]
         if not helpers:
             return {}
         with ThreadPoolExecutor(max_workers=min(self.parallel, len(helpers))) as pool:
@@ -63,3 +70,11 @@ class Prober:
             return None, str(exc)
         except Exception as exc:  # e.g. a reply that is not JSON: a failed contact too
             return None, f"{type(exc).__name__}: {exc}"
+
+
+def silent(helper: dict, now: datetime, min_heartbeat: float) -> bool:
+    """Not heard from for longer than its heartbeat interval and 5 s: a
+    heartbeat is missing. A helper heard from lately is not probed."""
+    seen = as_utc(helper.get("last_seen"))
+    beat = helper.get("heartbeat") or min_heartbeat
+    return seen is None or now - seen > timedelta(seconds=beat + 5)

@@ -47,12 +47,20 @@ def view_of(doc: dict, reservations: list[dict], now: datetime, liveness: timede
     )
 
 
+def liveness_of(doc: dict, liveness: timedelta) -> timedelta:
+    """How long a helper may be silent before its work runs elsewhere: the
+    seeker's --liveness, or two of its heartbeats when its heartbeat
+    interval grew with the fleet."""
+    beat = doc.get("heartbeat") or 0
+    return max(liveness, timedelta(seconds=2 * beat))
+
+
 def is_online(doc: dict, now: datetime, liveness: timedelta) -> bool:
-    """Heard from within the liveness deadline and, for a pulling helper,
+    """Heard from within its liveness deadline and, for a pulling helper,
     not gone: gone is a poll connection that dropped and did not come back
     within its grace, until the helper polls on a new connection."""
     seen = as_utc(doc.get("last_seen"))
-    if seen is None or seen < now - liveness:
+    if seen is None or seen < now - liveness_of(doc, liveness):
         return False
     poll = doc.get("poll") or {}
     gone, back = as_utc(poll.get("gone_at")), as_utc(poll.get("connected_at"))

@@ -30,7 +30,7 @@ from seeker.control.operations import Seeker
 from seeker.control.prober import Prober
 from seeker.control.webhooks import WebhookWatcher
 from seeker.store.events import EventLog
-from seeker.store.helpers import HelperStore
+from seeker.store.helpers import FOLLOWED_TTL, HelperStore
 from seeker.store.leases import RETRY_PERIOD, Lease
 from seeker.store.tasks import TaskStore
 from serving import receipts
@@ -191,6 +191,7 @@ class SeekerServer:
             events=self.events,
             metrics=self.metrics,
             lease_epoch=lambda: self.lease.epoch,
+            batch_contacts=True,  # written once a second by the flush-contacts job
         )
         self.mailbox = Mailbox(
             self.tasks,
@@ -242,7 +243,7 @@ class SeekerServer:
             db,
             clock,
             kick=self.loop.kick,
-            wake=self.parking.wake,
+            wake=self.mailbox.offer,
             forget=self.helpers.forget,
             parked=self.parking.parked,
         )
@@ -269,6 +270,10 @@ class SeekerServer:
         for name, (job, seconds) in jobs.items():
             guarded = self.lease.run_if_held(job)
             self.scheduler.add_job(guarded, "interval", seconds=seconds, id=name, **periodic)
+        # every seeker writes the contacts it heard, once a second, in one write
+        self.scheduler.add_job(
+            self.health.flush, "interval", seconds=1.0, id="flush-contacts", **periodic
+        )
         self.scheduler.add_job(
             self.lease.try_acquire,
             "interval",
@@ -300,6 +305,8 @@ class SeekerServer:
         self.loop.start()
         self.scheduler.start()
         self.changes.start()
+        if self.changes.streams:  # other seekers' changes to helpers are heard at once
+            self.helpers.auth_ttl = FOLLOWED_TTL
         self.server.start()
         self.loop.kick()  # carry on with whatever a previous run left pending
         return self
@@ -308,6 +315,7 @@ class SeekerServer:
         self.server.stop()
         self.scheduler.shutdown(wait=False)
         self.changes.stop()
+        self.health.flush()
         self.lease.release()  # another seeker takes over at once
         self.loop.stop()
         self.pushes.shutdown(wait=False, cancel_futures=True)

@@ -14,18 +14,22 @@ from pymongo.errors import DuplicateKeyError
 from serving.clock import utc_now
 from serving.errors import Conflict
 
-# How long this process trusts what it read of a helper's credential. Other
-# seekers on the database change it too (a purge, a rotation): they are heard
-# of at once through the change feed where the server has one
-# (seeker/control/changes.py), and after this long where it has not.
+# How long this process trusts what it read of a helper (its credential, its
+# mode, its process). Other seekers on the database change it too (a purge,
+# a rotation): they are heard of at once through the change feed where the
+# server has one (seeker/control/changes.py), which then sets a long time
+# (FOLLOWED_TTL), and after AUTH_TTL where it has not.
 AUTH_TTL = timedelta(seconds=5)
+FOLLOWED_TTL = timedelta(minutes=10)
+# what a request from a helper needs to know of it, read once per TTL
+SUMMARY = {"auth": 1, "mode": 1, "name": 1, "boot_id": 1, "heartbeat": 1}
 
 
 class HelperStore:
     def __init__(self, db: Database, clock: Callable[[], datetime] = utc_now):
         self.helpers = db["helpers"]
-        # helper id -> (when read, its credential's nonces or None once gone):
-        # read on every request a helper makes
+        # helper id -> (when read, its summary or None once gone): read on
+        # every request a helper makes
         self._auth: dict[str, tuple[datetime, dict | None]] = {}
         self.clock = clock
         self.auth_ttl = AUTH_TTL
@@ -72,14 +76,38 @@ class HelperStore:
 
     def auth_of(self, helper_id: str) -> dict | None:
         """The nonces of a helper's credential (None: no such helper, or none issued)."""
+        return (self.summary(helper_id) or {}).get("auth")
+
+    def summary(self, helper_id: str) -> dict | None:
+        """What requests from a helper need to know of it (its credential's
+        nonces, mode, name, process, heartbeat interval), from this
+        process's cache (see AUTH_TTL); None: no such helper."""
         cached = self._auth.get(helper_id)
         now = self.clock()
         if cached is not None and timedelta(0) <= now - cached[0] < self.auth_ttl:
             return cached[1]
-        doc = self.helpers.find_one({"_id": helper_id}, {"auth": 1})
-        auth = (doc or {}).get("auth")
-        self._auth[helper_id] = (now, auth)
-        return auth
+        doc = self.helpers.find_one({"_id": helper_id}, SUMMARY)
+        if doc is not None:
+            doc = {**doc, "helper_id": doc.pop("_id")}
+        self._auth[helper_id] = (now, doc)
+        return doc
+
+    def seen(self, helper_ids: list[str], now: datetime) -> None:
+        """Helpers that answered or reported since the last such write: one
+        write for all of them (their failure counts start over)."""
+        if helper_ids:
+            self.helpers.update_many(
+                {"_id": {"$in": helper_ids}}, {"$set": {"last_seen": now, "failures": 0}}
+            )
+
+    def set_heartbeat(self, helper_id: str, seconds: float) -> None:
+        """The heartbeat interval the seeker gave the helper (its liveness
+        deadline follows from it)."""
+        self.helpers.update_one({"_id": helper_id}, {"$set": {"heartbeat": seconds}})
+        self._auth.pop(helper_id, None)
+
+    def count(self) -> int:
+        return self.helpers.count_documents({})
 
     def forget(self, helper_id: str) -> None:
         """Another seeker changed this helper (its credential, or removed

@@ -1,5 +1,6 @@
-"""The prober: one round asks every helper for its status (an injected
-callable, no HTTP), refreshes what answered and counts what did not."""
+"""The prober: one round asks every helper that fell silent (missed a
+heartbeat) for its status (an injected callable, no HTTP), refreshes what
+answered and counts what did not."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from seeker.control.prober import Prober
 from serving.http import ApiError, Unreachable
 
 GiB = 1024**3
+SILENT = 21  # seconds: past a helper's heartbeat (15 s) and 5 s of slack
 FRESH = {"cpus": 16, "memory_total": 64 * GiB, "gpus": [{"index": 0, "memory_free": GiB}]}
 
 
@@ -75,15 +77,17 @@ def test_non_answers_count_failures_and_purge_at_three(helpers, health, clock, k
     )
     probe = prober(helpers, health, clock, kicks, status)
     for failures in (1, 2):
-        clock.advance(10)
+        clock.advance(SILENT)
         assert probe.probe_all() == {"down": False, "refusing": False, "up": True}
         assert helpers.get("id-down")["failures"] == failures
         assert helpers.get("id-refusing")["failures"] == failures
     last = helpers.get("id-down")["last_failure"]
     assert last == {"at": clock(), "reason": "probe failed: connection refused"}
     assert helpers.get("id-refusing")["last_failure"]["reason"] == "probe failed: 401: bad token"
+    clock.advance(SILENT)
     assert probe.probe_all() == {"down": False, "refusing": False, "up": True}
     assert [h["name"] for h in helpers.list()] == ["up"]
+    clock.advance(SILENT)
     assert probe.probe_all() == {"up": True}
     assert status.asked.count("down") == 3
 
@@ -94,6 +98,7 @@ def test_a_purge_by_probe_requeues_the_helpers_work(helpers, tasks, health, cloc
     tasks.assign(tasks.get("t1"), {"helper_id": "id-down", "name": "down"}, clock())
     probe = prober(helpers, health, clock, kicks, FakeStatus(down=Unreachable("refused")))
     for _ in range(3):
+        clock.advance(SILENT)
         probe.probe_all()
     assert tasks.assignments_of("t1")[0]["state"] == "lost"
     assert tasks.get("t1")["state"] == "pending"
@@ -103,10 +108,12 @@ def test_kick_only_when_some_helper_answered(helpers, health, clock, kicks):
     register(helpers, clock, "down")
     status = FakeStatus(down=Unreachable("refused"))
     probe = prober(helpers, health, clock, kicks, status)
+    clock.advance(SILENT)
     probe.probe_all()
     assert kicks == []
     register(helpers, clock, "up")
     status.answers["up"] = {"resources": FRESH}
+    clock.advance(SILENT)
     probe.probe_all()
     assert kicks == [1]  # once per round, not per helper
 
@@ -122,6 +129,7 @@ def test_more_helpers_than_parallel_probes(helpers, health, clock, kicks):
     for name in names:
         register(helpers, clock, name)
     status = FakeStatus(**{name: {"resources": FRESH} for name in names})
+    clock.advance(SILENT)
     outcome = prober(helpers, health, clock, kicks, status).probe_all()
     assert outcome == dict.fromkeys(names, True)
     assert sorted(status.asked) == names
@@ -137,3 +145,15 @@ def test_an_unexpected_probe_error_counts_as_a_failed_contact(helpers, health, c
     assert outcome == {"garbled": False, "up": True}
     assert helpers.get("id-garbled")["failures"] == 1
     assert helpers.get("id-up")["last_seen"] == clock()
+
+
+def test_a_helper_heard_from_lately_is_not_probed(helpers, health, clock, kicks):
+    register(helpers, clock, "beating")
+    register(helpers, clock, "quiet")
+    status = FakeStatus(beating={"resources": FRESH}, quiet={"resources": FRESH})
+    probe = prober(helpers, health, clock, kicks, status)
+    clock.advance(15)
+    helpers.contact_ok("id-beating", clock())  # its heartbeat
+    clock.advance(SILENT - 15)
+    assert probe.probe_all() == {"quiet": True}
+    assert status.asked == ["quiet"]

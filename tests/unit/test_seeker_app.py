@@ -289,6 +289,8 @@ def test_tasks_come_a_page_at_a_time_with_a_cursor(env, clock):
     assert third["next"] is None  # a short page is the last
     resp = env.get("/tasks?after=not-a-cursor!")
     assert resp.status_code == 400 and "cursor" in resp.get_json()["error"]
+    resp = env.get("/tasks?after=999999999999999-t1")  # past the year 9999 (found by fuzzing)
+    assert resp.status_code == 400 and "cursor" in resp.get_json()["error"]
 
 
 def test_the_python_client_walks_every_page(env, clock):

@@ -1,0 +1,229 @@
+"""What an idle fleet costs the seeker, kept small: heartbeats whose interval
+grows with the fleet (Nomad's rule), light heartbeats written together once
+a second, liveness that follows the interval, probes only for helpers that
+fell silent, and polls of idle pulling helpers that read nothing. Fake
+clock, mongomock, Flask's test client."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from test_executor import FakeRuntime
+
+from helper.agent import HelperAgent, HelperConfig, shape_of
+from seeker.api.app import create_app
+from seeker.control.health import HelperHealth
+from seeker.control.mailbox import Mailbox
+from seeker.control.operations import Seeker
+from seeker.placement.capacity import is_online, liveness_of
+from seeker.store.helpers import HelperStore
+from seeker.store.tasks import TaskStore
+from serving.http import ApiError
+from tests.auth_support import bearer
+
+USER = bearer("t")
+
+
+class Counting:
+    """A collection that counts the calls made on it."""
+
+    def __init__(self, collection):
+        self._collection = collection
+        self.calls: list[str] = []
+
+    def __getattr__(self, name):
+        real = getattr(self._collection, name)
+        if not callable(real):
+            return real
+
+        def call(*args, **kwargs):
+            self.calls.append(name)
+            return real(*args, **kwargs)
+
+        return call
+
+
+@pytest.fixture
+def env(mock_db, clock):
+    tasks, helpers = TaskStore(mock_db), HelperStore(mock_db, clock)
+    health = HelperHealth(helpers, tasks, clock, batch_contacts=True)
+    seeker = Seeker(tasks, helpers, clock, health=health, poll_wait=20)
+    seeker.mailbox = Mailbox(tasks, health, clock, lambda t, h, a, r: {})
+    client = create_app(seeker=seeker, token="t").test_client()
+    return seeker, client
+
+
+def join(client, helper_id: str, **fields) -> str:
+    body = {"helper_id": helper_id, "name": helper_id, "url": "http://h:1", "boot_id": "b1"}
+    resp = client.post("/api/v1/helpers", json={**body, **fields}, headers=USER)
+    assert resp.status_code == 200, resp.get_json()
+    return resp.get_json()["credential"]
+
+
+def test_the_heartbeat_interval_grows_with_the_fleet(mock_db, clock):
+    helpers = HelperStore(mock_db, clock)
+    health = HelperHealth(helpers, TaskStore(mock_db), clock)
+    assert health.heartbeat_interval() == 15.0
+    for n in range(1000):
+        helpers.helpers.insert_one({"_id": f"h{n}", "name": f"h{n}"})
+    assert health.heartbeat_interval() == 15.0  # counted at most every 30 s
+    clock.advance(31)
+    assert health.heartbeat_interval() == 20.0  # 1,000 helpers at 50 a second
+    for n in range(1000, 5000):
+        helpers.helpers.insert_one({"_id": f"h{n}", "name": f"h{n}"})
+    clock.advance(31)
+    assert health.heartbeat_interval() == 100.0
+
+
+def test_liveness_follows_a_helpers_heartbeat_interval(clock):
+    deadline = timedelta(seconds=45)
+    assert liveness_of({"heartbeat": 15}, deadline) == deadline
+    assert liveness_of({"heartbeat": 100}, deadline) == timedelta(seconds=200)
+    doc = {"heartbeat": 100, "last_seen": clock()}
+    clock.advance(150)
+    assert is_online(doc, clock(), deadline)
+    clock.advance(60)
+    assert not is_online(doc, clock(), deadline)
+
+
+def test_a_registration_says_how_often_to_beat_and_keeps_the_helpers_own(env):
+    seeker, client = env
+    resp = client.post(
+        "/api/v1/helpers",
+        json={"helper_id": "a", "name": "a", "url": "http://a:1", "heartbeat": 2},
+        headers=USER,
+    )
+    assert resp.get_json()["heartbeat"] == 15.0  # what the seeker asks
+    assert seeker.helpers.get("a")["heartbeat"] == 2  # what the helper does
+    join(client, "b")
+    assert seeker.helpers.get("b")["heartbeat"] == 15.0
+
+
+def test_light_heartbeats_of_a_second_are_written_together(env, clock):
+    seeker, client = env
+    creds = {h: join(client, h) for h in ("a", "b", "c")}
+    clock.advance(10)
+    seeker.helpers.helpers = counting = Counting(seeker.helpers.helpers)
+    for h, cred in creds.items():
+        resp = client.post(
+            f"/api/v1/helpers/{h}/heartbeat", json={"boot_id": "b1"}, headers=bearer(cred)
+        )
+        assert resp.status_code == 200
+        assert resp.get_json() == {"heartbeat": 15.0, "stop": []}
+    assert "update_one" not in counting.calls and "update_many" not in counting.calls
+    assert seeker.health.flush() == 3
+    assert counting.calls.count("update_many") == 1
+    assert all(seeker.helpers.get(h)["last_seen"] == clock() for h in creds)
+
+
+def test_a_heartbeat_from_another_process_or_for_another_helper_is_refused(env):
+    seeker, client = env
+    cred = join(client, "a")
+    join(client, "b")
+    other = client.post("/api/v1/helpers/a/heartbeat", json={"boot_id": "b2"}, headers=bearer(cred))
+    assert other.status_code == 409  # a restarted helper registers
+    mine = client.post("/api/v1/helpers/b/heartbeat", json={"boot_id": "b1"}, headers=bearer(cred))
+    assert mine.status_code == 403
+    seeker.remove_helper("a")
+    gone = client.post("/api/v1/helpers/a/heartbeat", json={"boot_id": "b1"}, headers=bearer(cred))
+    assert gone.status_code == 401  # its credential went with it: it joins again
+
+
+def test_a_failed_contact_is_not_undone_by_a_batched_good_one(env, clock):
+    seeker, client = env
+    join(client, "a")
+    seeker.health.contact_ok("a")
+    seeker.health.contact_failed("a", "a", "timed out")
+    seeker.health.flush()
+    assert seeker.helpers.get("a")["failures"] == 1
+
+
+def test_an_idle_pulling_helpers_poll_reads_nothing(env, clock):
+    seeker, client = env
+    cred = join(client, "nat", mode="pull")
+    del cred
+    seeker.tasks.assignments = counting = Counting(seeker.tasks.assignments)
+    helper = seeker.helpers.summary("nat")
+    poll = {"boot_id": "b1", "running": [], "done": []}
+    seeker.mailbox.collect(helper, **poll, fresh=True)  # a new connection looks once
+    assert counting.calls == ["find"]
+    for _ in range(5):
+        clock.advance(25)
+        seeker.mailbox.collect(helper, **poll, fresh=False)
+    assert counting.calls == ["find"]
+    seeker.mailbox.offer("nat")  # news: the next poll looks
+    seeker.mailbox.collect(helper, **poll, fresh=False)
+    assert counting.calls == ["find", "find"]
+    clock.advance(601)  # and at least every ten minutes
+    seeker.mailbox.collect(helper, **poll, fresh=False)
+    assert counting.calls == ["find", "find", "find"]
+
+
+class Seeker4Agent:
+    """The seeker as a helper agent sees it, counting full and light beats."""
+
+    def __init__(self):
+        self.full, self.light = 0, 0
+        self.refuse_light = None
+
+    def register_helper(self, body):
+        self.full += 1
+        return {"heartbeat": 30.0, "stop": []}
+
+    def heartbeat(self, helper_id, beat):
+        if self.refuse_light:
+            status, self.refuse_light = self.refuse_light, None
+            raise ApiError(status, "no such helper")
+        self.light += 1
+        return {"heartbeat": 30.0, "stop": []}
+
+    base_url = "http://seeker"
+
+
+@pytest.fixture
+def agent(tmp_path, clock):
+    cfg = HelperConfig("http://seeker", "http://channel", "t", tmp_path, name="h")
+    a = HelperAgent(cfg, runtime=FakeRuntime(), clock=clock)
+    a.seeker = Seeker4Agent()
+    a.resources = lambda: {"cpus": 4, "memory_total": 8, "memory_available": 5, "gpus": []}
+    return a
+
+
+def test_the_agent_registers_once_then_beats_lightly_until_something_changes(agent, clock):
+    assert agent.beat() and agent.seeker.full == 1
+    assert agent.heartbeat_every() == 30.0  # as the seeker asked
+    assert agent.beat() and agent.seeker.full == 2  # it tells the seeker it beats every 30 s
+    for _ in range(3):
+        clock.advance(30)
+        assert agent.beat()
+    assert (agent.seeker.full, agent.seeker.light) == (2, 3)
+    agent.resources = lambda: {"cpus": 4, "memory_total": 8, "memory_available": 2, "gpus": []}
+    assert agent.beat() and agent.seeker.full == 2  # passing load: still light
+    agent.cfg.labels["zone"] = "b"
+    assert agent.beat() and agent.seeker.full == 3  # a label: registered again
+    clock.advance(301)
+    assert agent.beat() and agent.seeker.full == 4  # and every 5 minutes anyway
+    agent.seeker.refuse_light = 404  # purged meanwhile
+    assert agent.beat() and agent.seeker.full == 5
+
+
+def test_a_helpers_own_heartbeat_is_kept_when_more_frequent(agent):
+    agent.cfg.heartbeat = 5.0
+    agent.beat()
+    assert agent.heartbeat_every() == 5.0
+    assert agent.registration()["heartbeat"] == 5.0
+
+
+def test_the_shape_leaves_out_passing_load():
+    a = {"name": "h", "running": ["x.1"], "resources": {"cpus": 4, "cpu_load": 0.3, "gpus": []}}
+    b = {"name": "h", "running": [], "resources": {"cpus": 4, "cpu_load": 1.9, "gpus": []}}
+    assert shape_of(a) == shape_of(b)
+    gib = 1024**3
+    g1 = {**a, "resources": {"gpus": [{"index": 0, "memory_free": 10 * gib + 5, "utilization": 1}]}}
+    g2 = {
+        **a,
+        "resources": {"gpus": [{"index": 0, "memory_free": 10 * gib + 9, "utilization": 90}]},
+    }
+    g3 = {**a, "resources": {"gpus": [{"index": 0, "memory_free": 12 * gib, "utilization": 1}]}}
+    assert shape_of(g1) == shape_of(g2) != shape_of(g3)
