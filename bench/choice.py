@@ -21,6 +21,7 @@ import time
 from datetime import datetime, timedelta, timezone
 
 from bench.common import fmt_ms, fmt_ratio, main, percentile, ratio, report
+from helper.images import normalised_images
 from seeker.placement import select
 from seeker.placement.capacity import helper_views
 from seeker.placement.fleet import Fleet
@@ -33,10 +34,17 @@ TARGET_P99 = 0.010
 PROFILE_IN_PROCESS = True
 
 
+# the images tasks name, and helpers have some of (normalised, as the seeker keeps them);
+# none is allowed on the helpers restricted to registry.example.com, as before
+IMAGE_POOL = tuple(f"team/model-{k}:{k % 3}" for k in range(60))
+
+
 def fleet(n: int, seed: int = 8) -> list[HelperView]:
     """A mixed fleet: a third GPU hosts, some offline, full, failing, labelled
-    or restricted to some images."""
+    or restricted to some images; each has up to 30 images (drawn apart, so
+    the rest of the fleet is what it was before helpers reported images)."""
     rng = random.Random(seed)
+    has = random.Random(seed + 1)
     helpers = []
     for i in range(n):
         slots = rng.choice((1, 2, 4, 8))
@@ -66,6 +74,7 @@ def fleet(n: int, seed: int = 8) -> list[HelperView]:
                 online=rng.random() > 0.05,
                 failures=rng.choice((0, 0, 0, 1, 2)),
                 allowed_images=("registry.example.com/*",) if rng.random() < 0.1 else (),
+                images=frozenset(normalised_images(has.sample(IMAGE_POOL, has.randint(0, 30)))),
             )
         )
     return helpers
@@ -75,6 +84,7 @@ def tasks(n: int, helper_ids: list[str], seed: int = 9) -> list[TaskView]:
     """CPU-only, GPU, constrained and binpacked tasks, some with replicas
     running or failed somewhere."""
     rng = random.Random(seed)
+    images = random.Random(seed + 1)  # drawn apart: the tasks are otherwise as before
     out = []
     for i in range(n):
         kind = rng.random()
@@ -90,7 +100,7 @@ def tasks(n: int, helper_ids: list[str], seed: int = 9) -> list[TaskView]:
                 placement="binpack" if rng.random() < 0.25 else "spread",
                 running_on=frozenset(rng.sample(helper_ids, rng.choice((0, 0, 1, 3)))),
                 failed_on=frozenset(rng.sample(helper_ids, rng.choice((0, 0, 1)))),
-                image="seeker-demo:latest",
+                image=images.choice(IMAGE_POOL),
             )
         )
     return out
@@ -117,6 +127,7 @@ def documents(helpers: list[HelperView], now: datetime) -> tuple[list[dict], lis
                         }
                         for g in h.gpus_free
                     ],
+                    "images": sorted(h.images),
                 },
                 "labels": h.labels,
                 "failures": h.failures,
@@ -228,6 +239,9 @@ def run(quick: bool = False) -> dict:
         "`helper_views()` (view_of() per document, then the Fleet) from 10,000 documents "
         f"and {sum(h.running for h in helpers):,} live assignments. Once per dispatch pass: "
         "a pass with few decisions costs more in these than in select().",
+        "Each helper has 0-30 of 60 images, each task names one of them (a quarter of "
+        "the helpers have it): `prefer_image_present` is scored on every candidate, and "
+        "`helper_views()` builds each helper's set of images.",
         "Before/after the fleet's fast path: see the findings below.",
     ]
     return report(

@@ -228,7 +228,10 @@ class HelperAgent:
         )
 
     def resources(self) -> dict:
-        return {**host_resources(self.cfg.data_dir), **self.cfg.declared}
+        report = {**host_resources(self.cfg.data_dir), **self.cfg.declared}
+        if "images" not in report:  # declared images stand in for Docker's
+            report["images"] = self.runtime.image_references()
+        return report
 
     def describe(self) -> dict:
         return {

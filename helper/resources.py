@@ -11,6 +11,7 @@ from typing import Any
 import psutil
 
 from helper.gpus import gpu_inventory
+from helper.images import normalised_images
 
 
 def host_resources(data_dir: Path | None = None, nvml: Any = None) -> dict:
@@ -66,21 +67,22 @@ def declared_resources(text: str) -> dict:
 
 
 def declared_from_file(path: Path) -> dict:
-    """TEST ONLY: a JSON object with `cpus`, `memory` (bytes or '32g') and
+    """TEST ONLY: a JSON object with `cpus`, `memory` (bytes or '32g'),
     `gpus`, a list of GPU records in the report's own shape, e.g.
     {"index": 0, "name": "NVIDIA A100-SXM4-80GB", "memory_total": 85899345920,
     "compute_capability": "8.0", "cuda_version": "12.2", "mig": [{"profile":
-    "3g.40gb", "memory_total": 42949672960}]}. Left out: `index` is the
-    record's place, `uuid` TEST-GPU-<index> (TEST-MIG-<index>-<n> for an
-    instance), `memory_free` all of it."""
+    "3g.40gb", "memory_total": 42949672960}]}, and `images`, the image
+    references to report instead of Docker's list (`[]`: none). Left out of
+    a GPU record: `index` is the record's place, `uuid` TEST-GPU-<index>
+    (TEST-MIG-<index>-<n> for an instance), `memory_free` all of it."""
     from seeker.models import GpuInfo, parse_bytes
 
     try:
         declared = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise ValueError(f"cannot read {path} as JSON: {exc}") from None
-    if not isinstance(declared, dict) or set(declared) - {"cpus", "memory", "gpus"}:
-        raise ValueError(f"{path}: expected a JSON object with cpus, memory and gpus only")
+    if not isinstance(declared, dict) or set(declared) - {"cpus", "memory", "gpus", "images"}:
+        raise ValueError(f"{path}: expected a JSON object with cpus, memory, gpus and images only")
     out: dict = {}
     if "cpus" in declared:
         out["cpus"] = float(declared["cpus"])
@@ -94,6 +96,11 @@ def declared_from_file(path: Path) -> dict:
             ]
         except (TypeError, AttributeError, ValueError) as exc:
             raise ValueError(f"{path}: gpus must be a list of GPU records: {exc}") from None
+    if "images" in declared:
+        images = declared["images"]
+        if not isinstance(images, list) or not all(isinstance(i, str) for i in images):
+            raise ValueError(f"{path}: images must be a list of image references")
+        out["images"] = normalised_images(images)
     return out
 
 

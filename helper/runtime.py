@@ -19,6 +19,7 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import DeviceRequest, Mount
 
 from channel.models import ResultStatus
+from helper.images import local_images
 from serving.clock import Clock, utc_now
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,17 @@ class DockerRuntime:
             return True
         except ImageNotFound:
             return False
+
+    def image_references(self) -> list[str]:
+        """The references of the images on this host, normalised, newest
+        first: one call to Docker (`GET /images/json`). Empty, with a
+        warning, when Docker cannot answer: a report without images is not
+        worth failing a heartbeat for."""
+        try:
+            return local_images(self.client.api.images())
+        except (DockerException, requests.RequestException) as exc:
+            log.warning("cannot list the local images: %s", exc)
+            return []
 
     def stop(self, name: str) -> bool:
         """Stop a container (SIGTERM, grace period, SIGKILL); its outcome is `cancelled`."""

@@ -17,6 +17,7 @@ from pydantic import (
 )
 
 from channel.models import ResultStatus
+from helper.images import MAX_IMAGES, MAX_REFERENCE, normalised_images
 from helper.policy import SAFE_CAPABILITIES
 from serving.schema import INT64_MAX, Bytes, Int64, StrEnum, parse_bytes
 
@@ -33,6 +34,8 @@ Labels = dict[
     Annotated[str, StringConstraints(pattern=LABEL_KEY)],
     Annotated[str, StringConstraints(max_length=256)],
 ]
+
+ImageReference = Annotated[str, StringConstraints(min_length=1, max_length=MAX_REFERENCE)]
 
 
 class TaskState(StrEnum):
@@ -284,6 +287,18 @@ class HelperResources(BaseModel):
     memory_available: Bytes = 0
     disk_free: Bytes = 0
     gpus: list[GpuInfo] = Field(default_factory=list)
+    images: list[ImageReference] = Field(
+        default_factory=list,
+        max_length=MAX_IMAGES,
+        description="the image references the host has (tags and digests), which the "
+        "scheduler prefers for tasks of those images; stored normalised "
+        "('busybox' as 'docker.io/library/busybox:latest')",
+    )
+
+    @field_validator("images")
+    @classmethod
+    def _normalised(cls, images: list[str]) -> list[str]:
+        return normalised_images(images)
 
 
 class HelperPolicy(BaseModel):

@@ -44,6 +44,7 @@ def view_of(doc: dict, reservations: list[dict], now: datetime, liveness: timede
         allowed_images=tuple((doc.get("policy") or {}).get("images", [])),
         allowed_mounts=tuple((doc.get("policy") or {}).get("mounts", [])),
         gpus_taken=gpus_taken,
+        images=frozenset(res.get("images") or ()),
     )
 
 

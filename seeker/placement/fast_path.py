@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from helper.images import normalise_image
 from helper.policy import image_allowed, mount_allowed
 from seeker.placement.fleet import (
     GONE,
@@ -17,6 +18,7 @@ from seeker.placement.fleet import (
     W_FAILED_HERE,
     W_GPU,
     W_GPU_HOST,
+    W_IMAGE,
     W_MEMORY,
     WEIGHT,
     Fleet,
@@ -57,6 +59,7 @@ from seeker.placement.pipeline import (
     prefer_free_cpu,
     prefer_free_gpu_memory,
     prefer_free_memory,
+    prefer_image_present,
 )
 from seeker.placement.ranking import Ranking
 from seeker.placement.views import HelperView, TaskView
@@ -86,6 +89,7 @@ FAST_SCORERS = (
     (keep_gpu_hosts_for_gpu_work, False),
     (avoid_recent_failures, False),
     (avoid_where_it_failed, False),
+    (prefer_image_present, False),
 )
 FAST = FILTERS == FAST_FILTERS and tuple((s, p) for s, _, p in SCORERS) == FAST_SCORERS
 
@@ -161,6 +165,8 @@ def filter_and_score(  # noqa: C901 - a branch per filter, inline: calls cost mo
     not_gpu_host = W_GPU_HOST * keep_gpu_hosts_for_gpu_work(task, _CPU_HOST)
     failed_here, not_failed_here = W_FAILED_HERE * 0.0, W_FAILED_HERE * 1.0
     no_gpus = W_GPU * ((1.0 - 1.0) if binpack else 1.0)
+    image = normalise_image(task.image) if task.image else None
+    has_image, no_image = W_IMAGE * 1.0, W_IMAGE * 0.0
     scores: list[float] = []
     views: list[HelperView] = []
     reasons: dict[str, int] = {}
@@ -220,7 +226,8 @@ def filter_and_score(  # noqa: C901 - a branch per filter, inline: calls cost mo
                 c, m, r = W_CPU * c, W_MEMORY * m, row.running_spread
             k = gpu_host if row.gpu_host else not_gpu_host
             w = failed_here if failed_on and row.helper_id in failed_on else not_failed_here
-            scores.append((((((((0.0 + g) + c) + m) + r) + k) + row.failures) + w) / WEIGHT)
+            i = has_image if row.images and image in row.images else no_image
+            scores.append(((((((((0.0 + g) + c) + m) + r) + k) + row.failures) + w) + i) / WEIGHT)
             views.append(row.view)
             continue
         reasons[reason] = reasons.get(reason, 0) + 1

@@ -17,7 +17,7 @@ from seeker.placement.gpus import EPS
 from seeker.placement.pipeline import SCORERS, avoid_recent_failures, prefer_fewest_running
 from seeker.placement.views import HelperView
 
-W_GPU, W_CPU, W_MEMORY, W_RUNNING, W_GPU_HOST, W_FAILURES, W_FAILED_HERE = (
+W_GPU, W_CPU, W_MEMORY, W_RUNNING, W_GPU_HOST, W_FAILURES, W_FAILED_HERE, W_IMAGE = (
     w for _, w, _ in SCORERS
 )
 
@@ -56,6 +56,7 @@ class Row:
     labels: dict
     allowed_images: tuple[str, ...]
     allowed_mounts: tuple[str, ...]
+    images: frozenset[str]  # normalised references (prefer_image_present)
 
 
 def row_of(h: HelperView) -> Row:
@@ -80,6 +81,7 @@ def row_of(h: HelperView) -> Row:
         labels=h.labels,
         allowed_images=tuple(h.allowed_images),
         allowed_mounts=tuple(h.allowed_mounts),
+        images=h.images,
     )
 
 

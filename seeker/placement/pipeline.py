@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from helper.images import normalise_image
 from helper.policy import image_allowed, mount_allowed
 from seeker.models import Placement
 from seeker.placement.gpus import NOT_ENOUGH_GPU_MEMORY as NOT_ENOUGH_GPU_MEMORY  # re-exported
@@ -137,6 +138,12 @@ def avoid_where_it_failed(t: TaskView, h: HelperView) -> float:
     return 0.0 if h.helper_id in t.failed_on else 1.0
 
 
+def prefer_image_present(t: TaskView, h: HelperView) -> float:
+    """1 where the helper has the task's image already (nothing to pull),
+    else 0; under either policy (binpack does not invert this one)."""
+    return 1.0 if t.image and h.images and normalise_image(t.image) in h.images else 0.0
+
+
 # (scorer, weight, packs): a packing scorer is inverted by the binpack policy
 SCORERS: tuple[tuple[Scorer, float, bool], ...] = (
     (prefer_free_gpu_memory, 2.0, True),
@@ -146,6 +153,7 @@ SCORERS: tuple[tuple[Scorer, float, bool], ...] = (
     (keep_gpu_hosts_for_gpu_work, 1.0, False),
     (avoid_recent_failures, 1.0, False),
     (avoid_where_it_failed, 4.0, False),
+    (prefer_image_present, 1.0, False),
 )
 
 

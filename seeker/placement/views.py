@@ -60,6 +60,7 @@ class HelperView:
     allowed_images: tuple[str, ...] = ()  # none: every image
     allowed_mounts: tuple[str, ...] = ()  # none: no host mounts
     gpus_taken: tuple[GpuView, ...] = ()  # devices live assignments hold whole
+    images: frozenset[str] = frozenset()  # references it has, normalised (helper/images.py)
 
     @property
     def devices(self) -> tuple[GpuView, ...]:

@@ -64,7 +64,12 @@ def test_a_refused_push_fails_over_to_the_next_best_helper(fleet, cluster, workl
             "name": "refusing",
             "url": dead_url,
             "slots": 8,
-            "resources": {"cpus": 64, "memory_total": 2**40, "memory_available": 2**40},
+            "resources": {
+                "cpus": 64,
+                "memory_total": 2**40,
+                "memory_available": 2**40,
+                "images": [workload_image],  # as "fallback" has: ranked first on room alone
+            },
         },
     ).raise_for_status()
     task_id = client.submit(workload_image, ["true"], resources={"cpus": 1})["task_id"]

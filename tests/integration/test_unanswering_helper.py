@@ -71,7 +71,8 @@ def test_a_black_hole_delays_only_its_own_pushes_and_is_purged(cluster, fleet):
                 "name": "blackhole",
                 "url": f"http://127.0.0.1:{hole.port}",
                 "slots": 4,
-                "resources": {"cpus": 64, "memory_total": 256 * GiB},
+                # the image, as "real" has it: ranked first on room alone
+                "resources": {"cpus": 64, "memory_total": 256 * GiB, "images": [IMAGE]},
             }
         )
         assert joined["helper_id"] == "black-hole"

@@ -17,6 +17,9 @@ class NoDocker:
     def ping(self):
         pass
 
+    def image_references(self):
+        return []
+
 
 class Answers:
     """Stands in for SeekerClient.register_helper: answers in turn, and

@@ -64,6 +64,9 @@ class FakeRuntime:
         self.stop_called.set()
         return True
 
+    def image_references(self):
+        return []
+
 
 class FakeOutbox:
     def __init__(self):

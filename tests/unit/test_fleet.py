@@ -8,6 +8,7 @@ import random
 import pytest
 from scheduler_views import GiB, gpu, gpus, helper, task
 
+from helper.images import normalised_images
 from seeker.placement import select
 from seeker.placement.capacity import after_placing
 from seeker.placement.fast_path import handles, select_in_fleet
@@ -25,6 +26,17 @@ from seeker.placement.views import GpuView, HelperView, TaskView
 
 ZONES = ("a", "b", "c")
 IMAGES = ("seeker-demo:latest", "seeker-demo", "registry.example.com/team/x:1", "busybox")
+# what helpers report having, normalised: some have a task's image, some another
+HAVE = tuple(
+    frozenset(normalised_images(refs))
+    for refs in (
+        (),
+        (),
+        ("seeker-demo:latest",),
+        ("docker.io/library/busybox:latest", "registry.example.com/team/x:1"),
+        ("busybox:1.36", "seeker-demo:other"),
+    )
+)
 PATTERNS = ((), (), (), ("registry.example.com/*",), ("seeker-demo:*", "busybox:*"))
 MOUNT_DIRS = ((), (), ("/data",), ("/data/a", "/srv"))
 
@@ -57,6 +69,7 @@ def random_helper(rng: random.Random, i: int) -> HelperView:
         failures=rng.choice((0, 0, 1, 3)),
         allowed_images=rng.choice(PATTERNS),
         allowed_mounts=rng.choice(MOUNT_DIRS),
+        images=rng.choice(HAVE),
     )
 
 
@@ -120,6 +133,16 @@ def test_the_fleet_chooses_as_the_pipeline_does_over_random_fleets(seed):
         assert first == next(iter(reference.candidates), None)
         assert len(fast.candidates) == len(reference.candidates)
         assert_same(fast, reference)
+
+
+def test_the_random_fleets_score_helpers_with_and_without_the_task_image():
+    rng = random.Random(0)
+    helpers = [random_helper(rng, i) for i in range(200)]
+    seen = set()
+    for i in range(15):
+        for c in select(random_task(rng, i, []), Fleet(helpers)).candidates:
+            seen.add(c.scores["prefer_image_present"])
+    assert seen == {0.0, 1.0}
 
 
 @pytest.mark.parametrize("seed", range(10))
@@ -211,5 +234,5 @@ def test_gpu_scores_are_kept_per_number_of_gpus_asked():
     two = select(task(gpus=2), fleet).candidates[0].scores["prefer_free_gpu_memory"]
     assert (one, two) == (1.0, 0.75)
     assert select(task(gpus=1), fleet).candidates[0].score == pytest.approx(
-        (2 + 1 + 1 + 1 + 1 + 1 + 4) / 11
+        (2 + 1 + 1 + 1 + 1 + 1 + 4 + 0) / 12
     )

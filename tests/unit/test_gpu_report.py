@@ -247,8 +247,8 @@ def test_declared_gpus_from_a_file_take_the_reports_shape(tmp_path):
     "content, says",
     [
         ("not json", "cannot read"),
-        ('["a list"]', "a JSON object with cpus, memory and gpus only"),
-        ('{"cpus": 1, "disks": 2}', "a JSON object with cpus, memory and gpus only"),
+        ('["a list"]', "a JSON object with cpus, memory, gpus and images only"),
+        ('{"cpus": 1, "disks": 2}', "a JSON object with cpus, memory, gpus and images only"),
         ('{"gpus": [{"index": -1}]}', "gpus must be a list of GPU records"),
         ('{"gpus": ["A100"]}', "gpus must be a list of GPU records"),
     ],

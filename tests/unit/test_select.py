@@ -42,11 +42,12 @@ def test_select_ranks_by_weighted_score_and_keeps_the_breakdown():
         "keep_gpu_hosts_for_gpu_work": 1.0,
         "avoid_recent_failures": 1.0,
         "avoid_where_it_failed": 1.0,
+        "prefer_image_present": 0.0,
     }
-    # weights 2, 1, 1, 1, 1, 1, 4
-    assert roomy.score == pytest.approx((2 + 0.75 * 3 + 1 + 1 + 4) / 11)
+    # weights 2, 1, 1, 1, 1, 1, 4, 1
+    assert roomy.score == pytest.approx((2 + 0.75 * 3 + 1 + 1 + 4 + 0) / 12)
     assert busy.scores["prefer_free_cpu"] == pytest.approx(0.25)
-    assert busy.score == pytest.approx((2 + 0.25 * 3 + 1 + 1 + 4) / 11)
+    assert busy.score == pytest.approx((2 + 0.25 * 3 + 1 + 1 + 4 + 0) / 12)
     assert sel.rejected == {}
 
 
@@ -62,9 +63,10 @@ def test_binpack_inverts_the_packing_scores_and_prefers_the_fuller_helper():
         "keep_gpu_hosts_for_gpu_work": 1.0,  # not a packing score: never inverted
         "avoid_recent_failures": 1.0,
         "avoid_where_it_failed": 1.0,
+        "prefer_image_present": 0.0,
     }
-    assert busy.score == pytest.approx((0.75 * 3 + 1 + 1 + 4) / 11)
-    assert roomy.score == pytest.approx((0.25 * 3 + 1 + 1 + 4) / 11)
+    assert busy.score == pytest.approx((0.75 * 3 + 1 + 1 + 4 + 0) / 12)
+    assert roomy.score == pytest.approx((0.25 * 3 + 1 + 1 + 4 + 0) / 12)
 
 
 def test_keep_gpu_hosts_for_gpu_work():
@@ -179,9 +181,9 @@ def test_tie_break_never_beats_a_better_score():
 def test_weighed_adds_the_weighed_scores_left_to_right():
     scores = breakdown(task(**WORK), BUSY)
     total = 0.0
-    for value, w in zip(scores.values(), (2.0, 1.0, 1.0, 1.0, 1.0, 1.0, 4.0), strict=True):
+    for value, w in zip(scores.values(), (2.0, 1.0, 1.0, 1.0, 1.0, 1.0, 4.0, 1.0), strict=True):
         total += w * value
-    assert weighed(scores) == total / 11.0
+    assert weighed(scores) == total / 12.0
     assert select(task(**WORK), [BUSY]).candidates[0].score == weighed(scores)
 
 
@@ -229,7 +231,7 @@ def test_explain_lists_rejections_and_the_rounded_ranking():
         "ranking": [
             {
                 "helper": "roomy",
-                "score": round((2 + 0.75 * 3 + 1 + 1 + 4) / 11, 4),
+                "score": round((2 + 0.75 * 3 + 1 + 1 + 4 + 0) / 12, 4),
                 "scores": {
                     "prefer_free_gpu_memory": 1.0,
                     "prefer_free_cpu": 0.75,
@@ -238,11 +240,12 @@ def test_explain_lists_rejections_and_the_rounded_ranking():
                     "keep_gpu_hosts_for_gpu_work": 1.0,
                     "avoid_recent_failures": 1.0,
                     "avoid_where_it_failed": 1.0,
+                    "prefer_image_present": 0.0,
                 },
             },
             {
                 "helper": "busy",
-                "score": round((2 + 0.25 * 3 + 1 + 1 + 4) / 11, 4),
+                "score": round((2 + 0.25 * 3 + 1 + 1 + 4 + 0) / 12, 4),
                 "scores": {
                     "prefer_free_gpu_memory": 1.0,
                     "prefer_free_cpu": 0.25,
@@ -251,6 +254,7 @@ def test_explain_lists_rejections_and_the_rounded_ranking():
                     "keep_gpu_hosts_for_gpu_work": 1.0,
                     "avoid_recent_failures": 1.0,
                     "avoid_where_it_failed": 1.0,
+                    "prefer_image_present": 0.0,
                 },
             },
         ],
