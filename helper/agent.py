@@ -63,6 +63,7 @@ class HelperConfig:
 # memory available, GPU use) the light heartbeats leave out
 REFRESH_EVERY = timedelta(minutes=5)
 VOLATILE = ("cpu_load", "memory_available", "disk_free")
+RUNNING_REPORT_DELAY = 0.5  # seconds: see Executor.running_report_delay
 GiB = 1024**3
 
 
@@ -173,6 +174,7 @@ class HelperAgent:
             metrics=self.metrics,
             clock=clock,
         )
+        self.executor.running_report_delay = RUNNING_REPORT_DELAY
         app = create_app(
             executor=self.executor,
             token=cfg.token,

@@ -71,6 +71,10 @@ class Executor:
         # what it runs, so the seeker does not hand them out again before it
         # has heard that they finished
         self._done: OrderedDict[str, None] = OrderedDict()
+        self._timers: dict[str, threading.Timer] = {}  # "running" reports not sent yet
+        # seconds a run's "running" report waits: one that ends sooner is
+        # reported by its final event alone (two database writes fewer)
+        self.running_report_delay = 0.0
         self._lock = threading.Lock()
 
     def container_name(self, a: Assignment) -> str:
@@ -234,6 +238,9 @@ class Executor:
         with self._lock:
             key = f"{task_id}.{attempt}"
             self._running.pop(key, None)
+            timer = self._timers.pop(key, None)
+            if timer is not None:
+                timer.cancel()  # ended before its start was reported: one event says both
             self._done[key] = None
             while len(self._done) > DONE_KEPT:
                 self._done.popitem(last=False)
@@ -243,6 +250,18 @@ class Executor:
         with self._lock:
             if a.key in self._running:
                 self._running[a.key]["state"] = state
+            if state == AssignmentState.RUNNING and self.running_report_delay > 0:
+                # a container that ends within the delay is reported once, finished
+                timer = threading.Timer(self.running_report_delay, self._report, (a, state))
+                timer.daemon = True
+                self._timers[a.key] = timer
+                timer.start()
+                return
+        self._report(a, state)
+
+    def _report(self, a: Assignment, state: AssignmentState) -> None:
+        with self._lock:
+            self._timers.pop(a.key, None)
         try:
             self.report(
                 a.task_id, {"helper_id": self.helper_id, "attempt": a.attempt, "state": state}

@@ -65,6 +65,14 @@ class Dispatcher:
         self.retry_after = retry_after
         self._lock = threading.Lock()
         self._slots: dict[str, set[int]] = {}  # helper id -> its slots in use, this pass
+        # whether the last pass left a task waiting (for room): a freed slot
+        # is then worth a pass; a hint, the sweep places what it misses
+        self.waiting = True
+
+    def wants_room(self) -> bool:
+        """Whether a freed slot may let something be placed: the last pass
+        left a task waiting, or a pass is under way (it may)."""
+        return self.waiting or self._lock.locked()
 
     def dispatch_pending(self) -> int:
         """Try to place every pending task; returns how many were placed."""
@@ -72,15 +80,21 @@ class Dispatcher:
         with self._lock:  # one placement pass at a time: no oversubscription
             pending = self.tasks.pending()
             if not pending:
+                self.waiting = False
                 return 0
             docs = {h["helper_id"]: h for h in self.helpers.list()}
             live = self.tasks.live_assignment_docs()
             views = helper_views(list(docs.values()), live, self.clock(), self.liveness)
             self._slots = slots_in_use(live)
+            waiting = False
             for task in pending:
                 if task.get("wait_reason") and all_full(views):
+                    waiting = True
                     continue  # it already says why it waits, and no slot is free
-                placed += self._dispatch(task, docs, views)
+                now_placed = self._dispatch(task, docs, views)
+                placed += now_placed
+                waiting = waiting or now_placed < task["open"]
+            self.waiting = waiting
         return placed
 
     def _dispatch(self, task: dict, docs: dict[str, dict], views: dict[str, HelperView]) -> int:
@@ -226,12 +240,16 @@ class Dispatcher:
         except (Unreachable, ApiError) as exc:
             return self._push_failed(task_id, helper, attempt, exc)
         boot_id = (reply or {}).get("boot_id")
-        self.tasks.assignment_accepted(task_id, helper["helper_id"], attempt, self.clock(), boot_id)
+        now = self.clock()
+        accepted = self.tasks.assignment_accepted(
+            task_id, helper["helper_id"], attempt, now, boot_id
+        )
         self.health.contact_ok(helper["helper_id"])
         self.metrics.push_accepted(task["created_at"], self.clock())
         log.info("task %s attempt %d -> %s", task_id, attempt, helper["name"])
-        now = self.tasks.get(task_id)
-        if now is not None and now["state"] in TaskState.final() and self.stop is not None:
+        if accepted or self.stop is None:
+            return PushOutcome.ACCEPTED, None
+        if self.tasks.stop_requested(task_id, attempt):
             # cancelled or decided while this replica was being pushed: stop it
             log.info("task %s ended during the push: stopping attempt %d", task_id, attempt)
             try:

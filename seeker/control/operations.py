@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from urllib.parse import quote
 
+from channel.models import ResultStatus
 from seeker.control.contact import InlinePushes
 from seeker.control.credentials import HELPER, HelperCredentials
 from seeker.control.health import HelperHealth
@@ -25,7 +27,13 @@ from seeker.models import (
 )
 from seeker.placement.capacity import as_utc, is_online
 from seeker.placement.gpus import device_use
-from seeker.placement.outcome import decide, no_helper_left, ran_on, wants_a_new_helper
+from seeker.placement.outcome import (
+    decide,
+    no_helper_left,
+    ran_on,
+    summary,
+    wants_a_new_helper,
+)
 from seeker.store.events import TASK_CANCELLED, TASK_FAILED, TASK_SUCCEEDED, EventLog
 from seeker.store.helpers import HelperStore
 from seeker.store.tasks import TaskStore, task_json
@@ -56,6 +64,19 @@ def parse_cursor(cursor: str) -> tuple[datetime, str]:
         raise ValueError(cursor) from None
 
 
+class LRU(OrderedDict):
+    """A dict that forgets its oldest entries past `size`."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.size = size
+
+    def __setitem__(self, key, value) -> None:
+        super().__setitem__(key, value)
+        if len(self) > self.size:
+            self.popitem(last=False)
+
+
 class Seeker:
     def __init__(
         self,
@@ -74,6 +95,7 @@ class Seeker:
         parked: Callable[[str], int] = lambda helper_id: 0,
         poll_grace: timedelta = timedelta(seconds=5),
         later: Callable[[float, Callable[[], None]], object] = lambda seconds, job: None,
+        freed: Callable[[], None] | None = None,
     ):
         """Pull mode: `mailbox` is where pulling helpers find their work;
         a poll waits `poll_wait` s at most; `parked(helper_id)` counts its
@@ -87,6 +109,8 @@ class Seeker:
         self.parked = parked
         self.poll_grace = poll_grace
         self.later = later
+        # a slot freed: kick the dispatcher (a seeker process: if a task waits)
+        self.freed = freed or kick
         self.events = events
         self.credentials = credentials or HelperCredentials(secrets.token_bytes(32), helpers, clock)
         self.tasks = tasks
@@ -97,12 +121,16 @@ class Seeker:
         self.helper_client = helper_client  # (helper document) -> HelperClient
         self.health = health or HelperHealth(helpers, tasks, clock, kick=kick)
         self._polled: dict[str, datetime] = {}  # pull mode: when each last polled here
+        # what the event of a task's end names (its name, image), for tasks
+        # submitted here: saves reading the task back when it succeeds
+        self._specs: LRU = LRU(10_000)
 
     # --- tasks ---------------------------------------------------------------
 
     def submit(self, spec: TaskSpec) -> dict:
         task_id = secrets.token_hex(8)
         doc = self.tasks.create(task_id, spec.model_dump(mode="json"), self.clock())
+        self._specs[task_id] = {"name": spec.name, "image": spec.image}
         self.kick()
         return task_json(doc, [])
 
@@ -131,9 +159,7 @@ class Seeker:
                 f"task already {before['state']}", "only unfinished tasks can be cancelled"
             )
         assignments = self.tasks.assignments_of(task_id)
-        for a in assignments:
-            if a["state"] in AssignmentState.on_helper():
-                self._stop_assignment(task_id, a)
+        self._stop_replicas(task_id, assignments)
         self._publish(TASK_CANCELLED, doc)
         return task_json(doc, assignments)
 
@@ -148,6 +174,16 @@ class Seeker:
                 result=task.get("result"),
                 error=task.get("error"),
             )
+
+    def _stop_replicas(self, task_id: str, assignments: list[dict]) -> None:
+        """Stop the live replicas of a task that ended: those its helpers
+        have are stopped there, those still on their way are withdrawn
+        (TaskStore.cancel has withdrawn those of a cancelled task)."""
+        on_the_way = [a["_id"] for a in assignments if a["state"] == AssignmentState.PUSHING]
+        self.tasks.withdraw(on_the_way)
+        for a in assignments:
+            if a["state"] in AssignmentState.on_helper():
+                self._stop_assignment(task_id, a)
 
     def _stop_assignment(self, task_id: str, a: dict) -> None:
         """Ask the helper to stop a run of a task that ended (cancelled or
@@ -400,11 +436,27 @@ class Seeker:
         moved = self.tasks.assignment_finished(
             task_id, event.helper_id, event.attempt, outcome, now
         )
+        if moved and event.status == ResultStatus.SUCCEEDED and self._succeeded(task_id, event):
+            self.freed()  # a slot is free: of use only to a task that waits
+            return moved
         # A repeated event changes no assignment; settling again is harmless,
         # and finishes the job if the first one died between the two writes.
         self.settle(task_id)
         self.kick()  # a slot is free, or the task wants another replica
         return moved
+
+    def _succeeded(self, task_id: str, event: AssignmentEvent) -> bool:
+        """The one replica of a task succeeded: decided with one write, no
+        read (TaskStore.succeed_alone). False if the task is not that."""
+        name = (self.helpers.summary(event.helper_id) or {}).get("name")
+        result = summary({**event.model_dump(mode="json"), "task_id": task_id, "helper_name": name})
+        votes = [{"output_digest": event.output_digest, "helpers": [name]}]
+        if not self.tasks.succeed_alone(task_id, event.attempt, result, votes, self.clock()):
+            return False
+        spec = self._specs.pop(task_id, None) or (self.tasks.get(task_id) or {}).get("spec", {})
+        task = {"_id": task_id, "spec": spec, "state": TaskState.SUCCEEDED.value}
+        self._publish(TASK_SUCCEEDED, {**task, "result": result, "error": None})
+        return True
 
     def settle(self, task_id: str, tries: int = 20) -> dict | None:
         """Decide what the results so far mean for the task and write it,
@@ -434,7 +486,7 @@ class Seeker:
                     a["attempt"],
                     a["helper_name"],
                 )
-                self._stop_assignment(task_id, a)
+            self._stop_replicas(task_id, decision.cancel)
             return written
         log.error("task %s: could not settle after %d tries", task_id, tries)
         return None

@@ -233,6 +233,7 @@ class SeekerServer:
             parked=self.parking.parked,
             poll_grace=timedelta(seconds=poll_grace),
             later=self._later,
+            freed=self._slot_freed,
         )
         self.app = create_app(
             seeker=self.seeker, token=token, join_token=join_token, metrics=self.metrics
@@ -282,6 +283,12 @@ class SeekerServer:
             next_run_time=datetime.now(timezone.utc),
             **periodic,
         )
+
+    def _slot_freed(self) -> None:
+        """A replica ended: a pass is of use only if the last one left a
+        task waiting for room (tasks submitted since kicked one anyway)."""
+        if self.dispatcher.wants_room():
+            self.loop.kick()
 
     def _reconcile_placements(self) -> int:
         now = self.clock()

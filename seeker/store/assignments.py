@@ -209,15 +209,34 @@ class AssignmentStates:
     def assignment_accepted(
         self, task_id: str, helper_id: str, attempt: int, now: datetime, boot_id: str | None = None
     ) -> bool:
+        """pushing -> accepted, unless its task ended while it was on its way
+        (`stop_requested`: see withdraw)."""
         sets = {"accepted_at": now, **({"boot_id": boot_id} if boot_id else {})}
-        return self._move(
-            task_id,
-            attempt,
-            helper_id,
-            [AssignmentState.PUSHING.value],
-            AssignmentState.ACCEPTED.value,
-            sets,
+        query = {
+            "_id": f"{task_id}.{attempt}",
+            "helper_id": helper_id,
+            "state": AssignmentState.PUSHING.value,
+            "stop_requested": {"$ne": True},
+        }
+        update = {"$set": {**sets, "state": AssignmentState.ACCEPTED.value}}
+        return self.assignments.update_one(query, update).matched_count == 1
+
+    def withdraw(self, keys: list[str]) -> int:
+        """Assignments still on their way to their helper whose task ended
+        (cancelled, decided): the helper is not to run them. A push that
+        reaches the helper anyway is stopped there (Dispatcher._push), an
+        offer is never acknowledged."""
+        if not keys:
+            return 0
+        found = self.assignments.update_many(
+            {"_id": {"$in": keys}, "state": AssignmentState.PUSHING.value},
+            {"$set": {"stop_requested": True}},
         )
+        return found.matched_count
+
+    def stop_requested(self, task_id: str, attempt: int) -> bool:
+        doc = self.assignments.find_one({"_id": f"{task_id}.{attempt}"}, {"stop_requested": 1})
+        return bool((doc or {}).get("stop_requested"))
 
     def assignment_lost(
         self, task_id: str, attempt: int, reason: str, now: datetime, epoch: int | None = None

@@ -39,6 +39,7 @@ class EventLog:
         self.clock = clock
         self.retention = timedelta(days=retention_days)
         self._watchers: list[Watcher] = []
+        self._next: int | None = None  # the number after the last this log wrote or read
 
     def ensure_indexes(self) -> None:
         self.events.create_index([("seq", ASCENDING)], unique=True, name="in_order")
@@ -53,14 +54,19 @@ class EventLog:
 
     def publish(self, kind: str, **data) -> dict:
         """Append an event: the number after the newest, in one insert; if
-        another publisher took that number meanwhile, the one after."""
+        another publisher took that number meanwhile, the one after. The
+        number after this log's own last event is tried without a read: it
+        exists, so its successor may follow it (and if another took it, the
+        insert fails and the newest is read)."""
         while True:
-            event = {"seq": self._last_seq() + 1, "type": kind, "at": self.clock(), **data}
+            seq = self._next or self._last_seq() + 1  # a guess: after the last it wrote
+            event = {"seq": seq, "type": kind, "at": self.clock(), **data}
             try:
                 self.events.insert_one(dict(event))
+                self._next = seq + 1
                 break
             except DuplicateKeyError:
-                continue  # taken meanwhile (each retry means another event got in)
+                self._next = None  # taken meanwhile: read what came in since
         for watcher in self._watchers:
             try:
                 watcher(event)

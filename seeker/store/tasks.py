@@ -277,6 +277,27 @@ class TaskStore(AssignmentStates):
             after["history"] = [*task.get("history", []), {"state": state, "at": now}]
         return after
 
+    def succeed_alone(
+        self, task_id: str, attempt: int, result: dict, votes: list[dict], now: datetime
+    ) -> bool:
+        """The decision that needs nothing read first: a task of one replica
+        whose latest attempt (`attempt`, with nothing left to place)
+        succeeded has succeeded, whatever its policy. False when the task
+        is not that (settle() then decides from its assignments)."""
+        return self._update(
+            {
+                "_id": task_id,
+                "spec.replicas": 1,
+                "state": {"$in": TaskState.active()},
+                "open": 0,
+                "attempts": attempt,
+            },
+            {"result": result, "votes": votes, "error": None},
+            now,
+            TaskState.SUCCEEDED.value,
+            inc={"rev": 1},
+        )
+
     def started(self, task_id: str, now: datetime) -> bool:
         """A dispatched task's first replica runs: the task is running."""
         return self._update(
@@ -284,12 +305,20 @@ class TaskStore(AssignmentStates):
         )
 
     def cancel(self, task_id: str, now: datetime) -> dict | None:
-        return self._transition(
+        """Cancel an unfinished task; its replicas still on their way to
+        their helpers are withdrawn (see AssignmentStates.withdraw)."""
+        task = self._transition(
             {"_id": task_id, "state": {"$nin": TaskState.final()}},
             {"error": "cancelled by user"},
             now,
             TaskState.CANCELLED.value,
         )
+        if task is not None:
+            self.assignments.update_many(
+                {"task_id": task_id, "state": AssignmentState.PUSHING.value},
+                {"$set": {"stop_requested": True}},
+            )
+        return task
 
     def reopen(self, task_id: str, now: datetime, reason: str | None = None) -> dict | None:
         """One replica to place again (its push failed or its run was lost);

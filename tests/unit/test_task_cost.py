@@ -1,0 +1,127 @@
+"""What one task costs the database, kept small: the success of a task of
+one replica is decided with one write and no read, its event is appended
+with one insert, an accepted push reads nothing back, and a container that
+ends at once is reported once. Counted on the collections' calls."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from test_executor import FakeRuntime, assignment, make, wait_done
+
+from seeker.control.dispatcher import Dispatcher
+from seeker.control.operations import Seeker
+from seeker.models import AssignmentEvent, TaskSpec
+from seeker.store.events import EventLog
+from seeker.store.helpers import HelperStore
+from seeker.store.tasks import TaskStore
+
+
+class Counting:
+    def __init__(self, collection):
+        self._collection = collection
+        self.calls: list[str] = []
+
+    def __getattr__(self, name):
+        real = getattr(self._collection, name)
+        if not callable(real):
+            return real
+
+        def call(*args, **kwargs):
+            self.calls.append(name)
+            return real(*args, **kwargs)
+
+        return call
+
+
+@pytest.fixture
+def env(mock_db, clock):
+    tasks, helpers = TaskStore(mock_db), HelperStore(mock_db, clock)
+    events = EventLog(mock_db, clock)
+    seeker = Seeker(tasks, helpers, clock, events=events)
+    helpers.register({"helper_id": "h1", "name": "gpu-1", "url": "http://h:1"}, clock())
+    dispatcher = Dispatcher(tasks, helpers, push=lambda h, p: {"boot_id": "b"}, clock=clock)
+    return seeker, dispatcher, tasks, events
+
+
+def finished(status: str = "succeeded", exit_code: int = 0) -> AssignmentEvent:
+    digest = "sha256:" + "a" * 64
+    return AssignmentEvent(
+        helper_id="h1",
+        attempt=1,
+        state="finished",
+        status=status,
+        exit_code=exit_code,
+        output_digest=digest,
+    )
+
+
+def test_a_single_replicas_success_is_one_write_and_its_event_one_insert(env):
+    seeker, dispatcher, tasks, events = env
+    events.publish("task.succeeded", task_id="warm-up")  # the log knows its last number
+    task_id = seeker.submit(TaskSpec(image="busybox", name="one"))["task_id"]
+    dispatcher.dispatch_pending()
+    tasks.tasks = task_calls = Counting(tasks.tasks)
+    events.events = event_calls = Counting(events.events)
+    seeker.assignment_event(task_id, finished())
+    assert task_calls.calls == ["update_one"]
+    assert event_calls.calls == ["insert_one"]
+    task = seeker.task(task_id)
+    assert task["state"] == "succeeded"
+    assert task["result"]["helper_name"] == "gpu-1"
+    assert task["result"]["result_id"] == f"{task_id}.1"
+    assert task["votes"] == [{"output_digest": "sha256:" + "a" * 64, "helpers": ["gpu-1"]}]
+    (event,) = events.since(1)
+    assert (event["type"], event["task_id"], event["name"], event["image"]) == (
+        "task.succeeded",
+        task_id,
+        "one",
+        "busybox",
+    )
+
+
+def test_a_failure_or_a_replicated_task_is_decided_from_its_assignments(env):
+    seeker, dispatcher, tasks, _ = env
+    task_id = seeker.submit(TaskSpec(image="busybox"))["task_id"]
+    dispatcher.dispatch_pending()
+    seeker.assignment_event(task_id, finished("failed", 3))
+    task = seeker.task(task_id)
+    assert task["state"] == "failed" and task["result"]["exit_code"] == 3
+
+
+def test_an_accepted_push_reads_nothing_back(env):
+    seeker, dispatcher, tasks, _ = env
+    seeker.submit(TaskSpec(image="busybox"))
+    reads = []
+    real_get = tasks.get
+    tasks.get = lambda task_id: reads.append(task_id) or real_get(task_id)
+    assert dispatcher.dispatch_pending() == 1
+    assert reads == []
+
+
+def test_a_container_that_ends_at_once_is_reported_once():
+    reports = []
+    ex, box = make(FakeRuntime(), report=lambda task_id, ev: reports.append(ev["state"]))
+    ex.running_report_delay = 5.0
+    ex.submit(assignment())
+    assert box.finished.wait(10)
+    wait_done("t1.1")
+    assert reports == []  # "running" never sent: the final event says it all
+    assert [kind for kind, _ in box.entries] == ["result", "event"]
+
+
+def test_a_container_that_runs_on_is_reported_running_after_the_delay():
+    reported = threading.Event()
+    runtime = FakeRuntime(block=True)
+    ex, box = make(runtime, report=lambda task_id, ev: reported.set())
+    ex.running_report_delay = 0.05
+    ex.submit(assignment())
+    assert runtime.started.wait(10)
+    start = time.monotonic()
+    assert reported.wait(10)
+    assert time.monotonic() - start >= 0.04  # not at the start, after the delay
+    runtime.release.set()
+    assert box.finished.wait(10)
+    wait_done("t1.1")
