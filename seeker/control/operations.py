@@ -12,21 +12,18 @@ from urllib.parse import quote
 
 from channel.models import ResultStatus
 from seeker.control.contact import InlinePushes
-from seeker.control.credentials import HELPER, HelperCredentials
+from seeker.control.credentials import HelperCredentials
 from seeker.control.health import HelperHealth
 from seeker.control.mailbox import Mailbox
+from seeker.control.registry import HelperOperations
 from seeker.models import (
     AssignmentEvent,
     AssignmentState,
-    Heartbeat,
     HelperMode,
-    HelperRegistration,
-    PollRequest,
     TaskSpec,
     TaskState,
 )
-from seeker.placement.capacity import as_utc, is_online
-from seeker.placement.gpus import device_use
+from seeker.placement.capacity import as_utc
 from seeker.placement.outcome import (
     decide,
     no_helper_left,
@@ -77,7 +74,7 @@ class LRU(OrderedDict):
             self.popitem(last=False)
 
 
-class Seeker:
+class Seeker(HelperOperations):
     def __init__(
         self,
         tasks: TaskStore,
@@ -234,103 +231,6 @@ class Seeker:
                 raise NotFound("no such artifact", artifact_id) from None
             raise Unavailable("the channel refused the download", str(exc)) from None
 
-    # --- helpers -------------------------------------------------------------
-
-    def register(self, reg: HelperRegistration, caller: Principal | None = None) -> dict:
-        """Register or refresh a helper, and issue its credential when it is
-        new: at a registration with the join token (or with no caller:
-        in-process use), and when a helper process registers with its own
-        credential for the first time (a restart: the credential rotates).
-        The heartbeats of one process keep theirs. The join token cannot take
-        over a helper id that has a credential and was heard from within
-        --liveness: that helper registers with its own credential."""
-        heartbeat = caller is not None and caller.has(HELPER)
-        if heartbeat and caller.subject != reg.helper_id:
-            raise Forbidden(
-                "a helper may only register itself",
-                f"this credential belongs to helper {caller.subject}, not {reg.helper_id}",
-            )
-        body = reg.model_dump(mode="json")
-        running = body.pop("running")  # only to tell which work survived a restart
-        suggested = self.health.heartbeat_interval()
-        body["heartbeat"] = body.get("heartbeat") or suggested
-        previous = self.helpers.get(reg.helper_id)
-        if heartbeat:
-            restarted = previous is None or previous.get("boot_id") != reg.boot_id
-            nonce = self.credentials.new_nonce() if restarted else None
-        else:
-            self._refuse_takeover(previous)
-            nonce = self.credentials.new_nonce()
-        helper = self.helpers.register(body, self.clock(), nonce=nonce)
-        self.health.registered(previous, {**body, "running": running})
-        stop = self.health.reconcile(reg.helper_id, reg.name, running)
-        self.kick()
-        answer = dict(helper, running=len(running), stop=stop, heartbeat=suggested)
-        if nonce is not None:
-            answer["credential"] = self.credentials.mint(reg.helper_id, nonce)
-        return answer
-
-    def heartbeat(self, helper_id: str, beat: Heartbeat, caller: Principal | None = None) -> dict:
-        """A registered helper is alive and nothing but what it runs changed:
-        a good contact (written with the others of the second, in one
-        write), and the runs it is to stop. 404 for a helper the seeker does
-        not know (purged: it registers again), 409 for another process of
-        it (a restart registers)."""
-        if caller is not None and caller.subject != helper_id:
-            raise Forbidden(
-                "a helper may only beat for itself",
-                f"this credential belongs to helper {caller.subject}, not {helper_id}",
-            )
-        helper = self.helpers.summary(helper_id)
-        if helper is None:
-            raise NotFound("no such helper", f"{helper_id}: register (POST /api/v1/helpers)")
-        if helper.get("boot_id") != beat.boot_id:
-            raise Conflict(
-                f"helper {helper['name']} registered another process",
-                "a restarted helper registers (POST /api/v1/helpers) before it beats",
-            )
-        self.health.contact_ok(helper_id)
-        stop = self.health.reconcile(helper_id, helper["name"], beat.running)
-        return {"heartbeat": self.health.heartbeat_interval(), "stop": stop}
-
-    def _refuse_takeover(self, previous: dict | None) -> None:
-        if previous is None or self.helpers.auth_of(previous["helper_id"]) is None:
-            return
-        heard = as_utc(previous.get("last_seen"))
-        if heard is None or self.clock() - heard >= self.health.liveness:
-            return  # silent: its host may have lost its credential file
-        raise Conflict(
-            f"helper {previous['helper_id']} ({previous['name']}) is registered and online",
-            "a running helper registers with its own credential; a helper that lost it is "
-            f"let in once the seeker has not heard from it for "
-            f"{self.health.liveness.total_seconds():g} s, "
-            f"or after 'seeker helpers --remove {previous['helper_id']}'",
-        )
-
-    def helper_list(self) -> list[dict]:
-        """Helpers with how many assignments they run, whether they are
-        online (heard from within the liveness deadline and, pulling, not
-        gone) and how much of each GPU their assignments hold (`gpu_use`)."""
-        reserved: dict[str, list[dict]] = {}
-        for a in self.tasks.live_assignment_docs():
-            reserved.setdefault(a["helper_id"], []).append(a.get("reservation") or {})
-        now = self.clock()
-        return [
-            dict(
-                h,
-                running=len(reserved.get(h["helper_id"], [])),
-                online=is_online(h, now, self.health.liveness),
-                gpu_use=device_use(
-                    (h.get("resources") or {}).get("gpus", []), reserved.get(h["helper_id"], [])
-                ),
-            )
-            for h in self.helpers.list()
-        ]
-
-    def remove_helper(self, helper_id: str) -> None:
-        if not self.helpers.remove(helper_id):
-            raise NotFound("no such helper", helper_id)
-
     # --- what helpers report -------------------------------------------------
 
     def assignment_event(
@@ -377,54 +277,6 @@ class Seeker:
         if event.state == AssignmentState.ACCEPTED and event.boot_id:
             answer["run"] = moved  # to an acknowledgement (pull mode): whether it runs it
         return answer
-
-    # --- pulling helpers -----------------------------------------------------
-
-    def poll(
-        self,
-        helper_id: str,
-        request: PollRequest,
-        caller: Principal | None = None,
-        new_connection: bool = True,
-    ) -> dict:
-        """What a pulling helper is to do now: {"assignments", "stop"} (both
-        empty: nothing yet, and the caller may wait for something)."""
-        if caller is not None and caller.subject != helper_id:
-            raise Forbidden(
-                "a helper may only poll for its own work",
-                f"this credential belongs to helper {caller.subject}, not {helper_id}",
-            )
-        helper = self.helpers.summary(helper_id)
-        if helper is None:
-            raise NotFound("no such helper", f"{helper_id}: register first (POST /api/v1/helpers)")
-        if helper.get("mode") != HelperMode.PULL.value or self.mailbox is None:
-            raise Conflict(
-                f"helper {helper['name']} is registered in push mode",
-                "the seeker pushes its work to its URL; register with mode 'pull' to poll",
-            )
-        now = self.clock()
-        if new_connection:  # after a drop: back (on this seeker or another)
-            self.helpers.poll_connected(helper_id, now)
-        self._polled[helper_id] = now
-        self.health.contact_ok(helper_id)
-        return self.mailbox.collect(
-            helper, request.boot_id, request.running, request.done, fresh=new_connection
-        )
-
-    def poll_dropped(self, helper_id: str) -> None:
-        """A pulling helper's waiting poll connection closed: if it does not
-        poll again within the grace, it died, and its work runs elsewhere."""
-        dropped_at = self.clock()
-        log.info("helper %s: its poll connection dropped", helper_id)
-
-        def check() -> None:
-            polled = self._polled.get(helper_id)
-            back = self.parked(helper_id) > 0 or (polled is not None and polled > dropped_at)
-            lost = self.health.poll_dropped(helper_id, dropped_at, still_here=back)
-            if lost:
-                self.kick()
-
-        self.later(self.poll_grace.total_seconds(), check)
 
     def _finished(self, task_id: str, event: AssignmentEvent, now: datetime) -> bool:
         outcome = {
