@@ -17,13 +17,13 @@ from channel.client import ChannelClient
 from helper.app import create_app
 from helper.executor import Executor, remove_spill
 from helper.metrics import HelperMetrics
-from helper.models import Assignment
 from helper.outbox import Outbox
+from helper.poller import PullMode
 from helper.resources import host_resources
 from helper.runtime import DEFAULT_LOG_CAP, DockerRuntime
 from seeker.client import SeekerClient
 from serving.clock import Clock, utc_now
-from serving.errors import Busy, Conflict, Forbidden, NotFound
+from serving.errors import NotFound
 from serving.http import ApiError, Unreachable
 from serving.principals import ROTATION_GRACE
 from serving.secret_files import read_secret, write_secret
@@ -113,7 +113,7 @@ def helper_id(data_dir: Path) -> str:
     return new
 
 
-class HelperAgent:
+class HelperAgent(PullMode):
     def __init__(self, cfg: HelperConfig, runtime=None, clock: Clock = utc_now):
         self.cfg = cfg
         self.clock = clock
@@ -351,77 +351,6 @@ class HelperAgent:
                 log.info("stopping %s: the seeker says it is no longer ours to run", key)
             except NotFound:
                 pass  # ended meanwhile
-
-    # --- pull mode -------------------------------------------------------------
-
-    def _poll_loop(self) -> None:
-        """Long-poll the seeker for work until stopped; reconnect (with a
-        backoff up to 5 s) when it cannot be reached."""
-        backoff = 0.5
-        while not self._stop.is_set():
-            if not self._registered.wait(1):
-                continue
-            try:
-                work = self.poll_once()
-            except (Unreachable, ApiError) as exc:
-                if isinstance(exc, ApiError) and exc.status in (401, 404, 409):
-                    self.register()  # purged, removed or registered otherwise: join again
-                log.warning("poll of %s failed: %s", self.cfg.seeker_url, exc)
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, 5.0)
-                continue
-            backoff = 0.5
-            self.handle(work)
-
-    def poll_once(self) -> dict:
-        """One long poll: this helper's work, or nothing once the wait is over."""
-        body = {
-            "boot_id": self.boot_id,
-            "running": self.executor.running_keys(),
-            "done": self.executor.done_keys(),
-            "wait": self.cfg.poll_wait,
-        }
-        return self.poller.poll_work(self.helper_id, body, timeout=self.cfg.poll_wait + 15)
-
-    def handle(self, work: dict) -> None:
-        """Stop what the seeker says to stop; take each offer (acknowledged
-        before it runs), or tell the seeker why not."""
-        self._stop_runs(work.get("stop") or [])
-        for item in work.get("assignments") or []:
-            a = Assignment.model_validate(item)
-            try:
-                self.executor.take(a, self._acknowledge)
-            except (Busy, Forbidden, Conflict) as exc:
-                self._refuse(a, exc)
-            except (Unreachable, ApiError) as exc:  # it is handed out again
-                log.warning("could not take %s: %s", a.key, exc)
-
-    def _acknowledge(self, a: Assignment) -> bool:
-        answer = self.seeker.report(
-            a.task_id,
-            {
-                "helper_id": self.helper_id,
-                "attempt": a.attempt,
-                "state": "accepted",
-                "boot_id": self.boot_id,
-            },
-        )
-        return bool((answer or {}).get("run"))
-
-    def _refuse(self, a: Assignment, why: Exception) -> None:
-        log.info("refusing %s: %s", a.key, why)
-        try:
-            self.seeker.report(
-                a.task_id,
-                {
-                    "helper_id": self.helper_id,
-                    "attempt": a.attempt,
-                    "state": "push_failed",
-                    "error": f"{self.name} refused it: {why}",
-                },
-            )
-        except (Unreachable, ApiError) as exc:  # it expires on the seeker's side
-            log.warning("could not refuse %s: %s", a.key, exc)
 
     def _heartbeat(self) -> None:
         delay = 0.5

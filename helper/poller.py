@@ -1,0 +1,87 @@
+"""Pull mode (`helper start --pull`): the helper takes its work over a
+long poll to the seeker, and makes only outbound connections. A part of
+HelperAgent (helper/agent.py), whose registration, executor and clients
+it uses."""
+
+from __future__ import annotations
+
+import logging
+
+from helper.models import Assignment
+from serving.errors import Busy, Conflict, Forbidden
+from serving.http import ApiError, Unreachable
+
+log = logging.getLogger(__name__)
+
+
+class PullMode:
+    """The poll loop, and what the helper does with its answer."""
+
+    def _poll_loop(self) -> None:
+        """Long-poll the seeker for work until stopped; reconnect (with a
+        backoff up to 5 s) when it cannot be reached."""
+        backoff = 0.5
+        while not self._stop.is_set():
+            if not self._registered.wait(1):
+                continue
+            try:
+                work = self.poll_once()
+            except (Unreachable, ApiError) as exc:
+                if isinstance(exc, ApiError) and exc.status in (401, 404, 409):
+                    self.register()  # purged, removed or registered otherwise: join again
+                log.warning("poll of %s failed: %s", self.cfg.seeker_url, exc)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            backoff = 0.5
+            self.handle(work)
+
+    def poll_once(self) -> dict:
+        """One long poll: this helper's work, or nothing once the wait is over."""
+        body = {
+            "boot_id": self.boot_id,
+            "running": self.executor.running_keys(),
+            "done": self.executor.done_keys(),
+            "wait": self.cfg.poll_wait,
+        }
+        return self.poller.poll_work(self.helper_id, body, timeout=self.cfg.poll_wait + 15)
+
+    def handle(self, work: dict) -> None:
+        """Stop what the seeker says to stop; take each offer (acknowledged
+        before it runs), or tell the seeker why not."""
+        self._stop_runs(work.get("stop") or [])
+        for item in work.get("assignments") or []:
+            a = Assignment.model_validate(item)
+            try:
+                self.executor.take(a, self._acknowledge)
+            except (Busy, Forbidden, Conflict) as exc:
+                self._refuse(a, exc)
+            except (Unreachable, ApiError) as exc:  # it is handed out again
+                log.warning("could not take %s: %s", a.key, exc)
+
+    def _acknowledge(self, a: Assignment) -> bool:
+        answer = self.seeker.report(
+            a.task_id,
+            {
+                "helper_id": self.helper_id,
+                "attempt": a.attempt,
+                "state": "accepted",
+                "boot_id": self.boot_id,
+            },
+        )
+        return bool((answer or {}).get("run"))
+
+    def _refuse(self, a: Assignment, why: Exception) -> None:
+        log.info("refusing %s: %s", a.key, why)
+        try:
+            self.seeker.report(
+                a.task_id,
+                {
+                    "helper_id": self.helper_id,
+                    "attempt": a.attempt,
+                    "state": "push_failed",
+                    "error": f"{self.name} refused it: {why}",
+                },
+            )
+        except (Unreachable, ApiError) as exc:  # it expires on the seeker's side
+            log.warning("could not refuse %s: %s", a.key, exc)
