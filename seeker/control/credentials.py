@@ -23,6 +23,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from seeker.placement.capacity import as_utc
+from serving.errors import Forbidden
 from serving.principals import ROTATION_GRACE, Principal
 
 HELPER = "helper"  # the role of a helper credential
@@ -79,3 +80,13 @@ class HelperCredentials:
         if previous and recent and hmac.compare_digest(nonce, previous):
             return Principal(frozenset({HELPER}), helper_id)
         return None
+
+
+def require_own(caller: Principal | None, helper_id: str, what: str) -> None:
+    """A helper's credential acts for its own helper only: a 403 saying
+    `a helper may only <what>` otherwise (no caller: in-process use)."""
+    if caller is not None and caller.subject != helper_id:
+        raise Forbidden(
+            f"a helper may only {what}",
+            f"this credential belongs to helper {caller.subject}, not {helper_id}",
+        )

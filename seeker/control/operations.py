@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 from channel.models import ResultStatus
 from seeker.control.contact import InlinePushes
-from seeker.control.credentials import HelperCredentials
+from seeker.control.credentials import HelperCredentials, require_own
 from seeker.control.health import HelperHealth
 from seeker.control.mailbox import Mailbox
 from seeker.control.registry import HelperOperations
@@ -34,7 +34,7 @@ from seeker.placement.outcome import (
 from seeker.store.events import TASK_CANCELLED, TASK_FAILED, TASK_SUCCEEDED, EventLog
 from seeker.store.helpers import HelperStore
 from seeker.store.tasks import TaskStore, task_json
-from serving.errors import Conflict, Forbidden, NotFound, Unavailable
+from serving.errors import Conflict, NotFound, Unavailable
 from serving.http import ApiError, Unreachable
 from serving.principals import Principal
 
@@ -240,12 +240,7 @@ class Seeker(HelperOperations):
         Answers whether this event changed the assignment (a repeated or late
         one does not), not the whole task: the helper has no use for it, and
         reading it back cost two queries per event."""
-        if caller is not None and caller.subject != event.helper_id:
-            raise Forbidden(
-                "a helper may only report its own assignments",
-                f"this credential belongs to helper {caller.subject}, "
-                f"the event names {event.helper_id}",
-            )
+        require_own(caller, event.helper_id, "report its own assignments")
         now = self.clock()
         if event.state == AssignmentState.ACCEPTED and event.boot_id and self.mailbox:
             moved = self.mailbox.acknowledge(task_id, event.helper_id, event.attempt, event.boot_id)

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import logging
 
-from seeker.control.credentials import HELPER
+from seeker.control.credentials import HELPER, require_own
 from seeker.models import Heartbeat, HelperMode, HelperRegistration, PollRequest
 from seeker.placement.capacity import as_utc, is_online
 from seeker.placement.gpus import device_use
-from serving.errors import Conflict, Forbidden, NotFound
+from serving.errors import Conflict, NotFound
 from serving.principals import Principal
 
 log = logging.getLogger(__name__)
@@ -30,11 +30,7 @@ class HelperOperations:
         over a helper id that has a credential and was heard from within
         --liveness: that helper registers with its own credential."""
         heartbeat = caller is not None and caller.has(HELPER)
-        if heartbeat and caller.subject != reg.helper_id:
-            raise Forbidden(
-                "a helper may only register itself",
-                f"this credential belongs to helper {caller.subject}, not {reg.helper_id}",
-            )
+        require_own(caller if heartbeat else None, reg.helper_id, "register itself")
         body = reg.model_dump(mode="json")
         running = body.pop("running")  # only to tell which work survived a restart
         suggested = self.health.heartbeat_interval()
@@ -61,11 +57,7 @@ class HelperOperations:
         write), and the runs it is to stop. 404 for a helper the seeker does
         not know (purged: it registers again), 409 for another process of
         it (a restart registers)."""
-        if caller is not None and caller.subject != helper_id:
-            raise Forbidden(
-                "a helper may only beat for itself",
-                f"this credential belongs to helper {caller.subject}, not {helper_id}",
-            )
+        require_own(caller, helper_id, "beat for itself")
         helper = self.helpers.summary(helper_id)
         if helper is None:
             raise NotFound("no such helper", f"{helper_id}: register (POST /api/v1/helpers)")
@@ -125,11 +117,7 @@ class HelperOperations:
     ) -> dict:
         """What a pulling helper is to do now: {"assignments", "stop"} (both
         empty: nothing yet, and the caller may wait for something)."""
-        if caller is not None and caller.subject != helper_id:
-            raise Forbidden(
-                "a helper may only poll for its own work",
-                f"this credential belongs to helper {caller.subject}, not {helper_id}",
-            )
+        require_own(caller, helper_id, "poll for its own work")
         helper = self.helpers.summary(helper_id)
         if helper is None:
             raise NotFound("no such helper", f"{helper_id}: register first (POST /api/v1/helpers)")

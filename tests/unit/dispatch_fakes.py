@@ -69,3 +69,22 @@ def add_task(tasks, clock, task_id="t1", memory=GiB, gpus=0, cpus=0, **spec) -> 
 def states(tasks, task_id) -> list[tuple[str, str]]:
     """(helper name, assignment state) for each assignment of the task."""
     return [(a["helper_name"], a["state"]) for a in tasks.assignments_of(task_id)]
+
+
+class Counting:
+    """A collection that counts the calls made on it."""
+
+    def __init__(self, collection):
+        self._collection = collection
+        self.calls: list[str] = []
+
+    def __getattr__(self, name):
+        real = getattr(self._collection, name)
+        if not callable(real):
+            return real
+
+        def call(*args, **kwargs):
+            self.calls.append(name)
+            return real(*args, **kwargs)
+
+        return call

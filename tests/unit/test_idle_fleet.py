@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from dispatch_fakes import Counting
 from test_executor import FakeRuntime
 
 from helper.agent import HelperAgent, HelperConfig, shape_of
@@ -23,25 +24,6 @@ from serving.http import ApiError
 from tests.auth_support import bearer
 
 USER = bearer("t")
-
-
-class Counting:
-    """A collection that counts the calls made on it."""
-
-    def __init__(self, collection):
-        self._collection = collection
-        self.calls: list[str] = []
-
-    def __getattr__(self, name):
-        real = getattr(self._collection, name)
-        if not callable(real):
-            return real
-
-        def call(*args, **kwargs):
-            self.calls.append(name)
-            return real(*args, **kwargs)
-
-        return call
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import threading
 import time
 
 import pytest
+from dispatch_fakes import Counting
 from test_executor import FakeRuntime, assignment, make, wait_done
 
 from seeker.control.dispatcher import Dispatcher
@@ -17,23 +18,6 @@ from seeker.models import AssignmentEvent, TaskSpec
 from seeker.store.events import EventLog
 from seeker.store.helpers import HelperStore
 from seeker.store.tasks import TaskStore
-
-
-class Counting:
-    def __init__(self, collection):
-        self._collection = collection
-        self.calls: list[str] = []
-
-    def __getattr__(self, name):
-        real = getattr(self._collection, name)
-        if not callable(real):
-            return real
-
-        def call(*args, **kwargs):
-            self.calls.append(name)
-            return real(*args, **kwargs)
-
-        return call
 
 
 @pytest.fixture
