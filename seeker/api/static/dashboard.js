@@ -175,7 +175,8 @@ function helperRow(hp) {
       `${bytes(res.memory_available)} available`)
     : muted("-");
   return h("tr", { "data-helper": hp.name },
-    h("td", null, h("strong", null, hp.name), h("div", { class: "sub" }, hp.url)),
+    h("td", null, h("strong", null, hp.name),
+      h("div", { class: "sub" }, hp.mode === "pull" ? "pulls its work (behind NAT)" : hp.url)),
     h("td", null, pill(state, why)),
     h("td", null, bar(hp.running / hp.slots, `${hp.running} / ${hp.slots}`, "running tasks / slots")),
     h("td", null, cpu),
