@@ -15,6 +15,7 @@ from serving.openapi import (
     Route,
     common_routes,
     error,
+    optional,
     service_document,
 )
 from serving.schema import INT64_MAX
@@ -22,6 +23,14 @@ from serving.schema import INT64_MAX
 ANSWER = ConfigDict(json_schema_serialization_defaults_required=True)
 
 ID = {"type": "string", "minLength": 1, "maxLength": 128}
+NAME = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": ARTIFACT_NAME_MAX,
+    "pattern": r"^(?!/)[^\\\x00-\x1f\x7f]+$",
+}
+NAME_RULES = "a relative path: no '..', '.' or empty segments, no backslashes or control characters"
+NOT_GRANTED = "a grant for another input, or another attempt's (or a receipt)"
 ATTEMPT = {"type": "integer", "minimum": 1, "maximum": INT64_MAX}
 STATUSES = [s.value for s in ResultStatus]
 
@@ -54,6 +63,26 @@ class Result(ResultIn):
     result_id: str = Field(description="<task_id>.<attempt>")
     received_at: datetime = Field(description="channel clock")
     artifacts: list[ArtifactSummary] = Field(description="the artifacts of that attempt")
+
+
+class Input(BaseModel):
+    """A file a task can read: an uploaded input, or a result's artifact."""
+
+    model_config = ConfigDict(
+        json_schema_serialization_defaults_required=True,
+        json_schema_extra=optional("task_id", "helper_id", "attempt"),
+    )
+
+    artifact_id: str = Field(
+        description="`sha256:<hex>` for an uploaded input, 24 hex digits for a result's artifact"
+    )
+    name: str
+    size: int = Field(ge=0, description="bytes")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    uploaded_at: datetime
+    task_id: str | None = Field(default=None, description="a result's artifact: its attempt")
+    helper_id: str | None = Field(default=None, description="a result's artifact: its attempt")
+    attempt: int | None = Field(default=None, ge=1, description="a result's artifact: its attempt")
 
 
 class ResultPage(BaseModel):
@@ -181,7 +210,7 @@ def routes() -> list[Route]:
         Route(
             "GET",
             "/api/v1/artifacts/{artifact_id}",
-            "Download an artifact",
+            "Download an artifact or an uploaded input",
             {
                 200: Reply(
                     "the bytes, streamed",
@@ -191,13 +220,77 @@ def routes() -> list[Route]:
                         "Content-Disposition": {
                             "description": 'attachment; filename="<last segment of the name>"',
                             "schema": {"type": "string"},
-                        }
+                        },
+                        "X-Content-Sha256": {
+                            "description": "the sha256 of the bytes (hex)",
+                            "schema": {"type": "string"},
+                        },
                     },
                 ),
+                403: error(NOT_GRANTED),
                 404: error("no such artifact"),
             },
             params=(Param("artifact_id", {"type": "string"}, "path"),),
             tag="artifacts",
+            roles=("user", "grant"),
+        ),
+        Route(
+            "POST",
+            "/api/v1/inputs",
+            "Upload a file for tasks to read (stored once per content)",
+            {
+                200: Reply("these bytes are stored already (the body is not read)", Input),
+                201: Reply("stored", Input),
+                400: error("the bytes' sha256 is not the one given; nothing is stored"),
+                413: error("larger than the channel's --max-artifact-bytes; nothing is stored"),
+                415: error("the body is not application/octet-stream"),
+                422: Reply(
+                    "a missing or invalid query parameter",
+                    {"$ref": "#/components/schemas/Invalid"},
+                ),
+            },
+            params=(
+                Param("name", NAME, required=True, description=NAME_RULES),
+                Param(
+                    "sha256",
+                    {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                    required=True,
+                    description="of the bytes sent (checked); the input's id is sha256:<hex>",
+                ),
+            ),
+            raw_body=OCTET_STREAM,
+            tag="inputs",
+        ),
+        Route(
+            "GET",
+            "/api/v1/inputs/{artifact_id}",
+            "Describe an uploaded input or a result's artifact",
+            {200: Reply("the file", Input), 403: error(NOT_GRANTED), 404: error("no such file")},
+            params=(Param("artifact_id", {"type": "string"}, "path"),),
+            tag="inputs",
+            roles=("user", "grant"),
+        ),
+        Route(
+            "GET",
+            "/api/v1/inputs",
+            "Find a result's artifact by the attempt that made it and its name",
+            {
+                200: Reply("the artifact", Input),
+                403: error(NOT_GRANTED),
+                404: error("not stored (yet)"),
+                422: Reply(
+                    "a missing or invalid query parameter",
+                    {"$ref": "#/components/schemas/Invalid"},
+                ),
+            },
+            params=(
+                Param("task_id", ID, required=True),
+                Param("helper_id", ID, required=True),
+                Param("attempt", ATTEMPT, required=True),
+                Param("name", {"type": "string", "minLength": 1}, required=True),
+            ),
+            tag="inputs",
+            roles=("user", "grant"),
         ),
     ]
 
