@@ -28,13 +28,27 @@ class Entry(BaseModel):
     task_id: str
     attempt: int = Field(ge=1)
     image: str
-    state: Literal["accepted", "pulling", "running"]
+    state: Literal["accepted", "fetching", "pulling", "running"]
     container: str = Field(description="the container's name")
     boot_id: str = Field(description="the helper process that runs it")
     accepted_at: datetime | None = Field(
         default=None, description="absent for a run taken over from an earlier helper process"
     )
     cancel_requested: bool = Field(default=False, description="present once it is being stopped")
+
+
+class InputCacheStats(BaseModel):
+    """What the input cache holds, and has saved since the helper started."""
+
+    model_config = ANSWER
+
+    hits: int = Field(ge=0, description="inputs a run found in the cache")
+    misses: int = Field(ge=0, description="inputs fetched from the channel")
+    bytes_fetched: int = Field(ge=0)
+    evictions: int = Field(ge=0, description="inputs removed to stay under the cap")
+    entries: int = Field(ge=0)
+    bytes: int = Field(ge=0, description="bytes held")
+    cap: int = Field(ge=0, description="--input-cache")
 
 
 class Status(BaseModel):
@@ -47,6 +61,7 @@ class Status(BaseModel):
     url: str
     boot_id: str
     outbox: int = Field(ge=0, description="entries written to disk and not yet delivered")
+    input_cache: InputCacheStats
     resources: HelperResources
     slots: int = Field(ge=1)
     running: list[Entry]

@@ -50,6 +50,7 @@ FINAL_TASK_STATES = (TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED)
 class AssignmentState(str, Enum):
     PUSHING = "pushing"  # recorded, being sent to the helper
     ACCEPTED = "accepted"  # the helper took it
+    FETCHING = "fetching"  # the helper is fetching the task's inputs
     PULLING = "pulling"  # the helper is pulling the image
     RUNNING = "running"  # the container started
     FINISHED = "finished"  # a result exists (any status)
@@ -60,6 +61,7 @@ class AssignmentState(str, Enum):
 LIVE_ASSIGNMENT_STATES = (
     AssignmentState.PUSHING,
     AssignmentState.ACCEPTED,
+    AssignmentState.FETCHING,
     AssignmentState.PULLING,
     AssignmentState.RUNNING,
 )
@@ -112,6 +114,21 @@ class SelectionPolicy(BaseModel):
         default=None, ge=1, le=MAX_REPLICAS, description="quorum: most replicas ever sent"
     )
     cancel_rest: bool = Field(default=True, description="first: cancel the others on success")
+
+
+def container_path(path: str) -> str:
+    """An absolute, normalised path inside a container, not / and not under
+    /output (which comes back as the result's output.tar)."""
+    if not path.startswith("/") or path.startswith("//"):
+        raise ValueError("must be an absolute path, e.g. /input/weights.bin")
+    if any(ord(c) < 32 or ord(c) == 127 for c in path):
+        raise ValueError("must not contain control characters")
+    parts = path.split("/")[1:]
+    if any(part in ("", ".", "..") for part in parts):
+        raise ValueError("must not contain '..', '.' or empty segments, nor end with '/'")
+    if parts[0] == "output":
+        raise ValueError("must not be /output or under it: /output is what the task writes")
+    return path
 
 
 class Mount(BaseModel):

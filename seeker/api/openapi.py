@@ -105,6 +105,7 @@ class AssignmentRecord(BaseModel):
     assigned_at: datetime
     boot_id: str | None = None
     accepted_at: datetime | None = None
+    fetching_at: datetime | None = None
     pulling_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None

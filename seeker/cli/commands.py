@@ -223,7 +223,7 @@ def _progress(task: dict) -> None:
     live = [
         a["helper_name"]
         for a in assignments
-        if a["state"] in ("pushing", "accepted", "pulling", "running")
+        if a["state"] in ("pushing", "accepted", "fetching", "pulling", "running")
     ]
     parts = []
     if task.get("replicas", 1) > 1:

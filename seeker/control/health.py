@@ -24,6 +24,7 @@ CONTACT_EVERY = timedelta(seconds=5)
 
 STARTED = (
     AssignmentState.ACCEPTED.value,
+    AssignmentState.FETCHING.value,
     AssignmentState.PULLING.value,
     AssignmentState.RUNNING.value,
 )

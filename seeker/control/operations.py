@@ -244,6 +244,8 @@ class Seeker:
         now = self.clock()
         if event.state == AssignmentState.ACCEPTED:
             moved = self.tasks.assignment_accepted(task_id, event.helper_id, event.attempt, now)
+        elif event.state == AssignmentState.FETCHING:
+            moved = self.tasks.assignment_fetching(task_id, event.helper_id, event.attempt, now)
         elif event.state == AssignmentState.PULLING:
             moved = self.tasks.assignment_pulling(task_id, event.helper_id, event.attempt, now)
         elif event.state == AssignmentState.RUNNING:

@@ -308,12 +308,28 @@ class TaskStore:
             {"error": reason, "finished_at": now},
         )
 
-    def assignment_pulling(self, task_id: str, helper_id: str, attempt: int, now: datetime) -> bool:
+    def assignment_fetching(
+        self, task_id: str, helper_id: str, attempt: int, now: datetime
+    ) -> bool:
         return self._move(
             task_id,
             attempt,
             helper_id,
             [AssignmentState.PUSHING.value, AssignmentState.ACCEPTED.value],
+            AssignmentState.FETCHING.value,
+            {"fetching_at": now},
+        )
+
+    def assignment_pulling(self, task_id: str, helper_id: str, attempt: int, now: datetime) -> bool:
+        return self._move(
+            task_id,
+            attempt,
+            helper_id,
+            [
+                AssignmentState.PUSHING.value,
+                AssignmentState.ACCEPTED.value,
+                AssignmentState.FETCHING.value,
+            ],
             AssignmentState.PULLING.value,
             {"pulling_at": now},
         )
@@ -326,6 +342,7 @@ class TaskStore:
             [
                 AssignmentState.PUSHING.value,
                 AssignmentState.ACCEPTED.value,
+                AssignmentState.FETCHING.value,
                 AssignmentState.PULLING.value,
             ],
             AssignmentState.RUNNING.value,
