@@ -36,23 +36,7 @@ class TaskStore:
         )
 
     def create(self, task_id: str, spec: dict, now: datetime) -> dict:
-        replicas = spec.get("replicas", 1)
-        doc = {
-            "_id": task_id,
-            "spec": spec,
-            "state": TaskState.PENDING.value,
-            "created_at": now,
-            "updated_at": now,
-            "attempts": 0,  # assignments made, pushed or not
-            "wanted": replicas,  # replicas the task should have had in all
-            "open": replicas,  # of those, still to place
-            "rev": 0,  # bumped by every change that decisions depend on
-            "result": None,
-            "error": None,
-            "votes": [],  # successful replicas grouped by output digest
-            "wait_reason": None,
-            "history": [{"state": TaskState.PENDING.value, "at": now}],
-        }
+        doc = new_task(task_id, spec, now)
         self.tasks.insert_one(doc)
         return doc
 
@@ -365,6 +349,26 @@ class TaskStore:
             AssignmentState.FINISHED.value,
             {**outcome, "finished_at": now},
         )
+
+
+def new_task(task_id: str, spec: dict, now: datetime) -> dict:
+    replicas = spec.get("replicas", 1)
+    return {
+        "_id": task_id,
+        "spec": spec,
+        "state": TaskState.PENDING.value,
+        "created_at": now,
+        "updated_at": now,
+        "attempts": 0,  # assignments made, pushed or not
+        "wanted": replicas,  # replicas the task should have had in all
+        "open": replicas,  # of those, still to place
+        "rev": 0,  # bumped by every change that decisions depend on
+        "result": None,
+        "error": None,
+        "votes": [],  # successful replicas grouped by output digest
+        "wait_reason": None,
+        "history": [{"state": TaskState.PENDING.value, "at": now}],
+    }
 
 
 def _task_update(sets: dict, now: datetime, new_state: str | None, inc: dict | None) -> dict:
