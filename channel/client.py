@@ -94,11 +94,12 @@ class ChannelClient(JsonClient):
 
     # --- inputs: users upload with the token, helpers read with a grant -------
 
-    def upload_input(self, name: str, sha256: str, body: BinaryIO) -> dict:
+    def upload_input(self, name: str, sha256: str, body: BinaryIO) -> tuple[dict, bool]:
         """Stream a file to the channel as an input named `name` whose bytes
         have this sha256 (the channel checks it). Bytes already stored are
-        not read again; the answer is the stored input (`artifact_id`
-        `sha256:<hex>`). `body` needs a length (a file, or `len()`)."""
+        not read again. Returns the stored input (`artifact_id`
+        `sha256:<hex>`) and whether it is new. `body` needs a length (a file,
+        or `len()`)."""
         resp = self.raw(
             "POST",
             "/api/v1/inputs",
@@ -107,7 +108,7 @@ class ChannelClient(JsonClient):
             headers={"Content-Type": OCTET_STREAM},
             timeout=(self.timeout, max(self.timeout, UPLOAD_READ_TIMEOUT)),
         )
-        return resp.json()
+        return resp.json(), resp.status_code == 201
 
     def describe_input(self, artifact_id: str, grant: str | None = None) -> dict:
         """An uploaded input or a result's artifact, by id: name, size, sha256."""

@@ -16,6 +16,7 @@ from serving.openapi import (
     Route,
     common_routes,
     error,
+    optional,
     service_document,
 )
 
@@ -54,14 +55,19 @@ class InputCacheStats(BaseModel):
 class Status(BaseModel):
     """What the helper is doing."""
 
-    model_config = ANSWER
+    model_config = ConfigDict(
+        json_schema_serialization_defaults_required=True,
+        json_schema_extra=optional("input_cache"),
+    )
 
     helper_id: str
     name: str
     url: str
     boot_id: str
     outbox: int = Field(ge=0, description="entries written to disk and not yet delivered")
-    input_cache: InputCacheStats
+    input_cache: InputCacheStats | None = Field(
+        default=None, description="what the input cache holds and has saved"
+    )
     resources: HelperResources
     slots: int = Field(ge=1)
     running: list[Entry]

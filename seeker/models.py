@@ -141,6 +141,56 @@ class Mount(BaseModel):
     read_only: bool = True
 
 
+TASK_ID = r"^[A-Za-z0-9_.-]{1,128}$"
+ARTIFACT_ID = r"^(sha256:[0-9a-f]{64}|[0-9a-f]{24})$"
+MAX_INPUTS = 64
+MAX_AFTER = 100
+
+
+class InputSpec(BaseModel):
+    """A file the task reads, mounted read-only at `path`: an uploaded input
+    or a result's artifact by id, or the output (the /output directory) of a
+    task it runs after."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    artifact_id: str | None = Field(
+        default=None,
+        pattern=ARTIFACT_ID,
+        description="an uploaded input (sha256:<hex>) or a result's artifact (24 hex digits)",
+    )
+    output_of: str | None = Field(
+        default=None,
+        pattern=TASK_ID,
+        description="a task whose /output this task reads (it then runs after that task)",
+    )
+    path: str | None = Field(
+        default=None,
+        max_length=1024,
+        description="where the container sees it; default /input/<name> "
+        "(/input/<task id> for output_of)",
+    )
+    unpack: bool = Field(
+        default=False, description="artifact_id: a tar archive, mounted unpacked as a directory"
+    )
+    name: str | None = Field(default=None, description="set by the seeker: the stored name")
+    sha256: str | None = Field(default=None, description="set by the seeker: of the bytes")
+    size: int | None = Field(default=None, description="set by the seeker: bytes")
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, v: str | None) -> str | None:
+        return None if v is None else container_path(v)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> InputSpec:
+        if (self.artifact_id is None) == (self.output_of is None):
+            raise ValueError("an input names either artifact_id or output_of")
+        if self.output_of is not None and self.unpack:
+            raise ValueError("output_of is always unpacked: leave out unpack")
+        return self
+
+
 class TaskSpec(BaseModel):
     """What a user submits."""
 
@@ -167,6 +217,12 @@ class TaskSpec(BaseModel):
         default_factory=list, description="Linux capabilities to keep (all others dropped)"
     )
     mounts: list[Mount] = Field(default_factory=list, max_length=16)
+    inputs: list[InputSpec] = Field(default_factory=list, max_length=MAX_INPUTS)
+    after: list[Annotated[str, StringConstraints(pattern=TASK_ID)]] = Field(
+        default_factory=list,
+        max_length=MAX_AFTER,
+        description="tasks (or arrays) that must succeed before this one runs",
+    )
 
     @model_validator(mode="after")
     def _policy_fits(self) -> TaskSpec:
@@ -266,3 +322,23 @@ class AssignmentEvent(BaseModel):
     exit_code: Int64 | None = None
     output_digest: str | None = Field(default=None, max_length=80)
     error: str | None = Field(default=None, max_length=8192)
+
+
+ArrayIndices = Annotated[
+    int | Annotated[str, StringConstraints(pattern=r"^[0-9]{1,9}-[0-9]{1,9}$")],
+    Field(
+        description="how many tasks (indices 0 to N-1), or a range of indices 'A-B' "
+        "(both included); at most 10,000 tasks",
+        examples=[100, "0-99"],
+    ),
+]
+
+
+class ArraySubmission(TaskSpec):
+    """An array: one task per index, all of one spec."""
+
+    array: ArrayIndices
+
+    def spec(self) -> TaskSpec:
+        """The spec every task of the array shares."""
+        return TaskSpec.model_validate(self.model_dump(exclude={"array"}))

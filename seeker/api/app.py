@@ -7,6 +7,7 @@ from flask import Flask, Response, request, stream_with_context
 from seeker.api.dashboard import register_dashboard
 from seeker.api.metrics import SeekerCollector, SeekerMetrics
 from seeker.api.openapi import document
+from seeker.api.workflows import add_workflow_routes
 from seeker.control.credentials import HELPER, JOIN
 from seeker.control.operations import Seeker
 from seeker.models import AssignmentEvent, HelperRegistration, TaskSpec, TaskState
@@ -36,6 +37,7 @@ def create_app(
     serve_metrics(app, SeekerCollector.of(seeker), metrics or SeekerMetrics())
     register_dashboard(app)
     serve_openapi(app, document())
+    add_workflow_routes(app, seeker)  # inputs and arrays
 
     @app.post("/api/v1/tasks")
     def submit():
@@ -48,8 +50,11 @@ def create_app(
         if state is not None and state not in STATES:
             raise BadRequest(f"unknown state {state!r}", f"one of: {', '.join(sorted(STATES))}")
         limit = int_arg("limit", 50, 1, 500)
+        array_id = request.args.get("array_id") or None
         try:
-            found, cursor = seeker.list_tasks(state, limit, request.args.get("after") or None)
+            found, cursor = seeker.list_tasks(
+                state, limit, request.args.get("after") or None, array_id
+            )
         except ValueError:
             raise BadRequest(
                 "query parameter 'after' is not a valid cursor",

@@ -9,8 +9,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from channel.openapi import Result
+from channel.openapi import Input, Result
 from seeker.models import (
+    ArrayIndices,
     AssignmentEvent,
     AssignmentState,
     HelperRegistration,
@@ -51,6 +52,12 @@ class TaskSubmission(TaskSpec):
     """A task as submitted (TaskSpec, whose sizes may be written as "4g")."""
 
     resources: SubmittedResources = Field(default_factory=SubmittedResources)
+
+
+class ArrayOfTasks(TaskSubmission):
+    """An array as submitted: a task spec and how many of it."""
+
+    array: ArrayIndices
 
 
 # --- answers -----------------------------------------------------------------------
@@ -119,7 +126,11 @@ class Task(TaskSpec):
     """The task object: the submission normalised (sizes in bytes, defaults
     filled in) and its state."""
 
-    model_config = ConfigDict(extra="ignore", json_schema_serialization_defaults_required=True)
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_serialization_defaults_required=True,
+        json_schema_extra=optional("array_id", "array_index", "waiting_for"),
+    )
 
     task_id: str = Field(description="16 hex digits")
     state: TaskState
@@ -132,6 +143,11 @@ class Task(TaskSpec):
     history: list[HistoryEntry]
     created_at: datetime
     updated_at: datetime
+    array_id: str | None = Field(default=None, description="a task of an array: the array")
+    array_index: int | None = Field(default=None, ge=0, description="and its index in it")
+    waiting_for: list[str] | None = Field(
+        default=None, description="a task with `after`: the tasks it still waits for"
+    )
 
 
 class TaskDetail(Task):
@@ -145,6 +161,35 @@ class TaskList(BaseModel):
 
     tasks: list[Task] = Field(description="newest first, without assignments")
     next: str | None = Field(description="pass as `after` for the next page; null on the last page")
+
+
+class ArrayTask(BaseModel):
+    model_config = ANSWER
+
+    task_id: str
+    array_index: int = Field(ge=0)
+    state: TaskState
+
+
+class ArrayCreated(BaseModel):
+    model_config = ANSWER
+
+    array_id: str = Field(description="arr-<12 hex digits>")
+    size: int = Field(ge=1)
+    tasks: list[ArrayTask] = Field(description="by index")
+
+
+class ArrayStatus(BaseModel):
+    model_config = ConfigDict(
+        json_schema_serialization_defaults_required=True, json_schema_extra=optional("cancelled")
+    )
+
+    array_id: str
+    size: int = Field(ge=1)
+    counts: dict[str, int] = Field(description="tasks by state (states with none left out)")
+    summary: str = Field(examples=["180 succeeded, 15 running, 5 pending"])
+    done: bool = Field(description="every task has ended")
+    cancelled: int | None = Field(default=None, description="DELETE: how many this cancelled")
 
 
 class FlaggedResult(Result):
@@ -242,6 +287,8 @@ class EventRecorded(BaseModel):
 # --- routes --------------------------------------------------------------------------
 
 TASK_ID = Param("task_id", {"type": "string"}, "path", description="16 hex digits")
+ARRAY_ID = Param("array_id", {"type": "string"}, "path", description="arr-<12 hex digits>")
+NO_ARRAY = error("no such array")
 NO_TASK = error("no such task")
 NO_CHANNEL = error("the channel cannot be reached, or refused the request")
 
@@ -290,8 +337,73 @@ def routes() -> list[Route]:
                     {"type": "string", "pattern": r"^([0-9]{1,15}-[A-Za-z0-9_.-]{1,128})?$"},
                     description="the `next` of the previous page (empty: the first page)",
                 ),
+                Param("array_id", {"type": "string"}, description="only this array's tasks"),
             ),
             tag="tasks",
+        ),
+        Route(
+            "POST",
+            "/api/v1/arrays",
+            "Submit an array: one task per index, all of one spec",
+            {201: Reply("the array and its tasks, pending", ArrayCreated)},
+            body=ArrayOfTasks,
+            tag="tasks",
+        ),
+        Route(
+            "GET",
+            "/api/v1/arrays/{array_id}",
+            "An array's tasks counted by state",
+            {200: Reply("the counts", ArrayStatus), 404: NO_ARRAY},
+            params=(ARRAY_ID,),
+            tag="tasks",
+        ),
+        Route(
+            "DELETE",
+            "/api/v1/arrays/{array_id}",
+            "Cancel every task of an array that has not ended",
+            {
+                200: Reply("the counts after, and how many were cancelled", ArrayStatus),
+                404: NO_ARRAY,
+            },
+            params=(ARRAY_ID,),
+            tag="tasks",
+        ),
+        Route(
+            "POST",
+            "/api/v1/inputs",
+            "Upload a file for tasks to read (passed on to the channel, stored once per content)",
+            {
+                200: Reply("these bytes are stored already (the body is not read)", Input),
+                201: Reply("stored", Input),
+                400: error("the bytes' sha256 is not the one given; nothing is stored"),
+                411: error("no Content-Length (a chunked body)"),
+                413: error("larger than the channel's --max-artifact-bytes; nothing is stored"),
+                415: error("the body is not application/octet-stream"),
+                422: Reply(
+                    "a missing or invalid query parameter",
+                    {"$ref": "#/components/schemas/Invalid"},
+                ),
+                503: NO_CHANNEL,
+            },
+            params=(
+                Param("name", {"type": "string", "minLength": 1, "maxLength": 255}, required=True),
+                Param(
+                    "sha256",
+                    {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                    required=True,
+                    description="of the bytes sent (checked); the input's id is sha256:<hex>",
+                ),
+            ),
+            raw_body=OCTET_STREAM,
+            tag="inputs",
+        ),
+        Route(
+            "GET",
+            "/api/v1/inputs/{artifact_id}",
+            "Describe an uploaded input or a result's artifact (from the channel)",
+            {200: Reply("the file", Input), 404: error("no such input"), 503: NO_CHANNEL},
+            params=(Param("artifact_id", {"type": "string"}, "path"),),
+            tag="inputs",
         ),
         Route(
             "GET",

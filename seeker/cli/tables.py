@@ -92,7 +92,7 @@ def tasks_table(tasks: list[dict]) -> str:
         return "no tasks"
     rows = [
         [
-            t["task_id"],
+            t["task_id"] + (f" [{t['array_index']}]" if t.get("array_index") is not None else ""),
             t["state"],
             t["image"],
             " ".join(t.get("command") or [])[:40],
@@ -117,6 +117,12 @@ def task_summary(t: dict) -> str:
         if kind == "quorum":
             kind += f" {policy.get('quorum')} (at most {policy.get('max_replicas')} replicas)"
         lines.append(f"replicas  {t['replicas']}, policy {kind}")
+    if t.get("array_id"):
+        lines.append(f"array     {t['array_id']}, index {t.get('array_index')}")
+    if t.get("after"):
+        lines.append(f"after     {', '.join(t['after'])}")
+    for i, inp in enumerate(t.get("inputs") or []):
+        lines.append(f"{'inputs' if i == 0 else '':<10}{input_line(inp)}")
     if len(t.get("votes") or []) > 1:
         votes = "; ".join(
             f"{(v['output_digest'] or '')[7:19] or '-'}: {', '.join(v['helpers'])}"
@@ -166,6 +172,15 @@ def task_summary(t: dict) -> str:
             ),
         ]
     return "\n".join(lines)
+
+
+def input_line(inp: dict) -> str:
+    """e.g. '/input/w.bin <- sha256:5e2bf57d3f40 (weights.bin, 6B)'"""
+    if inp.get("output_of"):
+        return f"{inp['path']} <- /output of task {inp['output_of']}"
+    source = inp["artifact_id"][:19]
+    unpacked = ", unpacked" if inp.get("unpack") else ""
+    return f"{inp['path']} <- {source} ({inp.get('name')}, {size(inp.get('size'))}{unpacked})"
 
 
 def results_table(results: list[dict], logs: bool = False) -> str:

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 
 from seeker.api.metrics import SeekerMetrics
 from seeker.control.health import HelperHealth
+from seeker.control.inputs import assignment_inputs
 from seeker.models import AssignmentState
 from seeker.placement import select
 from seeker.placement.capacity import after_placing, helper_views
@@ -248,6 +249,9 @@ def assignment_payload(task: dict, helper: dict, attempt: int, reservation: dict
         "pull": spec.get("pull", "if-missing"),
         "capabilities": spec.get("capabilities", []),
         "mounts": spec.get("mounts", []),
+        "inputs": assignment_inputs(task),  # the seeker's push adds a grant to each
+        "array_id": task.get("array_id"),
+        "array_index": task.get("array_index"),
     }
 
 

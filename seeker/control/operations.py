@@ -11,6 +11,8 @@ from urllib.parse import quote
 
 from seeker.control.credentials import HELPER, HelperCredentials
 from seeker.control.health import STARTED, HelperHealth
+from seeker.control.inputs import InputBroker
+from seeker.control.workflows import Workflows, array_answer, one_task, parse_indices
 from seeker.models import (
     FINAL_TASK_STATES,
     AssignmentEvent,
@@ -24,6 +26,7 @@ from seeker.placement.outcome import decide, no_helper_left, ran_on, wants_a_new
 from seeker.store.events import TASK_CANCELLED, TASK_FAILED, TASK_SUCCEEDED, EventLog
 from seeker.store.helpers import HelperStore
 from seeker.store.tasks import TaskStore, task_json
+from seeker.store.workflows import WorkflowStore
 from serving.auth import Principal
 from serving.errors import Conflict, Forbidden, NotFound, Unavailable
 from serving.http import ApiError, Unreachable
@@ -71,14 +74,23 @@ class Seeker:
         self.channel = channel  # ChannelClient, to read results
         self.helper_client = helper_client  # (helper document) -> HelperClient
         self.health = health or HelperHealth(helpers, tasks, clock, kick=kick)
+        self.inputs = InputBroker(channel)  # inputs, dependencies and arrays:
+        self.workflows = Workflows(  # seeker/control/workflows.py
+            WorkflowStore(tasks.tasks, tasks.assignments),
+            self.inputs,
+            clock,
+            kick,
+            self._publish,
+            self._stop_assignment,
+        )
 
     # --- tasks ---------------------------------------------------------------
 
     def submit(self, spec: TaskSpec) -> dict:
-        task_id = secrets.token_hex(8)
-        doc = self.tasks.create(task_id, spec.model_dump(mode="json"), self.clock())
-        self.kick()
-        return task_json(doc, [])
+        return one_task(self.workflows.submit(spec))
+
+    def submit_array(self, spec: TaskSpec, array: int | str) -> dict:
+        return array_answer(self.workflows.submit(spec, parse_indices(array)))
 
     def task(self, task_id: str) -> dict:
         doc = self.tasks.get(task_id)
@@ -87,11 +99,11 @@ class Seeker:
         return task_json(doc, self.tasks.assignments_of(task_id))
 
     def list_tasks(
-        self, state: str | None, limit: int, after: str | None = None
+        self, state: str | None, limit: int, after: str | None = None, array_id: str | None = None
     ) -> tuple[list[dict], str | None]:
         """A page of tasks, newest first, and the cursor of the next page
         (None on the last). ValueError for a cursor that is not one."""
-        docs = self.tasks.list(state, limit, parse_cursor(after) if after else None)
+        docs = self.tasks.list(state, limit, parse_cursor(after) if after else None, array_id)
         more = len(docs) == limit
         return [task_json(d) for d in docs], cursor_of(docs[-1]) if docs and more else None
 
@@ -109,6 +121,7 @@ class Seeker:
             if a["state"] in STARTED:
                 self._stop_assignment(task_id, a)
         self._publish(TASK_CANCELLED, doc)
+        self.workflows.ended(doc)  # what runs after it is cancelled too
         return task_json(doc, assignments)
 
     def _publish(self, kind: str, task: dict) -> None:
@@ -304,6 +317,7 @@ class Seeker:
                     TASK_SUCCEEDED if decision.state == TaskState.SUCCEEDED else TASK_FAILED,
                     written,
                 )
+                self.workflows.ended(written)  # release or cancel what runs after it
             for a in decision.cancel:
                 log.info(
                     "task %s decided: stopping replica %d on %s",

@@ -18,12 +18,14 @@ from seeker.api.metrics import SeekerMetrics
 from seeker.control.credentials import HelperCredentials
 from seeker.control.dispatcher import Dispatcher, DispatchLoop
 from seeker.control.health import HelperHealth
+from seeker.control.inputs import with_grants
 from seeker.control.operations import Seeker
 from seeker.control.prober import Prober
 from seeker.control.webhooks import WebhookWatcher
 from seeker.store.events import EventLog
 from seeker.store.helpers import HelperStore
 from seeker.store.tasks import TaskStore
+from seeker.store.workflows import WorkflowStore
 from serving import receipts
 from serving.tls import ServerCert
 from serving.wsgi import BackgroundServer
@@ -101,6 +103,7 @@ class SeekerServer:
             WebhookWatcher(self.events, url, db, secret=notify_secret) for url in notify_urls
         ]
         self.tasks.ensure_indexes()
+        WorkflowStore.in_db(db).ensure_indexes()  # dependencies and arrays
         self.helpers.ensure_indexes()
         clients = HelperClients(self.credentials.for_helper, ca_cert=ca_cert)
 
@@ -108,7 +111,9 @@ class SeekerServer:
             receipt = receipts.sign(
                 receipt_key, assignment["task_id"], helper["helper_id"], assignment["attempt"]
             )
-            return clients(helper).assign({**assignment, "receipt": receipt})
+            return clients(helper).assign(
+                with_grants({**assignment, "receipt": receipt}, receipt_key)
+            )
 
         self.loop = DispatchLoop(None)
         liveness = timedelta(seconds=liveness_seconds)
@@ -164,6 +169,13 @@ class SeekerServer:
             "interval",
             seconds=probe_seconds,
             id="resume-stale-pushes",
+            **periodic,
+        )
+        self.scheduler.add_job(
+            self.seeker.workflows.open_released,  # releases a seeker stopped half-way
+            "interval",
+            seconds=probe_seconds,
+            id="release-held-tasks",
             **periodic,
         )
         self.scheduler.add_job(

@@ -44,11 +44,17 @@ class TaskStore:
         return self.tasks.find_one({"_id": task_id})
 
     def list(
-        self, state: str | None = None, limit: int = 50, after: tuple[datetime, str] | None = None
+        self,
+        state: str | None = None,
+        limit: int = 50,
+        after: tuple[datetime, str] | None = None,
+        array_id: str | None = None,
     ) -> list[dict]:
         """Newest first (ties by id); `after`: the (created_at, id) of the last
-        task of the page before, for the next page."""
+        task of the page before, for the next page; `array_id`: one array's."""
         query: dict = {"state": state} if state else {}
+        if array_id:
+            query["array_id"] = array_id
         if after is not None:
             created, task_id = after
             query["$or"] = [
@@ -397,6 +403,19 @@ def task_json(doc: dict, assignments: list[dict] | None = None) -> dict:
         "history",
     ):
         out[key] = doc.get(key)
+    for key in ("array_id", "array_index", "waiting_for"):
+        if key in doc:
+            out[key] = doc[key]
+    out["wait_reason"] = held_reason(doc) or out["wait_reason"]
     if assignments is not None:
         out["assignments"] = [{k: v for k, v in a.items() if k != "_id"} for a in assignments]
     return out
+
+
+def held_reason(doc: dict) -> str | None:
+    """Why a task held for its dependencies waits (seeker/store/workflows.py)."""
+    waiting = doc.get("waiting_for")
+    if "open_on_release" not in doc or not waiting:
+        return None
+    more = f" and {len(waiting) - 5} more" if len(waiting) > 5 else ""
+    return f"waiting for {len(waiting)} task(s) to succeed: {', '.join(waiting[:5])}{more}"
