@@ -327,12 +327,21 @@ class Executor:
         log.info(
             "following %s (container %s) left by an earlier helper process", key, container.name
         )
+        # the cached inputs it mounts stay while it runs
+        held = self.inputs.hold(_mount_sources(container)) if self.inputs else []
         try:
             outcome = self.runtime.follow(container, spec, started)
         except Exception as exc:
             log.exception("following %s failed", key)
             outcome = RunOutcome("error", error=f"helper error: {exc}", finished_at=self.clock())
+        finally:
+            if held:
+                self.inputs.release(held)
         self._deliver(task_id, attempt, image, outcome, receipt)
+
+
+def _mount_sources(container) -> list[str]:
+    return [m.get("Source", "") for m in container.attrs.get("Mounts") or []]
 
 
 def _started_at(container) -> datetime | None:

@@ -98,6 +98,21 @@ class InputCache:
         self._evict()
         return key, path
 
+    def hold(self, sources: Iterable[str]) -> list[str]:
+        """Pin the entries at these host paths (the mounts of a container an
+        earlier helper process started); returns their keys, to release."""
+        keys = []
+        with self._lock:
+            for source in sources:
+                try:
+                    key = Path(source).relative_to(self.root).as_posix()
+                except ValueError:
+                    continue
+                if key in self._entries:
+                    self._entries[key].pins += 1
+                    keys.append(key)
+        return keys
+
     def release(self, keys: Iterable[str]) -> None:
         with self._lock:
             for key in keys:

@@ -293,3 +293,18 @@ def test_a_task_without_an_array_sees_no_array_variables():
     ex.submit(a)
     wait_done(a.key)
     assert "SEEKER_ARRAY_INDEX" not in runtime.specs[0].env
+
+
+def test_a_restarted_helper_keeps_the_inputs_of_the_containers_it_takes_over(tmp_path, channel):
+    bodies = [b"a" * 600, b"b" * 600]
+    for b in bodies:
+        channel.files[f"sha256:{sha(b)}"] = b
+    first = cache_of(tmp_path, channel, cap=1000)
+    k0, p0 = first.acquire(file_input(bodies[0]))
+    # a new helper process: the container still mounts p0
+    cache = cache_of(tmp_path, channel, cap=1000)
+    assert cache.hold([str(p0), "/somewhere/else"]) == [k0]
+    cache.acquire(file_input(bodies[1]))  # past the cap, but p0 is held
+    assert p0.exists() and cache.stats()["evictions"] == 0
+    cache.release([k0])
+    assert not p0.exists() and cache.stats()["evictions"] == 1
