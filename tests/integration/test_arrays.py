@@ -108,3 +108,19 @@ def test_an_array_after_a_task(cluster, client, workload_image):
         assert t["waiting_for"] == [] and t["after"] == [first]
         dispatched = next(h["at"] for h in t["history"] if h["state"] == "dispatched")
         assert dispatched >= next(h["at"] for h in ended["history"] if h["state"] == "succeeded")
+
+
+def test_an_array_of_1000_is_one_request_and_cancelled_down_the_chain(
+    cluster, client, workload_image
+):
+    first = client.submit(workload_image, ["sleep", "60"])
+    made = client.submit_array(workload_image, ["true"], array=1000, after=[first["task_id"]])
+    assert made["size"] == 1000
+    assert [t["array_index"] for t in made["tasks"]] == list(range(1000))
+    assert client.array(made["array_id"])["summary"] == "1000 pending"
+    client.cancel(first["task_id"])
+    done = client.wait_array(made["array_id"], timeout=120)
+    assert done["counts"] == {"cancelled": 1000}
+    [one] = client.tasks_page(limit=1, array_id=made["array_id"])["tasks"]
+    assert one["error"] == f"dependency {first['task_id']} cancelled"
+    wait_until(lambda: client.results(first["task_id"]), 60, "the stopped run's result")
