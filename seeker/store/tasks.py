@@ -415,7 +415,7 @@ def task_json(doc: dict, assignments: list[dict] | None = None) -> dict:
 def held_reason(doc: dict) -> str | None:
     """Why a task held for its dependencies waits (seeker/store/workflows.py)."""
     waiting = doc.get("waiting_for")
-    if "open_on_release" not in doc or not waiting:
+    if "open_on_release" not in doc or not waiting or doc["state"] != TaskState.PENDING.value:
         return None
     more = f" and {len(waiting) - 5} more" if len(waiting) > 5 else ""
     return f"waiting for {len(waiting)} task(s) to succeed: {', '.join(waiting[:5])}{more}"

@@ -202,6 +202,14 @@ def test_cancelling_a_task_cancels_what_runs_after_it(seeker):
     assert seeker.task(b)["error"] == f"dependency {a} cancelled"
 
 
+def test_a_held_task_cancelled_by_hand_no_longer_says_it_waits(seeker):
+    a = submit(seeker)["task_id"]
+    b = submit(seeker, after=[a])["task_id"]
+    cancelled = seeker.cancel(b)
+    assert (cancelled["state"], cancelled["wait_reason"]) == ("cancelled", None)
+    assert seeker.task(a)["state"] == "pending"
+
+
 def test_after_a_task_that_ended_is_decided_at_once(seeker, dispatcher, push):
     done = submit(seeker)["task_id"]
     failed = submit(seeker)["task_id"]
