@@ -56,8 +56,10 @@ from bench.common import (
     report,
     wait_until,
 )
+from channel.models import ResultStatus
 from channel.store import ResultStore
 from seeker.client import SeekerClient
+from seeker.models import AssignmentState, TaskState
 from seeker.store.tasks import TaskStore
 
 NAME = "dispatch"
@@ -171,7 +173,6 @@ class Deployment:
         """Submit `n` tasks from CLIENTS threads and wait until all succeeded
         (on top of `already` earlier ones); returns the wall time."""
         clients = [SeekerClient(self.seeker_url, self.token, timeout=60) for _ in range(CLIENTS)]
-        tasks = self.seeker_db["tasks"]
         failures: list[str] = []
 
         def submit(k: int) -> None:
@@ -189,8 +190,14 @@ class Deployment:
             t.join()
         if failures:
             raise RuntimeError(f"{len(failures)} submits failed, e.g. {failures[0]}")
-        deadline = time.monotonic() + max(300, n / 10)
-        while tasks.count_documents({"state": "succeeded"}) < already + n:
+        self._wait_until_succeeded(already + n, timeout=max(300, n / 10))
+        return time.perf_counter() - t0
+
+    def _wait_until_succeeded(self, total: int, timeout: float) -> None:
+        """Until `total` tasks have succeeded; fails when a service exits."""
+        tasks = self.seeker_db["tasks"]
+        deadline = time.monotonic() + timeout
+        while tasks.count_documents({"state": TaskState.SUCCEEDED}) < total:
             if time.monotonic() > deadline:
                 states = list(tasks.aggregate([{"$group": {"_id": "$state", "n": {"$sum": 1}}}]))
                 raise TimeoutError(f"tasks not all succeeded: {states}")
@@ -198,7 +205,6 @@ class Deployment:
                 if svc.proc.poll() is not None:
                     raise RuntimeError(f"{svc.name} exited:\n{svc.log()}")
             time.sleep(0.2)
-        return time.perf_counter() - t0
 
     def __exit__(self, *exc) -> None:
         for svc in (self.fleet, self.seeker, self.channel):
@@ -224,7 +230,7 @@ def raw_writes(db, n: int) -> float:
             {
                 "_id": tid,
                 "spec": spec,
-                "state": "pending",
+                "state": TaskState.PENDING,
                 "created_at": now,
                 "updated_at": now,
                 "attempts": 0,
@@ -235,15 +241,15 @@ def raw_writes(db, n: int) -> float:
                 "error": None,
                 "votes": [],
                 "wait_reason": None,
-                "history": [{"state": "pending", "at": now}],
+                "history": [{"state": TaskState.PENDING, "at": now}],
             }
         )
         coll.find_one_and_update(
-            {"_id": tid, "rev": 0, "state": "pending", "open": {"$gt": 0}},
+            {"_id": tid, "rev": 0, "state": TaskState.PENDING, "open": {"$gt": 0}},
             {
-                "$set": {"state": "dispatched", "updated_at": now},
+                "$set": {"state": TaskState.DISPATCHED, "updated_at": now},
                 "$inc": {"attempts": 1, "open": -1, "rev": 1},
-                "$push": {"history": {"state": "dispatched", "at": now}},
+                "$push": {"history": {"state": TaskState.DISPATCHED, "at": now}},
             },
             return_document=ReturnDocument.AFTER,
         )
@@ -253,16 +259,20 @@ def raw_writes(db, n: int) -> float:
                 "task_id": tid,
                 "attempt": 1,
                 "helper_id": "h",
-                "state": "pushing",
+                "state": AssignmentState.PUSHING,
                 "assigned_at": now,
                 "reservation": {},
             }
         )
-        for old, new in (("pushing", "accepted"), ("accepted", "running")):
+        A = AssignmentState
+        for old, new in ((A.PUSHING, A.ACCEPTED), (A.ACCEPTED, A.RUNNING)):
             assignments.find_one_and_update({"_id": aid, "state": old}, {"$set": {"state": new}})
         coll.find_one_and_update(
-            {"_id": tid, "state": "dispatched"},
-            {"$set": {"state": "running"}, "$push": {"history": {"state": "running", "at": now}}},
+            {"_id": tid, "state": TaskState.DISPATCHED},
+            {
+                "$set": {"state": TaskState.RUNNING},
+                "$push": {"history": {"state": TaskState.RUNNING, "at": now}},
+            },
         )
         results.results.insert_one(
             {
@@ -270,7 +280,7 @@ def raw_writes(db, n: int) -> float:
                 "helper_id": "h",
                 "attempt": 1,
                 "image": IMAGE,
-                "status": "succeeded",
+                "status": ResultStatus.SUCCEEDED,
                 "exit_code": 0,
                 "stdout": "",
                 "stderr": "",
@@ -282,14 +292,15 @@ def raw_writes(db, n: int) -> float:
             }
         )
         assignments.find_one_and_update(
-            {"_id": aid, "state": "running"}, {"$set": {"state": "finished", "status": "succeeded"}}
+            {"_id": aid, "state": AssignmentState.RUNNING},
+            {"$set": {"state": AssignmentState.FINISHED, "status": ResultStatus.SUCCEEDED}},
         )
         coll.find_one_and_update(
-            {"_id": tid, "rev": 1, "state": {"$nin": ["succeeded", "failed", "cancelled"]}},
+            {"_id": tid, "rev": 1, "state": {"$nin": TaskState.final()}},
             {
-                "$set": {"state": "succeeded", "result": {"helper_id": "h", "attempt": 1}},
+                "$set": {"state": TaskState.SUCCEEDED, "result": {"helper_id": "h", "attempt": 1}},
                 "$inc": {"rev": 1},
-                "$push": {"history": {"state": "succeeded", "at": now}},
+                "$push": {"history": {"state": TaskState.SUCCEEDED, "at": now}},
             },
         )
 

@@ -32,6 +32,7 @@ from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.wrappers import Response
 
 from channel.client import ChannelClient
+from channel.models import ResultStatus
 from helper.app import create_app
 from helper.executor import Executor
 from helper.outbox import Outbox
@@ -57,7 +58,7 @@ class InstantRuntime:
     def run(self, spec, on_started=lambda: None, on_pulling=lambda: None) -> RunOutcome:
         started = datetime.now(timezone.utc)
         on_started()
-        return RunOutcome("succeeded", 0, started_at=started, finished_at=started)
+        return RunOutcome(ResultStatus.SUCCEEDED, 0, started_at=started, finished_at=started)
 
 
 class FleetHelper:

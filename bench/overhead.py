@@ -36,6 +36,7 @@ import psutil
 
 from bench.common import IMAGE, cpu_seconds, fmt_ratio, fmt_s, main, ratio, report
 from seeker.client import SeekerClient
+from seeker.models import TaskState
 from seeker.process.up import Stack
 from seeker.store.events import TASK_SUCCEEDED
 
@@ -94,7 +95,7 @@ def seeker_batch(stack: Stack, client: SeekerClient, n: int) -> float:
     wall = time.perf_counter() - t0
     if set(ended.values()) != {TASK_SUCCEEDED}:
         raise RuntimeError(f"Seeker: task ends {sorted(set(ended.values()))}")
-    if {client.get(i)["state"] for i in ids} != {"succeeded"}:
+    if {client.get(i)["state"] for i in ids} != {TaskState.SUCCEEDED}:
         raise RuntimeError("Seeker: a task's state disagrees with the event log")
     return wall
 

@@ -13,14 +13,15 @@ from channel.input_api import add_input_routes
 from channel.inputs import InputStore
 from channel.metrics import ChannelCollector, ChannelMetrics
 from channel.models import ResultIn, ResultStatus
-from channel.openapi import document
+from channel.openapi import DESCRIPTION, TITLE, Result, ResultPage, ResultQuery
 from channel.store import ResultStore
 from serving import grants, receipts
-from serving.auth import Authenticator, Principal, allow
+from serving.access import allow
 from serving.errors import BadRequest, NotFound
-from serving.flaskapp import base_app, int_arg, json_model
-from serving.metrics import serve_metrics
-from serving.openapi import serve_openapi
+from serving.flaskapp import base_app, serve_metrics
+from serving.inputs import int_arg
+from serving.openapi import Document, operation
+from serving.principals import Authenticator, Principal
 
 STATUSES = [s.value for s in ResultStatus]
 
@@ -59,6 +60,7 @@ def create_app(
         "channel",
         Authenticator({"user": token}, (receipt, grant)),
         {"MAX_ARTIFACT_BYTES": DEFAULT_MAX_ARTIFACT_BYTES, **(config or {})},
+        Document(TITLE, DESCRIPTION),
     )
     artifacts = artifacts or ArtifactStore(store.results.database)
     app.extensions["results"] = store
@@ -69,46 +71,40 @@ def create_app(
     inputs = inputs or InputStore(store.results.database, artifacts)
     add_artifact_routes(app, artifacts, inputs, now, receipt_key)
     add_input_routes(app, inputs, now, receipt_key)
-    serve_openapi(app, document())
 
     def one(doc: dict) -> dict:
         return artifacts.attach([doc])[0]
 
     @app.post("/api/v1/results")
+    @operation(
+        {
+            200: (Result, "stored before: the first copy (a retry stores nothing)"),
+            201: (Result, "stored"),
+            403: "the receipt is not the seeker's for this task, helper and attempt "
+            "(or a token was sent instead of a receipt)",
+            409: "another helper already sent a result for that attempt",
+        },
+        body=ResultIn,
+        tag="results",
+    )
     @allow(receipts.RECEIPT)
-    def post_result():
-        result = json_model(ResultIn)
-        check_receipt(receipt_key, result.task_id, result.helper_id, result.attempt)
-        doc, created = store.add(result.model_dump(mode="python"), received_at=now())
-        metrics.result_posted(result.status, created)
+    def post_result(body: ResultIn):
+        """Store a result"""
+        check_receipt(receipt_key, body.task_id, body.helper_id, body.attempt)
+        doc, created = store.add(body.model_dump(mode="python"), received_at=now())
+        metrics.result_posted(body.status, created)
         return one(doc), 201 if created else 200
 
     @app.get("/api/v1/results")
+    @operation(
+        {200: (ResultPage, "one page, by arrival"), 400: "a bad query parameter"},
+        query=ResultQuery,
+        tag="results",
+    )
     def list_results():
-        task_id = required_arg("task_id")
-        limit = int_arg("limit", 100, 1, 500)
-        order = request.args.get("order", "oldest")
-        if order not in ("oldest", "newest"):
-            raise BadRequest("query parameter 'order' must be 'oldest' or 'newest'", order)
-        status = request.args.get("status")
-        if status is not None and status not in STATUSES:
-            raise BadRequest(
-                f"query parameter 'status' must be one of {', '.join(STATUSES)}", status
-            )
-        helper_id = request.args.get("helper_id")
-        if helper_id == "":
-            raise BadRequest(
-                "query parameter 'helper_id' must not be empty", "leave it out for every helper"
-            )
+        """A task's results, a page at a time"""
         try:
-            results, cursor = store.for_task(
-                task_id,
-                limit=limit,
-                after=request.args.get("after"),
-                newest_first=order == "newest",
-                status=status,
-                helper_id=helper_id,
-            )
+            results, cursor = store.for_task(**results_query())
         except ValueError:
             raise BadRequest(
                 "query parameter 'after' is not a valid cursor",
@@ -117,10 +113,42 @@ def create_app(
         return {"results": artifacts.attach(results), "next": cursor}
 
     @app.get("/api/v1/results/<result_id>")
+    @operation(
+        {200: (Result, "the result"), 404: "no such result"},
+        params={"result_id": "<task_id>.<attempt>"},
+        tag="results",
+    )
     def get_result(result_id: str):
+        """One result"""
         doc = store.get(result_id)
         if doc is None:
             raise NotFound("no such result", result_id)
         return one(doc)
 
     return app
+
+
+def results_query() -> dict:
+    """The arguments of ResultStore.for_task from the query of
+    GET /api/v1/results, or a 400 naming the parameter that is wrong."""
+    task_id = required_arg("task_id")
+    limit = int_arg("limit", 100, 1, 500)
+    order = request.args.get("order", "oldest")
+    if order not in ("oldest", "newest"):
+        raise BadRequest("query parameter 'order' must be 'oldest' or 'newest'", order)
+    status = request.args.get("status")
+    if status is not None and status not in STATUSES:
+        raise BadRequest(f"query parameter 'status' must be one of {', '.join(STATUSES)}", status)
+    helper_id = request.args.get("helper_id")
+    if helper_id == "":
+        raise BadRequest(
+            "query parameter 'helper_id' must not be empty", "leave it out for every helper"
+        )
+    return {
+        "task_id": task_id,
+        "limit": limit,
+        "after": request.args.get("after"),
+        "newest_first": order == "newest",
+        "status": status,
+        "helper_id": helper_id,
+    }

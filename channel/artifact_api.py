@@ -12,13 +12,29 @@ from flask import Flask, Response, request
 from channel.artifacts import ArtifactStore, too_large
 from channel.inputs import InputStore, sources
 from channel.models import ArtifactKey
+from channel.openapi import NOT_GRANTED, Artifact, ArtifactList, ArtifactQuery, ArtifactUpload
 from serving import grants, receipts
-from serving.auth import USER, allow, principal
+from serving.access import allow, principal
 from serving.errors import ApiProblem, BadRequest, Forbidden, NotFound
-from serving.flaskapp import int_arg
+from serving.inputs import int_arg
+from serving.openapi import INVALID, OCTET_STREAM, Media, operation
+from serving.principals import USER
 from serving.schema import INT64_MAX
 
-OCTET_STREAM = "application/octet-stream"
+DOWNLOAD = Media(
+    OCTET_STREAM,
+    {"type": "string", "format": "binary"},
+    headers={
+        "Content-Disposition": {
+            "description": 'attachment; filename="<last segment of the name>"',
+            "schema": {"type": "string"},
+        },
+        "X-Content-Sha256": {
+            "description": "the sha256 of the bytes (hex)",
+            "schema": {"type": "string"},
+        },
+    },
+)
 
 
 class UnsupportedMediaType(ApiProblem):
@@ -57,8 +73,22 @@ def add_artifact_routes(
     app: Flask, artifacts: ArtifactStore, inputs: InputStore, now, receipt_key: bytes
 ) -> None:
     @app.post("/api/v1/artifacts")
+    @operation(
+        {
+            200: (Artifact, "stored before: the first copy (the body is not read)"),
+            201: (Artifact, "stored"),
+            403: "the receipt is not the seeker's for this task, helper and attempt",
+            413: "larger than the channel's --max-artifact-bytes; nothing is stored",
+            415: "the body is not application/octet-stream",
+            422: (INVALID, "a missing or invalid query parameter"),
+        },
+        query=ArtifactUpload,
+        raw_body=OCTET_STREAM,
+        tag="artifacts",
+    )
     @allow(receipts.RECEIPT)
     def upload_artifact():
+        """Upload an artifact (raw bytes, streamed to the database)"""
         key = ArtifactKey.model_validate(
             {k: request.args.get(k) for k in ArtifactKey.model_fields if k in request.args}
         ).model_dump()
@@ -80,15 +110,29 @@ def add_artifact_routes(
         return doc, 201 if created else 200
 
     @app.get("/api/v1/artifacts")
+    @operation(
+        {
+            200: (ArtifactList, "by helper, attempt and name; one page"),
+            400: "task_id missing, attempt not an integer in range",
+        },
+        query=ArtifactQuery,
+        tag="artifacts",
+    )
     def list_artifacts():
+        """A task's artifacts"""
         task_id = required_arg("task_id")
         helper_id = request.args.get("helper_id") or None
         attempt = int_arg("attempt", None, 1, INT64_MAX)
         return {"artifacts": artifacts.for_task(task_id, helper_id, attempt), "next": None}
 
     @app.get("/api/v1/artifacts/<artifact_id>")
+    @operation(
+        {200: (DOWNLOAD, "the bytes, streamed"), 403: NOT_GRANTED, 404: "no such artifact"},
+        tag="artifacts",
+    )
     @allow(USER, grants.GRANT)
     def download_artifact(artifact_id: str):
+        """Download an artifact or an uploaded input"""
         check_grant(receipt_key, inputs.describe(artifact_id), [artifact_id])
         found = inputs.download(artifact_id)
         if found is None:

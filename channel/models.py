@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
-from enum import Enum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from serving.schema import INT64_MAX
+from serving.schema import INT64_MAX, StrEnum
 
 MAX_LOG_BYTES = 16 * 1024 * 1024
 
 
-class ResultStatus(str, Enum):
+class ResultStatus(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     TIMED_OUT = "timed_out"

@@ -1,38 +1,23 @@
-"""The channel's OpenAPI document: its routes, and the answers' schemas
-(the result document, artifacts), described as pydantic models."""
+"""What the channel's OpenAPI document says beyond its routes: the answers'
+schemas (the result document, artifacts) and the query parameters as
+pydantic models, its title and description. The routes declare themselves
+in channel/app.py and channel/artifact_api.py."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from channel.models import ARTIFACT_NAME_MAX, ResultIn, ResultStatus
-from serving.openapi import (
-    OCTET_STREAM,
-    Param,
-    Reply,
-    Route,
-    common_routes,
-    error,
-    optional,
-    service_document,
-)
+from serving.openapi import optional
 from serving.schema import INT64_MAX
 
 ANSWER = ConfigDict(json_schema_serialization_defaults_required=True)
 
-ID = {"type": "string", "minLength": 1, "maxLength": 128}
-NAME = {
-    "type": "string",
-    "minLength": 1,
-    "maxLength": ARTIFACT_NAME_MAX,
-    "pattern": r"^(?!/)[^\\\x00-\x1f\x7f]+$",
-}
-NAME_RULES = "a relative path: no '..', '.' or empty segments, no backslashes or control characters"
-NOT_GRANTED = "a grant for another input, or another attempt's (or a receipt)"
-ATTEMPT = {"type": "integer", "minimum": 1, "maximum": INT64_MAX}
-STATUSES = [s.value for s in ResultStatus]
+Id = Annotated[str, Field(min_length=1, max_length=128)]
+Attempt = Annotated[int, Field(ge=1, le=INT64_MAX)]
 
 
 class ArtifactSummary(BaseModel):
@@ -99,206 +84,76 @@ class ArtifactList(BaseModel):
     next: None = Field(description="always null: one page")
 
 
-def routes() -> list[Route]:
-    task_id = Param("task_id", {"type": "string", "minLength": 1}, required=True)
-    return [
-        *common_routes("channel"),
-        Route(
-            "POST",
-            "/api/v1/results",
-            "Store a result",
-            {
-                200: Reply("stored before: the first copy (a retry stores nothing)", Result),
-                201: Reply("stored", Result),
-                403: error(
-                    "the receipt is not the seeker's for this task, helper and attempt "
-                    "(or a token was sent instead of a receipt)"
-                ),
-                409: error("another helper already sent a result for that attempt"),
-            },
-            body=ResultIn,
-            tag="results",
-            roles=("receipt",),
-        ),
-        Route(
-            "GET",
-            "/api/v1/results",
-            "A task's results, a page at a time",
-            {
-                200: Reply("one page, by arrival", ResultPage),
-                400: error("a bad query parameter"),
-            },
-            params=(
-                task_id,
-                Param("status", {"type": "string", "enum": STATUSES}, description="only these"),
-                Param(
-                    "helper_id",
-                    {"type": "string", "minLength": 1},
-                    description="only this helper's results",
-                ),
-                Param("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 100}),
-                Param("order", {"type": "string", "enum": ["oldest", "newest"]}),
-                Param(
-                    "after",
-                    {"type": "string", "pattern": "^([0-9a-fA-F]{24})?$"},
-                    description="the `next` of the previous page (empty: the first page)",
-                ),
-            ),
-            tag="results",
-        ),
-        Route(
-            "GET",
-            "/api/v1/results/{result_id}",
-            "One result",
-            {200: Reply("the result", Result), 404: error("no such result")},
-            params=(
-                Param("result_id", {"type": "string"}, "path", description="<task_id>.<attempt>"),
-            ),
-            tag="results",
-        ),
-        Route(
-            "POST",
-            "/api/v1/artifacts",
-            "Upload an artifact (raw bytes, streamed to the database)",
-            {
-                200: Reply("stored before: the first copy (the body is not read)", Artifact),
-                201: Reply("stored", Artifact),
-                403: error("the receipt is not the seeker's for this task, helper and attempt"),
-                413: error("larger than the channel's --max-artifact-bytes; nothing is stored"),
-                415: error("the body is not application/octet-stream"),
-                422: Reply(
-                    "a missing or invalid query parameter",
-                    {"$ref": "#/components/schemas/Invalid"},
-                ),
-            },
-            params=(
-                Param("task_id", ID, required=True),
-                Param("helper_id", ID, required=True),
-                Param("attempt", ATTEMPT, required=True),
-                Param(
-                    "name",
-                    {
-                        "type": "string",
-                        "minLength": 1,
-                        "maxLength": ARTIFACT_NAME_MAX,
-                        "pattern": r"^(?!/)[^\\\x00-\x1f\x7f]+$",
-                    },
-                    required=True,
-                    description="a relative path: no '..', '.' or empty segments, "
-                    "no backslashes or control characters",
-                ),
-            ),
-            raw_body=OCTET_STREAM,
-            tag="artifacts",
-            roles=("receipt",),
-        ),
-        Route(
-            "GET",
-            "/api/v1/artifacts",
-            "A task's artifacts",
-            {
-                200: Reply("by helper, attempt and name; one page", ArtifactList),
-                400: error("task_id missing, attempt not an integer in range"),
-            },
-            params=(
-                task_id,
-                Param("helper_id", {"type": "string"}, description="only this helper's"),
-                Param("attempt", ATTEMPT, description="only this attempt's"),
-            ),
-            tag="artifacts",
-        ),
-        Route(
-            "GET",
-            "/api/v1/artifacts/{artifact_id}",
-            "Download an artifact or an uploaded input",
-            {
-                200: Reply(
-                    "the bytes, streamed",
-                    {"type": "string", "format": "binary"},
-                    OCTET_STREAM,
-                    headers={
-                        "Content-Disposition": {
-                            "description": 'attachment; filename="<last segment of the name>"',
-                            "schema": {"type": "string"},
-                        },
-                        "X-Content-Sha256": {
-                            "description": "the sha256 of the bytes (hex)",
-                            "schema": {"type": "string"},
-                        },
-                    },
-                ),
-                403: error(NOT_GRANTED),
-                404: error("no such artifact"),
-            },
-            params=(Param("artifact_id", {"type": "string"}, "path"),),
-            tag="artifacts",
-            roles=("user", "grant"),
-        ),
-        Route(
-            "POST",
-            "/api/v1/inputs",
-            "Upload a file for tasks to read (stored once per content)",
-            {
-                200: Reply("these bytes are stored already (the body is not read)", Input),
-                201: Reply("stored", Input),
-                400: error("the bytes' sha256 is not the one given; nothing is stored"),
-                413: error("larger than the channel's --max-artifact-bytes; nothing is stored"),
-                415: error("the body is not application/octet-stream"),
-                422: Reply(
-                    "a missing or invalid query parameter",
-                    {"$ref": "#/components/schemas/Invalid"},
-                ),
-            },
-            params=(
-                Param("name", NAME, required=True, description=NAME_RULES),
-                Param(
-                    "sha256",
-                    {"type": "string", "pattern": "^[0-9a-f]{64}$"},
-                    required=True,
-                    description="of the bytes sent (checked); the input's id is sha256:<hex>",
-                ),
-            ),
-            raw_body=OCTET_STREAM,
-            tag="inputs",
-        ),
-        Route(
-            "GET",
-            "/api/v1/inputs/{artifact_id}",
-            "Describe an uploaded input or a result's artifact",
-            {200: Reply("the file", Input), 403: error(NOT_GRANTED), 404: error("no such file")},
-            params=(Param("artifact_id", {"type": "string"}, "path"),),
-            tag="inputs",
-            roles=("user", "grant"),
-        ),
-        Route(
-            "GET",
-            "/api/v1/inputs",
-            "Find a result's artifact by the attempt that made it and its name",
-            {
-                200: Reply("the artifact", Input),
-                403: error(NOT_GRANTED),
-                404: error("not stored (yet)"),
-                422: Reply(
-                    "a missing or invalid query parameter",
-                    {"$ref": "#/components/schemas/Invalid"},
-                ),
-            },
-            params=(
-                Param("task_id", ID, required=True),
-                Param("helper_id", ID, required=True),
-                Param("attempt", ATTEMPT, required=True),
-                Param("name", {"type": "string", "minLength": 1}, required=True),
-            ),
-            tag="inputs",
-            roles=("user", "grant"),
-        ),
-    ]
+class ResultQuery(BaseModel):
+    """The query of GET /api/v1/results (read by the view itself)."""
+
+    task_id: str = Field(min_length=1)
+    status: ResultStatus = Field(default=None, description="only these")
+    helper_id: str = Field(default=None, min_length=1, description="only this helper's results")
+    limit: int = Field(default=100, ge=1, le=500)
+    order: Literal["oldest", "newest"] = None
+    after: str = Field(
+        default=None,
+        pattern="^([0-9a-fA-F]{24})?$",
+        description="the `next` of the previous page (empty: the first page)",
+    )
 
 
+NAME_RULES = "a relative path: no '..', '.' or empty segments, no backslashes or control characters"
+NOT_GRANTED = "a grant for another input, or another attempt's (or a receipt)"
+
+
+class ArtifactUpload(BaseModel):
+    """The query of POST /api/v1/artifacts: the artifact's key (read by the
+    view itself, as channel.models.ArtifactKey)."""
+
+    task_id: Id
+    helper_id: Id
+    attempt: Attempt
+    name: str = Field(
+        min_length=1,
+        max_length=ARTIFACT_NAME_MAX,
+        json_schema_extra={"pattern": r"^(?!/)[^\\\x00-\x1f\x7f]+$"},  # checked by ArtifactKey
+        description=NAME_RULES,
+    )
+
+
+class ArtifactQuery(BaseModel):
+    """The query of GET /api/v1/artifacts (read by the view itself)."""
+
+    task_id: str = Field(min_length=1)
+    helper_id: str = Field(default=None, description="only this helper's")
+    attempt: Attempt = Field(default=None, description="only this attempt's")
+
+
+class InputUploadQuery(BaseModel):
+    """The query of POST /api/v1/inputs (read by the view itself, as
+    channel.models.InputUpload)."""
+
+    name: str = Field(
+        min_length=1,
+        max_length=ARTIFACT_NAME_MAX,
+        json_schema_extra={"pattern": r"^(?!/)[^\\\x00-\x1f\x7f]+$"},  # checked by InputUpload
+        description=NAME_RULES,
+    )
+    sha256: str = Field(
+        pattern="^[0-9a-f]{64}$",
+        description="of the bytes sent (checked); the input's id is sha256:<hex>",
+    )
+
+
+class OutputQuery(BaseModel):
+    """The query of GET /api/v1/inputs (read by the view itself, as
+    channel.models.OutputKey)."""
+
+    task_id: Id
+    helper_id: Id
+    attempt: Attempt
+    name: str = Field(min_length=1)
+
+
+TITLE = "Seeker channel"
 DESCRIPTION = (
     "The channel stores the results helpers post and the artifacts (files) of "
     "each attempt, and answers queries by task id. See docs/api.md."
 )
-
-
-document = service_document("Seeker channel", DESCRIPTION, routes)

@@ -7,10 +7,9 @@ import json
 import logging
 import socket
 import threading
-import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 from channel.client import ChannelClient
@@ -18,13 +17,16 @@ from helper.app import create_app
 from helper.executor import Executor, remove_spill
 from helper.inputs import DEFAULT_CAP, InputCache
 from helper.metrics import HelperMetrics
+from helper.models import Assignment
 from helper.outbox import Outbox
 from helper.resources import host_resources
 from helper.runtime import DEFAULT_LOG_CAP, DockerRuntime
 from seeker.client import SeekerClient
-from seeker.control.credentials import ROTATION_GRACE
-from serving.auth import read_secret, write_secret
+from serving.clock import Clock, utc_now
+from serving.errors import Busy, Conflict, Forbidden, NotFound
 from serving.http import ApiError, Unreachable
+from serving.principals import ROTATION_GRACE
+from serving.secret_files import read_secret, write_secret
 from serving.tls import ServerCert
 from serving.wsgi import BackgroundServer
 
@@ -54,6 +56,8 @@ class HelperConfig:
     input_cache: int = DEFAULT_CAP  # bytes of inputs kept in DATA_DIR/inputs
     tls: ServerCert | None = None  # serve HTTPS with this certificate
     ca_cert: Path | None = None  # the CA of the seeker's and channel's certificates
+    pull: bool = False  # take work over a long poll: the seeker never connects here
+    poll_wait: float = 25.0  # seconds a poll waits for work (the seeker may cap it)
 
 
 class CredentialFile:
@@ -86,8 +90,9 @@ def helper_id(data_dir: Path) -> str:
 
 
 class HelperAgent:
-    def __init__(self, cfg: HelperConfig, runtime=None):
+    def __init__(self, cfg: HelperConfig, runtime=None, clock: Clock = utc_now):
         self.cfg = cfg
+        self.clock = clock
         self.helper_id = helper_id(cfg.data_dir)
         self.boot_id = uuid.uuid4().hex  # new for every process
         self.name = cfg.name or socket.gethostname()
@@ -96,16 +101,22 @@ class HelperAgent:
         # and the seeker presents it with every request it makes here
         self.join_token = cfg.join_token or cfg.token
         self.seeker = SeekerClient(cfg.seeker_url, self.join_token, ca_cert=cfg.ca_cert)
+        # the long poll has a connection of its own: when it drops, the
+        # seeker knows this helper died (pull mode)
+        self.poller = SeekerClient(cfg.seeker_url, None, ca_cert=cfg.ca_cert)
+        self._register_lock = threading.Lock()
         self._credentials: tuple[str, ...] = ()  # the newest first
-        self._rotated_at = float("-inf")
+        self._rotated_at: datetime | None = None  # when the newest credential came
         self._credential_file = CredentialFile(cfg.data_dir)
         kept = self._credential_file.load()
         if kept:  # a restart: register with it (the seeker then issues a new one)
             self._credentials = (kept,)
-            self.seeker.authorize(kept)
+            self._authorize(kept)
         # results and artifacts go with each attempt's receipt, not a token
         self.channel = ChannelClient(cfg.channel_url, None, ca_cert=cfg.ca_cert)
-        self.runtime = runtime or DockerRuntime(log_cap=cfg.log_cap, pull_timeout=cfg.pull_timeout)
+        self.runtime = runtime or DockerRuntime(
+            log_cap=cfg.log_cap, pull_timeout=cfg.pull_timeout, clock=clock
+        )
         self.metrics = HelperMetrics()
         self.outbox = Outbox(
             Path(cfg.data_dir) / "outbox",
@@ -134,6 +145,7 @@ class HelperAgent:
             allow_mounts=cfg.allow_mounts,
             spill_root=Path(cfg.data_dir) / "spill",
             metrics=self.metrics,
+            clock=clock,
             inputs=InputCache(Path(cfg.data_dir) / "inputs", self.channel, cfg.input_cache),
         )
         app = create_app(
@@ -146,10 +158,15 @@ class HelperAgent:
         self.server = BackgroundServer(
             app, cfg.host, cfg.port, threads=max(8, cfg.slots + 4), cert=cfg.tls
         )
-        self.url = cfg.advertise_url or self._default_url()
+        self.url = None if cfg.pull else cfg.advertise_url or self._default_url()
         self._stop = threading.Event()
         self._registered = threading.Event()
         self._thread = threading.Thread(target=self._heartbeat, name="register", daemon=True)
+        self._poll_thread = threading.Thread(target=self._poll_loop, name="poll", daemon=True)
+
+    def _authorize(self, credential: str) -> None:
+        self.seeker.authorize(credential)
+        self.poller.authorize(credential)
 
     def _default_url(self) -> str:
         if self.cfg.host not in ("0.0.0.0", "::", ""):
@@ -181,7 +198,7 @@ class HelperAgent:
         # will refuse it for want of a receipt, and the outbox sets it aside)
         result = entry["result"] if "receipt" in entry else entry
         self.channel.post_result(
-            dict(result, sent_at=datetime.now(timezone.utc).isoformat()),
+            dict(result, sent_at=self.clock().isoformat()),
             receipt=entry.get("receipt"),
         )
 
@@ -203,6 +220,7 @@ class HelperAgent:
         return {
             "helper_id": self.helper_id,
             "name": self.name,
+            "mode": "pull" if self.cfg.pull else "push",
             "url": self.url,
             "slots": self.cfg.slots,
             "labels": self.cfg.labels,
@@ -215,13 +233,18 @@ class HelperAgent:
     def seeker_credentials(self) -> tuple[str, ...]:
         """What the seeker may present: the newest credential, and the one
         before it for as long as the seeker still honours it."""
-        if time.monotonic() - self._rotated_at < ROTATION_GRACE.total_seconds():
+        rotated = self._rotated_at
+        if rotated is not None and self.clock() - rotated < ROTATION_GRACE:
             return self._credentials
         return self._credentials[:1]
 
     def register(self) -> bool:
         """Register (with the join token the first time, and whenever the
         seeker no longer knows the credential) or refresh (with it)."""
+        with self._register_lock:  # the heartbeat and the poll both may
+            return self._register()
+
+    def _register(self) -> bool:
         try:
             answer = self.seeker.register_helper(self.registration())
         except ApiError as exc:
@@ -232,8 +255,8 @@ class HelperAgent:
                 )
                 self._credentials = ()
                 self._credential_file.forget()
-                self.seeker.authorize(self.join_token)
-                return self.register()
+                self._authorize(self.join_token)
+                return self._register()
             log.warning("registration with %s failed: %s", self.cfg.seeker_url, exc)
             return False
         except Unreachable as exc:
@@ -243,13 +266,96 @@ class HelperAgent:
         if credential:
             # the one before stays good a moment, for pushes already on their way
             self._credentials = (credential, *self._credentials[:1])
-            self._rotated_at = time.monotonic()
+            self._rotated_at = self.clock()
             self._credential_file.save(credential)
-            self.seeker.authorize(credential)
+            self._authorize(credential)
         if not self._registered.is_set():
-            log.info("registered as %s (%s) at %s", self.name, self.helper_id, self.url)
+            where = "pulling its work" if self.cfg.pull else f"at {self.url}"
+            log.info("registered as %s (%s), %s", self.name, self.helper_id, where)
         self._registered.set()
+        self._stop_runs((answer or {}).get("stop") or [])
         return True
+
+    def _stop_runs(self, keys: list[str]) -> None:
+        """Stop the runs the seeker says are no longer this helper's (the
+        task ended or ran elsewhere while this helper was away)."""
+        for key in keys:
+            try:
+                self.executor.cancel(key)
+                log.info("stopping %s: the seeker says it is no longer ours to run", key)
+            except NotFound:
+                pass  # ended meanwhile
+
+    # --- pull mode -------------------------------------------------------------
+
+    def _poll_loop(self) -> None:
+        """Long-poll the seeker for work until stopped; reconnect (with a
+        backoff up to 5 s) when it cannot be reached."""
+        backoff = 0.5
+        while not self._stop.is_set():
+            if not self._registered.wait(1):
+                continue
+            try:
+                work = self.poll_once()
+            except (Unreachable, ApiError) as exc:
+                if isinstance(exc, ApiError) and exc.status in (401, 404, 409):
+                    self.register()  # purged, removed or registered otherwise: join again
+                log.warning("poll of %s failed: %s", self.cfg.seeker_url, exc)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            backoff = 0.5
+            self.handle(work)
+
+    def poll_once(self) -> dict:
+        """One long poll: this helper's work, or nothing once the wait is over."""
+        body = {
+            "boot_id": self.boot_id,
+            "running": self.executor.running_keys(),
+            "done": self.executor.done_keys(),
+            "wait": self.cfg.poll_wait,
+        }
+        return self.poller.poll_work(self.helper_id, body, timeout=self.cfg.poll_wait + 15)
+
+    def handle(self, work: dict) -> None:
+        """Stop what the seeker says to stop; take each offer (acknowledged
+        before it runs), or tell the seeker why not."""
+        self._stop_runs(work.get("stop") or [])
+        for item in work.get("assignments") or []:
+            a = Assignment.model_validate(item)
+            try:
+                self.executor.take(a, self._acknowledge)
+            except (Busy, Forbidden, Conflict) as exc:
+                self._refuse(a, exc)
+            except (Unreachable, ApiError) as exc:  # it is handed out again
+                log.warning("could not take %s: %s", a.key, exc)
+
+    def _acknowledge(self, a: Assignment) -> bool:
+        answer = self.seeker.report(
+            a.task_id,
+            {
+                "helper_id": self.helper_id,
+                "attempt": a.attempt,
+                "state": "accepted",
+                "boot_id": self.boot_id,
+            },
+        )
+        return bool((answer or {}).get("run"))
+
+    def _refuse(self, a: Assignment, why: Exception) -> None:
+        log.info("refusing %s: %s", a.key, why)
+        try:
+            self.seeker.report(
+                a.task_id,
+                {
+                    "helper_id": self.helper_id,
+                    "attempt": a.attempt,
+                    "state": "push_failed",
+                    "error": f"{self.name} refused it: {why}",
+                },
+            )
+        except (Unreachable, ApiError) as exc:  # it expires on the seeker's side
+            log.warning("could not refuse %s: %s", a.key, exc)
 
     def _heartbeat(self) -> None:
         delay = 0.5
@@ -273,10 +379,13 @@ class HelperAgent:
         self.server.start()
         self.outbox.start()
         self._thread.start()
+        if self.cfg.pull:
+            self._poll_thread.start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
+        self.poller.close()  # ends a poll waiting at the seeker
         self.server.stop()
         self.outbox.stop()
         self._thread.join(timeout=5)

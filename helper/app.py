@@ -9,11 +9,11 @@ from flask import Flask
 from helper.executor import Executor
 from helper.metrics import HelperCollector, HelperMetrics
 from helper.models import Assignment
-from helper.openapi import document
-from serving.auth import Authenticator, Principal, allow, secret_equal
-from serving.flaskapp import base_app, json_model
-from serving.metrics import serve_metrics
-from serving.openapi import serve_openapi
+from helper.openapi import DESCRIPTION, TITLE, Entry, Status
+from serving.access import allow
+from serving.flaskapp import base_app, serve_metrics
+from serving.openapi import Document, operation
+from serving.principals import Authenticator, Principal, secret_equal
 
 SEEKER = "seeker"  # the role of the credential this helper's seeker presents
 
@@ -36,25 +36,44 @@ def create_app(
         matched = [c for c in seeker_credentials() if c and secret_equal(given, c)]
         return Principal(frozenset({SEEKER})) if matched else None
 
-    app = base_app(__name__, "helper", Authenticator({"user": token}, (the_seeker,)), config)
+    auth = Authenticator({"user": token}, (the_seeker,))
+    app = base_app(__name__, "helper", auth, config, Document(TITLE, DESCRIPTION))
     app.extensions["executor"] = executor
     serve_metrics(app, HelperCollector(executor, describe), metrics or HelperMetrics())
-    serve_openapi(app, document())
 
     @app.post("/api/v1/assignments")
+    @operation(
+        {
+            202: (Entry, "accepted (also for a run already under way)"),
+            403: "refused by this helper's policy (--allow-image, --allow-mount), or "
+            "the caller is not this helper's seeker",
+            409: "the assignment is for another helper",
+            429: "every slot is in use",
+        },
+        body=Assignment,
+        tag="assignments",
+    )
     @allow(SEEKER)
-    def assign():
-        assignment = json_model(Assignment)
-        return executor.submit(assignment), 202
+    def assign(body: Assignment):
+        """Run an assignment (sent by the seeker)"""
+        return executor.submit(body), 202
 
     @app.delete("/api/v1/assignments/<key>")
+    @operation(
+        {200: (Entry, "the entry, with cancel_requested"), 404: "no such running assignment"},
+        params={"key": "<task_id>.<attempt>"},
+        tag="assignments",
+    )
     @allow(SEEKER)
     def cancel(key: str):
+        """Stop an assignment (answers at once, stops in the background)"""
         return executor.cancel(key)
 
     @app.get("/api/v1/status")
+    @operation({200: (Status, "its resources and running assignments")}, tag="status")
     @allow(SEEKER, "user")
     def status():
+        """What the helper is doing"""
         return {**describe(), "slots": executor.slots, "running": executor.running()}
 
     return app

@@ -6,7 +6,6 @@ import click
 
 from helper.agent import HelperAgent, HelperConfig
 from helper.resources import declared_resources
-from seeker.models import parse_bytes
 from serving.cli import (
     ca_cert_option,
     join_token_option,
@@ -16,6 +15,7 @@ from serving.cli import (
     server_options,
     starting,
 )
+from serving.schema import parse_bytes
 
 
 def _declared(spec: str | None) -> dict:
@@ -42,6 +42,21 @@ def main():
     "--advertise-url",
     help="URL at which the seeker reaches this helper (default: http://HOST:PORT, "
     "https:// with --tls-cert).",
+)
+@click.option(
+    "--pull",
+    is_flag=True,
+    help="Pull work over a long poll to the seeker: only outbound connections, for a "
+    "host behind NAT or a firewall (no --advertise-url, no open port; --port then serves "
+    "only this host's /healthz, /api/v1/status and /metrics).",
+)
+@click.option(
+    "--poll-wait",
+    default=25.0,
+    show_default=True,
+    type=click.FloatRange(1, 300),
+    help="With --pull: seconds a poll waits for work before it is answered empty "
+    "(the seeker may cap it; keep it under your proxies' idle timeout).",
 )
 @click.option("--name", help="Unique helper name (default: the host name).")
 @click.option(
@@ -120,6 +135,8 @@ def start(
     channel_url,
     ca_cert,
     advertise_url,
+    pull,
+    poll_wait,
     name,
     slots,
     labels,
@@ -133,6 +150,8 @@ def start(
     test_resources,
 ):
     """Register with the seeker and run the containers it assigns."""
+    if pull and advertise_url:
+        raise click.UsageError("--advertise-url has no use with --pull: the seeker never connects")
     try:
         cap = parse_bytes(log_cap)
     except ValueError as exc:
@@ -150,6 +169,8 @@ def start(
         host=host,
         port=port,
         advertise_url=advertise_url,
+        pull=pull,
+        poll_wait=poll_wait,
         name=name,
         slots=slots,
         labels=parse_pairs(labels, "--label"),

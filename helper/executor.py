@@ -6,11 +6,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
-from channel.models import output_digest
+from channel.models import ResultStatus, output_digest
 from helper.inputs import InputCache, InputUnavailable
 from helper.metrics import HelperMetrics
 from helper.models import Assignment
@@ -23,9 +24,11 @@ from helper.runtime import (
     RunOutcome,
     RunSpec,
 )
+from seeker.models import AssignmentState
 from serving.errors import Busy, Conflict, Forbidden, NotFound
 
 log = logging.getLogger(__name__)
+DONE_KEPT = 256  # finished runs a pulling helper lists with what it runs
 
 
 def _now() -> datetime:
@@ -67,12 +70,48 @@ class Executor:
         self.metrics = metrics or HelperMetrics()
         self.inputs = inputs  # fetched before a container starts, kept by digest
         self._running: dict[str, dict] = {}
+        # runs finished lately, newest last: a pulling helper lists them with
+        # what it runs, so the seeker does not hand them out again before it
+        # has heard that they finished
+        self._done: OrderedDict[str, None] = OrderedDict()
         self._lock = threading.Lock()
 
     def container_name(self, a: Assignment) -> str:
         return f"seeker-{a.task_id}-{a.attempt}-{self.helper_id[:8]}"
 
     def submit(self, a: Assignment) -> dict:
+        """A pushed assignment: run it (a retried push of a run already under
+        way starts nothing). Conflict, Forbidden or Busy if it cannot."""
+        self._check(a)
+        entry, new = self._claim(a.key, a.task_id, a.attempt, a.image, self.container_name(a))
+        if new:
+            self._start(a)
+        return entry
+
+    def take(self, a: Assignment, acknowledge: Callable[[Assignment], bool]) -> bool:
+        """A pulled assignment: claim a slot, acknowledge it to the seeker,
+        and run it only if the seeker says this process is to run it (so an
+        offer handed out twice, or acknowledged twice, runs once). Returns
+        whether it runs; Conflict, Forbidden or Busy if it cannot take it.
+        An acknowledgement that fails frees the slot and raises: the offer
+        comes again."""
+        self._check(a)
+        _, new = self._claim(a.key, a.task_id, a.attempt, a.image, self.container_name(a))
+        if not new:
+            return False  # already running it
+        try:
+            run = acknowledge(a)
+        except BaseException:
+            self._release(a.key)
+            raise
+        if not run:
+            log.info("%s: the seeker withdrew it before it was taken", a.key)
+            self._release(a.key)
+            return False
+        self._start(a)
+        return True
+
+    def _check(self, a: Assignment) -> None:
         if a.helper_id != self.helper_id:
             raise Conflict(
                 "assignment is for another helper",
@@ -83,10 +122,13 @@ class Executor:
         )
         if why:
             raise Forbidden("refused by this helper's policy", why)
-        entry, new = self._claim(a.key, a.task_id, a.attempt, a.image, self.container_name(a))
-        if new:  # a retried push of a run already under way starts nothing
-            threading.Thread(target=self._run, args=(a,), name=f"run-{a.key}", daemon=True).start()
-        return entry
+
+    def _start(self, a: Assignment) -> None:
+        threading.Thread(target=self._run, args=(a,), name=f"run-{a.key}", daemon=True).start()
+
+    def _release(self, key: str) -> None:
+        with self._lock:
+            self._running.pop(key, None)
 
     def _claim(
         self,
@@ -95,7 +137,7 @@ class Executor:
         attempt: int,
         image: str,
         container: str,
-        state: str = "accepted",
+        state: AssignmentState = AssignmentState.ACCEPTED,
     ) -> tuple[dict, bool]:
         """Take a slot for `key`; returns (a snapshot of its entry, whether new)."""
         with self._lock:
@@ -136,6 +178,11 @@ class Executor:
         with self._lock:
             return list(self._running)
 
+    def done_keys(self) -> list[str]:
+        """The runs this process finished lately (at most DONE_KEPT)."""
+        with self._lock:
+            return list(self._done)
+
     # --- a run, from start to the outbox ---------------------------------------
 
     def _run(self, a: Assignment) -> None:
@@ -144,14 +191,16 @@ class Executor:
             mounts = self._fetch_inputs(a, held)
             outcome = self.runtime.run(
                 self._spec(a, mounts),
-                on_started=lambda: self._progress(a, "running"),
-                on_pulling=lambda: self._progress(a, "pulling"),
+                on_started=lambda: self._progress(a, AssignmentState.RUNNING),
+                on_pulling=lambda: self._progress(a, AssignmentState.PULLING),
             )
         except InputUnavailable as exc:
-            outcome = RunOutcome("error", error=str(exc), finished_at=self.clock())
+            outcome = RunOutcome(ResultStatus.ERROR, error=str(exc), finished_at=self.clock())
         except Exception as exc:  # never lose an assignment to a bug or a dead engine
             log.exception("assignment %s crashed", a.key)
-            outcome = RunOutcome("error", error=f"helper error: {exc}", finished_at=self.clock())
+            outcome = RunOutcome(
+                ResultStatus.ERROR, error=f"helper error: {exc}", finished_at=self.clock()
+            )
         finally:
             if held:
                 self.inputs.release(held)
@@ -164,7 +213,7 @@ class Executor:
             return []
         if self.inputs is None:
             raise InputUnavailable("this helper keeps no input cache: it cannot fetch inputs")
-        self._progress(a, "fetching")
+        self._progress(a, AssignmentState.FETCHING)
         mounts = []
         for inp in a.inputs:
             key, path = self.inputs.acquire(inp)
@@ -199,7 +248,7 @@ class Executor:
                 "event": {
                     "helper_id": self.helper_id,
                     "attempt": attempt,
-                    "state": "finished",
+                    "state": AssignmentState.FINISHED,
                     "status": result["status"],
                     "exit_code": result["exit_code"],
                     "output_digest": result["output_digest"],
@@ -208,10 +257,14 @@ class Executor:
             },
         )
         with self._lock:
-            self._running.pop(f"{task_id}.{attempt}", None)
+            key = f"{task_id}.{attempt}"
+            self._running.pop(key, None)
+            self._done[key] = None
+            while len(self._done) > DONE_KEPT:
+                self._done.popitem(last=False)
         self.metrics.container_ended(outcome.status, outcome.started_at, outcome.finished_at)
 
-    def _progress(self, a: Assignment, state: str) -> None:
+    def _progress(self, a: Assignment, state: AssignmentState) -> None:
         with self._lock:
             if a.key in self._running:
                 self._running[a.key]["state"] = state
@@ -231,6 +284,7 @@ class Executor:
             cpus=a.resources.cpus,
             memory=a.resources.memory,
             gpu_indices=a.gpu_indices,
+            gpu_uuids=a.gpu_uuids,
             declared_gpus=self.declared_gpus,
             timeout=a.timeout,
             labels={LABEL: a.key, HELPER_LABEL: self.helper_id, RECEIPT_LABEL: a.receipt},
@@ -251,6 +305,8 @@ class Executor:
         }
         if a.gpu_indices:
             env["SEEKER_GPU_INDICES"] = ",".join(str(i) for i in a.gpu_indices)
+        if a.gpu_uuids:
+            env["SEEKER_GPU_UUIDS"] = ",".join(a.gpu_uuids)
         if a.array_id is not None and a.array_index is not None:
             env["SEEKER_ARRAY_ID"] = a.array_id
             env["SEEKER_ARRAY_INDEX"] = str(a.array_index)
@@ -289,7 +345,9 @@ class Executor:
                 continue
             image = (c.attrs.get("Config") or {}).get("Image", "")
             try:
-                self._claim(key, task_id, int(attempt), image, c.name, state="running")
+                self._claim(
+                    key, task_id, int(attempt), image, c.name, state=AssignmentState.RUNNING
+                )
             except Busy:
                 log.warning("adopting %s beyond the slot count", key)
                 with self._lock:
@@ -297,7 +355,7 @@ class Executor:
                         "task_id": task_id,
                         "attempt": int(attempt),
                         "image": image,
-                        "state": "running",
+                        "state": AssignmentState.RUNNING,
                         "container": c.name,
                         "boot_id": self.boot_id,
                     }
@@ -333,7 +391,9 @@ class Executor:
             outcome = self.runtime.follow(container, spec, started)
         except Exception as exc:
             log.exception("following %s failed", key)
-            outcome = RunOutcome("error", error=f"helper error: {exc}", finished_at=self.clock())
+            outcome = RunOutcome(
+                ResultStatus.ERROR, error=f"helper error: {exc}", finished_at=self.clock()
+            )
         finally:
             if held:
                 self.inputs.release(held)

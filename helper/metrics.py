@@ -112,7 +112,7 @@ class HelperMetrics(EventMetrics):
 class HelperCollector:
     """What the helper holds, read at each scrape: its slots from the
     executor, its outbox and GPUs from `describe()` (what GET /status says:
-    `outbox` and `resources.gpus`, helper/resources.py's inventory)."""
+    `outbox` and `resources.gpus`, helper/gpus.py's inventory)."""
 
     def __init__(self, executor, describe: Callable[[], dict]):
         self.executor = executor

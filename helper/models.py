@@ -17,7 +17,7 @@ class AssignmentResources(BaseModel):
 
     cpus: float = Field(default=0, ge=0, le=1024)
     memory: Bytes = 0
-    gpus: int = Field(default=0, ge=0, le=64)
+    gpus: int | float = Field(default=0, ge=0, le=64, description="whole GPUs, or a share of one")
 
 
 class AssignmentInput(BaseModel):
@@ -76,6 +76,12 @@ class Assignment(BaseModel):
     timeout: float | None = Field(default=None, gt=0)
     gpu_indices: list[Annotated[int, Field(ge=0, le=1024)]] = Field(
         default_factory=list, max_length=64, description="GPUs to pin"
+    )
+    gpu_uuids: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(
+        default_factory=list,
+        max_length=64,
+        description="the devices to pin, by uuid (a MIG instance's own): Docker is asked for "
+        "these when given, else for gpu_indices",
     )
     pull: Literal["always", "if-missing", "never"] = "if-missing"
     capabilities: list[Literal[SAFE_CAPABILITIES]] = Field(default_factory=list)

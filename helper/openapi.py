@@ -1,5 +1,6 @@
-"""The helper's OpenAPI document: its routes, and the answers' schemas
-(assignment entries, the status) described as pydantic models."""
+"""What the helper's OpenAPI document says beyond its routes: the answers'
+schemas (assignment entries, the status) as pydantic models, its title and
+description. The routes declare themselves in helper/app.py."""
 
 from __future__ import annotations
 
@@ -8,17 +9,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from helper.models import Assignment
-from seeker.models import HelperResources
-from serving.openapi import (
-    Param,
-    Reply,
-    Route,
-    common_routes,
-    error,
-    optional,
-    service_document,
-)
+from seeker.models import AssignmentState, HelperResources
+from serving.openapi import optional
 
 ANSWER = ConfigDict(json_schema_serialization_defaults_required=True)
 
@@ -29,7 +21,7 @@ class Entry(BaseModel):
     task_id: str
     attempt: int = Field(ge=1)
     image: str
-    state: Literal["accepted", "fetching", "pulling", "running"]
+    state: Literal[AssignmentState.on_helper()]
     container: str = Field(description="the container's name")
     boot_id: str = Field(description="the helper process that runs it")
     accepted_at: datetime | None = Field(
@@ -73,53 +65,8 @@ class Status(BaseModel):
     running: list[Entry]
 
 
-def routes() -> list[Route]:
-    return [
-        *common_routes("helper"),
-        Route(
-            "POST",
-            "/api/v1/assignments",
-            "Run an assignment (sent by the seeker)",
-            {
-                202: Reply("accepted (also for a run already under way)", Entry),
-                403: error(
-                    "refused by this helper's policy (--allow-image, --allow-mount), or "
-                    "the caller is not this helper's seeker"
-                ),
-                409: error("the assignment is for another helper"),
-                429: error("every slot is in use"),
-            },
-            body=Assignment,
-            tag="assignments",
-            roles=("seeker",),
-        ),
-        Route(
-            "DELETE",
-            "/api/v1/assignments/{key}",
-            "Stop an assignment (answers at once, stops in the background)",
-            {
-                200: Reply("the entry, with cancel_requested", Entry),
-                404: error("no such running assignment"),
-            },
-            params=(Param("key", {"type": "string"}, "path", description="<task_id>.<attempt>"),),
-            tag="assignments",
-            roles=("seeker",),
-        ),
-        Route(
-            "GET",
-            "/api/v1/status",
-            "What the helper is doing",
-            {200: Reply("its resources and running assignments", Status)},
-            tag="status",
-            roles=("seeker", "user"),
-        ),
-    ]
-
-
+TITLE = "Seeker helper"
 DESCRIPTION = (
     "A helper runs the assignments the seeker pushes to it as containers, "
     "and reports what it runs. See docs/api.md."
 )
-
-
-document = service_document("Seeker helper", DESCRIPTION, routes)

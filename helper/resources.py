@@ -1,58 +1,19 @@
-"""What this host offers: CPUs, memory, disk and GPUs (through NVML)."""
+"""What this host offers: CPUs, memory, disk (psutil) and GPUs (NVML, in
+gpus.py); or, for tests, what a helper declares instead."""
 
 from __future__ import annotations
 
-import logging
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 import psutil
 
-log = logging.getLogger(__name__)
-_said_no_gpus = False
+from helper.gpus import gpu_inventory
 
 
-def gpu_inventory() -> list[dict]:
-    """Every GPU NVML sees; none (and no error) where NVML or a driver is missing."""
-    try:
-        import pynvml
-    except ImportError:
-        return []
-    try:
-        pynvml.nvmlInit()
-    except pynvml.NVMLError as exc:
-        global _said_no_gpus
-        if not _said_no_gpus:
-            log.info("no GPUs: NVML unavailable (%s)", exc)
-            _said_no_gpus = True
-        return []
-    try:
-        gpus = []
-        for index in range(pynvml.nvmlDeviceGetCount()):
-            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-            mem = pynvml.nvmlDeviceGetMemoryInfo(handle)
-            try:
-                util = float(pynvml.nvmlDeviceGetUtilizationRates(handle).gpu)
-            except pynvml.NVMLError:
-                util = None
-            name = pynvml.nvmlDeviceGetName(handle)
-            uuid = pynvml.nvmlDeviceGetUUID(handle)
-            gpus.append(
-                {
-                    "index": index,
-                    "name": name.decode() if isinstance(name, bytes) else name,
-                    "uuid": uuid.decode() if isinstance(uuid, bytes) else uuid,
-                    "memory_total": int(mem.total),
-                    "memory_free": int(mem.free),
-                    "utilization": util,
-                }
-            )
-        return gpus
-    finally:
-        pynvml.nvmlShutdown()
-
-
-def host_resources(data_dir: Path | None = None) -> dict:
+def host_resources(data_dir: Path | None = None, nvml: Any = None) -> dict:
     mem = psutil.virtual_memory()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     disk = psutil.disk_usage(str(data_dir or "/")).free
@@ -62,17 +23,20 @@ def host_resources(data_dir: Path | None = None) -> dict:
         "memory_total": int(mem.total),
         "memory_available": int(mem.available),
         "disk_free": int(disk),
-        "gpus": gpu_inventory(),
+        "gpus": gpu_inventory(nvml),
     }
 
 
 def declared_resources(text: str) -> dict:
     """TEST ONLY: resources a helper declares instead of measuring, from
-    'cpus=8,memory=32g,gpus=2,gpu_memory=16g'. Declared GPUs are not real:
-    the helper asks Docker for no device and only tells the container which
-    indices it was given (SEEKER_GPU_INDICES)."""
-    from seeker.models import parse_bytes
+    'cpus=8,memory=32g,gpus=2,gpu_memory=16g', or from a JSON file given as
+    '@FILE' (see declared_from_file). Declared GPUs are not real: the helper
+    asks Docker for no device and only tells the container which it was
+    given (SEEKER_GPU_INDICES, SEEKER_GPU_UUIDS)."""
+    from serving.schema import parse_bytes
 
+    if text.startswith("@"):
+        return declared_from_file(Path(text[1:]))
     known = {"cpus", "memory", "gpus", "gpu_memory"}
     values: dict[str, str] = {}
     for item in filter(None, (p.strip() for p in text.split(","))):
@@ -99,3 +63,58 @@ def declared_resources(text: str) -> dict:
             for i in range(int(values["gpus"]))
         ]
     return out
+
+
+def declared_from_file(path: Path) -> dict:
+    """TEST ONLY: a JSON object with `cpus`, `memory` (bytes or '32g') and
+    `gpus`, a list of GPU records in the report's own shape, e.g.
+    {"index": 0, "name": "NVIDIA A100-SXM4-80GB", "memory_total": 85899345920,
+    "compute_capability": "8.0", "cuda_version": "12.2", "mig": [{"profile":
+    "3g.40gb", "memory_total": 42949672960}]}. Left out: `index` is the
+    record's place, `uuid` TEST-GPU-<index> (TEST-MIG-<index>-<n> for an
+    instance), `memory_free` all of it."""
+    from seeker.models import GpuInfo, parse_bytes
+
+    try:
+        declared = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot read {path} as JSON: {exc}") from None
+    if not isinstance(declared, dict) or set(declared) - {"cpus", "memory", "gpus"}:
+        raise ValueError(f"{path}: expected a JSON object with cpus, memory and gpus only")
+    out: dict = {}
+    if "cpus" in declared:
+        out["cpus"] = float(declared["cpus"])
+    if "memory" in declared:
+        out["memory_total"] = out["memory_available"] = parse_bytes(declared["memory"])
+    if "gpus" in declared:
+        try:
+            out["gpus"] = [
+                GpuInfo.model_validate(declared_gpu(i, g)).model_dump(mode="json")
+                for i, g in enumerate(declared["gpus"])
+            ]
+        except (TypeError, AttributeError, ValueError) as exc:
+            raise ValueError(f"{path}: gpus must be a list of GPU records: {exc}") from None
+    return out
+
+
+def declared_gpu(position: int, record: dict) -> dict:
+    """A declared GPU record with what was left out filled in (and sizes
+    such as '80g' read as bytes)."""
+    gpu = sizes_read({"index": position, "utilization": 0.0, **record})
+    gpu.setdefault("uuid", f"TEST-GPU-{gpu['index']}")
+    gpu.setdefault("memory_free", gpu.get("memory_total", 0))
+    if gpu.get("mig"):
+        gpu["mig"] = [
+            sizes_read({"uuid": f"TEST-MIG-{gpu['index']}-{n}", **instance})
+            for n, instance in enumerate(gpu["mig"])
+        ]
+    return gpu
+
+
+def sizes_read(record: dict) -> dict:
+    from seeker.models import parse_bytes
+
+    for key in ("memory_total", "memory_free"):
+        if isinstance(record.get(key), str):
+            record[key] = parse_bytes(record[key])
+    return record

@@ -10,13 +10,16 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 import docker
 import requests
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import DeviceRequest, Mount
+
+from channel.models import ResultStatus
+from serving.clock import Clock, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,7 @@ class RunSpec:
     cpus: float = 0
     memory: int = 0
     gpu_indices: list[int] = field(default_factory=list)
+    gpu_uuids: list[str] = field(default_factory=list)  # asked of Docker when given
     declared_gpus: bool = False  # test-only GPUs: nothing to ask Docker for
     timeout: float | None = None
     labels: dict[str, str] = field(default_factory=dict)
@@ -52,7 +56,7 @@ class RunSpec:
 
 @dataclass
 class RunOutcome:
-    status: str  # succeeded, failed, timed_out, error, cancelled
+    status: ResultStatus
     exit_code: int | None = None
     stdout: bytes = b""
     stderr: bytes = b""
@@ -67,10 +71,6 @@ class RunOutcome:
     stdout_digest: str = ""  # sha256 of all of stdout that was read
 
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
 class DockerRuntime:
     def __init__(
         self,
@@ -78,8 +78,11 @@ class DockerRuntime:
         log_cap: int = DEFAULT_LOG_CAP,
         stop_grace: float = 10.0,
         pull_timeout: float = 300.0,
+        clock: Clock = utc_now,
     ):
+        """`clock` times each run and decides what is left of its timeout."""
         self.client = client or docker.from_env(timeout=pull_timeout)
+        self.clock = clock
         self.log_cap = log_cap
         self.stop_grace = stop_grace
         self._cancelled: set[str] = set()
@@ -114,21 +117,27 @@ class DockerRuntime:
         try:
             container = self._create(spec, on_pulling)
         except _NoImage as exc:
-            return RunOutcome("error", error=str(exc), finished_at=_now())
+            return RunOutcome(ResultStatus.ERROR, error=str(exc), finished_at=self.clock())
         except APIError as exc:
             return RunOutcome(
-                "error", error=f"cannot create container: {_explain(exc)}", finished_at=_now()
+                ResultStatus.ERROR,
+                error=f"cannot create container: {_explain(exc)}",
+                finished_at=self.clock(),
             )
         try:
             if self._was_cancelled(spec.name):
-                return RunOutcome("cancelled", error="cancelled by user", finished_at=_now())
+                return RunOutcome(
+                    ResultStatus.CANCELLED, error="cancelled by user", finished_at=self.clock()
+                )
             try:
                 container.start()
             except APIError as exc:
                 return RunOutcome(
-                    "error", error=f"cannot start container: {_explain(exc)}", finished_at=_now()
+                    ResultStatus.ERROR,
+                    error=f"cannot start container: {_explain(exc)}",
+                    finished_at=self.clock(),
                 )
-            started = _now()
+            started = self.clock()
             on_started()
             return self._to_the_end(container, spec, started)
         finally:
@@ -208,7 +217,9 @@ class DockerRuntime:
         if spec.cpus:
             args["nano_cpus"] = int(spec.cpus * 1e9)
         if spec.gpu_indices and not spec.declared_gpus:
-            ids = [str(i) for i in spec.gpu_indices]
+            # by uuid: a MIG instance has no index of its own, and a uuid
+            # names the same device whatever order the driver lists them in
+            ids = list(dict.fromkeys(spec.gpu_uuids)) or [str(i) for i in spec.gpu_indices]
             args["device_requests"] = [DeviceRequest(device_ids=ids, capabilities=[["gpu"]])]
         return args
 
@@ -216,21 +227,21 @@ class DockerRuntime:
         timed_out = False
         timeout = spec.timeout
         if timeout and started:
-            timeout = max(0.1, timeout - (_now() - started).total_seconds())
+            timeout = max(0.1, timeout - (self.clock() - started).total_seconds())
         try:
             exit_code = container.wait(timeout=timeout)["StatusCode"]
         except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
             timed_out = True
             container.stop(timeout=int(self.stop_grace))
             exit_code = container.wait()["StatusCode"]
-        finished = _now()
+        finished = self.clock()
         if exit_code != 0 or spec.memory:
             # the OOM flag is only in the container's state: a clean exit
             # with no memory limit of its own has nothing to look up
             container.reload()
         out, err = self._logs(container, spec.spill_dir)
         outcome = RunOutcome(
-            "succeeded" if exit_code == 0 else "failed",
+            ResultStatus.SUCCEEDED if exit_code == 0 else ResultStatus.FAILED,
             exit_code,
             out.head(),
             err.head(),
@@ -245,17 +256,17 @@ class DockerRuntime:
         if packed:
             outcome.artifacts["output.tar"] = packed
         if self._was_cancelled(spec.name):
-            outcome.status, outcome.error = "cancelled", "cancelled by user"
+            outcome.status, outcome.error = ResultStatus.CANCELLED, "cancelled by user"
         elif timed_out:
-            outcome.status = "timed_out"
+            outcome.status = ResultStatus.TIMED_OUT
             outcome.error = f"stopped after the {spec.timeout:g}s timeout"
         elif (exit_code != 0 or spec.memory) and self._oom_killed(
             container, exit_code, spec.memory
         ):
-            outcome.status = "error"
+            outcome.status = ResultStatus.ERROR
             outcome.error = f"out of memory: killed at its {spec.memory}-byte memory limit"
         elif exit_code == SIGKILLED and spec.memory:
-            outcome.status = "error"
+            outcome.status = ResultStatus.ERROR
             outcome.error = (
                 f"killed by SIGKILL with a {spec.memory}-byte memory limit: "
                 "most likely out of memory"

@@ -7,14 +7,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import quote
 
-from seeker.models import FINAL_TASK_STATES
+from seeker.models import TaskState
 from seeker.uploads import packed
 from serving.http import ApiError, JsonClient
 
 OCTET_STREAM = "application/octet-stream"
 UPLOAD_READ_TIMEOUT = 600.0
-
-FINAL = {s.value for s in FINAL_TASK_STATES}
 
 
 def progress_key(task: dict) -> tuple:
@@ -181,7 +179,7 @@ class SeekerClient(JsonClient):
             if on_change and seen != last:
                 on_change(task)
                 last = seen
-            if task["state"] in FINAL:
+            if task["state"] in TaskState.final():
                 return task
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"task {task_id} still {task['state']} after {timeout}s")
@@ -194,3 +192,7 @@ class SeekerClient(JsonClient):
 
     def report(self, task_id: str, event: dict) -> dict:
         return self.request("POST", f"/api/v1/tasks/{task_id}/events", json=event)
+
+    def poll_work(self, helper_id: str, poll: dict, timeout: float) -> dict:
+        """A pulling helper's long poll: {"assignments", "stop", "wait"}."""
+        return self.request("POST", f"/api/v1/helpers/{helper_id}/work", json=poll, timeout=timeout)

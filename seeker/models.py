@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
-from enum import Enum
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -16,8 +16,9 @@ from pydantic import (
     model_validator,
 )
 
+from channel.models import ResultStatus
 from helper.policy import SAFE_CAPABILITIES
-from serving.schema import INT64_MAX, Bytes, Int64
+from serving.schema import INT64_MAX, Bytes, Int64, StrEnum, parse_bytes
 
 # registry/name[:tag][@digest], lower-case path components (Docker's grammar, simplified)
 IMAGE_RE = re.compile(
@@ -32,10 +33,9 @@ Labels = dict[
     Annotated[str, StringConstraints(pattern=LABEL_KEY)],
     Annotated[str, StringConstraints(max_length=256)],
 ]
-UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 
 
-class TaskState(str, Enum):
+class TaskState(StrEnum):
     PENDING = "pending"
     DISPATCHED = "dispatched"
     RUNNING = "running"
@@ -43,11 +43,18 @@ class TaskState(str, Enum):
     FAILED = "failed"
     CANCELLED = "cancelled"
 
+    @classmethod
+    def final(cls) -> tuple[TaskState, ...]:
+        """The states a task never leaves."""
+        return (cls.SUCCEEDED, cls.FAILED, cls.CANCELLED)
 
-FINAL_TASK_STATES = (TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED)
+    @classmethod
+    def active(cls) -> tuple[TaskState, ...]:
+        """The states of a task with a replica placed (or being placed)."""
+        return (cls.DISPATCHED, cls.RUNNING)
 
 
-class AssignmentState(str, Enum):
+class AssignmentState(StrEnum):
     PUSHING = "pushing"  # recorded, being sent to the helper
     ACCEPTED = "accepted"  # the helper took it
     FETCHING = "fetching"  # the helper is fetching the task's inputs
@@ -57,31 +64,27 @@ class AssignmentState(str, Enum):
     PUSH_FAILED = "push_failed"  # the helper could not be reached or refused
     LOST = "lost"  # its helper died, was purged or restarted without it
 
+    @classmethod
+    def live(cls) -> tuple[AssignmentState, ...]:
+        """The states of an assignment that holds room on its helper and may
+        still produce a result."""
+        return (cls.PUSHING, cls.ACCEPTED, cls.FETCHING, cls.PULLING, cls.RUNNING)
 
-LIVE_ASSIGNMENT_STATES = (
-    AssignmentState.PUSHING,
-    AssignmentState.ACCEPTED,
-    AssignmentState.FETCHING,
-    AssignmentState.PULLING,
-    AssignmentState.RUNNING,
-)
+    @classmethod
+    def on_helper(cls) -> tuple[AssignmentState, ...]:
+        """The states a helper reports of an assignment it holds."""
+        return (cls.ACCEPTED, cls.FETCHING, cls.PULLING, cls.RUNNING)
 
 
-def parse_bytes(value: int | str) -> int:
-    """4g, 512m, 1.5GiB, 1024 -> bytes (binary units)."""
-    if isinstance(value, bool):
-        raise ValueError("expected bytes or a size like '4g'")
-    if isinstance(value, int):
-        if value < 0:
-            raise ValueError("must not be negative")
-        return value
-    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgtKMGT]?)(?:i?[bB])?\s*", str(value))
-    if not m:
-        raise ValueError(f"cannot read {value!r} as a size: use bytes or e.g. '512m', '4g'")
-    size = float(m.group(1)) * UNITS[m.group(2).lower()]
-    if not math.isfinite(size) or size > INT64_MAX:
-        raise ValueError(f"{value!r} is too large")
-    return int(size)
+class Placement(StrEnum):
+    """Where work goes among the helpers that can take it."""
+
+    SPREAD = "spread"  # to the emptiest
+    BINPACK = "binpack"  # to the fullest that still fits
+
+
+VERSION_PATTERN = r"^[0-9]{1,4}(\.[0-9]{1,4}){0,2}$"  # 12.4, 8.0, 535.104.05
+Version = Annotated[str, StringConstraints(pattern=VERSION_PATTERN)]
 
 
 class Resources(BaseModel):
@@ -89,13 +92,60 @@ class Resources(BaseModel):
 
     cpus: float = Field(default=0, ge=0, le=1024)
     memory: Bytes = Field(default=0, description="bytes, or a size such as '4g'")
-    gpus: int = Field(default=0, ge=0, le=64)
-    gpu_memory: Bytes = Field(default=0, description="bytes of free memory per GPU")
+    gpus: int | float = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description="whole GPUs, or a share of one GPU below 1 (0.5, 0.25) that other "
+        "tasks may share",
+    )
+    gpu_memory: Bytes = Field(
+        default=0,
+        description="bytes of free memory per GPU; with a share of a GPU, the memory it reserves",
+    )
+    gpu_model: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        description="part of the GPU's name or MIG profile, any case: 'H100', '3g.20gb'",
+    )
+    min_cuda: Version | None = Field(
+        default=None, description="the CUDA version the driver must support at least: '12.4'"
+    )
+    min_compute_capability: Version | None = Field(
+        default=None, description="the GPU's compute capability at least: '8.0'"
+    )
 
     @field_validator("memory", "gpu_memory", mode="before")
     @classmethod
     def _sizes(cls, v):
         return parse_bytes(v)
+
+    @field_validator("gpus", mode="before")
+    @classmethod
+    def _whole_or_share(cls, v):
+        """2 and 2.0 are two GPUs (an int), 0.5 is half of one; 1.5 is neither."""
+        number = v if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+        if isinstance(v, str):
+            with contextlib.suppress(ValueError):
+                number = float(v)
+        if number is None or not math.isfinite(number):
+            raise ValueError(f"{v!r} is not a number of GPUs (e.g. 2) or a share of one (0.5)")
+        if number == int(number):
+            return int(number)
+        if 0 < number < 1:
+            return number
+        raise ValueError(
+            f"{v} is neither a whole number of GPUs nor a share of one GPU below 1 (e.g. 0.5)"
+        )
+
+    @model_validator(mode="after")
+    def _gpu_filters_need_gpus(self) -> Resources:
+        asked = [k for k in ("gpu_model", "min_cuda", "min_compute_capability") if getattr(self, k)]
+        if asked and not self.gpus:
+            verb = "needs" if len(asked) == 1 else "need"
+            raise ValueError(f"{' and '.join(asked)} {verb} gpus (a number of GPUs, or a share)")
+        return self
 
 
 MAX_REPLICAS = 32
@@ -211,7 +261,7 @@ class TaskSpec(BaseModel):
     constraints: Labels = Field(
         default_factory=dict, description="labels a helper must have, e.g. {'zone': 'a'}"
     )
-    placement: Literal["spread", "binpack"] = "spread"
+    placement: Placement = Placement.SPREAD
     pull: Literal["always", "if-missing", "never"] = "if-missing"
     capabilities: list[Literal[SAFE_CAPABILITIES]] = Field(
         default_factory=list, description="Linux capabilities to keep (all others dropped)"
@@ -265,6 +315,17 @@ class TaskSpec(BaseModel):
         return v
 
 
+class MigInstance(BaseModel):
+    """One MIG instance of a GPU: a device of its own that tasks are given."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
+
+    uuid: str = Field(default="", max_length=256)
+    profile: str = Field(default="", max_length=64, description="e.g. '3g.20gb'")
+    memory_total: Bytes = 0
+    memory_free: Bytes | None = Field(default=None, description="absent: all of it")
+
+
 class GpuInfo(BaseModel):
     model_config = ConfigDict(allow_inf_nan=False)
 
@@ -274,6 +335,16 @@ class GpuInfo(BaseModel):
     memory_total: Bytes = 0
     memory_free: Bytes = 0
     utilization: float | None = None
+    compute_capability: str | None = Field(default=None, max_length=16, description="e.g. '8.0'")
+    cuda_version: str | None = Field(
+        default=None, max_length=16, description="the highest CUDA the driver supports: '12.4'"
+    )
+    mig: list[MigInstance] = Field(
+        default_factory=list,
+        max_length=64,
+        description="MIG on: its instances, each a device of its own (the GPU is given only "
+        "as these)",
+    )
 
 
 class HelperResources(BaseModel):
@@ -292,6 +363,14 @@ class HelperPolicy(BaseModel):
     mounts: list[str] = Field(default_factory=list, description="host paths that may be mounted")
 
 
+class HelperMode(StrEnum):
+    """How a helper gets its work: the seeker pushes it to the helper's URL,
+    or the helper, which accepts no connections, pulls it (a long poll)."""
+
+    PUSH = "push"
+    PULL = "pull"
+
+
 class HelperRegistration(BaseModel):
     """What a helper sends when it registers."""
 
@@ -300,7 +379,13 @@ class HelperRegistration(BaseModel):
     helper_id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,128}$")
     # a host name: it names folders too (seeker results --download)
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-    url: str = Field(pattern=r"^https?://\S+$", max_length=512)
+    mode: HelperMode = HelperMode.PUSH
+    url: str | None = Field(
+        default=None,
+        pattern=r"^https?://\S+$",
+        max_length=512,
+        description="where the seeker pushes work (push mode only)",
+    )
     slots: int = Field(default=1, ge=1, le=1024)
     resources: HelperResources = Field(default_factory=HelperResources)
     labels: Labels = Field(default_factory=dict)
@@ -308,6 +393,35 @@ class HelperRegistration(BaseModel):
     boot_id: str | None = Field(default=None, max_length=64)
     policy: HelperPolicy = Field(default_factory=lambda: HelperPolicy())
     running: list[str] = Field(default_factory=list, description="assignment keys it runs")
+
+    @model_validator(mode="after")
+    def _reachable(self) -> HelperRegistration:
+        if self.mode == HelperMode.PUSH and not self.url:
+            raise ValueError("a push-mode helper needs a url (or registers with mode 'pull')")
+        if self.mode == HelperMode.PULL:
+            self.url = None  # the seeker never connects to a pulling helper
+        return self
+
+
+ASSIGNMENT_KEY = r"^[A-Za-z0-9_.-]{1,160}$"
+AssignmentKeys = list[Annotated[str, StringConstraints(pattern=ASSIGNMENT_KEY)]]
+
+
+class PollRequest(BaseModel):
+    """A pulling helper asking for its work: what it runs and has just
+    finished (so nothing it has is handed out again), and how long it waits
+    for an answer."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    boot_id: str = Field(min_length=1, max_length=64, description="the helper process")
+    running: AssignmentKeys = Field(default_factory=list, max_length=4096)
+    done: AssignmentKeys = Field(
+        default_factory=list, max_length=4096, description="runs finished lately"
+    )
+    wait: float = Field(
+        default=25, ge=0, le=300, description="seconds to wait for work (the seeker caps it)"
+    )
 
 
 class AssignmentEvent(BaseModel):
@@ -318,10 +432,13 @@ class AssignmentEvent(BaseModel):
     helper_id: str = Field(min_length=1, max_length=128)
     attempt: int = Field(ge=1, le=INT64_MAX)
     state: AssignmentState
-    status: str | None = Field(default=None, max_length=32)
+    status: ResultStatus | None = None
     exit_code: Int64 | None = None
     output_digest: str | None = Field(default=None, max_length=80)
     error: str | None = Field(default=None, max_length=8192)
+    boot_id: str | None = Field(
+        default=None, max_length=64, description="the helper process that takes it (pull mode)"
+    )
 
 
 ArrayIndices = Annotated[

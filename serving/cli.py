@@ -9,8 +9,8 @@ from pathlib import Path
 
 import click
 
-from serving.auth import resolve_token
 from serving.config import config_option
+from serving.secret_files import resolve_token
 from serving.tls import ServerCert
 from serving.wsgi import wait_for_signal
 

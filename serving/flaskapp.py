@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from enum import Enum
-from typing import TypeVar
 
-from flask import Flask, request
+from flask import Flask
 from flask.json.provider import DefaultJSONProvider
-from pydantic import BaseModel
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+from prometheus_client.registry import Collector
 
-from serving.auth import Authenticator, require_auth
-from serving.errors import BadRequest, install_error_handlers
+from serving.access import require_auth
+from serving.errors import install_error_handlers
+from serving.metrics import METRICS_PATH
+from serving.openapi import Document, Media, operation, serve_openapi
+from serving.principals import Authenticator
 
-M = TypeVar("M", bound=BaseModel)
 DEFAULT_MAX_BODY = 20 * 1024 * 1024
 
 
@@ -31,9 +33,14 @@ class IsoJSONProvider(DefaultJSONProvider):
 
 
 def base_app(
-    import_name: str, service: str, auth: Authenticator | str, config: dict | None = None
+    import_name: str,
+    service: str,
+    auth: Authenticator | str,
+    config: dict | None = None,
+    document: Document | None = None,
 ) -> Flask:
-    """`auth`: who may call what (a plain string: the one user token)."""
+    """`auth`: who may call what (a plain string: the one user token).
+    `document`: the app's OpenAPI document, served at GET /api/v1/openapi.json."""
     app = Flask(import_name, static_folder=None)  # a service serves its files explicitly
     app.json = IsoJSONProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = DEFAULT_MAX_BODY
@@ -41,41 +48,40 @@ def base_app(
     install_error_handlers(app)
     require_auth(app, Authenticator.of(auth))
 
+    health = {
+        "type": "object",
+        "properties": {
+            "ok": {"type": "boolean", "const": True},
+            "service": {"type": "string", "const": service},
+        },
+        "required": ["ok", "service"],
+    }
+
     @app.get("/healthz")
     @app.get("/api/v1/healthz")
+    @operation({200: (health, "the service is up")}, tag="health")
     def healthz():
+        """Health check"""
         return {"ok": True, "service": service}
 
+    serve_openapi(app, document or Document(service, ""))
     return app
 
 
-def json_body() -> dict:
-    """The request's JSON object, or a 400 that says what is wrong."""
-    if not request.is_json:
-        raise BadRequest("expected a JSON body", "send Content-Type: application/json")
-    body = request.get_json(silent=True)
-    if body is None:
-        raise BadRequest("malformed JSON", "the request body is not valid JSON")
-    if not isinstance(body, dict):
-        raise BadRequest("expected a JSON object", f"got a JSON {type(body).__name__}")
-    return body
+def serve_metrics(app: Flask, *collectors: Collector) -> CollectorRegistry:
+    """Serve `collectors` in the Prometheus text format at GET /metrics, from
+    a registry made for this app alone; behind the token like every other
+    endpoint (only /healthz is open). Returns the registry, which is also
+    `app.extensions["metrics"]`."""
+    registry = CollectorRegistry()
+    for collector in collectors:
+        registry.register(collector)
+    app.extensions["metrics"] = registry
 
+    @operation({200: (Media("text/plain"), "metrics in the Prometheus text format")}, tag="metrics")
+    def metrics():
+        """Prometheus metrics"""
+        return app.response_class(generate_latest(registry), content_type=CONTENT_TYPE_PLAIN_0_0_4)
 
-def json_model(model: type[M]) -> M:
-    """The request's JSON object validated strictly against `model`: no
-    "2" for 2 and no true for 1 (400 when it is not a JSON object at all,
-    422 naming the fields that are wrong)."""
-    json_body()
-    return model.model_validate_json(request.get_data(), strict=True)
-
-
-def int_arg(name: str, default: int | None, low: int, high: int) -> int | None:
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    if not re.fullmatch(r"-?[0-9]{1,19}", raw):  # int() would take "1_0" and "١٢"
-        raise BadRequest(f"query parameter '{name}' must be an integer", raw)
-    value = int(raw)
-    if not low <= value <= high:
-        raise BadRequest(f"query parameter '{name}' must be between {low} and {high}", value)
-    return value
+    app.add_url_rule(METRICS_PATH, "metrics", metrics, methods=["GET"])
+    return registry

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from urllib3.exceptions import NewConnectionError
 
 from serving.tls import explain
 
@@ -25,7 +26,34 @@ class ApiError(Exception):
 
 
 class Unreachable(Exception):
-    """The server could not be contacted at all (refused, timed out, reset)."""
+    """The server could not be contacted at all (refused, timed out, reset).
+    `not_sent`: the request surely did not reach it (no connection was made),
+    so another replica of the service may be asked instead."""
+
+    def __init__(self, message: str, not_sent: bool = False):
+        super().__init__(message)
+        self.not_sent = not_sent
+
+
+def not_sent(exc: requests.RequestException) -> bool:
+    """Whether a failed request surely never reached the server: no
+    connection (refused, unresolvable, no answer to the connect in time)."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return True
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        # a connection reset or dropped once the request was on its way is
+        # also a ConnectionError: only a failed connect is surely not sent
+        reason = exc.args[0] if exc.args else None
+        return isinstance(getattr(reason, "reason", reason), NewConnectionError)
+    return False
+
+
+def split_urls(value: str) -> list[str]:
+    """'http://a:7070, http://b:7070' -> ['http://a:7070', 'http://b:7070']."""
+    urls = [u.strip().rstrip("/") for u in value.split(",") if u.strip()]
+    if not urls:
+        raise ValueError(f"no URL in {value!r}")
+    return urls
 
 
 class TlsFailure(Unreachable):
@@ -35,8 +63,11 @@ class TlsFailure(Unreachable):
 
 
 class JsonClient:
-    """`ca_cert`: the CA (a PEM file) that https:// servers' certificates
-    must be signed by; absent: the CAs requests trusts by default."""
+    """`base_url` is one server, or several separated by commas (replicas of
+    one service, such as several seekers on one database): a request that
+    cannot reach the current one goes to the next, which becomes current.
+    `ca_cert`: the CA (a PEM file) that https:// servers' certificates must
+    be signed by; absent: the CAs requests trusts by default."""
 
     def __init__(
         self,
@@ -45,13 +76,19 @@ class JsonClient:
         timeout: float = 10.0,
         ca_cert: str | Path | None = None,
     ):
-        self.base_url = base_url.rstrip("/")
+        self.base_urls = split_urls(base_url)
+        self._current = 0
         self.timeout = timeout
         self.session = requests.Session()
         # per request: a session's `verify` loses to REQUESTS_CA_BUNDLE
         self.verify: str | bool = str(ca_cert) if ca_cert else True
         if token:
             self.authorize(token)
+
+    @property
+    def base_url(self) -> str:
+        """The server requests go to now."""
+        return self.base_urls[self._current]
 
     def authorize(self, secret: str) -> None:
         """Send `secret` as the bearer of every request from now on."""
@@ -75,16 +112,39 @@ class JsonClient:
 
     def raw(self, method: str, path: str, *, timeout=None, **kwargs) -> requests.Response:
         """Any request (a streamed body or answer too): ApiError for a 4xx or
-        5xx answer, Unreachable when it cannot be sent."""
-        url = f"{self.base_url}{path}"
+        5xx answer, Unreachable when no server can be reached. A request
+        that could not be sent to one server (refused, reset, no connection
+        in time) is sent to the next; one that may have reached a server is
+        not sent again."""
+        first = self._current
+        for n in range(len(self.base_urls)):
+            index = (first + n) % len(self.base_urls)
+            try:
+                resp = self._send(self.base_urls[index], method, path, timeout, kwargs)
+            except Unreachable as exc:
+                again = exc.not_sent or method in ("GET", "HEAD")  # safe to ask another
+                if not again or n == len(self.base_urls) - 1:
+                    raise
+                continue
+            except ApiError:
+                self._current = index  # it answered: it is up
+                raise
+            self._current = index
+            return resp
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+    def _send(self, base: str, method: str, path: str, timeout, kwargs) -> requests.Response:
+        url = f"{base}{path}"
         try:
             resp = self.session.request(
                 method, url, timeout=timeout or self.timeout, verify=self.verify, **kwargs
             )
         except requests.exceptions.SSLError as exc:
-            raise TlsFailure(explain(exc, self.base_url)) from exc
+            raise TlsFailure(explain(exc, base)) from exc
         except requests.RequestException as exc:
-            raise Unreachable(f"cannot reach {url}: {exc.__class__.__name__}: {exc}") from exc
+            raise Unreachable(
+                f"cannot reach {url}: {exc.__class__.__name__}: {exc}", not_sent=not_sent(exc)
+            ) from exc
         if resp.status_code >= 400:
             try:
                 body = resp.json()

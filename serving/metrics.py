@@ -1,5 +1,6 @@
-"""Prometheus metrics for every service: the `GET /metrics` route over a
-registry of the app's own, and the two kinds of collector it serves.
+"""Prometheus metrics for every service: the two kinds of collector that
+`GET /metrics` serves (the route itself: serving.flaskapp.serve_metrics, over
+a registry of the app's own).
 
 - Counts of what a database or a process holds are read at scrape time by a
   collector of the service's own (a `describe()` that queries nothing, a
@@ -16,15 +17,9 @@ import Flask, so domain modules may import `EventMetrics` from it.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-
-if TYPE_CHECKING:
-    from flask import Flask
 
 METRICS_PATH = "/metrics"
 
@@ -55,20 +50,3 @@ def gauge(
     for label_values, value in samples:
         family.add_metric([str(v) for v in label_values], value)
     return family
-
-
-def serve_metrics(app: Flask, *collectors: Collector) -> CollectorRegistry:
-    """Serve `collectors` in the Prometheus text format at GET /metrics, from
-    a registry made for this app alone; behind the token like every other
-    endpoint (only /healthz is open). Returns the registry, which is also
-    `app.extensions["metrics"]`."""
-    registry = CollectorRegistry()
-    for collector in collectors:
-        registry.register(collector)
-    app.extensions["metrics"] = registry
-
-    def metrics():
-        return app.response_class(generate_latest(registry), content_type=CONTENT_TYPE_PLAIN_0_0_4)
-
-    app.add_url_rule(METRICS_PATH, "metrics", metrics, methods=["GET"])
-    return registry

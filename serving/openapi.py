@@ -1,12 +1,16 @@
-"""OpenAPI 3.1 documents of the services' REST APIs, and the route that
-serves them.
+"""OpenAPI 3.1 documents of the services' REST APIs, derived from each Flask
+app by spectree, and the route that serves them.
 
-Each service lists its routes as `Route` objects (method, path, parameters,
-body, replies); the request and answer schemas are the pydantic models'
-JSON Schemas (`model_json_schema`), gathered under `components/schemas`.
-Every route but the public ones needs the bearer token; every route that
-reads a JSON body also answers 400, 413 and 422 the way `json_body()` and
-the error handlers do, so a route lists only its own answers.
+A view declares once, with @operation, what the app cannot tell: its JSON
+body (a pydantic model; the view receives it validated as `body`), its query
+parameters (a model, for the document: the view reads them itself), its
+answers and its tag. spectree reads the rest from the app: the paths and
+path parameters from its url_map, each summary and description from the
+view's docstring, the schemas from the models (bodies in validation mode,
+answers in serialization mode). What every route shares is added here from
+serving.access: the bearer scheme, who may call it (`x-seeker-roles`, from
+@allow and @public), the 401 and 403 of a route that takes a secret, and the
+400, 413 and 422 of one that reads a JSON body, all `{"error", "detail"}`.
 
 The document is an API description, not data: `GET /api/v1/openapi.json` is
 @public."""
@@ -15,23 +19,26 @@ from __future__ import annotations
 
 import functools
 import importlib.metadata
-from collections.abc import Callable, Iterable
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from flask import Flask
 from pydantic import BaseModel
-from pydantic.json_schema import models_json_schema
+from spectree import Response, SpecTree
+from spectree.models import SecurityScheme, SecuritySchemeData
 
-from serving.auth import public
+from serving.access import OPEN_PATHS, public
+from serving.inputs import json_model
+from serving.principals import USER
 
 OPENAPI_PATH = "/api/v1/openapi.json"
 JSON = "application/json"
 OCTET_STREAM = "application/octet-stream"
 REF = "#/components/schemas/{model}"
-
-# A schema: a pydantic model, or a JSON Schema in which any value may be a model.
-Schema = Any
+ERROR = {"$ref": REF.format(model="Error")}
+INVALID = {"$ref": REF.format(model="Invalid")}
 
 ERROR_SCHEMA = {
     "type": "object",
@@ -59,44 +66,6 @@ INVALID_SCHEMA = {
     },
     "required": ["error", "detail"],
 }
-ERROR = {"$ref": "#/components/schemas/Error"}
-INVALID = {"$ref": "#/components/schemas/Invalid"}
-
-
-@dataclass(frozen=True)
-class Param:
-    """A query or path parameter; `schema` is its JSON Schema (types, limits)."""
-
-    name: str
-    schema: dict
-    where: Literal["query", "path"] = "query"
-    required: bool = False
-    description: str = ""
-
-
-@dataclass(frozen=True)
-class Reply:
-    """One answer of a route: a body of `schema` (a model, or a JSON Schema
-    in which any value may be a model; None: no schema) and media type."""
-
-    description: str
-    schema: Schema
-    media_type: str = JSON
-    headers: dict[str, dict] = field(default_factory=dict)
-
-
-def optional(*names: str):
-    """A model's `json_schema_extra` that leaves `names` out of `required`
-    (for an answer's field that is present only sometimes, in a model whose
-    other defaults are always present)."""
-
-    def drop(schema: dict) -> None:
-        schema["required"] = [n for n in schema.get("required", []) if n not in names]
-        if not schema["required"]:
-            del schema["required"]
-
-    return drop
-
 
 ROLE_WORDS = {
     "user": "the user token (--token)",
@@ -113,238 +82,319 @@ BEARER = (
     "(made by the seeker, checked by the channel), or an input's grant (the same). "
     "See docs/security.md."
 )
-
-
-def error(description: str) -> Reply:
-    """An error answer: `{"error", "detail"}`."""
-    return Reply(description, ERROR)
+BODY_ANSWERS = {
+    400: "not a JSON object: no JSON content type, malformed JSON, not an object",
+    413: "the body is larger than the server accepts (20 MiB)",
+}
 
 
 @dataclass(frozen=True)
-class Route:
-    """One route of a service as its Flask app registers it (`path` in
-    OpenAPI's `{name}` form)."""
+class Media:
+    """An answer that is not JSON: its media type, the schema of its body,
+    and the headers it carries."""
 
-    method: str
-    path: str
-    summary: str
-    replies: dict[int, Reply]
-    params: tuple[Param, ...] = ()
-    body: type[BaseModel] | None = None  # a JSON object validated by this model
-    raw_body: str | None = None  # or raw bytes of this media type
-    public: bool = False
-    description: str = ""
+    media_type: str
+    schema: dict = field(default_factory=lambda: {"type": "string"})
+    headers: dict[str, dict] = field(default_factory=dict)
+
+
+def optional(*names: str):
+    """A model's `json_schema_extra` that leaves `names` out of `required`
+    (for an answer's field that is present only sometimes, in a model whose
+    other defaults are always present)."""
+
+    def drop(schema: dict) -> None:
+        schema["required"] = [n for n in schema.get("required", []) if n not in names]
+        if not schema["required"]:
+            del schema["required"]
+
+    return drop
+
+
+# An answer: a description alone (for an error: an `{"error", "detail"}`
+# body), or a pair of what the body is (a model, a Media, None: no body) and
+# its description.
+Answer = str | tuple[type[BaseModel] | Media | None, str]
+
+
+@dataclass(frozen=True)
+class Operation:
+    """What a view's entry in the document says beyond what the app tells."""
+
+    answers: dict[int, Answer]
+    body: type[BaseModel] | None = None
+    raw_body: str | None = None
+    query: type[BaseModel] | None = None
     tag: str | None = None
+    params: dict[str, str] = field(default_factory=dict)  # path parameters' descriptions
     name: str | None = None  # the operationId, when the one made from the path would clash
-    roles: tuple[str, ...] = ("user",)  # whose bearer secret it takes (serving.auth.allow)
 
-    @property
-    def operation_id(self) -> str:
-        if self.name:
-            return self.name
-        words = [w.strip("{}") for w in self.path.split("/") if w and w not in ("api", "v1")]
-        name = "_".join(w.replace(".", "_").replace("-", "_") for w in words) or "root"
-        return f"{self.method.lower()}_{name}"
+    def spectree_args(self) -> dict:
+        models = {
+            f"HTTP_{status}": answer
+            for status, answer in self.answers.items()
+            if isinstance(answer, tuple) and _is_model(answer[0])
+        }
+        return {
+            "json": self.body,
+            "query": self.query,
+            "resp": Response(**models),
+            "tags": [self.tag] if self.tag else [],
+            "path_parameter_descriptions": self.params or None,
+        }
 
-    def all_replies(self) -> dict[int, Reply]:
-        """The route's own answers and those every such route gives."""
-        replies = dict(self.replies)
-        if self.body is not None:
-            replies.setdefault(
-                400, error("not a JSON object: no JSON content type, malformed JSON, not an object")
+
+def operation(
+    answers: dict[int, Answer],
+    *,
+    body: type[BaseModel] | None = None,
+    raw_body: str | None = None,
+    query: type[BaseModel] | None = None,
+    tag: str | None = None,
+    params: dict[str, str] | None = None,
+    name: str | None = None,
+):
+    """Declare a view's operation. With `body`, the view is called with
+    `body=` the request's JSON object validated strictly against that model
+    (400 when it is not a JSON object, 422 naming every bad field)."""
+    declared = Operation(answers, body, raw_body, query, tag, params or {}, name)
+
+    def mark(view):
+        if body is not None:
+            plain = view
+
+            @functools.wraps(plain)
+            def view(*args, **kwargs):
+                return plain(*args, body=json_model(body), **kwargs)
+
+        view.seeker_operation = declared
+        return view
+
+    return mark
+
+
+class _Tree(SpecTree):
+    """spectree over a plain Flask app: the metadata of a view is what its
+    @operation declared, registered through `validate()` when the document
+    is built (the views themselves are not wrapped by spectree)."""
+
+    def __init__(self, **config):
+        super().__init__("flask", **config)
+        self._registered: dict[int, Callable] = {}
+
+    def get_function_metadata(self, func: Callable):
+        declared = getattr(func, "seeker_operation", None)
+        if declared is None:
+            return None
+        key = id(declared)
+        if key not in self._registered:
+            self._registered[key] = self.validate(**declared.spectree_args())(_stand_in)
+        return super().get_function_metadata(self._registered[key])
+
+
+def _stand_in():  # what spectree's validate() wraps to hold an operation's metadata
+    return None
+
+
+class Document:
+    """One app's OpenAPI document, built on first use and then kept."""
+
+    def __init__(self, title: str, description: str):
+        self.title = title
+        self.description = description
+        self._built: dict | None = None
+
+    def of(self, app: Flask) -> dict:
+        if self._built is None:
+            tree = _Tree(
+                mode="greedy",
+                annotations=False,
+                title=self.title,
+                description=self.description,
+                version=_version(),
+                naming_strategy=_model_name,
+                nested_naming_strategy=lambda _parent, child: child,
+                security_schemes=[
+                    SecurityScheme(
+                        name="bearer",
+                        data=SecuritySchemeData(type="http", scheme="bearer", description=BEARER),
+                    )
+                ],
+                security={"bearer": []},
             )
-            replies.setdefault(413, error("the body is larger than the server accepts (20 MiB)"))
-            replies.setdefault(422, Reply("invalid fields, each named", INVALID))
-        if not self.public:
-            replies.setdefault(401, error("the bearer token is missing or wrong"))
-            replies.setdefault(403, error(f"the secret is not {self.who()}"))
-        return dict(sorted(replies.items()))
-
-    def who(self) -> str:
-        """Who may call it, in words."""
-        return " or ".join(ROLE_WORDS[r] for r in self.roles)
+            with app.app_context():
+                spec = tree.spec
+            self._built = _finish(spec, app)
+        return self._built
 
 
-def health_routes(service: str) -> list[Route]:
-    """`GET /healthz` and `GET /api/v1/healthz`, which every service answers."""
-    answer = {
-        "type": "object",
-        "properties": {
-            "ok": {"type": "boolean", "const": True},
-            "service": {"type": "string", "const": service},
-        },
-        "required": ["ok", "service"],
-    }
-    return [
-        Route(
-            "GET",
-            path,
-            "Health check",
-            {200: Reply("the service is up", answer)},
-            public=True,
-            tag="health",
-            name=name,
-        )
-        for path, name in (("/healthz", "get_healthz"), ("/api/v1/healthz", "get_api_healthz"))
-    ]
-
-
-def metrics_route() -> Route:
-    """`GET /metrics`, the Prometheus text format (see serving.metrics)."""
-    return Route(
-        "GET",
-        "/metrics",
-        "Prometheus metrics",
-        {200: Reply("metrics in the Prometheus text format", {"type": "string"}, "text/plain")},
-        tag="metrics",
-    )
-
-
-def openapi_route() -> Route:
-    return Route(
-        "GET",
-        OPENAPI_PATH,
-        "This document",
-        {200: Reply("the OpenAPI 3.1 document of this service", {"type": "object"})},
-        public=True,
-        tag="meta",
-    )
-
-
-def common_routes(service: str) -> list[Route]:
-    """The routes every service's app has besides its own."""
-    return [*health_routes(service), metrics_route(), openapi_route()]
-
-
-def build_document(
-    title: str, description: str, routes: Iterable[Route], version: str | None = None
-) -> dict:
-    """An OpenAPI 3.1 document of `routes`; the pydantic models they name
-    become `components/schemas` (request bodies in validation mode, answers
-    in serialization mode)."""
-    routes = list(routes)
-    models: dict[tuple[type[BaseModel], str], None] = {}
-    for route in routes:
-        if route.body is not None:
-            models[(route.body, "validation")] = None
-        for reply in route.replies.values():
-            for model in _models_in(reply.schema):
-                models[(model, "serialization")] = None
-    refs, defs = models_json_schema(list(models), ref_template=REF) if models else ({}, {})
-    schemas = {"Error": ERROR_SCHEMA, "Invalid": INVALID_SCHEMA, **defs.get("$defs", {})}
-
-    paths: dict[str, dict] = {}
-    for route in routes:
-        paths.setdefault(route.path, {})[route.method.lower()] = _operation(route, refs)
-    return {
-        "openapi": "3.1.0",
-        "info": {"title": title, "version": version or _version(), "description": description},
-        "paths": paths,
-        "components": {
-            "schemas": dict(sorted(schemas.items())),
-            "securitySchemes": {
-                "bearer": {
-                    "type": "http",
-                    "scheme": "bearer",
-                    "description": BEARER,
-                }
-            },
-        },
-        "security": [{"bearer": []}],
-    }
-
-
-def service_document(
-    title: str, description: str, routes: Callable[[], Iterable[Route]]
-) -> Callable[[], dict]:
-    """A service's document, built on first use and then kept: every app of
-    a process serves the same."""
-    return functools.cache(lambda: build_document(title, description, routes()))
-
-
-def serve_openapi(app: Flask, document: dict) -> None:
+def serve_openapi(app: Flask, document: Document) -> None:
     """Serve `document` at `GET /api/v1/openapi.json`, without a token."""
 
+    @operation({200: ({"type": "object"}, "the OpenAPI 3.1 document of this service")}, tag="meta")
     @public
-    def openapi_document():
-        return document
+    def api_document():
+        """This document"""
+        return document.of(app)
 
-    app.add_url_rule(OPENAPI_PATH, "openapi", openapi_document, methods=["GET"])
+    app.extensions["openapi"] = document
+    app.add_url_rule(OPENAPI_PATH, "api_document", api_document, methods=["GET"])
 
 
-def _operation(route: Route, refs: dict) -> dict:
-    op: dict[str, Any] = {"operationId": route.operation_id, "summary": route.summary}
-    description = route.description
-    if not route.public:
-        description = f"{description}\n\nTakes {route.who()}.".strip()
-    if description:
-        op["description"] = description
-    op["x-seeker-roles"] = [] if route.public else list(route.roles)
-    if route.tag:
-        op["tags"] = [route.tag]
-    if route.public:
+def document_of(app: Flask) -> dict:
+    """The OpenAPI document `app` serves."""
+    return app.extensions["openapi"].of(app)
+
+
+def operations_of(app: Flask):
+    """(method, OpenAPI path, view) of every route of `app`."""
+    for rule in app.url_map.iter_rules():
+        view = app.view_functions[rule.endpoint]
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            yield method, openapi_path(rule.rule), view
+
+
+def body_models(app: Flask) -> dict[tuple[str, str], type[BaseModel]]:
+    """(method, OpenAPI path) -> the model a route's JSON body is validated with."""
+    found = {}
+    for method, path, view in operations_of(app):
+        declared = getattr(view, "seeker_operation", None)
+        if declared is not None and declared.body is not None:
+            found[(method, path)] = declared.body
+    return found
+
+
+def openapi_path(rule: str) -> str:
+    """/api/v1/tasks/<task_id>, /dashboard/<path:filename> -> {task_id}, {filename}"""
+    return re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule)
+
+
+def roles_of(view: Callable, path: str) -> list[str]:
+    """Whose secret a view takes (serving.access.allow); none for a public one."""
+    if path in OPEN_PATHS or getattr(view, "seeker_public", False):
+        return []
+    return sorted(getattr(view, "seeker_roles", {USER}))
+
+
+def _finish(spec: dict, app: Flask) -> dict:
+    """spectree's document, with what every route shares."""
+    names: dict[str, list[tuple[str, dict]]] = {}
+    for method, path, view in operations_of(app):
+        op = spec["paths"][path][method.lower()]
+        declared: Operation = getattr(view, "seeker_operation", None) or Operation({})
+        _shared(op, declared, roles_of(view, path), method, path)
+        names.setdefault(op["operationId"], []).append((path, op))
+    for same in names.values():  # one view at two paths: /healthz and /api/v1/healthz
+        for path, op in same if len(same) > 1 else ():
+            if path.startswith("/api/"):
+                op["operationId"] = op["operationId"].replace("_", "_api_", 1)
+    schemas = {**spec["components"]["schemas"], "Error": ERROR_SCHEMA, "Invalid": INVALID_SCHEMA}
+    used = _referenced(spec["paths"], schemas)
+    spec["components"]["schemas"] = {k: v for k, v in sorted(schemas.items()) if k in used}
+    if not spec["tags"]:
+        del spec["tags"]
+    return spec
+
+
+def _referenced(value: Any, schemas: dict, found: set[str] | None = None) -> set[str]:
+    """The names of the schemas `value` refers to, directly or through others."""
+    found = set() if found is None else found
+    if isinstance(value, dict):
+        ref = value.get("$ref")
+        if isinstance(ref, str) and ref.startswith(REF.format(model="")):
+            name = ref.rsplit("/", 1)[1]
+            if name not in found:
+                found.add(name)
+                _referenced(schemas[name], schemas, found)
+        for item in value.values():
+            _referenced(item, schemas, found)
+    elif isinstance(value, list):
+        for item in value:
+            _referenced(item, schemas, found)
+    return found
+
+
+def _shared(op: dict, declared: Operation, roles: list[str], method: str, path: str) -> None:
+    op["operationId"] = declared.name or _operation_id(method, path)
+    if not op.get("description"):
+        op.pop("description", None)
+    if not op["tags"]:
+        del op["tags"]
+    if not op["parameters"]:
+        del op["parameters"]
+    else:
+        for param in op["parameters"]:
+            _tidy(param)
+    op["x-seeker-roles"] = roles
+    if roles:
+        who = " or ".join(ROLE_WORDS[r] for r in roles)
+        op["description"] = f"{op.get('description', '')}\n\nTakes {who}.".strip()
+    else:
         op["security"] = []
-    if route.params:
-        op["parameters"] = [_parameter(p) for p in route.params]
-    if route.body is not None:
+    if declared.raw_body is not None:
         op["requestBody"] = {
             "required": True,
-            "content": {JSON: {"schema": refs[(route.body, "validation")]}},
+            "content": {declared.raw_body: {"schema": {"type": "string", "format": "binary"}}},
         }
-    elif route.raw_body is not None:
-        op["requestBody"] = {
-            "required": True,
-            "content": {route.raw_body: {"schema": {"type": "string", "format": "binary"}}},
-        }
-    op["responses"] = {
-        str(status): _response(reply, refs) for status, reply in route.all_replies().items()
-    }
-    return op
+    op["responses"] = _responses(op.get("responses", {}), declared, roles)
 
 
-def _parameter(p: Param) -> dict:
-    out = {"name": p.name, "in": p.where, "required": p.where == "path" or p.required}
-    if p.description:
-        out["description"] = p.description
-    out["schema"] = p.schema
+def _tidy(param: dict) -> None:
+    """A parameter as a reader wants it: its description once, no title,
+    and no `null` default (absent means absent)."""
+    schema = param["schema"]
+    for key in ("title", "description"):
+        schema.pop(key, None)
+    if schema.get("default", 0) is None:
+        del schema["default"]
+    if not param.get("description"):
+        param.pop("description", None)
+
+
+def _responses(documented: dict, declared: Operation, roles: list[str]) -> dict:
+    answers = {str(status): answer for status, answer in declared.answers.items()}
+    if declared.body is not None:
+        answers.update({str(s): d for s, d in BODY_ANSWERS.items() if str(s) not in answers})
+        answers.setdefault("422", (INVALID, "invalid fields, each named"))
+    if roles:
+        answers.setdefault("401", "the bearer token is missing or wrong")
+        answers.setdefault("403", f"the secret is not {' or '.join(ROLE_WORDS[r] for r in roles)}")
+    out = {}
+    for status, answer in sorted(answers.items()):
+        if status in documented and isinstance(answer, tuple) and _is_model(answer[0]):
+            out[status] = documented[status]  # spectree's, with the model's $ref
+        else:
+            out[status] = _response(int(status), answer)
     return out
 
 
-def _response(reply: Reply, refs: dict) -> dict:
-    out: dict[str, Any] = {"description": reply.description}
-    if reply.headers:
-        out["headers"] = reply.headers
-    content: dict[str, Any] = {}
-    if reply.schema is not None:
-        content["schema"] = _resolve(reply.schema, refs)
-    out["content"] = {reply.media_type: content}
+def _response(status: int, answer: Answer) -> dict:
+    what, description = (None, answer) if isinstance(answer, str) else answer
+    if what is None and status >= 400:
+        what = ERROR
+    out: dict[str, Any] = {"description": description}
+    if isinstance(what, Media):
+        if what.headers:
+            out["headers"] = what.headers
+        out["content"] = {what.media_type: {"schema": what.schema}}
+    elif what is not None:
+        out["content"] = {JSON: {"schema": what}}
     return out
+
+
+def _operation_id(method: str, path: str) -> str:
+    """get_tasks_task_id for GET /api/v1/tasks/{task_id}"""
+    words = [w.strip("{}") for w in path.split("/") if w and w not in ("api", "v1")]
+    name = "_".join(w.replace(".", "_").replace("-", "_") for w in words) or "root"
+    return f"{method.lower()}_{name}"
+
+
+def _model_name(model: type) -> str:
+    return model.__name__
 
 
 def _is_model(value: Any) -> bool:
     return isinstance(value, type) and issubclass(value, BaseModel)
-
-
-def _models_in(schema: Schema) -> Iterable[type[BaseModel]]:
-    if _is_model(schema):
-        yield schema
-    elif isinstance(schema, dict):
-        for value in schema.values():
-            yield from _models_in(value)
-    elif isinstance(schema, list | tuple):
-        for value in schema:
-            yield from _models_in(value)
-
-
-def _resolve(schema: Schema, refs: dict) -> Any:
-    """`schema` with every model replaced by its `$ref`."""
-    if _is_model(schema):
-        return refs[(schema, "serialization")]
-    if isinstance(schema, dict):
-        return {k: _resolve(v, refs) for k, v in schema.items()}
-    if isinstance(schema, list | tuple):
-        return [_resolve(v, refs) for v in schema]
-    return schema
 
 
 def _version() -> str:

@@ -8,9 +8,10 @@ import signal
 import socket
 import threading
 
-from cheroot import wsgi
-from cheroot.server import HTTPConnection
+from cheroot import errors, wsgi
+from cheroot.server import HTTPConnection, KnownLengthRFile
 
+from serving.parking import NEW_CONNECTION, PARK, RESUMED, Parking, Suspender, replay_body
 from serving.tls import ServerCert
 
 log = logging.getLogger(__name__)
@@ -26,13 +27,59 @@ IDLE_TIMEOUT = 60
 LISTEN_BACKLOG = 128
 
 
+class _Gateway(wsgi.Gateway_10):
+    """WSGI 1.0, plus parking (serving/parking.py): a view may suspend its
+    request, and then nothing is sent; a resumed request runs the app again."""
+
+    def get_environ(self):
+        env = super().get_environ()
+        resumed = getattr(self.req, "seeker_resumed", None)
+        if resumed is not None:
+            env[RESUMED] = resumed
+        env[NEW_CONNECTION] = self.req.conn.seeker_requests == 1
+        parking = self.req.server.parking
+        if parking is not None:
+            env[PARK] = Suspender(parking, self.req)
+        return env
+
+    def respond(self):
+        suspender = self.env.get(PARK)
+        if suspender is None:
+            return super().respond()
+        response = self.req.server.wsgi_app(self.env, self.start_response)
+        if not suspender.suspended:
+            return self._send(response)
+        if hasattr(response, "close"):
+            response.close()
+        self.req.ready = False  # no headers now: the answer comes when resumed
+        return None
+
+    def _send(self, response):
+        try:
+            for chunk in filter(None, response):
+                if not isinstance(chunk, bytes):
+                    raise ValueError("WSGI Applications must yield bytes")
+                self.write(chunk)
+        finally:
+            self.req.ensure_headers_sent()
+            if hasattr(response, "close"):
+                response.close()
+
+
 class _Connection(HTTPConnection):
     """A connection that, on a TLS server, shakes hands before its first
-    request, on the worker thread that serves it (see serving.tls)."""
+    request, on the worker thread that serves it (see serving.tls), and that
+    answers a parked request when it is resumed."""
 
     _handshaken = False
+    seeker_parked = None  # a Parked, while its request is being suspended
+    seeker_resume = None  # (request, body, reason, seconds left) to answer now
+    seeker_requests = 0  # requests read on this connection
 
     def communicate(self):
+        if self.seeker_resume is not None:
+            return self._resumed()
+        self.seeker_requests += 1
         adapter = self.server.ssl_adapter
         if adapter is not None and not self._handshaken:
             self._handshaken = True
@@ -43,6 +90,26 @@ class _Connection(HTTPConnection):
             self.rfile = adapter.makefile(secure, "rb", self.rbufsize)
             self.wfile = adapter.makefile(secure, "wb", self.wbufsize)
         return super().communicate()
+
+    def _resumed(self) -> bool:
+        """Run the app again for a parked request and send its answer (as
+        HTTPRequest.respond does, the body read from memory)."""
+        req, body, reason, left = self.seeker_resume
+        self.seeker_resume = None
+        req.ready, req.outheaders, req.seeker_resumed = True, [], (reason, left)
+        req.rfile = KnownLengthRFile(replay_body(body), len(body))
+        try:
+            self.server.gateway(req).respond()
+            if req.ready:
+                req.ensure_headers_sent()
+                if req.chunked_write:
+                    self.wfile.write(b"0\r\n\r\n")
+            return not req.close_connection
+        except (OSError, errors.FatalSSLAlert):
+            return False  # the client went away meanwhile
+        except Exception:
+            log.exception("answering a parked request failed")
+            return False
 
     def close(self):
         if self.socket.fileno() == -1:  # already closed by a failed handshake
@@ -56,6 +123,7 @@ class _Server(wsgi.Server):
 
     ConnectionClass = _Connection
     _bound: socket.socket | None = None
+    parking: Parking | None = None
 
     def bind_now(self) -> None:
         host, port = self.bind_addr
@@ -73,6 +141,14 @@ class _Server(wsgi.Server):
     def error_log(self, msg="", level=logging.INFO, traceback=False):
         log.log(level, "%s", msg, exc_info=traceback)
 
+    def put_conn(self, conn):
+        """A connection whose request was suspended waits in the parking, not
+        with the idle keep-alive connections."""
+        if conn.seeker_parked is not None and self.parking is not None:
+            self.parking.admit(conn)
+            return
+        super().put_conn(conn)
+
     def process_conn(self, conn):
         """A new connection waits in the selector, as an idle keep-alive one
         does, until its client sends something; only then does a worker
@@ -89,7 +165,8 @@ class _Server(wsgi.Server):
 
 class BackgroundServer:
     """A WSGI server on its own thread, over TLS when given a certificate;
-    `port=0` picks a free port."""
+    `port=0` picks a free port. With `parking`, its views may park long
+    polls (serving/parking.py)."""
 
     def __init__(
         self,
@@ -98,6 +175,7 @@ class BackgroundServer:
         port: int = 0,
         threads: int = 8,
         cert: ServerCert | None = None,
+        parking: Parking | None = None,
     ):
         server = _Server(
             (host, port),
@@ -109,6 +187,11 @@ class BackgroundServer:
             timeout=IDLE_TIMEOUT,
         )
         server.keep_alive_conn_limit = CONNECTION_LIMIT
+        server.gateway = _Gateway
+        if parking is not None:
+            server.parking = parking
+            parking.resume = server.process_conn
+        self.parking = parking
         if cert is not None:
             server.ssl_adapter = cert.adapter()
         server.bind_now()
@@ -138,6 +221,8 @@ class BackgroundServer:
         self._server.serve()
 
     def start(self) -> BackgroundServer:
+        if self.parking is not None:
+            self.parking.start()
         self._thread.start()
         self._ready.wait()
         if self._failed is not None:
@@ -147,6 +232,8 @@ class BackgroundServer:
     def stop(self) -> None:
         """Stop listening, close open (keep-alive) connections, finish the
         requests in flight, and end the server's threads."""
+        if self.parking is not None:
+            self.parking.stop()
         if not self._thread.is_alive():  # never started: just let the port go
             if self._server.socket is not None:
                 self._server.socket.close()

@@ -6,21 +6,41 @@ from flask import Flask, Response, request, stream_with_context
 
 from seeker.api.dashboard import register_dashboard
 from seeker.api.metrics import SeekerCollector, SeekerMetrics
-from seeker.api.openapi import document
+from seeker.api.openapi import (
+    DESCRIPTION,
+    NO_CHANNEL,
+    NO_TASK,
+    TITLE,
+    EventPage,
+    EventQuery,
+    EventRecorded,
+    HelperList,
+    RegisteredHelper,
+    Removed,
+    TaskDetail,
+    TaskList,
+    TaskQuery,
+    TaskResults,
+    TaskSubmission,
+    Work,
+)
 from seeker.api.workflows import add_workflow_routes
 from seeker.control.credentials import HELPER, JOIN
 from seeker.control.operations import Seeker
-from seeker.models import AssignmentEvent, HelperRegistration, TaskSpec, TaskState
-from serving.auth import Authenticator, allow, principal
+from seeker.models import AssignmentEvent, HelperRegistration, PollRequest, TaskSpec, TaskState
+from serving.access import allow, principal
 from serving.errors import BadRequest
-from serving.flaskapp import base_app, int_arg, json_model
-from serving.metrics import serve_metrics
-from serving.openapi import serve_openapi
+from serving.flaskapp import base_app, serve_metrics
+from serving.inputs import int_arg
+from serving.openapi import OCTET_STREAM, Document, Media, operation
+from serving.parking import EXPIRED, NEW_CONNECTION, PARK, RESUMED
+from serving.principals import Authenticator
 
 STATES = {s.value for s in TaskState}
+TASK_ID = {"task_id": "16 hex digits"}
 
 
-def create_app(
+def create_app(  # noqa: C901 (its views are nested; their owner splits them out)
     config: dict | None = None,
     *,
     seeker: Seeker,
@@ -32,20 +52,30 @@ def create_app(
     `join_token` (default: the user token): registering a helper, which
     returns the helper's own credential, with which it reports."""
     auth = Authenticator({"user": token, JOIN: join_token or token}, (seeker.credentials.verify,))
-    app = base_app(__name__, "seeker", auth, config)
+    app = base_app(__name__, "seeker", auth, config, Document(TITLE, DESCRIPTION))
     app.extensions["seeker"] = seeker
     serve_metrics(app, SeekerCollector.of(seeker), metrics or SeekerMetrics())
     register_dashboard(app)
-    serve_openapi(app, document())
     add_workflow_routes(app, seeker)  # inputs and arrays
 
     @app.post("/api/v1/tasks")
-    def submit():
-        spec = json_model(TaskSpec)
-        return seeker.submit(spec), 201
+    @operation(
+        {201: (TaskDetail, "the task, pending: dispatch follows at once")},
+        body=TaskSubmission,
+        tag="tasks",
+    )
+    def submit(body: TaskSpec):
+        """Submit a task"""
+        return seeker.submit(body), 201
 
     @app.get("/api/v1/tasks")
+    @operation(
+        {200: (TaskList, "the tasks"), 400: "unknown state, bad limit or cursor"},
+        query=TaskQuery,
+        tag="tasks",
+    )
     def list_tasks():
+        """List tasks, newest first"""
         state = request.args.get("state")
         if state is not None and state not in STATES:
             raise BadRequest(f"unknown state {state!r}", f"one of: {', '.join(sorted(STATES))}")
@@ -63,26 +93,59 @@ def create_app(
         return {"tasks": found, "next": cursor}
 
     @app.get("/api/v1/tasks/<task_id>")
+    @operation({200: (TaskDetail, "the task"), 404: NO_TASK}, params=TASK_ID, tag="tasks")
     def get_task(task_id: str):
+        """One task, with its assignments"""
         return seeker.task(task_id)
 
     @app.delete("/api/v1/tasks/<task_id>")
+    @operation(
+        {
+            200: (TaskDetail, "the task, now cancelled"),
+            404: NO_TASK,
+            409: "the task already ended",
+        },
+        params=TASK_ID,
+        tag="tasks",
+    )
     def cancel_task(task_id: str):
+        """Cancel a task"""
         return seeker.cancel(task_id)
 
     @app.get("/api/v1/tasks/<task_id>/results")
+    @operation(
+        {200: (TaskResults, "every result"), 404: NO_TASK, 503: NO_CHANNEL},
+        params=TASK_ID,
+        tag="tasks",
+    )
     def task_results(task_id: str):
+        """A task's results, from the channel"""
         return seeker.results(task_id)
 
     @app.get("/api/v1/events")
+    @operation(
+        {200: (EventPage, "one page"), 400: "after or limit out of range"},
+        query=EventQuery,
+        tag="events",
+    )
     def events():
+        """The event log, oldest first, from a sequence number on"""
         after = int_arg("after", 0, 0, 2**62)
         limit = int_arg("limit", 100, 1, 1000)
         found = seeker.events.since(after, limit) if seeker.events else []
         return {"events": found, "next": found[-1]["seq"] if found else None}
 
     @app.get("/api/v1/artifacts/<artifact_id>")
+    @operation(
+        {
+            200: (Media(OCTET_STREAM), "the bytes, streamed"),
+            404: "no such artifact",
+            503: NO_CHANNEL,
+        },
+        tag="tasks",
+    )
     def artifact(artifact_id: str):
+        """Download an artifact (passed through from the channel)"""
         upstream = seeker.artifact(artifact_id)
         headers = {
             k: v
@@ -93,23 +156,74 @@ def create_app(
         return Response(body, status=200, headers=headers, direct_passthrough=True)
 
     @app.post("/api/v1/tasks/<task_id>/events")
+    @operation(
+        {200: (EventRecorded, "what the event changed"), 404: NO_TASK},
+        body=AssignmentEvent,
+        params=TASK_ID,
+        tag="helpers",
+    )
     @allow(HELPER)
-    def assignment_event(task_id: str):
-        event = json_model(AssignmentEvent)
-        return seeker.assignment_event(task_id, event, principal())
+    def assignment_event(task_id: str, body: AssignmentEvent):
+        """An assignment changed state (sent by helpers)"""
+        return seeker.assignment_event(task_id, body, principal())
 
     @app.post("/api/v1/helpers")
+    @operation(
+        {
+            200: (RegisteredHelper, "the helper record"),
+            403: "a helper's credential used to register another helper, "
+            "or the user token where a separate join token is set",
+            409: "the name is taken by another helper",
+        },
+        body=HelperRegistration,
+        tag="helpers",
+    )
     @allow(JOIN, HELPER)
-    def register_helper():
-        reg = json_model(HelperRegistration)
-        return seeker.register(reg, principal()), 200
+    def register_helper(body: HelperRegistration):
+        """Register a helper (and heartbeat)"""
+        return seeker.register(body, principal()), 200
+
+    @app.post("/api/v1/helpers/<helper_id>/work")
+    @operation(
+        {
+            200: (Work, "its work, or nothing once the wait is over"),
+            403: "a helper's credential used to poll for another helper",
+            404: "no such helper",
+            409: "the helper is registered in push mode",
+        },
+        body=PollRequest,
+        tag="helpers",
+    )
+    @allow(HELPER)
+    def poll_work(helper_id: str, body: PollRequest):
+        """A pulling helper's long poll for its work"""
+        # its work at once if it has some; else the request is parked (no
+        # thread) until some comes, or until the wait is over (answered empty)
+        poll = body
+        parker, resumed = request.environ.get(PARK), request.environ.get(RESUMED)
+        generation = parker.generation(helper_id) if parker is not None else 0
+        new_connection = resumed is None and request.environ.get(NEW_CONNECTION, True)
+        work = seeker.poll(helper_id, poll, principal(), new_connection)
+        wait = min(poll.wait, seeker.poll_wait) if resumed is None else resumed[1]
+        answer = {**work, "wait": seeker.poll_wait}
+        if work["assignments"] or work["stop"] or parker is None or wait <= 0:
+            return answer
+        if resumed is not None and resumed[0] == EXPIRED:
+            return answer
+        if parker.suspend(helper_id, wait, request.get_data(), generation):
+            return ""  # not sent: the answer comes when the request is resumed
+        return answer
 
     @app.get("/api/v1/helpers")
+    @operation({200: (HelperList, "the helpers")}, tag="helpers")
     def list_helpers():
+        """List helpers"""
         return {"helpers": seeker.helper_list(), "next": None}
 
     @app.delete("/api/v1/helpers/<helper_id>")
+    @operation({200: (Removed, "removed"), 404: "no such helper"}, tag="helpers")
     def remove_helper(helper_id: str):
+        """Remove a helper"""
         seeker.remove_helper(helper_id)
         return {"removed": helper_id}
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from flask import Blueprint, Flask, Response, send_from_directory
 
-from serving.auth import public
+from serving.access import public
+from serving.openapi import Media, operation
 
 STATIC = Path(__file__).parent / "static"
 
@@ -25,14 +26,18 @@ blueprint = Blueprint("dashboard", __name__)
 
 
 @blueprint.get("/")
+@operation({200: (Media("text/html"), "the page")}, tag="dashboard")
 @public
 def index() -> Response:
+    """The dashboard's page"""
     return send_from_directory(STATIC, "index.html")
 
 
 @blueprint.get("/dashboard/<path:filename>")
+@operation({200: (Media("*/*"), "the file"), 404: "no such file"}, tag="dashboard")
 @public
 def asset(filename: str) -> Response:
+    """The dashboard's script and style"""
     return send_from_directory(STATIC, filename)
 
 

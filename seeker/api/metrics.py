@@ -11,10 +11,10 @@ from prometheus_client import Counter, Histogram
 from prometheus_client.metrics_core import Metric
 from pymongo.errors import PyMongoError
 
-from seeker.models import LIVE_ASSIGNMENT_STATES, TaskState
+from seeker.models import AssignmentState, TaskState
 from seeker.placement.capacity import as_utc
 from seeker.store.helpers import HelperStore
-from seeker.store.tasks import FINAL, TaskStore
+from seeker.store.tasks import TaskStore
 from serving.http import ApiError
 from serving.metrics import EventMetrics, gauge
 
@@ -132,10 +132,10 @@ class SeekerCollector:
     def _counts(self) -> list[Metric]:
         tasks, assignments = self.tasks.tasks, self.tasks.assignments
         by_state = [((s.value,), tasks.count_documents({"state": s.value})) for s in TaskState]
-        queued = tasks.count_documents({"open": {"$gt": 0}, "state": {"$nin": FINAL}})
+        queued = tasks.count_documents({"open": {"$gt": 0}, "state": {"$nin": TaskState.final()}})
         live = [
             ((s.value,), assignments.count_documents({"state": s.value}))
-            for s in LIVE_ASSIGNMENT_STATES
+            for s in AssignmentState.live()
         ]
         registered = self.helpers.helpers.count_documents({})
         online = self.helpers.helpers.count_documents(

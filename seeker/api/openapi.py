@@ -1,6 +1,7 @@
-"""The seeker's OpenAPI document: its routes, and the answers' schemas (the
-task object, helper records, the event log) described as pydantic models
-over the request models of seeker.models."""
+"""What the seeker's OpenAPI document says beyond its routes: the answers'
+schemas (the task object, helper records, the event log) as pydantic models
+over the request models of seeker.models, the query parameters, its title
+and description. The routes declare themselves in seeker/api/app.py."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from channel.openapi import Input, Result
+from channel.openapi import Result
+from helper.models import Assignment
 from seeker.models import (
-    ArrayIndices,
-    AssignmentEvent,
+    ArraySubmission,
     AssignmentState,
     HelperRegistration,
     Resources,
@@ -20,22 +21,12 @@ from seeker.models import (
     TaskState,
 )
 from seeker.store.events import KINDS
-from serving.openapi import (
-    OCTET_STREAM,
-    Param,
-    Reply,
-    Route,
-    common_routes,
-    error,
-    optional,
-    service_document,
-)
+from serving.openapi import optional
 from serving.schema import Bytes
 
 ANSWER = ConfigDict(json_schema_serialization_defaults_required=True)
 SIZE_PATTERN = r"^\s*[0-9]+(\.[0-9]+)?\s*[kmgtKMGT]?(i?[bB])?\s*$"
 Size = Annotated[str, Field(pattern=SIZE_PATTERN, examples=["512m", "4g", "1.5GiB"])]
-STATES = [s.value for s in TaskState]
 
 
 # --- what a user submits, as the API reads it -----------------------------------
@@ -54,10 +45,8 @@ class TaskSubmission(TaskSpec):
     resources: SubmittedResources = Field(default_factory=SubmittedResources)
 
 
-class ArrayOfTasks(TaskSubmission):
+class ArrayOfTasks(TaskSubmission, ArraySubmission):
     """An array as submitted: a task spec and how many of it."""
-
-    array: ArrayIndices
 
 
 # --- answers -----------------------------------------------------------------------
@@ -91,13 +80,26 @@ class CanonicalResult(BaseModel):
     result_id: str = Field(description="its id in the channel: <task_id>.<attempt>")
 
 
+class ReservedDevice(BaseModel):
+    """A GPU, or a MIG instance, that an assignment holds (all or a share of it)."""
+
+    index: int = Field(description="the GPU's index on its helper")
+    uuid: str = Field(description="the device's uuid (a MIG instance's own)")
+    name: str = ""
+    profile: str = Field(default="", description="a MIG instance's profile, e.g. '3g.20gb'")
+    share: float = Field(description="1 for a whole device, else the task's share of it")
+    memory: int = Field(description="bytes of GPU memory asked (reserved, for a share)")
+
+
 class Reservation(BaseModel):
     """What an assignment holds on its helper while it is live."""
 
     cpus: float = 0
     memory: int = 0
-    gpus: int = 0
+    gpus: int | float = 0
     gpu_indices: list[int] = Field(default_factory=list)
+    gpu_uuids: list[str] = Field(default_factory=list)
+    gpu_devices: list[ReservedDevice] = Field(default_factory=list)
 
 
 class AssignmentRecord(BaseModel):
@@ -250,10 +252,38 @@ class RegisteredHelper(Helper):
         description="this helper's credential: only in the answer to a registration made "
         "with the join token (a new one each time; the one before stays valid 60 s)",
     )
+    stop: list[str] = Field(
+        description="assignment keys among those it runs that it is to stop (cancelled, "
+        "decided, or run elsewhere while it was away)"
+    )
+
+
+class Work(BaseModel):
+    """A pulling helper's work: empty when nothing came within the wait."""
+
+    model_config = ANSWER
+
+    assignments: list[Assignment] = Field(
+        description="offers to take (acknowledge each with an 'accepted' event naming "
+        "this boot_id, and run it only if the answer says run)"
+    )
+    stop: list[str] = Field(description="assignment keys among those it runs to stop")
+    wait: float = Field(description="the longest this seeker lets a poll wait, in seconds")
+
+
+class DeviceUse(BaseModel):
+    """How much of one GPU (or MIG instance) live assignments hold."""
+
+    index: int
+    uuid: str
+    profile: str = Field(description="a MIG instance's profile; empty for a whole GPU")
+    taken: float = Field(ge=0, description="0: free, 1: held whole, between: shares")
+    memory_reserved: int = Field(ge=0, description="bytes of GPU memory reserved there")
 
 
 class ListedHelper(Helper):
     online: bool = Field(description="heard from within the seeker's --liveness")
+    gpu_use: list[DeviceUse] = Field(description="each GPU device, in index order")
 
 
 class HelperList(BaseModel):
@@ -282,233 +312,46 @@ class EventRecorded(BaseModel):
         description="whether the event changed the assignment (false for a repeated or "
         "late event, or one from a helper the assignment is not for)"
     )
+    run: bool | None = Field(
+        default=None,
+        description="for an 'accepted' event naming a boot_id (pull mode): whether that "
+        "helper process is to run the assignment",
+    )
 
 
-# --- routes --------------------------------------------------------------------------
-
-TASK_ID = Param("task_id", {"type": "string"}, "path", description="16 hex digits")
-ARRAY_ID = Param("array_id", {"type": "string"}, "path", description="arr-<12 hex digits>")
-NO_ARRAY = error("no such array")
-NO_TASK = error("no such task")
-NO_CHANNEL = error("the channel cannot be reached, or refused the request")
+# --- query parameters (read by the views themselves) ------------------------------
 
 
-def routes() -> list[Route]:
-    return [
-        *common_routes("seeker"),
-        Route(
-            "GET",
-            "/",
-            "The dashboard's page",
-            {200: Reply("the page", {"type": "string"}, "text/html")},
-            public=True,
-            tag="dashboard",
-        ),
-        Route(
-            "GET",
-            "/dashboard/{filename}",
-            "The dashboard's script and style",
-            {
-                200: Reply("the file", {"type": "string"}, "*/*"),
-                404: error("no such file"),
-            },
-            params=(Param("filename", {"type": "string"}, "path"),),
-            public=True,
-            tag="dashboard",
-        ),
-        Route(
-            "POST",
-            "/api/v1/tasks",
-            "Submit a task",
-            {201: Reply("the task, pending: dispatch follows at once", TaskDetail)},
-            body=TaskSubmission,
-            tag="tasks",
-        ),
-        Route(
-            "GET",
-            "/api/v1/tasks",
-            "List tasks, newest first",
-            {200: Reply("the tasks", TaskList), 400: error("unknown state, bad limit or cursor")},
-            params=(
-                Param("state", {"type": "string", "enum": STATES}),
-                Param("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}),
-                Param(
-                    "after",
-                    {"type": "string", "pattern": r"^([0-9]{1,15}-[A-Za-z0-9_.-]{1,128})?$"},
-                    description="the `next` of the previous page (empty: the first page)",
-                ),
-                Param("array_id", {"type": "string"}, description="only this array's tasks"),
-            ),
-            tag="tasks",
-        ),
-        Route(
-            "POST",
-            "/api/v1/arrays",
-            "Submit an array: one task per index, all of one spec",
-            {201: Reply("the array and its tasks, pending", ArrayCreated)},
-            body=ArrayOfTasks,
-            tag="tasks",
-        ),
-        Route(
-            "GET",
-            "/api/v1/arrays/{array_id}",
-            "An array's tasks counted by state",
-            {200: Reply("the counts", ArrayStatus), 404: NO_ARRAY},
-            params=(ARRAY_ID,),
-            tag="tasks",
-        ),
-        Route(
-            "DELETE",
-            "/api/v1/arrays/{array_id}",
-            "Cancel every task of an array that has not ended",
-            {
-                200: Reply("the counts after, and how many were cancelled", ArrayStatus),
-                404: NO_ARRAY,
-            },
-            params=(ARRAY_ID,),
-            tag="tasks",
-        ),
-        Route(
-            "POST",
-            "/api/v1/inputs",
-            "Upload a file for tasks to read (passed on to the channel, stored once per content)",
-            {
-                200: Reply("these bytes are stored already (the body is not read)", Input),
-                201: Reply("stored", Input),
-                400: error("the bytes' sha256 is not the one given; nothing is stored"),
-                411: error("no Content-Length (a chunked body)"),
-                413: error("larger than the channel's --max-artifact-bytes; nothing is stored"),
-                415: error("the body is not application/octet-stream"),
-                422: Reply(
-                    "a missing or invalid query parameter",
-                    {"$ref": "#/components/schemas/Invalid"},
-                ),
-                503: NO_CHANNEL,
-            },
-            params=(
-                Param("name", {"type": "string", "minLength": 1, "maxLength": 255}, required=True),
-                Param(
-                    "sha256",
-                    {"type": "string", "pattern": "^[0-9a-f]{64}$"},
-                    required=True,
-                    description="of the bytes sent (checked); the input's id is sha256:<hex>",
-                ),
-            ),
-            raw_body=OCTET_STREAM,
-            tag="inputs",
-        ),
-        Route(
-            "GET",
-            "/api/v1/inputs/{artifact_id}",
-            "Describe an uploaded input or a result's artifact (from the channel)",
-            {200: Reply("the file", Input), 404: error("no such input"), 503: NO_CHANNEL},
-            params=(Param("artifact_id", {"type": "string"}, "path"),),
-            tag="inputs",
-        ),
-        Route(
-            "GET",
-            "/api/v1/tasks/{task_id}",
-            "One task, with its assignments",
-            {200: Reply("the task", TaskDetail), 404: NO_TASK},
-            params=(TASK_ID,),
-            tag="tasks",
-        ),
-        Route(
-            "DELETE",
-            "/api/v1/tasks/{task_id}",
-            "Cancel a task",
-            {
-                200: Reply("the task, now cancelled", TaskDetail),
-                404: NO_TASK,
-                409: error("the task already ended"),
-            },
-            params=(TASK_ID,),
-            tag="tasks",
-        ),
-        Route(
-            "GET",
-            "/api/v1/tasks/{task_id}/results",
-            "A task's results, from the channel",
-            {200: Reply("every result", TaskResults), 404: NO_TASK, 503: NO_CHANNEL},
-            params=(TASK_ID,),
-            tag="tasks",
-        ),
-        Route(
-            "POST",
-            "/api/v1/tasks/{task_id}/events",
-            "An assignment changed state (sent by helpers)",
-            {200: Reply("what the event changed", EventRecorded), 404: NO_TASK},
-            params=(TASK_ID,),
-            body=AssignmentEvent,
-            tag="helpers",
-            roles=("helper",),
-        ),
-        Route(
-            "GET",
-            "/api/v1/artifacts/{artifact_id}",
-            "Download an artifact (passed through from the channel)",
-            {
-                200: Reply("the bytes, streamed", {"type": "string"}, OCTET_STREAM),
-                404: error("no such artifact"),
-                503: NO_CHANNEL,
-            },
-            params=(Param("artifact_id", {"type": "string"}, "path"),),
-            tag="tasks",
-        ),
-        Route(
-            "GET",
-            "/api/v1/events",
-            "The event log, oldest first, from a sequence number on",
-            {200: Reply("one page", EventPage), 400: error("after or limit out of range")},
-            params=(
-                Param(
-                    "after",
-                    {"type": "integer", "minimum": 0, "maximum": 2**62, "default": 0},
-                    description="a seq: the events after it",
-                ),
-                Param("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}),
-            ),
-            tag="events",
-        ),
-        Route(
-            "POST",
-            "/api/v1/helpers",
-            "Register a helper (and heartbeat)",
-            {
-                200: Reply("the helper record", RegisteredHelper),
-                403: error(
-                    "a helper's credential used to register another helper, "
-                    "or the user token where a separate join token is set"
-                ),
-                409: error("the name is taken by another helper"),
-            },
-            body=HelperRegistration,
-            tag="helpers",
-            roles=("join", "helper"),
-        ),
-        Route(
-            "GET",
-            "/api/v1/helpers",
-            "List helpers",
-            {200: Reply("the helpers", HelperList)},
-            tag="helpers",
-        ),
-        Route(
-            "DELETE",
-            "/api/v1/helpers/{helper_id}",
-            "Remove a helper",
-            {200: Reply("removed", Removed), 404: error("no such helper")},
-            params=(Param("helper_id", {"type": "string"}, "path"),),
-            tag="helpers",
-        ),
-    ]
+class TaskQuery(BaseModel):
+    state: TaskState = None
+    limit: int = Field(default=50, ge=1, le=500)
+    after: str = Field(
+        default=None,
+        pattern=r"^([0-9]{1,15}-[A-Za-z0-9_.-]{1,128})?$",
+        description="the `next` of the previous page (empty: the first page)",
+    )
+    array_id: str = Field(default=None, description="only this array's tasks")
 
 
+class InputUploadQuery(BaseModel):
+    name: str = Field(min_length=1, max_length=255)
+    sha256: str = Field(
+        pattern="^[0-9a-f]{64}$",
+        description="of the bytes sent (checked); the input's id is sha256:<hex>",
+    )
+
+
+class EventQuery(BaseModel):
+    after: int = Field(default=0, ge=0, le=2**62, description="a seq: the events after it")
+    limit: int = Field(default=100, ge=1, le=1000)
+
+
+TITLE = "Seeker"
 DESCRIPTION = (
     "The seeker takes tasks (Docker workloads), places them on helpers and "
     "decides which result counts; helpers register with it and report what "
     "their assignments do. See docs/api.md."
 )
-
-
-document = service_document("Seeker", DESCRIPTION, routes)
+NO_TASK = "no such task"
+NO_ARRAY = "no such array"
+NO_CHANNEL = "the channel cannot be reached, or refused the request"

@@ -20,6 +20,7 @@ from seeker.cli.workflow import (
     wait_for_array,
 )
 from seeker.client import SeekerClient
+from seeker.models import AssignmentState, Placement, TaskState
 from serving.cli import ca_cert_option, parse_pairs
 from serving.config import config_option
 from serving.http import ApiError, Unreachable
@@ -97,8 +98,15 @@ def _detail(detail) -> str:
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.option("--cpus", type=float, help="CPUs the task needs (CPU quota).")
 @click.option("--memory", help="Memory limit, e.g. 512m or 4g.")
-@click.option("--gpus", type=int, help="Number of GPUs.")
-@click.option("--gpu-memory", help="Free memory each GPU must have, e.g. 16g.")
+@click.option("--gpus", type=float, help="Whole GPUs (2), or a share of one GPU (0.5, 0.25).")
+@click.option(
+    "--gpu-memory", help="Free memory each GPU must have, e.g. 16g (a share reserves it)."
+)
+@click.option("--gpu-model", help="GPU name or MIG profile contains this, e.g. H100, 3g.20gb.")
+@click.option("--min-cuda", metavar="VERSION", help="CUDA the driver supports, at least: 12.4.")
+@click.option(
+    "--min-compute-capability", metavar="VERSION", help="GPU compute capability, at least: 8.0."
+)
 @click.option("--timeout", type=float, help="Seconds before the container is stopped.")
 @click.option("--max-attempts", type=int, help="Runs per replica before a failing task gives up.")
 @click.option("--env", "env", multiple=True, metavar="KEY=VALUE", help="Repeatable.")
@@ -111,7 +119,7 @@ def _detail(detail) -> str:
 )
 @click.option(
     "--placement",
-    type=click.Choice(["spread", "binpack"]),
+    type=click.Choice([p.value for p in Placement]),
     help="Spread over idle helpers (default) or pack busy ones first.",
 )
 @click.option("--replicas", type=click.IntRange(1), help="Run on this many distinct helpers.")
@@ -158,6 +166,9 @@ def submit(
     memory,
     gpus,
     gpu_memory,
+    gpu_model,
+    min_cuda,
+    min_compute_capability,
     timeout,
     max_attempts,
     env,
@@ -186,11 +197,13 @@ def submit(
     seeker submit --input weights.bin --after TASK_ID IMAGE -- ./evaluate /input/weights.bin
     seeker submit --array 100 IMAGE -- sh -c './sweep $SEEKER_ARRAY_INDEX'
     """
-    resources = {
-        k: v
-        for k, v in (("cpus", cpus), ("memory", memory), ("gpus", gpus), ("gpu_memory", gpu_memory))
-        if v
-    }
+    if gpus is not None and gpus.is_integer():
+        gpus = int(gpus)  # 2, not 2.0
+    asked = {"cpus": cpus, "memory": memory, "gpus": gpus, "gpu_memory": gpu_memory}
+    asked.update(
+        gpu_model=gpu_model, min_cuda=min_cuda, min_compute_capability=min_compute_capability
+    )
+    resources = {k: v for k, v in asked.items() if v}
     spec: dict = {
         "env": parse_pairs(env, "--env"),
         "resources": resources,
@@ -248,18 +261,14 @@ def submit(
 def _progress(task: dict) -> None:
     """e.g. '  running: 1/3 replicas done; running on gpu-b, gpu-c'"""
     assignments = task.get("assignments") or []
-    done = [a for a in assignments if a["state"] == "finished"]
-    live = [
-        a["helper_name"]
-        for a in assignments
-        if a["state"] in ("pushing", "accepted", "fetching", "pulling", "running")
-    ]
+    done = [a for a in assignments if a["state"] == AssignmentState.FINISHED]
+    live = [a["helper_name"] for a in assignments if a["state"] in AssignmentState.live()]
     parts = []
     if task.get("replicas", 1) > 1:
         parts.append(f"{len(done)}/{task['replicas']} replicas done")
     if live:
         parts.append(f"on {', '.join(live)}")
-    if task.get("wait_reason") and task["state"] == "pending":
+    if task.get("wait_reason") and task["state"] == TaskState.PENDING:
         parts.append(task["wait_reason"])
     detail = f": {'; '.join(parts)}" if parts else ""
     click.echo(f"  {task['state']}{detail}", err=True)
@@ -267,10 +276,10 @@ def _progress(task: dict) -> None:
 
 def exit_code(task: dict) -> int:
     """0 for success, the container's exit code for a failed run, else 1."""
-    if task["state"] == "succeeded":
+    if task["state"] == TaskState.SUCCEEDED:
         return 0
     code = (task.get("result") or {}).get("exit_code")
-    if task["state"] == "failed" and code:
+    if task["state"] == TaskState.FAILED and code:
         return int(code) if 0 < int(code) < 256 else EXIT_NOT_SUCCEEDED
     return EXIT_NOT_SUCCEEDED
 

@@ -21,6 +21,7 @@ import requests
 
 from channel.client import ChannelClient
 from seeker.client import SeekerClient
+from seeker.models import TaskState
 from serving.http import Unreachable
 
 
@@ -83,7 +84,7 @@ def main(data_dir: Path, image: str, port: int) -> None:
         )
         page = ChannelClient(channel_url, token).results(task["task_id"])
         click.echo(json.dumps(page, indent=2))
-        if task["state"] != "succeeded":
+        if task["state"] != TaskState.SUCCEEDED:
             raise click.ClickException(f"task ended {task['state']}: {task.get('error')}")
         click.echo(
             f"demo ok: task {task['task_id']} succeeded on {page['results'][0]['helper_name']}"

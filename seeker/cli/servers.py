@@ -8,7 +8,6 @@ import click
 from seeker.process.server import SeekerServer
 from seeker.process.up import Stack
 from serving import receipts
-from serving.auth import resolve_secret
 from serving.cli import (
     ca_cert_option,
     join_token_option,
@@ -20,6 +19,7 @@ from serving.cli import (
     starting,
 )
 from serving.database import DatabaseConnection
+from serving.secret_files import resolve_secret
 
 
 @click.command()
@@ -51,6 +51,44 @@ from serving.database import DatabaseConnection
     help="Seconds of silence after which a helper counts as offline and its work is re-dispatched.",
 )
 @click.option(
+    "--poll-wait",
+    default=25.0,
+    show_default=True,
+    type=click.FloatRange(1, 300),
+    help="Longest a pulling helper's poll waits for work before it is answered empty "
+    "(keep it under the idle timeout of proxies between helpers and the seeker).",
+)
+@click.option(
+    "--ack-timeout",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(0.5),
+    help="Seconds a pulling helper has to take an assignment; after that it counts as a "
+    "failed contact and the assignment goes to the next best helper.",
+)
+@click.option(
+    "--poll-grace",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="Seconds after a pulling helper's poll connection drops before, if it has not "
+    "polled again, its work runs elsewhere.",
+)
+@click.option(
+    "--push-connect-timeout",
+    default=3.0,
+    show_default=True,
+    type=click.FloatRange(0.1),
+    help="Seconds a pushed helper has to accept the seeker's connection.",
+)
+@click.option(
+    "--push-read-timeout",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(0.1),
+    help="Seconds a pushed helper has to answer a push, a probe or a stop.",
+)
+@click.option(
     "--notify-url",
     "notify_urls",
     multiple=True,
@@ -79,6 +117,11 @@ def start(
     purge_after,
     probe_interval,
     liveness,
+    poll_wait,
+    ack_timeout,
+    poll_grace,
+    push_connect_timeout,
+    push_read_timeout,
     notify_urls,
     notify_secret,
 ):
@@ -102,6 +145,11 @@ def start(
             receipt_key=receipts.receipt_key(receipt_key, token),
             tls=tls,
             ca_cert=ca_cert,
+            poll_wait=poll_wait,
+            ack_timeout=ack_timeout,
+            poll_grace=poll_grace,
+            push_connect_timeout=push_connect_timeout,
+            push_read_timeout=push_read_timeout,
         ).start()
     log.info("seeker listening on %s", server.url)
     serve_until_signal(conn, server)

@@ -25,8 +25,9 @@ def when(ts: str | None) -> str:
 
 
 def helpers_table(helpers: list[dict]) -> str:
-    """One line per helper and, under it, one per GPU (name, memory used of
-    total, utilisation)."""
+    """One line per helper and, under it, one per GPU (model, CUDA version
+    and compute capability, how much of it assignments hold, memory used of
+    total, utilisation) and one per MIG instance of a GPU with MIG on."""
     if not helpers:
         return "no helpers registered"
     rows = []
@@ -38,7 +39,8 @@ def helpers_table(helpers: list[dict]) -> str:
             [
                 h["name"],
                 state,
-                h["url"],
+                h.get("mode") or "push",
+                h.get("url") or "-",
                 f"{h.get('running', 0)}/{h['slots']}",
                 res.get("cpus"),
                 _load(res),
@@ -48,27 +50,14 @@ def helpers_table(helpers: list[dict]) -> str:
                 when(h.get("last_seen")),
             ]
         )
+        use = {u.get("uuid") or f"#{u['index']}": u for u in h.get("gpu_use") or []}
         for g in gpus:
-            used = (g.get("memory_total") or 0) - (g.get("memory_free") or 0)
-            util = g.get("utilization")
-            rows.append(
-                [
-                    f"  gpu {g['index']}",
-                    g.get("name") or "",
-                    "",
-                    "",
-                    "",
-                    "",
-                    f"{size(used)} used/{size(g.get('memory_total'))}",
-                    f"{util:.0f}% busy" if util is not None else "",
-                    "",
-                    "",
-                ]
-            )
+            rows += _gpu_rows(g, use)
     return table(
         [
             "NAME",
             "STATE",
+            "MODE",
             "URL",
             "RUNNING",
             "CPUS",
@@ -80,6 +69,50 @@ def helpers_table(helpers: list[dict]) -> str:
         ],
         rows,
     )
+
+
+def _gpu_rows(g: dict, use: dict[str, dict]) -> list[list]:
+    """A GPU's line: `  gpu 0  NVIDIA H100  CUDA 12.4, cc 9.0  0.5 taken ...`;
+    with MIG on, one more line per instance, which is what tasks are given."""
+    versions = [f"CUDA {g['cuda_version']}"] if g.get("cuda_version") else []
+    versions += [f"cc {g['compute_capability']}"] if g.get("compute_capability") else []
+    util = g.get("utilization")
+    instances = g.get("mig") or []
+    rows = [
+        [
+            f"  gpu {g['index']}",
+            g.get("name") or "",
+            "",
+            ", ".join(versions),
+            "MIG" if instances else _taken(use.get(g.get("uuid") or f"#{g['index']}")),
+            "",
+            "",
+            _gpu_memory(g),
+            f"{util:.0f}% busy" if util is not None else "",
+            "",
+            "",
+        ]
+    ]
+    for m in instances:
+        taken = _taken(use.get(m.get("uuid") or ""))
+        name = "    mig " + (m.get("profile") or "?")
+        rows.append([name, m.get("uuid") or "", "", "", taken, "", "", _gpu_memory(m), "", "", ""])
+    return rows
+
+
+def _taken(use: dict | None) -> str:
+    """'free', 'taken' (whole) or '0.5 taken' (shares)."""
+    taken = (use or {}).get("taken", 0)
+    if not taken:
+        return "free"
+    return "taken" if taken >= 1 else f"{taken:g} taken"
+
+
+def _gpu_memory(g: dict) -> str:
+    total = g.get("memory_total") or 0
+    free = g.get("memory_free")
+    used = total - (total if free is None else free)
+    return f"{size(used)} used/{size(total)}"
 
 
 def _load(res: dict) -> str:
@@ -117,12 +150,7 @@ def task_summary(t: dict) -> str:
         if kind == "quorum":
             kind += f" {policy.get('quorum')} (at most {policy.get('max_replicas')} replicas)"
         lines.append(f"replicas  {t['replicas']}, policy {kind}")
-    if t.get("array_id"):
-        lines.append(f"array     {t['array_id']}, index {t.get('array_index')}")
-    if t.get("after"):
-        lines.append(f"after     {', '.join(t['after'])}")
-    for i, inp in enumerate(t.get("inputs") or []):
-        lines.append(f"{'inputs' if i == 0 else '':<10}{input_line(inp)}")
+    lines += workflow_lines(t)
     if len(t.get("votes") or []) > 1:
         votes = "; ".join(
             f"{(v['output_digest'] or '')[7:19] or '-'}: {', '.join(v['helpers'])}"
@@ -172,6 +200,18 @@ def task_summary(t: dict) -> str:
             ),
         ]
     return "\n".join(lines)
+
+
+def workflow_lines(t: dict) -> list[str]:
+    """The lines of a task's summary about its array, what it runs after and its inputs."""
+    lines = []
+    if t.get("array_id"):
+        lines.append(f"array     {t['array_id']}, index {t.get('array_index')}")
+    if t.get("after"):
+        lines.append(f"after     {', '.join(t['after'])}")
+    for i, inp in enumerate(t.get("inputs") or []):
+        lines.append(f"{'inputs' if i == 0 else '':<10}{input_line(inp)}")
+    return lines
 
 
 def input_line(inp: dict) -> str:

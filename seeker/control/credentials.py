@@ -23,12 +23,11 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from seeker.placement.capacity import as_utc
-from serving.auth import Principal
+from serving.principals import ROTATION_GRACE, Principal
 
 HELPER = "helper"  # the role of a helper credential
 JOIN = "join"  # the role of the join token: registering a helper
 PREFIX = "hc1"
-ROTATION_GRACE = timedelta(seconds=60)
 
 
 class HelperCredentials:

@@ -5,43 +5,33 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import replace
 from datetime import datetime, timedelta
 
+from channel.models import ResultStatus
 from seeker.api.metrics import SeekerMetrics
+from seeker.control.contact import InlinePushes, PushOutcome, classify
 from seeker.control.health import HelperHealth
 from seeker.control.inputs import assignment_inputs
-from seeker.models import AssignmentState
+from seeker.control.mailbox import Mailbox, Payload
+from seeker.models import AssignmentState, HelperMode, TaskState
 from seeker.placement import select
-from seeker.placement.capacity import after_placing, helper_views
-from seeker.placement.pipeline import reserve_gpus
+from seeker.placement.capacity import after_placing, as_utc, helper_views
+from seeker.placement.gpus import reservation_for
 from seeker.placement.views import HelperView, TaskView
+from seeker.store.assignments import slot_number
 from seeker.store.helpers import HelperStore
-from seeker.store.tasks import FINAL, LIVE, TaskStore
+from seeker.store.tasks import SlotTaken, TaskStore
 from serving.http import ApiError, Unreachable
 from serving.worker import Worker
 
 log = logging.getLogger(__name__)
 
 Push = Callable[[dict, dict], "dict | None"]  # (helper document, assignment) -> reply
-
-
-def is_busy(exc: Exception) -> bool:
-    """A full helper (429) was reached fine: not a failed contact."""
-    return isinstance(exc, ApiError) and exc.status == 429
-
-
-def is_unrecognised(exc: Exception) -> bool:
-    """The helper does not know the credential the seeker sent: it has not
-    read the answer to its registration yet, or it lost its credential and
-    will join again. Neither a run nor a sign of life; probes decide."""
-    return isinstance(exc, ApiError) and exc.status == 401
-
-
-def is_refusal(exc: Exception) -> bool:
-    """The helper answered that it will not run this task (its image or mount
-    policy): not a failed contact either."""
-    return isinstance(exc, ApiError) and exc.status == 403
+# a helper where a push or offer of a task just failed is passed over for
+# that task this long (the sweep tries again after it)
+RETRY_AFTER = timedelta(seconds=5)
 
 
 class Dispatcher:
@@ -55,7 +45,16 @@ class Dispatcher:
         liveness: timedelta = timedelta(seconds=45),
         metrics: SeekerMetrics | None = None,
         stop: Callable[[dict, str, int], object] | None = None,
+        pushes=None,
+        mailbox: Mailbox | None = None,
+        retry_after: timedelta = RETRY_AFTER,
+        payload: Payload | None = None,
     ):
+        """`pushes`: where pushes run, a concurrent.futures Executor (default:
+        inline); `mailbox`: where the work of pulling helpers waits for them;
+        `retry_after`: how long a helper is passed over for a task whose push
+        or offer to it failed; `payload`: what a helper is sent of an
+        assignment, the mailbox's too (default: assignment_payload)."""
         self.stop = stop  # (helper, task id, attempt): stop a replica on its helper
         self.tasks = tasks
         self.helpers = helpers
@@ -64,7 +63,12 @@ class Dispatcher:
         self.health = health or HelperHealth(helpers, tasks, clock)
         self.liveness = liveness
         self.metrics = metrics or SeekerMetrics()
+        self.pushes = pushes or InlinePushes()
+        self.mailbox = mailbox
+        self.retry_after = retry_after
+        self.payload = payload or assignment_payload
         self._lock = threading.Lock()
+        self._slots: dict[str, set[int]] = {}  # helper id -> its slots in use, this pass
 
     def dispatch_pending(self) -> int:
         """Try to place every pending task; returns how many were placed."""
@@ -74,9 +78,9 @@ class Dispatcher:
             if not pending:
                 return 0
             docs = {h["helper_id"]: h for h in self.helpers.list()}
-            views = helper_views(
-                list(docs.values()), self.tasks.live_assignment_docs(), self.clock(), self.liveness
-            )
+            live = self.tasks.live_assignment_docs()
+            views = helper_views(list(docs.values()), live, self.clock(), self.liveness)
+            self._slots = slots_in_use(live)
             for task in pending:
                 if task.get("wait_reason") and all_full(views):
                     continue  # it already says why it waits, and no slot is free
@@ -99,9 +103,14 @@ class Dispatcher:
             )
             self._wait(task, reason)
             return 0
+        refused = refused_lately(assignments, self.clock() - self.retry_after)
+        passed = 0
         for candidate in selection.candidates:
             if placed == need:
                 break
+            if candidate.helper.helper_id in refused:
+                passed += 1  # it failed there a moment ago: the next best first
+                continue
             ok, task = self._place(task, candidate.helper, docs, views, tv)
             if task is None:
                 return placed  # someone else changed the task: leave it to them
@@ -110,6 +119,8 @@ class Dispatcher:
             reason = selection.wait_reason()
             if selection.candidates:
                 reason = f"{need - placed} of {need} replicas unplaced; {reason}"
+            if passed:
+                reason += f"; {passed} passed over for {self.retry_after.seconds} s after a failure"
             self._wait(task, reason)
         return placed
 
@@ -123,11 +134,11 @@ class Dispatcher:
             for a in self.tasks.stale_pushes(self.clock() - older_than):
                 task, helper = self.tasks.get(a["task_id"]), self.helpers.get(a["helper_id"])
                 reason = "the seeker stopped during the push"
-                if task is None or helper is None or task["state"] in FINAL:
+                if task is None or helper is None or task["state"] in TaskState.final():
                     self.tasks.push_failed(a["task_id"], a["attempt"], reason, self.clock())
                     settled += 1
                     continue
-                payload = assignment_payload(task, helper, a["attempt"], a.get("reservation", {}))
+                payload = self.payload(task, helper, a["attempt"], a.get("reservation", {}))
                 try:
                     reply = self.push(helper, payload)
                 except (Unreachable, ApiError) as exc:
@@ -162,54 +173,134 @@ class Dispatcher:
         views: dict[str, HelperView],
         tv: TaskView,
     ) -> tuple[int, dict | None]:
-        """Assign and push one replica; returns (1 if it runs, the task now)."""
+        """Assign one replica and send it on its way; returns (1 if placed,
+        the task now). Contacting the helper never holds up the pass: a
+        pulling helper's poll is woken, a push runs on `pushes` (and, made
+        inline, a failed one lets the pass try the next candidate)."""
         helper = docs[view.helper_id]
-        reservation = {
-            "cpus": tv.cpus,
-            "memory": tv.memory,
-            "gpus": tv.gpus,
-            "gpu_indices": reserve_gpus(tv, view),
-        }
-        assignment = self.tasks.assign(task, helper, self.clock(), reservation)
+        reservation = reservation_for(tv, view)  # which devices, what share and memory
+        pulls = helper.get("mode") == HelperMode.PULL.value and self.mailbox is not None
+        via = HelperMode.PULL if pulls else HelperMode.PUSH
+        used = self._slots.setdefault(view.helper_id, set())
+        slot = next(n for n in range(len(used) + 1) if n not in used)
+        try:
+            assignment = self.tasks.assign(task, helper, self.clock(), reservation, via, slot)
+        except SlotTaken as taken:  # another seeker placed there since this pass began
+            log.info("task %s: %s was filled meanwhile", task["_id"], helper["name"])
+            views[view.helper_id] = replace(view, running=view.slots)
+            return 0, taken.task
         if assignment is None:
             return 0, None
+        used.add(slot)
         attempt = assignment["attempt"]
+        placed = after_assign(task, self.clock())
+        if pulls:
+            views[view.helper_id] = after_placing(view, reservation)
+            self.mailbox.offer(helper["helper_id"])
+            log.info("task %s attempt %d offered to %s", task["_id"], attempt, helper["name"])
+            return 1, placed
+        sent = self.pushes.submit(self._push, placed, helper, attempt, reservation)
+        if not sent.done():  # on its way: the pass goes on, and a failure kicks the next
+            sent.add_done_callback(self._pushed)
+            views[view.helper_id] = after_placing(view, reservation)
+            return 1, placed
+        outcome, reopened = sent.result()
+        if outcome == PushOutcome.ACCEPTED:
+            views[view.helper_id] = after_placing(view, reservation)
+            return 1, placed
+        if outcome in (PushOutcome.BUSY, PushOutcome.UNRECOGNISED):
+            views[view.helper_id] = replace(view, running=view.slots)
+        elif outcome == PushOutcome.PURGED:
+            views.pop(view.helper_id, None)
+        return 0, reopened
+
+    def _push(
+        self, task: dict, helper: dict, attempt: int, reservation: dict
+    ) -> tuple[PushOutcome, dict | None]:
+        """Push one assignment and record how it went; returns the outcome
+        and, when it failed, the task as the failure left it."""
+        task_id = task["_id"]
         try:
-            reply = self.push(helper, assignment_payload(task, helper, attempt, reservation))
+            reply = self.push(helper, self.payload(task, helper, attempt, reservation))
         except (Unreachable, ApiError) as exc:
-            reason = f"push to {helper['name']} failed: {exc}"
-            log.warning("task %s: %s", task["_id"], reason)
-            self.metrics.push_failed(exc)
-            # first give the replica back, then count the failure: a purge
-            # would otherwise mark the assignment being pushed as lost
-            task = self.tasks.push_failed(task["_id"], attempt, reason, self.clock())
-            if is_refusal(exc):
-                self.health.contact_ok(helper["helper_id"])
-            elif is_unrecognised(exc):
-                views[helper["helper_id"]] = replace(view, running=view.slots)
-            elif is_busy(exc):
-                self.health.contact_ok(helper["helper_id"])
-                views[helper["helper_id"]] = replace(view, running=view.slots)
-            elif self.health.contact_failed(helper["helper_id"], helper["name"], reason):
-                views.pop(helper["helper_id"], None)
-            return 0, task
+            return self._push_failed(task_id, helper, attempt, exc)
         boot_id = (reply or {}).get("boot_id")
-        self.tasks.assignment_accepted(
-            task["_id"], helper["helper_id"], attempt, self.clock(), boot_id
-        )
+        self.tasks.assignment_accepted(task_id, helper["helper_id"], attempt, self.clock(), boot_id)
         self.health.contact_ok(helper["helper_id"])
         self.metrics.push_accepted(task["created_at"], self.clock())
-        views[helper["helper_id"]] = after_placing(view, reservation)
-        log.info("task %s attempt %d -> %s", task["_id"], attempt, helper["name"])
-        now = self.tasks.get(task["_id"])
-        if now["state"] in FINAL and self.stop is not None:
+        log.info("task %s attempt %d -> %s", task_id, attempt, helper["name"])
+        now = self.tasks.get(task_id)
+        if now is not None and now["state"] in TaskState.final() and self.stop is not None:
             # cancelled or decided while this replica was being pushed: stop it
-            log.info("task %s ended during the push: stopping attempt %d", task["_id"], attempt)
+            log.info("task %s ended during the push: stopping attempt %d", task_id, attempt)
             try:
-                self.stop(helper, task["_id"], attempt)
+                self.stop(helper, task_id, attempt)
             except (Unreachable, ApiError) as exc:
-                log.warning("could not stop attempt %d of %s: %s", attempt, task["_id"], exc)
-        return 1, now
+                log.warning("could not stop attempt %d of %s: %s", attempt, task_id, exc)
+        return PushOutcome.ACCEPTED, None
+
+    def _push_failed(
+        self, task_id: str, helper: dict, attempt: int, exc: Exception
+    ) -> tuple[PushOutcome, dict | None]:
+        reason = f"push to {helper['name']} failed: {exc}"
+        log.warning("task %s: %s", task_id, reason)
+        self.metrics.push_failed(exc)
+        # first give the replica back, then count the failure: a purge
+        # would otherwise mark the assignment being pushed as lost
+        task = self.tasks.push_failed(task_id, attempt, reason, self.clock())
+        outcome = classify(exc)
+        if outcome in (PushOutcome.REFUSED, PushOutcome.BUSY):
+            self.health.contact_ok(helper["helper_id"])
+        elif outcome == PushOutcome.FAILED and self.health.contact_failed(
+            helper["helper_id"], helper["name"], reason
+        ):
+            outcome = PushOutcome.PURGED
+        return outcome, task
+
+    def _pushed(self, sent: Future) -> None:
+        """A push made apart from the pass ended: if it failed, its replica
+        is open again, and the next pass places it (elsewhere first)."""
+        if sent.exception() is not None:
+            log.error("a push failed unexpectedly", exc_info=sent.exception())
+            self.health.kick()
+        elif sent.result()[0] != PushOutcome.ACCEPTED:
+            self.health.kick()
+
+
+def slots_in_use(live: list[dict]) -> dict[str, set[int]]:
+    """Helper id -> the slot numbers its live assignments hold."""
+    used: dict[str, set[int]] = {}
+    for a in live:
+        n = slot_number(a)
+        if n is not None:
+            used.setdefault(a["helper_id"], set()).add(n)
+    return used
+
+
+def after_assign(task: dict, now: datetime) -> dict:
+    """The task as TaskStore.assign() left it (pinned on its rev, so exactly
+    this): one more attempt, one fewer replica to place, dispatched."""
+    placed = {
+        **task,
+        "attempts": task["attempts"] + 1,
+        "open": task["open"] - 1,
+        "rev": task["rev"] + 1,
+        "wait_reason": None,
+        "updated_at": now,
+    }
+    if task["state"] == TaskState.PENDING.value:
+        placed["state"] = TaskState.DISPATCHED.value
+    return placed
+
+
+def refused_lately(assignments: list[dict], since: datetime) -> set[str]:
+    """Helpers where a push or offer of this task failed after `since`."""
+    return {
+        a["helper_id"]
+        for a in assignments
+        if a["state"] == AssignmentState.PUSH_FAILED.value
+        and (as_utc(a.get("finished_at")) or since) > since
+    }
 
 
 def all_full(views: dict[str, HelperView]) -> bool:
@@ -225,11 +316,12 @@ def task_view(task: dict, assignments: list[dict]) -> TaskView:
         busy = {AssignmentState.PUSH_FAILED.value}
         running_on = {a["helper_id"] for a in assignments if a["state"] not in busy}
     else:
-        running_on = {a["helper_id"] for a in assignments if a["state"] in LIVE}
+        running_on = {a["helper_id"] for a in assignments if a["state"] in AssignmentState.live()}
     failed_on = {
         a["helper_id"]
         for a in assignments
-        if a["state"] == AssignmentState.FINISHED.value and a.get("status") != "succeeded"
+        if a["state"] == AssignmentState.FINISHED.value
+        and a.get("status") != ResultStatus.SUCCEEDED
     }
     return TaskView.from_spec(task["_id"], task["spec"], running_on, failed_on)
 
@@ -245,6 +337,7 @@ def assignment_payload(task: dict, helper: dict, attempt: int, reservation: dict
         "env": spec.get("env", {}),
         "resources": {k: reservation.get(k, 0) for k in ("cpus", "memory", "gpus")},
         "gpu_indices": reservation.get("gpu_indices", []),
+        "gpu_uuids": reservation.get("gpu_uuids", []),
         "timeout": spec.get("timeout"),
         "pull": spec.get("pull", "if-missing"),
         "capabilities": spec.get("capabilities", []),

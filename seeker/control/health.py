@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from seeker.api.metrics import SeekerMetrics
-from seeker.models import AssignmentState
+from seeker.models import AssignmentState, TaskState
 from seeker.placement.capacity import as_utc
 from seeker.store.events import HELPER_PURGED, EventLog
 from seeker.store.helpers import HelperStore
@@ -21,13 +21,6 @@ log = logging.getLogger(__name__)
 # a good contact is written at most this often per helper: well inside the
 # liveness deadline, which heartbeats and probes keep up on their own anyway
 CONTACT_EVERY = timedelta(seconds=5)
-
-STARTED = (
-    AssignmentState.ACCEPTED.value,
-    AssignmentState.FETCHING.value,
-    AssignmentState.PULLING.value,
-    AssignmentState.RUNNING.value,
-)
 
 
 class HelperHealth:
@@ -78,9 +71,9 @@ class HelperHealth:
         self.metrics.contact_failed()
         if failures is None or failures < self.purge_after:
             return False
+        if not self.helpers.purge(helper_id, self.purge_after):
+            return False  # purged meanwhile (one event is enough), or it answered since
         log.warning("purging helper %s after %d failed contacts (last: %s)", name, failures, reason)
-        if not self.helpers.remove(helper_id):
-            return True  # purged meanwhile by another path: one event is enough
         self.metrics.helper_purged()
         lost = self.lose_work(helper_id, f"helper {name} purged after {failures} failed contacts")
         if self.events is not None:
@@ -118,11 +111,64 @@ class HelperHealth:
         running = set(reg.get("running") or [])
 
         def keep(a: dict) -> bool:
-            if a["state"] not in STARTED:
+            if a["state"] not in AssignmentState.on_helper():
                 return True  # still being pushed: the push itself will tell
             return a.get("boot_id") == reg.get("boot_id") or a["_id"] in running
 
         return self.lose_work(reg["helper_id"], f"helper {reg['name']} restarted without it", keep)
+
+    def reconcile(self, helper_id: str, name: str, running: list[str]) -> list[str]:
+        """A helper reports what it runs (a poll, a heartbeat): which of
+        those runs it is to stop. A run is kept while its assignment is live
+        on this helper and its task unfinished. A run that was marked lost
+        (its helper was silent or its poll dropped) and is alive after all is
+        kept if its replica has not been placed again meanwhile (it is
+        further along than a new run would be), and stopped if it has: a
+        task never runs beyond its replicas because a helper came back."""
+        if not running:
+            return []
+        found = self.tasks.assignments_by_key(running)
+        states = self.tasks.states_of({a["task_id"] for a in found.values()})
+        now, stop = self.clock(), []
+        for key in running:
+            a = found.get(key)
+            if (
+                a is None
+                or a["helper_id"] != helper_id
+                or states.get(a["task_id"]) in TaskState.final()
+            ):
+                stop.append(key)
+            elif a["state"] in AssignmentState.live():
+                continue
+            elif a["state"] == AssignmentState.LOST.value and self.tasks.revive(
+                a["task_id"], a["attempt"], helper_id, now
+            ):
+                log.info(
+                    "task %s attempt %d on %s is alive: kept", a["task_id"], a["attempt"], name
+                )
+            else:
+                stop.append(key)
+        for key in stop:
+            log.info("%s runs %s, which is no longer its to run: stopping it", name, key)
+        return stop
+
+    def poll_dropped(self, helper_id: str, dropped_at: datetime, still_here: bool) -> int:
+        """`grace` after a pulling helper's poll connection dropped: unless it
+        came back (`still_here`: it polls this seeker again; or it polled
+        another seeker on a new connection since), it died: its work runs
+        elsewhere, and it is offline until it polls again."""
+        if still_here:
+            return 0
+        doc = self.helpers.get(helper_id)
+        if doc is None:
+            return 0
+        back = as_utc((doc.get("poll") or {}).get("connected_at"))
+        if back is not None and back >= dropped_at:
+            return 0
+        self.helpers.poll_gone(helper_id, self.clock())
+        return self.lose_work(
+            helper_id, f"the poll connection of {doc['name']} dropped at {dropped_at:%H:%M:%S}"
+        )
 
     def reap_silent(self) -> int:
         """Helpers silent past the liveness deadline lose their work (they are

@@ -9,30 +9,40 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from urllib.parse import quote
 
+from seeker.control.contact import InlinePushes
 from seeker.control.credentials import HELPER, HelperCredentials
-from seeker.control.health import STARTED, HelperHealth
+from seeker.control.health import HelperHealth
 from seeker.control.inputs import InputBroker
+from seeker.control.mailbox import Mailbox
 from seeker.control.workflows import Workflows, array_answer, one_task, parse_indices
 from seeker.models import (
-    FINAL_TASK_STATES,
     AssignmentEvent,
     AssignmentState,
+    HelperMode,
     HelperRegistration,
+    PollRequest,
     TaskSpec,
     TaskState,
 )
-from seeker.placement.capacity import as_utc
+from seeker.placement.capacity import as_utc, is_online
+from seeker.placement.gpus import device_use
 from seeker.placement.outcome import decide, no_helper_left, ran_on, wants_a_new_helper
 from seeker.store.events import TASK_CANCELLED, TASK_FAILED, TASK_SUCCEEDED, EventLog
 from seeker.store.helpers import HelperStore
 from seeker.store.tasks import TaskStore, task_json
 from seeker.store.workflows import WorkflowStore
-from serving.auth import Principal
 from serving.errors import Conflict, Forbidden, NotFound, Unavailable
 from serving.http import ApiError, Unreachable
+from serving.principals import Principal
 
 log = logging.getLogger(__name__)
-FINAL = {s.value for s in FINAL_TASK_STATES}
+# what a helper's report of progress moves its assignment to (one conditional update)
+PROGRESS = {
+    AssignmentState.ACCEPTED: TaskStore.assignment_accepted,
+    AssignmentState.FETCHING: TaskStore.assignment_fetching,
+    AssignmentState.PULLING: TaskStore.assignment_pulling,
+    AssignmentState.RUNNING: TaskStore.assignment_running,
+}
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -64,7 +74,25 @@ class Seeker:
         health: HelperHealth | None = None,
         events: EventLog | None = None,
         credentials: HelperCredentials | None = None,
+        mailbox: Mailbox | None = None,
+        pushes=None,
+        poll_wait: float = 25.0,
+        parked: Callable[[str], int] = lambda helper_id: 0,
+        poll_grace: timedelta = timedelta(seconds=5),
+        later: Callable[[float, Callable[[], None]], object] = lambda seconds, job: None,
     ):
+        """Pull mode: `mailbox` is where pulling helpers find their work;
+        a poll waits `poll_wait` s at most; `parked(helper_id)` counts its
+        polls waiting in this process; `later(seconds, job)` runs a job once
+        (the check, `poll_grace` after a poll connection dropped, that the
+        helper came back). `pushes`: where requests to pushed helpers (stops)
+        are made, off the caller's thread (default: inline)."""
+        self.mailbox = mailbox
+        self.pushes = pushes or InlinePushes()
+        self.poll_wait = poll_wait
+        self.parked = parked
+        self.poll_grace = poll_grace
+        self.later = later
         self.events = events
         self.credentials = credentials or HelperCredentials(secrets.token_bytes(32), helpers, clock)
         self.tasks = tasks
@@ -74,6 +102,7 @@ class Seeker:
         self.channel = channel  # ChannelClient, to read results
         self.helper_client = helper_client  # (helper document) -> HelperClient
         self.health = health or HelperHealth(helpers, tasks, clock, kick=kick)
+        self._polled: dict[str, datetime] = {}  # pull mode: when each last polled here
         self.inputs = InputBroker(channel)  # inputs, dependencies and arrays:
         self.workflows = Workflows(  # seeker/control/workflows.py
             WorkflowStore(tasks.tasks, tasks.assignments),
@@ -118,7 +147,7 @@ class Seeker:
             )
         assignments = self.tasks.assignments_of(task_id)
         for a in assignments:
-            if a["state"] in STARTED:
+            if a["state"] in AssignmentState.on_helper():
                 self._stop_assignment(task_id, a)
         self._publish(TASK_CANCELLED, doc)
         self.workflows.ended(doc)  # what runs after it is cancelled too
@@ -137,11 +166,22 @@ class Seeker:
             )
 
     def _stop_assignment(self, task_id: str, a: dict) -> None:
+        """Ask the helper to stop a run of a task that ended (cancelled or
+        decided): a pulling helper hears it on its poll, a pushed one is
+        asked off this thread (an unanswering helper holds up nobody)."""
         helper = self.helpers.get(a["helper_id"])
-        if helper is None or self.helper_client is None:
+        if helper is None:
             return
+        if helper.get("mode") == HelperMode.PULL.value:
+            if self.mailbox is not None:
+                self.mailbox.offer(helper["helper_id"])
+            return
+        if self.helper_client is not None:
+            self.pushes.submit(self._stop_pushed, helper, task_id, a["attempt"])
+
+    def _stop_pushed(self, helper: dict, task_id: str, attempt: int) -> None:
         try:
-            self.helper_client(helper).cancel(task_id, a["attempt"])
+            self.helper_client(helper).cancel(task_id, attempt)
         except (Unreachable, ApiError) as exc:
             log.warning("could not stop task %s on %s: %s", task_id, helper["name"], exc)
 
@@ -201,8 +241,9 @@ class Seeker:
             nonce = self.credentials.new_nonce()
         helper = self.helpers.register(body, self.clock(), nonce=nonce)
         self.health.registered(previous, {**body, "running": running})
+        stop = self.health.reconcile(reg.helper_id, reg.name, running)
         self.kick()
-        answer = dict(helper, running=len(running))
+        answer = dict(helper, running=len(running), stop=stop)
         if nonce is not None:
             answer["credential"] = self.credentials.mint(reg.helper_id, nonce)
         return answer
@@ -222,15 +263,21 @@ class Seeker:
         )
 
     def helper_list(self) -> list[dict]:
-        """Helpers with how many assignments they run and whether they are
-        online (heard from within the liveness deadline)."""
-        running = self.tasks.live_assignments()
-        deadline = self.clock() - self.health.liveness
+        """Helpers with how many assignments they run, whether they are
+        online (heard from within the liveness deadline and, pulling, not
+        gone) and how much of each GPU their assignments hold (`gpu_use`)."""
+        reserved: dict[str, list[dict]] = {}
+        for a in self.tasks.live_assignment_docs():
+            reserved.setdefault(a["helper_id"], []).append(a.get("reservation") or {})
+        now = self.clock()
         return [
             dict(
                 h,
-                running=running.get(h["helper_id"], 0),
-                online=(as_utc(h.get("last_seen")) or deadline) > deadline,
+                running=len(reserved.get(h["helper_id"], [])),
+                online=is_online(h, now, self.health.liveness),
+                gpu_use=device_use(
+                    (h.get("resources") or {}).get("gpus", []), reserved.get(h["helper_id"], [])
+                ),
             )
             for h in self.helpers.list()
         ]
@@ -255,14 +302,13 @@ class Seeker:
                 f"the event names {event.helper_id}",
             )
         now = self.clock()
-        if event.state == AssignmentState.ACCEPTED:
-            moved = self.tasks.assignment_accepted(task_id, event.helper_id, event.attempt, now)
-        elif event.state == AssignmentState.FETCHING:
-            moved = self.tasks.assignment_fetching(task_id, event.helper_id, event.attempt, now)
-        elif event.state == AssignmentState.PULLING:
-            moved = self.tasks.assignment_pulling(task_id, event.helper_id, event.attempt, now)
-        elif event.state == AssignmentState.RUNNING:
-            moved = self.tasks.assignment_running(task_id, event.helper_id, event.attempt, now)
+        if event.state == AssignmentState.ACCEPTED and event.boot_id and self.mailbox:
+            moved = self.mailbox.acknowledge(task_id, event.helper_id, event.attempt, event.boot_id)
+        elif event.state == AssignmentState.PUSH_FAILED and self.mailbox:
+            reason = event.error or f"{event.helper_id} refused the assignment"
+            moved = self.mailbox.refuse(task_id, event.helper_id, event.attempt, reason)
+        elif event.state in PROGRESS:
+            moved = PROGRESS[event.state](self.tasks, task_id, event.helper_id, event.attempt, now)
         elif event.state == AssignmentState.FINISHED:
             moved = self._finished(task_id, event, now)
         else:
@@ -272,13 +318,62 @@ class Seeker:
         if not moved and self.tasks.get(task_id) is None:
             raise NotFound("no such task", task_id)
         self.health.contact_ok(event.helper_id)
-        return {
+        answer = {
             "task_id": task_id,
             "helper_id": event.helper_id,
             "attempt": event.attempt,
             "state": event.state.value,
             "recorded": moved,
         }
+        if event.state == AssignmentState.ACCEPTED and event.boot_id:
+            answer["run"] = moved  # an acknowledgement: whether that process runs it
+        return answer
+
+    # --- pulling helpers -----------------------------------------------------
+
+    def poll(
+        self,
+        helper_id: str,
+        request: PollRequest,
+        caller: Principal | None = None,
+        new_connection: bool = True,
+    ) -> dict:
+        """What a pulling helper is to do now: {"assignments", "stop"} (both
+        empty: nothing yet, and the caller may wait for something)."""
+        if caller is not None and caller.subject != helper_id:
+            raise Forbidden(
+                "a helper may only poll for its own work",
+                f"this credential belongs to helper {caller.subject}, not {helper_id}",
+            )
+        helper = self.helpers.get(helper_id)
+        if helper is None:
+            raise NotFound("no such helper", f"{helper_id}: register first (POST /api/v1/helpers)")
+        if helper.get("mode") != HelperMode.PULL.value or self.mailbox is None:
+            raise Conflict(
+                f"helper {helper['name']} is registered in push mode",
+                "the seeker pushes its work to its URL; register with mode 'pull' to poll",
+            )
+        now = self.clock()
+        if new_connection:  # after a drop: back (on this seeker or another)
+            self.helpers.poll_connected(helper_id, now)
+        self._polled[helper_id] = now
+        self.health.contact_ok(helper_id)
+        return self.mailbox.collect(helper, request.boot_id, request.running, request.done)
+
+    def poll_dropped(self, helper_id: str) -> None:
+        """A pulling helper's waiting poll connection closed: if it does not
+        poll again within the grace, it died, and its work runs elsewhere."""
+        dropped_at = self.clock()
+        log.info("helper %s: its poll connection dropped", helper_id)
+
+        def check() -> None:
+            polled = self._polled.get(helper_id)
+            back = self.parked(helper_id) > 0 or (polled is not None and polled > dropped_at)
+            lost = self.health.poll_dropped(helper_id, dropped_at, still_here=back)
+            if lost:
+                self.kick()
+
+        self.later(self.poll_grace.total_seconds(), check)
 
     def _finished(self, task_id: str, event: AssignmentEvent, now: datetime) -> bool:
         outcome = {
@@ -301,7 +396,7 @@ class Seeker:
         deciding again if another event changed the task meanwhile."""
         for _ in range(tries):
             task = self.tasks.get(task_id)
-            if task is None or task["state"] in FINAL:
+            if task is None or task["state"] in TaskState.final():
                 return task
             assignments = self.tasks.assignments_of(task_id)
             decision = decide(task["spec"], task["wanted"], assignments)

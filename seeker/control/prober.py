@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 from seeker.control.health import HelperHealth
+from seeker.models import HelperMode
 from seeker.store.helpers import HelperStore
 from serving.http import ApiError, Unreachable
 
@@ -35,8 +36,9 @@ class Prober:
         self.parallel = parallel
 
     def probe_all(self) -> dict[str, bool]:
-        """Probe every helper once; returns helper name -> answered."""
-        helpers = self.helpers.list()
+        """Probe every helper once; returns helper name -> answered. Pulling
+        helpers accept no connections: they are never probed."""
+        helpers = [h for h in self.helpers.list() if h.get("mode") != HelperMode.PULL.value]
         if not helpers:
             return {}
         with ThreadPoolExecutor(max_workers=min(self.parallel, len(helpers))) as pool:

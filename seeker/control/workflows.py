@@ -20,9 +20,8 @@ import secrets
 from collections.abc import Callable
 from datetime import datetime
 
-from seeker.control.health import STARTED
 from seeker.control.inputs import InputBroker
-from seeker.models import TaskSpec, TaskState
+from seeker.models import AssignmentState, TaskSpec, TaskState
 from seeker.store.events import TASK_CANCELLED
 from seeker.store.tasks import task_json
 from seeker.store.workflows import WorkflowStore
@@ -45,7 +44,6 @@ SUMMARY_ORDER = [
         TaskState.PENDING,
     )
 ]
-FINAL = {s.value for s in (TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED)}
 
 
 def invalid(field: str, message: str) -> InvalidInput:
@@ -191,7 +189,7 @@ class Workflows:
             "size": sum(counts.values()),
             "counts": ordered,
             "summary": ", ".join(f"{n} {state}" for state, n in ordered.items()),
-            "done": all(s in FINAL for s in counts),
+            "done": all(s in TaskState.final() for s in counts),
         }
 
     def cancel_array(self, array_id: str) -> dict:
@@ -201,7 +199,7 @@ class Workflows:
         ids = self.store.array_unfinished(array_id)
         cancelled = self.store.cancel(ids, "cancelled by user", self.clock())
         for a in self.store.live_assignments_of([d["_id"] for d in cancelled]):
-            if a["state"] in STARTED:
+            if a["state"] in AssignmentState.on_helper():
                 self.stop(a["task_id"], a)
         for doc in cancelled:
             self.publish(TASK_CANCELLED, doc)

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from seeker.placement.fleet import Fleet, handles, select_in_fleet
+from seeker.placement.fast_path import handles, select_in_fleet
+from seeker.placement.fleet import Fleet
 from seeker.placement.pipeline import FILTERS, SCORERS, Selection, select_by_pipeline
 from seeker.placement.views import HelperView, TaskView
 

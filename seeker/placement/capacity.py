@@ -8,7 +8,8 @@ from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 from seeker.placement.fleet import Fleet
-from seeker.placement.views import GpuView, HelperView
+from seeker.placement.gpus import after_reservations, devices_of
+from seeker.placement.views import HelperView
 
 
 def helper_views(
@@ -24,13 +25,8 @@ def helper_views(
 
 def view_of(doc: dict, reservations: list[dict], now: datetime, liveness: timedelta) -> HelperView:
     res = doc.get("resources") or {}
-    taken_gpus = {i for r in reservations for i in r.get("gpu_indices", [])}
-    gpus = tuple(
-        GpuView(g["index"], g.get("memory_free", 0), g.get("memory_total", 0))
-        for g in res.get("gpus", [])
-        if g["index"] not in taken_gpus
-    )
-    last_seen = doc.get("last_seen")
+    devices = devices_of(res.get("gpus", []))
+    gpus_free, gpus_taken = after_reservations(devices, reservations)
     return HelperView(
         helper_id=doc["helper_id"],
         name=doc["name"],
@@ -40,25 +36,39 @@ def view_of(doc: dict, reservations: list[dict], now: datetime, liveness: timede
         cpus_free=res.get("cpus", 0) - sum(r.get("cpus", 0) for r in reservations),
         memory_total=res.get("memory_total", 0),
         memory_free=res.get("memory_total", 0) - sum(r.get("memory", 0) for r in reservations),
-        gpus_free=gpus,
-        gpus_total=len(res.get("gpus", [])),
+        gpus_free=gpus_free,
+        gpus_total=len(devices),
         labels=doc.get("labels") or {},
-        online=last_seen is not None and as_utc(last_seen) >= now - liveness,
+        online=is_online(doc, now, liveness),
         failures=doc.get("failures", 0),
         allowed_images=tuple((doc.get("policy") or {}).get("images", [])),
         allowed_mounts=tuple((doc.get("policy") or {}).get("mounts", [])),
+        gpus_taken=gpus_taken,
     )
+
+
+def is_online(doc: dict, now: datetime, liveness: timedelta) -> bool:
+    """Heard from within the liveness deadline and, for a pulling helper,
+    not gone: gone is a poll connection that dropped and did not come back
+    within its grace, until the helper polls on a new connection."""
+    seen = as_utc(doc.get("last_seen"))
+    if seen is None or seen < now - liveness:
+        return False
+    poll = doc.get("poll") or {}
+    gone, back = as_utc(poll.get("gone_at")), as_utc(poll.get("connected_at"))
+    return gone is None or (back is not None and back > gone)
 
 
 def after_placing(view: HelperView, reservation: dict) -> HelperView:
     """The view once `reservation` is placed on it (within one dispatch pass)."""
-    taken = set(reservation.get("gpu_indices", []))
+    gpus_free, gpus_taken = after_reservations(view.gpus_free, [reservation])
     return replace(
         view,
         running=view.running + 1,
         cpus_free=view.cpus_free - reservation.get("cpus", 0),
         memory_free=view.memory_free - reservation.get("memory", 0),
-        gpus_free=tuple(g for g in view.gpus_free if g.index not in taken),
+        gpus_free=gpus_free,
+        gpus_taken=view.gpus_taken + gpus_taken,
     )
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from seeker.models import LIVE_ASSIGNMENT_STATES, AssignmentState, TaskState
+from channel.models import ResultStatus
+from seeker.models import AssignmentState, TaskState
 
-LIVE = {s.value for s in LIVE_ASSIGNMENT_STATES}
 SUMMARY = ("helper_id", "helper_name", "attempt", "status", "exit_code", "output_digest")
 
 
@@ -25,12 +25,12 @@ class Decision:
 def decide(spec: dict, wanted: int, assignments: list[dict]) -> Decision:
     policy = spec.get("policy") or {}
     kind = policy.get("kind", "first")
-    live = [a for a in assignments if a["state"] in LIVE]
+    live = [a for a in assignments if a["state"] in AssignmentState.live()]
     done = sorted(
         (a for a in assignments if a["state"] == AssignmentState.FINISHED.value),
         key=lambda a: (str(a.get("finished_at")), a["attempt"]),
     )
-    ok = [a for a in done if a.get("status") == "succeeded"]
+    ok = [a for a in done if a.get("status") == ResultStatus.SUCCEEDED]
     votes = vote(ok)
     if kind == "quorum":
         decision = _quorum(policy, wanted, live, done, ok, votes)
@@ -60,7 +60,7 @@ def ran_on(assignments: list[dict]) -> set[str]:
 def wants_a_new_helper(spec: dict, decision: Decision, assignments: list[dict]) -> bool:
     """A replicated task with nothing running that still wants a replica
     placed: it needs a helper it has not run on."""
-    live = any(a["state"] in LIVE for a in assignments)
+    live = any(a["state"] in AssignmentState.live() for a in assignments)
     return spec.get("replicas", 1) > 1 and decision.state == TaskState.PENDING and not live
 
 
@@ -117,7 +117,7 @@ def _all(spec, live, done, ok) -> Decision:
     failed = len(done) - len(ok)
     wanted = min(n + failed, budget)
     if not live and len(done) >= wanted:
-        last = next(a for a in reversed(done) if a.get("status") != "succeeded")
+        last = next(a for a in reversed(done) if a.get("status") != ResultStatus.SUCCEEDED)
         return Decision(
             TaskState.FAILED,
             len(done),
@@ -165,6 +165,6 @@ def describe_failure(a: dict) -> str:
     status = a.get("status")
     if a.get("error"):
         return f"{status}: {a['error']}"
-    if status == "failed":
+    if status == ResultStatus.FAILED:
         return f"container exited with code {a.get('exit_code')}"
     return str(status)

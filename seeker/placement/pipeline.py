@@ -1,7 +1,8 @@
 """Choosing a helper for a task, as a pipeline of small pure functions:
 filters (a reason or None), scorers (0..1) weighed by a placement policy, and
-`select()`, which keeps every rejection reason and score. GPU indices are
-reserved after selection by `reserve_gpus()`."""
+`select()`, which keeps every rejection reason and score. The GPU filters
+and what an assignment reserves (`reservation_for()`, after selection) are in
+`gpus.py`."""
 
 from __future__ import annotations
 
@@ -11,6 +12,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from helper.policy import image_allowed, mount_allowed
+from seeker.models import Placement
+from seeker.placement.gpus import NOT_ENOUGH_GPU_MEMORY as NOT_ENOUGH_GPU_MEMORY  # re-exported
+from seeker.placement.gpus import NOT_ENOUGH_GPUS as NOT_ENOUGH_GPUS  # with the other reasons
+from seeker.placement.gpus import (
+    devices_needed,
+    free_for,
+    has_compute_capability,
+    has_cuda,
+    has_gpu_memory,
+    has_gpu_model,
+    has_gpus,
+)
+from seeker.placement.gpus import reserve_gpus as reserve_gpus  # where bench/choice.py finds it
 from seeker.placement.views import HelperView, TaskView
 
 OFFLINE = "offline"
@@ -19,8 +33,6 @@ NO_FREE_SLOT = "no free slot"
 LABELS_DIFFER = "labels do not match"
 NOT_ENOUGH_CPU = "not enough free CPUs"
 NOT_ENOUGH_MEMORY = "not enough free memory"
-NOT_ENOUGH_GPUS = "not enough free GPUs"
-NOT_ENOUGH_GPU_MEMORY = "not enough free GPU memory"
 IMAGE_NOT_ALLOWED = "image not allowed"
 MOUNT_NOT_ALLOWED = "mount not allowed"
 
@@ -66,17 +78,6 @@ def has_memory(t: TaskView, h: HelperView) -> str | None:
     return None if t.memory <= h.memory_free else NOT_ENOUGH_MEMORY
 
 
-def has_gpus(t: TaskView, h: HelperView) -> str | None:
-    return None if t.gpus <= len(h.gpus_free) else NOT_ENOUGH_GPUS
-
-
-def has_gpu_memory(t: TaskView, h: HelperView) -> str | None:
-    if not t.gpus or not t.gpu_memory:
-        return None
-    fitting = sum(1 for g in h.gpus_free if g.memory_free >= t.gpu_memory)
-    return None if fitting >= t.gpus else NOT_ENOUGH_GPU_MEMORY
-
-
 FILTERS: tuple[Filter, ...] = (
     is_online,
     not_running_this_task,
@@ -86,12 +87,15 @@ FILTERS: tuple[Filter, ...] = (
     allows_mounts,
     has_cpus,
     has_memory,
+    has_gpu_model,
+    has_cuda,
+    has_compute_capability,
     has_gpus,
     has_gpu_memory,
 )
 
 
-# --- scorers: 1.0 is best for "spread" ---------------------------------------
+# --- scorers: 1.0 is best for Placement.SPREAD --------------------------------
 
 
 def _left(free: float, need: float, total: float) -> float:
@@ -110,8 +114,8 @@ def prefer_free_gpu_memory(t: TaskView, h: HelperView) -> float:
     """Free memory of the GPUs the task would get, as a share of their size."""
     if not t.gpus:
         return 1.0  # no GPUs asked for: the same for every helper
-    best = sorted(h.gpus_free, key=lambda g: -g.memory_free)[: t.gpus]
-    shares = [g.memory_free / g.memory_total if g.memory_total else 0.0 for g in best]
+    best = sorted(free_for(t, h), key=lambda g: -g.memory_available)[: devices_needed(t)]
+    shares = [g.memory_available / g.memory_total if g.memory_total else 0.0 for g in best]
     return sum(shares) / len(shares) if shares else 0.0
 
 
@@ -143,7 +147,6 @@ SCORERS: tuple[tuple[Scorer, float, bool], ...] = (
     (avoid_recent_failures, 1.0, False),
     (avoid_where_it_failed, 4.0, False),
 )
-POLICIES = ("spread", "binpack")
 
 
 @dataclass
@@ -216,7 +219,7 @@ def first_failing(task: TaskView, helper: HelperView, filters=FILTERS) -> str | 
 def breakdown(task: TaskView, helper: HelperView, scorers=SCORERS) -> dict[str, float]:
     """Each scorer's value for `helper`, inverted for a packing scorer under
     the binpack policy."""
-    binpack = task.placement == "binpack"
+    binpack = task.placement == Placement.BINPACK
     scores = {}
     for scorer, _, packs in scorers:
         value = scorer(task, helper)
@@ -252,15 +255,3 @@ def select_by_pipeline(
     tiebreak = {c.helper.helper_id: rng.random() for c in candidates}
     candidates.sort(key=lambda c: (-c.score, tiebreak[c.helper.helper_id]))
     return Selection(candidates, rejected)
-
-
-def reserve_gpus(task: TaskView, helper: HelperView) -> list[int]:
-    """The GPU indices to pin for `task` on `helper`: free ones with enough
-    memory, most free memory first."""
-    if not task.gpus:
-        return []
-    fitting = [g for g in helper.gpus_free if g.memory_free >= task.gpu_memory]
-    fitting.sort(key=lambda g: (-g.memory_free, g.index))
-    if len(fitting) < task.gpus:
-        raise ValueError(f"{helper.name} has only {len(fitting)} fitting free GPUs")
-    return sorted(g.index for g in fitting[: task.gpus])

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import secrets
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -16,9 +18,10 @@ from helper.client import HelperClient
 from seeker.api.app import create_app
 from seeker.api.metrics import SeekerMetrics
 from seeker.control.credentials import HelperCredentials
-from seeker.control.dispatcher import Dispatcher, DispatchLoop
+from seeker.control.dispatcher import Dispatcher, DispatchLoop, assignment_payload
 from seeker.control.health import HelperHealth
 from seeker.control.inputs import with_grants
+from seeker.control.mailbox import Mailbox
 from seeker.control.operations import Seeker
 from seeker.control.prober import Prober
 from seeker.control.webhooks import WebhookWatcher
@@ -27,6 +30,7 @@ from seeker.store.helpers import HelperStore
 from seeker.store.tasks import TaskStore
 from seeker.store.workflows import WorkflowStore
 from serving import receipts
+from serving.parking import Parking, raise_open_files_limit
 from serving.tls import ServerCert
 from serving.wsgi import BackgroundServer
 
@@ -44,20 +48,23 @@ class HelperClients:
     def __init__(
         self,
         credential_for: Callable[[str], str | None],
-        timeout: float = 10.0,
+        timeout: float | tuple[float, float] = 10.0,
         ca_cert: Path | None = None,
     ):
+        """`timeout`: seconds, or (to connect, to answer)."""
         self.credential_for = credential_for
         self.timeout = timeout
         self.ca_cert = ca_cert
         self._clients: dict[tuple[str, str], HelperClient] = {}
+        self._lock = threading.Lock()  # pushes come from a pool of threads
 
     def __call__(self, helper: dict) -> HelperClient:
         key = (helper["url"], helper["helper_id"])
-        client = self._clients.get(key)
-        if client is None:
-            client = HelperClient(helper["url"], None, self.timeout, self.ca_cert)
-            self._clients[key] = client
+        with self._lock:
+            client = self._clients.get(key)
+            if client is None:
+                client = HelperClient(helper["url"], None, self.timeout, self.ca_cert)
+                self._clients[key] = client
         credential = self.credential_for(helper["helper_id"])
         if credential:
             client.authorize(credential)
@@ -87,11 +94,23 @@ class SeekerServer:
         receipt_key: bytes | None = None,
         tls: ServerCert | None = None,
         ca_cert: Path | None = None,
+        poll_wait: float = 25.0,
+        ack_timeout: float = 10.0,
+        poll_grace: float = 5.0,
+        push_connect_timeout: float = 3.0,
+        push_read_timeout: float = 10.0,
+        push_threads: int = 32,
     ):
         """`credential_key` signs helper credentials: keep it across restarts
         (`seeker start` keeps it in its data directory), or every helper has
         to register again. `receipt_key` is shared with the channel (default:
-        derived from the token, as the channel does)."""
+        derived from the token, as the channel does).
+
+        Pulling helpers wait up to `poll_wait` s for work, take an offer
+        within `ack_timeout` s, and lose their work `poll_grace` s after their
+        poll connection drops; pushes, `push_threads` at a time, give a
+        helper `push_connect_timeout` s to accept the connection and
+        `push_read_timeout` s to answer."""
         self.tasks, self.helpers = TaskStore(db), HelperStore(db)
         self.credentials = HelperCredentials(
             credential_key or secrets.token_bytes(32), self.helpers, clock
@@ -105,16 +124,24 @@ class SeekerServer:
         self.tasks.ensure_indexes()
         WorkflowStore.in_db(db).ensure_indexes()  # dependencies and arrays
         self.helpers.ensure_indexes()
-        clients = HelperClients(self.credentials.for_helper, ca_cert=ca_cert)
+        clients = HelperClients(
+            self.credentials.for_helper,
+            timeout=(push_connect_timeout, push_read_timeout),
+            ca_cert=ca_cert,
+        )
 
-        def push(helper: dict, assignment: dict) -> dict:
-            receipt = receipts.sign(
-                receipt_key, assignment["task_id"], helper["helper_id"], assignment["attempt"]
-            )
-            return clients(helper).assign(
-                with_grants({**assignment, "receipt": receipt}, receipt_key)
-            )
+        def payload(task: dict, helper: dict, attempt: int, reservation: dict) -> dict:
+            """What a helper is sent of an assignment, pushed or pulled: with
+            its receipt, and a grant for each of its inputs."""
+            body = assignment_payload(task, helper, attempt, reservation)
+            receipt = receipts.sign(receipt_key, task["_id"], helper["helper_id"], attempt)
+            return with_grants({**body, "receipt": receipt}, receipt_key)
 
+        def push(helper: dict, assignment: dict) -> dict:  # assignment: a payload()
+            return clients(helper).assign(assignment)
+
+        self.pushes = ThreadPoolExecutor(push_threads, thread_name_prefix="push")
+        self.parking = Parking(on_drop=lambda helper_id: self.seeker.poll_dropped(helper_id))
         self.loop = DispatchLoop(None)
         liveness = timedelta(seconds=liveness_seconds)
         self.metrics = SeekerMetrics()
@@ -128,6 +155,14 @@ class SeekerServer:
             events=self.events,
             metrics=self.metrics,
         )
+        self.mailbox = Mailbox(
+            self.tasks,
+            self.health,
+            clock,
+            payload,
+            wake=self.parking.wake,
+            ack_timeout=timedelta(seconds=ack_timeout),
+        )
         self.dispatcher = Dispatcher(
             self.tasks,
             self.helpers,
@@ -137,6 +172,9 @@ class SeekerServer:
             health=self.health,
             liveness=liveness,
             metrics=self.metrics,
+            pushes=self.pushes,
+            mailbox=self.mailbox,
+            payload=payload,
         )
         self.loop.dispatcher = self.dispatcher
         self.prober = Prober(
@@ -152,6 +190,12 @@ class SeekerServer:
             health=self.health,
             events=self.events,
             credentials=self.credentials,
+            mailbox=self.mailbox,
+            pushes=self.pushes,
+            poll_wait=poll_wait,
+            parked=self.parking.parked,
+            poll_grace=timedelta(seconds=poll_grace),
+            later=self._later,
         )
         self.app = create_app(
             seeker=self.seeker, token=token, join_token=join_token, metrics=self.metrics
@@ -172,6 +216,13 @@ class SeekerServer:
             **periodic,
         )
         self.scheduler.add_job(
+            self.mailbox.expire,
+            "interval",
+            seconds=min(1.0, ack_timeout / 4),
+            id="expire-offers",
+            **periodic,
+        )
+        self.scheduler.add_job(
             self.seeker.workflows.open_released,  # releases a seeker stopped half-way
             "interval",
             seconds=probe_seconds,
@@ -185,10 +236,18 @@ class SeekerServer:
             id="reap-lost-work",
             **periodic,
         )
-        self.server = BackgroundServer(self.app, host, port, threads=16, cert=tls)
+        self.server = BackgroundServer(
+            self.app, host, port, threads=16, cert=tls, parking=self.parking
+        )
         self.url = self.server.url
 
+    def _later(self, seconds: float, job: Callable[[], None]) -> None:
+        """Run `job` once, `seconds` from now, on the scheduler."""
+        when = datetime.now(timezone.utc) + timedelta(seconds=seconds)
+        self.scheduler.add_job(job, "date", run_date=when)
+
     def start(self) -> SeekerServer:
+        raise_open_files_limit()  # each pulling helper holds a connection
         for webhook in self.webhooks:
             webhook.start()
         self.loop.start()
@@ -201,5 +260,6 @@ class SeekerServer:
         self.server.stop()
         self.scheduler.shutdown(wait=False)
         self.loop.stop()
+        self.pushes.shutdown(wait=False, cancel_futures=True)
         for webhook in self.webhooks:
             webhook.stop()

@@ -8,8 +8,8 @@ from pathlib import Path
 from channel.server import ChannelServer
 from helper.agent import HelperAgent, HelperConfig
 from seeker.process.server import SeekerServer
-from serving.auth import resolve_secret
 from serving.database import DatabaseConnection
+from serving.secret_files import resolve_secret
 from serving.tls import ServerCert
 
 

@@ -1,7 +1,13 @@
 """What happened, for whoever watches: task finished, task failed or
 cancelled, helper purged. Each event is stored (an event log in the seeker's
 database, kept `retention` days) and handed to in-process watchers, such as
-the webhooks of seeker/control/webhooks.py."""
+the webhooks of seeker/control/webhooks.py.
+
+An event is appended with one insert of the number after the newest event's
+(a unique index on `seq` refuses a number taken meanwhile, and the publisher
+takes the next). So event N+1 is only ever written by a publisher that saw N
+written: a reader that has N+1 has N, whichever seeker and thread wrote
+them, and a webhook's cursor never passes an event still on its way."""
 
 from __future__ import annotations
 
@@ -9,8 +15,9 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from pymongo import ASCENDING, ReturnDocument
+from pymongo import ASCENDING, DESCENDING
 from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
 
 log = logging.getLogger(__name__)
 
@@ -24,39 +31,57 @@ Watcher = Callable[[dict], None]
 
 
 class EventLog:
-    """Events in order: `seq` comes from a counter, one atomic $inc each."""
+    """Events in order, numbered by `seq` without a gap or a late one."""
 
     def __init__(self, db: Database, clock: Callable[[], datetime], retention_days: int = 7):
         self.events = db["events"]
-        self.counters = db["counters"]
+        self.counters = db["counters"]  # where the numbering started, before this log
         self.clock = clock
         self.retention = timedelta(days=retention_days)
         self._watchers: list[Watcher] = []
 
     def ensure_indexes(self) -> None:
         self.events.create_index([("seq", ASCENDING)], unique=True, name="in_order")
-        self.events.create_index(
-            "at", expireAfterSeconds=int(self.retention.total_seconds()), name="expire"
-        )
+        if "expire" in self.events.index_information():
+            # a TTL index could empty the log, and the numbering start over:
+            # prune() keeps the newest event instead
+            self.events.drop_index("expire")
+        self.events.create_index([("at", ASCENDING)], name="by_time")
 
     def watch(self, watcher: Watcher) -> None:
         self._watchers.append(watcher)
 
     def publish(self, kind: str, **data) -> dict:
-        counter = self.counters.find_one_and_update(
-            {"_id": "events"},
-            {"$inc": {"seq": 1}},
-            upsert=True,
-            return_document=ReturnDocument.AFTER,
-        )
-        event = {"seq": counter["seq"], "type": kind, "at": self.clock(), **data}
-        self.events.insert_one(dict(event))
+        """Append an event: the number after the newest, in one insert; if
+        another publisher took that number meanwhile, the one after."""
+        while True:
+            event = {"seq": self._last_seq() + 1, "type": kind, "at": self.clock(), **data}
+            try:
+                self.events.insert_one(dict(event))
+                break
+            except DuplicateKeyError:
+                continue  # taken meanwhile (each retry means another event got in)
         for watcher in self._watchers:
             try:
                 watcher(event)
             except Exception:  # a watcher never breaks what published the event
                 log.exception("event watcher failed on %s", kind)
         return event
+
+    def _last_seq(self) -> int:
+        newest = self.events.find_one({}, {"seq": 1}, sort=[("seq", DESCENDING)])
+        if newest is not None:
+            return newest["seq"]
+        counter = self.counters.find_one({"_id": "events"})  # numbered by a counter before
+        return counter["seq"] if counter else 0
+
+    def prune(self) -> int:
+        """Forget events older than the retention, but never the newest
+        (the numbering goes on from it). Returns how many were removed."""
+        newest = self._last_seq()
+        cutoff = self.clock() - self.retention
+        old = {"at": {"$lt": cutoff}, "seq": {"$lt": newest}}
+        return self.events.delete_many(old).deleted_count
 
     def since(self, seq: int, limit: int = 100) -> list[dict]:
         docs = self.events.find({"seq": {"$gt": seq}}, {"_id": 0}).sort("seq", ASCENDING)

@@ -100,6 +100,16 @@ class HelperStore:
         )
         return doc["failures"] if doc else None
 
+    def poll_connected(self, helper_id: str, now: datetime) -> None:
+        """A pulling helper polls on a new connection (after a drop, or at
+        its start): it is back, on this seeker or another one."""
+        self.helpers.update_one({"_id": helper_id}, {"$set": {"poll.connected_at": now}})
+
+    def poll_gone(self, helper_id: str, now: datetime) -> None:
+        """Its poll connection dropped and it did not come back in time: it
+        is offline until it polls on a new connection."""
+        self.helpers.update_one({"_id": helper_id}, {"$set": {"poll.gone_at": now}})
+
     def count_others(self, helper_ids: set[str]) -> int:
         """How many registered helpers are not among `helper_ids`."""
         return self.helpers.count_documents({"_id": {"$nin": sorted(helper_ids)}})
@@ -108,6 +118,16 @@ class HelperStore:
         """Forget a helper, and with it its credential."""
         try:
             return self.helpers.delete_one({"_id": helper_id}).deleted_count == 1
+        finally:
+            self._auth[helper_id] = None
+
+    def purge(self, helper_id: str, failures: int) -> bool:
+        """Forget a helper that still has at least `failures` consecutive
+        failed contacts: one that registered or answered meanwhile (its
+        count started over) stays."""
+        try:
+            gone = self.helpers.delete_one({"_id": helper_id, "failures": {"$gte": failures}})
+            return gone.deleted_count == 1
         finally:
             self._auth[helper_id] = None
 

@@ -8,15 +8,22 @@ from datetime import datetime
 
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
 
-from seeker.models import FINAL_TASK_STATES, LIVE_ASSIGNMENT_STATES, AssignmentState, TaskState
-
-LIVE = [s.value for s in LIVE_ASSIGNMENT_STATES]
-ACTIVE_TASK = [TaskState.DISPATCHED.value, TaskState.RUNNING.value]
-FINAL = [s.value for s in FINAL_TASK_STATES]
+from seeker.models import AssignmentState, HelperMode, TaskState
+from seeker.store.assignments import AssignmentStates, slot_key
 
 
-class TaskStore:
+class SlotTaken(Exception):
+    """The helper slot a placement chose was taken by another placement
+    meanwhile (another seeker's); `task` is the task as it is now."""
+
+    def __init__(self, task: dict | None):
+        super().__init__("slot taken")
+        self.task = task
+
+
+class TaskStore(AssignmentStates):
     """Tasks, and their assignments in a collection of their own (one document
     per `task_id.attempt`), so each state change is a single-document update."""
 
@@ -34,6 +41,9 @@ class TaskStore:
         self.assignments.create_index(
             [("state", ASCENDING), ("helper_id", ASCENDING)], name="by_state_helper"
         )
+        # a live assignment holds `slot` (helper id/number); it is unset when
+        # the assignment ends, so the index holds live assignments only
+        self.assignments.create_index("slot", unique=True, sparse=True, name="one_per_slot")
 
     def create(self, task_id: str, spec: dict, now: datetime) -> dict:
         doc = new_task(task_id, spec, now)
@@ -70,35 +80,15 @@ class TaskStore:
         # range through the to_place index where it scans the whole
         # collection for $gt (12 ms against 0.8 ms with 2,000 tasks)
         return list(
-            self.tasks.find({"open": {"$gte": 1}, "state": {"$nin": FINAL}})
+            self.tasks.find({"open": {"$gte": 1}, "state": {"$nin": TaskState.final()}})
             .sort("created_at", ASCENDING)
             .limit(limit)
         )
 
-    def assignments_of(self, task_id: str) -> list[dict]:
-        return list(self.assignments.find({"task_id": task_id}).sort("attempt", ASCENDING))
-
-    def live_assignments(self) -> dict[str, int]:
-        """Number of live assignments per helper id."""
-        counts: dict[str, int] = {}
-        for a in self.assignments.find({"state": {"$in": LIVE}}, {"helper_id": 1}):
-            counts[a["helper_id"]] = counts.get(a["helper_id"], 0) + 1
-        return counts
-
-    def stale_pushes(self, before: datetime) -> list[dict]:
-        """Assignments recorded for a push that never got an answer (the
-        seeker died during it), assigned before `before`."""
-        return list(
-            self.assignments.find(
-                {"state": AssignmentState.PUSHING.value, "assigned_at": {"$lt": before}}
-            )
-        )
-
-    def live_assignment_docs(self, helper_id: str | None = None) -> list[dict]:
-        query: dict = {"state": {"$in": LIVE}}
-        if helper_id is not None:
-            query["helper_id"] = helper_id
-        return list(self.assignments.find(query))
+    def states_of(self, task_ids: set[str]) -> dict[str, str]:
+        """Task id -> state, for the tasks that exist."""
+        found = self.tasks.find({"_id": {"$in": sorted(task_ids)}}, {"state": 1})
+        return {t["_id"]: t["state"] for t in found}
 
     # --- task state changes, each one conditional update ---------------------
 
@@ -131,16 +121,26 @@ class TaskStore:
         return self.tasks.update_one(query, update).matched_count == 1
 
     def assign(
-        self, task: dict, helper: dict, now: datetime, reservation: dict | None = None
+        self,
+        task: dict,
+        helper: dict,
+        now: datetime,
+        reservation: dict | None = None,
+        via: str = HelperMode.PUSH.value,
+        slot: int | None = None,
     ) -> dict | None:
         """Place one replica of `task` on `helper`, if nobody changed the task
         since it was read (its `rev`); a pending task becomes dispatched.
         Returns the new assignment.
 
         `reservation` (cpus, memory, gpus, gpu_indices) is what the assignment
-        holds on the helper while it is live."""
+        holds on the helper while it is live; `via` how it reaches the helper
+        (pushed, or offered until the pulling helper acknowledges it); `slot`
+        which of the helper's slots it takes: a unique index keeps two live
+        assignments out of one slot, whichever seekers placed them. A slot
+        taken meanwhile raises SlotTaken (the attempt is given back)."""
         state = task["state"]
-        if state in FINAL:
+        if state in TaskState.final():
             return None  # a task that has ended gets no more replicas
         moved = self._update(
             {"_id": task["_id"], "rev": task["rev"], "state": state, "open": {"$gt": 0}},
@@ -161,16 +161,71 @@ class TaskStore:
             "helper_id": helper["helper_id"],
             "helper_name": helper["name"],
             "state": AssignmentState.PUSHING.value,
+            "via": via,
             "assigned_at": now,
             "reservation": reservation or {},
         }
-        self.assignments.insert_one(assignment)
+        if slot is not None:
+            assignment["slot"] = slot_key(helper["helper_id"], slot)
+        try:
+            self.assignments.insert_one(assignment)
+        except DuplicateKeyError:
+            reason = f"slot {slot} of {helper['name']} was taken by another placement"
+            raise SlotTaken(self.void_attempt(task["_id"], attempt, reason, now)) from None
         return assignment
+
+    def void_attempt(self, task_id: str, attempt: int, reason: str, now: datetime) -> dict | None:
+        """An attempt the task counts but whose assignment was never written
+        (its slot was taken, or its seeker stopped between the two writes):
+        record it as a failed push and give its replica back. Returns the
+        task as that left it; None if the assignment exists after all (or
+        the task ended)."""
+        placeholder = {
+            "_id": f"{task_id}.{attempt}",
+            "task_id": task_id,
+            "attempt": attempt,
+            "helper_id": None,
+            "helper_name": None,
+            "state": AssignmentState.PUSH_FAILED.value,
+            "assigned_at": now,
+            "finished_at": now,
+            "error": reason,
+            "reservation": {},
+        }
+        try:
+            self.assignments.insert_one(placeholder)
+        except DuplicateKeyError:
+            return None  # written after all: nothing to give back
+        return self.reopen(task_id, now, reason)
+
+    def reconcile_placements(self, before: datetime, now: datetime) -> int:
+        """Give back the replicas of attempts counted by tasks left unchanged
+        since `before` that have no assignment (a seeker stopped between the
+        task's update and the assignment's insert). Returns how many."""
+        stale = {
+            t["_id"]: t["attempts"]
+            for t in self.tasks.find(
+                {"state": {"$in": TaskState.active()}, "updated_at": {"$lt": before}},
+                {"attempts": 1},
+            )
+        }
+        made: dict[str, set[int]] = {t: set() for t in stale}
+        found = self.assignments.find(
+            {"task_id": {"$in": list(stale)}}, {"task_id": 1, "attempt": 1}
+        )
+        for a in found:
+            made[a["task_id"]].add(a["attempt"])
+        voided = 0
+        for task_id, attempts in stale.items():
+            for attempt in sorted(set(range(1, attempts + 1)) - made[task_id]):
+                reason = "the seeker stopped while placing it"
+                voided += self.void_attempt(task_id, attempt, reason, now) is not None
+        return voided
 
     def set_wait_reason(self, task_id: str, reason: str, now: datetime) -> None:
         """Why an unfinished task still has replicas to place."""
         self.tasks.update_one(
-            {"_id": task_id, "state": {"$nin": FINAL}, "open": {"$gt": 0}},
+            {"_id": task_id, "state": {"$nin": TaskState.final()}, "open": {"$gt": 0}},
             {"$set": {"wait_reason": reason, "updated_at": now}},
         )
 
@@ -186,7 +241,7 @@ class TaskStore:
         state = decision.state.value if decision.state is not None else None
         if state == task["state"]:
             state = None
-        if task["state"] in FINAL:
+        if task["state"] in TaskState.final():
             return None
         inc = {"rev": 1, "open": decision.wanted - task["wanted"]}
         # pinned on rev and state, so the task is exactly as read (only the
@@ -217,143 +272,41 @@ class TaskStore:
 
     def cancel(self, task_id: str, now: datetime) -> dict | None:
         return self._transition(
-            {"_id": task_id, "state": {"$nin": FINAL}},
+            {"_id": task_id, "state": {"$nin": TaskState.final()}},
             {"error": "cancelled by user"},
             now,
             TaskState.CANCELLED.value,
         )
 
-    # --- assignment state changes --------------------------------------------
-
-    def _move(
-        self,
-        task_id: str,
-        attempt: int,
-        helper_id: str | None,
-        from_states: list[str],
-        to_state: str,
-        sets: dict,
-    ) -> bool:
-        """Move one assignment on, if it is in one of `from_states` (and is
-        `helper_id`'s); returns whether this call moved it. An update_one,
-        not a findAndModify: no caller needs the document back."""
-        query: dict = {"_id": f"{task_id}.{attempt}", "state": {"$in": from_states}}
-        if helper_id is not None:
-            query["helper_id"] = helper_id
-        update = {"$set": {**sets, "state": to_state}}
-        return self.assignments.update_one(query, update).matched_count == 1
-
-    def push_failed(self, task_id: str, attempt: int, reason: str, now: datetime) -> dict | None:
-        """A push that did not reach the helper: its replica is to place again."""
-        moved = self._move(
-            task_id,
-            attempt,
-            None,
-            [AssignmentState.PUSHING.value],
-            AssignmentState.PUSH_FAILED.value,
-            {"error": reason, "finished_at": now},
-        )
-        if not moved:
-            return None
-        return self.reopen(task_id, now)
-
     def reopen(self, task_id: str, now: datetime, reason: str | None = None) -> dict | None:
         """One replica to place again (its push failed or its run was lost);
-        a task with nothing live any more goes back to pending."""
+        a task with nothing live any more goes back to pending.
+
+        Back to pending only as this change left it (pinned on the `rev` it
+        returned) and only if every attempt it counts has its assignment
+        and none is live: a replica placed meanwhile, by another thread or
+        seeker, bumps `rev` or is an attempt whose assignment is on its way,
+        and the task stays as it is."""
         sets = {"wait_reason": reason} if reason else {}
         task = self._transition(
-            {"_id": task_id, "state": {"$nin": FINAL}}, sets, now, inc={"open": 1, "rev": 1}
+            {"_id": task_id, "state": {"$nin": TaskState.final()}},
+            sets,
+            now,
+            inc={"open": 1, "rev": 1},
         )
         if task is None or task["state"] == TaskState.PENDING.value:
             return task
-        if self.assignments.count_documents({"task_id": task_id, "state": {"$in": LIVE}}):
+        states = [a["state"] for a in self.assignments.find({"task_id": task_id}, {"state": 1})]
+        if len(states) < task["attempts"] or set(states) & set(AssignmentState.live()):
             return task
         return (
             self._transition(
-                {"_id": task_id, "state": {"$in": ACTIVE_TASK}}, {}, now, TaskState.PENDING.value
+                {"_id": task_id, "rev": task["rev"], "state": {"$in": TaskState.active()}},
+                {},
+                now,
+                TaskState.PENDING.value,
             )
             or task
-        )
-
-    def assignment_accepted(
-        self, task_id: str, helper_id: str, attempt: int, now: datetime, boot_id: str | None = None
-    ) -> bool:
-        sets = {"accepted_at": now, **({"boot_id": boot_id} if boot_id else {})}
-        return self._move(
-            task_id,
-            attempt,
-            helper_id,
-            [AssignmentState.PUSHING.value],
-            AssignmentState.ACCEPTED.value,
-            sets,
-        )
-
-    def assignment_lost(self, task_id: str, attempt: int, reason: str, now: datetime) -> bool:
-        return self._move(
-            task_id,
-            attempt,
-            None,
-            LIVE,
-            AssignmentState.LOST.value,
-            {"error": reason, "finished_at": now},
-        )
-
-    def assignment_fetching(
-        self, task_id: str, helper_id: str, attempt: int, now: datetime
-    ) -> bool:
-        return self._move(
-            task_id,
-            attempt,
-            helper_id,
-            [AssignmentState.PUSHING.value, AssignmentState.ACCEPTED.value],
-            AssignmentState.FETCHING.value,
-            {"fetching_at": now},
-        )
-
-    def assignment_pulling(self, task_id: str, helper_id: str, attempt: int, now: datetime) -> bool:
-        return self._move(
-            task_id,
-            attempt,
-            helper_id,
-            [
-                AssignmentState.PUSHING.value,
-                AssignmentState.ACCEPTED.value,
-                AssignmentState.FETCHING.value,
-            ],
-            AssignmentState.PULLING.value,
-            {"pulling_at": now},
-        )
-
-    def assignment_running(self, task_id: str, helper_id: str, attempt: int, now: datetime) -> bool:
-        moved = self._move(
-            task_id,
-            attempt,
-            helper_id,
-            [
-                AssignmentState.PUSHING.value,
-                AssignmentState.ACCEPTED.value,
-                AssignmentState.FETCHING.value,
-                AssignmentState.PULLING.value,
-            ],
-            AssignmentState.RUNNING.value,
-            {"started_at": now},
-        )
-        if moved:
-            self.started(task_id, now)
-        return moved
-
-    def assignment_finished(
-        self, task_id: str, helper_id: str, attempt: int, outcome: dict, now: datetime
-    ) -> bool:
-        """Record an assignment's end; returns whether this call ended it
-        (False when it had already ended: a repeated event changes nothing)."""
-        return self._move(
-            task_id,
-            attempt,
-            helper_id,
-            LIVE,
-            AssignmentState.FINISHED.value,
-            {**outcome, "finished_at": now},
         )
 
 

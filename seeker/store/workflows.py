@@ -21,8 +21,8 @@ from pymongo import ASCENDING
 from pymongo.collection import Collection
 from pymongo.database import Database
 
-from seeker.models import TaskState
-from seeker.store.tasks import FINAL, LIVE, new_task
+from seeker.models import AssignmentState, TaskState
+from seeker.store.tasks import new_task
 
 PENDING = TaskState.PENDING.value
 CANCELLED = TaskState.CANCELLED.value
@@ -86,7 +86,7 @@ class WorkflowStore:
 
     def dependents(self, task_id: str, only: list[str] | None = None) -> list[str]:
         """The unfinished tasks still waiting for `task_id`."""
-        query: dict = {"waiting_for": task_id, "state": {"$nin": FINAL}}
+        query: dict = {"waiting_for": task_id, "state": {"$nin": TaskState.final()}}
         if only is not None:
             query["_id"] = {"$in": only}
         return [d["_id"] for d in self.tasks.find(query, {"_id": 1})]
@@ -126,7 +126,7 @@ class WorkflowStore:
         `waiting_for`, when given); returns the documents now cancelled."""
         if not ids:
             return []
-        query: dict = {"_id": {"$in": ids}, "state": {"$nin": FINAL}}
+        query: dict = {"_id": {"$in": ids}, "state": {"$nin": TaskState.final()}}
         if waiting_for is not None:
             query["waiting_for"] = waiting_for
         self.tasks.update_many(
@@ -146,7 +146,11 @@ class WorkflowStore:
         return list(self.tasks.find({"_id": {"$in": ids}, "state": CANCELLED, "error": reason}))
 
     def live_assignments_of(self, ids: list[str]) -> list[dict]:
-        return list(self.assignments.find({"task_id": {"$in": ids}, "state": {"$in": LIVE}}))
+        return list(
+            self.assignments.find(
+                {"task_id": {"$in": ids}, "state": {"$in": AssignmentState.live()}}
+            )
+        )
 
     # --- arrays --------------------------------------------------------------------
 
@@ -159,7 +163,7 @@ class WorkflowStore:
         return {d["_id"]: d["n"] for d in self.tasks.aggregate(pipeline)}
 
     def array_unfinished(self, array_id: str) -> list[str]:
-        query = {"array_id": array_id, "state": {"$nin": FINAL}}
+        query = {"array_id": array_id, "state": {"$nin": TaskState.final()}}
         return [d["_id"] for d in self.tasks.find(query, {"_id": 1})]
 
     def array_tasks(self, array_ids: list[str]) -> list[str]:

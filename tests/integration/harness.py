@@ -34,11 +34,20 @@ def free_port() -> int:
 
 
 class Service:
-    """One `python -m <package> ...` process with its log in a file."""
+    """One `python -m <package> ...` process with its log in a file; with a
+    `prefix` (e.g. `ip netns exec NS`), run under that command."""
 
-    def __init__(self, name: str, args: list[str], log_dir: Path, env: dict | None = None):
+    def __init__(
+        self,
+        name: str,
+        args: list[str],
+        log_dir: Path,
+        env: dict | None = None,
+        prefix: tuple[str, ...] = (),
+    ):
         self.name = name
         self.args = args
+        self.prefix = prefix
         self.log_path = Path(log_dir) / f"{name}.log"
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.proc: subprocess.Popen | None = None
@@ -46,7 +55,7 @@ class Service:
     def start(self) -> Service:
         self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", *self.args],
+            [*self.prefix, sys.executable, "-m", *self.args],
             cwd=ROOT,
             env=self.env,
             stdout=self._log,

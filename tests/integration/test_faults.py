@@ -22,8 +22,7 @@ import pytest
 import requests
 
 from channel.client import ChannelClient
-from seeker.client import FINAL
-from seeker.store.tasks import LIVE
+from seeker.models import AssignmentState, TaskState
 from serving.http import ApiError, Unreachable
 from tests.integration.conftest import IMAGE, make_cluster
 from tests.integration.harness import Service, free_port, wait_until
@@ -283,7 +282,7 @@ def push_gate():
 
 def wait_all_ended(client, ids: list[str], timeout: float) -> list[dict]:
     def unfinished() -> list[dict]:
-        return [t for t in map(client.get, ids) if t["state"] not in FINAL]
+        return [t for t in map(client.get, ids) if t["state"] not in TaskState.final()]
 
     try:
         wait_until(lambda: not unfinished(), timeout, "every task to end", interval=0.5)
@@ -336,7 +335,7 @@ def test_a_seeker_killed_mid_dispatch_ends_every_task_with_exactly_its_replicas(
             (a["helper_id"], a["attempt"]) for a in task["assignments"] if a["state"] == "finished"
         }
         assert {(r["helper_id"], r["attempt"]) for r in results} == finished
-        assert not [a for a in task["assignments"] if a["state"] in LIVE]
+        assert not [a for a in task["assignments"] if a["state"] in AssignmentState.live()]
     for state in ("pending", "dispatched", "running"):
         assert client.tasks(state=state) == []
     if where == "after":  # the helper's run of the cut push counts: nothing ran twice

@@ -4,10 +4,12 @@ honoured only for the seeker's grace period."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+
 import pytest
 
-import helper.agent as agent_module
 from helper.agent import HelperAgent, HelperConfig
+from serving.clock import utc_now
 from serving.http import ApiError
 
 
@@ -35,10 +37,10 @@ class Answers:
 def make(tmp_path):
     made = []
 
-    def make_agent() -> HelperAgent:
+    def make_agent(clock=utc_now) -> HelperAgent:
         cfg = HelperConfig("http://seeker:1", "http://channel:1", "op-token", tmp_path,
                            port=0, join_token="join")  # fmt: skip
-        made.append(HelperAgent(cfg, runtime=NoDocker()))
+        made.append(HelperAgent(cfg, runtime=NoDocker(), clock=clock))
         return made[-1]
 
     yield make_agent
@@ -73,13 +75,12 @@ def test_a_refused_credential_is_forgotten_and_the_join_token_used(make, tmp_pat
     assert (tmp_path / "credential").read_text().strip() == "hc1.new"
 
 
-def test_the_credential_before_is_honoured_only_during_the_grace(make, monkeypatch):
-    now = [1000.0]
-    monkeypatch.setattr(agent_module.time, "monotonic", lambda: now[0])
-    agent = make()
+def test_the_credential_before_is_honoured_only_during_the_grace(make):
+    now = [datetime(2024, 5, 1, tzinfo=timezone.utc)]
+    agent = make(lambda: now[0])
     agent.seeker.register_helper = Answers(agent, {"credential": "hc1.a"}, {"credential": "hc1.b"})
     agent.register()
     agent.register()
     assert agent.seeker_credentials() == ("hc1.b", "hc1.a")
-    now[0] += 61
+    now[0] += timedelta(seconds=61)
     assert agent.seeker_credentials() == ("hc1.b",)

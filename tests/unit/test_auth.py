@@ -14,8 +14,9 @@ from channel.store import ResultStore
 from helper.app import create_app as helper_app
 from helper.executor import Executor
 from serving import receipts
-from serving.auth import Authenticator, Principal, allow, require_auth
+from serving.access import allow, require_auth
 from serving.errors import install_error_handlers
+from serving.principals import Authenticator, Principal
 from tests.auth_support import WELL_FORMED_RECEIPT, bearer, receipt_for
 
 TOKEN = "user-token"

@@ -13,8 +13,10 @@ from click.testing import CliRunner
 import serving.config
 from channel.cli import main as channel_main
 from helper.cli import main as helper_main
+from seeker.cli import config_docs
 from seeker.cli.commands import main as seeker_main
-from serving.config import DOCS_MARKER, ConfigOption, config_keys, config_option, read_section
+from seeker.cli.config_docs import DOCS_MARKER
+from serving.config import ConfigOption, config_keys, config_option, read_section
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -350,7 +352,7 @@ def test_the_reference_tables_in_the_docs_are_current():
     doc = (ROOT / "docs" / "configuration.md").read_text()
     _, marker, tables = doc.partition(DOCS_MARKER)
     assert marker, f"docs/configuration.md lost its marker line {DOCS_MARKER!r}"
-    assert tables.strip() == serving.config.reference().strip(), (
+    assert tables.strip() == config_docs.reference().strip(), (
         "docs/configuration.md is out of date with the commands' options: run "
-        "`.venv/bin/python -m serving.config --write docs/configuration.md`"
+        "`.venv/bin/python -m seeker.cli.config_docs --write docs/configuration.md`"
     )

@@ -5,6 +5,7 @@ fake clock."""
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
@@ -188,6 +189,7 @@ def test_purge_after_exactly_three_failed_contacts(dispatcher, tasks, helpers, p
     for failures in (1, 2):
         assert dispatcher.dispatch_pending() == 0
         assert helpers.get("id-only")["failures"] == failures
+        clock.advance(6)  # a helper where the task just failed is passed over for 5 s
     assert dispatcher.dispatch_pending() == 0
     assert helpers.get("id-only") is None
     assert push.names == ["only"] * 3
@@ -348,6 +350,7 @@ def test_the_default_health_purges_after_three(tasks, helpers, push, clock):
     add_task(tasks, clock)
     for _ in range(3):
         dispatcher.dispatch_pending()
+        clock.advance(6)  # a helper where the task just failed is passed over for 5 s
     assert helpers.list() == []
 
 
@@ -371,3 +374,51 @@ def test_dispatch_loop_runs_on_kick_and_survives_errors():
     finally:
         loop.stop()
     assert not loop.alive()
+
+
+# --- pushes off the placement pass -----------------------------------------------
+
+
+def test_a_helper_that_never_answers_holds_up_only_the_push_sent_to_it(
+    tasks, helpers, clock, health, kicks
+):
+    """Pushes run on a pool: the pass places the next task while the push to
+    a hung helper waits for its timeout, which then fails over."""
+    add_helper(helpers, clock, "hung", memory=32 * GiB)
+    add_helper(helpers, clock, "ok", memory=4 * GiB, labels={"pool": "ok"})
+    answer = threading.Event()
+
+    def push(helper, payload):
+        if helper["name"] == "hung":
+            assert answer.wait(30), "the test never let the hung push time out"
+            raise Unreachable("read timed out")
+        return {"boot_id": "b"}
+
+    pool = ThreadPoolExecutor(4)
+    dispatcher = Dispatcher(tasks, helpers, push=push, clock=clock, health=health, pushes=pool)
+    try:
+        add_task(tasks, clock, "for-anyone")
+        add_task(tasks, clock, "for-ok", constraints={"pool": "ok"})
+        assert dispatcher.dispatch_pending() == 2  # returns with the hung push in flight
+        assert states(tasks, "for-anyone") == [("hung", "pushing")]
+        wait_for(lambda: states(tasks, "for-ok") == [("ok", "accepted")])
+        assert kicks == []
+        answer.set()  # the hung helper's timeout expires
+        wait_for(lambda: states(tasks, "for-anyone") == [("hung", "push_failed")])
+        wait_for(lambda: kicks == [1])  # the replica is open again: the next pass places it
+        assert helpers.get("id-hung")["failures"] == 1
+        dispatcher.dispatch_pending()
+        wait_for(lambda: states(tasks, "for-anyone")[-1] == ("ok", "accepted"))
+    finally:
+        answer.set()
+        pool.shutdown(wait=True)
+
+
+def wait_for(predicate, seconds: float = 10) -> None:
+    """Wait for the push pool's thread (an event would need hooks in the code)."""
+    done = threading.Event()
+    for _ in range(int(seconds / 0.01)):
+        if predicate():
+            return
+        done.wait(0.01)
+    raise AssertionError("condition not met")

@@ -5,6 +5,7 @@ stored position."""
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
 import pytest
@@ -132,3 +133,61 @@ def test_without_a_secret_posts_are_unsigned(log, mongo_db):
     log.publish(TASK_SUCCEEDED, task_id="t1")
     assert w.deliver_pending()
     assert SIGNATURE_HEADER not in session.sent[0][1]
+
+
+# --- several publishers: seekers sharing the database, or threads of one ------
+
+
+class SlowInsert:
+    """An events collection whose first insert lets `meanwhile` run first
+    (what a second thread or seeker may do at that moment)."""
+
+    def __init__(self, collection, meanwhile):
+        self._collection = collection
+        self._meanwhile = meanwhile
+
+    def insert_one(self, doc):
+        if self._meanwhile is not None:
+            run, self._meanwhile = self._meanwhile, None
+            run()
+        return self._collection.insert_one(doc)
+
+    def __getattr__(self, name):
+        return getattr(self._collection, name)
+
+
+def test_an_event_is_never_visible_before_one_still_on_its_way(log, mongo_db, clock):
+    other = EventLog(mongo_db, clock)  # a second seeker on the same database
+    seen_meanwhile = []
+
+    def second_publisher():
+        other.publish(TASK_FAILED, task_id="b")
+        seen_meanwhile.extend(e["seq"] for e in log.since(0))
+
+    first = EventLog(mongo_db, clock)
+    first.events = SlowInsert(first.events, second_publisher)
+    a = first.publish(TASK_SUCCEEDED, task_id="a")
+    # whatever number the first publisher had in mind when the second got in,
+    # no reader saw a number whose predecessor was not written yet
+    assert seen_meanwhile == [1]
+    assert a["seq"] == 2
+    assert [(e["seq"], e["task_id"]) for e in log.since(0)] == [(1, "b"), (2, "a")]
+
+
+def test_many_threads_publishing_at_once_get_one_number_each_in_order(log, mongo_db, clock):
+    logs = [EventLog(mongo_db, clock) for _ in range(4)]
+    with ThreadPoolExecutor(4) as pool:
+        done = list(
+            pool.map(lambda i: logs[i % 4].publish(TASK_SUCCEEDED, task_id=f"t{i}"), range(40))
+        )
+    assert sorted(e["seq"] for e in done) == list(range(1, 41))
+    assert [e["seq"] for e in log.since(0, limit=100)] == list(range(1, 41))
+
+
+def test_pruning_keeps_the_newest_so_the_numbering_goes_on(log, clock):
+    for n in range(3):
+        log.publish(TASK_SUCCEEDED, task_id=f"t{n}")
+    clock.advance(8 * 24 * 3600)
+    assert log.prune() == 2
+    assert [e["seq"] for e in log.since(0)] == [3]
+    assert log.publish(TASK_FAILED, task_id="later")["seq"] == 4

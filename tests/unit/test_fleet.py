@@ -10,7 +10,8 @@ from scheduler_views import GiB, gpu, gpus, helper, task
 
 from seeker.placement import select
 from seeker.placement.capacity import after_placing
-from seeker.placement.fleet import Fleet, Ranking, handles, select_in_fleet
+from seeker.placement.fast_path import handles, select_in_fleet
+from seeker.placement.fleet import Fleet
 from seeker.placement.pipeline import (
     FILTERS,
     NO_FREE_SLOT,
@@ -19,6 +20,7 @@ from seeker.placement.pipeline import (
     SCORERS,
     select_by_pipeline,
 )
+from seeker.placement.ranking import Ranking
 from seeker.placement.views import GpuView, HelperView, TaskView
 
 ZONES = ("a", "b", "c")
@@ -38,7 +40,7 @@ def random_helper(rng: random.Random, i: int) -> HelperView:
     if rng.random() < 0.4:
         size = rng.choice((0, 16, 16, 24)) * GiB
         n = rng.choice((1, 2, 4))
-        gpu_list = tuple(GpuView(g, rng.choice((0, size // 2, size)), size) for g in range(n))
+        gpu_list = tuple(random_gpu(rng, g, size) for g in range(n))
     return HelperView(
         helper_id=f"h{i}",
         name=f"helper-{i}" if rng.random() > 0.02 else "twin",
@@ -55,6 +57,21 @@ def random_helper(rng: random.Random, i: int) -> HelperView:
         failures=rng.choice((0, 0, 1, 3)),
         allowed_images=rng.choice(PATTERNS),
         allowed_mounts=rng.choice(MOUNT_DIRS),
+    )
+
+
+def random_gpu(rng: random.Random, index: int, size: int) -> GpuView:
+    """Often whole and free, sometimes partly taken by shares of other tasks
+    (which whole-GPU tasks cannot have), with memory reserved by them."""
+    share_free = rng.choice((1.0, 1.0, 1.0, 0.75, 0.5, 0.25))
+    return GpuView(
+        index,
+        rng.choice((0, size // 2, size)),
+        size,
+        uuid=rng.choice((f"GPU-{index}", "")),
+        name="NVIDIA A100-SXM4-80GB",
+        share_free=share_free,
+        memory_reserved=0 if share_free == 1.0 else rng.choice((0, size // 4, size)),
     )
 
 

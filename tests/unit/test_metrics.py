@@ -214,12 +214,13 @@ def test_failed_pushes_are_counted_by_outcome(seeker, error, outcome):
     assert value(samples, "seeker_failed_contacts_total") == int(contact_failed)
 
 
-def test_three_failed_contacts_purge_the_helper_once(seeker):
+def test_three_failed_contacts_purge_the_helper_once(seeker, clock):
     seeker.submit()
     seeker.register()
     seeker.push.fail("gpu-1", Unreachable("timed out"))
     for _ in range(3):
         seeker.dispatcher.dispatch_pending()
+        clock.advance(6)  # a helper where the task just failed is passed over for 5 s
     samples = scrape(seeker.client)
     assert value(samples, "seeker_pushes_total", outcome="unreachable") == 3
     assert value(samples, "seeker_failed_contacts_total") == 3

@@ -1,4 +1,5 @@
-"""Each service's OpenAPI document stays true to its app: every route the
+"""Each service's OpenAPI document (derived from its app by spectree, see
+serving/openapi.py) stays true to its app: every route the
 Flask app registers is documented and every documented route exists, the
 routes open without a token are exactly those documented as such, and the
 document is valid OpenAPI 3.1. (tests/fuzz checks the answers against it.)"""
@@ -11,18 +12,15 @@ import pytest
 from openapi_spec_validator import validate
 
 from channel.app import create_app as channel_app
-from channel.openapi import document as channel_document
 from channel.store import ResultStore
 from helper.app import create_app as helper_app
 from helper.executor import Executor
-from helper.openapi import document as helper_document
 from seeker.api.app import create_app as seeker_app
-from seeker.api.openapi import document as seeker_document
 from seeker.control.operations import Seeker
 from seeker.store.helpers import HelperStore
 from seeker.store.tasks import TaskStore
-from serving.auth import OPEN_PATHS
-from serving.openapi import OPENAPI_PATH
+from serving.access import OPEN_PATHS
+from serving.openapi import OPENAPI_PATH, document_of
 
 AUTOMATIC = {"HEAD", "OPTIONS"}  # Flask answers these for every route itself
 
@@ -39,17 +37,13 @@ def make_helper(db, clock):
     return helper_app(executor=Executor(None, None, "h1", "gpu-1"), token="t")
 
 
-SERVICES = {
-    "seeker": (make_seeker, seeker_document),
-    "channel": (make_channel, channel_document),
-    "helper": (make_helper, helper_document),
-}
+SERVICES = {"seeker": make_seeker, "channel": make_channel, "helper": make_helper}
 
 
 @pytest.fixture(params=sorted(SERVICES))
 def service(request, mock_db, clock):
-    make, document = SERVICES[request.param]
-    return make(mock_db, clock), document()
+    app = SERVICES[request.param](mock_db, clock)
+    return app, document_of(app)
 
 
 def openapi_path(rule: str) -> str:
@@ -118,7 +112,7 @@ def test_routes_open_without_a_token_are_those_documented_as_public(service):
 
 
 def roles_of(app, method: str, path: str) -> list[str]:
-    """The roles the app's view for (method, path) takes (serving.auth.allow)."""
+    """The roles the app's view for (method, path) takes (serving.access.allow)."""
     for rule in app.url_map.iter_rules():
         if openapi_path(rule.rule) == path and method in rule.methods:
             view = app.view_functions[rule.endpoint]

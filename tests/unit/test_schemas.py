@@ -10,7 +10,8 @@ from pydantic import ValidationError
 
 from channel.models import ResultIn, ResultStatus, output_digest
 from helper.models import Assignment
-from seeker.models import AssignmentEvent, HelperRegistration, TaskSpec, parse_bytes
+from seeker.models import AssignmentEvent, HelperRegistration, TaskSpec
+from serving.schema import parse_bytes
 from tests.auth_support import WELL_FORMED_RECEIPT
 
 GiB = 1024**3

@@ -53,13 +53,23 @@ def test_helpers_show_state_load_memory_and_each_gpu_with_its_memory_and_use():
                 "failures": 2,
                 "resources": {"cpus": 8},
             },
+            {
+                "name": "behind-nat",
+                "helper_id": "c",
+                "mode": "pull",
+                "url": None,
+                "slots": 1,
+                "online": True,
+                "resources": {"cpus": 4},
+            },
         ]
     )
     lines = out.splitlines()
-    assert lines[0].split()[:4] == ["NAME", "STATE", "URL", "RUNNING"]
-    assert lines[1].split()[:7] == [
+    assert lines[0].split()[:5] == ["NAME", "STATE", "MODE", "URL", "RUNNING"]
+    assert lines[1].split()[:8] == [
         "gpu-1",
         "online",
+        "push",
         "http://gpu-1:7072",
         "1/4",
         "32",
@@ -70,6 +80,7 @@ def test_helpers_show_state_load_memory_and_each_gpu_with_its_memory_and_use():
     assert "35% busy" in lines[2]
     assert "0B used/80.0GiB" in lines[3] and "busy" not in lines[3]
     assert lines[4].split()[:2] == ["cpu-1", "offline"]
+    assert lines[5].split()[:5] == ["behind-nat", "online", "pull", "-", "0/1"]
 
 
 def test_no_helpers():

@@ -101,3 +101,28 @@ def test_clients_that_connect_and_say_nothing_hold_no_worker(tmp_path, tls):
         for s in silent:
             s.close()
         server.stop()
+
+
+def test_a_client_given_several_servers_goes_on_to_the_next_when_one_is_down():
+    """A comma-separated URL list (several seekers): a request that cannot
+    connect to one goes to the next, which stays current."""
+    from serving.http import ApiError, JsonClient, Unreachable, split_urls
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    server = BackgroundServer(port_app(), threads=2).start()
+    try:
+        client = JsonClient(f"{dead}, {server.url}", None, timeout=5)
+        assert client.base_urls == split_urls(f"{dead},{server.url}")
+        with pytest.raises(ApiError) as answered:  # a POST: the live one answers it
+            client.raw("POST", "/port")
+        assert answered.value.status == 405
+        assert client.base_url == server.url
+        assert client.request("GET", "/port") is not None
+        alone = JsonClient(dead, None, timeout=5)
+        with pytest.raises(Unreachable) as err:
+            alone.request("GET", "/port")
+        assert err.value.not_sent
+    finally:
+        server.stop()

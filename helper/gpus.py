@@ -1,0 +1,137 @@
+"""This host's GPUs as NVML reports them: per GPU its name, uuid, memory,
+utilisation, compute capability and the highest CUDA its driver supports,
+and, when MIG is on, its MIG instances (each a device tasks can be given).
+
+`gpu_inventory(nvml)` takes a pynvml-like module (the tests pass a fake);
+by default it imports `pynvml` (nvidia-ml-py). No NVML, no driver or no GPU:
+an empty list, never an error."""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from typing import Any
+
+log = logging.getLogger(__name__)
+_said_no_gpus = False
+
+# a MIG profile in a MIG device's name ("NVIDIA A100-SXM4-40GB MIG 3g.20gb"):
+# [Cc.]Gg.NNgb, perhaps with "+me" (media extensions) or the like after it
+PROFILE_IN_NAME = re.compile(r"\b(?:\d+c\.)?\d+g\.\d+gb(?:\+\w+)?", re.IGNORECASE)
+
+
+def gpu_inventory(nvml: Any = None) -> list[dict]:
+    """Every GPU NVML sees, in NVML's order (index)."""
+    if nvml is None:
+        try:
+            import pynvml as nvml
+        except ImportError:
+            return []
+    try:
+        nvml.nvmlInit()
+    except nvml.NVMLError as exc:
+        global _said_no_gpus
+        if not _said_no_gpus:
+            log.info("no GPUs: NVML unavailable (%s)", exc)
+            _said_no_gpus = True
+        return []
+    try:
+        cuda = cuda_version(nvml)
+        gpus = []
+        for index in range(nvml.nvmlDeviceGetCount()):
+            try:
+                gpus.append(read_gpu(nvml, index, cuda))
+            except nvml.NVMLError as exc:  # e.g. a GPU fallen off the bus: report the others
+                log.warning("GPU %d left out: NVML says %s", index, exc)
+        return gpus
+    finally:
+        nvml.nvmlShutdown()
+
+
+def read_gpu(nvml: Any, index: int, cuda: str | None) -> dict:
+    handle = nvml.nvmlDeviceGetHandleByIndex(index)
+    mem = nvml.nvmlDeviceGetMemoryInfo(handle)
+    util = optional(nvml, nvml.nvmlDeviceGetUtilizationRates, handle)  # none with MIG on
+    gpu = {
+        "index": index,
+        "name": text(nvml.nvmlDeviceGetName(handle)),
+        "uuid": text(nvml.nvmlDeviceGetUUID(handle)),
+        "memory_total": int(mem.total),
+        "memory_free": int(mem.free),
+        "utilization": float(util.gpu) if util is not None else None,
+        "compute_capability": compute_capability(nvml, handle),
+        "cuda_version": cuda,
+    }
+    instances = mig_instances(nvml, handle)
+    if instances:
+        gpu["mig"] = instances
+    return gpu
+
+
+def cuda_version(nvml: Any) -> str | None:
+    """The highest CUDA version the driver supports: 12040 -> '12.4'."""
+    for name in ("nvmlSystemGetCudaDriverVersion_v2", "nvmlSystemGetCudaDriverVersion"):
+        read = getattr(nvml, name, None)
+        value = optional(nvml, read) if read else None
+        if value:
+            return f"{value // 1000}.{value % 1000 // 10}"
+    return None
+
+
+def compute_capability(nvml: Any, handle) -> str | None:
+    """(8, 0) -> '8.0'."""
+    both = optional(nvml, nvml.nvmlDeviceGetCudaComputeCapability, handle)
+    return f"{both[0]}.{both[1]}" if both else None
+
+
+def mig_instances(nvml: Any, handle) -> list[dict]:
+    """The MIG instances of a GPU with MIG on (current mode, not pending);
+    none for a GPU without MIG or with it off."""
+    mode = optional(nvml, nvml.nvmlDeviceGetMigMode, handle)  # NotSupported before Ampere
+    if not mode or mode[0] != nvml.NVML_DEVICE_MIG_ENABLE:
+        return []
+    instances = []
+    for slot in range(nvml.nvmlDeviceGetMaxMigDeviceCount(handle)):
+        mig = optional(nvml, nvml.nvmlDeviceGetMigDeviceHandleByIndex, handle, slot)
+        if mig is None:  # NotFound: no instance in this slot
+            continue
+        mem = nvml.nvmlDeviceGetMemoryInfo(mig)
+        instances.append(
+            {
+                "uuid": text(nvml.nvmlDeviceGetUUID(mig)),
+                "profile": mig_profile(nvml, mig),
+                "memory_total": int(mem.total),
+                "memory_free": int(mem.free),
+            }
+        )
+    return instances
+
+
+def mig_profile(nvml: Any, mig) -> str:
+    """'3g.20gb': from the MIG device's name, where the driver puts it; else
+    from its attributes, as NVIDIA's tools name profiles (slices, then the
+    memory in GB rounded up)."""
+    name = text(optional(nvml, nvml.nvmlDeviceGetName, mig) or "")
+    found = PROFILE_IN_NAME.search(name)
+    if found:
+        return found.group(0).lower()
+    attrs = optional(nvml, nvml.nvmlDeviceGetAttributes, mig)
+    if attrs is None:
+        return ""
+    gpu_slices, compute_slices = attrs.gpuInstanceSliceCount, attrs.computeInstanceSliceCount
+    size = f"{gpu_slices}g.{math.ceil(attrs.memorySizeMB / 1024)}gb"
+    return size if compute_slices == gpu_slices else f"{compute_slices}c.{size}"
+
+
+def optional(nvml: Any, read, *args):
+    """What `read(*args)` answers, or None where NVML cannot say."""
+    try:
+        return read(*args)
+    except nvml.NVMLError:
+        return None
+
+
+def text(value) -> str:
+    """pynvml answers bytes in older versions, str in newer ones."""
+    return value.decode() if isinstance(value, bytes) else str(value)

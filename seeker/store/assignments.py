@@ -1,0 +1,273 @@
+"""The assignments of tasks to helpers (one document per `task_id.attempt`):
+the queries over them and their state changes, each one conditional update
+on the expected current state. A half of TaskStore (seeker/store/tasks.py),
+which holds both collections."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pymongo import ASCENDING
+from pymongo.errors import DuplicateKeyError
+
+from seeker.models import AssignmentState, HelperMode, TaskState
+
+# what a pulling helper may be handed: offers, and what it took but lost the answer to
+OFFERED = (AssignmentState.PUSHING, AssignmentState.ACCEPTED)
+
+
+def slot_key(helper_id: str, slot: int) -> str:
+    return f"{helper_id}/{slot}"
+
+
+def slot_number(assignment: dict) -> int | None:
+    """Which of its helper's slots a live assignment holds (None: none recorded)."""
+    key = assignment.get("slot")
+    return int(key.rsplit("/", 1)[1]) if key else None
+
+
+class AssignmentStates:
+    """What TaskStore does with assignments (`self.assignments`); it uses
+    TaskStore's task changes (`_update`, `reopen`)."""
+
+    def assignments_of(self, task_id: str) -> list[dict]:
+        return list(self.assignments.find({"task_id": task_id}).sort("attempt", ASCENDING))
+
+    def live_assignments(self) -> dict[str, int]:
+        """Number of live assignments per helper id."""
+        counts: dict[str, int] = {}
+        for a in self.assignments.find(
+            {"state": {"$in": AssignmentState.live()}}, {"helper_id": 1}
+        ):
+            counts[a["helper_id"]] = counts.get(a["helper_id"], 0) + 1
+        return counts
+
+    def stale_pushes(self, before: datetime) -> list[dict]:
+        """Assignments recorded for a push that never got an answer (the
+        seeker died during it), assigned before `before`."""
+        return list(
+            self.assignments.find(
+                {
+                    "state": AssignmentState.PUSHING.value,
+                    "assigned_at": {"$lt": before},
+                    "via": {"$ne": HelperMode.PULL.value},
+                }
+            )
+        )
+
+    def offers_for(self, helper_id: str, boot_id: str, have: set[str]) -> list[dict]:
+        """What a pulling helper is to be handed: offers it has not
+        acknowledged, and what this process of it acknowledged but does not
+        have (the answer to its acknowledgement was lost)."""
+        found = self.assignments.find(
+            {"state": {"$in": OFFERED}, "helper_id": helper_id},
+        ).sort("assigned_at", ASCENDING)
+        return [
+            a
+            for a in found
+            if a["_id"] not in have
+            and (
+                (a["state"] == AssignmentState.PUSHING.value and a.get("via") == HelperMode.PULL)
+                or (a["state"] == AssignmentState.ACCEPTED.value and a.get("boot_id") == boot_id)
+            )
+        ]
+
+    def unacknowledged(self, before: datetime) -> list[dict]:
+        """Offers to pulling helpers made before `before` and not yet taken."""
+        return list(
+            self.assignments.find(
+                {
+                    "state": AssignmentState.PUSHING.value,
+                    "assigned_at": {"$lt": before},
+                    "via": HelperMode.PULL,
+                }
+            )
+        )
+
+    def acknowledge(
+        self, task_id: str, helper_id: str, attempt: int, boot_id: str, now: datetime
+    ) -> bool:
+        """A pulling helper takes an offer: whether that process is to run it
+        (True again when the same process acknowledges it twice; False when
+        the offer was withdrawn, expired or taken by another process)."""
+        if self.assignment_accepted(task_id, helper_id, attempt, now, boot_id):
+            return True
+        again = self.assignments.find_one(
+            {
+                "_id": f"{task_id}.{attempt}",
+                "helper_id": helper_id,
+                "boot_id": boot_id,
+                "state": {"$in": AssignmentState.on_helper()},
+            },
+            {"_id": 1},
+        )
+        return again is not None
+
+    def assignments_by_key(self, keys: list[str]) -> dict[str, dict]:
+        return {a["_id"]: a for a in self.assignments.find({"_id": {"$in": list(keys)}})}
+
+    def revive(self, task_id: str, attempt: int, helper_id: str, now: datetime) -> bool:
+        """A run marked lost is alive after all (its helper came back): keep
+        it, if its replica has not been placed again meanwhile (the replica
+        given back when it was lost is still open). Returns whether kept."""
+        taken = self._update(
+            {"_id": task_id, "state": TaskState.PENDING.value, "open": {"$gte": 1}},
+            {"wait_reason": None},
+            now,
+            TaskState.RUNNING.value,
+            inc={"open": -1, "rev": 1},
+        ) or self._update(
+            {"_id": task_id, "state": {"$in": TaskState.active()}, "open": {"$gte": 1}},
+            {"wait_reason": None},
+            now,
+            inc={"open": -1, "rev": 1},
+        )
+        if not taken:
+            return False
+        if not self._take_back(task_id, attempt, helper_id, now):
+            self.reopen(task_id, now)  # revived by another request meanwhile: give it back
+            return False
+        return True
+
+    def _take_back(self, task_id: str, attempt: int, helper_id: str, now: datetime) -> bool:
+        """lost -> running, in a slot of its helper (it runs there anyway)."""
+        for _ in range(3):
+            used = {slot_number(a) for a in self.live_assignment_docs(helper_id)}
+            free = next(n for n in range(len(used) + 1) if n not in used)
+            sets = {"error": None, "finished_at": None, "revived_at": now}
+            try:
+                return self._move(
+                    task_id,
+                    attempt,
+                    helper_id,
+                    [AssignmentState.LOST.value],
+                    AssignmentState.RUNNING.value,
+                    {**sets, "slot": slot_key(helper_id, free)},
+                )
+            except DuplicateKeyError:
+                continue  # that slot was just taken: the next
+        return False
+
+    def live_assignment_docs(self, helper_id: str | None = None) -> list[dict]:
+        query: dict = {"state": {"$in": AssignmentState.live()}}
+        if helper_id is not None:
+            query["helper_id"] = helper_id
+        return list(self.assignments.find(query))
+
+    def _move(
+        self,
+        task_id: str,
+        attempt: int,
+        helper_id: str | None,
+        from_states: list[str],
+        to_state: str,
+        sets: dict,
+    ) -> bool:
+        """Move one assignment on, if it is in one of `from_states` (and is
+        `helper_id`'s); returns whether this call moved it. An update_one,
+        not a findAndModify: no caller needs the document back."""
+        query: dict = {"_id": f"{task_id}.{attempt}", "state": {"$in": from_states}}
+        if helper_id is not None:
+            query["helper_id"] = helper_id
+        update: dict = {"$set": {**sets, "state": to_state}}
+        if to_state not in AssignmentState.live():
+            update["$unset"] = {"slot": ""}  # the slot is free again
+        return self.assignments.update_one(query, update).matched_count == 1
+
+    def push_failed(
+        self, task_id: str, attempt: int, reason: str, now: datetime, helper_id: str | None = None
+    ) -> dict | None:
+        """A push that did not reach the helper (or an offer it refused or
+        never took): its replica is to place again."""
+        moved = self._move(
+            task_id,
+            attempt,
+            helper_id,
+            [AssignmentState.PUSHING.value],
+            AssignmentState.PUSH_FAILED.value,
+            {"error": reason, "finished_at": now},
+        )
+        if not moved:
+            return None
+        return self.reopen(task_id, now)
+
+    def assignment_accepted(
+        self, task_id: str, helper_id: str, attempt: int, now: datetime, boot_id: str | None = None
+    ) -> bool:
+        sets = {"accepted_at": now, **({"boot_id": boot_id} if boot_id else {})}
+        return self._move(
+            task_id,
+            attempt,
+            helper_id,
+            [AssignmentState.PUSHING.value],
+            AssignmentState.ACCEPTED.value,
+            sets,
+        )
+
+    def assignment_lost(self, task_id: str, attempt: int, reason: str, now: datetime) -> bool:
+        return self._move(
+            task_id,
+            attempt,
+            None,
+            AssignmentState.live(),
+            AssignmentState.LOST.value,
+            {"error": reason, "finished_at": now},
+        )
+
+    def assignment_fetching(
+        self, task_id: str, helper_id: str, attempt: int, now: datetime
+    ) -> bool:
+        return self._move(
+            task_id,
+            attempt,
+            helper_id,
+            [AssignmentState.PUSHING.value, AssignmentState.ACCEPTED.value],
+            AssignmentState.FETCHING.value,
+            {"fetching_at": now},
+        )
+
+    def assignment_pulling(self, task_id: str, helper_id: str, attempt: int, now: datetime) -> bool:
+        return self._move(
+            task_id,
+            attempt,
+            helper_id,
+            [
+                AssignmentState.PUSHING.value,
+                AssignmentState.ACCEPTED.value,
+                AssignmentState.FETCHING.value,
+            ],
+            AssignmentState.PULLING.value,
+            {"pulling_at": now},
+        )
+
+    def assignment_running(self, task_id: str, helper_id: str, attempt: int, now: datetime) -> bool:
+        moved = self._move(
+            task_id,
+            attempt,
+            helper_id,
+            [
+                AssignmentState.PUSHING.value,
+                AssignmentState.ACCEPTED.value,
+                AssignmentState.FETCHING.value,
+                AssignmentState.PULLING.value,
+            ],
+            AssignmentState.RUNNING.value,
+            {"started_at": now},
+        )
+        if moved:
+            self.started(task_id, now)
+        return moved
+
+    def assignment_finished(
+        self, task_id: str, helper_id: str, attempt: int, outcome: dict, now: datetime
+    ) -> bool:
+        """Record an assignment's end; returns whether this call ended it
+        (False when it had already ended: a repeated event changes nothing)."""
+        return self._move(
+            task_id,
+            attempt,
+            helper_id,
+            AssignmentState.live(),
+            AssignmentState.FINISHED.value,
+            {**outcome, "finished_at": now},
+        )

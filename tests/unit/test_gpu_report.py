@@ -1,0 +1,262 @@
+"""What a helper reports of its GPUs: read through a fake NVML module (an
+A100, an H100, an A100 with MIG on), nothing where NVML is missing; and the
+GPUs a test helper declares with --test-resources @FILE."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from helper.gpus import gpu_inventory
+from helper.resources import declared_resources, host_resources
+from seeker.models import HelperResources
+
+GiB = 1024**3
+MiB = 1024**2
+
+
+class NVMLError(Exception):
+    pass
+
+
+class NotFound(NVMLError):
+    pass
+
+
+class NotSupported(NVMLError):
+    pass
+
+
+class LibraryNotFound(NVMLError):
+    pass
+
+
+class FakeNVML:
+    """The part of pynvml the helper calls, over a list of GPU records; a
+    MIG device is a handle of its own, as in NVML."""
+
+    NVMLError = NVMLError
+    NVML_DEVICE_MIG_ENABLE = 1
+
+    def __init__(self, gpus: list[dict], cuda: int = 12040, missing: bool = False, **calls):
+        self.gpus = gpus
+        self.cuda = cuda
+        self.missing = missing
+        self.calls = calls
+        self.shut_down = False
+
+    def nvmlInit(self):
+        if self.missing:
+            raise LibraryNotFound("NVML Shared Library Not Found")
+
+    def nvmlShutdown(self):
+        self.shut_down = True
+
+    def nvmlSystemGetCudaDriverVersion_v2(self):
+        return self.cuda
+
+    def nvmlDeviceGetCount(self):
+        return len(self.gpus)
+
+    def nvmlDeviceGetHandleByIndex(self, index):
+        return self.gpus[index]
+
+    def nvmlDeviceGetName(self, handle):
+        return handle["name"].encode()  # older pynvml answers bytes
+
+    def nvmlDeviceGetUUID(self, handle):
+        return handle["uuid"]
+
+    def nvmlDeviceGetMemoryInfo(self, handle):
+        return SimpleNamespace(total=handle["total"], free=handle["free"], used=0)
+
+    def nvmlDeviceGetUtilizationRates(self, handle):
+        if handle.get("mig"):
+            raise NotSupported("Not Supported")
+        return SimpleNamespace(gpu=handle["util"], memory=0)
+
+    def nvmlDeviceGetCudaComputeCapability(self, handle):
+        return handle["cc"]
+
+    def nvmlDeviceGetMigMode(self, handle):
+        if "mig" not in handle:
+            raise NotSupported("Not Supported")  # before Ampere
+        return [1 if handle["mig"] else 0, 0]
+
+    def nvmlDeviceGetMaxMigDeviceCount(self, handle):
+        return 7
+
+    def nvmlDeviceGetMigDeviceHandleByIndex(self, handle, slot):
+        instances = handle["mig"]
+        if slot >= len(instances) or instances[slot] is None:
+            raise NotFound("Not Found")
+        return instances[slot]
+
+    def nvmlDeviceGetAttributes(self, handle):
+        return handle["attributes"]
+
+
+def a100(index=0, **fields):
+    return {
+        "name": "NVIDIA A100-SXM4-80GB",
+        "uuid": f"GPU-a100-{index}",
+        "total": 80 * GiB,
+        "free": 79 * GiB,
+        "util": 12,
+        "cc": (8, 0),
+        "mig": [],  # MIG capable, off
+        **fields,
+    }
+
+
+H100 = {
+    "name": "NVIDIA H100 80GB HBM3",
+    "uuid": "GPU-h100",
+    "total": 80 * GiB,
+    "free": 80 * GiB,
+    "util": 0,
+    "cc": (9, 0),
+}
+
+
+def instance(uuid, profile_in_name=True, slices=3, memory_mb=40192):
+    name = "NVIDIA A100-SXM4-80GB MIG 3g.40gb" if profile_in_name else "NVIDIA A100-SXM4-80GB"
+    return {
+        "name": name,
+        "uuid": uuid,
+        "total": memory_mb * MiB,
+        "free": memory_mb * MiB - 10 * MiB,
+        "attributes": SimpleNamespace(
+            gpuInstanceSliceCount=slices, computeInstanceSliceCount=slices, memorySizeMB=memory_mb
+        ),
+    }
+
+
+def test_each_gpu_is_read_with_its_compute_capability_and_the_drivers_cuda():
+    nvml = FakeNVML([a100(), H100], cuda=12040)
+    assert gpu_inventory(nvml) == [
+        {
+            "index": 0,
+            "name": "NVIDIA A100-SXM4-80GB",
+            "uuid": "GPU-a100-0",
+            "memory_total": 80 * GiB,
+            "memory_free": 79 * GiB,
+            "utilization": 12.0,
+            "compute_capability": "8.0",
+            "cuda_version": "12.4",
+        },
+        {
+            "index": 1,
+            "name": "NVIDIA H100 80GB HBM3",
+            "uuid": "GPU-h100",
+            "memory_total": 80 * GiB,
+            "memory_free": 80 * GiB,
+            "utilization": 0.0,
+            "compute_capability": "9.0",
+            "cuda_version": "12.4",
+        },
+    ]
+    assert nvml.shut_down
+
+
+@pytest.mark.parametrize("driver, cuda", [(12040, "12.4"), (12080, "12.8"), (11080, "11.8")])
+def test_the_cuda_version_is_the_drivers_highest(driver, cuda):
+    (gpu,) = gpu_inventory(FakeNVML([H100], cuda=driver))
+    assert gpu["cuda_version"] == cuda
+
+
+def test_a_gpu_with_mig_on_lists_its_instances_as_devices():
+    sliced = a100(1, mig=[instance("MIG-1"), None, instance("MIG-2", profile_in_name=False)])
+    (gpu,) = gpu_inventory(FakeNVML([sliced]))
+    assert gpu["utilization"] is None  # NVML does not say with MIG on
+    assert gpu["mig"] == [
+        {
+            "uuid": "MIG-1",
+            "profile": "3g.40gb",
+            "memory_total": 40192 * MiB,
+            "memory_free": 40182 * MiB,
+        },
+        {
+            "uuid": "MIG-2",
+            "profile": "3g.40gb",  # from the slices and memory, as NVIDIA names it
+            "memory_total": 40192 * MiB,
+            "memory_free": 40182 * MiB,
+        },
+    ]
+    assert HelperResources(gpus=[gpu]).gpus[0].mig[1].profile == "3g.40gb"
+
+
+def test_mig_off_or_unsupported_means_no_instances():
+    off, older = gpu_inventory(FakeNVML([a100(), H100]))
+    assert "mig" not in off and "mig" not in older
+
+
+def test_no_nvml_means_no_gpus_and_no_error():
+    assert gpu_inventory(FakeNVML([a100()], missing=True)) == []
+    assert host_resources(nvml=FakeNVML([], missing=True))["gpus"] == []
+
+
+def test_a_gpu_nvml_cannot_read_is_left_out_and_the_others_reported():
+    class Lost(FakeNVML):
+        def nvmlDeviceGetHandleByIndex(self, index):
+            if index == 0:
+                raise NVMLError("GPU is lost")
+            return super().nvmlDeviceGetHandleByIndex(index)
+
+    assert [g["uuid"] for g in gpu_inventory(Lost([a100(), H100]))] == ["GPU-h100"]
+
+
+# --- --test-resources @FILE -------------------------------------------------------------
+
+
+def test_declared_gpus_from_a_file_take_the_reports_shape(tmp_path):
+    path = tmp_path / "two-a100s.json"
+    path.write_text(
+        json.dumps(
+            {
+                "cpus": 8,
+                "memory": "32g",
+                "gpus": [
+                    {"name": "NVIDIA A100", "memory_total": "80g", "cuda_version": "12.2"},
+                    {
+                        "name": "NVIDIA A100",
+                        "memory_total": 80 * GiB,
+                        "compute_capability": "8.0",
+                        "mig": [
+                            {"profile": "3g.40gb", "memory_total": "40g"},
+                            {"profile": "3g.40gb"},
+                        ],
+                    },
+                ],
+            }
+        )
+    )
+    declared = declared_resources(f"@{path}")
+    assert (declared["cpus"], declared["memory_total"]) == (8.0, 32 * GiB)
+    first, second = declared["gpus"]
+    assert (first["index"], first["uuid"], first["memory_free"]) == (0, "TEST-GPU-0", 80 * GiB)
+    assert first["cuda_version"] == "12.2"
+    assert [m["uuid"] for m in second["mig"]] == ["TEST-MIG-1-0", "TEST-MIG-1-1"]
+    assert second["mig"][0]["memory_total"] == 40 * GiB
+    HelperResources.model_validate(declared)
+
+
+@pytest.mark.parametrize(
+    "content, says",
+    [
+        ("not json", "cannot read"),
+        ('["a list"]', "a JSON object with cpus, memory and gpus only"),
+        ('{"cpus": 1, "disks": 2}', "a JSON object with cpus, memory and gpus only"),
+        ('{"gpus": [{"index": -1}]}', "gpus must be a list of GPU records"),
+        ('{"gpus": ["A100"]}', "gpus must be a list of GPU records"),
+    ],
+)
+def test_a_bad_declaration_file_says_what_is_wrong(tmp_path, content, says):
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    with pytest.raises(ValueError, match=says):
+        declared_resources(f"@{path}")
+    with pytest.raises(ValueError, match="cannot read"):
+        declared_resources(f"@{tmp_path / 'missing.json'}")

@@ -1,0 +1,181 @@
+"""Long polls parked without a thread (serving/parking.py on the cheroot
+server of serving/wsgi.py): many wait while a 2-thread server answers
+others, a wake answers at once with the same body, the deadline answers
+empty, a client that goes away is news at once; plain and over TLS."""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+from flask import Flask, request
+
+from serving.parking import EXPIRED, PARK, RESUMED, WOKEN, Parked, Parking
+from serving.tls import ServerCert
+from serving.wsgi import BackgroundServer
+from tests.certs import make_certs
+
+
+def poll_app(mailbox: dict) -> Flask:
+    """POST /poll/<key>?wait=S answers what the mailbox holds for key, or
+    parks until woken or S seconds passed."""
+    app = Flask(__name__)
+
+    @app.post("/poll/<key>")
+    def poll(key: str):
+        parker = request.environ[PARK]
+        resumed = request.environ.get(RESUMED)
+        generation = parker.generation(key)
+        body = request.get_json()
+        if key in mailbox:
+            return {"got": mailbox.pop(key), "body": body, "resumed": resumed and resumed[0]}
+        if resumed is None or resumed[0] == WOKEN:
+            seconds = resumed[1] if resumed else float(request.args["wait"])
+            if parker.suspend(key, seconds, request.get_data(), generation):
+                return ""  # not sent
+        return {"got": None, "body": body, "resumed": resumed and resumed[0]}
+
+    @app.get("/ping")
+    def ping():
+        return "pong"
+
+    return app
+
+
+@pytest.fixture(params=["http", "https"])
+def served(request, tmp_path):
+    mailbox: dict = {}
+    drops: list[str] = []
+    dropped = threading.Event()
+
+    def on_drop(key: str) -> None:
+        drops.append(key)
+        dropped.set()
+
+    parking = Parking(on_drop=on_drop)
+    cert, verify = None, True
+    if request.param == "https":
+        certs = make_certs(tmp_path)
+        cert, verify = ServerCert(certs.cert, certs.key), str(certs.ca)
+    server = BackgroundServer(poll_app(mailbox), threads=2, cert=cert, parking=parking).start()
+    yield server, parking, mailbox, verify, drops, dropped
+    server.stop()
+
+
+def wait_parked(parking: Parking, n: int, key: str | None = None) -> None:
+    # the other side of a real socket: polled, as across processes
+    deadline = threading.Event()
+    for _ in range(300):
+        if parking.parked(key) >= n:
+            return
+        deadline.wait(0.05)
+    raise AssertionError(f"{parking.parked(key)} parked, expected {n}")
+
+
+def post(url: str, verify, key: str, wait: float, payload: dict, session=None) -> dict:
+    s = session or requests
+    resp = s.post(f"{url}/poll/{key}?wait={wait}", json=payload, verify=verify, timeout=60)
+    resp.raise_for_status()
+    return resp.json()
+
+
+def test_forty_parked_polls_hold_no_thread_of_a_two_thread_server(served):
+    server, parking, mailbox, verify, *_ = served
+    keys = [f"h{i}" for i in range(40)]
+    with ThreadPoolExecutor(len(keys)) as pool:
+        polls = {k: pool.submit(post, server.url, verify, k, 50, {"k": k}) for k in keys}
+        wait_parked(parking, len(keys))
+        # both worker threads are free: without parking this would wait 50 s
+        assert requests.get(f"{server.url}/ping", verify=verify, timeout=20).text == "pong"
+        for k in keys:
+            mailbox[k] = f"work for {k}"
+            assert parking.wake(k) == 1
+        answers = {k: f.result() for k, f in polls.items()}
+    for k in keys:
+        assert answers[k] == {"got": f"work for {k}", "body": {"k": k}, "resumed": WOKEN}
+    assert parking.parked() == 0
+
+
+def test_a_parked_poll_whose_time_is_up_is_answered_empty(served):
+    server, parking, _, verify, *_ = served
+    answer = post(server.url, verify, "idle", 0.3, {"n": 1})
+    assert answer == {"got": None, "body": {"n": 1}, "resumed": EXPIRED}
+
+
+def test_a_keep_alive_connection_parks_again_after_an_answer(served):
+    server, parking, mailbox, verify, *_ = served
+    with requests.Session() as s:
+        assert post(server.url, verify, "k", 0.2, {}, s)["resumed"] == EXPIRED
+        with ThreadPoolExecutor(1) as pool:
+            second = pool.submit(post, server.url, verify, "k", 50, {"again": True}, s)
+            wait_parked(parking, 1, "k")
+            mailbox["k"] = 7
+            parking.wake("k")
+            assert second.result() == {"got": 7, "body": {"again": True}, "resumed": WOKEN}
+
+
+def test_a_client_that_goes_away_while_parked_is_news_at_once(served):
+    server, parking, _, verify, drops, dropped = served
+    body = json.dumps({}).encode()
+    head = (
+        f"POST /poll/gone?wait=50 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    sock = socket.create_connection(("127.0.0.1", server.port))
+    if server.scheme == "https":
+        sock = ssl.create_default_context(cafile=verify).wrap_socket(
+            sock, server_hostname="127.0.0.1"
+        )
+    sock.sendall(head + body)
+    wait_parked(parking, 1, "gone")
+    sock.close()  # as the kernel does for a process that was killed
+    assert dropped.wait(20)
+    assert drops == ["gone"]
+    assert parking.parked() == 0
+
+
+class FakeConn:
+    """What Parking needs of a cheroot connection: a socket and close()."""
+
+    def __init__(self):
+        self.socket, self.peer = socket.socketpair()
+        self.seeker_parked = None
+        self.seeker_resume = None
+
+    def close(self):
+        self.socket.close()
+        self.peer.close()
+
+
+def test_a_wake_between_looking_and_parking_is_not_lost():
+    resumed: list = []
+    parking = Parking()
+    parking.resume = resumed.append
+    conn = FakeConn()
+    try:
+        generation = parking.generation("h")  # the view looks: nothing yet
+        parking.wake("h")  # work arrives before the worker thread let go
+        conn.seeker_parked = Parked(conn, "req", "h", 1e12, b"{}", generation)
+        parking.admit(conn)
+        assert resumed == [conn]
+        assert conn.seeker_resume[0] == "req" and conn.seeker_resume[2] == WOKEN
+        assert parking.parked() == 0
+    finally:
+        conn.close()
+        parking.stop()
+
+
+def test_stop_closes_the_parked_connections():
+    parking = Parking().start()
+    conn = FakeConn()
+    conn.seeker_parked = Parked(conn, "req", "h", 1e12, b"", parking.generation("h"))
+    parking.admit(conn)
+    assert parking.parked("h") == 1
+    parking.stop()
+    assert parking.parked() == 0
+    assert conn.socket.fileno() == -1
