@@ -302,7 +302,9 @@ class Removed(BaseModel):
 class EventRecorded(BaseModel):
     """What the seeker made of an assignment event."""
 
-    model_config = ANSWER
+    model_config = ConfigDict(
+        json_schema_serialization_defaults_required=True, json_schema_extra=optional("run")
+    )
 
     task_id: str
     helper_id: str
