@@ -29,7 +29,8 @@ from seeker.placement.gpus import device_use
 from seeker.placement.outcome import decide, no_helper_left, ran_on, wants_a_new_helper
 from seeker.store.events import TASK_CANCELLED, TASK_FAILED, TASK_SUCCEEDED, EventLog
 from seeker.store.helpers import HelperStore
-from seeker.store.tasks import TaskStore, task_json
+from seeker.store.task_document import task_json
+from seeker.store.tasks import TaskStore
 from seeker.store.workflows import WorkflowStore
 from serving.errors import Conflict, Forbidden, NotFound, Unavailable
 from serving.http import ApiError, Unreachable

@@ -23,7 +23,7 @@ from datetime import datetime
 from seeker.control.inputs import InputBroker
 from seeker.models import AssignmentState, TaskSpec, TaskState
 from seeker.store.events import TASK_CANCELLED
-from seeker.store.tasks import task_json
+from seeker.store.task_document import task_json
 from seeker.store.workflows import WorkflowStore
 from serving.errors import InvalidInput, NotFound
 

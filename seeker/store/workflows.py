@@ -22,7 +22,7 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 
 from seeker.models import AssignmentState, TaskState
-from seeker.store.tasks import new_task
+from seeker.store.task_document import new_task
 
 PENDING = TaskState.PENDING.value
 CANCELLED = TaskState.CANCELLED.value
