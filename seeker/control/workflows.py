@@ -143,7 +143,7 @@ class Workflows:
             if dep["state"] == TaskState.SUCCEEDED.value:
                 self.store.release(dep_id, source_of(dep), ids, self.clock())
             elif dep["state"] in ENDED_BADLY:
-                self._cancel_after(dep_id, f"dependency {dep_id} {dep['state']}", ids)
+                self._cancel_after({dep_id: f"dependency {dep_id} {dep['state']}"}, ids)
 
     # --- a task ended ----------------------------------------------------------------
 
@@ -156,18 +156,26 @@ class Workflows:
             if ids and self.store.release(task_id, source_of(task), ids, self.clock()):
                 self.kick()
         elif state in ENDED_BADLY:
-            self._cancel_after(task_id, f"dependency {task_id} {state}")
+            self._cancel_after({task_id: f"dependency {task_id} {state}"})
 
-    def _cancel_after(self, root: str, why: str, only: list[str] | None = None) -> None:
-        """Cancel what waits for `root`, then what waits for those, ..."""
-        queue: list[tuple[str, str, list[str] | None]] = [(root, why, only)]
-        while queue:
-            dep_id, reason, only = queue.pop()
-            ids = self.store.dependents(dep_id, only)
-            for doc in self.store.cancel(ids, reason, self.clock(), waiting_for=dep_id):
-                log.info("task %s cancelled: %s", doc["_id"], reason)
-                self.publish(TASK_CANCELLED, doc)
-                queue.append((doc["_id"], f"dependency {doc['_id']} cancelled ({why})", None))
+    def _cancel_after(self, why: dict[str, str], only: list[str] | None = None) -> None:
+        """Cancel what waits for each task of `why` (task id -> the reason
+        its dependents are cancelled with), then what waits for those, ...,
+        a generation at a time: one query finds what waits for all of it."""
+        ended = {t: (reason, reason) for t, reason in why.items()}  # (reason, first cause)
+        while ended:
+            found = self.store.dependents_of(list(ended), only)
+            before, ended = ended, {}
+            for dep_id, ids in found.items():
+                reason, cause = before[dep_id]
+                match: dict = {"waiting_for": dep_id}
+                if only is not None:  # of the first generation, only these (just inserted)
+                    match["_id"] = {"$in": ids}
+                for doc in self.store.cancel(match, reason, self.clock()):
+                    log.info("task %s cancelled: %s", doc["_id"], reason)
+                    self.publish(TASK_CANCELLED, doc)
+                    ended[doc["_id"]] = (f"dependency {doc['_id']} cancelled ({cause})", cause)
+            only = None
 
     def open_released(self) -> int:
         """Finish releases a seeker stopped half-way (the periodic job)."""
@@ -196,14 +204,13 @@ class Workflows:
         """Cancel every task of the array that has not ended; stop their runs."""
         if self.store.array_of(array_id) is None:
             raise NotFound("no such array", array_id)
-        ids = self.store.array_unfinished(array_id)
-        cancelled = self.store.cancel(ids, "cancelled by user", self.clock())
+        cancelled = self.store.cancel({"array_id": array_id}, "cancelled by user", self.clock())
         for a in self.store.live_assignments_of([d["_id"] for d in cancelled]):
             if a["state"] in AssignmentState.on_helper():
                 self.stop(a["task_id"], a)
         for doc in cancelled:
             self.publish(TASK_CANCELLED, doc)
-            self._cancel_after(doc["_id"], f"dependency {doc['_id']} cancelled")
+        self._cancel_after({d["_id"]: f"dependency {d['_id']} cancelled" for d in cancelled})
         return {**self.array(array_id), "cancelled": len(cancelled)}
 
 

@@ -61,6 +61,14 @@ class TestWorkflowStore:
         assert store.release("x", source("x"), ["d"], clock()) == 0  # again: nothing changes
         assert tasks.get("d")["released_by"] == [source("x")]
 
+    def test_what_waits_for_several_tasks_is_found_in_one_query(self, store, clock):
+        held(store, clock, "d1", ["x"])
+        held(store, clock, "d2", ["x", "y"])
+        held(store, clock, "d3", ["z"])
+        found = store.dependents_of(["x", "y", "w"])
+        assert {k: sorted(v) for k, v in found.items()} == {"x": ["d1", "d2"], "y": ["d2"]}
+        assert store.dependents_of(["x", "y"], only=["d2"]) == {"x": ["d2"], "y": ["d2"]}
+
     def test_a_task_waits_for_every_dependency(self, mongo_db, store, clock):
         held(store, clock, "d", ["x", "y"])
         assert store.release("x", source("x"), ["d"], clock()) == 0
@@ -85,7 +93,7 @@ class TestWorkflowStore:
     def test_cancel_only_what_still_waits_for_that_task(self, mongo_db, store, clock):
         held(store, clock, "a", ["x"])
         held(store, clock, "b", ["y"])
-        cancelled = store.cancel(["a", "b"], "dependency x failed", clock(), waiting_for="x")
+        cancelled = store.cancel({"waiting_for": "x"}, "dependency x failed", clock())
         assert [d["_id"] for d in cancelled] == ["a"]
         a = TaskStore(mongo_db).get("a")
         assert (a["state"], a["error"]) == ("cancelled", "dependency x failed")
@@ -98,9 +106,10 @@ class TestWorkflowStore:
             for i in range(5)
         ]
         store.insert(docs)
-        store.cancel(["t0", "t1"], "cancelled by user", clock())
+        store.cancel({"_id": {"$in": ["t0", "t1"]}}, "cancelled by user", clock())
         assert store.array_counts("arr-1") == {"cancelled": 2, "pending": 3}
-        assert store.array_unfinished("arr-1") == ["t2", "t3", "t4"]
+        cancelled = store.cancel({"array_id": "arr-1"}, "cancelled by user", clock())
+        assert [d["_id"] for d in cancelled] == ["t2", "t3", "t4"]  # not those cancelled before
         assert store.array_tasks(["arr-1"]) == [f"t{i}" for i in range(5)]
         assert store.array_counts("arr-none") == {}
 
@@ -295,6 +304,22 @@ def test_a_range_array_and_an_after_over_an_array(seeker, tasks):
     assert sorted(after["waiting_for"]) == sorted(t["task_id"] for t in made["tasks"])
     found, _ = seeker.list_tasks(None, 50, array_id=made["array_id"])
     assert sorted(t["array_index"] for t in found) == [5, 6, 7]
+
+
+def test_cancelling_an_array_cancels_down_the_chain_of_what_runs_after_it(seeker, events):
+    made = seeker.submit_array(TaskSpec(image="busybox"), 3)
+    array = [t["task_id"] for t in made["tasks"]]
+    after_one = submit(seeker, after=[array[0]])["task_id"]
+    after_all = submit(seeker, after=[made["array_id"]])["task_id"]
+    last = submit(seeker, after=[after_one])["task_id"]
+    seeker.workflows.cancel_array(made["array_id"])
+    assert seeker.task(after_one)["error"] == f"dependency {array[0]} cancelled"
+    assert seeker.task(after_all)["state"] == "cancelled"
+    assert seeker.task(last)["error"] == (
+        f"dependency {after_one} cancelled (dependency {array[0]} cancelled)"
+    )
+    cancelled = [e["task_id"] for e in events.since(0) if e["type"] == "task.cancelled"]
+    assert sorted(cancelled) == sorted([*array, after_one, after_all, last])
 
 
 @pytest.mark.parametrize("array", [0, "9-3", "1-20000", 10_001])
