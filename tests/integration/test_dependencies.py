@@ -51,9 +51,12 @@ def test_after_holds_a_task_until_the_one_before_succeeded(stack, client, worklo
 
 
 def test_a_failure_cancels_what_runs_after_it_down_the_chain(stack, client, workload_image):
-    a = submit(stack, workload_image, "--", "sh", "-c", "sleep 1; exit 3")
-    b = submit(stack, "--after", a, workload_image, "--", "echo", "b")
-    c = submit(stack, "--after", b, workload_image, "--", "echo", "c")
+    # b and c go in through the client, milliseconds apart, while a runs: by
+    # the CLI (a process each) c could come after b was cancelled, and be
+    # cancelled on its insert for "dependency b cancelled" alone
+    a = submit(stack, workload_image, "--", "sh", "-c", "sleep 2; exit 3")
+    b = client.submit(workload_image, ["echo", "b"], after=[a])["task_id"]
+    c = client.submit(workload_image, ["echo", "c"], after=[b])["task_id"]
     assert client.wait(a, timeout=120)["state"] == "failed"
     b_task = client.wait(b, timeout=30)
     c_task = client.wait(c, timeout=30)
