@@ -9,11 +9,13 @@ from flask import Flask, request
 
 from channel.artifact_api import add_artifact_routes, check_receipt, required_arg
 from channel.artifacts import DEFAULT_MAX_ARTIFACT_BYTES, ArtifactStore
+from channel.input_api import add_input_routes
+from channel.inputs import InputStore
 from channel.metrics import ChannelCollector, ChannelMetrics
 from channel.models import ResultIn, ResultStatus
 from channel.openapi import DESCRIPTION, TITLE, Result, ResultPage, ResultQuery
 from channel.store import ResultStore
-from serving import receipts
+from serving import grants, receipts
 from serving.access import allow
 from serving.errors import BadRequest, NotFound
 from serving.flaskapp import base_app, serve_metrics
@@ -33,11 +35,13 @@ def create_app(
     artifacts: ArtifactStore | None = None,
     metrics: ChannelMetrics | None = None,
     receipt_key: bytes | None = None,
+    inputs: InputStore | None = None,
 ) -> Flask:
     """`token` lets its holder read results and artifacts. Storing them takes
     the receipt the seeker made for that attempt (`receipt_key`, shared with
     the seeker; default: derived from the token, as the seeker does).
-    `artifacts` defaults to a store in the results' database.
+    Reading an input also takes the seeker's grant for it (same key).
+    `artifacts` and `inputs` default to stores in the results' database.
 
     Config: MAX_ARTIFACT_BYTES (default 1 GiB), the largest artifact accepted;
     JSON bodies keep the MAX_CONTENT_LENGTH of every service."""
@@ -48,10 +52,13 @@ def create_app(
             Principal(frozenset({receipts.RECEIPT}), given) if receipts.well_formed(given) else None
         )
 
+    def grant(given: str) -> Principal | None:  # checked against the file by the view
+        return Principal(frozenset({grants.GRANT}), given) if grants.holder_of(given) else None
+
     app = base_app(
         __name__,
         "channel",
-        Authenticator({"user": token}, (receipt,)),
+        Authenticator({"user": token}, (receipt, grant)),
         {"MAX_ARTIFACT_BYTES": DEFAULT_MAX_ARTIFACT_BYTES, **(config or {})},
         Document(TITLE, DESCRIPTION),
     )
@@ -61,7 +68,9 @@ def create_app(
     metrics = metrics or ChannelMetrics()
     serve_metrics(app, ChannelCollector(store, artifacts), metrics)
     now = clock or (lambda: datetime.now(timezone.utc))
-    add_artifact_routes(app, artifacts, now, receipt_key)
+    inputs = inputs or InputStore(store.results.database, artifacts)
+    add_artifact_routes(app, artifacts, inputs, now, receipt_key)
+    add_input_routes(app, inputs, now, receipt_key)
 
     def one(doc: dict) -> dict:
         return artifacts.attach([doc])[0]

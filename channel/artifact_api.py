@@ -1,4 +1,6 @@
-"""The artifact routes of the channel's API: upload raw bytes, list, download."""
+"""The artifact routes of the channel's API: upload raw bytes, list,
+download (an uploaded input too), and the check that lets a helper read
+only the inputs of its own assignments."""
 
 from __future__ import annotations
 
@@ -8,13 +10,15 @@ from urllib.parse import quote
 from flask import Flask, Response, request
 
 from channel.artifacts import ArtifactStore, too_large
+from channel.inputs import InputStore, sources
 from channel.models import ArtifactKey
-from channel.openapi import Artifact, ArtifactList, ArtifactQuery, ArtifactUpload
-from serving import receipts
+from channel.openapi import NOT_GRANTED, Artifact, ArtifactList, ArtifactQuery, ArtifactUpload
+from serving import grants, receipts
 from serving.access import allow, principal
 from serving.errors import ApiProblem, BadRequest, Forbidden, NotFound
 from serving.inputs import int_arg
 from serving.openapi import INVALID, OCTET_STREAM, Media, operation
+from serving.principals import USER
 from serving.schema import INT64_MAX
 
 DOWNLOAD = Media(
@@ -24,7 +28,11 @@ DOWNLOAD = Media(
         "Content-Disposition": {
             "description": 'attachment; filename="<last segment of the name>"',
             "schema": {"type": "string"},
-        }
+        },
+        "X-Content-Sha256": {
+            "description": "the sha256 of the bytes (hex)",
+            "schema": {"type": "string"},
+        },
     },
 )
 
@@ -44,7 +52,26 @@ def check_receipt(key: bytes, task_id: str, helper_id: str, attempt: int) -> Non
         )
 
 
-def add_artifact_routes(app: Flask, artifacts: ArtifactStore, now, receipt_key: bytes) -> None:
+def check_grant(key: bytes, found: dict | None, requested: list[str]) -> None:
+    """403 unless a caller holding a grant (a helper) holds one for this
+    input: for the file found, or for what was asked (a file not found is a
+    404 only to whoever may know of it). Users pass."""
+    who = principal()
+    if not who.has(grants.GRANT):
+        return
+    if grants.covers(key, who.subject or "", sources(found) if found else requested):
+        return
+    holder = grants.holder_of(who.subject or "")
+    raise Forbidden(
+        "the grant does not cover this input",
+        f"a grant is good only for the inputs the seeker gave the attempt it was made for "
+        f"(task {holder.task_id} attempt {holder.attempt} on helper {holder.helper_id})",
+    )
+
+
+def add_artifact_routes(
+    app: Flask, artifacts: ArtifactStore, inputs: InputStore, now, receipt_key: bytes
+) -> None:
     @app.post("/api/v1/artifacts")
     @operation(
         {
@@ -99,16 +126,22 @@ def add_artifact_routes(app: Flask, artifacts: ArtifactStore, now, receipt_key: 
         return {"artifacts": artifacts.for_task(task_id, helper_id, attempt), "next": None}
 
     @app.get("/api/v1/artifacts/<artifact_id>")
-    @operation({200: (DOWNLOAD, "the bytes, streamed"), 404: "no such artifact"}, tag="artifacts")
+    @operation(
+        {200: (DOWNLOAD, "the bytes, streamed"), 403: NOT_GRANTED, 404: "no such artifact"},
+        tag="artifacts",
+    )
+    @allow(USER, grants.GRANT)
     def download_artifact(artifact_id: str):
-        """Download an artifact"""
-        found = artifacts.download(artifact_id)
+        """Download an artifact or an uploaded input"""
+        check_grant(receipt_key, inputs.describe(artifact_id), [artifact_id])
+        found = inputs.download(artifact_id)
         if found is None:
             raise NotFound("no such artifact", artifact_id)
         doc, blocks = found
         resp = Response(blocks, mimetype=OCTET_STREAM, direct_passthrough=True)
         resp.content_length = doc["size"]
         resp.headers["Content-Disposition"] = attachment(doc["name"])
+        resp.headers["X-Content-Sha256"] = doc["sha256"]
         return resp
 
 

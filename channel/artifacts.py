@@ -85,7 +85,7 @@ class ArtifactStore:
                 "filename": key["name"],
             }
         )
-        return _public(doc) if doc else None
+        return public_artifact(doc) if doc else None
 
     def put(
         self, key: dict, stream: BinaryIO, uploaded_at: datetime, max_bytes: int
@@ -122,7 +122,7 @@ class ArtifactStore:
             grid_in.abort()
             raise
         doc = {"_id": file_id, "filename": key["name"], "length": size, "metadata": metadata}
-        return _public(doc), True
+        return public_artifact(doc), True
 
     def for_task(
         self, task_id: str, helper_id: str | None = None, attempt: int | None = None
@@ -133,7 +133,7 @@ class ArtifactStore:
             query["metadata.helper_id"] = helper_id
         if attempt is not None:
             query["metadata.attempt"] = attempt
-        return [_public(d) for d in self.files.find(query).sort(ORDER)]
+        return [public_artifact(d) for d in self.files.find(query).sort(ORDER)]
 
     def download(self, artifact_id: str) -> tuple[dict, Iterator[bytes]] | None:
         """The artifact and its bytes, read a chunk at a time; None if unknown."""
@@ -147,9 +147,9 @@ class ArtifactStore:
             "length": grid_out.length,
             "metadata": grid_out.metadata,
         }
-        return _public(doc), self._blocks(grid_out)
+        return public_artifact(doc), self.blocks(grid_out)
 
-    def _blocks(self, grid_out: GridOut) -> Iterator[bytes]:
+    def blocks(self, grid_out: GridOut) -> Iterator[bytes]:
         try:
             while block := grid_out.read(self.chunk_size):
                 yield block
@@ -186,7 +186,7 @@ def _summary(doc: dict) -> dict:
     }
 
 
-def _public(doc: dict) -> dict:
+def public_artifact(doc: dict) -> dict:
     meta = doc["metadata"]
     return {
         **_summary(doc),

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import quote
+
+import requests
 
 from serving.http import JsonClient
 
@@ -89,3 +91,43 @@ class ChannelClient(JsonClient):
         """Stream an artifact's bytes to `dest_path`; a download cut short
         leaves nothing there."""
         return self.download(f"/api/v1/artifacts/{quote(artifact_id, safe='')}", dest_path)
+
+    # --- inputs: users upload with the token, helpers read with a grant -------
+
+    def upload_input(self, name: str, sha256: str, body: BinaryIO) -> tuple[dict, bool]:
+        """Stream a file to the channel as an input named `name` whose bytes
+        have this sha256 (the channel checks it). Bytes already stored are
+        not read again. Returns the stored input (`artifact_id`
+        `sha256:<hex>`) and whether it is new. `body` needs a length (a file,
+        or `len()`)."""
+        resp = self.raw(
+            "POST",
+            "/api/v1/inputs",
+            params={"name": name, "sha256": sha256},
+            data=body,
+            headers={"Content-Type": OCTET_STREAM},
+            timeout=(self.timeout, max(self.timeout, UPLOAD_READ_TIMEOUT)),
+        )
+        return resp.json(), resp.status_code == 201
+
+    def describe_input(self, artifact_id: str, grant: str | None = None) -> dict:
+        """An uploaded input or a result's artifact, by id: name, size, sha256."""
+        path = f"/api/v1/inputs/{quote(artifact_id, safe='')}"
+        return self.request("GET", path, headers=bearer(grant))
+
+    def describe_output(
+        self, task_id: str, helper_id: str, attempt: int, name: str, grant: str | None = None
+    ) -> dict:
+        """The artifact `name` of one attempt's result (404 until it is stored)."""
+        params = {"task_id": task_id, "helper_id": helper_id, "attempt": attempt, "name": name}
+        return self.request("GET", "/api/v1/inputs", params=params, headers=bearer(grant))
+
+    def open_artifact(self, artifact_id: str, grant: str | None = None) -> requests.Response:
+        """An artifact's or an input's bytes as a streamed answer (close it)."""
+        return self.raw(
+            "GET",
+            f"/api/v1/artifacts/{quote(artifact_id, safe='')}",
+            stream=True,
+            headers=bearer(grant),
+            timeout=(self.timeout, max(self.timeout, UPLOAD_READ_TIMEOUT)),
+        )

@@ -63,10 +63,38 @@ class ArtifactKey(BaseModel):
     @field_validator("name")
     @classmethod
     def _relative_path(cls, name: str) -> str:
-        if name.startswith("/"):
-            raise ValueError("must be a relative path, not an absolute one")
-        if "\\" in name or any(ord(c) < 32 or ord(c) == 127 for c in name):
-            raise ValueError("must not contain backslashes or control characters")
-        if any(part in ("", ".", "..") for part in name.split("/")):
-            raise ValueError("must not contain '..', '.' or empty path segments")
-        return name
+        return relative_path(name)
+
+
+def relative_path(name: str) -> str:
+    """A name that is a relative path: no leading '/', no '..', '.' or empty
+    segments, no backslashes or control characters."""
+    if name.startswith("/"):
+        raise ValueError("must be a relative path, not an absolute one")
+    if "\\" in name or any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise ValueError("must not contain backslashes or control characters")
+    if any(part in ("", ".", "..") for part in name.split("/")):
+        raise ValueError("must not contain '..', '.' or empty path segments")
+    return name
+
+
+class InputUpload(BaseModel):
+    """What names an uploaded input: a file name and the sha256 of its bytes
+    (the channel checks it; the input's id is `sha256:<hex>`)."""
+
+    name: str = Field(min_length=1, max_length=ARTIFACT_NAME_MAX)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+    @field_validator("name")
+    @classmethod
+    def _relative_path(cls, name: str) -> str:
+        return relative_path(name)
+
+
+class OutputKey(BaseModel):
+    """A result's artifact by the attempt that made it and its name."""
+
+    task_id: str = Field(min_length=1, max_length=128)
+    helper_id: str = Field(min_length=1, max_length=128)
+    attempt: int = Field(ge=1, le=INT64_MAX)
+    name: str = Field(min_length=1, max_length=ARTIFACT_NAME_MAX)

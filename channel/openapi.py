@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from channel.models import ARTIFACT_NAME_MAX, ResultIn, ResultStatus
+from serving.openapi import optional
 from serving.schema import INT64_MAX
 
 ANSWER = ConfigDict(json_schema_serialization_defaults_required=True)
@@ -49,6 +50,26 @@ class Result(ResultIn):
     artifacts: list[ArtifactSummary] = Field(description="the artifacts of that attempt")
 
 
+class Input(BaseModel):
+    """A file a task can read: an uploaded input, or a result's artifact."""
+
+    model_config = ConfigDict(
+        json_schema_serialization_defaults_required=True,
+        json_schema_extra=optional("task_id", "helper_id", "attempt"),
+    )
+
+    artifact_id: str = Field(
+        description="`sha256:<hex>` for an uploaded input, 24 hex digits for a result's artifact"
+    )
+    name: str
+    size: int = Field(ge=0, description="bytes")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    uploaded_at: datetime
+    task_id: str | None = Field(default=None, description="a result's artifact: its attempt")
+    helper_id: str | None = Field(default=None, description="a result's artifact: its attempt")
+    attempt: int | None = Field(default=None, ge=1, description="a result's artifact: its attempt")
+
+
 class ResultPage(BaseModel):
     model_config = ANSWER
 
@@ -78,6 +99,10 @@ class ResultQuery(BaseModel):
     )
 
 
+NAME_RULES = "a relative path: no '..', '.' or empty segments, no backslashes or control characters"
+NOT_GRANTED = "a grant for another input, or another attempt's (or a receipt)"
+
+
 class ArtifactUpload(BaseModel):
     """The query of POST /api/v1/artifacts: the artifact's key (read by the
     view itself, as channel.models.ArtifactKey)."""
@@ -89,8 +114,7 @@ class ArtifactUpload(BaseModel):
         min_length=1,
         max_length=ARTIFACT_NAME_MAX,
         json_schema_extra={"pattern": r"^(?!/)[^\\\x00-\x1f\x7f]+$"},  # checked by ArtifactKey
-        description="a relative path: no '..', '.' or empty segments, "
-        "no backslashes or control characters",
+        description=NAME_RULES,
     )
 
 
@@ -100,6 +124,32 @@ class ArtifactQuery(BaseModel):
     task_id: str = Field(min_length=1)
     helper_id: str = Field(default=None, description="only this helper's")
     attempt: Attempt = Field(default=None, description="only this attempt's")
+
+
+class InputUploadQuery(BaseModel):
+    """The query of POST /api/v1/inputs (read by the view itself, as
+    channel.models.InputUpload)."""
+
+    name: str = Field(
+        min_length=1,
+        max_length=ARTIFACT_NAME_MAX,
+        json_schema_extra={"pattern": r"^(?!/)[^\\\x00-\x1f\x7f]+$"},  # checked by InputUpload
+        description=NAME_RULES,
+    )
+    sha256: str = Field(
+        pattern="^[0-9a-f]{64}$",
+        description="of the bytes sent (checked); the input's id is sha256:<hex>",
+    )
+
+
+class OutputQuery(BaseModel):
+    """The query of GET /api/v1/inputs (read by the view itself, as
+    channel.models.OutputKey)."""
+
+    task_id: Id
+    helper_id: Id
+    attempt: Attempt
+    name: str = Field(min_length=1)
 
 
 TITLE = "Seeker channel"

@@ -6,6 +6,7 @@ from pymongo.database import Database
 
 from channel.app import create_app
 from channel.artifacts import ArtifactStore
+from channel.inputs import InputStore
 from channel.store import ResultStore
 from serving.tls import ServerCert
 from serving.wsgi import BackgroundServer
@@ -26,12 +27,15 @@ class ChannelServer:
         self.store.ensure_indexes()
         self.artifacts = ArtifactStore(db)
         self.artifacts.ensure_indexes()
+        self.inputs = InputStore(db, self.artifacts)
+        self.inputs.ensure_indexes()
         self.app = create_app(
             config,
             store=self.store,
             token=token,
             artifacts=self.artifacts,
             receipt_key=receipt_key,
+            inputs=self.inputs,
         )
         self.server = BackgroundServer(self.app, host, port, threads=16, cert=tls)
         self.url = self.server.url

@@ -16,6 +16,7 @@ from pathlib import Path
 from channel.client import ChannelClient
 from helper.app import create_app
 from helper.executor import Executor, remove_spill
+from helper.inputs import DEFAULT_CAP, InputCache
 from helper.metrics import HelperMetrics
 from helper.outbox import Outbox
 from helper.poller import PullMode
@@ -53,6 +54,7 @@ class HelperConfig:
     allow_images: list[str] = field(default_factory=list)  # none: every image
     allow_mounts: list[str] = field(default_factory=list)  # none: no host mounts
     pull_timeout: float = 300.0
+    input_cache: int = DEFAULT_CAP  # bytes of inputs kept in DATA_DIR/inputs
     tls: ServerCert | None = None  # serve HTTPS with this certificate
     ca_cert: Path | None = None  # the CA of the seeker's and channel's certificates
     pull: bool = False  # take work over a long poll: the seeker never connects here
@@ -173,6 +175,7 @@ class HelperAgent(PullMode):
             spill_root=Path(cfg.data_dir) / "spill",
             metrics=self.metrics,
             clock=clock,
+            inputs=InputCache(Path(cfg.data_dir) / "inputs", self.channel, cfg.input_cache),
         )
         self.executor.running_report_delay = RUNNING_REPORT_DELAY
         app = create_app(
@@ -242,6 +245,7 @@ class HelperAgent(PullMode):
             "url": self.url,
             "boot_id": self.boot_id,
             "outbox": self.outbox.pending(),
+            "input_cache": self.executor.inputs.stats(),
             "resources": self.resources(),
         }
 

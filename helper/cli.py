@@ -106,6 +106,12 @@ def main():
     help="Seconds an image pull may take.",
 )
 @click.option(
+    "--input-cache",
+    default="20g",
+    show_default=True,
+    help="Bytes of task inputs kept in DATA_DIR/inputs (least recently used go first).",
+)
+@click.option(
     "--heartbeat",
     default=None,
     type=click.FloatRange(0.1),
@@ -140,6 +146,7 @@ def start(
     allow_mounts,
     log_cap,
     pull_timeout,
+    input_cache,
     heartbeat,
     test_resources,
 ):
@@ -150,6 +157,10 @@ def start(
         cap = parse_bytes(log_cap)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--log-cap") from None
+    try:
+        cache_cap = parse_bytes(input_cache)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--input-cache") from None
     cfg = HelperConfig(
         seeker_url=seeker_url,
         channel_url=channel_url,
@@ -171,6 +182,7 @@ def start(
         allow_mounts=list(allow_mounts),
         log_cap=cap,
         pull_timeout=pull_timeout,
+        input_cache=cache_cap,
         tls=tls,
         ca_cert=ca_cert,
     )

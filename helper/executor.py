@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from channel.models import ResultStatus, output_digest
+from helper.inputs import InputCache, InputUnavailable
 from helper.metrics import HelperMetrics
 from helper.models import Assignment
 from helper.policy import refusal
@@ -51,6 +52,7 @@ class Executor:
         allow_mounts: list[str] | None = None,
         spill_root: Path | None = None,
         metrics: HelperMetrics | None = None,
+        inputs: InputCache | None = None,
     ):
         self.runtime = runtime
         self.outbox = outbox
@@ -66,6 +68,7 @@ class Executor:
         self.allow_mounts = list(allow_mounts or [])
         self.spill_root = spill_root  # full logs of cut streams wait here for upload
         self.metrics = metrics or HelperMetrics()
+        self.inputs = inputs  # fetched before a container starts, kept by digest
         self._running: dict[str, dict] = {}
         # runs finished lately, newest last: a pulling helper lists them with
         # what it runs, so the seeker does not hand them out again before it
@@ -187,18 +190,40 @@ class Executor:
     # --- a run, from start to the outbox ---------------------------------------
 
     def _run(self, a: Assignment) -> None:
+        held: list[str] = []  # the inputs this run pins in the cache
         try:
+            mounts = self._fetch_inputs(a, held)
             outcome = self.runtime.run(
-                self._spec(a),
+                self._spec(a, mounts),
                 on_started=lambda: self._progress(a, AssignmentState.RUNNING),
                 on_pulling=lambda: self._progress(a, AssignmentState.PULLING),
             )
+        except InputUnavailable as exc:
+            outcome = RunOutcome(ResultStatus.ERROR, error=str(exc), finished_at=self.clock())
         except Exception as exc:  # never lose an assignment to a bug or a dead engine
             log.exception("assignment %s crashed", a.key)
             outcome = RunOutcome(
                 ResultStatus.ERROR, error=f"helper error: {exc}", finished_at=self.clock()
             )
+        finally:
+            if held:
+                self.inputs.release(held)
         self._deliver(a.task_id, a.attempt, a.image, outcome, a.receipt)
+
+    def _fetch_inputs(self, a: Assignment, held: list[str]) -> list[dict]:
+        """Each input from the cache or the channel, as a read-only mount
+        (a step of its own, `fetching`, before the container is made)."""
+        if not a.inputs:
+            return []
+        if self.inputs is None:
+            raise InputUnavailable("this helper keeps no input cache: it cannot fetch inputs")
+        self._progress(a, AssignmentState.FETCHING)
+        mounts = []
+        for inp in a.inputs:
+            key, path = self.inputs.acquire(inp)
+            held.append(key)
+            mounts.append({"source": str(path), "target": inp.path, "read_only": True})
+        return mounts
 
     def _deliver(
         self, task_id: str, attempt: int, image: str, outcome: RunOutcome, receipt: str | None
@@ -269,7 +294,7 @@ class Executor:
         except Exception as exc:  # progress is best effort; the final event is durable
             log.info("could not report %s of %s: %s", state, a.key, exc)
 
-    def _spec(self, a: Assignment) -> RunSpec:
+    def _spec(self, a: Assignment, input_mounts: list[dict] | None = None) -> RunSpec:
         return RunSpec(
             name=self.container_name(a),
             image=a.image,
@@ -285,7 +310,7 @@ class Executor:
             network_mode=self.network_mode,
             pull=a.pull,
             capabilities=list(a.capabilities),
-            mounts=[m.model_dump() for m in a.mounts],
+            mounts=[m.model_dump() for m in a.mounts] + (input_mounts or []),
             spill_dir=self.spill_root / a.key if self.spill_root else None,
         )
 
@@ -301,6 +326,9 @@ class Executor:
             env["SEEKER_GPU_INDICES"] = ",".join(str(i) for i in a.gpu_indices)
         if a.gpu_uuids:
             env["SEEKER_GPU_UUIDS"] = ",".join(a.gpu_uuids)
+        if a.array_id is not None and a.array_index is not None:
+            env["SEEKER_ARRAY_ID"] = a.array_id
+            env["SEEKER_ARRAY_INDEX"] = str(a.array_index)
         return env
 
     def _result(self, task_id: str, attempt: int, image: str, o: RunOutcome) -> dict:
@@ -376,6 +404,8 @@ class Executor:
         log.info(
             "following %s (container %s) left by an earlier helper process", key, container.name
         )
+        # the cached inputs it mounts stay while it runs
+        held = self.inputs.hold(_mount_sources(container)) if self.inputs else []
         try:
             outcome = self.runtime.follow(container, spec, started)
         except Exception as exc:
@@ -383,7 +413,14 @@ class Executor:
             outcome = RunOutcome(
                 ResultStatus.ERROR, error=f"helper error: {exc}", finished_at=self.clock()
             )
+        finally:
+            if held:
+                self.inputs.release(held)
         self._deliver(task_id, attempt, image, outcome, receipt)
+
+
+def _mount_sources(container) -> list[str]:
+    return [m.get("Source", "") for m in container.attrs.get("Mounts") or []]
 
 
 def _started_at(container) -> datetime | None:

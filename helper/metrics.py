@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from prometheus_client import Counter, Histogram
-from prometheus_client.metrics_core import Metric
+from prometheus_client.metrics_core import CounterMetricFamily, Metric
 
 from channel.models import ResultStatus
 from serving.metrics import EventMetrics, gauge
@@ -24,10 +24,26 @@ OUTBOX = "seeker_helper_outbox_pending"
 GPU_MEMORY_TOTAL = "seeker_helper_gpu_memory_total_bytes"
 GPU_MEMORY_USED = "seeker_helper_gpu_memory_used_bytes"
 GPU_UTILIZATION = "seeker_helper_gpu_utilization_ratio"
+INPUT_CACHE_BYTES = "seeker_helper_input_cache_bytes"
+INPUT_CACHE_CAP = "seeker_helper_input_cache_cap_bytes"
+INPUT_COUNTERS = {  # read from the cache's own counters at each scrape
+    "hits": ("seeker_helper_input_cache_hits", "Inputs a run found in the cache"),
+    "misses": ("seeker_helper_input_cache_misses", "Inputs fetched from the channel"),
+    "bytes_fetched": (
+        "seeker_helper_input_cache_fetched_bytes",
+        "Bytes of inputs fetched from the channel",
+    ),
+    "evictions": (
+        "seeker_helper_input_cache_evictions",
+        "Inputs removed from the cache to stay under its cap",
+    ),
+}
 GAUGES = {
     SLOTS: ("Assignments this helper runs at once at most", []),
     RUNNING: ("Assignments this helper runs now (slots taken)", []),
     OUTBOX: ("Entries (artifacts, results, events) waiting in the outbox", []),
+    INPUT_CACHE_BYTES: ("Bytes of inputs kept in the helper's cache", []),
+    INPUT_CACHE_CAP: ("The input cache's cap (--input-cache)", []),
     GPU_MEMORY_TOTAL: ("GPU memory, by GPU index", GPU_LABELS),
     GPU_MEMORY_USED: ("GPU memory in use (total less free), by GPU index", GPU_LABELS),
     GPU_UTILIZATION: (
@@ -103,7 +119,8 @@ class HelperCollector:
         self.describe_helper = describe
 
     def describe(self) -> list[Metric]:
-        return [gauge(name, doc, labels) for name, (doc, labels) in GAUGES.items()]
+        counters = [CounterMetricFamily(name, doc) for name, doc in INPUT_COUNTERS.values()]
+        return [gauge(name, doc, labels) for name, (doc, labels) in GAUGES.items()] + counters
 
     def collect(self) -> list[Metric]:
         status = self.describe_helper()
@@ -113,6 +130,14 @@ class HelperCollector:
         ]
         if status.get("outbox") is not None:
             families.append(self._gauge(OUTBOX, [((), status["outbox"])]))
+        cache = status.get("input_cache")
+        if cache is not None:
+            families.append(self._gauge(INPUT_CACHE_BYTES, [((), cache["bytes"])]))
+            families.append(self._gauge(INPUT_CACHE_CAP, [((), cache["cap"])]))
+            families += [
+                CounterMetricFamily(name, doc, value=cache[key])
+                for key, (name, doc) in INPUT_COUNTERS.items()
+            ]
         gpus = [(gpu_labels(g), g) for g in (status.get("resources") or {}).get("gpus") or []]
         families += [
             self._gauge(GPU_MEMORY_TOTAL, [(k, g.get("memory_total", 0)) for k, g in gpus]),

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from channel.models import OutputKey
 from helper.policy import SAFE_CAPABILITIES
-from seeker.models import Mount
+from seeker.models import Mount, container_path
 from serving.schema import INT64_MAX, Bytes
 
 
@@ -17,6 +18,49 @@ class AssignmentResources(BaseModel):
     cpus: float = Field(default=0, ge=0, le=1024)
     memory: Bytes = 0
     gpus: int | float = Field(default=0, ge=0, le=64, description="whole GPUs, or a share of one")
+
+
+class AssignmentInput(BaseModel):
+    """A file the helper fetches from the channel before the container starts
+    and mounts read-only at `path`: an artifact by id, or the output (the
+    /output directory) of the task this one ran after."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    path: str = Field(max_length=1024, description="where the container sees it")
+    artifact_id: str | None = Field(default=None, max_length=128)
+    output: OutputKey | None = Field(
+        default=None, description="the output.tar of this attempt, mounted as a directory"
+    )
+    sha256: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="when known: a copy in the helper's cache is used without asking",
+    )
+    unpack: bool = Field(default=False, description="a tar archive: mount its contents")
+    grant: str = Field(
+        pattern=r"^grant1~[A-Za-z0-9_.~-]{1,300}$",
+        description="the seeker's grant to read this input, for this attempt",
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        return container_path(v)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> AssignmentInput:
+        if (self.artifact_id is None) == (self.output is None):
+            raise ValueError("give either artifact_id or output")
+        return self
+
+    @property
+    def source(self) -> str:
+        """What the input is, for a person: its id, or whose output."""
+        if self.output is not None:
+            o = self.output
+            return f"output of task {o.task_id} (attempt {o.attempt} on helper {o.helper_id})"
+        return self.artifact_id or ""
 
 
 class Assignment(BaseModel):
@@ -42,6 +86,9 @@ class Assignment(BaseModel):
     pull: Literal["always", "if-missing", "never"] = "if-missing"
     capabilities: list[Literal[SAFE_CAPABILITIES]] = Field(default_factory=list)
     mounts: list[Mount] = Field(default_factory=list, max_length=16)
+    inputs: list[AssignmentInput] = Field(default_factory=list, max_length=64)
+    array_id: str | None = Field(default=None, max_length=64)
+    array_index: int | None = Field(default=None, ge=0, le=INT64_MAX)
     receipt: str = Field(
         pattern=r"^rcpt1\.[0-9a-f]{64}$",
         description="the seeker's receipt for this attempt, which the channel asks for "

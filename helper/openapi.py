@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from seeker.models import AssignmentState, HelperResources
+from serving.openapi import optional
 
 ANSWER = ConfigDict(json_schema_serialization_defaults_required=True)
 
@@ -29,16 +30,36 @@ class Entry(BaseModel):
     cancel_requested: bool = Field(default=False, description="present once it is being stopped")
 
 
+class InputCacheStats(BaseModel):
+    """What the input cache holds, and has saved since the helper started."""
+
+    model_config = ANSWER
+
+    hits: int = Field(ge=0, description="inputs a run found in the cache")
+    misses: int = Field(ge=0, description="inputs fetched from the channel")
+    bytes_fetched: int = Field(ge=0)
+    evictions: int = Field(ge=0, description="inputs removed to stay under the cap")
+    entries: int = Field(ge=0)
+    bytes: int = Field(ge=0, description="bytes held")
+    cap: int = Field(ge=0, description="--input-cache")
+
+
 class Status(BaseModel):
     """What the helper is doing."""
 
-    model_config = ANSWER
+    model_config = ConfigDict(
+        json_schema_serialization_defaults_required=True,
+        json_schema_extra=optional("input_cache"),
+    )
 
     helper_id: str
     name: str
     url: str
     boot_id: str
     outbox: int = Field(ge=0, description="entries written to disk and not yet delivered")
+    input_cache: InputCacheStats | None = Field(
+        default=None, description="what the input cache holds and has saved"
+    )
     resources: HelperResources
     slots: int = Field(ge=1)
     running: list[Entry]

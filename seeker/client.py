@@ -8,7 +8,11 @@ from pathlib import Path
 from urllib.parse import quote
 
 from seeker.models import TaskState
-from serving.http import JsonClient
+from seeker.uploads import packed
+from serving.http import ApiError, JsonClient
+
+OCTET_STREAM = "application/octet-stream"
+UPLOAD_READ_TIMEOUT = 600.0
 
 
 def progress_key(task: dict) -> tuple:
@@ -26,6 +30,82 @@ class SeekerClient(JsonClient):
         body = {"image": image, "command": list(command or []), **spec}
         return self.request("POST", "/api/v1/tasks", json=body)
 
+    def submit_array(
+        self, image: str, command: list[str] | None = None, array: int | str = 1, **spec
+    ) -> dict:
+        """Submit an array: `array` tasks (indices 0 to N-1) or the indices of
+        a range "A-B", all of one spec, in one request. Returns
+        {"array_id", "size", "tasks": [{"task_id", "array_index", "state"}]}."""
+        body = {"image": image, "command": list(command or []), "array": array, **spec}
+        return self.request("POST", "/api/v1/arrays", json=body)
+
+    def array(self, array_id: str) -> dict:
+        """An array's tasks counted by state: {"counts", "summary", "done", ...}."""
+        return self.request("GET", f"/api/v1/arrays/{array_id}")
+
+    def cancel_array(self, array_id: str) -> dict:
+        """Cancel every task of the array that has not ended."""
+        return self.request("DELETE", f"/api/v1/arrays/{array_id}")
+
+    def array_tasks(self, array_id: str) -> list[dict]:
+        """Every task of an array, by index."""
+        found, after = [], None
+        while True:
+            page = self.tasks_page(limit=500, after=after, array_id=array_id)
+            found += page["tasks"]
+            after = page["next"]
+            if not after:
+                return sorted(found, key=lambda t: t["array_index"])
+
+    def wait_array(
+        self,
+        array_id: str,
+        timeout: float | None = None,
+        poll: float = 0.5,
+        on_change: Callable[[dict], None] | None = None,
+    ) -> dict:
+        """Poll until every task of the array has ended; returns its counts."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        last = None
+        while True:
+            array = self.array(array_id)
+            if on_change and array["summary"] != last:
+                on_change(array)
+                last = array["summary"]
+            if array["done"]:
+                return array
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"array {array_id} not done after {timeout}s: {last}")
+            time.sleep(poll)
+
+    def upload_input(self, path: str | Path, dest: str | None = None) -> dict:
+        """Upload a file, or a directory (packed as a tar, unpacked for the
+        task), unless the seeker's channel has these bytes already; returns
+        the entry for a task's `inputs`: its `artifact_id` (sha256:<hex>),
+        its `path` in the container (`dest`, default /input/<name>) and
+        whether it is `unpack`ed."""
+        with packed(Path(path)) as (file, name, sha256, is_dir):
+            try:
+                self.request("GET", f"/api/v1/inputs/sha256:{sha256}")
+            except ApiError as exc:
+                if exc.status != 404:
+                    raise
+                with open(file, "rb") as f:
+                    self.raw(
+                        "POST",
+                        "/api/v1/inputs",
+                        params={"name": name, "sha256": sha256},
+                        data=f,
+                        headers={"Content-Type": OCTET_STREAM},
+                        timeout=(self.timeout, max(self.timeout, UPLOAD_READ_TIMEOUT)),
+                    ).close()
+        local = name.removesuffix(".tar") if is_dir else name
+        return {
+            "artifact_id": f"sha256:{sha256}",
+            "path": dest or f"/input/{local}",
+            "unpack": is_dir,
+        }
+
     def get(self, task_id: str) -> dict:
         return self.request("GET", f"/api/v1/tasks/{task_id}")
 
@@ -34,11 +114,15 @@ class SeekerClient(JsonClient):
         return self.tasks_page(state, limit)["tasks"]
 
     def tasks_page(
-        self, state: str | None = None, limit: int = 50, after: str | None = None
+        self,
+        state: str | None = None,
+        limit: int = 50,
+        after: str | None = None,
+        array_id: str | None = None,
     ) -> dict:
         """One page: {"tasks": [...], "next": cursor or None}; pass `next` as
-        `after` for the page after it."""
-        params = {"limit": limit, "state": state, "after": after}
+        `after` for the page after it; `array_id`: one array's tasks."""
+        params = {"limit": limit, "state": state, "after": after, "array_id": array_id}
         return self.request("GET", "/api/v1/tasks", params={k: v for k, v in params.items() if v})
 
     def all_tasks(self, state: str | None = None, page: int = 500) -> Iterator[dict]:

@@ -60,6 +60,7 @@ class TaskState(StrEnum):
 class AssignmentState(StrEnum):
     PUSHING = "pushing"  # recorded, being sent to the helper
     ACCEPTED = "accepted"  # the helper took it
+    FETCHING = "fetching"  # the helper is fetching the task's inputs
     PULLING = "pulling"  # the helper is pulling the image
     RUNNING = "running"  # the container started
     FINISHED = "finished"  # a result exists (any status)
@@ -70,12 +71,12 @@ class AssignmentState(StrEnum):
     def live(cls) -> tuple[AssignmentState, ...]:
         """The states of an assignment that holds room on its helper and may
         still produce a result."""
-        return (cls.PUSHING, cls.ACCEPTED, cls.PULLING, cls.RUNNING)
+        return (cls.PUSHING, cls.ACCEPTED, cls.FETCHING, cls.PULLING, cls.RUNNING)
 
     @classmethod
     def on_helper(cls) -> tuple[AssignmentState, ...]:
         """The states a helper reports of an assignment it holds."""
-        return (cls.ACCEPTED, cls.PULLING, cls.RUNNING)
+        return (cls.ACCEPTED, cls.FETCHING, cls.PULLING, cls.RUNNING)
 
 
 class Placement(StrEnum):
@@ -168,6 +169,21 @@ class SelectionPolicy(BaseModel):
     cancel_rest: bool = Field(default=True, description="first: cancel the others on success")
 
 
+def container_path(path: str) -> str:
+    """An absolute, normalised path inside a container, not / and not under
+    /output (which comes back as the result's output.tar)."""
+    if not path.startswith("/") or path.startswith("//"):
+        raise ValueError("must be an absolute path, e.g. /input/weights.bin")
+    if any(ord(c) < 32 or ord(c) == 127 for c in path):
+        raise ValueError("must not contain control characters")
+    parts = path.split("/")[1:]
+    if any(part in ("", ".", "..") for part in parts):
+        raise ValueError("must not contain '..', '.' or empty segments, nor end with '/'")
+    if parts[0] == "output":
+        raise ValueError("must not be /output or under it: /output is what the task writes")
+    return path
+
+
 class Mount(BaseModel):
     """A host path, mounted only where the helper's operator allows it."""
 
@@ -176,6 +192,56 @@ class Mount(BaseModel):
     source: str = Field(pattern=r"^/[^\x00-\x1f]*$", max_length=1024)
     target: str = Field(pattern=r"^/[^\x00-\x1f]*$", max_length=1024)
     read_only: bool = True
+
+
+TASK_ID = r"^[A-Za-z0-9_.-]{1,128}$"
+ARTIFACT_ID = r"^(sha256:[0-9a-f]{64}|[0-9a-f]{24})$"
+MAX_INPUTS = 64
+MAX_AFTER = 100
+
+
+class InputSpec(BaseModel):
+    """A file the task reads, mounted read-only at `path`: an uploaded input
+    or a result's artifact by id, or the output (the /output directory) of a
+    task it runs after."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    artifact_id: str | None = Field(
+        default=None,
+        pattern=ARTIFACT_ID,
+        description="an uploaded input (sha256:<hex>) or a result's artifact (24 hex digits)",
+    )
+    output_of: str | None = Field(
+        default=None,
+        pattern=TASK_ID,
+        description="a task whose /output this task reads (it then runs after that task)",
+    )
+    path: str | None = Field(
+        default=None,
+        max_length=1024,
+        description="where the container sees it; default /input/<name> "
+        "(/input/<task id> for output_of)",
+    )
+    unpack: bool = Field(
+        default=False, description="artifact_id: a tar archive, mounted unpacked as a directory"
+    )
+    name: str | None = Field(default=None, description="set by the seeker: the stored name")
+    sha256: str | None = Field(default=None, description="set by the seeker: of the bytes")
+    size: int | None = Field(default=None, description="set by the seeker: bytes")
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, v: str | None) -> str | None:
+        return None if v is None else container_path(v)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> InputSpec:
+        if (self.artifact_id is None) == (self.output_of is None):
+            raise ValueError("an input names either artifact_id or output_of")
+        if self.output_of is not None and self.unpack:
+            raise ValueError("output_of is always unpacked: leave out unpack")
+        return self
 
 
 class TaskSpec(BaseModel):
@@ -204,6 +270,12 @@ class TaskSpec(BaseModel):
         default_factory=list, description="Linux capabilities to keep (all others dropped)"
     )
     mounts: list[Mount] = Field(default_factory=list, max_length=16)
+    inputs: list[InputSpec] = Field(default_factory=list, max_length=MAX_INPUTS)
+    after: list[Annotated[str, StringConstraints(pattern=TASK_ID)]] = Field(
+        default_factory=list,
+        max_length=MAX_AFTER,
+        description="tasks (or arrays) that must succeed before this one runs",
+    )
 
     @model_validator(mode="after")
     def _policy_fits(self) -> TaskSpec:
@@ -395,3 +467,23 @@ class AssignmentEvent(BaseModel):
     boot_id: str | None = Field(
         default=None, max_length=64, description="the helper process that takes it (pull mode)"
     )
+
+
+ArrayIndices = Annotated[
+    int | Annotated[str, StringConstraints(pattern=r"^[0-9]{1,9}-[0-9]{1,9}$")],
+    Field(
+        description="how many tasks (indices 0 to N-1), or a range of indices 'A-B' "
+        "(both included); at most 10,000 tasks",
+        examples=[100, "0-99"],
+    ),
+]
+
+
+class ArraySubmission(TaskSpec):
+    """An array: one task per index, all of one spec."""
+
+    array: ArrayIndices
+
+    def spec(self) -> TaskSpec:
+        """The spec every task of the array shares."""
+        return TaskSpec.model_validate(self.model_dump(exclude={"array"}))

@@ -73,12 +73,14 @@ ROLE_WORDS = {
     "helper": "a helper's own credential (issued at registration)",
     "seeker": "the credential the seeker issued to this helper",
     "receipt": "the seeker's receipt for this attempt",
+    "grant": "the seeker's grant to read this input (sent to a helper with its assignment)",
 }
 BEARER = (
     "`Authorization: Bearer <secret>`; which secret each operation takes is in its "
     "description: the user token (--token), the join token (--join-token), a helper's "
-    "credential (issued by the seeker at registration), or an attempt's receipt "
-    "(made by the seeker, checked by the channel). See docs/security.md."
+    "credential (issued by the seeker at registration), an attempt's receipt "
+    "(made by the seeker, checked by the channel), or an input's grant (the same). "
+    "See docs/security.md."
 )
 BODY_ANSWERS = {
     400: "not a JSON object: no JSON content type, malformed JSON, not an object",

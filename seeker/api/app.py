@@ -25,6 +25,7 @@ from seeker.api.openapi import (
     TaskSubmission,
     Work,
 )
+from seeker.api.workflows import add_workflow_routes
 from seeker.control.credentials import HELPER, JOIN
 from seeker.control.operations import Seeker
 from seeker.models import (
@@ -63,6 +64,7 @@ def create_app(  # noqa: C901 (its views are nested; their owner splits them out
     app.extensions["seeker"] = seeker
     serve_metrics(app, SeekerCollector.of(seeker), metrics or SeekerMetrics())
     register_dashboard(app)
+    add_workflow_routes(app, seeker)  # inputs and arrays
 
     @app.post("/api/v1/tasks")
     @operation(
@@ -86,8 +88,11 @@ def create_app(  # noqa: C901 (its views are nested; their owner splits them out
         if state is not None and state not in STATES:
             raise BadRequest(f"unknown state {state!r}", f"one of: {', '.join(sorted(STATES))}")
         limit = int_arg("limit", 50, 1, 500)
+        array_id = request.args.get("array_id") or None
         try:
-            found, cursor = seeker.list_tasks(state, limit, request.args.get("after") or None)
+            found, cursor = seeker.list_tasks(
+                state, limit, request.args.get("after") or None, array_id
+            )
         except ValueError:
             raise BadRequest(
                 "query parameter 'after' is not a valid cursor",

@@ -33,7 +33,10 @@ DATABASE_UP = "seeker_database_up"
 GAUGES = {
     TASKS: ("Tasks in the database, by state", ["state"]),
     QUEUED: ("Unfinished tasks with replicas still to place (the dispatch queue)", []),
-    ASSIGNMENTS: ("Live assignments (pushing, accepted, pulling, running), by state", ["state"]),
+    ASSIGNMENTS: (
+        "Live assignments (pushing, accepted, fetching, pulling, running), by state",
+        ["state"],
+    ),
     HELPERS: (
         "Registered helpers, by state: online when seen within the liveness window",
         ["state"],

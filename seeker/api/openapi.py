@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from channel.openapi import Result
 from helper.models import Assignment
 from seeker.models import (
+    ArraySubmission,
     AssignmentState,
     HelperRegistration,
     Resources,
@@ -42,6 +43,10 @@ class TaskSubmission(TaskSpec):
     """A task as submitted (TaskSpec, whose sizes may be written as "4g")."""
 
     resources: SubmittedResources = Field(default_factory=SubmittedResources)
+
+
+class ArrayOfTasks(TaskSubmission, ArraySubmission):
+    """An array as submitted: a task spec and how many of it."""
 
 
 # --- answers -----------------------------------------------------------------------
@@ -109,6 +114,7 @@ class AssignmentRecord(BaseModel):
     assigned_at: datetime
     boot_id: str | None = None
     accepted_at: datetime | None = None
+    fetching_at: datetime | None = None
     pulling_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -122,7 +128,11 @@ class Task(TaskSpec):
     """The task object: the submission normalised (sizes in bytes, defaults
     filled in) and its state."""
 
-    model_config = ConfigDict(extra="ignore", json_schema_serialization_defaults_required=True)
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_serialization_defaults_required=True,
+        json_schema_extra=optional("array_id", "array_index", "waiting_for"),
+    )
 
     task_id: str = Field(description="16 hex digits")
     state: TaskState
@@ -135,6 +145,11 @@ class Task(TaskSpec):
     history: list[HistoryEntry]
     created_at: datetime
     updated_at: datetime
+    array_id: str | None = Field(default=None, description="a task of an array: the array")
+    array_index: int | None = Field(default=None, ge=0, description="and its index in it")
+    waiting_for: list[str] | None = Field(
+        default=None, description="a task with `after`: the tasks it still waits for"
+    )
 
 
 class TaskDetail(Task):
@@ -148,6 +163,35 @@ class TaskList(BaseModel):
 
     tasks: list[Task] = Field(description="newest first, without assignments")
     next: str | None = Field(description="pass as `after` for the next page; null on the last page")
+
+
+class ArrayTask(BaseModel):
+    model_config = ANSWER
+
+    task_id: str
+    array_index: int = Field(ge=0)
+    state: TaskState
+
+
+class ArrayCreated(BaseModel):
+    model_config = ANSWER
+
+    array_id: str = Field(description="arr-<12 hex digits>")
+    size: int = Field(ge=1)
+    tasks: list[ArrayTask] = Field(description="by index")
+
+
+class ArrayStatus(BaseModel):
+    model_config = ConfigDict(
+        json_schema_serialization_defaults_required=True, json_schema_extra=optional("cancelled")
+    )
+
+    array_id: str
+    size: int = Field(ge=1)
+    counts: dict[str, int] = Field(description="tasks by state (states with none left out)")
+    summary: str = Field(examples=["180 succeeded, 15 running, 5 pending"])
+    done: bool = Field(description="every task has ended")
+    cancelled: int | None = Field(default=None, description="DELETE: how many this cancelled")
 
 
 class FlaggedResult(Result):
@@ -302,6 +346,15 @@ class TaskQuery(BaseModel):
         pattern=r"^([0-9]{1,15}-[A-Za-z0-9_.-]{1,128})?$",
         description="the `next` of the previous page (empty: the first page)",
     )
+    array_id: str = Field(default=None, description="only this array's tasks")
+
+
+class InputUploadQuery(BaseModel):
+    name: str = Field(min_length=1, max_length=255)
+    sha256: str = Field(
+        pattern="^[0-9a-f]{64}$",
+        description="of the bytes sent (checked); the input's id is sha256:<hex>",
+    )
 
 
 class EventQuery(BaseModel):
@@ -316,4 +369,5 @@ DESCRIPTION = (
     "their assignments do. See docs/api.md."
 )
 NO_TASK = "no such task"
+NO_ARRAY = "no such array"
 NO_CHANNEL = "the channel cannot be reached, or refused the request"

@@ -11,6 +11,14 @@ import click
 
 from seeker.cli import servers
 from seeker.cli.tables import helpers_table, results_table, task_summary, tasks_table
+from seeker.cli.workflow import (
+    array_text,
+    exit_for_array,
+    input_options,
+    inputs_of,
+    is_array,
+    wait_for_array,
+)
 from seeker.client import SeekerClient
 from seeker.models import AssignmentState, Placement, TaskState
 from serving.cli import ca_cert_option, parse_pairs
@@ -144,6 +152,7 @@ def _detail(detail) -> str:
     help="When the helper pulls the image (default: if-missing).",
 )
 @click.option("--name", help="A name for the task.")
+@input_options
 @click.option("--wait", is_flag=True, help="Wait for the end; exit with the container's code.")
 @api_errors
 def submit(
@@ -173,6 +182,11 @@ def submit(
     min_helpers,
     pull,
     name,
+    input_paths,
+    input_artifacts,
+    input_from,
+    after,
+    array,
     wait,
 ):
     """Run IMAGE (options first, then -- and the command).
@@ -180,6 +194,8 @@ def submit(
     \b
     seeker submit --wait busybox -- echo hello
     seeker submit --replicas 3 --policy quorum --quorum 2 --wait IMAGE -- ./simulate
+    seeker submit --input weights.bin --after TASK_ID IMAGE -- ./evaluate /input/weights.bin
+    seeker submit --array 100 IMAGE -- sh -c './sweep $SEEKER_ARRAY_INDEX'
     """
     if gpus is not None and gpus.is_integer():
         gpus = int(gpus)  # 2, not 2.0
@@ -213,6 +229,19 @@ def submit(
         if value is not None:
             spec[key] = value
     client = connect(seeker_url, token, ca_cert)
+    spec["inputs"] = inputs_of(client, input_paths, input_artifacts, input_from)
+    spec["after"] = list(after)
+    if array is not None:
+        indices = int(array) if array.isdigit() else array
+        made = client.submit_array(image, list(command), array=indices, **spec)
+        if not wait:
+            emit(made, as_json, lambda a: a["array_id"])
+            return
+        if not as_json:
+            click.echo(f"array {made['array_id']} submitted ({made['size']} tasks)", err=True)
+        done = wait_for_array(client, made["array_id"], as_json)
+        emit(done, as_json, array_text)
+        exit_for_array(done)
     task = client.submit(image, list(command), **spec)
     if not wait:
         emit(task, as_json, lambda t: t["task_id"])
@@ -260,8 +289,12 @@ def exit_code(task: dict) -> int:
 @click.argument("task_id")
 @api_errors
 def status(seeker_url, token, ca_cert, as_json, task_id):
-    """Show a task's state, assignments and why it waits."""
-    emit(connect(seeker_url, token, ca_cert).get(task_id), as_json, task_summary)
+    """Show a task's state, assignments and why it waits (or an array's tasks by state)."""
+    client = connect(seeker_url, token, ca_cert)
+    if is_array(task_id):
+        emit(client.array(task_id), as_json, array_text)
+        return
+    emit(client.get(task_id), as_json, task_summary)
 
 
 @main.command()
@@ -306,10 +339,15 @@ def helpers(seeker_url, token, ca_cert, as_json, remove_id):
 @client_options
 @click.option("--state", help="Only tasks in this state.")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 500))
+@click.option("--array", "array_id", metavar="ARRAY_ID", help="Every task of this array, by index.")
 @api_errors
-def tasks(seeker_url, token, ca_cert, as_json, state, limit):
-    """List recent tasks."""
-    emit(connect(seeker_url, token, ca_cert).tasks(state, limit), as_json, tasks_table)
+def tasks(seeker_url, token, ca_cert, as_json, state, limit, array_id):
+    """List recent tasks (or an array's)."""
+    client = connect(seeker_url, token, ca_cert)
+    if array_id:
+        emit(client.array_tasks(array_id), as_json, tasks_table)
+        return
+    emit(client.tasks(state, limit), as_json, tasks_table)
 
 
 @main.command()
@@ -317,9 +355,10 @@ def tasks(seeker_url, token, ca_cert, as_json, state, limit):
 @click.argument("task_id")
 @api_errors
 def cancel(seeker_url, token, ca_cert, as_json, task_id):
-    """Cancel a task: withdraw it if pending, stop its containers if running."""
-    emit(
-        connect(seeker_url, token, ca_cert).cancel(task_id),
-        as_json,
-        lambda t: f"task {t['task_id']} {t['state']}",
-    )
+    """Cancel a task: withdraw it if pending, stop its containers if running
+    (an array: every task of it that has not ended)."""
+    client = connect(seeker_url, token, ca_cert)
+    if is_array(task_id):
+        emit(client.cancel_array(task_id), as_json, array_text)
+        return
+    emit(client.cancel(task_id), as_json, lambda t: f"task {t['task_id']} {t['state']}")

@@ -125,7 +125,7 @@ def tasks_table(tasks: list[dict]) -> str:
         return "no tasks"
     rows = [
         [
-            t["task_id"],
+            t["task_id"] + (f" [{t['array_index']}]" if t.get("array_index") is not None else ""),
             t["state"],
             t["image"],
             " ".join(t.get("command") or [])[:40],
@@ -150,6 +150,7 @@ def task_summary(t: dict) -> str:
         if kind == "quorum":
             kind += f" {policy.get('quorum')} (at most {policy.get('max_replicas')} replicas)"
         lines.append(f"replicas  {t['replicas']}, policy {kind}")
+    lines += workflow_lines(t)
     if len(t.get("votes") or []) > 1:
         votes = "; ".join(
             f"{(v['output_digest'] or '')[7:19] or '-'}: {', '.join(v['helpers'])}"
@@ -199,6 +200,27 @@ def task_summary(t: dict) -> str:
             ),
         ]
     return "\n".join(lines)
+
+
+def workflow_lines(t: dict) -> list[str]:
+    """The lines of a task's summary about its array, what it runs after and its inputs."""
+    lines = []
+    if t.get("array_id"):
+        lines.append(f"array     {t['array_id']}, index {t.get('array_index')}")
+    if t.get("after"):
+        lines.append(f"after     {', '.join(t['after'])}")
+    for i, inp in enumerate(t.get("inputs") or []):
+        lines.append(f"{'inputs' if i == 0 else '':<10}{input_line(inp)}")
+    return lines
+
+
+def input_line(inp: dict) -> str:
+    """e.g. '/input/w.bin <- sha256:5e2bf57d3f40 (weights.bin, 6B)'"""
+    if inp.get("output_of"):
+        return f"{inp['path']} <- /output of task {inp['output_of']}"
+    source = inp["artifact_id"][:19]
+    unpacked = ", unpacked" if inp.get("unpack") else ""
+    return f"{inp['path']} <- {source} ({inp.get('name')}, {size(inp.get('size'))}{unpacked})"
 
 
 def results_table(results: list[dict], logs: bool = False) -> str:

@@ -13,7 +13,8 @@ from channel.models import ResultStatus
 from seeker.api.metrics import SeekerMetrics
 from seeker.control.contact import InlinePushes, PushOutcome, classify
 from seeker.control.health import HelperHealth
-from seeker.control.mailbox import Mailbox
+from seeker.control.inputs import assignment_inputs
+from seeker.control.mailbox import Mailbox, Payload
 from seeker.models import AssignmentState, HelperMode, TaskState
 from seeker.placement import select
 from seeker.placement.capacity import after_placing, as_utc, helper_views
@@ -47,11 +48,13 @@ class Dispatcher:
         pushes=None,
         mailbox: Mailbox | None = None,
         retry_after: timedelta = RETRY_AFTER,
+        payload: Payload | None = None,
     ):
         """`pushes`: where pushes run, a concurrent.futures Executor (default:
         inline); `mailbox`: where the work of pulling helpers waits for them;
         `retry_after`: how long a helper is passed over for a task whose push
-        or offer to it failed."""
+        or offer to it failed; `payload`: what a helper is sent of an
+        assignment, the mailbox's too (default: assignment_payload)."""
         self.stop = stop  # (helper, task id, attempt): stop a replica on its helper
         self.tasks = tasks
         self.helpers = helpers
@@ -63,6 +66,7 @@ class Dispatcher:
         self.pushes = pushes or InlinePushes()
         self.mailbox = mailbox
         self.retry_after = retry_after
+        self.payload = payload or assignment_payload
         self._lock = threading.Lock()
         self._slots: dict[str, set[int]] = {}  # helper id -> its slots in use, this pass
         # whether the last pass left a task waiting (for room): a freed slot
@@ -150,7 +154,7 @@ class Dispatcher:
                     self.tasks.push_failed(a["task_id"], a["attempt"], reason, now, None, epoch)
                     settled += 1
                     continue
-                payload = assignment_payload(task, helper, a["attempt"], a.get("reservation", {}))
+                payload = self.payload(task, helper, a["attempt"], a.get("reservation", {}))
                 try:
                     reply = self.push(helper, payload)
                 except (Unreachable, ApiError) as exc:
@@ -236,7 +240,7 @@ class Dispatcher:
         and, when it failed, the task as the failure left it."""
         task_id = task["_id"]
         try:
-            reply = self.push(helper, assignment_payload(task, helper, attempt, reservation))
+            reply = self.push(helper, self.payload(task, helper, attempt, reservation))
         except (Unreachable, ApiError) as exc:
             return self._push_failed(task_id, helper, attempt, exc)
         boot_id = (reply or {}).get("boot_id")
@@ -361,6 +365,9 @@ def assignment_payload(task: dict, helper: dict, attempt: int, reservation: dict
         "pull": spec.get("pull", "if-missing"),
         "capabilities": spec.get("capabilities", []),
         "mounts": spec.get("mounts", []),
+        "inputs": assignment_inputs(task),  # the seeker's push adds a grant to each
+        "array_id": task.get("array_id"),
+        "array_index": task.get("array_index"),
     }
 
 

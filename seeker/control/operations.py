@@ -14,8 +14,10 @@ from channel.models import ResultStatus
 from seeker.control.contact import InlinePushes
 from seeker.control.credentials import HelperCredentials, require_own
 from seeker.control.health import HelperHealth
+from seeker.control.inputs import InputBroker
 from seeker.control.mailbox import Mailbox
 from seeker.control.registry import HelperOperations
+from seeker.control.workflows import Workflows, array_answer, one_task, parse_indices
 from seeker.models import (
     AssignmentEvent,
     AssignmentState,
@@ -33,12 +35,21 @@ from seeker.placement.outcome import (
 )
 from seeker.store.events import TASK_CANCELLED, TASK_FAILED, TASK_SUCCEEDED, EventLog
 from seeker.store.helpers import HelperStore
-from seeker.store.tasks import TaskStore, task_json
+from seeker.store.task_document import task_json
+from seeker.store.tasks import TaskStore
+from seeker.store.workflows import WorkflowStore
 from serving.errors import Conflict, NotFound, Unavailable
 from serving.http import ApiError, Unreachable
 from serving.principals import Principal
 
 log = logging.getLogger(__name__)
+# what a helper's report of progress moves its assignment to (one conditional update)
+PROGRESS = {
+    AssignmentState.ACCEPTED: TaskStore.assignment_accepted,
+    AssignmentState.FETCHING: TaskStore.assignment_fetching,
+    AssignmentState.PULLING: TaskStore.assignment_pulling,
+    AssignmentState.RUNNING: TaskStore.assignment_running,
+}
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -121,15 +132,25 @@ class Seeker(HelperOperations):
         # what the event of a task's end names (its name, image), for tasks
         # submitted here: saves reading the task back when it succeeds
         self._specs: LRU = LRU(10_000)
+        self.inputs = InputBroker(channel)  # inputs, dependencies and arrays:
+        self.workflows = Workflows(  # seeker/control/workflows.py
+            WorkflowStore(tasks.tasks, tasks.assignments),
+            self.inputs,
+            clock,
+            kick,
+            self._publish,
+            self._stop_assignment,
+        )
 
     # --- tasks ---------------------------------------------------------------
 
     def submit(self, spec: TaskSpec) -> dict:
-        task_id = secrets.token_hex(8)
-        doc = self.tasks.create(task_id, spec.model_dump(mode="json"), self.clock())
-        self._specs[task_id] = {"name": spec.name, "image": spec.image}
-        self.kick()
-        return task_json(doc, [])
+        task = one_task(self.workflows.submit(spec))
+        self._specs[task["task_id"]] = {"name": spec.name, "image": spec.image}
+        return task
+
+    def submit_array(self, spec: TaskSpec, array: int | str) -> dict:
+        return array_answer(self.workflows.submit(spec, parse_indices(array)))
 
     def task(self, task_id: str) -> dict:
         doc = self.tasks.get(task_id)
@@ -138,11 +159,11 @@ class Seeker(HelperOperations):
         return task_json(doc, self.tasks.assignments_of(task_id))
 
     def list_tasks(
-        self, state: str | None, limit: int, after: str | None = None
+        self, state: str | None, limit: int, after: str | None = None, array_id: str | None = None
     ) -> tuple[list[dict], str | None]:
         """A page of tasks, newest first, and the cursor of the next page
         (None on the last). ValueError for a cursor that is not one."""
-        docs = self.tasks.list(state, limit, parse_cursor(after) if after else None)
+        docs = self.tasks.list(state, limit, parse_cursor(after) if after else None, array_id)
         more = len(docs) == limit
         return [task_json(d) for d in docs], cursor_of(docs[-1]) if docs and more else None
 
@@ -158,6 +179,7 @@ class Seeker(HelperOperations):
         assignments = self.tasks.assignments_of(task_id)
         self._stop_replicas(task_id, assignments)
         self._publish(TASK_CANCELLED, doc)
+        self.workflows.ended(doc)  # what runs after it is cancelled too
         return task_json(doc, assignments)
 
     def _publish(self, kind: str, task: dict) -> None:
@@ -247,12 +269,8 @@ class Seeker(HelperOperations):
         elif event.state == AssignmentState.PUSH_FAILED and self.mailbox:
             reason = event.error or f"{event.helper_id} refused the assignment"
             moved = self.mailbox.refuse(task_id, event.helper_id, event.attempt, reason)
-        elif event.state == AssignmentState.ACCEPTED:
-            moved = self.tasks.assignment_accepted(task_id, event.helper_id, event.attempt, now)
-        elif event.state == AssignmentState.PULLING:
-            moved = self.tasks.assignment_pulling(task_id, event.helper_id, event.attempt, now)
-        elif event.state == AssignmentState.RUNNING:
-            moved = self.tasks.assignment_running(task_id, event.helper_id, event.attempt, now)
+        elif event.state in PROGRESS:
+            moved = PROGRESS[event.state](self.tasks, task_id, event.helper_id, event.attempt, now)
         elif event.state == AssignmentState.FINISHED:
             moved = self._finished(task_id, event, now)
         else:
@@ -326,6 +344,7 @@ class Seeker(HelperOperations):
                     TASK_SUCCEEDED if decision.state == TaskState.SUCCEEDED else TASK_FAILED,
                     written,
                 )
+                self.workflows.ended(written)  # release or cancel what runs after it
             for a in decision.cancel:
                 log.info(
                     "task %s decided: stopping replica %d on %s",

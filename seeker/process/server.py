@@ -25,6 +25,7 @@ from seeker.control.changes import ChangeFeed
 from seeker.control.credentials import HelperCredentials
 from seeker.control.dispatcher import Dispatcher, DispatchLoop, assignment_payload
 from seeker.control.health import HelperHealth
+from seeker.control.inputs import with_grants
 from seeker.control.mailbox import Mailbox
 from seeker.control.operations import Seeker
 from seeker.control.prober import Prober
@@ -33,6 +34,7 @@ from seeker.store.events import EventLog
 from seeker.store.helpers import FOLLOWED_TTL, HelperStore
 from seeker.store.leases import RETRY_PERIOD, Lease
 from seeker.store.tasks import TaskStore
+from seeker.store.workflows import WorkflowStore
 from serving import receipts
 from serving.parking import Parking, raise_open_files_limit
 from serving.tls import ServerCert
@@ -157,6 +159,7 @@ class SeekerServer:
             for url in notify_urls
         ]
         self.tasks.ensure_indexes()
+        WorkflowStore.in_db(db).ensure_indexes()  # dependencies and arrays
         self.helpers.ensure_indexes()
         clients = HelperClients(
             self.credentials.for_helper,
@@ -165,16 +168,14 @@ class SeekerServer:
         )
 
         def payload(task: dict, helper: dict, attempt: int, reservation: dict) -> dict:
-            """What a helper is sent of an assignment, with its receipt."""
+            """What a helper is sent of an assignment, pushed or pulled: with
+            its receipt, and a grant for each of its inputs."""
             body = assignment_payload(task, helper, attempt, reservation)
             receipt = receipts.sign(receipt_key, task["_id"], helper["helper_id"], attempt)
-            return {**body, "receipt": receipt}
+            return with_grants({**body, "receipt": receipt}, receipt_key)
 
-        def push(helper: dict, assignment: dict) -> dict:
-            receipt = receipts.sign(
-                receipt_key, assignment["task_id"], helper["helper_id"], assignment["attempt"]
-            )
-            return clients(helper).assign({**assignment, "receipt": receipt})
+        def push(helper: dict, assignment: dict) -> dict:  # assignment: a payload()
+            return clients(helper).assign(assignment)
 
         self.pushes = ThreadPoolExecutor(push_threads, thread_name_prefix="push")
         self.parking = Parking(on_drop=lambda helper_id: self.seeker.poll_dropped(helper_id))
@@ -212,6 +213,7 @@ class SeekerServer:
             metrics=self.metrics,
             pushes=self.pushes,
             mailbox=self.mailbox,
+            payload=payload,
         )
         self.loop.dispatcher = self.dispatcher
         self.prober = Prober(
@@ -264,6 +266,8 @@ class SeekerServer:
             "expire-offers": (self.mailbox.expire, min(1.0, ack_timeout / 4)),
             "reap-lost-work": (self.health.reap_silent, probe),
             "reconcile-placements": (self._reconcile_placements, 10.0),
+            # releases of held tasks a seeker stopped half-way
+            "release-held-tasks": (self.seeker.workflows.open_released, probe),
             "prune-events": (self.events.prune, 3600.0),
             "deliver-webhooks": (self._wake_webhooks, 2.0),
         }

@@ -251,12 +251,28 @@ class AssignmentStates:
             epoch,
         )
 
-    def assignment_pulling(self, task_id: str, helper_id: str, attempt: int, now: datetime) -> bool:
+    def assignment_fetching(
+        self, task_id: str, helper_id: str, attempt: int, now: datetime
+    ) -> bool:
         return self._move(
             task_id,
             attempt,
             helper_id,
             [AssignmentState.PUSHING.value, AssignmentState.ACCEPTED.value],
+            AssignmentState.FETCHING.value,
+            {"fetching_at": now},
+        )
+
+    def assignment_pulling(self, task_id: str, helper_id: str, attempt: int, now: datetime) -> bool:
+        return self._move(
+            task_id,
+            attempt,
+            helper_id,
+            [
+                AssignmentState.PUSHING.value,
+                AssignmentState.ACCEPTED.value,
+                AssignmentState.FETCHING.value,
+            ],
             AssignmentState.PULLING.value,
             {"pulling_at": now},
         )
@@ -269,6 +285,7 @@ class AssignmentStates:
             [
                 AssignmentState.PUSHING.value,
                 AssignmentState.ACCEPTED.value,
+                AssignmentState.FETCHING.value,
                 AssignmentState.PULLING.value,
             ],
             AssignmentState.RUNNING.value,

@@ -39,7 +39,11 @@ class EventLog:
         self.clock = clock
         self.retention = timedelta(days=retention_days)
         self._watchers: list[Watcher] = []
-        self._next: int | None = None  # the number after the last this log wrote or read
+        self._next: int | None = None  # the number after the last this log wrote
+        # the newest number this process has seen: where the search for the
+        # newest starts (a bare sort scans the whole log on SecantusDB); not
+        # what decides the number, which the insert does
+        self._seen = 0
 
     def ensure_indexes(self) -> None:
         self.events.create_index([("seq", ASCENDING)], unique=True, name="in_order")
@@ -75,11 +79,18 @@ class EventLog:
         return event
 
     def _last_seq(self) -> int:
-        newest = self.events.find_one({}, {"seq": 1}, sort=[("seq", DESCENDING)])
+        newest = None
+        if self._seen:  # prune() keeps the newest, so it is at or past what was seen
+            newest = self._newest({"seq": {"$gte": self._seen}})
+        newest = newest or self._newest({})
         if newest is not None:
+            self._seen = newest["seq"]
             return newest["seq"]
         counter = self.counters.find_one({"_id": "events"})  # numbered by a counter before
         return counter["seq"] if counter else 0
+
+    def _newest(self, query: dict) -> dict | None:
+        return self.events.find_one(query, {"seq": 1}, sort=[("seq", DESCENDING)])
 
     def prune(self) -> int:
         """Forget events older than the retention, but never the newest

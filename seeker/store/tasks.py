@@ -12,6 +12,7 @@ from pymongo.errors import DuplicateKeyError
 
 from seeker.models import AssignmentState, HelperMode, TaskState
 from seeker.store.assignments import AssignmentStates, slot_key
+from seeker.store.task_document import new_task
 
 
 class SlotTaken(Exception):
@@ -46,23 +47,7 @@ class TaskStore(AssignmentStates):
         self.assignments.create_index("slot", unique=True, sparse=True, name="one_per_slot")
 
     def create(self, task_id: str, spec: dict, now: datetime) -> dict:
-        replicas = spec.get("replicas", 1)
-        doc = {
-            "_id": task_id,
-            "spec": spec,
-            "state": TaskState.PENDING.value,
-            "created_at": now,
-            "updated_at": now,
-            "attempts": 0,  # assignments made, pushed or not
-            "wanted": replicas,  # replicas the task should have had in all
-            "open": replicas,  # of those, still to place
-            "rev": 0,  # bumped by every change that decisions depend on
-            "result": None,
-            "error": None,
-            "votes": [],  # successful replicas grouped by output digest
-            "wait_reason": None,
-            "history": [{"state": TaskState.PENDING.value, "at": now}],
-        }
+        doc = new_task(task_id, spec, now)
         self.tasks.insert_one(doc)
         return doc
 
@@ -70,11 +55,17 @@ class TaskStore(AssignmentStates):
         return self.tasks.find_one({"_id": task_id})
 
     def list(
-        self, state: str | None = None, limit: int = 50, after: tuple[datetime, str] | None = None
+        self,
+        state: str | None = None,
+        limit: int = 50,
+        after: tuple[datetime, str] | None = None,
+        array_id: str | None = None,
     ) -> list[dict]:
         """Newest first (ties by id); `after`: the (created_at, id) of the last
-        task of the page before, for the next page."""
+        task of the page before, for the next page; `array_id`: one array's."""
         query: dict = {"state": state} if state else {}
+        if array_id:
+            query["array_id"] = array_id
         if after is not None:
             created, task_id = after
             query["$or"] = [
@@ -283,7 +274,8 @@ class TaskStore(AssignmentStates):
         """The decision that needs nothing read first: a task of one replica
         whose latest attempt (`attempt`, with nothing left to place)
         succeeded has succeeded, whatever its policy. False when the task
-        is not that (settle() then decides from its assignments)."""
+        is not that, or tasks run after it (settle() then decides from its
+        assignments and releases them)."""
         return self._update(
             {
                 "_id": task_id,
@@ -291,6 +283,7 @@ class TaskStore(AssignmentStates):
                 "state": {"$in": TaskState.active()},
                 "open": 0,
                 "attempts": attempt,
+                "has_dependents": {"$ne": True},
             },
             {"result": result, "votes": votes, "error": None},
             now,
@@ -360,24 +353,3 @@ def _task_update(sets: dict, now: datetime, new_state: str | None, inc: dict | N
     if inc:
         update["$inc"] = inc
     return update
-
-
-def task_json(doc: dict, assignments: list[dict] | None = None) -> dict:
-    out = {"task_id": doc["_id"]}
-    out.update(doc["spec"])
-    for key in (
-        "state",
-        "created_at",
-        "updated_at",
-        "attempts",
-        "result",
-        "error",
-        "wait_reason",
-        "wanted",
-        "votes",
-        "history",
-    ):
-        out[key] = doc.get(key)
-    if assignments is not None:
-        out["assignments"] = [{k: v for k, v in a.items() if k != "_id"} for a in assignments]
-    return out

@@ -1,9 +1,10 @@
 """Pulling helpers (`helper start --pull`), as real processes with real
-Docker: a task runs on one, is cancelled mid-run, survives a seeker restart
-(the helper reconnects by itself), moves to another helper when its helper
-is SIGKILLed, and a helper cut off for longer than --liveness (SIGSTOP, a
-partition that closes no connection) comes back to have its run kept or
-stopped, never running a task beyond its replicas."""
+Docker: a task runs on one, another reads its inputs there, one is
+cancelled mid-run, one survives a seeker restart (the helper reconnects by
+itself), one moves to another helper when its helper is SIGKILLed, and a
+helper cut off for longer than --liveness (SIGSTOP, a partition that closes
+no connection) comes back to have its run kept or stopped, never running a
+task beyond its replicas."""
 
 from __future__ import annotations
 
@@ -64,6 +65,30 @@ def test_a_pulling_helper_runs_a_task_and_is_listed_as_pulling(cluster, pullers)
     (result,) = client.results(task["task_id"])
     assert result["stdout"] == "pulled by behind-nat\n"
     assert "offered to behind-nat" in cluster.seeker.log()
+
+
+def test_a_pulling_helper_fetches_inputs_with_the_grants_of_its_offers(cluster, pullers, tmp_path):
+    """The offer a pulling helper takes carries what a push would: a grant
+    for each input (an uploaded file, and the output of a task it ran after),
+    without which the channel would not serve them."""
+    add, client = pullers
+    add("nat-inputs")
+    table = tmp_path / "table.csv"
+    table.write_text("a,b\n1,2\n")
+    uploaded = client.upload_input(table)
+    first = client.submit(IMAGE, ["sh", "-c", "mkdir -p /output && echo 0.93 > /output/score.txt"])
+    task = client.submit(
+        IMAGE,
+        ["sh", "-c", "cat /input/table.csv /scores/score.txt"],
+        inputs=[uploaded, {"output_of": first["task_id"], "path": "/scores"}],
+    )
+    done = client.wait(task["task_id"], timeout=60)
+    assert done["state"] == "succeeded", (done["error"], client.get(first["task_id"])["error"])
+    (result,) = client.results(task["task_id"])
+    assert result["stdout"] == "a,b\n1,2\n0.93\n"
+    (a,) = done["assignments"]
+    assert a["helper_name"] == "nat-inputs" and a["via"] == "pull"
+    assert a["fetching_at"] is not None and a["fetching_at"] <= a["started_at"]
 
 
 def test_a_pulling_helper_is_cancelled_mid_run(cluster, pullers, docker_engine):

@@ -492,3 +492,27 @@ def test_outbox_deliveries_and_failures_are_counted_by_kind(tmp_path):
     assert value(samples, deliveries, kind="result", outcome="delivered") == 1
     assert value(samples, deliveries, kind="event", outcome="delivered") == 1
     assert value(samples, deliveries, kind="event", outcome="failed") == 0
+
+
+def test_the_input_cache_counters_come_from_the_helpers_status():
+    executor, _ = make_executor(RunOutcome("succeeded", 0))
+    cache = {
+        "hits": 4,
+        "misses": 2,
+        "bytes_fetched": 5 * GiB,
+        "evictions": 1,
+        "entries": 2,
+        "bytes": 3 * GiB,
+        "cap": 20 * GiB,
+    }
+
+    def describe():
+        return {"name": "gpu-1", "outbox": 0, "input_cache": cache, "resources": {}}
+
+    samples = scrape(helper_app(executor=executor, token="t", describe=describe).test_client())
+    assert value(samples, "seeker_helper_input_cache_hits_total") == 4
+    assert value(samples, "seeker_helper_input_cache_misses_total") == 2
+    assert value(samples, "seeker_helper_input_cache_fetched_bytes_total") == 5 * GiB
+    assert value(samples, "seeker_helper_input_cache_evictions_total") == 1
+    assert value(samples, "seeker_helper_input_cache_bytes") == 3 * GiB
+    assert value(samples, "seeker_helper_input_cache_cap_bytes") == 20 * GiB

@@ -149,3 +149,13 @@ def test_json_bodies_may_be_refused_as_every_json_route_does(service):
         content = op.get("requestBody", {}).get("content", {})
         if "application/json" in content:
             assert {"400", "413", "422"} <= set(op["responses"]), f"{method} {path}"
+
+
+def test_an_event_answer_need_not_say_run(mock_db, clock):
+    """`run` answers only an acknowledgement (an `accepted` event naming a
+    boot_id): every other event's answer lacks it, as the fuzz suite saw."""
+    doc = document_of(make_seeker(mock_db, clock))
+    schema = doc["components"]["schemas"]["EventRecorded"]
+    assert "run" in schema["properties"]
+    assert "run" not in schema["required"]
+    assert {"task_id", "recorded"} <= set(schema["required"])

@@ -133,6 +133,18 @@ class TestTaskStore:
         assert tasks.assignment_finished("t1", "h1", 1, {"status": "failed"}, clock()) is False
         assert tasks.assignments_of("t1")[0]["status"] == "succeeded"
 
+    def test_fetching_comes_between_accepted_and_pulling_or_running(self, tasks, clock):
+        dispatched(tasks, clock)
+        tasks.assignment_accepted("t1", "h1", 1, clock.advance())
+        assert tasks.assignment_fetching("t1", "h1", 1, clock.advance()) is True
+        (a,) = tasks.assignments_of("t1")
+        assert (a["state"], a["fetching_at"]) == ("fetching", clock())
+        assert tasks.assignment_accepted("t1", "h1", 1, clock()) is False  # never back
+        assert tasks.assignment_pulling("t1", "h1", 1, clock.advance()) is True
+        assert tasks.assignment_fetching("t1", "h1", 1, clock()) is False
+        assert tasks.assignment_running("t1", "h1", 1, clock.advance()) is True
+        assert tasks.live_assignments() == {"h1": 1}
+
     def test_running_without_accepted_still_runs(self, tasks, clock):
         dispatched(tasks, clock)
         tasks.assignment_running("t1", "h1", 1, clock())
@@ -227,11 +239,13 @@ class TestTaskStore:
         assert [a["_id"] for a in tasks.live_assignment_docs("h1")] == ["a.1"]
         assert tasks.live_assignment_docs("nobody") == []
 
-    @pytest.mark.parametrize("state", ["pushing", "accepted", "running"])
+    @pytest.mark.parametrize("state", ["pushing", "accepted", "fetching", "running"])
     def test_assignment_lost_from_any_live_state(self, tasks, clock, state):
         dispatched(tasks, clock)
         if state != "pushing":
             tasks.assignment_accepted("t1", "h1", 1, clock())
+        if state == "fetching":
+            tasks.assignment_fetching("t1", "h1", 1, clock())
         if state == "running":
             tasks.assignment_running("t1", "h1", 1, clock())
         assert tasks.assignment_lost("t1", 1, "helper gone", clock.advance()) is True
