@@ -9,7 +9,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from seeker.models import AssignmentState, HelperResources
+from seeker.helper_models import HelperResources
+from seeker.models import AssignmentState
 from serving.openapi import optional
 
 ANSWER = ConfigDict(json_schema_serialization_defaults_required=True)

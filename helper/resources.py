@@ -75,7 +75,8 @@ def declared_from_file(path: Path) -> dict:
     references to report instead of Docker's list (`[]`: none). Left out of
     a GPU record: `index` is the record's place, `uuid` TEST-GPU-<index>
     (TEST-MIG-<index>-<n> for an instance), `memory_free` all of it."""
-    from seeker.models import GpuInfo, parse_bytes
+    from seeker.helper_models import GpuInfo
+    from serving.schema import parse_bytes
 
     try:
         declared = json.loads(path.read_text())

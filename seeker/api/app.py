@@ -28,14 +28,8 @@ from seeker.api.openapi import (
 from seeker.api.workflows import add_workflow_routes
 from seeker.control.credentials import HELPER, JOIN
 from seeker.control.operations import Seeker
-from seeker.models import (
-    AssignmentEvent,
-    Heartbeat,
-    HelperRegistration,
-    PollRequest,
-    TaskSpec,
-    TaskState,
-)
+from seeker.helper_models import AssignmentEvent, Heartbeat, HelperRegistration, PollRequest
+from seeker.models import TaskSpec, TaskState
 from serving.access import allow, principal
 from serving.errors import BadRequest
 from serving.flaskapp import base_app, serve_metrics

@@ -12,14 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from channel.openapi import Result
 from helper.models import Assignment
-from seeker.models import (
-    ArraySubmission,
-    AssignmentState,
-    HelperRegistration,
-    Resources,
-    TaskSpec,
-    TaskState,
-)
+from seeker.helper_models import HelperRegistration
+from seeker.models import ArraySubmission, AssignmentState, Resources, TaskSpec, TaskState
 from seeker.store.events import KINDS
 from serving.openapi import optional
 from serving.schema import Bytes

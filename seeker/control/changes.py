@@ -25,7 +25,8 @@ from datetime import datetime, timedelta
 from pymongo.database import Database
 from pymongo.errors import OperationFailure, PyMongoError
 
-from seeker.models import AssignmentState, HelperMode, TaskState
+from seeker.helper_models import HelperMode
+from seeker.models import AssignmentState, TaskState
 
 log = logging.getLogger(__name__)
 

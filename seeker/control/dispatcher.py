@@ -15,7 +15,8 @@ from seeker.control.contact import InlinePushes, PushOutcome, classify
 from seeker.control.health import HelperHealth
 from seeker.control.inputs import assignment_inputs
 from seeker.control.mailbox import Mailbox, Payload
-from seeker.models import AssignmentState, HelperMode, TaskState
+from seeker.helper_models import HelperMode
+from seeker.models import AssignmentState, TaskState
 from seeker.placement import select
 from seeker.placement.capacity import after_placing, as_utc, helper_views
 from seeker.placement.gpus import reservation_for

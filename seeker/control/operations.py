@@ -18,13 +18,8 @@ from seeker.control.inputs import InputBroker
 from seeker.control.mailbox import Mailbox
 from seeker.control.registry import HelperOperations
 from seeker.control.workflows import Workflows, array_answer, one_task, parse_indices
-from seeker.models import (
-    AssignmentEvent,
-    AssignmentState,
-    HelperMode,
-    TaskSpec,
-    TaskState,
-)
+from seeker.helper_models import AssignmentEvent, HelperMode
+from seeker.models import AssignmentState, TaskSpec, TaskState
 from seeker.placement.capacity import as_utc
 from seeker.placement.outcome import (
     decide,

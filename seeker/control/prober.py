@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
 from seeker.control.health import HelperHealth
-from seeker.models import HelperMode
+from seeker.helper_models import HelperMode
 from seeker.placement.capacity import as_utc
 from seeker.store.helpers import HelperStore
 from serving.http import ApiError, Unreachable

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 
 from seeker.control.credentials import HELPER, require_own
-from seeker.models import Heartbeat, HelperMode, HelperRegistration, PollRequest
+from seeker.helper_models import Heartbeat, HelperMode, HelperRegistration, PollRequest
 from seeker.placement.capacity import as_utc, is_online
 from seeker.placement.gpus import device_use
 from serving.errors import Conflict, NotFound

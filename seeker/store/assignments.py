@@ -10,7 +10,8 @@ from datetime import datetime
 from pymongo import ASCENDING
 from pymongo.errors import DuplicateKeyError
 
-from seeker.models import AssignmentState, HelperMode, TaskState
+from seeker.helper_models import HelperMode
+from seeker.models import AssignmentState, TaskState
 from seeker.store.leases import fenced
 
 # what a pulling helper may be handed: offers, and what it took but lost the answer to

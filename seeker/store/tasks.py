@@ -10,7 +10,8 @@ from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
-from seeker.models import AssignmentState, HelperMode, TaskState
+from seeker.helper_models import HelperMode
+from seeker.models import AssignmentState, TaskState
 from seeker.store.assignments import AssignmentStates, slot_key
 from seeker.store.task_document import new_task
 

@@ -225,7 +225,8 @@ def seeker_service() -> Service:
     from seeker.api.app import create_app
     from seeker.control.health import HelperHealth
     from seeker.control.operations import Seeker
-    from seeker.models import HelperRegistration, TaskSpec
+    from seeker.helper_models import HelperRegistration
+    from seeker.models import TaskSpec
     from seeker.store.events import EventLog
     from seeker.store.helpers import HelperStore
     from seeker.store.tasks import TaskStore

@@ -11,7 +11,7 @@ import pytest
 
 from helper.gpus import gpu_inventory
 from helper.resources import declared_resources, host_resources
-from seeker.models import HelperResources
+from seeker.helper_models import HelperResources
 
 GiB = 1024**3
 MiB = 1024**2

@@ -15,7 +15,7 @@ from helper.agent import HelperAgent, HelperConfig
 from helper.images import MAX_IMAGES, local_images, normalise_image, normalised_images
 from helper.resources import declared_resources
 from helper.runtime import DockerRuntime
-from seeker.models import HelperRegistration, HelperResources
+from seeker.helper_models import HelperRegistration, HelperResources
 
 DIGEST = "sha256:" + "a" * 64
 BUSYBOX = "docker.io/library/busybox:latest"

@@ -10,7 +10,8 @@ from pydantic import ValidationError
 
 from channel.models import ResultIn, ResultStatus, output_digest
 from helper.models import Assignment
-from seeker.models import AssignmentEvent, HelperRegistration, TaskSpec
+from seeker.helper_models import AssignmentEvent, HelperRegistration
+from seeker.models import TaskSpec
 from serving.schema import parse_bytes
 from tests.auth_support import WELL_FORMED_RECEIPT
 

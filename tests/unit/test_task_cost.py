@@ -14,7 +14,8 @@ from test_executor import FakeRuntime, assignment, make, wait_done
 
 from seeker.control.dispatcher import Dispatcher
 from seeker.control.operations import Seeker
-from seeker.models import AssignmentEvent, TaskSpec
+from seeker.helper_models import AssignmentEvent
+from seeker.models import TaskSpec
 from seeker.store.events import EventLog
 from seeker.store.helpers import HelperStore
 from seeker.store.tasks import TaskStore

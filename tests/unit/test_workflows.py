@@ -12,7 +12,8 @@ from dispatch_fakes import FakePush, add_helper
 from seeker.control.dispatcher import Dispatcher
 from seeker.control.inputs import assignment_inputs, with_grants
 from seeker.control.operations import Seeker
-from seeker.models import ArraySubmission, AssignmentEvent, TaskSpec
+from seeker.helper_models import AssignmentEvent
+from seeker.models import ArraySubmission, TaskSpec
 from seeker.store.events import EventLog
 from seeker.store.tasks import TaskStore
 from seeker.store.workflows import WorkflowStore
