@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
-class _Stream:
+class LogStream:
     """One log stream as it is read: the head up to the cap, whether it was
     cut, the whole stream in a spill file once cut (when there is a spill
     folder), and the sha256 of all of it that was read."""
@@ -57,7 +57,7 @@ class _Stream:
             self._file = None
 
 
-def _frames(raw) -> Iterator[tuple[int, bytes]]:
+def log_frames(raw) -> Iterator[tuple[int, bytes]]:
     """(stream id, bytes) of a multiplexed log stream (a container without a
     TTY): each frame is an 8-byte header (stream id, 3 zero bytes, length,
     big-endian) and its payload. (The SDK's reader of such a response,
@@ -65,18 +65,18 @@ def _frames(raw) -> Iterator[tuple[int, bytes]]:
     `frames_iter` keeps it but reads the raw socket, which waits for ever
     on a chunked, kept-alive logs response.)"""
     while True:
-        header = _read_exactly(raw, 8)
+        header = read_exactly(raw, 8)
         if len(header) < 8:
             return
         stream_id, length = struct.unpack(">BxxxL", header)
         if length:
-            data = _read_exactly(raw, length)
+            data = read_exactly(raw, length)
             if not data:
                 return
             yield stream_id, data
 
 
-def _read_exactly(raw, n: int) -> bytes:
+def read_exactly(raw, n: int) -> bytes:
     parts, left = [], n
     while left:
         data = raw.read(left)

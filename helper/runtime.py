@@ -18,7 +18,7 @@ from docker.types import DeviceRequest, Mount
 
 from channel.models import ResultStatus
 from helper.images import local_images
-from helper.logs import _frames, _Stream
+from helper.logs import LogStream, log_frames
 from serving.clock import Clock, utc_now
 
 log = logging.getLogger(__name__)
@@ -318,13 +318,13 @@ class DockerRuntime:
                 f.write(chunk)
         return path
 
-    def _logs(self, container, spill_dir: Path | None) -> tuple[_Stream, _Stream]:
+    def _logs(self, container, spill_dir: Path | None) -> tuple[LogStream, LogStream]:
         """Both streams of the container's logs, each cut at the cap; a cut
         stream is also written whole to `spill_dir` (when set). One request
         for both: the SDK's `logs()` makes two calls per stream (it inspects
         the container first, to learn whether it has a TTY; ours never do)."""
-        out = _Stream("stdout", self.log_cap, spill_dir)
-        err = _Stream("stderr", self.log_cap, spill_dir)
+        out = LogStream("stdout", self.log_cap, spill_dir)
+        err = LogStream("stderr", self.log_cap, spill_dir)
         by_id = {1: out, 2: err}
         api = self.client.api
         res = api._get(
@@ -334,7 +334,7 @@ class DockerRuntime:
         )
         try:
             api._raise_for_status(res)
-            for stream_id, chunk in _frames(res.raw):
+            for stream_id, chunk in log_frames(res.raw):
                 stream = by_id.get(stream_id)
                 if stream is not None:
                     stream.add(chunk)
