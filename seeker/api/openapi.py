@@ -18,6 +18,7 @@ from seeker.store.events import KINDS
 from serving.openapi import optional
 from serving.schema import Bytes
 
+TASK_ID = {"task_id": "16 hex digits"}  # the path parameter, as routes declare it
 ANSWER = ConfigDict(json_schema_serialization_defaults_required=True)
 SIZE_PATTERN = r"^\s*[0-9]+(\.[0-9]+)?\s*[kmgtKMGT]?(i?[bB])?\s*$"
 Size = Annotated[str, Field(pattern=SIZE_PATTERN, examples=["512m", "4g", "1.5GiB"])]

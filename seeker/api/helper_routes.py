@@ -1,0 +1,114 @@
+"""The seeker's routes for helpers: registration, heartbeats, the long
+poll of pulling helpers, the events they report, and listing and removing
+helpers (the last two for users)."""
+
+from __future__ import annotations
+
+from flask import Flask, request
+
+from seeker.api.openapi import (
+    NO_TASK,
+    TASK_ID,
+    Beat,
+    EventRecorded,
+    HelperList,
+    RegisteredHelper,
+    Removed,
+    Work,
+)
+from seeker.control.credentials import HELPER, JOIN
+from seeker.control.operations import Seeker
+from seeker.helper_models import AssignmentEvent, Heartbeat, HelperRegistration, PollRequest
+from serving.access import allow, principal
+from serving.openapi import operation
+from serving.parking import EXPIRED, NEW_CONNECTION, PARK, RESUMED
+
+
+def add_helper_routes(app: Flask, seeker: Seeker) -> None:
+    @app.post("/api/v1/tasks/<task_id>/events")
+    @operation(
+        {200: (EventRecorded, "what the event changed"), 404: NO_TASK},
+        body=AssignmentEvent,
+        params=TASK_ID,
+        tag="helpers",
+    )
+    @allow(HELPER)
+    def assignment_event(task_id: str, body: AssignmentEvent):
+        """An assignment changed state (sent by helpers)"""
+        return seeker.assignment_event(task_id, body, principal())
+
+    @app.post("/api/v1/helpers")
+    @operation(
+        {
+            200: (RegisteredHelper, "the helper record"),
+            403: "a helper's credential used to register another helper, "
+            "or the user token where a separate join token is set",
+            409: "the name is taken by another helper",
+        },
+        body=HelperRegistration,
+        tag="helpers",
+    )
+    @allow(JOIN, HELPER)
+    def register_helper(body: HelperRegistration):
+        """Register a helper (and heartbeat)"""
+        return seeker.register(body, principal()), 200
+
+    @app.post("/api/v1/helpers/<helper_id>/heartbeat")
+    @operation(
+        {
+            200: (Beat, "the heartbeat interval to keep, and the runs to stop"),
+            403: "a helper's credential used for another helper",
+            404: "no such helper (purged or removed): register again",
+            409: "another process of the helper registered: register",
+        },
+        body=Heartbeat,
+        tag="helpers",
+    )
+    @allow(HELPER)
+    def heartbeat(helper_id: str, body: Heartbeat):
+        """A registered helper is alive (nothing else changed)"""
+        return seeker.heartbeat(helper_id, body, principal())
+
+    @app.post("/api/v1/helpers/<helper_id>/work")
+    @operation(
+        {
+            200: (Work, "its work, or nothing once the wait is over"),
+            403: "a helper's credential used to poll for another helper",
+            404: "no such helper",
+            409: "the helper is registered in push mode",
+        },
+        body=PollRequest,
+        tag="helpers",
+    )
+    @allow(HELPER)
+    def poll_work(helper_id: str, body: PollRequest):
+        """A pulling helper's long poll for its work"""
+        # its work at once if it has some; else the request is parked (no
+        # thread) until some comes, or until the wait is over (answered empty)
+        poll = body
+        parker, resumed = request.environ.get(PARK), request.environ.get(RESUMED)
+        generation = parker.generation(helper_id) if parker is not None else 0
+        new_connection = resumed is None and request.environ.get(NEW_CONNECTION, True)
+        work = seeker.poll(helper_id, poll, principal(), new_connection)
+        wait = min(poll.wait, seeker.poll_wait) if resumed is None else resumed[1]
+        answer = {**work, "wait": seeker.poll_wait}
+        if work["assignments"] or work["stop"] or parker is None or wait <= 0:
+            return answer
+        if resumed is not None and resumed[0] == EXPIRED:
+            return answer
+        if parker.suspend(helper_id, wait, request.get_data(), generation):
+            return ""  # not sent: the answer comes when the request is resumed
+        return answer
+
+    @app.get("/api/v1/helpers")
+    @operation({200: (HelperList, "the helpers")}, tag="helpers")
+    def list_helpers():
+        """List helpers"""
+        return {"helpers": seeker.helper_list(), "next": None}
+
+    @app.delete("/api/v1/helpers/<helper_id>")
+    @operation({200: (Removed, "removed"), 404: "no such helper"}, tag="helpers")
+    def remove_helper(helper_id: str):
+        """Remove a helper"""
+        seeker.remove_helper(helper_id)
+        return {"removed": helper_id}
