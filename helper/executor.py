@@ -166,8 +166,11 @@ class Executor(Adoption):
             entry = self._running.get(key)
             if entry is None:
                 raise NotFound("no such running assignment", key)
+            again = entry.get("cancel_requested", False)
             entry["cancel_requested"] = True
             answer = dict(entry)
+        if again:
+            return answer  # already being stopped
         # stopping takes up to the grace period: answer now, stop on a thread
         threading.Thread(
             target=self.runtime.stop, args=(answer["container"],), name=f"cancel-{key}", daemon=True
@@ -181,6 +184,11 @@ class Executor(Adoption):
     def running_keys(self) -> list[str]:
         with self._lock:
             return list(self._running)
+
+    def stopping_keys(self) -> list[str]:
+        """The runs being stopped (their containers not gone yet)."""
+        with self._lock:
+            return [k for k, e in self._running.items() if e.get("cancel_requested")]
 
     def done_keys(self) -> list[str]:
         """The runs this process finished lately (at most DONE_KEPT)."""
@@ -257,6 +265,7 @@ class Executor(Adoption):
                     "exit_code": result["exit_code"],
                     "output_digest": result["output_digest"],
                     "error": result["error"],
+                    "started_at": result["started_at"],
                 },
             },
         )

@@ -38,10 +38,13 @@ class PullMode:
 
     def poll_once(self) -> dict:
         """One long poll: this helper's work, or nothing once the wait is over."""
+        stopping = self.executor.stopping_keys()
         body = {
             "boot_id": self.boot_id,
-            "running": self.executor.running_keys(),
-            "done": self.executor.done_keys(),
+            # a run being stopped is not listed as running: the seeker would
+            # say to stop it at every poll, and each poll answer at once
+            "running": [k for k in self.executor.running_keys() if k not in stopping],
+            "done": [*self.executor.done_keys(), *stopping],
             "wait": self.cfg.poll_wait,
         }
         return self.poller.poll_work(self.helper_id, body, timeout=self.cfg.poll_wait + 15)

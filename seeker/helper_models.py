@@ -4,6 +4,7 @@ tasks' own schemas and the states are in seeker/models.py."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 from pydantic import (
@@ -169,4 +170,9 @@ class AssignmentEvent(BaseModel):
     error: str | None = Field(default=None, max_length=8192)
     boot_id: str | None = Field(
         default=None, max_length=64, description="the helper process that takes it (pull mode)"
+    )
+    started_at: datetime | None = Field(
+        default=None,
+        description="with finished: when its container started (the helper's clock; a "
+        "container that ended at once was never reported running)",
     )

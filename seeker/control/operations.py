@@ -294,11 +294,13 @@ class Seeker(HelperOperations):
             "error": event.error,
         }
         moved = self.tasks.assignment_finished(
-            task_id, event.helper_id, event.attempt, outcome, now
+            task_id, event.helper_id, event.attempt, outcome, now, event.started_at
         )
         if moved and event.status == ResultStatus.SUCCEEDED and self._succeeded(task_id, event):
             self.freed()  # a slot is free: of use only to a task that waits
             return moved
+        if moved and event.started_at is not None:
+            self.tasks.started(task_id, event.started_at)  # it ran (if never reported)
         # A repeated event changes no assignment; settling again is harmless,
         # and finishes the job if the first one died between the two writes.
         self.settle(task_id)
@@ -311,7 +313,10 @@ class Seeker(HelperOperations):
         name = (self.helpers.summary(event.helper_id) or {}).get("name")
         result = summary({**event.model_dump(mode="json"), "task_id": task_id, "helper_name": name})
         votes = [{"output_digest": event.output_digest, "helpers": [name]}]
-        if not self.tasks.succeed_alone(task_id, event.attempt, result, votes, self.clock()):
+        now = self.clock()
+        if not self.tasks.succeed_alone(
+            task_id, event.attempt, result, votes, now, event.started_at
+        ):
             return False
         spec = self._specs.pop(task_id, None) or (self.tasks.get(task_id) or {}).get("spec", {})
         task = {"_id": task_id, "spec": spec, "state": TaskState.SUCCEEDED.value}

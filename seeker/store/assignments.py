@@ -297,15 +297,24 @@ class AssignmentStates:
         return moved
 
     def assignment_finished(
-        self, task_id: str, helper_id: str, attempt: int, outcome: dict, now: datetime
+        self,
+        task_id: str,
+        helper_id: str,
+        attempt: int,
+        outcome: dict,
+        now: datetime,
+        started_at: datetime | None = None,
     ) -> bool:
-        """Record an assignment's end; returns whether this call ended it
-        (False when it had already ended: a repeated event changes nothing)."""
-        return self._move(
-            task_id,
-            attempt,
-            helper_id,
-            AssignmentState.live(),
-            AssignmentState.FINISHED.value,
-            {**outcome, "finished_at": now},
-        )
+        """Record an assignment's end (and, when it was never reported
+        running, when its container started); returns whether this call
+        ended it (False when it had already ended: a repeated event changes
+        nothing)."""
+        query = {"_id": f"{task_id}.{attempt}", "helper_id": helper_id}
+        query["state"] = {"$in": AssignmentState.live()}
+        update: dict = {
+            "$set": {**outcome, "finished_at": now, "state": AssignmentState.FINISHED.value},
+            "$unset": {"slot": ""},
+        }
+        if started_at is not None:
+            update["$min"] = {"started_at": started_at}
+        return self.assignments.update_one(query, update).matched_count == 1

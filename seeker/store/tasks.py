@@ -210,7 +210,12 @@ class TaskStore(AssignmentStates):
         stale = {
             t["_id"]: t["attempts"]
             for t in self.tasks.find(
-                {"state": {"$in": TaskState.active()}, "updated_at": {"$lt": before}},
+                {
+                    # a decision may have sent it back to pending meanwhile
+                    "state": {"$nin": TaskState.final()},
+                    "attempts": {"$gte": 1},
+                    "updated_at": {"$lt": before},
+                },
                 {"attempts": 1},
             )
         }
@@ -270,27 +275,37 @@ class TaskStore(AssignmentStates):
         return after
 
     def succeed_alone(
-        self, task_id: str, attempt: int, result: dict, votes: list[dict], now: datetime
+        self,
+        task_id: str,
+        attempt: int,
+        result: dict,
+        votes: list[dict],
+        now: datetime,
+        started_at: datetime | None = None,
     ) -> bool:
         """The decision that needs nothing read first: a task of one replica
         whose latest attempt (`attempt`, with nothing left to place)
         succeeded has succeeded, whatever its policy. False when the task
         is not that, or tasks run after it (settle() then decides from its
-        assignments and releases them)."""
-        return self._update(
-            {
-                "_id": task_id,
-                "spec.replicas": 1,
-                "state": {"$in": TaskState.active()},
-                "open": 0,
-                "attempts": attempt,
-                "has_dependents": {"$ne": True},
-            },
-            {"result": result, "votes": votes, "error": None},
-            now,
-            TaskState.SUCCEEDED.value,
-            inc={"rev": 1},
-        )
+        assignments and releases them). A task still `dispatched` (its run
+        ended before it was reported running) is recorded as having run
+        from `started_at`."""
+        alone = {
+            "_id": task_id,
+            "spec.replicas": 1,
+            "open": 0,
+            "attempts": attempt,
+            "has_dependents": {"$ne": True},
+        }
+        sets = {"result": result, "votes": votes, "error": None}
+        ran = [{"state": TaskState.RUNNING.value, "at": started_at or now}]
+        update = _task_update(sets, now, TaskState.SUCCEEDED.value, {"rev": 1})
+        update["$push"] = {"history": {"$each": [*ran, update["$push"]["history"]]}}
+        dispatched = {**alone, "state": TaskState.DISPATCHED.value}
+        if self.tasks.update_one(dispatched, update).matched_count:
+            return True
+        running = {**alone, "state": TaskState.RUNNING.value}
+        return self._update(running, sets, now, TaskState.SUCCEEDED.value, inc={"rev": 1})
 
     def started(self, task_id: str, now: datetime) -> bool:
         """A dispatched task's first replica runs: the task is running."""

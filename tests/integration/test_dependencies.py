@@ -36,7 +36,8 @@ def at(task: dict, state: str):
 
 
 def test_after_holds_a_task_until_the_one_before_succeeded(stack, client, workload_image):
-    first = submit(stack, workload_image, "--", "sh", "-c", "sleep 2; echo first")
+    # long enough for two CLI processes on a loaded machine: it must still run
+    first = submit(stack, workload_image, "--", "sh", "-c", "sleep 8; echo first")
     second = submit(stack, "--after", first, workload_image, "--", "echo", "second")
     status = seeker(stack, "status", second)
     assert f"waiting   waiting for 1 task(s) to succeed: {first}" in status.stdout

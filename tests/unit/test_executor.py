@@ -135,6 +135,7 @@ def test_submit_runs_and_hands_result_then_event_to_the_outbox(clock):
             "exit_code": 0,
             "output_digest": digest,
             "error": None,
+            "started_at": STARTED.isoformat(),  # a run that ends at once was never reported running
         },
     }
     assert reports == [("t1", {"helper_id": HELPER_ID, "attempt": 1, "state": "running"})]

@@ -110,3 +110,32 @@ def test_a_container_that_runs_on_is_reported_running_after_the_delay():
     runtime.release.set()
     assert box.finished.wait(10)
     wait_done("t1.1")
+
+
+def test_a_run_never_reported_running_is_recorded_as_having_run(env, clock):
+    seeker, dispatcher, tasks, _ = env
+    task_id = seeker.submit(TaskSpec(image="busybox"))["task_id"]
+    dispatcher.dispatch_pending()
+    started = clock()
+    clock.advance(1)
+    event = finished().model_copy(update={"started_at": started})
+    seeker.assignment_event(task_id, event)
+    task = seeker.task(task_id)
+    assert [h["state"] for h in task["history"]] == [
+        "pending",
+        "dispatched",
+        "running",
+        "succeeded",
+    ]
+    assert task["history"][2]["at"] == started
+    assert task["assignments"][0]["started_at"] == started
+
+
+def test_a_failed_run_never_reported_running_is_recorded_as_having_run(env, clock):
+    seeker, dispatcher, tasks, _ = env
+    task_id = seeker.submit(TaskSpec(image="busybox"))["task_id"]
+    dispatcher.dispatch_pending()
+    event = finished("failed", 3).model_copy(update={"started_at": clock()})
+    seeker.assignment_event(task_id, event)
+    states = [h["state"] for h in seeker.task(task_id)["history"]]
+    assert states == ["pending", "dispatched", "running", "failed"]
