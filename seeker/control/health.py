@@ -188,6 +188,9 @@ class HelperHealth:
                 log.info(
                     "task %s attempt %d on %s is alive: kept", a["task_id"], a["attempt"], name
                 )
+                # back from the dead: seen now, not at the next flush, or the
+                # reaper, reading its old last_seen, would lose the run again
+                self.helpers.contact_ok(helper_id, now)
             else:
                 stop.append(key)
         for key in stop:
@@ -215,6 +218,7 @@ class HelperHealth:
     def reap_silent(self) -> int:
         """Helpers silent past the liveness deadline lose their work (they are
         purged by failed probes; this also covers a seeker that cannot probe)."""
+        self.flush()  # what this seeker heard lately counts
         now, lost, epoch = self.clock(), 0, self.lease_epoch()
         helpers = self.helpers.list()
         for h in helpers:
