@@ -73,6 +73,22 @@ def test_a_task_runs_through_seeker_helper_and_channel_over_tls(tls_stack, certs
     assert stored["helper_id"] == helper["helper_id"]
 
 
+def test_a_pulling_helper_takes_its_work_over_tls(tls_stack, certs, workload_image):
+    """Pull mode over HTTPS: the helper's long poll and its acknowledgement
+    go over TLS with its own credential, and its result reaches the channel."""
+    tls_stack.add_helper("tls-puller", "--pull", "--label", "mode=pull")
+    client = SeekerClient(tls_stack.seeker_url, tls_stack.token, ca_cert=certs.ca)
+    wait_until(
+        lambda: any(h["name"] == "tls-puller" for h in client.helpers()), 30, "it to register"
+    )
+    task = client.submit(workload_image, ["echo", "pulled over tls"], constraints={"mode": "pull"})
+    done = client.wait(task["task_id"], timeout=60)
+    assert done["state"] == "succeeded", tls_stack.logs()
+    assert done["result"]["helper_name"] == "tls-puller"
+    [result] = client.results(task["task_id"])
+    assert result["stdout"] == "pulled over tls\n"
+
+
 def test_the_cli_without_the_ca_says_to_pass_it(tls_stack):
     out = cli("status", "nosuchtask", token=tls_stack.token, seeker_url=tls_stack.seeker_url)
     assert out.returncode == 1
