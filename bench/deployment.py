@@ -47,7 +47,7 @@ class Deployment:
         self.join_now = join_now
         ports = free_ports(3)
         self.channel_url, self.seeker_url = (f"http://127.0.0.1:{p}" for p in ports[:2])
-        common = ["--token", self.token, "--log-level", "warning"]
+        common = [f"--token={self.token}", "--log-level", "warning"]
         self.channel = None
         if channel:
             self.channel = Service(
@@ -94,8 +94,7 @@ class Deployment:
                 self.seeker_url,
                 "--channel-url",
                 self.channel_url,
-                "--token",
-                self.token,
+                f"--token={self.token}",
                 "--data-dir",
                 str(tmp / "fleet"),
                 "--port",
@@ -219,7 +218,7 @@ class Cluster:
         self.db = db
         ports = free_ports(2)
         self.channel_url, self.seeker_url = (f"http://127.0.0.1:{p}" for p in ports)
-        common = ["--token", self.token, "--log-level", "info"]
+        common = [f"--token={self.token}", "--log-level", "info"]
         self.channel = Service(
             "channel",
             ["channel", "start", "--port", str(ports[0]), "--data-dir", str(tmp / "channel")]
@@ -258,7 +257,7 @@ class Cluster:
             name,
             ["helper", "start", "--port", str(port), "--name", name, "--data-dir", str(data)]
             + ["--seeker-url", self.seeker_url, "--channel-url", self.channel_url]
-            + ["--token", self.token, "--log-level", "info", *options],
+            + [f"--token={self.token}", "--log-level", "info", *options],
             self.tmp,
         )
         self.helpers[name] = svc.start()
