@@ -181,6 +181,14 @@ def rows_for(n: int, m: dict) -> list[list]:
         )
     rows.append(
         [
+            f"{n:,} helpers: heartbeats answered, % of the fleet's rate, push / pull",
+            f"{100 * push['beat_rate']:.0f}% / {100 * pull['beat_rate']:.0f}%",
+            "",
+            "",
+        ]
+    )
+    rows.append(
+        [
             f"{n:,} helpers: seeker threads, push / pull (vs bare server)",
             f"{push['threads']} / {pull['threads']}",
             str(bare["threads"]),
@@ -254,6 +262,36 @@ def run(quick: bool = False, helpers: list[int] | None = None, window: float | N
         quick=quick,
         data={str(n): m for n, m in measured.items()},
     )
+
+
+def profile() -> str:
+    """Sample the seeker (every thread not idle: where its workers wait) and
+    the database (the thread holding the GIL) for 20 s while 2,000 pulling
+    helpers idle, then the same with 2,000 pushed helpers."""
+    from bench.profiling import PROFILES, py_spy, summarize
+
+    out = []
+    for pull in (True, False):
+        mode = "pull" if pull else "push"
+        with (
+            MongoServer(NAME) as db,
+            tempfile.TemporaryDirectory(prefix="seeker-bench-idle-") as tmp,
+            Deployment(Path(tmp), db, 2_000, pull=pull, channel=False) as dep,
+        ):
+            time.sleep(15)
+            raws = {k: PROFILES / f"idle-{mode}-{k}.raw" for k in ("seeker", "database")}
+            spies = [
+                py_spy(dep.seeker.proc.pid, 20, raws["seeker"], gil=False),
+                py_spy(db.proc.pid, 20, raws["database"]),
+            ]
+            for spy in spies:
+                spy.wait()
+            fleet = dep.counters()
+        out.append(f"##### 2,000 {mode} helpers, idle; the fleet's counters: {fleet}\n")
+        every = summarize(raws["seeker"], sampled="every thread, a database call included")
+        out.append(f"=== seeker, every thread not idle\n{every}")
+        out.append(f"=== database, the GIL's holder\n{summarize(raws['database'])}")
+    return "\n".join(out)
 
 
 def main() -> None:
