@@ -134,12 +134,19 @@ class Deployment:
         registered (and, pulling, sent its first poll)."""
         t0 = time.perf_counter()
         self.fleet.start()
-        wait_until(
-            lambda: self.stats.exists() or self.fleet.proc.poll() is not None,
-            max(120, self.helpers / 5),
-            f"{self.helpers} helpers registered",
-            interval=0.2,
-        )
+        limit = max(120, self.helpers / 10)  # at least 10 registrations a second
+        try:
+            wait_until(
+                lambda: self.stats.exists() or self.fleet.proc.poll() is not None,
+                limit,
+                f"{self.helpers} helpers registered",
+                interval=0.2,
+            )
+        except AssertionError:
+            joined = self.seeker_db["helpers"].estimated_document_count()
+            raise TimeoutError(
+                f"{joined:,} of {self.helpers:,} helpers registered in {limit:.0f} s"
+            ) from None
         if self.fleet.proc.poll() is not None:
             raise RuntimeError(f"the fleet exited:\n{self.fleet.log()}")
         return time.perf_counter() - t0
