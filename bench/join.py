@@ -33,7 +33,7 @@ from pathlib import Path
 
 from bench.common import MongoServer, fmt_ratio, fmt_s, main, ratio, report
 from bench.deployment import Deployment
-from seeker.models import AssignmentState
+from seeker.models import AssignmentState, TaskState
 from seeker.placement.capacity import as_utc
 
 NAME = "join"
@@ -190,6 +190,30 @@ def run(quick: bool = False) -> dict:
         quick=quick,
         data={"joining": join, "baseline": base, "joining_pull": pulled},
     )
+
+
+def profile() -> str:
+    """Sample the seeker and the database (the GIL's holder) for 30 s while
+    1,000 tasks submitted at once run on 200 helpers already there."""
+    from bench.profiling import PROFILES, py_spy, summarize
+
+    with (
+        MongoServer(NAME) as db,
+        tempfile.TemporaryDirectory(prefix="seeker-bench-join-") as tmp,
+        Deployment(Path(tmp), db, 200) as dep,
+    ):
+        dep.submit(1_000)
+        raws = {k: PROFILES / f"join-{k}.raw" for k in ("seeker", "database")}
+        spies = [
+            py_spy(dep.seeker.proc.pid, 30, raws["seeker"]),
+            py_spy(db.proc.pid, 30, raws["database"]),
+        ]
+        for spy in spies:
+            spy.wait()
+        done = dep.seeker_db["tasks"].count_documents({"state": TaskState.SUCCEEDED})
+    out = [f"1,000 tasks submitted at once to 200 helpers; {done} succeeded after 30 s\n"]
+    out += [f"=== {k}\n{summarize(raw)}" for k, raw in raws.items()]
+    return "\n".join(out)
 
 
 if __name__ == "__main__":
