@@ -21,7 +21,10 @@ cannot take ("push_failed"); stops what the seeker says to stop.
 
 Every helper re-registers every --heartbeat seconds (15), each on its own
 schedule, as a helper's heartbeat does (bench/heartbeats.py). Joining:
-every helper registers at once, --beat-threads at a time.
+every helper registers at once, --beat-threads at a time. This copies
+helper/agent.py as of pull mode (`_heartbeat`: a full registration every
+15 s); when the helper's heartbeat changes, `FleetHelper.register` and the
+interval here must change with it.
 
 As real helpers do, each joins with the token and then talks to the seeker
 with its own credential, in a session of its own (up to 4 keep-alive
