@@ -6,4 +6,14 @@ Run them all with `python -m bench` (or name some: `python -m bench choice
 results`; `--quick` for a smoke test under a minute each). Each module also
 runs alone: `python -m bench.choice --quick`."""
 
-BENCHMARKS = ("overhead", "dispatch", "choice", "results", "footprint")
+BENCHMARKS = (
+    "overhead",
+    "dispatch",
+    "choice",
+    "results",
+    "footprint",
+    "pull",
+    "failover",
+    "idle",
+    "join",
+)

@@ -1,21 +1,39 @@
-"""`python -m bench.fleet`: many helpers in one process, for the dispatch
-benchmark.
+"""`python -m bench.fleet`: many helpers in one process, for the dispatch,
+idle and join benchmarks.
 
 Each helper is the real helper stack less its own HTTP server and Docker:
 `helper.executor.Executor` (slots, the "running" report to the seeker),
 `helper.outbox.Outbox` (fsync'd entries, the result POSTed to the channel,
-the final event to the seeker) and `helper.app.create_app` (the helper's
-REST API, credential check and validation), with a runtime whose containers
-succeed at once. One WSGI server serves every helper's app, under
-/h/<n>/ (werkzeug's DispatcherMiddleware); each registers with the seeker at
-that URL and re-registers every 15 s, as a helper's heartbeat does.
+the final event to the seeker), with a runtime whose containers succeed at
+once.
+
+Push mode (the default): one WSGI server serves every helper's REST API
+(`helper.app.create_app`: credential check, validation) under /h/<n>/
+(werkzeug's DispatcherMiddleware); each registers with the seeker at that
+URL, and the seeker pushes its work there and probes it.
+
+Pull mode (`--pull`): no server. Each helper registers with mode "pull" and
+long-polls `POST /api/v1/helpers/<id>/work` on a thread and a connection of
+its own, as helper/agent.py does (`_poll_loop`, `poll_once`, `handle`): it
+takes each offer with `Executor.take()`, acknowledged by an "accepted"
+event whose answer says whether this process runs it; refuses what it
+cannot take ("push_failed"); stops what the seeker says to stop.
+
+Every helper re-registers every --heartbeat seconds (15), each on its own
+schedule, as a helper's heartbeat does (bench/heartbeats.py). Joining:
+every helper registers at once, --beat-threads at a time. This copies
+helper/agent.py as of pull mode (`_heartbeat`: a full registration every
+15 s); when the helper's heartbeat changes, `FleetHelper.register` and the
+interval here must change with it.
 
 As real helpers do, each joins with the token and then talks to the seeker
 with its own credential, in a session of its own (up to 4 keep-alive
-connections); results go to the channel with each attempt's receipt, through
-one shared ChannelClient (up to 64 connections).
+connections; a pulling helper's poll has one more); results go to the
+channel with each attempt's receipt, through one shared ChannelClient (up
+to 64 connections).
 
-Prints "ready" once every helper is registered; stops on SIGTERM."""
+Prints "ready" once every helper is registered (and, pulling, polls), then
+writes its counters to DATA_DIR/stats.json every 2 s; stops on SIGTERM."""
 
 from __future__ import annotations
 
@@ -31,16 +49,22 @@ from requests.adapters import HTTPAdapter
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.wrappers import Response
 
+from bench.heartbeats import Counters, Heartbeats
 from channel.client import ChannelClient
 from channel.models import ResultStatus
 from helper.app import create_app
 from helper.executor import Executor
+from helper.models import Assignment
 from helper.outbox import Outbox
 from helper.runtime import RunOutcome
 from seeker.client import SeekerClient
+from serving.errors import Busy, Conflict, Forbidden, NotFound
+from serving.http import ApiError, Unreachable
 from serving.wsgi import BackgroundServer
 
+log = logging.getLogger("bench.fleet")
 GIB = 1024**3
+STACK = 512 * 1024  # bytes of stack per thread: thousands of them wait here
 
 
 class InstantRuntime:
@@ -62,12 +86,18 @@ class InstantRuntime:
 
 
 class FleetHelper:
-    def __init__(self, i: int, run_id: str, args, base_url: str, channel):
+    """A pushed helper: the seeker reaches it at `url` (this process's server)."""
+
+    mode = "push"
+
+    def __init__(self, i: int, run_id: str, args, base_url: str, channel, counters: Counters):
         self.helper_id = f"fleet-{run_id}-{i:04d}"
         self.name = f"fleet-{run_id}-{i:04d}"
         self.url = f"{base_url}/h/{i}"
         self.slots = args.slots
         self.boot_id = uuid.uuid4().hex
+        self.token = args.token
+        self.counters = counters
         # its own session: it joins with the token, then sends its credential
         self.seeker = pooled(SeekerClient(args.seeker_url, args.token, timeout=60), 4)
         self.credentials: tuple[str, ...] = ()
@@ -91,9 +121,12 @@ class FleetHelper:
             report=self.seeker.report,
             boot_id=self.boot_id,
         )
-        self.app = create_app(
+
+    def app(self):
+        """This helper's REST API, as `helper start` serves it."""
+        return create_app(
             executor=self.executor,
-            token=args.token,
+            token=self.token,
             seeker_credentials=lambda: self.credentials,
             describe=self.describe,
         )
@@ -111,11 +144,12 @@ class FleetHelper:
             "resources": self.resources(),
         }
 
-    def register(self) -> None:
+    def register(self) -> bool:
         answer = self.seeker.register_helper(
             {
                 "helper_id": self.helper_id,
                 "name": self.name,
+                "mode": self.mode,
                 "url": self.url,
                 "slots": self.slots,
                 "resources": self.resources(),
@@ -125,7 +159,100 @@ class FleetHelper:
         )
         if answer.get("credential"):
             self.credentials = (answer["credential"],)
-            self.seeker.authorize(answer["credential"])
+            self.authorize(answer["credential"])
+        self.stop_runs(answer.get("stop") or [])
+        return True
+
+    def authorize(self, credential: str) -> None:
+        self.seeker.authorize(credential)
+
+    def stop_runs(self, keys: list[str]) -> None:
+        for key in keys:
+            try:
+                self.executor.cancel(key)
+            except NotFound:
+                pass  # ended meanwhile
+
+
+class PullingHelper(FleetHelper):
+    """A helper that accepts no connections: it long-polls for its work."""
+
+    mode = "pull"
+
+    def __init__(self, i: int, run_id: str, args, base_url: str, channel, counters: Counters):
+        super().__init__(i, run_id, args, base_url, channel, counters)
+        self.url = None
+        self.poll_wait = args.poll_wait
+        # the poll has a connection of its own, as the agent's `poller`
+        self.poller = SeekerClient(args.seeker_url, None)
+
+    def authorize(self, credential: str) -> None:
+        self.seeker.authorize(credential)
+        self.poller.authorize(credential)
+
+    def poll_forever(self, stop: threading.Event) -> None:
+        """helper/agent.py `_poll_loop`: poll, handle, again; back off up to
+        5 s while the seeker cannot be reached."""
+        backoff = 0.5
+        while not stop.is_set():
+            body = {
+                "boot_id": self.boot_id,
+                "running": self.executor.running_keys(),
+                "done": self.executor.done_keys(),
+                "wait": self.poll_wait,
+            }
+            self.counters.add("polling")
+            try:
+                work = self.poller.poll_work(self.helper_id, body, timeout=self.poll_wait + 15)
+            except (Unreachable, ApiError) as exc:
+                self.counters.add("poll_failures")
+                log.warning("poll of %s failed: %s", self.name, exc)
+                if isinstance(exc, ApiError) and exc.status in (401, 404, 409):
+                    self.register()
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            finally:
+                self.counters.add("polling", -1)
+            self.counters.add("polls")
+            backoff = 0.5
+            self.handle(work)
+
+    def handle(self, work: dict) -> None:
+        """helper/agent.py `handle`: stop what the seeker says to stop, take
+        each offer (acknowledged before it runs), or say why not."""
+        self.stop_runs(work.get("stop") or [])
+        for item in work.get("assignments") or []:
+            a = Assignment.model_validate(item)
+            try:
+                if self.executor.take(a, self.acknowledge):
+                    self.counters.add("offers_taken")
+            except (Busy, Forbidden, Conflict) as exc:
+                self.counters.add("offers_refused")
+                self.refuse(a, exc)
+            except (Unreachable, ApiError):
+                pass  # it is handed out again
+
+    def acknowledge(self, a: Assignment) -> bool:
+        event = {
+            "helper_id": self.helper_id,
+            "attempt": a.attempt,
+            "state": "accepted",
+            "boot_id": self.boot_id,
+        }
+        return bool((self.seeker.report(a.task_id, event) or {}).get("run"))
+
+    def refuse(self, a: Assignment, why: Exception) -> None:
+        event = {
+            "helper_id": self.helper_id,
+            "attempt": a.attempt,
+            "state": "push_failed",
+            "error": f"{self.name} refused it: {why}",
+        }
+        try:
+            self.seeker.report(a.task_id, event)
+        except (Unreachable, ApiError):
+            pass  # it expires on the seeker's side
 
 
 def pooled(client, size: int = 64):
@@ -141,41 +268,68 @@ def not_found(environ, start_response):
     )
 
 
-def main() -> None:
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.fleet")
     parser.add_argument("--seeker-url", required=True)
     parser.add_argument("--channel-url", required=True)
     parser.add_argument("--token", required=True)
     parser.add_argument("--data-dir", required=True)
-    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--port", type=int, required=True, help="push mode: the helpers' server")
     parser.add_argument("--helpers", type=int, default=200)
     parser.add_argument("--slots", type=int, default=4)
-    parser.add_argument("--threads", type=int, default=16)
-    args = parser.parse_args()
+    parser.add_argument("--threads", type=int, default=16, help="push mode: server threads")
+    parser.add_argument("--pull", action="store_true", help="pulling helpers (long polls)")
+    parser.add_argument("--poll-wait", type=float, default=25.0, help="seconds a poll waits")
+    parser.add_argument("--heartbeat", type=float, default=15.0, help="seconds between beats")
+    parser.add_argument("--beat-threads", type=int, default=32, help="registrations at once")
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = arguments()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
+    threading.stack_size(STACK)
     run_id = uuid.uuid4().hex[:6]
+    counters = Counters()
+    stats = Path(args.data_dir) / "stats.json"
+    kind = PullingHelper if args.pull else FleetHelper
     base = f"http://127.0.0.1:{args.port}"
     channel = pooled(ChannelClient(args.channel_url, None, timeout=60))  # receipts, not a token
-    helpers = [FleetHelper(i, run_id, args, base, channel) for i in range(args.helpers)]
-    app = DispatcherMiddleware(not_found, {f"/h/{i}": h.app for i, h in enumerate(helpers)})
-    # the seeker keeps a connection to each helper URL, all to this one server
-    server = BackgroundServer(app, "127.0.0.1", args.port, threads=args.threads).start()
-    for h in helpers:
-        h.outbox.start()
-        h.register()
-    print("ready", flush=True)
+    helpers = [kind(i, run_id, args, base, channel, counters) for i in range(args.helpers)]
+    server = None
+    if not args.pull:
+        apps = {f"/h/{i}": h.app() for i, h in enumerate(helpers)}
+        # the seeker keeps a connection to each helper URL, all to this one server
+        server = BackgroundServer(
+            DispatcherMiddleware(not_found, apps), "127.0.0.1", args.port, threads=args.threads
+        ).start()
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    while not stop.wait(15):  # the heartbeat: fresh registrations
-        for h in helpers:
-            try:
-                h.register()
-            except Exception as exc:  # keep beating; the seeker may be busy
-                logging.warning("registration of %s failed: %s", h.name, exc)
+
+    def joined(i: int) -> None:
+        helpers[i].outbox.start()
+        if args.pull:
+            name = f"poll-{i}"
+            threading.Thread(
+                target=helpers[i].poll_forever, args=(stop,), name=name, daemon=True
+            ).start()
+
+    beats = Heartbeats(
+        len(helpers), lambda i: helpers[i].register(), args.heartbeat, args.beat_threads, counters
+    )
+    beats.join(joined)
+    counters.write(stats)
+    print("ready", flush=True)
+    threading.Thread(target=beats.run, name="heartbeats", daemon=True).start()
+    while not stop.wait(2):
+        counters.write(stats)
+    beats.stop()
+    counters.write(stats)
     for h in helpers:
         h.outbox.stop()
-    server.stop()
+    if server is not None:
+        server.stop()
 
 
 if __name__ == "__main__":

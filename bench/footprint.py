@@ -65,7 +65,7 @@ def run(quick: bool = False) -> dict:
         tmp = Path(tmp)
         seeker_port, helper_port, bare_port = free_ports(3)
         seeker_url = f"http://127.0.0.1:{seeker_port}"
-        common = ["--token", token, "--log-level", "warning"]
+        common = [f"--token={token}", "--log-level", "warning"]
         services = [
             Service(
                 "seeker",

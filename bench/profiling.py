@@ -49,10 +49,12 @@ def in_process(fn) -> str:
     return profiler.output_text(unicode=False, color=False, show_all=False)
 
 
-def py_spy(pid: int, seconds: float, raw: Path) -> subprocess.Popen:
+def py_spy(pid: int, seconds: float, raw: Path, gil: bool = True) -> subprocess.Popen:
     """Start sampling process `pid` for `seconds`: the thread holding the GIL
-    at each sample, i.e. where the process spends its Python CPU."""
+    at each sample, i.e. where the process spends its Python CPU; with
+    `gil=False`, every thread, waiting or not (where its threads wait)."""
     exe = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy"
+    which = ["--gil"] if gil else ["--idle"]
     return subprocess.Popen(
         [
             exe,
@@ -68,7 +70,7 @@ def py_spy(pid: int, seconds: float, raw: Path) -> subprocess.Popen:
             "--output",
             str(raw),
             "--nonblocking",
-            "--gil",
+            *which,
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -79,6 +81,7 @@ def summarize(
     raw: Path,
     top: int = 25,
     idle=("wait", "select", "poll", "_wait_for_tstate_lock", "acquire", "sleep", "accept"),
+    sampled: str = "the GIL-holding thread",
 ) -> str:
     """Rank frames from py-spy's raw (collapsed) stacks. Samples whose
     innermost frame is a wait, a select or a lock are left out, so the
@@ -106,7 +109,7 @@ def summarize(
         leaf = frames[-1]
         own[f"{_short(leaf['file'])}:{leaf['line']} {leaf['func']}"] += n
     lines = [
-        f"{busy} busy samples of the GIL-holding thread (waits left out)",
+        f"{busy} busy samples of {sampled} (waits left out)",
         "",
         "project lines on the stack (inclusive share of busy samples):",
     ]

@@ -1,0 +1,390 @@
+"""Idle fleet: what N helpers doing nothing cost the seeker.
+
+Seeker: a database server in its own process (SecantusDB, or
+TEST_MONGO_URL), `seeker start` with its default intervals, and
+`python -m bench.fleet` with N helpers (bench/fleet.py: the real helper
+code less Docker; each re-registers every 15 s on its own schedule, as a
+helper's heartbeat does). Push mode and pull mode run apart, each in a
+deployment of its own on a fresh database server: pushed helpers are
+served by the fleet's one WSGI server and probed by the seeker; pulling
+helpers each hold a long poll (25 s) on a connection and a thread of their
+own. No channel and no tasks. Once every helper has registered (and,
+pulling, sent its first poll), 15 s to settle (5 s quick), then over the
+window (60 s; 10 s quick): the seeker process's CPU (user + system, as a
+share of one core), its resident memory (sampled once a second), its
+threads and open file descriptors (at the end), and the database
+operations per second (the server's opcounters: only the seeker uses this
+server). The fleet's counters say whether the helpers beat as they should
+(registrations in the window against N x window / 15) and how often polls
+were answered.
+
+Baselines: the other mode, measured the same way just before or after; and
+a bare Flask app with one route on `serving.wsgi.BackgroundServer` (16
+threads, as the seeker), to which another process holds N keep-alive
+connections, each sending one GET every 15 s (bench/idle_bare.py): what
+hearing from N helpers costs a server with nothing behind it.
+
+Sizes: 2,000 and 5,000 helpers in each mode (200 quick), or those in
+BENCH_IDLE_HELPERS (e.g. `BENCH_IDLE_HELPERS=1000 python -m bench idle`);
+`python -m bench.idle --helpers 2000 --window 30` runs alone.
+Targets (issue #14): under 10% of one core and under 20 database
+operations per second for 5,000 idle helpers, in each mode."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+from bench.common import (
+    MongoServer,
+    Service,
+    fmt_ratio,
+    free_ports,
+    ratio,
+    report,
+    wait_until,
+)
+from bench.deployment import Deployment
+from seeker.client import SeekerClient
+
+NAME = "idle"
+MIB = 1024**2
+HEARTBEAT = 15.0
+CPU_TARGET = 10.0  # % of one core
+OPS_TARGET = 20.0  # database operations per second
+
+
+def sizes(quick: bool) -> list[int]:
+    wanted = os.environ.get("BENCH_IDLE_HELPERS")
+    if wanted:
+        return [int(n) for n in wanted.split(",")]
+    return [200] if quick else [2_000, 5_000]
+
+
+def sample(proc: psutil.Process, seconds: float) -> dict:
+    """CPU share, resident memory, threads and descriptors of `proc`."""
+    t0, c0 = time.monotonic(), proc.cpu_times()
+    rss: list[int] = []
+    while time.monotonic() - t0 < seconds:
+        rss.append(proc.memory_info().rss)
+        time.sleep(1.0)
+    elapsed, c1 = time.monotonic() - t0, proc.cpu_times()
+    cpu = (c1.user - c0.user) + (c1.system - c0.system)
+    return {
+        "cpu_pct": 100 * cpu / elapsed,
+        "rss_mib": sum(rss) / len(rss) / MIB,
+        "threads": proc.num_threads(),
+        "fds": proc.num_fds(),
+        "window_s": elapsed,
+    }
+
+
+def cpu_of(proc: psutil.Process) -> float:
+    t = proc.cpu_times()
+    return t.user + t.system
+
+
+def seeker_idle(n: int, pull: bool, window: float, settle: float) -> dict:
+    """One deployment of `n` idle helpers; the seeker's figures."""
+    with (
+        MongoServer(NAME) as db,
+        tempfile.TemporaryDirectory(prefix="seeker-bench-idle-") as tmp,
+        Deployment(Path(tmp), db, n, pull=pull, join_now=False, channel=False) as dep,
+    ):
+        joined = dep.join()
+        if pull:  # every first poll on its way
+            wait_until(lambda: dep.counters().get("polling", 0) >= n, 120, "polls", 0.5)
+        time.sleep(settle)
+        others = {"fleet": dep.fleet.process(), "database": db.process()}
+        others_cpu0 = {k: cpu_of(p) for k, p in others.items() if p}
+        c0, ops0 = dep.counters(), db.opcounters()
+        got = sample(dep.seeker.process(), window)
+        c1, ops1 = dep.counters(), db.opcounters()
+        got["others_cpu_pct"] = {
+            k: 100 * (cpu_of(p) - others_cpu0[k]) / got["window_s"] for k, p in others.items() if p
+        }
+        for svc in dep.services():
+            if svc.proc.poll() is not None:
+                raise RuntimeError(f"{svc.name} exited during the window:\n{svc.log()}")
+    ops = {k: ops1.get(k, 0) - ops0.get(k, 0) for k in ops1}
+    got["db_ops_per_s"] = sum(ops.values()) / got["window_s"]
+    got["db_ops"] = ops
+    got["join_s"] = joined
+    got["fleet"] = {k: c1.get(k, 0) - c0.get(k, 0) for k in c1}
+    got["fleet"]["polling"] = c1.get("polling", 0)
+    got["beat_rate"] = got["fleet"].get("registrations", 0) / (n * got["window_s"] / HEARTBEAT)
+    return got
+
+
+def bare_idle(n: int, window: float, settle: float) -> dict:
+    """The baseline: a bare server holding `n` connections that beat."""
+    with tempfile.TemporaryDirectory(prefix="seeker-bench-idle-") as tmp:
+        (port,) = free_ports(1)
+        url = f"http://127.0.0.1:{port}"
+        server = Service("bare", ["bench.idle_bare", "serve", str(port)], Path(tmp))
+        holder = Service(
+            "holder", ["bench.idle_bare", "hold", url, str(n), str(HEARTBEAT)], Path(tmp)
+        )
+        try:
+            server.start().wait_healthy(url)
+            holder.start()
+            wait_until(lambda: "ready" in holder.log(), max(120, n / 20), f"{n} connections")
+            time.sleep(settle)
+            return sample(server.process(), window)
+        finally:
+            holder.stop()
+            server.stop()
+
+
+def unit_costs(quick: bool) -> dict:
+    """Database operations per heartbeat and per poll, made one at a time by
+    this process against a seeker that knows one pulling helper (never
+    probed), less what the seeker does meanwhile on its own (measured over
+    an idle stretch first)."""
+    k, idle_s = (10, 5.0) if quick else (50, 20.0)
+    with (
+        MongoServer(NAME) as db,
+        tempfile.TemporaryDirectory(prefix="seeker-bench-idle-") as tmp,
+        Deployment(Path(tmp), db, 0, join_now=False, channel=False) as dep,
+    ):
+        client = SeekerClient(dep.seeker_url, dep.token)
+        reg = {
+            "helper_id": "unit-cost",
+            "name": "unit-cost",
+            "mode": "pull",
+            "slots": 4,
+            "resources": {"cpus": 16.0, "memory_total": 64 * 1024**3, "gpus": []},
+            "boot_id": "b1",
+            "running": [],
+        }
+        client.authorize(client.register_helper(reg)["credential"])
+        poll = {"boot_id": "b1", "running": [], "done": []}
+
+        def ops_of(step, times: int) -> tuple[float, float]:
+            t0, before = time.monotonic(), db.opcounters()
+            for _ in range(times):
+                step()
+            after = db.opcounters()
+            return sum(after.values()) - sum(before.values()), time.monotonic() - t0
+
+        background, seconds = ops_of(lambda: time.sleep(idle_s), 1)
+        per_s = background / seconds
+        out = {"seeker_alone_ops_per_s": per_s}
+        for name, step, times in (
+            ("heartbeat", lambda: client.register_helper(reg), k),
+            ("poll_at_once", lambda: client.poll_work("unit-cost", {**poll, "wait": 0}, 30), k),
+            ("poll_parked", lambda: client.poll_work("unit-cost", {**poll, "wait": 1}, 30), k // 5),
+        ):
+            ops, took = ops_of(step, times)
+            out[name] = max(0.0, ops - per_s * took) / times
+        client.close()
+    return out
+
+
+def measure(n: int, window: float, settle: float) -> dict:
+    """Push, pull and the bare server with `n` helpers; a side that fails
+    (say, a fleet that cannot join in time) is recorded as failed."""
+    out = {}
+    sides = {
+        "push": lambda: seeker_idle(n, False, window, settle),
+        "pull": lambda: seeker_idle(n, True, window, settle),
+        "bare": lambda: bare_idle(n, window, settle),
+    }
+    for side, measure_side in sides.items():
+        print(f"idle: {n:,} helpers, {side} ...", flush=True)
+        try:
+            out[side] = measure_side()
+        except Exception as exc:  # recorded: the other sides still tell something
+            out[side] = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+        print(f"idle: {side} {json.dumps(out[side], default=str)}", flush=True)
+    out["load"] = os.getloadavg()
+    return out
+
+
+def cell(g: dict, key: str, fmt: str = "{:.1f}", scale: float = 1) -> str:
+    return fmt.format(scale * g[key]) if key in g else "failed"
+
+
+def both(a: dict, b: dict, key: str) -> str:
+    return fmt_ratio(ratio(a[key], b[key])) if key in a and key in b else ""
+
+
+def rows_for(n: int, m: dict) -> list[list]:
+    push, pull, bare = m["push"], m["pull"], m["bare"]
+    rows = []
+    for what, key, fmt in (
+        ("seeker CPU, % of one core", "cpu_pct", "{:.1f}%"),
+        ("database operations per second", "db_ops_per_s", "{:.1f}"),
+        ("seeker resident memory", "rss_mib", "{:.0f} MiB"),
+    ):
+        on_bare = key in bare or "error" in bare
+        rows.append(
+            [
+                f"{n:,} pushed helpers: {what} (vs bare server)",
+                cell(push, key, fmt),
+                cell(bare, key, fmt) if on_bare else "—",
+                both(push, bare, key),
+            ]
+        )
+        rows.append(
+            [
+                f"{n:,} pulling helpers: {what} (vs push mode)",
+                cell(pull, key, fmt),
+                cell(push, key, fmt),
+                both(pull, push, key),
+            ]
+        )
+    for what, key, fmt, scale in (
+        ("heartbeats answered, % of the fleet's rate", "beat_rate", "{:.0f}%", 100),
+        ("seeker threads", "threads", "{}", 1),
+        ("seeker open descriptors", "fds", "{:,}", 1),
+    ):
+        rows.append(
+            [
+                f"{n:,} helpers: {what}, push / pull" + (" (vs bare server)" if scale == 1 else ""),
+                f"{cell(push, key, fmt, scale)} / {cell(pull, key, fmt, scale)}",
+                cell(bare, key, fmt) if scale == 1 else "",
+                "",
+            ]
+        )
+    return rows
+
+
+def side_note(mode: str, g: dict) -> str:
+    if "error" in g:
+        return f"{mode}: failed: {g['error']}"
+    f = g["fleet"]
+    others = ", ".join(f"{k} {v:.0f}%" for k, v in g["others_cpu_pct"].items())
+    text = (
+        f"{mode}: joined in {g['join_s']:.0f} s; over {g['window_s']:.0f} s the fleet beat at "
+        f"{100 * g['beat_rate']:.0f}% of its rate ({f.get('registrations', 0):.0f} "
+        f"registrations, {f.get('registration_failures', 0):.0f} failed, "
+        f"{f.get('beats_due_late', 0):.0f} over 1 s late, the latest "
+        f"{f.get('late_s_max', 0):.1f} s late)"
+    )
+    if mode == "pull":
+        text += (
+            f", {f.get('polls', 0):.0f} polls answered, "
+            f"{f.get('poll_failures', 0):.0f} failed, {f.get('polling', 0):.0f} waiting "
+            "at the end"
+        )
+    ops = ", ".join(f"{k} {v / g['window_s']:.1f}/s" for k, v in g["db_ops"].items() if v)
+    return f"{text}; database operations: {ops or 'none'}; CPU of the others: {others}"
+
+
+def notes_for(n: int, m: dict) -> str:
+    parts = [side_note(mode, m[mode]) for mode in ("push", "pull")]
+    if "error" in m["bare"]:
+        parts.append(side_note("bare server", m["bare"]))
+    load = ", ".join(f"{x:.1f}" for x in m["load"])
+    return f"{n:,} helpers (load average {load} after): " + ". ".join(parts) + "."
+
+
+def run(quick: bool = False, helpers: list[int] | None = None, window: float | None = None):
+    window = window or (10.0 if quick else 60.0)
+    settle = 5.0 if quick else 15.0
+    units = unit_costs(quick)
+    print(f"idle: database operations per event: {units}", flush=True)
+    measured = {n: measure(n, window, settle) for n in (helpers or sizes(quick))}
+    rows = [row for n, m in measured.items() for row in rows_for(n, m)]
+    rows += [
+        ["database operations per heartbeat (re-registration)", f"{units['heartbeat']:.1f}"]
+        + ["", ""],
+        ["database operations per poll answered at once", f"{units['poll_at_once']:.1f}", "", ""],
+        [
+            "database operations per poll parked until its wait ends",
+            f"{units['poll_parked']:.1f}",
+            "",
+            "",
+        ],
+        [
+            "database operations per second of a seeker with one idle helper",
+            f"{units['seeker_alone_ops_per_s']:.1f}",
+            "",
+            "",
+        ],
+    ]
+    met = all(
+        m[mode].get("cpu_pct", CPU_TARGET) < CPU_TARGET
+        and m[mode].get("db_ops_per_s", OPS_TARGET) < OPS_TARGET
+        for m in measured.values()
+        for mode in ("push", "pull")
+    )
+    notes = [
+        f"Each mode in a deployment of its own (fresh database server, {window:.0f} s window "
+        f"after {settle:.0f} s to settle); the seeker at its defaults (probe every 10 s, "
+        "liveness 45 s, poll wait 25 s); helpers re-register every 15 s. Bare server: one "
+        "keep-alive connection per helper and one GET per helper every 15 s.",
+        *(notes_for(n, m) for n, m in measured.items()),
+        "The fleet, the database and the benchmark share the machine's 2 cores with the "
+        "seeker: a seeker that cannot keep up shows as a fleet beating below its rate.",
+        "Per event (last rows): one pulling helper registered on a seeker of its own; its "
+        "re-registrations, polls with wait 0 and polls with wait 1 s sent one at a time by the "
+        "benchmark, the server's operations over them less the seeker's own rate meanwhile "
+        "(the last row, measured first). A heartbeat costs a pushed helper the same; a pushed "
+        "helper's probe is not measured apart.",
+    ]
+    largest = max(measured)
+    return report(
+        NAME,
+        f"Idle fleet: {', '.join(f'{n:,}' for n in measured)} helpers in each mode",
+        rows,
+        target=f"under {CPU_TARGET:g}% of one core and under {OPS_TARGET:g} database operations "
+        "per second for 5,000 idle helpers, in each mode",
+        met=met if largest >= 5_000 else None,
+        notes=notes,
+        quick=quick,
+        data={"per_event": units, **{str(n): m for n, m in measured.items()}},
+    )
+
+
+def profile() -> str:
+    """Sample the seeker (every thread not idle: where its workers wait) and
+    the database (the thread holding the GIL) for 20 s while 2,000 pulling
+    helpers idle, then the same with 2,000 pushed helpers."""
+    from bench.profiling import PROFILES, py_spy, summarize
+
+    out = []
+    for pull in (True, False):
+        mode = "pull" if pull else "push"
+        with (
+            MongoServer(NAME) as db,
+            tempfile.TemporaryDirectory(prefix="seeker-bench-idle-") as tmp,
+            Deployment(Path(tmp), db, 2_000, pull=pull, channel=False) as dep,
+        ):
+            time.sleep(15)
+            raws = {k: PROFILES / f"idle-{mode}-{k}.raw" for k in ("seeker", "database")}
+            spies = [
+                py_spy(dep.seeker.proc.pid, 20, raws["seeker"], gil=False),
+                py_spy(db.proc.pid, 20, raws["database"]),
+            ]
+            for spy in spies:
+                spy.wait()
+            fleet = dep.counters()
+        out.append(f"##### 2,000 {mode} helpers, idle; the fleet's counters: {fleet}\n")
+        every = summarize(raws["seeker"], sampled="every thread, a database call included")
+        out.append(f"=== seeker, every thread not idle\n{every}")
+        out.append(f"=== database, the GIL's holder\n{summarize(raws['database'])}")
+    return "\n".join(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.idle")
+    parser.add_argument("--quick", action="store_true", help="a smoke test")
+    parser.add_argument("--helpers", type=int, nargs="*", help="fleet sizes (default: 2000 5000)")
+    parser.add_argument("--window", type=float, help="seconds measured (default: 60, quick 10)")
+    args = parser.parse_args()
+    result = run(args.quick, args.helpers, args.window)
+    from bench.render import section
+
+    print(section(result))
+
+
+if __name__ == "__main__":
+    main()
