@@ -19,12 +19,13 @@ takes each offer with `Executor.take()`, acknowledged by an "accepted"
 event whose answer says whether this process runs it; refuses what it
 cannot take ("push_failed"); stops what the seeker says to stop.
 
-Every helper re-registers every --heartbeat seconds (15), each on its own
-schedule, as a helper's heartbeat does (bench/heartbeats.py). Joining:
-every helper registers at once, --beat-threads at a time. This copies
-helper/agent.py as of pull mode (`_heartbeat`: a full registration every
-15 s); when the helper's heartbeat changes, `FleetHelper.register` and the
-interval here must change with it.
+Every helper beats as helper/agent.py does (`beat`): as often as the seeker
+asks (or every --heartbeat seconds, if given and more often), each on its
+own schedule (bench/heartbeats.py); a beat is light (POST
+/api/v1/helpers/<id>/heartbeat) but the first, those after the interval
+changed, and one every 5 minutes, which are full registrations. Joining:
+every helper registers at once, --beat-threads at a time. When the helper's
+heartbeat changes, `FleetHelper.beat` must change with it.
 
 As real helpers do, each joins with the token and then talks to the seeker
 with its own credential, in a session of its own (up to 4 keep-alive
@@ -41,6 +42,7 @@ import argparse
 import logging
 import signal
 import threading
+import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -64,6 +66,7 @@ from serving.wsgi import BackgroundServer
 
 log = logging.getLogger("bench.fleet")
 GIB = 1024**3
+REFRESH_EVERY = 300.0  # seconds: a full registration at least this often (helper/agent.py)
 STACK = 512 * 1024  # bytes of stack per thread: thousands of them wait here
 
 
@@ -96,6 +99,9 @@ class FleetHelper:
         self.url = f"{base_url}/h/{i}"
         self.slots = args.slots
         self.boot_id = uuid.uuid4().hex
+        self.fixed = args.heartbeat  # --heartbeat: beat at least this often
+        self.every = self.reported = args.heartbeat or 15.0
+        self.registered_at = -1.0
         self.token = args.token
         self.counters = counters
         # its own session: it joins with the token, then sends its credential
@@ -145,6 +151,7 @@ class FleetHelper:
         }
 
     def register(self) -> bool:
+        """A full registration (helper/agent.py `_register`)."""
         answer = self.seeker.register_helper(
             {
                 "helper_id": self.helper_id,
@@ -155,13 +162,41 @@ class FleetHelper:
                 "resources": self.resources(),
                 "boot_id": self.boot_id,
                 "running": self.executor.running_keys(),
+                "heartbeat": self.every,
             }
         )
         if answer.get("credential"):
             self.credentials = (answer["credential"],)
             self.authorize(answer["credential"])
+        self.registered_at = time.monotonic()
+        self.adopt_interval(answer)
         self.stop_runs(answer.get("stop") or [])
         return True
+
+    def beat(self) -> bool:
+        """helper/agent.py `beat`: a light heartbeat, or a full registration
+        the first time, when the interval the helper reports changed, and
+        every 5 minutes (the simulated resources do not change)."""
+        stale = time.monotonic() - self.registered_at > REFRESH_EVERY
+        if self.registered_at < 0 or stale or self.every != self.reported:
+            return self.register()
+        try:
+            answer = self.seeker.heartbeat(
+                self.helper_id, {"boot_id": self.boot_id, "running": self.executor.running_keys()}
+            )
+        except ApiError as exc:
+            if exc.status in (401, 404, 409):
+                return self.register()
+            raise
+        self.adopt_interval(answer)
+        self.stop_runs(answer.get("stop") or [])
+        return True
+
+    def adopt_interval(self, answer: dict) -> None:
+        """Beat as often as the seeker asks (or as --heartbeat, if more often)."""
+        self.reported = self.every
+        asked = answer.get("heartbeat") or self.every
+        self.every = min(self.fixed, asked) if self.fixed else asked
 
     def authorize(self, credential: str) -> None:
         self.seeker.authorize(credential)
@@ -195,10 +230,11 @@ class PullingHelper(FleetHelper):
         5 s while the seeker cannot be reached."""
         backoff = 0.5
         while not stop.is_set():
+            stopping = self.executor.stopping_keys()
             body = {
                 "boot_id": self.boot_id,
-                "running": self.executor.running_keys(),
-                "done": self.executor.done_keys(),
+                "running": [k for k in self.executor.running_keys() if k not in stopping],
+                "done": [*self.executor.done_keys(), *stopping],
                 "wait": self.poll_wait,
             }
             self.counters.add("polling")
@@ -280,7 +316,12 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=16, help="push mode: server threads")
     parser.add_argument("--pull", action="store_true", help="pulling helpers (long polls)")
     parser.add_argument("--poll-wait", type=float, default=25.0, help="seconds a poll waits")
-    parser.add_argument("--heartbeat", type=float, default=15.0, help="seconds between beats")
+    parser.add_argument(
+        "--heartbeat",
+        type=float,
+        default=None,
+        help="seconds between beats (default: as often as the seeker asks)",
+    )
     parser.add_argument("--beat-threads", type=int, default=32, help="registrations at once")
     return parser.parse_args()
 
@@ -316,7 +357,11 @@ def main() -> None:
             ).start()
 
     beats = Heartbeats(
-        len(helpers), lambda i: helpers[i].register(), args.heartbeat, args.beat_threads, counters
+        len(helpers),
+        lambda i: helpers[i].beat(),
+        lambda i: helpers[i].every,
+        args.beat_threads,
+        counters,
     )
     beats.join(joined)
     counters.write(stats)

@@ -70,13 +70,14 @@ def read_counters(path: Path) -> dict[str, float]:
 
 class Heartbeats:
     """`register(i)` for each helper i: all at once on `join()`, then every
-    `every` seconds after each one's previous registration ended."""
+    `every(i)` seconds after each one's previous beat ended (the interval
+    each helper was asked for)."""
 
     def __init__(
         self,
         count: int,
         register: Callable[[int], bool],
-        every: float,
+        every: Callable[[int], float],
         threads: int,
         counters: Counters,
     ):
@@ -102,7 +103,7 @@ class Heartbeats:
         list(self.pool.map(first, range(self.count)))
         start = time.monotonic()
         with self._cond:
-            self._due = [(start + self.every * i / self.count, i) for i in range(self.count)]
+            self._due = [(start + self.every(i) * i / self.count, i) for i in range(self.count)]
             heapq.heapify(self._due)
 
     def run(self) -> None:
@@ -121,7 +122,7 @@ class Heartbeats:
         self.counters.late(time.monotonic() - due)
         self._beat(i)
         with self._cond:
-            heapq.heappush(self._due, (time.monotonic() + self.every, i))
+            heapq.heappush(self._due, (time.monotonic() + self.every(i), i))
             self._cond.notify()
 
     def _beat(self, i: int) -> bool:

@@ -30,8 +30,27 @@ from seeker.models import AssignmentState, TaskState
 
 log = logging.getLogger(__name__)
 
-ENDED = {AssignmentState.FINISHED.value, AssignmentState.LOST.value}
-ENDED.add(AssignmentState.PUSH_FAILED.value)
+ENDED = [AssignmentState.FINISHED.value, AssignmentState.LOST.value]
+ENDED.append(AssignmentState.PUSH_FAILED.value)
+CHANGED = "updateDescription.updatedFields"
+# the changes each collection's stream brings (a heartbeat's last_seen, of
+# thousands of helpers, is not one of them)
+WANTED = {
+    "tasks": {
+        "$or": [
+            {"operationType": "insert"},
+            {f"{CHANGED}.open": {"$exists": True}},
+            {f"{CHANGED}.state": {"$in": list(TaskState.final())}},
+        ]
+    },
+    "assignments": {
+        "$or": [
+            {"operationType": "insert", "fullDocument.via": HelperMode.PULL.value},
+            {f"{CHANGED}.state": {"$in": ENDED}},
+        ]
+    },
+    "helpers": {"$or": [{"operationType": "delete"}, {f"{CHANGED}.auth": {"$exists": True}}]},
+}
 
 
 class ChangeFeed:
@@ -90,12 +109,12 @@ class ChangeFeed:
         self.streams = self._streams_available()
         if self.streams:
             handlers = {
-                "tasks": (self.on_task, None),
-                "assignments": (self.on_assignment, "updateLookup"),
-                "helpers": (self.on_helper, None),
+                "tasks": self.on_task,
+                "assignments": self.on_assignment,
+                "helpers": self.on_helper,
             }
-            for name, (handle, full) in handlers.items():
-                self._spawn(f"changes-{name}", self._follow, name, handle, full)
+            for name, handle in handlers.items():
+                self._spawn(f"changes-{name}", self._follow, name, handle)
         else:
             log.info("no change streams on this server: polling for other seekers' work")
             self._spawn("changes-poll", self._poll)
@@ -121,16 +140,13 @@ class ChangeFeed:
             log.warning("cannot tell whether the server has change streams: %s", exc)
             return False
 
-    def _follow(self, name: str, handle, full_document: str | None) -> None:
-        pipeline = [{"$match": {"operationType": {"$in": ["insert", "update", "delete"]}}}]
+    def _follow(self, name: str, handle) -> None:
+        pipeline = [{"$match": WANTED[name]}]  # the server sends only what matters here
         resume = None
         while not self._stop.is_set():
             try:
                 with self.db[name].watch(
-                    pipeline,
-                    full_document=full_document,
-                    resume_after=resume,
-                    max_await_time_ms=500,
+                    pipeline, resume_after=resume, max_await_time_ms=500
                 ) as stream:
                     while not self._stop.is_set():
                         change = stream.try_next()

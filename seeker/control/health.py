@@ -220,14 +220,18 @@ class HelperHealth:
         purged by failed probes; this also covers a seeker that cannot probe)."""
         self.flush()  # what this seeker heard lately counts
         now, lost, epoch = self.clock(), 0, self.lease_epoch()
-        helpers = self.helpers.list()
-        for h in helpers:
+        # only helpers with live work have anything to lose: one query for it
+        working = {a["helper_id"] for a in self.tasks.live_assignment_docs()}
+        if not working:
+            return 0
+        helpers = {h["helper_id"]: h for h in self.helpers.list()}
+        for helper_id in sorted(working):
+            h = helpers.get(helper_id)
+            if h is None:  # removed by hand
+                lost += self.lose_work(helper_id, "helper no longer registered", epoch=epoch)
+                continue
             seen = as_utc(h.get("last_seen"))
             if seen is None or seen < now - liveness_of(h, self.liveness):
                 reason = f"helper {h['name']} silent since {seen}"
-                lost += self.lose_work(h["helper_id"], reason, epoch=epoch)
-        known = {h["helper_id"] for h in helpers}
-        for a in self.tasks.live_assignment_docs():
-            if a["helper_id"] not in known:  # helper removed by hand
-                lost += self.lose_work(a["helper_id"], "helper no longer registered", epoch=epoch)
+                lost += self.lose_work(helper_id, reason, epoch=epoch)
         return lost

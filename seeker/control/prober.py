@@ -9,7 +9,6 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
 from seeker.control.health import HelperHealth
-from seeker.helper_models import HelperMode
 from seeker.placement.capacity import as_utc
 from seeker.store.helpers import HelperStore
 from serving.http import ApiError, Unreachable
@@ -41,11 +40,10 @@ class Prober:
         returns helper name -> answered. Pulling helpers accept no
         connections: they are never probed."""
         now = self.clock()
-        helpers = [
-            h
-            for h in self.helpers.list()
-            if h.get("mode") != HelperMode.PULL.value and silent(h, now, self.health.min_heartbeat)
-        ]
+        quiet = self.helpers.pushed_silent_since(
+            now - timedelta(seconds=self.health.min_heartbeat + 5)
+        )
+        helpers = [h for h in quiet if silent(h, now, self.health.min_heartbeat)]
         if not helpers:
             return {}
         with ThreadPoolExecutor(max_workers=min(self.parallel, len(helpers))) as pool:

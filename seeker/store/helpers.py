@@ -106,6 +106,13 @@ class HelperStore:
         self.helpers.update_one({"_id": helper_id}, {"$set": {"heartbeat": seconds}})
         self._auth.pop(helper_id, None)
 
+    def pushed_silent_since(self, cutoff: datetime) -> list[dict]:
+        """The pushed helpers not heard from since `cutoff` (pulling helpers
+        are never contacted): what the prober asks, without reading the
+        whole registry."""
+        query = {"mode": {"$ne": "pull"}, "last_seen": {"$lt": cutoff}}
+        return [helper_json(d) for d in self.helpers.find(query, {"auth": 0})]
+
     def count(self) -> int:
         return self.helpers.count_documents({})
 
