@@ -23,7 +23,7 @@ Every helper beats as helper/agent.py does (`beat`): as often as the seeker
 asks (or every --heartbeat seconds, if given and more often), each on its
 own schedule (bench/heartbeats.py); a beat is light (POST
 /api/v1/helpers/<id>/heartbeat) but the first, those after the interval
-changed, and one every 5 minutes, which are full registrations. Joining:
+changed, and one every 60 beats, which are full registrations. Joining:
 every helper registers at once, --beat-threads at a time. When the helper's
 heartbeat changes, `FleetHelper.beat` must change with it.
 
@@ -66,7 +66,7 @@ from serving.wsgi import BackgroundServer
 
 log = logging.getLogger("bench.fleet")
 GIB = 1024**3
-REFRESH_EVERY = 300.0  # seconds: a full registration at least this often (helper/agent.py)
+REFRESH_BEATS = 60  # a full registration at least every 60 beats (helper/agent.py)
 STACK = 512 * 1024  # bytes of stack per thread: thousands of them wait here
 
 
@@ -176,8 +176,8 @@ class FleetHelper:
     def beat(self) -> bool:
         """helper/agent.py `beat`: a light heartbeat, or a full registration
         the first time, when the interval the helper reports changed, and
-        every 5 minutes (the simulated resources do not change)."""
-        stale = time.monotonic() - self.registered_at > REFRESH_EVERY
+        every 60 beats (the simulated resources do not change)."""
+        stale = time.monotonic() - self.registered_at > self.every * REFRESH_BEATS
         if self.registered_at < 0 or stale or self.every != self.reported:
             return self.register()
         try:

@@ -63,7 +63,7 @@ class HelperConfig:
 
 # a full registration at least this often, with the passing load (CPU load,
 # memory available, GPU use) the light heartbeats leave out
-REFRESH_EVERY = timedelta(minutes=5)
+REFRESH_BEATS = 60  # heartbeats: every 15 minutes at 15 s, 100 at 100 s
 VOLATILE = ("cpu_load", "memory_available", "disk_free")
 RUNNING_REPORT_DELAY = 0.5  # seconds: see Executor.running_report_delay
 GiB = 1024**3
@@ -286,13 +286,14 @@ class HelperAgent(PullMode):
 
     def beat(self) -> bool:
         """One heartbeat: a full registration when anything but what it runs
-        and its passing load changed, and at least every REFRESH_EVERY;
+        and its passing load changed, and at least every REFRESH_BEATS beats;
         else a light heartbeat (the seeker writes the light ones of a
         second in one write)."""
         body = self.registration()
         with self._register_lock:
             unchanged = shape_of(body) == self._sent_shape
-            recent = self._sent_at is not None and self.clock() - self._sent_at < REFRESH_EVERY
+            refresh = timedelta(seconds=self.heartbeat_every() * REFRESH_BEATS)
+            recent = self._sent_at is not None and self.clock() - self._sent_at < refresh
             if not (self._registered.is_set() and unchanged and recent):
                 return self._register(body)
             try:

@@ -30,6 +30,9 @@ from seeker.models import AssignmentState, TaskState
 
 log = logging.getLogger(__name__)
 
+# how long a stream's request waits for a change at the server (each wait
+# is a database operation: an idle seeker's three streams make 1.5 a second)
+AWAIT_MS = 2000
 ENDED = [AssignmentState.FINISHED.value, AssignmentState.LOST.value]
 ENDED.append(AssignmentState.PUSH_FAILED.value)
 CHANGED = "updateDescription.updatedFields"
@@ -123,7 +126,7 @@ class ChangeFeed:
     def stop(self) -> None:
         self._stop.set()
         for t in self._threads:
-            t.join(timeout=5)
+            t.join(timeout=AWAIT_MS / 1000 + 1)
 
     def _spawn(self, name: str, target, *args) -> None:
         t = threading.Thread(target=target, args=args, name=name, daemon=True)
@@ -146,7 +149,7 @@ class ChangeFeed:
         while not self._stop.is_set():
             try:
                 with self.db[name].watch(
-                    pipeline, resume_after=resume, max_await_time_ms=500
+                    pipeline, resume_after=resume, max_await_time_ms=AWAIT_MS
                 ) as stream:
                     while not self._stop.is_set():
                         change = stream.try_next()

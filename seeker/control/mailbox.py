@@ -33,7 +33,10 @@ from seeker.store.tasks import TaskStore
 log = logging.getLogger(__name__)
 # an idle pulling helper's poll looks for offers at least this often, even
 # without news of one (change streams, or this seeker's own placements)
-RECHECK = timedelta(minutes=10)
+RECHECK = timedelta(hours=1)
+# with no offer made or heard of lately, unacknowledged offers are looked for
+# this often (an offer whose notice was lost expires this much later)
+EXPIRE_CHECK = timedelta(seconds=30)
 
 Payload = Callable[[dict, dict, int, dict], dict]  # (task, helper, attempt, reservation)
 
@@ -61,6 +64,10 @@ class Mailbox:
         self._news: set[str] = set()
         self._looked: dict[str, datetime] = {}
         self._lock = threading.Lock()
+        # when an offer was last made or heard of, and offers last expired:
+        # with none lately, expire() looks only every EXPIRE_CHECK
+        self._offered_at: datetime | None = None
+        self._expired_at: datetime | None = None
 
     def offer(self, helper_id: str) -> None:
         """There is something new for the helper (an offer, or a run to
@@ -68,6 +75,7 @@ class Mailbox:
         looks, and a waiting one is answered."""
         with self._lock:
             self._news.add(helper_id)
+            self._offered_at = self.clock()
         self.wake(helper_id)
 
     def _should_look(self, helper_id: str, fresh: bool) -> bool:
@@ -126,8 +134,14 @@ class Mailbox:
 
     def expire(self) -> int:
         """Withdraw the offers not acknowledged in time; each is a failed
-        contact of its helper. Returns how many were withdrawn."""
+        contact of its helper. Returns how many were withdrawn. With no
+        offer made or heard of lately, it looks only every EXPIRE_CHECK."""
         now = self.clock()
+        lately = self._offered_at is not None and now - self._offered_at < self.ack_timeout * 2
+        due = self._expired_at is None or not timedelta(0) <= now - self._expired_at < EXPIRE_CHECK
+        if not (lately or due):
+            return 0
+        self._expired_at = now
         withdrawn = 0
         for a in self.tasks.unacknowledged(now - self.ack_timeout):
             seconds = self.ack_timeout.total_seconds()

@@ -20,7 +20,7 @@ from serving.errors import Conflict
 # server has one (seeker/control/changes.py), which then sets a long time
 # (FOLLOWED_TTL), and after AUTH_TTL where it has not.
 AUTH_TTL = timedelta(seconds=5)
-FOLLOWED_TTL = timedelta(minutes=10)
+FOLLOWED_TTL = timedelta(hours=1)
 # what a request from a helper needs to know of it, read once per TTL
 SUMMARY = {"auth": 1, "mode": 1, "name": 1, "boot_id": 1, "heartbeat": 1}
 

@@ -137,7 +137,7 @@ def test_an_idle_pulling_helpers_poll_reads_nothing(env, clock):
     seeker.mailbox.offer("nat")  # news: the next poll looks
     seeker.mailbox.collect(helper, **poll, fresh=False)
     assert counting.calls == ["find", "find"]
-    clock.advance(601)  # and at least every ten minutes
+    clock.advance(3601)  # and at least every hour
     seeker.mailbox.collect(helper, **poll, fresh=False)
     assert counting.calls == ["find", "find", "find"]
 
@@ -184,8 +184,8 @@ def test_the_agent_registers_once_then_beats_lightly_until_something_changes(age
     assert agent.beat() and agent.seeker.full == 2  # passing load: still light
     agent.cfg.labels["zone"] = "b"
     assert agent.beat() and agent.seeker.full == 3  # a label: registered again
-    clock.advance(301)
-    assert agent.beat() and agent.seeker.full == 4  # and every 5 minutes anyway
+    clock.advance(30 * 60 + 1)
+    assert agent.beat() and agent.seeker.full == 4  # and every 60 beats (of 30 s) anyway
     agent.seeker.refuse_light = 404  # purged meanwhile
     assert agent.beat() and agent.seeker.full == 5
 

@@ -245,3 +245,26 @@ def test_a_helper_whose_poll_dropped_and_did_not_come_back_loses_its_work(
     clock.advance(1)
     helpers.poll_connected("id-nat", clock())
     assert dispatcher.dispatch_pending() >= 1
+
+
+def test_with_no_offer_lately_untaken_offers_are_looked_for_every_30_s(
+    dispatcher, mailbox, tasks, helpers, clock
+):
+    calls = []
+    real = tasks.unacknowledged
+    tasks.unacknowledged = lambda before: calls.append(before) or real(before)
+    mailbox.expire()  # the first look
+    for _ in range(29):
+        clock.advance(1)
+        mailbox.expire()
+    assert len(calls) == 1
+    clock.advance(1)
+    mailbox.expire()
+    assert len(calls) == 2
+    puller(helpers, clock, "nat")
+    add_task(tasks, clock)
+    dispatcher.dispatch_pending()  # an offer: now every second
+    for _ in range(3):
+        clock.advance(1)
+        mailbox.expire()
+    assert len(calls) == 5
