@@ -100,7 +100,7 @@ class FleetHelper:
         self.slots = args.slots
         self.boot_id = uuid.uuid4().hex
         self.fixed = args.heartbeat  # --heartbeat: beat at least this often
-        self.every = self.reported = args.heartbeat or 15.0
+        self.every = args.heartbeat or 15.0
         self.registered_at = -1.0
         self.token = args.token
         self.counters = counters
@@ -162,7 +162,7 @@ class FleetHelper:
                 "resources": self.resources(),
                 "boot_id": self.boot_id,
                 "running": self.executor.running_keys(),
-                "heartbeat": self.every,
+                "heartbeat": self.fixed,  # the seeker asks no longer apart than this
             }
         )
         if answer.get("credential"):
@@ -175,15 +175,14 @@ class FleetHelper:
 
     def beat(self) -> bool:
         """helper/agent.py `beat`: a light heartbeat, or a full registration
-        the first time, when the interval the helper reports changed, and
-        every 60 beats (the simulated resources do not change)."""
+        the first time and every 60 beats (the simulated resources do not
+        change)."""
         stale = time.monotonic() - self.registered_at > self.every * REFRESH_BEATS
-        if self.registered_at < 0 or stale or self.every != self.reported:
+        if self.registered_at < 0 or stale:
             return self.register()
+        beat = {"boot_id": self.boot_id, "running": self.executor.running_keys()}
         try:
-            answer = self.seeker.heartbeat(
-                self.helper_id, {"boot_id": self.boot_id, "running": self.executor.running_keys()}
-            )
+            answer = self.seeker.heartbeat(self.helper_id, {**beat, "heartbeat": self.fixed})
         except ApiError as exc:
             if exc.status in (401, 404, 409):
                 return self.register()
@@ -194,7 +193,6 @@ class FleetHelper:
 
     def adopt_interval(self, answer: dict) -> None:
         """Beat as often as the seeker asks (or as --heartbeat, if more often)."""
-        self.reported = self.every
         asked = answer.get("heartbeat") or self.every
         self.every = min(self.fixed, asked) if self.fixed else asked
 

@@ -65,6 +65,7 @@ class HelperConfig:
 # memory available, GPU use) the light heartbeats leave out
 REFRESH_BEATS = 60  # heartbeats: every 15 minutes at 15 s, 100 at 100 s
 VOLATILE = ("cpu_load", "memory_available", "disk_free")
+LIGHT = ("running", "heartbeat")  # what a light heartbeat carries too
 RUNNING_REPORT_DELAY = 0.5  # seconds: see Executor.running_report_delay
 GiB = 1024**3
 
@@ -73,7 +74,7 @@ def shape_of(registration: dict) -> dict:
     """What a registration says but what the helper runs and its passing
     load (GPU memory free counted in whole GiB, so that a change the
     scheduler would care about is sent)."""
-    shape = copy.deepcopy({k: v for k, v in registration.items() if k != "running"})
+    shape = copy.deepcopy({k: v for k, v in registration.items() if k not in LIGHT})
     res = {k: v for k, v in (shape.get("resources") or {}).items() if k not in VOLATILE}
     res["gpus"] = [
         {
@@ -261,7 +262,7 @@ class HelperAgent(PullMode):
             "boot_id": self.boot_id,
             "running": self.executor.running_keys(),
             "policy": {"images": self.cfg.allow_images, "mounts": self.cfg.allow_mounts},
-            "heartbeat": self.heartbeat_every(),
+            "heartbeat": self.cfg.heartbeat,  # the seeker asks no longer apart than this
         }
 
     def seeker_credentials(self) -> tuple[str, ...]:
@@ -298,7 +299,7 @@ class HelperAgent(PullMode):
                 return self._register(body)
             try:
                 answer = self.seeker.heartbeat(
-                    self.helper_id, {"boot_id": self.boot_id, "running": body["running"]}
+                    self.helper_id, {k: body[k] for k in ("boot_id", *LIGHT)}
                 )
             except ApiError as exc:
                 if exc.status in (401, 404, 409):  # purged, removed, or another process

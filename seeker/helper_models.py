@@ -113,7 +113,11 @@ class HelperRegistration(BaseModel):
     policy: HelperPolicy = Field(default_factory=lambda: HelperPolicy())
     running: list[str] = Field(default_factory=list, description="assignment keys it runs")
     heartbeat: float | None = Field(
-        default=None, ge=0.1, le=3600, description="seconds between its heartbeats"
+        default=None,
+        ge=0.1,
+        le=3600,
+        description="the longest it waits between heartbeats (its --heartbeat); "
+        "none: as long as the seeker asks",
     )
 
     @model_validator(mode="after")
@@ -137,6 +141,13 @@ class Heartbeat(BaseModel):
 
     boot_id: str = Field(min_length=1, max_length=64, description="the helper process")
     running: AssignmentKeys = Field(default_factory=list, max_length=4096)
+    heartbeat: float | None = Field(
+        default=None,
+        ge=0.1,
+        le=3600,
+        description="the longest it waits between heartbeats (its --heartbeat); "
+        "none: as long as the seeker asks",
+    )
 
 
 class PollRequest(BaseModel):

@@ -52,6 +52,7 @@ class HelperHealth:
         self.batch_contacts = batch_contacts
         self.min_heartbeat = min_heartbeat
         self._seen: dict[str, datetime] = {}  # contacts not yet written (batching)
+        self._intervals: dict[str, float] = {}  # new heartbeat intervals, likewise
         self._fleet: tuple[datetime, int] | None = None  # (when counted, helpers)
         self.contact_every = contact_every
         # helper id -> when this process last wrote a good contact for it
@@ -66,16 +67,21 @@ class HelperHealth:
         self.events = events
         self.metrics = metrics or SeekerMetrics()
 
-    def contact_ok(self, helper_id: str) -> None:
+    def contact_ok(self, helper_id: str, heartbeat: float | None = None) -> None:
         """The helper answered (or reported): its failure count starts over
         and it was seen now. Written at most once per `contact_every` per
         helper while no failure was counted in between: every push and
-        every event would otherwise each cost a database write."""
+        every event would otherwise each cost a database write.
+        `heartbeat`: the new interval it beats at (written with the contact)."""
         now = self.clock()
         if self.batch_contacts:
             with self._contact_lock:
                 self._seen[helper_id] = now
+                if heartbeat is not None:
+                    self._intervals[helper_id] = heartbeat
             return
+        if heartbeat is not None:
+            self.helpers.set_heartbeat(helper_id, heartbeat)
         with self._contact_lock:
             last = self._contacted.get(helper_id)
             if last is not None and timedelta(0) <= now - last < self.contact_every:
@@ -89,6 +95,7 @@ class HelperHealth:
         with self._contact_lock:
             self._contacted.pop(helper_id, None)  # the next good contact is written
             self._seen.pop(helper_id, None)  # nor does one waiting in the batch undo it
+            self._intervals.pop(helper_id, None)
         failures = self.helpers.contact_failed(helper_id, self.clock(), reason)
         self.metrics.contact_failed()
         if failures is None or failures < self.purge_after:
@@ -114,8 +121,9 @@ class HelperHealth:
         write; returns how many helpers it covered."""
         with self._contact_lock:
             seen, self._seen = self._seen, {}
+            intervals, self._intervals = self._intervals, {}
         if seen:
-            self.helpers.seen(sorted(seen), max(seen.values()))
+            self.helpers.seen(sorted(seen), max(seen.values()), intervals)
         return len(seen)
 
     def heartbeat_interval(self) -> float:

@@ -34,7 +34,7 @@ class HelperOperations:
         body = reg.model_dump(mode="json")
         running = body.pop("running")  # only to tell which work survived a restart
         suggested = self.health.heartbeat_interval()
-        body["heartbeat"] = body.get("heartbeat") or suggested
+        body["heartbeat"] = beats_every(body.get("heartbeat"), suggested)
         previous = self.helpers.get(reg.helper_id)
         if heartbeat:
             restarted = previous is None or previous.get("boot_id") != reg.boot_id
@@ -66,9 +66,12 @@ class HelperOperations:
                 f"helper {helper['name']} registered another process",
                 "a restarted helper registers (POST /api/v1/helpers) before it beats",
             )
-        self.health.contact_ok(helper_id)
+        suggested = self.health.heartbeat_interval()
+        every = beats_every(beat.heartbeat, suggested)
+        changed = every if every != helper.get("heartbeat") else None
+        self.health.contact_ok(helper_id, heartbeat=changed)  # written with the contact
         stop = self.health.reconcile(helper_id, helper["name"], beat.running)
-        return {"heartbeat": self.health.heartbeat_interval(), "stop": stop}
+        return {"heartbeat": suggested, "stop": stop}
 
     def _refuse_takeover(self, previous: dict | None) -> None:
         if previous is None or self.helpers.auth_of(previous["helper_id"]) is None:
@@ -149,3 +152,10 @@ class HelperOperations:
                 self.kick()
 
         self.later(self.poll_grace.total_seconds(), check)
+
+
+def beats_every(limit: float | None, suggested: float) -> float:
+    """How many seconds apart a helper beats: as the seeker asks, or as its
+    --heartbeat says if that is more often (what liveness and the prober
+    expect of it)."""
+    return min(limit, suggested) if limit else suggested

@@ -92,19 +92,36 @@ class HelperStore:
         self._auth[helper_id] = (now, doc)
         return doc
 
-    def seen(self, helper_ids: list[str], now: datetime) -> None:
+    def seen(
+        self, helper_ids: list[str], now: datetime, intervals: dict[str, float] | None = None
+    ) -> None:
         """Helpers that answered or reported since the last such write: one
-        write for all of them (their failure counts start over)."""
-        if helper_ids:
-            self.helpers.update_many(
-                {"_id": {"$in": helper_ids}}, {"$set": {"last_seen": now, "failures": 0}}
-            )
+        write for all of them (their failure counts start over), and one
+        more for each new heartbeat interval among `intervals` (helper id ->
+        the seconds it now beats at)."""
+        wanted = set(helper_ids)
+        intervals = {k: v for k, v in (intervals or {}).items() if k in wanted}
+        by_interval: dict[float | None, list[str]] = {}
+        for helper_id in helper_ids:
+            by_interval.setdefault(intervals.get(helper_id), []).append(helper_id)
+        for seconds, ids in by_interval.items():
+            fields = {"last_seen": now, "failures": 0}
+            if seconds is not None:
+                fields["heartbeat"] = seconds
+            self.helpers.update_many({"_id": {"$in": ids}}, {"$set": fields})
+        for helper_id, seconds in intervals.items():
+            self._noted_heartbeat(helper_id, seconds)
 
     def set_heartbeat(self, helper_id: str, seconds: float) -> None:
-        """The heartbeat interval the seeker gave the helper (its liveness
-        deadline follows from it)."""
+        """The heartbeat interval the helper now beats at (its liveness
+        deadline, and when the prober asks it, follow from it)."""
         self.helpers.update_one({"_id": helper_id}, {"$set": {"heartbeat": seconds}})
-        self._auth.pop(helper_id, None)
+        self._noted_heartbeat(helper_id, seconds)
+
+    def _noted_heartbeat(self, helper_id: str, seconds: float) -> None:
+        cached = self._auth.get(helper_id)
+        if cached is not None and cached[1] is not None:
+            self._auth[helper_id] = (cached[0], {**cached[1], "heartbeat": seconds})
 
     def pushed_silent_since(self, cutoff: datetime) -> list[dict]:
         """The pushed helpers not heard from since `cutoff` (pulling helpers

@@ -17,6 +17,7 @@ from seeker.api.app import create_app
 from seeker.control.health import HelperHealth
 from seeker.control.mailbox import Mailbox
 from seeker.control.operations import Seeker
+from seeker.control.prober import silent
 from seeker.placement.capacity import is_online, liveness_of
 from seeker.store.helpers import HelperStore
 from seeker.store.tasks import TaskStore
@@ -99,6 +100,33 @@ def test_light_heartbeats_of_a_second_are_written_together(env, clock):
     assert all(seeker.helpers.get(h)["last_seen"] == clock() for h in creds)
 
 
+def test_a_new_interval_is_written_with_the_contact_once(env, clock):
+    """The fleet grew: the seeker asks for longer intervals, and records the
+    one each helper now beats at (with its --heartbeat as a limit) in the
+    batched contact write, once; the prober and liveness follow it."""
+    seeker, client = env
+    creds = {h: join(client, h) for h in ("a", "b", "c")}
+    seeker.health.min_heartbeat = 40.0
+    seeker.health._fleet = None  # counted again at once
+    seeker.helpers.helpers = counting = Counting(seeker.helpers.helpers)
+    limits = {"a": None, "b": 20.0, "c": None}
+    for h, cred in creds.items():
+        beat = {"boot_id": "b1", "heartbeat": limits[h]}
+        resp = client.post(f"/api/v1/helpers/{h}/heartbeat", json=beat, headers=bearer(cred))
+        assert resp.get_json()["heartbeat"] == 40.0
+    seeker.health.flush()
+    assert counting.calls.count("update_many") == 2  # one write for each interval
+    assert [seeker.helpers.get(h)["heartbeat"] for h in creds] == [40.0, 20.0, 40.0]
+    counting.calls.clear()
+    clock.advance(40)
+    for h, cred in creds.items():
+        beat = {"boot_id": "b1", "heartbeat": limits[h]}
+        client.post(f"/api/v1/helpers/{h}/heartbeat", json=beat, headers=bearer(cred))
+    seeker.health.flush()
+    assert counting.calls.count("update_many") == 1  # nothing new: the contacts alone
+    assert not silent(seeker.helpers.get("a"), clock() + timedelta(seconds=44), 15.0)
+
+
 def test_a_heartbeat_from_another_process_or_for_another_helper_is_refused(env):
     seeker, client = env
     cred = join(client, "a")
@@ -147,6 +175,7 @@ class Seeker4Agent:
 
     def __init__(self):
         self.full, self.light = 0, 0
+        self.beats: list[dict] = []
         self.refuse_light = None
 
     def register_helper(self, body):
@@ -158,6 +187,7 @@ class Seeker4Agent:
             status, self.refuse_light = self.refuse_light, None
             raise ApiError(status, "no such helper")
         self.light += 1
+        self.beats.append(beat)
         return {"heartbeat": 30.0, "stop": []}
 
     base_url = "http://seeker"
@@ -174,27 +204,28 @@ def agent(tmp_path, clock):
 
 def test_the_agent_registers_once_then_beats_lightly_until_something_changes(agent, clock):
     assert agent.beat() and agent.seeker.full == 1
-    assert agent.heartbeat_every() == 30.0  # as the seeker asked
-    assert agent.beat() and agent.seeker.full == 2  # it tells the seeker it beats every 30 s
+    assert agent.heartbeat_every() == 30.0  # as the seeker asked: still light beats after
     for _ in range(3):
         clock.advance(30)
         assert agent.beat()
-    assert (agent.seeker.full, agent.seeker.light) == (2, 3)
+    assert (agent.seeker.full, agent.seeker.light) == (1, 3)
     agent.resources = lambda: {"cpus": 4, "memory_total": 8, "memory_available": 2, "gpus": []}
-    assert agent.beat() and agent.seeker.full == 2  # passing load: still light
+    assert agent.beat() and agent.seeker.full == 1  # passing load: still light
     agent.cfg.labels["zone"] = "b"
-    assert agent.beat() and agent.seeker.full == 3  # a label: registered again
+    assert agent.beat() and agent.seeker.full == 2  # a label: registered again
     clock.advance(30 * 60 + 1)
-    assert agent.beat() and agent.seeker.full == 4  # and every 60 beats (of 30 s) anyway
+    assert agent.beat() and agent.seeker.full == 3  # and every 60 beats (of 30 s) anyway
     agent.seeker.refuse_light = 404  # purged meanwhile
-    assert agent.beat() and agent.seeker.full == 5
+    assert agent.beat() and agent.seeker.full == 4
 
 
 def test_a_helpers_own_heartbeat_is_kept_when_more_frequent(agent):
     agent.cfg.heartbeat = 5.0
     agent.beat()
     assert agent.heartbeat_every() == 5.0
-    assert agent.registration()["heartbeat"] == 5.0
+    assert agent.registration()["heartbeat"] == 5.0  # its --heartbeat, sent as a limit
+    agent.beat()
+    assert agent.seeker.beats[-1]["heartbeat"] == 5.0
 
 
 def test_the_shape_leaves_out_passing_load():
