@@ -11,15 +11,26 @@ import threading
 from cheroot import errors, wsgi
 from cheroot.server import HTTPConnection, KnownLengthRFile
 
-from serving.parking import NEW_CONNECTION, PARK, RESUMED, Parking, Suspender, replay_body
+from serving.parking import (
+    NEW_CONNECTION,
+    PARK,
+    RESUMED,
+    Parking,
+    Suspender,
+    raise_open_files_limit,
+    replay_body,
+)
 from serving.tls import ServerCert
 
 log = logging.getLogger(__name__)
 
 # Idle keep-alive connections kept open: every helper keeps one to the seeker
-# (its heartbeat beats IDLE_TIMEOUT), and the seeker one to each helper. They
-# wait in a selector, not in a worker thread, so they cost no thread.
+# (its heartbeat beats IDLE_TIMEOUT), a pulling helper one more for its poll,
+# and the seeker one to each pushed helper. They wait in a selector, not in
+# a worker thread, so they cost no thread, only a file descriptor: as many as
+# the process may open (less some for everything else), and at least this.
 CONNECTION_LIMIT = 4096
+SPARE_DESCRIPTORS = 512
 # Seconds an idle keep-alive connection stays open (longer than a helper's
 # heartbeat and the seeker's probes, so they reuse their connections), and
 # the socket timeout of a request being read.
@@ -186,7 +197,7 @@ class BackgroundServer:
             request_queue_size=LISTEN_BACKLOG,
             timeout=IDLE_TIMEOUT,
         )
-        server.keep_alive_conn_limit = CONNECTION_LIMIT
+        server.keep_alive_conn_limit = connection_limit()
         server.gateway = _Gateway
         if parking is not None:
             server.parking = parking
@@ -255,3 +266,10 @@ def wait_for_signal() -> int:
         signal.signal(sig, _handler)
     got.wait()
     return received[0]
+
+
+def connection_limit() -> int:
+    """Keep-alive connections this process can hold, its open-files limit
+    raised as far as it goes first (beyond the limit, a connection is
+    closed after its answer, and every request then opens a new one)."""
+    return max(CONNECTION_LIMIT, raise_open_files_limit() - SPARE_DESCRIPTORS)
