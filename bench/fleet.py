@@ -13,8 +13,9 @@ Push mode (the default): one WSGI server serves every helper's REST API
 URL, and the seeker pushes its work there and probes it.
 
 Pull mode (`--pull`): no server. Each helper registers with mode "pull" and
-long-polls `POST /api/v1/helpers/<id>/work` on a thread and a connection of
-its own, as helper/agent.py does (`_poll_loop`, `poll_once`, `handle`): it
+long-polls `POST /api/v1/helpers/<id>/work` on a connection of its own, as
+helper/agent.py does (`_poll_loop`, `poll_once`, `handle`), but on the
+fleet's one event loop rather than a thread each (bench/polls.py): it
 takes each offer with `Executor.take()`, acknowledged by an "accepted"
 event whose answer says whether this process runs it; refuses what it
 cannot take ("push_failed"); stops what the seeker says to stop.
@@ -22,8 +23,9 @@ cannot take ("push_failed"); stops what the seeker says to stop.
 Every helper beats as helper/agent.py does (`beat`): as often as the seeker
 asks (or every --heartbeat seconds, if given and more often), each on its
 own schedule (bench/heartbeats.py); a beat is light (POST
-/api/v1/helpers/<id>/heartbeat) but the first, those after the interval
-changed, and one every 60 beats, which are full registrations. Joining:
+/api/v1/helpers/<id>/heartbeat) but the first and one every 60 beats, which
+are full registrations; a pulling helper whose polls go through sends no
+light beat (it counts as one beaten: its polls stood in). Joining:
 every helper registers at once, --beat-threads at a time. When the helper's
 heartbeat changes, `FleetHelper.beat` must change with it.
 
@@ -52,12 +54,14 @@ from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.wrappers import Response
 
 from bench.heartbeats import Counters, Heartbeats
+from bench.polls import Polls
 from channel.client import ChannelClient
 from channel.models import ResultStatus
 from helper.app import create_app
 from helper.executor import Executor
 from helper.models import Assignment
 from helper.outbox import Outbox
+from helper.poller import POLL_SLACK
 from helper.runtime import RunOutcome
 from seeker.client import SeekerClient
 from serving.errors import Busy, Conflict, Forbidden, NotFound
@@ -208,49 +212,49 @@ class FleetHelper:
 
 
 class PullingHelper(FleetHelper):
-    """A helper that accepts no connections: it long-polls for its work."""
+    """A helper that accepts no connections: it long-polls for its work
+    (its poll loop is in bench/polls.py, on the fleet's event loop)."""
 
     mode = "pull"
 
     def __init__(self, i: int, run_id: str, args, base_url: str, channel, counters: Counters):
         super().__init__(i, run_id, args, base_url, channel, counters)
         self.url = None
-        self.poll_wait = args.poll_wait
-        # the poll has a connection of its own, as the agent's `poller`
-        self.poller = SeekerClient(args.seeker_url, None)
+        self.fixed_wait = args.poll_wait  # --poll-wait: the longest a poll waits
+        self.asked_wait = 25.0  # what the seeker lets a poll wait (its answers say)
+        self.polled_at = -1.0  # when a poll was last answered (monotonic)
+        self.credential = ""  # what its poll presents, once registered
 
     def authorize(self, credential: str) -> None:
         self.seeker.authorize(credential)
-        self.poller.authorize(credential)
+        self.credential = credential
 
-    def poll_forever(self, stop: threading.Event) -> None:
-        """helper/agent.py `_poll_loop`: poll, handle, again; back off up to
-        5 s while the seeker cannot be reached."""
-        backoff = 0.5
-        while not stop.is_set():
-            stopping = self.executor.stopping_keys()
-            body = {
-                "boot_id": self.boot_id,
-                "running": [k for k in self.executor.running_keys() if k not in stopping],
-                "done": [*self.executor.done_keys(), *stopping],
-                "wait": self.poll_wait,
-            }
-            self.counters.add("polling")
-            try:
-                work = self.poller.poll_work(self.helper_id, body, timeout=self.poll_wait + 15)
-            except (Unreachable, ApiError) as exc:
-                self.counters.add("poll_failures")
-                log.warning("poll of %s failed: %s", self.name, exc)
-                if isinstance(exc, ApiError) and exc.status in (401, 404, 409):
-                    self.register()
-                stop.wait(backoff)
-                backoff = min(backoff * 2, 5.0)
-                continue
-            finally:
-                self.counters.add("polling", -1)
-            self.counters.add("polls")
-            backoff = 0.5
-            self.handle(work)
+    def poll_wait(self) -> float:
+        """helper/agent.py `poll_wait_now`."""
+        return min(self.fixed_wait, self.asked_wait) if self.fixed_wait else self.asked_wait
+
+    def poll_body(self) -> dict:
+        """helper/poller.py: what it runs, what it finished, how long to wait."""
+        stopping = self.executor.stopping_keys()
+        return {
+            "boot_id": self.boot_id,
+            "running": [k for k in self.executor.running_keys() if k not in stopping],
+            "done": [*self.executor.done_keys(), *stopping],
+            "wait": self.poll_wait(),
+        }
+
+    def polled(self, work: dict) -> None:
+        self.polled_at = time.monotonic()
+        self.asked_wait = work.get("wait") or self.asked_wait
+        self.adopt_interval(work)
+
+    def beat(self) -> bool:
+        """helper/agent.py `beat`: no light heartbeat while its polls go through."""
+        stale = time.monotonic() - self.registered_at > self.every * REFRESH_BEATS
+        polling = time.monotonic() - self.polled_at < self.poll_wait() + POLL_SLACK
+        if self.registered_at >= 0 and not stale and polling:
+            return True
+        return super().beat()
 
     def handle(self, work: dict) -> None:
         """helper/agent.py `handle`: stop what the seeker says to stop, take
@@ -313,7 +317,12 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--slots", type=int, default=4)
     parser.add_argument("--threads", type=int, default=16, help="push mode: server threads")
     parser.add_argument("--pull", action="store_true", help="pulling helpers (long polls)")
-    parser.add_argument("--poll-wait", type=float, default=25.0, help="seconds a poll waits")
+    parser.add_argument(
+        "--poll-wait",
+        type=float,
+        default=None,
+        help="the longest a poll waits (default: as long as the seeker lets it)",
+    )
     parser.add_argument(
         "--heartbeat",
         type=float,
@@ -346,13 +355,12 @@ def main() -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
 
+    polls = Polls(args.seeker_url, counters, stop) if args.pull else None
+
     def joined(i: int) -> None:
         helpers[i].outbox.start()
-        if args.pull:
-            name = f"poll-{i}"
-            threading.Thread(
-                target=helpers[i].poll_forever, args=(stop,), name=name, daemon=True
-            ).start()
+        if polls is not None:
+            polls.start(helpers[i])
 
     beats = Heartbeats(
         len(helpers),

@@ -19,7 +19,7 @@ from helper.executor import Executor, remove_spill
 from helper.inputs import DEFAULT_CAP, InputCache
 from helper.metrics import HelperMetrics
 from helper.outbox import Outbox
-from helper.poller import PullMode
+from helper.poller import POLL_SLACK, PullMode
 from helper.resources import host_resources
 from helper.runtime import DEFAULT_LOG_CAP, DockerRuntime
 from seeker.client import SeekerClient
@@ -58,7 +58,7 @@ class HelperConfig:
     tls: ServerCert | None = None  # serve HTTPS with this certificate
     ca_cert: Path | None = None  # the CA of the seeker's and channel's certificates
     pull: bool = False  # take work over a long poll: the seeker never connects here
-    poll_wait: float = 25.0  # seconds a poll waits for work (the seeker may cap it)
+    poll_wait: float | None = None  # the longest a poll waits; None: as the seeker says
 
 
 # a full registration at least this often, with the passing load (CPU load,
@@ -133,6 +133,8 @@ class HelperAgent(PullMode):
         self.poller = SeekerClient(cfg.seeker_url, None, ca_cert=cfg.ca_cert)
         self._register_lock = threading.Lock()
         self._asked_heartbeat = 15.0  # what the seeker asks for (its answers say)
+        self._asked_wait = 25.0  # how long the seeker lets a poll wait (likewise)
+        self._polled_at: datetime | None = None  # when a poll was last answered
         self._sent_shape: dict | None = None  # of the last registration the seeker took
         self._sent_at: datetime | None = None
         self._credentials: tuple[str, ...] = ()  # the newest first
@@ -285,11 +287,26 @@ class HelperAgent(PullMode):
         asked = self._asked_heartbeat
         return min(self.cfg.heartbeat, asked) if self.cfg.heartbeat else asked
 
+    def poll_wait_now(self) -> float:
+        """Seconds a poll waits for work: as long as the seeker lets it (its
+        answers say), or as --poll-wait says if that is shorter."""
+        asked = self._asked_wait
+        return min(self.cfg.poll_wait, asked) if self.cfg.poll_wait else asked
+
+    def polling(self) -> bool:
+        """Pull mode: a poll was answered within the longest a poll takes
+        (its wait, and the time to answer it): the polls tell the seeker
+        this helper is alive and what it runs, as light heartbeats would."""
+        if not self.cfg.pull or self._polled_at is None:
+            return False
+        return self.clock() - self._polled_at < timedelta(seconds=self.poll_wait_now() + POLL_SLACK)
+
     def beat(self) -> bool:
         """One heartbeat: a full registration when anything but what it runs
         and its passing load changed, and at least every REFRESH_BEATS beats;
         else a light heartbeat (the seeker writes the light ones of a
-        second in one write)."""
+        second in one write), but none while a pulling helper's polls go
+        through."""
         body = self.registration()
         with self._register_lock:
             unchanged = shape_of(body) == self._sent_shape
@@ -297,6 +314,8 @@ class HelperAgent(PullMode):
             recent = self._sent_at is not None and self.clock() - self._sent_at < refresh
             if not (self._registered.is_set() and unchanged and recent):
                 return self._register(body)
+            if self.polling():
+                return True  # its polls say what a light heartbeat would
             try:
                 answer = self.seeker.heartbeat(
                     self.helper_id, {k: body[k] for k in ("boot_id", *LIGHT)}

@@ -52,11 +52,11 @@ def main():
 )
 @click.option(
     "--poll-wait",
-    default=25.0,
-    show_default=True,
+    default=None,
     type=click.FloatRange(1, 300),
-    help="With --pull: seconds a poll waits for work before it is answered empty "
-    "(the seeker may cap it; keep it under your proxies' idle timeout).",
+    help="With --pull: the longest a poll waits for work before it is answered empty. "
+    "Default: as long as the seeker lets it (its --poll-wait, 25 s, or a heartbeat's "
+    "interval in a large fleet); set it under the idle timeout of a proxy or NAT on the way.",
 )
 @click.option("--name", help="Unique helper name (default: the host name).")
 @click.option(
@@ -115,9 +115,10 @@ def main():
     "--heartbeat",
     default=None,
     type=click.FloatRange(0.1),
-    help="Seconds between heartbeats. Default: as often as the seeker asks (every 15 s, "
+    help="The longest between heartbeats. Default: as often as the seeker asks (every 15 s, "
     "less often in fleets of more than 750 helpers); a heartbeat re-registers with fresh "
-    "resources when they changed, and at least every 5 minutes.",
+    "resources when they changed, and at least every 60 heartbeats. A pulling helper's "
+    "polls stand in for its light heartbeats.",
 )
 @click.option(
     "--test-resources",

@@ -12,6 +12,7 @@ from serving.errors import Busy, Conflict, Forbidden
 from serving.http import ApiError, Unreachable
 
 log = logging.getLogger(__name__)
+POLL_SLACK = 15.0  # seconds a poll may take beyond its wait (its read timeout)
 
 
 class PullMode:
@@ -45,9 +46,15 @@ class PullMode:
             # say to stop it at every poll, and each poll answer at once
             "running": [k for k in self.executor.running_keys() if k not in stopping],
             "done": [*self.executor.done_keys(), *stopping],
-            "wait": self.cfg.poll_wait,
+            "wait": self.poll_wait_now(),
         }
-        return self.poller.poll_work(self.helper_id, body, timeout=self.cfg.poll_wait + 15)
+        work = self.poller.poll_work(
+            self.helper_id, body, timeout=self.poll_wait_now() + POLL_SLACK
+        )
+        self._polled_at = self.clock()
+        self._asked_wait = work.get("wait") or self._asked_wait
+        self._asked_heartbeat = work.get("heartbeat") or self._asked_heartbeat
+        return work
 
     def handle(self, work: dict) -> None:
         """Stop what the seeker says to stop; take each offer (acknowledged

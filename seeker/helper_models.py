@@ -129,6 +129,7 @@ class HelperRegistration(BaseModel):
         return self
 
 
+MAX_POLL_WAIT = 300.0  # seconds: the longest a poll may wait
 ASSIGNMENT_KEY = r"^[A-Za-z0-9_.-]{1,160}$"
 AssignmentKeys = list[Annotated[str, StringConstraints(pattern=ASSIGNMENT_KEY)]]
 
@@ -163,7 +164,11 @@ class PollRequest(BaseModel):
         default_factory=list, max_length=4096, description="runs finished lately"
     )
     wait: float = Field(
-        default=25, ge=0, le=300, description="seconds to wait for work (the seeker caps it)"
+        default=25,
+        ge=0,
+        le=MAX_POLL_WAIT,
+        description="the longest to wait for work (the seeker may wait less: its answers "
+        "say how long it would wait)",
     )
 
 

@@ -90,12 +90,12 @@ def add_helper_routes(app: Flask, seeker: Seeker) -> None:
         if resumed is not None and resumed[0] == EXPIRED:
             # nothing came while it waited (news would have woken it): the
             # answer is empty, and asking again would cost what a poll does
-            return {"assignments": [], "stop": [], "wait": seeker.poll_wait}
+            return {"assignments": [], "stop": [], **seeker.poll_intervals()}
         generation = parker.generation(helper_id) if parker is not None else 0
         new_connection = resumed is None and request.environ.get(NEW_CONNECTION, True)
         work = seeker.poll(helper_id, poll, principal(), new_connection)
-        wait = min(poll.wait, seeker.poll_wait) if resumed is None else resumed[1]
-        answer = {**work, "wait": seeker.poll_wait}
+        wait = min(poll.wait, seeker.poll_wait_now()) if resumed is None else resumed[1]
+        answer = {**work, **seeker.poll_intervals()}
         if work["assignments"] or work["stop"] or parker is None or wait <= 0:
             return answer
         if parker.suspend(helper_id, wait, request.get_data(), generation):

@@ -277,7 +277,11 @@ class Work(BaseModel):
         "this boot_id, and run it only if the answer says run)"
     )
     stop: list[str] = Field(description="assignment keys among those it runs to stop")
-    wait: float = Field(description="the longest this seeker lets a poll wait, in seconds")
+    wait: float = Field(
+        description="the longest this seeker lets a poll wait now, in seconds: its "
+        "--poll-wait, or more in a large fleet (a heartbeat's interval); ask for it next"
+    )
+    heartbeat: float = Field(description="seconds between heartbeats the seeker asks for")
 
 
 class DeviceUse(BaseModel):

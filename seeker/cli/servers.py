@@ -55,8 +55,10 @@ from serving.secret_files import resolve_secret
     default=25.0,
     show_default=True,
     type=click.FloatRange(1, 300),
-    help="Longest a pulling helper's poll waits for work before it is answered empty "
-    "(keep it under the idle timeout of proxies between helpers and the seeker).",
+    help="Longest a pulling helper's poll waits for work before it is answered empty; "
+    "in a fleet whose heartbeats are further apart (over 1,250 helpers: helpers / 50 s, "
+    "at most 300 s) as long as a heartbeat's interval. A helper behind a proxy with a "
+    "shorter idle timeout sets its own --poll-wait.",
 )
 @click.option(
     "--ack-timeout",

@@ -101,7 +101,8 @@ class Seeker(HelperOperations):
         freed: Callable[[], None] | None = None,
     ):
         """Pull mode: `mailbox` is where pulling helpers find their work;
-        a poll waits `poll_wait` s at most; `parked(helper_id)` counts its
+        a poll waits `poll_wait` s at most (or a heartbeat's interval, when
+        the fleet makes it longer); `parked(helper_id)` counts its
         polls waiting in this process; `later(seconds, job)` runs a job once
         (the check, `poll_grace` after a poll connection dropped, that the
         helper came back). `pushes`: where requests to pushed helpers (stops)

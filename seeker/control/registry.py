@@ -8,7 +8,13 @@ from __future__ import annotations
 import logging
 
 from seeker.control.credentials import HELPER, require_own
-from seeker.helper_models import Heartbeat, HelperMode, HelperRegistration, PollRequest
+from seeker.helper_models import (
+    MAX_POLL_WAIT,
+    Heartbeat,
+    HelperMode,
+    HelperRegistration,
+    PollRequest,
+)
 from seeker.placement.capacity import as_utc, is_online
 from seeker.placement.gpus import device_use
 from serving.errors import Conflict, NotFound
@@ -35,6 +41,8 @@ class HelperOperations:
         running = body.pop("running")  # only to tell which work survived a restart
         suggested = self.health.heartbeat_interval()
         body["heartbeat"] = beats_every(body.get("heartbeat"), suggested)
+        if reg.mode == HelperMode.PULL:  # its polls are its heartbeats (see poll)
+            body["heartbeat"] = max(body["heartbeat"], self.poll_wait_now())
         previous = self.helpers.get(reg.helper_id)
         if heartbeat:
             restarted = previous is None or previous.get("boot_id") != reg.boot_id
@@ -68,7 +76,8 @@ class HelperOperations:
             )
         suggested = self.health.heartbeat_interval()
         every = beats_every(beat.heartbeat, suggested)
-        changed = every if every != helper.get("heartbeat") else None
+        pulling = helper.get("mode") == HelperMode.PULL.value  # its polls set it
+        changed = every if every != helper.get("heartbeat") and not pulling else None
         self.health.contact_ok(helper_id, heartbeat=changed)  # written with the contact
         stop = self.health.reconcile(helper_id, helper["name"], beat.running)
         return {"heartbeat": suggested, "stop": stop}
@@ -133,10 +142,27 @@ class HelperOperations:
         if new_connection:  # after a drop: back (on this seeker or another)
             self.helpers.poll_connected(helper_id, now)
         self._polled[helper_id] = now
-        self.health.contact_ok(helper_id)
+        # a pulling helper's polls are its heartbeats: the next comes within
+        # the wait (its liveness deadline follows, as a heartbeat's interval)
+        waits = min(request.wait, self.poll_wait_now())
+        changed = waits if waits > 0 and waits != helper.get("heartbeat") else None
+        self.health.contact_ok(helper_id, heartbeat=changed)
         return self.mailbox.collect(
             helper, request.boot_id, request.running, request.done, fresh=new_connection
         )
+
+    def poll_wait_now(self) -> float:
+        """How long a poll waits for work at most: --poll-wait, or a
+        heartbeat's interval when the fleet is so large that that is longer
+        (5,000 helpers: 100 s): a fleet's polls, like its heartbeats, come
+        at most HEARTBEATS_PER_SECOND a second (seeker/control/health.py)."""
+        return min(MAX_POLL_WAIT, max(self.poll_wait, self.health.heartbeat_interval()))
+
+    def poll_intervals(self) -> dict:
+        """What a poll's answer says of the intervals: how long the next
+        poll may wait, and the heartbeat's (a full registration comes every
+        60 of them)."""
+        return {"wait": self.poll_wait_now(), "heartbeat": self.health.heartbeat_interval()}
 
     def poll_dropped(self, helper_id: str) -> None:
         """A pulling helper's waiting poll connection closed: if it does not

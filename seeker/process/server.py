@@ -134,7 +134,8 @@ class SeekerServer:
         to register again. `receipt_key` is shared with the channel (default:
         derived from the token, as the channel does).
 
-        Pulling helpers wait up to `poll_wait` s for work, take an offer
+        Pulling helpers wait up to `poll_wait` s for work (more in a fleet
+        whose heartbeats are further apart: the polls are theirs), take an offer
         within `ack_timeout` s, and lose their work `poll_grace` s after their
         poll connection drops; pushes, `push_threads` at a time, give a
         helper `push_connect_timeout` s to accept the connection and

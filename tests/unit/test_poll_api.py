@@ -87,7 +87,7 @@ def test_a_poll_with_nothing_to_do_is_answered_empty_with_the_seekers_wait(env):
     env.join("nat")
     resp = env.poll("nat")
     assert resp.status_code == 200
-    assert resp.get_json() == {"assignments": [], "stop": [], "wait": 20}
+    assert resp.get_json() == {"assignments": [], "stop": [], "wait": 20, "heartbeat": 15.0}
 
 
 def test_a_helper_polls_for_its_own_work_only(env):
@@ -153,3 +153,32 @@ def test_the_heartbeat_answer_says_which_runs_to_stop(env):
     headers = bearer(env.credentials["pushed"])
     resp = env.client.post("/api/v1/helpers", json={**body, "running": ["gone.1"]}, headers=headers)
     assert resp.get_json()["stop"] == ["gone.1"]
+
+
+def test_in_a_large_fleet_a_poll_waits_as_long_as_a_heartbeats_interval(env):
+    """The polls of a pulling fleet are its heartbeats: past 1,250 helpers
+    they wait helpers / 50 s (5,000: 100 s), as heartbeats are spaced, and
+    the interval its liveness follows is the wait it was given."""
+    env.join("nat")
+    env.seeker.health._fleet = (env.clock(), 5_000)  # as counted
+    assert env.poll("nat", wait=300).get_json()["wait"] == 100.0
+    env.seeker.health.flush()
+    assert env.helpers.get("nat")["heartbeat"] == 100.0
+    env.poll("nat", wait=30)  # its own --poll-wait is shorter: so is its deadline
+    env.seeker.health.flush()
+    assert env.helpers.get("nat")["heartbeat"] == 30.0
+    env.seeker.health._fleet = (env.clock(), 100_000)
+    assert env.poll("nat").get_json()["wait"] == 300.0  # the most a poll waits
+
+
+def test_a_pulling_helpers_heartbeat_leaves_its_poll_interval_alone(env):
+    env.join("nat", boot_id="boot-1")
+    assert env.helpers.get("nat")["heartbeat"] == 20  # its polls wait 20 s here
+    env.seeker.health._fleet = (env.clock(), 5_000)
+    env.poll("nat", wait=100)
+    cred = bearer(env.credentials["nat"])
+    beat = {"boot_id": "boot-1", "heartbeat": 10}
+    resp = env.client.post("/api/v1/helpers/nat/heartbeat", json=beat, headers=cred)
+    assert resp.status_code == 200
+    env.seeker.health.flush()
+    assert env.helpers.get("nat")["heartbeat"] == 100.0

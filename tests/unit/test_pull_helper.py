@@ -128,3 +128,43 @@ def test_the_agent_acknowledges_with_its_boot_id_runs_and_refuses_when_full(agen
     a.handle({"assignments": [], "stop": ["t1.1"]})
     assert runtime.stop_called.wait(10)
     wait_done("t1.1")
+
+
+class Polls:
+    """The seeker as a pulling helper's heartbeat and poll see it: it
+    joined a small fleet (heartbeats 15 s apart) that grew to 5,000."""
+
+    def __init__(self):
+        self.full, self.light = 0, 0
+        self.polled: list[dict] = []
+
+    def register_helper(self, body):
+        self.full += 1
+        return {"heartbeat": 15.0, "stop": []}
+
+    def heartbeat(self, helper_id, beat):
+        self.light += 1
+        return {"heartbeat": 100.0, "stop": []}
+
+    def poll_work(self, helper_id, body, timeout):
+        self.polled.append({**body, "timeout": timeout})
+        return {"assignments": [], "stop": [], "wait": 100.0, "heartbeat": 100.0}
+
+
+def test_a_pulling_helpers_polls_stand_in_for_its_light_heartbeats(tmp_path, clock):
+    cfg = HelperConfig("http://seeker", "http://channel", "t", tmp_path, pull=True, name="nat")
+    a = HelperAgent(cfg, runtime=FakeRuntime(), clock=clock)
+    a.seeker = a.poller = Polls()
+    assert a.beat() and a.seeker.full == 1
+    a.poll_once()
+    assert a.seeker.polled[-1]["wait"] == 25.0  # until the seeker said otherwise
+    a.poll_once()
+    assert (a.seeker.polled[-1]["wait"], a.seeker.polled[-1]["timeout"]) == (100.0, 115.0)
+    assert a.heartbeat_every() == 100.0  # the poll's answer says so too
+    clock.advance(100)
+    assert a.beat() and (a.seeker.full, a.seeker.light) == (1, 0)  # the polls went through
+    clock.advance(20)  # no poll answered within its wait and its slack: beat
+    assert a.beat() and (a.seeker.full, a.seeker.light) == (1, 1)
+    a.cfg.poll_wait = 30.0  # a proxy on the way closes idle connections sooner
+    a.poll_once()
+    assert a.seeker.polled[-1]["wait"] == 30.0
