@@ -241,6 +241,7 @@ class PullingHelper(FleetHelper):
             "running": [k for k in self.executor.running_keys() if k not in stopping],
             "done": [*self.executor.done_keys(), *stopping],
             "wait": self.poll_wait(),
+            "heartbeat": self.fixed,
         }
 
     def polled(self, work: dict) -> None:
@@ -252,7 +253,7 @@ class PullingHelper(FleetHelper):
         """helper/agent.py `beat`: no light heartbeat while its polls go through."""
         stale = time.monotonic() - self.registered_at > self.every * REFRESH_BEATS
         polling = time.monotonic() - self.polled_at < self.poll_wait() + POLL_SLACK
-        if self.registered_at >= 0 and not stale and polling:
+        if self.registered_at >= 0 and not stale and polling and not self.fixed:
             return True
         return super().beat()
 

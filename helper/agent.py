@@ -294,11 +294,12 @@ class HelperAgent(PullMode):
         return min(self.cfg.poll_wait, asked) if self.cfg.poll_wait else asked
 
     def polling(self) -> bool:
-        """Pull mode: a poll was answered within the longest a poll takes
-        (its wait, and the time to answer it): the polls tell the seeker
-        this helper is alive and what it runs, as light heartbeats would."""
-        if not self.cfg.pull or self._polled_at is None:
-            return False
+        """Pull mode without --heartbeat: a poll was answered within the
+        longest a poll takes (its wait, and the time to answer it): the
+        polls tell the seeker this helper is alive and what it runs, as
+        light heartbeats would."""
+        if not self.cfg.pull or self.cfg.heartbeat or self._polled_at is None:
+            return False  # with --heartbeat, it beats as often as that says
         return self.clock() - self._polled_at < timedelta(seconds=self.poll_wait_now() + POLL_SLACK)
 
     def beat(self) -> bool:

@@ -47,6 +47,7 @@ class PullMode:
             "running": [k for k in self.executor.running_keys() if k not in stopping],
             "done": [*self.executor.done_keys(), *stopping],
             "wait": self.poll_wait_now(),
+            "heartbeat": self.cfg.heartbeat,  # it beats that often besides
         }
         work = self.poller.poll_work(
             self.helper_id, body, timeout=self.poll_wait_now() + POLL_SLACK

@@ -170,6 +170,12 @@ class PollRequest(BaseModel):
         description="the longest to wait for work (the seeker may wait less: its answers "
         "say how long it would wait)",
     )
+    heartbeat: float | None = Field(
+        default=None,
+        ge=0.1,
+        le=3600,
+        description="its --heartbeat: it beats at least this often, besides its polls",
+    )
 
 
 class AssignmentEvent(BaseModel):

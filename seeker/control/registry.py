@@ -40,9 +40,9 @@ class HelperOperations:
         body = reg.model_dump(mode="json")
         running = body.pop("running")  # only to tell which work survived a restart
         suggested = self.health.heartbeat_interval()
-        body["heartbeat"] = beats_every(body.get("heartbeat"), suggested)
-        if reg.mode == HelperMode.PULL:  # its polls are its heartbeats (see poll)
-            body["heartbeat"] = max(body["heartbeat"], self.poll_wait_now())
+        pulling = reg.mode == HelperMode.PULL  # its polls are its heartbeats (see poll)
+        pace = max(suggested, self.poll_wait_now()) if pulling else suggested
+        body["heartbeat"] = beats_every(body.get("heartbeat"), pace)
         previous = self.helpers.get(reg.helper_id)
         if heartbeat:
             restarted = previous is None or previous.get("boot_id") != reg.boot_id
@@ -143,9 +143,9 @@ class HelperOperations:
             self.helpers.poll_connected(helper_id, now)
         self._polled[helper_id] = now
         # a pulling helper's polls are its heartbeats: the next comes within
-        # the wait (its liveness deadline follows, as a heartbeat's interval)
-        waits = min(request.wait, self.poll_wait_now())
-        changed = waits if waits > 0 and waits != helper.get("heartbeat") else None
+        # the wait, or its own heartbeat's (its liveness deadline follows)
+        every = beats_every(request.heartbeat, min(request.wait, self.poll_wait_now()))
+        changed = every if every > 0 and every != helper.get("heartbeat") else None
         self.health.contact_ok(helper_id, heartbeat=changed)
         return self.mailbox.collect(
             helper, request.boot_id, request.running, request.done, fresh=new_connection
@@ -181,7 +181,7 @@ class HelperOperations:
 
 
 def beats_every(limit: float | None, suggested: float) -> float:
-    """How many seconds apart a helper beats: as the seeker asks, or as its
-    --heartbeat says if that is more often (what liveness and the prober
-    expect of it)."""
+    """How many seconds apart a helper beats (or, pulling, polls): as the
+    seeker asks, or as its --heartbeat says if that is more often (what
+    liveness and the prober expect of it)."""
     return min(limit, suggested) if limit else suggested

@@ -167,6 +167,9 @@ def test_in_a_large_fleet_a_poll_waits_as_long_as_a_heartbeats_interval(env):
     env.poll("nat", wait=30)  # its own --poll-wait is shorter: so is its deadline
     env.seeker.health.flush()
     assert env.helpers.get("nat")["heartbeat"] == 30.0
+    env.poll("nat", wait=30, heartbeat=2)  # and it beats every 2 s besides
+    env.seeker.health.flush()
+    assert env.helpers.get("nat")["heartbeat"] == 2.0
     env.seeker.health._fleet = (env.clock(), 100_000)
     assert env.poll("nat").get_json()["wait"] == 300.0  # the most a poll waits
 

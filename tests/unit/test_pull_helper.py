@@ -168,3 +168,8 @@ def test_a_pulling_helpers_polls_stand_in_for_its_light_heartbeats(tmp_path, clo
     a.cfg.poll_wait = 30.0  # a proxy on the way closes idle connections sooner
     a.poll_once()
     assert a.seeker.polled[-1]["wait"] == 30.0
+    a.cfg.heartbeat = 1.0  # it was asked to beat every second: its polls do not stand in
+    a.poll_once()
+    assert a.seeker.polled[-1]["heartbeat"] == 1.0
+    assert a.beat() and a.seeker.full == 2  # (60 beats of 1 s are over: a full one)
+    assert a.beat() and a.seeker.light == 2
