@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import random
 import socket
 import threading
 import uuid
@@ -68,6 +69,18 @@ VOLATILE = ("cpu_load", "memory_available", "disk_free")
 LIGHT = ("running", "heartbeat")  # what a light heartbeat carries too
 RUNNING_REPORT_DELAY = 0.5  # seconds: see Executor.running_report_delay
 GiB = 1024**3
+
+
+def next_beat_in(before: float | None, every: float, draw=random.uniform) -> float:
+    """Seconds to the next heartbeat: `every`; but right after the seeker
+    asked for a longer interval than `before` (its fleet grew), a random
+    point between the two. Helpers that joined at once, then were all told
+    at once to beat less often, would otherwise beat in one burst per
+    interval for ever; this spreads them in one step and makes no beat
+    later than asked (Nomad staggers its heartbeats too)."""
+    if before is not None and every > before:
+        return draw(before, every)
+    return every
 
 
 def shape_of(registration: dict) -> dict:
@@ -379,11 +392,12 @@ class HelperAgent(PullMode):
                 pass  # ended meanwhile
 
     def _heartbeat(self) -> None:
-        delay = 0.5
+        delay, before = 0.5, None
         while not self._stop.is_set():
             ok = self.beat()
             every = self.heartbeat_every()
-            delay = every if ok else min(delay * 2, every)
+            delay = next_beat_in(before, every) if ok else min(delay * 2, every)
+            before = every if ok else before
             self._stop.wait(delay)
 
     def wait_registered(self, timeout: float) -> bool:

@@ -5,7 +5,8 @@ SecantusDB, a one-node replica set), a short poll otherwise.
 
 - a task submitted, or a replica given back (`open` changed): place it
   (`kick`);
-- an assignment ended (its helper's slot is free): place more (`kick`);
+- an assignment ended (its helper's slot is free): place more, if a task
+  waits for room (`room`);
 - an offer made to a pulling helper: answer its waiting poll here (`wake`);
 - a task ended (cancelled, decided): wake the polls of the pulling helpers
   that run it, whose answer then says to stop it;
@@ -66,12 +67,14 @@ class ChangeFeed:
         forget: Callable[[str], None] = lambda helper_id: None,
         parked: Callable[[], int] = lambda: 0,
         poll_every: float = 1.0,
+        room: Callable[[], None] | None = None,
     ):
         """`parked()`: how many polls wait in this process (the fallback poll
         looks for their work only while some do)."""
         self.db = db
         self.clock = clock
         self.kick, self.wake, self.forget, self.parked = kick, wake, forget, parked
+        self.room = room or kick
         self.poll_every = poll_every
         self.streams: bool | None = None  # None until known
         self._stop = threading.Event()
@@ -94,7 +97,7 @@ class ChangeFeed:
         if kind == "insert" and doc.get("via") == HelperMode.PULL.value:
             self.wake(doc["helper_id"])
         elif fields.get("state") in ENDED:
-            self.kick()  # a slot is free
+            self.room()  # a slot is free
 
     def on_helper(self, change: dict) -> None:
         fields = (change.get("updateDescription") or {}).get("updatedFields") or {}

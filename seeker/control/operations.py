@@ -98,7 +98,7 @@ class Seeker(HelperOperations):
         parked: Callable[[str], int] = lambda helper_id: 0,
         poll_grace: timedelta = timedelta(seconds=5),
         later: Callable[[float, Callable[[], None]], object] = lambda seconds, job: None,
-        freed: Callable[[], None] | None = None,
+        room: Callable[[], None] | None = None,
     ):
         """Pull mode: `mailbox` is where pulling helpers find their work;
         a poll waits `poll_wait` s at most (or a heartbeat's interval, when
@@ -113,8 +113,9 @@ class Seeker(HelperOperations):
         self.parked = parked
         self.poll_grace = poll_grace
         self.later = later
-        # a slot freed: kick the dispatcher (a seeker process: if a task waits)
-        self.freed = freed or kick
+        # room made (a slot freed, a helper joined): kick the dispatcher (a
+        # seeker process: only if its last pass left a task waiting for room)
+        self.room = room or kick
         self.events = events
         self.credentials = credentials or HelperCredentials(secrets.token_bytes(32), helpers, clock)
         self.tasks = tasks
@@ -298,7 +299,7 @@ class Seeker(HelperOperations):
             task_id, event.helper_id, event.attempt, outcome, now, event.started_at
         )
         if moved and event.status == ResultStatus.SUCCEEDED and self._succeeded(task_id, event):
-            self.freed()  # a slot is free: of use only to a task that waits
+            self.room()  # a slot is free: of use only to a task that waits
             return moved
         if moved and event.started_at is not None:
             self.tasks.started(task_id, event.started_at)  # it ran (if never reported)

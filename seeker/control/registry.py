@@ -53,7 +53,7 @@ class HelperOperations:
         helper = self.helpers.register(body, self.clock(), nonce=nonce)
         self.health.registered(previous, {**body, "running": running})
         stop = self.health.reconcile(reg.helper_id, reg.name, running)
-        self.kick()
+        self.room()  # of use to a task that waits (work it lost kicked a pass itself)
         answer = dict(helper, running=len(running), stop=stop, heartbeat=suggested)
         if nonce is not None:
             answer["credential"] = self.credentials.mint(reg.helper_id, nonce)

@@ -218,7 +218,7 @@ class SeekerServer:
         )
         self.loop.dispatcher = self.dispatcher
         self.prober = Prober(
-            self.helpers, self.health, lambda h: clients(h).status(), clock, kick=self.loop.kick
+            self.helpers, self.health, lambda h: clients(h).status(), clock, kick=self._room_made
         )
         self.seeker = Seeker(
             self.tasks,
@@ -236,7 +236,7 @@ class SeekerServer:
             parked=self.parking.parked,
             poll_grace=timedelta(seconds=poll_grace),
             later=self._later,
-            freed=self._slot_freed,
+            room=self._room_made,
         )
         self.app = create_app(
             seeker=self.seeker, token=token, join_token=join_token, metrics=self.metrics
@@ -250,6 +250,7 @@ class SeekerServer:
             wake=self.mailbox.offer,
             forget=self.helpers.forget,
             parked=self.parking.parked,
+            room=self._room_made,
         )
         self.server = BackgroundServer(
             self.app, host, port, threads=16, cert=tls, parking=self.parking
@@ -289,9 +290,13 @@ class SeekerServer:
             **periodic,
         )
 
-    def _slot_freed(self) -> None:
-        """A replica ended: a pass is of use only if the last one left a
-        task waiting for room (tasks submitted since kicked one anyway)."""
+    def _room_made(self) -> None:
+        """A replica ended, a helper joined or answered a probe: a pass is
+        of use only if the last one left a task waiting for room (a task
+        submitted or given back since kicked one anyway, here or, through
+        the change streams, at another seeker; the sweep catches the rest).
+        In a fleet of thousands of idle helpers this spares a query of the
+        queue per registration."""
         if self.dispatcher.wants_room():
             self.loop.kick()
 

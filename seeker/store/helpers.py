@@ -67,11 +67,14 @@ class HelperStore:
                 return_document=ReturnDocument.AFTER,
             )
         except DuplicateKeyError:
+            self._auth.pop(reg["helper_id"], None)
             raise Conflict(
                 f"helper name {reg['name']!r} is taken", "choose another --name"
             ) from None
-        finally:
-            self._auth.pop(reg["helper_id"], None)
+        # what its next requests need, as this write left it: a helper that
+        # (re-)registered is not read again at its first heartbeat or poll
+        summary = {k: doc[k] for k in SUMMARY if k in doc}
+        self._auth[reg["helper_id"]] = (self.clock(), {**summary, "helper_id": doc["_id"]})
         return helper_json(doc)
 
     def auth_of(self, helper_id: str) -> dict | None:
