@@ -57,6 +57,7 @@ from bench.heartbeats import Counters, Heartbeats
 from bench.polls import Polls
 from channel.client import ChannelClient
 from channel.models import ResultStatus
+from helper.agent import next_beat_in
 from helper.app import create_app
 from helper.executor import Executor
 from helper.models import Assignment
@@ -105,6 +106,7 @@ class FleetHelper:
         self.boot_id = uuid.uuid4().hex
         self.fixed = args.heartbeat  # --heartbeat: beat at least this often
         self.every = args.heartbeat or 15.0
+        self.next_in = self.every  # seconds to its next beat (helper/agent.py `_heartbeat`)
         self.registered_at = -1.0
         self.token = args.token
         self.counters = counters
@@ -198,7 +200,8 @@ class FleetHelper:
     def adopt_interval(self, answer: dict) -> None:
         """Beat as often as the seeker asks (or as --heartbeat, if more often)."""
         asked = answer.get("heartbeat") or self.every
-        self.every = min(self.fixed, asked) if self.fixed else asked
+        before, self.every = self.every, min(self.fixed, asked) if self.fixed else asked
+        self.next_in = next_beat_in(before, self.every)
 
     def authorize(self, credential: str) -> None:
         self.seeker.authorize(credential)
@@ -366,14 +369,13 @@ def main() -> None:
     beats = Heartbeats(
         len(helpers),
         lambda i: helpers[i].beat(),
-        lambda i: helpers[i].every,
+        lambda i: helpers[i].next_in,
         args.beat_threads,
         counters,
     )
     beats.join(joined)
     counters.write(stats)
     print("ready", flush=True)
-    threading.Thread(target=beats.run, name="heartbeats", daemon=True).start()
     while not stop.wait(2):
         counters.write(stats)
     beats.stop()

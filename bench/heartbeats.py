@@ -5,11 +5,16 @@ after its last registration ended (helper/agent.py `_heartbeat`). Here a
 pool of threads does it for thousands of helpers: a schedule (a heap of due
 times) hands each helper's next registration to the pool when it is due,
 and the registration, once answered, puts the helper back on the schedule
-`every` seconds later. The first ones after joining are spread evenly over
-one interval, so the seeker sees a steady rate, as from helpers
-that joined at different times. When the seeker answers slower than the
-fleet beats, due registrations wait for a free thread: `late_s` says how
-long (a real helper would be as late, waiting for its own answer)."""
+`every(i)` seconds later (its interval, or a random point between the old
+and the new one right after the interval grew: helper/agent.py
+`next_beat_in`). Each helper's first beat is due `every` seconds after its
+own registration, as a real helper's is, while others still join
+(spreading them over one interval from the end of the join, as this did
+before, made a helper that joined early beat up to a whole join late, and
+the seeker rightly probed it as silent). When the seeker answers slower
+than the fleet beats, due registrations wait for a free thread: `late_s`
+says how long (a real helper would be as late, waiting for its own
+answer)."""
 
 from __future__ import annotations
 
@@ -85,6 +90,7 @@ class Heartbeats:
         self.register = register
         self.every = every
         self.counters = counters
+        self.threads = threads
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="beat")
         self._due: list[tuple[float, int]] = []
         self._cond = threading.Condition()
@@ -92,22 +98,24 @@ class Heartbeats:
 
     def join(self, then: Callable[[int], None] = lambda i: None) -> None:
         """Register every helper at once (as many at a time as there are
-        threads); `then(i)` runs after helper i registered. Returns when all
-        did; a helper whose registration failed is tried again."""
+        threads, on a pool apart from the beats'); `then(i)` runs after
+        helper i registered, and its beats start. Returns when all did; a
+        helper whose registration failed is tried again."""
 
         def first(i: int) -> None:
             while not self._stop.is_set() and not self._beat(i):
                 self._stop.wait(1)
             then(i)
+            with self._cond:  # its beats start now, while others still join
+                heapq.heappush(self._due, (time.monotonic() + self.every(i), i))
+                self._cond.notify()
 
-        list(self.pool.map(first, range(self.count)))
-        start = time.monotonic()
-        with self._cond:
-            self._due = [(start + self.every(i) * i / self.count, i) for i in range(self.count)]
-            heapq.heapify(self._due)
+        threading.Thread(target=self.run, name="heartbeats", daemon=True).start()
+        with ThreadPoolExecutor(self.threads, thread_name_prefix="join") as joining:
+            list(joining.map(first, range(self.count)))
 
     def run(self) -> None:
-        """Hand due registrations to the pool until stopped (call after join)."""
+        """Hand due registrations to the pool until stopped (join() runs it)."""
         while not self._stop.is_set():
             with self._cond:
                 now = time.monotonic()

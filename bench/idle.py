@@ -8,8 +8,10 @@ schedule, as a helper's heartbeat does: light heartbeats, and a full
 registration every 5 minutes). Push mode and pull mode run apart, each in a
 deployment of its own on a fresh database server: pushed helpers are
 served by the fleet's one WSGI server and probed by the seeker; pulling
-helpers each hold a long poll (25 s) on a connection and a thread of their
-own. No channel and no tasks. Once every helper has registered (and,
+helpers each hold a long poll on a keep-alive connection of their own, all
+on one asyncio loop (bench/polls.py), and wait as long as the seeker's
+answers say (at least --poll-wait, 25 s; in a large fleet as long as a
+heartbeat's interval, N / 50 s). No channel and no tasks. Once every helper has registered (and,
 pulling, sent its first poll), 15 s to settle (5 s quick), then over the
 window (60 s; 10 s quick): the seeker process's CPU (user + system, as a
 share of one core), its resident memory (sampled once a second), its
@@ -323,7 +325,8 @@ def run(quick: bool = False, helpers: list[int] | None = None, window: float | N
     notes = [
         f"Each mode in a deployment of its own (fresh database server, {window:.0f} s window "
         f"after {settle:.0f} s to settle); the seeker at its defaults (probe every 10 s, "
-        "liveness 45 s, poll wait 25 s); helpers beat as the seeker asks. Bare server: one "
+        "liveness 45 s, poll wait 25 s or a heartbeat's interval if longer); helpers beat "
+        "and poll as the seeker asks. Bare server: one "
         "keep-alive connection per helper and one GET per helper every 15 s.",
         *(notes_for(n, m) for n, m in measured.items()),
         "The fleet, the database and the benchmark share the machine's 2 cores with the "
