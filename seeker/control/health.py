@@ -135,6 +135,14 @@ class HelperHealth:
             self._fleet = (now, self.helpers.count())
         return max(self.min_heartbeat, self._fleet[1] / HEARTBEATS_PER_SECOND)
 
+    def helper_joined(self) -> None:
+        """A helper new to the registry: counted at once, so a fleet joining
+        together is asked for the interval it will need, not the one of the
+        fleet counted up to FLEET_COUNT_EVERY ago (helpers told 15 s beat at
+        that until their next answer; the count stays a hint, read afresh)."""
+        if self._fleet is not None:
+            self._fleet = (self._fleet[0], self._fleet[1] + 1)
+
     def lose_work(
         self, helper_id: str, reason: str, keep=lambda a: False, epoch: int | None = None
     ) -> int:

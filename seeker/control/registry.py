@@ -39,11 +39,13 @@ class HelperOperations:
         require_own(caller if heartbeat else None, reg.helper_id, "register itself")
         body = reg.model_dump(mode="json")
         running = body.pop("running")  # only to tell which work survived a restart
+        previous = self.helpers.get(reg.helper_id)
+        if previous is None:
+            self.health.helper_joined()
         suggested = self.health.heartbeat_interval()
         pulling = reg.mode == HelperMode.PULL  # its polls are its heartbeats (see poll)
         pace = max(suggested, self.poll_wait_now()) if pulling else suggested
         body["heartbeat"] = beats_every(body.get("heartbeat"), pace)
-        previous = self.helpers.get(reg.helper_id)
         if heartbeat:
             restarted = previous is None or previous.get("boot_id") != reg.boot_id
             nonce = self.credentials.new_nonce() if restarted else None

@@ -126,11 +126,22 @@ class HelperStore:
         if cached is not None and cached[1] is not None:
             self._auth[helper_id] = (cached[0], {**cached[1], "heartbeat": seconds})
 
-    def pushed_silent_since(self, cutoff: datetime) -> list[dict]:
+    def pushed_silent_since(
+        self, cutoff: datetime, fleet_cutoff: datetime | None = None, fleet_beat: float = 0
+    ) -> list[dict]:
         """The pushed helpers not heard from since `cutoff` (pulling helpers
         are never contacted): what the prober asks, without reading the
-        whole registry."""
-        query = {"mode": {"$ne": "pull"}, "last_seen": {"$lt": cutoff}}
+        whole registry. With `fleet_cutoff`, of the helpers that beat every
+        `fleet_beat` s or less often (most of a large fleet), only those
+        not heard from since then: a fleet beating every 100 s is not read
+        whole every 10 s to find the few that missed a beat."""
+        query: dict = {"mode": {"$ne": "pull"}, "last_seen": {"$lt": cutoff}}
+        if fleet_cutoff is not None:
+            query["$or"] = [
+                {"heartbeat": {"$lt": fleet_beat}},
+                {"heartbeat": None},
+                {"last_seen": {"$lt": fleet_cutoff}},
+            ]
         return [helper_json(d) for d in self.helpers.find(query, {"auth": 0})]
 
     def count(self) -> int:

@@ -60,6 +60,22 @@ def test_the_heartbeat_interval_grows_with_the_fleet(mock_db, clock):
     assert health.heartbeat_interval() == 100.0
 
 
+def test_helpers_joining_together_are_counted_as_they_join(env, clock):
+    """A fleet joining at once is asked for the interval it will need as it
+    joins, not the one of the fleet counted up to 30 s before."""
+    seeker, client = env
+    for n in range(1000):
+        seeker.helpers.helpers.insert_one({"_id": f"h{n}", "name": f"h{n}"})
+    clock.advance(31)
+    assert seeker.health.heartbeat_interval() == 20.0
+    creds = [join(client, f"new{n}") for n in range(250)]
+    assert seeker.health.heartbeat_interval() == 25.0  # no recount: 1,250 helpers
+    body = {"helper_id": "new0", "name": "new0", "url": "http://h:1", "boot_id": "b1"}
+    again = client.post("/api/v1/helpers", json=body, headers=bearer(creds[0]))
+    assert again.status_code == 200  # registering again is no new helper
+    assert seeker.health.heartbeat_interval() == 25.0
+
+
 def test_liveness_follows_a_helpers_heartbeat_interval(clock):
     deadline = timedelta(seconds=45)
     assert liveness_of({"heartbeat": 15}, deadline) == deadline

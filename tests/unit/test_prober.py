@@ -157,3 +157,31 @@ def test_a_helper_heard_from_lately_is_not_probed(helpers, health, clock, kicks)
     clock.advance(SILENT - 15)
     assert probe.probe_all() == {"quiet": True}
     assert status.asked == ["quiet"]
+
+
+def test_in_a_large_fleet_only_helpers_that_missed_their_own_beat_are_read(
+    helpers, tasks, health, clock, kicks
+):
+    """5,000 helpers beat every 100 s: the round reads those silent past
+    100 s (and the few with a shorter interval of their own), not every
+    helper not heard from for 20 s."""
+    for n in range(4997):
+        helpers.helpers.insert_one({"_id": f"h{n}", "name": f"h{n}", "heartbeat": 100.0})
+    for name, beat in (("late", 100.0), ("own-15", 15.0), ("unknown", None)):
+        register(helpers, clock, name)
+        helpers.set_heartbeat(f"id-{name}", beat)
+    clock.advance(30)
+    helpers.seen([f"h{n}" for n in range(4997)], clock())  # all beat 30 s ago ...
+    clock.advance(30)
+    helpers.seen(["id-late"], clock() - timedelta(seconds=110))  # ... but late: 110 s ago
+    assert health.heartbeat_interval() == 100.0
+    read = []
+    query = helpers.pushed_silent_since
+    helpers.pushed_silent_since = lambda *args: read.extend(query(*args)) or read
+    status = FakeStatus(**{n: {"name": n, "running": []} for n in ("late", "own-15", "unknown")})
+    assert prober(helpers, health, clock, kicks, status).probe_all() == {
+        "late": True,
+        "own-15": True,
+        "unknown": True,
+    }
+    assert sorted(h["name"] for h in read) == ["late", "own-15", "unknown"]

@@ -5,11 +5,13 @@ over TLS, and stop() ends it cleanly."""
 from __future__ import annotations
 
 import socket
+import time
 
 import pytest
 import requests
 from flask import Flask, request
 
+from serving import wsgi
 from serving.tls import ServerCert
 from serving.wsgi import BackgroundServer
 from tests.certs import make_certs
@@ -124,5 +126,28 @@ def test_a_client_given_several_servers_goes_on_to_the_next_when_one_is_down():
         with pytest.raises(Unreachable) as err:
             alone.request("GET", "/port")
         assert err.value.not_sent
+    finally:
+        server.stop()
+
+
+def test_an_idle_keep_alive_connection_outlives_the_read_timeout_then_is_closed(monkeypatch):
+    """Kept past the read timeout (a helper beating every 100 s reuses its
+    connection), closed once idle for KEEP_ALIVE."""
+    monkeypatch.setattr(wsgi, "KEEP_ALIVE", 1.5)
+    monkeypatch.setattr(wsgi, "KEEP_ALIVE_CHECK", 0.1)
+    server = BackgroundServer(port_app(), "127.0.0.1", 0)
+    server._server.timeout = 0.3  # the read timeout, which used to close it too
+    server.start()
+    try:
+        get = b"GET /port HTTP/1.1\r\nHost: x\r\n\r\n"
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as conn:
+            conn.sendall(get)
+            assert conn.recv(4096).startswith(b"HTTP/1.1 200")
+            time.sleep(0.8)  # past the read timeout, within the keep-alive
+            conn.sendall(get)
+            assert conn.recv(4096).startswith(b"HTTP/1.1 200")
+            started = time.monotonic()
+            assert conn.recv(4096) == b""  # closed by the server
+            assert time.monotonic() - started >= 1.0
     finally:
         server.stop()
