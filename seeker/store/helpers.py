@@ -73,8 +73,7 @@ class HelperStore:
             ) from None
         # what its next requests need, as this write left it: a helper that
         # (re-)registered is not read again at its first heartbeat or poll
-        summary = {k: doc[k] for k in SUMMARY if k in doc}
-        self._auth[reg["helper_id"]] = (self.clock(), {**summary, "helper_id": doc["_id"]})
+        self._auth[reg["helper_id"]] = (self.clock(), summary_of(doc))
         return helper_json(doc)
 
     def auth_of(self, helper_id: str) -> dict | None:
@@ -90,10 +89,9 @@ class HelperStore:
         if cached is not None and timedelta(0) <= now - cached[0] < self.auth_ttl:
             return cached[1]
         doc = self.helpers.find_one({"_id": helper_id}, SUMMARY)
-        if doc is not None:
-            doc = {**doc, "helper_id": doc.pop("_id")}
-        self._auth[helper_id] = (now, doc)
-        return doc
+        summary = summary_of(doc) if doc is not None else None
+        self._auth[helper_id] = (now, summary)
+        return summary
 
     def seen(
         self, helper_ids: list[str], now: datetime, intervals: dict[str, float] | None = None
@@ -215,6 +213,11 @@ class HelperStore:
             return gone.deleted_count == 1
         finally:
             self._auth.pop(helper_id, None)
+
+
+def summary_of(doc: dict) -> dict:
+    """The SUMMARY fields of a helper document, with its id as `helper_id`."""
+    return {**{k: doc[k] for k in SUMMARY if k in doc}, "helper_id": doc["_id"]}
 
 
 def helper_json(doc: dict) -> dict:
