@@ -4,6 +4,7 @@ over TLS, and stop() ends it cleanly."""
 
 from __future__ import annotations
 
+import http.client
 import socket
 import time
 
@@ -139,15 +140,17 @@ def test_an_idle_keep_alive_connection_outlives_the_read_timeout_then_is_closed(
     server._server.timeout = 0.3  # the read timeout, which used to close it too
     server.start()
     try:
-        get = b"GET /port HTTP/1.1\r\nHost: x\r\n\r\n"
-        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as conn:
-            conn.sendall(get)
-            assert conn.recv(4096).startswith(b"HTTP/1.1 200")
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        try:
+            conn.request("GET", "/port")
+            first = conn.getresponse().read()
             time.sleep(0.8)  # past the read timeout, within the keep-alive
-            conn.sendall(get)
-            assert conn.recv(4096).startswith(b"HTTP/1.1 200")
+            conn.request("GET", "/port")
+            assert conn.getresponse().read() == first  # the same connection
             started = time.monotonic()
-            assert conn.recv(4096) == b""  # closed by the server
+            assert conn.sock.recv(1) == b""  # closed by the server
             assert time.monotonic() - started >= 1.0
+        finally:
+            conn.close()
     finally:
         server.stop()
