@@ -57,8 +57,8 @@ from bench.heartbeats import Counters, Heartbeats
 from bench.polls import Polls
 from channel.client import ChannelClient
 from channel.models import ResultStatus
-from helper.agent import next_beat_in
 from helper.app import create_app
+from helper.beats import next_beat_in
 from helper.executor import Executor
 from helper.models import Assignment
 from helper.outbox import Outbox

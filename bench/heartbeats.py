@@ -6,7 +6,7 @@ pool of threads does it for thousands of helpers: a schedule (a heap of due
 times) hands each helper's next registration to the pool when it is due,
 and the registration, once answered, puts the helper back on the schedule
 `every(i)` seconds later (its interval, or a random point between the old
-and the new one right after the interval grew: helper/agent.py
+and the new one right after the interval grew: helper/beats.py
 `next_beat_in`). Each helper's first beat is due `every` seconds after its
 own registration, as a real helper's is, while others still join
 (spreading them over one interval from the end of the join, as this did

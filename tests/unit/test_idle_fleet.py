@@ -12,7 +12,8 @@ import pytest
 from dispatch_fakes import Counting, FakePush, add_helper, add_task
 from test_executor import FakeRuntime
 
-from helper.agent import HelperAgent, HelperConfig, next_beat_in, shape_of
+from helper.agent import HelperAgent, HelperConfig
+from helper.beats import next_beat_in, shape_of
 from seeker.api.app import create_app
 from seeker.control.dispatcher import Dispatcher
 from seeker.control.health import HelperHealth
