@@ -90,6 +90,13 @@ class HelperMode(StrEnum):
     PULL = "pull"
 
 
+# a helper's --heartbeat, sent as a limit: it beats at least this often
+HeartbeatLimit = Annotated[float, Field(ge=0.1, le=3600)]
+BEATS_AT_MOST = (
+    "the longest it waits between heartbeats (its --heartbeat); none: as long as the seeker asks"
+)
+
+
 class HelperRegistration(BaseModel):
     """What a helper sends when it registers."""
 
@@ -112,13 +119,7 @@ class HelperRegistration(BaseModel):
     boot_id: str | None = Field(default=None, max_length=64)
     policy: HelperPolicy = Field(default_factory=lambda: HelperPolicy())
     running: list[str] = Field(default_factory=list, description="assignment keys it runs")
-    heartbeat: float | None = Field(
-        default=None,
-        ge=0.1,
-        le=3600,
-        description="the longest it waits between heartbeats (its --heartbeat); "
-        "none: as long as the seeker asks",
-    )
+    heartbeat: HeartbeatLimit | None = Field(default=None, description=BEATS_AT_MOST)
 
     @model_validator(mode="after")
     def _reachable(self) -> HelperRegistration:
@@ -142,13 +143,7 @@ class Heartbeat(BaseModel):
 
     boot_id: str = Field(min_length=1, max_length=64, description="the helper process")
     running: AssignmentKeys = Field(default_factory=list, max_length=4096)
-    heartbeat: float | None = Field(
-        default=None,
-        ge=0.1,
-        le=3600,
-        description="the longest it waits between heartbeats (its --heartbeat); "
-        "none: as long as the seeker asks",
-    )
+    heartbeat: HeartbeatLimit | None = Field(default=None, description=BEATS_AT_MOST)
 
 
 class PollRequest(BaseModel):
@@ -170,11 +165,8 @@ class PollRequest(BaseModel):
         description="the longest to wait for work (the seeker may wait less: its answers "
         "say how long it would wait)",
     )
-    heartbeat: float | None = Field(
-        default=None,
-        ge=0.1,
-        le=3600,
-        description="its --heartbeat: it beats at least this often, besides its polls",
+    heartbeat: HeartbeatLimit | None = Field(
+        default=None, description="its --heartbeat: it beats at least this often, besides its polls"
     )
 
 
