@@ -57,6 +57,7 @@ from bench.heartbeats import Counters, Heartbeats
 from bench.polls import Polls
 from channel.client import ChannelClient
 from channel.models import ResultStatus
+from helper.agent import RUNNING_REPORT_DELAY
 from helper.app import create_app
 from helper.beats import next_beat_in
 from helper.executor import Executor
@@ -133,6 +134,8 @@ class FleetHelper:
             report=self.seeker.report,
             boot_id=self.boot_id,
         )
+        # as helper/agent.py: a run that ends within this is reported once, finished
+        self.executor.running_report_delay = RUNNING_REPORT_DELAY
 
     def app(self):
         """This helper's REST API, as `helper start` serves it."""
