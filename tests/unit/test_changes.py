@@ -114,3 +114,59 @@ def test_the_poll_looks_for_offers_only_while_polls_wait_here(mock_db):
         assert heard.calls["wake"] == []
     finally:
         feed.stop()
+
+
+def ended(task_id: str) -> dict:
+    fields = {"state": "cancelled", "updated_at": utc_now()}
+    return {
+        "operationType": "update",
+        "documentKey": {"_id": task_id},
+        "updateDescription": {"updatedFields": fields},
+    }
+
+
+class CountingDb:
+    """A database whose collections count the queries made of them."""
+
+    def __init__(self, db):
+        self.db, self.finds = db, []
+
+    def __getitem__(self, name):
+        db, finds = self.db, self.finds
+
+        class Counted:
+            def __getattr__(self, attr):
+                return getattr(db[name], attr)
+
+            def find(self, *args, **kwargs):
+                finds.append(name)
+                return db[name].find(*args, **kwargs)
+
+        return Counted()
+
+
+def test_a_task_ending_is_looked_up_for_pullers_only_while_polls_wait_here(mock_db):
+    tasks = TaskStore(mock_db)
+    tasks.create("t1", SPEC, utc_now())
+    tasks.assign(tasks.get("t1"), NAT, utc_now(), via="pull")
+    waiting = [0]
+    counted, heard = CountingDb(mock_db), Heard()
+    feed = feed_of(counted, heard, parked=lambda: waiting[0])
+    feed.on_task(ended("t1"))  # no poll waits here: nothing to read, nobody to wake
+    assert counted.finds == [] and heard.calls["wake"] == []
+    waiting[0] = 1
+    feed.on_task(ended("t1"))
+    assert counted.finds == ["assignments"] and heard.calls["wake"] == [("nat",)]
+
+
+def test_a_placement_that_leaves_nothing_to_place_kicks_nobody(mock_db):
+    heard = Heard()
+    feed = feed_of(mock_db, heard)
+    for still_open in (0, 2):
+        change = {
+            "operationType": "update",
+            "documentKey": {"_id": "t1"},
+            "updateDescription": {"updatedFields": {"open": still_open, "rev": 3}},
+        }
+        feed.on_task(change)
+    assert len(heard.calls["kick"]) == 1  # the one with 2 replicas still to place
