@@ -12,6 +12,7 @@ them, and a webhook's cursor never passes an event still on its way."""
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -44,6 +45,10 @@ class EventLog:
         # newest starts (a bare sort scans the whole log on SecantusDB); not
         # what decides the number, which the insert does
         self._seen = 0
+        # this process's publishers take turns: two threads guessing the
+        # same number make one of them fail and read the newest (the other
+        # seekers are still kept in order by the unique index alone)
+        self._turn = threading.Lock()
 
     def ensure_indexes(self) -> None:
         self.events.create_index([("seq", ASCENDING)], unique=True, name="in_order")
@@ -62,15 +67,16 @@ class EventLog:
         number after this log's own last event is tried without a read: it
         exists, so its successor may follow it (and if another took it, the
         insert fails and the newest is read)."""
-        while True:
-            seq = self._next or self._last_seq() + 1  # a guess: after the last it wrote
-            event = {"seq": seq, "type": kind, "at": self.clock(), **data}
-            try:
-                self.events.insert_one(dict(event))
-                self._next = seq + 1
-                break
-            except DuplicateKeyError:
-                self._next = None  # taken meanwhile: read what came in since
+        with self._turn:
+            while True:
+                seq = self._next or self._last_seq() + 1  # a guess: after the last it wrote
+                event = {"seq": seq, "type": kind, "at": self.clock(), **data}
+                try:
+                    self.events.insert_one(dict(event))
+                    self._next = seq + 1
+                    break
+                except DuplicateKeyError:
+                    self._next = None  # taken meanwhile: read what came in since
         for watcher in self._watchers:
             try:
                 watcher(event)

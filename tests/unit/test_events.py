@@ -5,6 +5,7 @@ stored position."""
 from __future__ import annotations
 
 import json
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
@@ -182,6 +183,35 @@ def test_many_threads_publishing_at_once_get_one_number_each_in_order(log, mongo
         )
     assert sorted(e["seq"] for e in done) == list(range(1, 41))
     assert [e["seq"] for e in log.since(0, limit=100)] == list(range(1, 41))
+
+
+class MeetingInsert:
+    """An events collection whose inserts each wait (up to a moment) for
+    another insert to begin: what two threads publishing at once do."""
+
+    def __init__(self, collection):
+        self._collection = collection
+        self.tried: list[int] = []
+        self._met = threading.Condition()
+
+    def insert_one(self, doc):
+        with self._met:
+            self.tried.append(doc["seq"])
+            self._met.notify_all()
+            self._met.wait_for(lambda: len(self.tried) >= 2, timeout=0.5)  # if it can get in
+        return self._collection.insert_one(doc)
+
+    def __getattr__(self, name):
+        return getattr(self._collection, name)
+
+
+def test_threads_of_one_process_take_turns_not_the_same_number(mongo_db, clock):
+    one = EventLog(mongo_db, clock)
+    one.events = counted = MeetingInsert(one.events)
+    with ThreadPoolExecutor(2) as pool:
+        done = list(pool.map(lambda i: one.publish(TASK_SUCCEEDED, task_id=f"t{i}"), range(2)))
+    assert sorted(e["seq"] for e in done) == [1, 2]
+    assert sorted(counted.tried) == [1, 2]  # no insert refused, no newest read again
 
 
 def test_pruning_keeps_the_newest_so_the_numbering_goes_on(log, clock):
