@@ -27,16 +27,19 @@ class Stack:
         helper_name: str | None = None,
         tls: ServerCert | None = None,
         ca_cert: Path | None = None,
+        databases: tuple[str, str] = ("seeker", "channel"),
     ):
         """`tls`: the three servers serve HTTPS with this one certificate;
-        `ca_cert`: the CA that signed it, which they trust as each other's clients."""
+        `ca_cert`: the CA that signed it, which they trust as each other's
+        clients; `databases`: the seeker's and the channel's (when the URL
+        names none)."""
         self.conn = DatabaseConnection(mongo_url, data_dir)
-        self.channel = ChannelServer(
-            self.conn.database("channel"), token, host, channel_port, tls=tls
-        )
+        self.seeker_db = self.conn.database(databases[0])
+        self.channel_db = self.conn.database(databases[1])
+        self.channel = ChannelServer(self.channel_db, token, host, channel_port, tls=tls)
         credential_key, _ = resolve_secret(None, Path(data_dir), "credential-key")
         self.seeker = SeekerServer(
-            self.conn.database("seeker"),
+            self.seeker_db,
             token,
             self.channel.url,
             host,
