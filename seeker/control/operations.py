@@ -298,9 +298,12 @@ class Seeker(HelperOperations):
         moved = self.tasks.assignment_finished(
             task_id, event.helper_id, event.attempt, outcome, now, event.started_at
         )
-        if moved and event.status == ResultStatus.SUCCEEDED and self._succeeded(task_id, event):
-            self.room()  # a slot is free: of use only to a task that waits
-            return moved
+        if moved and event.status == ResultStatus.SUCCEEDED:
+            # a slot is free (of use only to a task that waits): the next
+            # placement need not wait for this task's decision
+            self.room()
+            if self._succeeded(task_id, event):
+                return moved
         if moved and event.started_at is not None:
             self.tasks.started(task_id, event.started_at)  # it ran (if never reported)
         # A repeated event changes no assignment; settling again is harmless,

@@ -67,6 +67,20 @@ def test_a_single_replicas_success_is_one_write_and_its_event_one_insert(env):
     )
 
 
+def test_a_freed_slot_is_offered_before_the_task_is_decided(mock_db, clock):
+    """The next placement (on the dispatch loop's thread) need not wait for
+    the decision's writes: room is made as soon as the slot is free."""
+    tasks, helpers = TaskStore(mock_db), HelperStore(mock_db, clock)
+    seen = []
+    seeker = Seeker(tasks, helpers, clock, room=lambda: seen.append(tasks.get(task_id)["state"]))
+    helpers.register({"helper_id": "h1", "name": "gpu-1", "url": "http://h:1"}, clock())
+    task_id = seeker.submit(TaskSpec(image="busybox"))["task_id"]
+    Dispatcher(tasks, helpers, push=lambda h, p: {"boot_id": "b"}, clock=clock).dispatch_pending()
+    seeker.assignment_event(task_id, finished())
+    assert seen == ["dispatched"]
+    assert tasks.get(task_id)["state"] == "succeeded"
+
+
 def test_a_failure_or_a_replicated_task_is_decided_from_its_assignments(env):
     seeker, dispatcher, tasks, _ = env
     task_id = seeker.submit(TaskSpec(image="busybox"))["task_id"]
