@@ -91,8 +91,11 @@ def create_app(
     def post_result(body: ResultIn):
         """Store a result"""
         check_receipt(receipt_key, body.task_id, body.helper_id, body.attempt)
-        doc, created = store.add(body.model_dump(mode="python"), received_at=now())
+        result = body.model_dump(mode="python", exclude={"artifact_count"})
+        doc, created = store.add(result, received_at=now())
         metrics.result_posted(body.status, created)
+        if created and body.artifact_count == 0:
+            return dict(doc, artifacts=[]), 201  # none were sent first: nothing to look up
         return one(doc), 201 if created else 200
 
     @app.get("/api/v1/results")

@@ -20,8 +20,8 @@ class ResultStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
-class ResultIn(BaseModel):
-    """A result as a helper posts it; the channel adds `result_id` and `received_at`."""
+class ResultFields(BaseModel):
+    """What a result document holds as its helper posted it."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -41,6 +41,20 @@ class ResultIn(BaseModel):
     started_at: datetime | None = None
     finished_at: datetime
     sent_at: datetime
+
+
+class ResultIn(ResultFields):
+    """A result as a helper posts it; the channel adds `result_id`,
+    `received_at` and the attempt's `artifacts`."""
+
+    artifact_count: int | None = Field(
+        default=None,
+        ge=0,
+        le=INT64_MAX,
+        description="how many artifacts of this attempt the helper sent before this "
+        "result (it sends them first): with 0 the answer's `artifacts` is empty without "
+        "a look; not stored",
+    )
 
 
 def output_digest(stdout: bytes) -> str:

@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from channel.models import ARTIFACT_NAME_MAX, ResultIn, ResultStatus
+from channel.models import ARTIFACT_NAME_MAX, ResultFields, ResultStatus
 from serving.openapi import optional
 from serving.schema import INT64_MAX
 
@@ -40,7 +40,7 @@ class Artifact(ArtifactSummary):
     uploaded_at: datetime
 
 
-class Result(ResultIn):
+class Result(ResultFields):
     """The result document: the fields posted, and what the channel adds."""
 
     model_config = ConfigDict(extra="ignore", json_schema_serialization_defaults_required=True)

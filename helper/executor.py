@@ -358,6 +358,7 @@ class Executor(Adoption):
             "started_at": o.started_at.isoformat() if o.started_at else None,
             "finished_at": (o.finished_at or self.clock()).isoformat(),
             "sent_at": None,  # stamped by the outbox handler at each send
+            "artifact_count": len(o.artifacts),  # queued before it (_deliver)
         }
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from dispatch_fakes import Counting
 
 from channel.app import create_app
+from channel.artifacts import ArtifactStore
 from channel.models import output_digest
 from channel.store import ResultStore
 from tests.auth_support import WELL_FORMED_RECEIPT, bearer, receipt_headers
@@ -90,6 +92,20 @@ def test_post_result_201_then_200_on_repeat(client, clock):
     assert again.status_code == 200
     assert again.get_json()["result_id"] == stored["result_id"]
     assert again.get_json()["stdout"] == "hi\n"
+
+
+def test_a_result_sent_after_no_artifacts_answers_without_looking_for_them(mock_db, store, clock):
+    artifacts = ArtifactStore(mock_db)
+    app = create_app(store=store, token="t", clock=clock, artifacts=artifacts)
+    client = app.test_client()
+    artifacts.files = looked = Counting(artifacts.files)
+    resp = post(client, body(artifact_count=0))
+    assert resp.status_code == 201 and resp.get_json()["artifacts"] == []
+    assert looked.calls == []
+    assert "artifact_count" not in store.results.find_one({"task_id": "t1"})  # not stored
+    resp = post(client, body(task_id="t2", artifact_count=2))  # or unsaid: looked for
+    assert resp.status_code == 201 and looked.calls == ["find"]
+    assert "artifact_count" not in resp.get_json()
 
 
 def test_malformed_json_is_400(client, store):
