@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from seeker.control.changes import ChangeFeed
+from seeker.control.changes import GATHER, ChangeFeed
 from seeker.store.helpers import HelperStore
 from seeker.store.tasks import TaskStore
 
@@ -170,3 +170,47 @@ def test_a_placement_that_leaves_nothing_to_place_kicks_nobody(mock_db):
         }
         feed.on_task(change)
     assert len(heard.calls["kick"]) == 1  # the one with 2 replicas still to place
+
+
+class ScriptedStream:
+    """A change stream that answers each request from a script (None: a
+    wait that brought nothing)."""
+
+    def __init__(self, answers):
+        self.answers = list(answers)
+        self.resume_token = {"_data": "t"}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def try_next(self):
+        return self.answers.pop(0)
+
+
+class PausesSeen:
+    """The feed's stop event: records each pause, stops when the script ends."""
+
+    def __init__(self, stream):
+        self.stream, self.pauses = stream, []
+
+    def is_set(self):
+        return not self.stream.answers
+
+    def wait(self, seconds):
+        self.pauses.append(seconds)
+        return self.is_set()
+
+
+def test_a_wait_that_brought_nothing_is_followed_by_a_pause_to_gather_changes(mock_db):
+    inserted = {"operationType": "insert", "ns": {"coll": "tasks"}, "documentKey": {"_id": "t"}}
+    stream = ScriptedStream([None, inserted, inserted, None, inserted])
+    heard = Heard()
+    feed = feed_of(mock_db, heard)
+    feed.db = type("Db", (), {"watch": lambda self, *a, **k: stream, "name": "db"})()
+    feed._stop = pauses = PausesSeen(stream)
+    feed._follow()
+    assert len(heard.calls["kick"]) == 3  # every change heard, none held back
+    assert pauses.pauses == [GATHER, GATHER]  # after each empty answer only
