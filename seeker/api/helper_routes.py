@@ -94,7 +94,7 @@ def add_helper_routes(app: Flask, seeker: Seeker) -> None:
         generation = parker.generation(helper_id) if parker is not None else 0
         new_connection = resumed is None and request.environ.get(NEW_CONNECTION, True)
         work = seeker.poll(helper_id, poll, principal(), new_connection)
-        wait = min(poll.wait, seeker.poll_wait_now()) if resumed is None else resumed[1]
+        wait = seeker.parked_wait(poll.wait) if resumed is None else resumed[1]
         answer = {**work, **seeker.poll_intervals()}
         if work["assignments"] or work["stop"] or parker is None or wait <= 0:
             return answer

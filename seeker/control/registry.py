@@ -6,6 +6,7 @@ control objects these use."""
 from __future__ import annotations
 
 import logging
+import random
 
 from seeker.control.credentials import HELPER, require_own
 from seeker.helper_models import (
@@ -21,6 +22,9 @@ from serving.errors import Conflict, NotFound
 from serving.principals import Principal
 
 log = logging.getLogger(__name__)
+
+# a parked poll waits its wait less up to this share of it, at random
+POLL_SPREAD = 0.1
 
 
 class HelperOperations:
@@ -159,6 +163,14 @@ class HelperOperations:
         (5,000 helpers: 100 s): a fleet's polls, like its heartbeats, come
         at most HEARTBEATS_PER_SECOND a second (seeker/control/health.py)."""
         return min(MAX_POLL_WAIT, max(self.poll_wait, self.health.heartbeat_interval()))
+
+    def parked_wait(self, asked: float, draw=random.random) -> float:
+        """How long a poll with nothing to do waits here: its wait (the
+        helper's, at most the seeker's) less up to a tenth, at random. Polls
+        that began together (a fleet back after a seeker restart) drift
+        apart by up to a tenth of a wait each round, instead of ending
+        together for ever."""
+        return min(asked, self.poll_wait_now()) * (1 - POLL_SPREAD * draw())
 
     def poll_intervals(self) -> dict:
         """What a poll's answer says of the intervals: how long the next

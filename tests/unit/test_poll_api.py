@@ -174,6 +174,17 @@ def test_in_a_large_fleet_a_poll_waits_as_long_as_a_heartbeats_interval(env):
     assert env.poll("nat").get_json()["wait"] == 300.0  # the most a poll waits
 
 
+def test_polls_that_began_together_drift_apart(env):
+    """A parked poll waits its wait less up to a tenth, at random: a fleet
+    whose polls began at once (back after a seeker restart) spreads out."""
+    draws = iter([0.0, 0.5, 1.0])
+    waits = [env.seeker.parked_wait(300, draw=lambda: next(draws)) for _ in range(3)]
+    assert waits == [20.0, 19.0, 18.0]  # the seeker's 20 s, less 0-10%
+    assert env.seeker.parked_wait(5, draw=lambda: 1.0) == 4.5  # the helper's own, less 10%
+    spread = {env.seeker.parked_wait(20) for _ in range(20)}
+    assert len(spread) > 1 and all(18.0 <= w <= 20.0 for w in spread)
+
+
 def test_a_pulling_helpers_heartbeat_leaves_its_poll_interval_alone(env):
     env.join("nat", boot_id="boot-1")
     assert env.helpers.get("nat")["heartbeat"] == 20  # its polls wait 20 s here
