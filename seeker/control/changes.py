@@ -65,6 +65,11 @@ WANTED = {
 }
 
 
+def wanted_pipeline() -> list[dict]:
+    """The stream's filter: the changes of WANTED, for the server to apply."""
+    return [{"$match": {"$or": [{"ns.coll": name, **want} for name, want in WANTED.items()]}}]
+
+
 class ChangeFeed:
     def __init__(
         self,
@@ -158,13 +163,11 @@ class ChangeFeed:
             "assignments": self.on_assignment,
             "helpers": self.on_helper,
         }
-        wanted = [{"ns.coll": name, **WANTED[name]} for name in handlers]
-        pipeline = [{"$match": {"$or": wanted}}]
         resume = None
         while not self._stop.is_set():
             try:
                 with self.db.watch(
-                    pipeline, resume_after=resume, max_await_time_ms=AWAIT_MS
+                    wanted_pipeline(), resume_after=resume, max_await_time_ms=AWAIT_MS
                 ) as stream:
                     while not self._stop.is_set():
                         change = stream.try_next()

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from seeker.control.changes import GATHER, ChangeFeed
+from seeker.control.changes import GATHER, ChangeFeed, wanted_pipeline
 from seeker.store.helpers import HelperStore
 from seeker.store.tasks import TaskStore
 
@@ -86,6 +86,24 @@ def test_over_a_change_stream_another_seekers_work_is_heard_at_once(shared_db):
         heard.wait("forget", "nat")
     finally:
         feed.stop()
+
+
+def test_the_server_sends_a_replica_given_back_but_not_a_placement_of_the_last(shared_db):
+    with shared_db.watch(wanted_pipeline(), max_await_time_ms=200) as stream:
+        other = TaskStore(shared_db)
+        other.create("t2", SPEC, utc_now())
+        other.assign(other.get("t2"), {"helper_id": "p", "name": "p"}, utc_now())  # open 0
+        other.push_failed("t2", 1, "refused", utc_now())  # given back: open 1
+        seen = []
+        for _ in range(100):
+            change = stream.try_next()
+            if change is not None and change["ns"]["coll"] == "tasks":
+                fields = (change.get("updateDescription") or {}).get("updatedFields", {})
+                seen.append((change["operationType"], fields.get("open")))
+            if ("update", 1) in seen:
+                break
+    # in order: the placement that left nothing to place would have come first
+    assert seen == [("insert", None), ("update", 1)]
 
 
 def test_without_change_streams_a_short_poll_hears_it(mock_db):
