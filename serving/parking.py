@@ -9,7 +9,8 @@ a socket and a few hundred bytes, not a thread. `wake(key)` (new work for
 that key), the deadline, or the client closing its end ends the wait: a
 woken or expired request is handed back to the server's worker threads and
 the view runs again, from the top, with the same body and `RESUMED` in its
-environ saying why; a request whose client went away is dropped, and
+environ saying why (an expired one whose view gave its answer for that case
+is sent that answer instead); a request whose client went away is dropped, and
 `on_drop(key)` says so at once (a helper whose poll connection drops has
 usually died: its kernel closed the socket).
 
@@ -48,6 +49,7 @@ class Parked:
     deadline: float  # monotonic
     body: bytes
     generation: int  # of `key` when the view found nothing to answer
+    expired: Callable[[], bytes] | None = None  # the JSON answer when its time is up
     seq: int = field(default_factory=itertools.count().__next__)
 
 
@@ -64,15 +66,24 @@ class Suspender:
     def generation(self, key: str) -> int:
         return self.parking.generation(key)
 
-    def suspend(self, key: str, seconds: float, body: bytes, generation: int) -> bool:
+    def suspend(
+        self,
+        key: str,
+        seconds: float,
+        body: bytes,
+        generation: int,
+        expired: Callable[[], bytes] | None = None,
+    ) -> bool:
         """Park this request for up to `seconds`; False when it cannot be
         (the client asked to close the connection, or too many are parked):
-        then answer now."""
+        then answer now. `expired()`: the JSON answer (200) when nothing
+        came in time, sent without running the view again (most long polls
+        end so, and a run of the app costs what the poll did)."""
         if self.req.close_connection or not self.parking.has_room():
             return False
         deadline = self.parking.now() + seconds
         self.req.conn.seeker_parked = Parked(
-            self.req.conn, self.req, key, deadline, body, generation
+            self.req.conn, self.req, key, deadline, body, generation, expired
         )
         self.suspended = True
         return True
@@ -188,7 +199,8 @@ class Parking:
             pass
 
     def _resume(self, p: Parked, reason: str) -> None:
-        p.conn.seeker_resume = (p.req, p.body, reason, max(0.0, p.deadline - self.now()))
+        left = max(0.0, p.deadline - self.now())
+        p.conn.seeker_resume = (p.req, p.body, reason, left, p.expired)
         self.resume(p.conn)
 
     def _poke(self) -> None:

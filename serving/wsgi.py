@@ -13,6 +13,7 @@ from cheroot import errors, wsgi
 from cheroot.server import HTTPConnection, KnownLengthRFile
 
 from serving.parking import (
+    EXPIRED,
     NEW_CONNECTION,
     PARK,
     RESUMED,
@@ -91,7 +92,7 @@ class _Connection(HTTPConnection):
 
     _handshaken = False
     seeker_parked = None  # a Parked, while its request is being suspended
-    seeker_resume = None  # (request, body, reason, seconds left) to answer now
+    seeker_resume = None  # (request, body, reason, seconds left, expired) to answer now
     seeker_requests = 0  # requests read on this connection
 
     def communicate(self):
@@ -112,12 +113,21 @@ class _Connection(HTTPConnection):
     def _resumed(self) -> bool:
         """Run the app again for a parked request and send its answer (as
         HTTPRequest.respond does, the body read from memory)."""
-        req, body, reason, left = self.seeker_resume
+        req, body, reason, left, expired = self.seeker_resume
         self.seeker_resume = None
         req.ready, req.outheaders, req.seeker_resumed = True, [], (reason, left)
         req.rfile = KnownLengthRFile(replay_body(body), len(body))
         try:
-            self.server.gateway(req).respond()
+            gateway = self.server.gateway(req)
+            if reason == EXPIRED and expired is not None:
+                answer = expired()  # what the view said to answer then: no run of the app
+                length = str(len(answer))
+                gateway.start_response(
+                    "200 OK", [("Content-Type", "application/json"), ("Content-Length", length)]
+                )
+                gateway.write(answer)
+            else:
+                gateway.respond()
             if req.ready:
                 req.ensure_headers_sent()
                 if req.chunked_write:

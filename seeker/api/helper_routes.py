@@ -4,6 +4,9 @@ helpers (the last two for users)."""
 
 from __future__ import annotations
 
+import json
+from functools import partial
+
 from flask import Flask, request
 
 from seeker.api.openapi import (
@@ -88,9 +91,7 @@ def add_helper_routes(app: Flask, seeker: Seeker) -> None:
         poll = body
         parker, resumed = request.environ.get(PARK), request.environ.get(RESUMED)
         if resumed is not None and resumed[0] == EXPIRED:
-            # nothing came while it waited (news would have woken it): the
-            # answer is empty, and asking again would cost what a poll does
-            return {"assignments": [], "stop": [], **seeker.poll_intervals()}
+            return nothing_came(seeker)
         generation = parker.generation(helper_id) if parker is not None else 0
         new_connection = resumed is None and request.environ.get(NEW_CONNECTION, True)
         work = seeker.poll(helper_id, poll, principal(), new_connection)
@@ -98,7 +99,9 @@ def add_helper_routes(app: Flask, seeker: Seeker) -> None:
         answer = {**work, **seeker.poll_intervals()}
         if work["assignments"] or work["stop"] or parker is None or wait <= 0:
             return answer
-        if parker.suspend(helper_id, wait, request.get_data(), generation):
+        # when its time is up, that answer is sent without this view running again
+        expired = partial(nothing_came_json, seeker)
+        if parker.suspend(helper_id, wait, request.get_data(), generation, expired=expired):
             return ""  # not sent: the answer comes when the request is resumed
         return answer
 
@@ -114,3 +117,13 @@ def add_helper_routes(app: Flask, seeker: Seeker) -> None:
         """Remove a helper"""
         seeker.remove_helper(helper_id)
         return {"removed": helper_id}
+
+
+def nothing_came(seeker: Seeker) -> dict:
+    """A poll's answer when nothing came while it waited (news would have
+    woken it): empty, and asking again would cost what a poll does."""
+    return {"assignments": [], "stop": [], **seeker.poll_intervals()}
+
+
+def nothing_came_json(seeker: Seeker) -> bytes:
+    return json.dumps(nothing_came(seeker)).encode()

@@ -21,15 +21,25 @@ from serving.wsgi import BackgroundServer
 from tests.certs import make_certs
 
 
-def poll_app(mailbox: dict) -> Flask:
+def poll_app(mailbox: dict, runs: list | None = None) -> Flask:
     """POST /poll/<key>?wait=S answers what the mailbox holds for key, or
-    parks until woken or S seconds passed."""
+    parks until woken or S seconds passed (with `&expired=TEXT`: answered
+    {"expired": TEXT} then, without running again); `runs` gets the key of
+    every run of the view."""
     app = Flask(__name__)
 
     @app.post("/poll/<key>")
     def poll(key: str):
+        if runs is not None:
+            runs.append(key)
         parker = request.environ[PARK]
         resumed = request.environ.get(RESUMED)
+        canned = request.args.get("expired")
+        if canned is not None and resumed is None:
+            answer = json.dumps({"expired": canned}).encode()
+            body = request.get_data()
+            if parker.suspend(key, float(request.args["wait"]), body, 0, expired=lambda: answer):
+                return ""
         generation = parker.generation(key)
         body = request.get_json()
         if key in mailbox:
@@ -105,6 +115,21 @@ def test_a_parked_poll_whose_time_is_up_is_answered_empty(served):
     server, parking, _, verify, *_ = served
     answer = post(server.url, verify, "idle", 0.3, {"n": 1})
     assert answer == {"got": None, "body": {"n": 1}, "resumed": EXPIRED}
+
+
+def test_a_parked_poll_whose_time_is_up_gets_its_views_answer_without_a_run(tmp_path):
+    runs: list[str] = []
+    server = BackgroundServer(poll_app({}, runs), threads=2, parking=Parking()).start()
+    try:
+        with requests.Session() as s:
+            for _ in range(2):  # and its connection serves the next request
+                resp = s.post(f"{server.url}/poll/k?wait=0.2&expired=none", json={}, timeout=20)
+                assert resp.status_code == 200
+                assert resp.headers["Content-Type"] == "application/json"
+                assert resp.json() == {"expired": "none"}
+    finally:
+        server.stop()
+    assert runs == ["k", "k"]  # once per poll: not again when its time was up
 
 
 def test_a_keep_alive_connection_parks_again_after_an_answer(served):
