@@ -117,7 +117,7 @@ def test_a_parked_poll_whose_time_is_up_is_answered_empty(served):
     assert answer == {"got": None, "body": {"n": 1}, "resumed": EXPIRED}
 
 
-def test_a_parked_poll_whose_time_is_up_gets_its_views_answer_without_a_run(tmp_path):
+def test_a_parked_poll_whose_time_is_up_gets_its_views_answer_without_a_run():
     runs: list[str] = []
     server = BackgroundServer(poll_app({}, runs), threads=2, parking=Parking()).start()
     try:
