@@ -40,12 +40,7 @@ class Prober:
         returns helper name -> answered. Pulling helpers accept no
         connections: they are never probed."""
         now = self.clock()
-        fleet_beat = self.health.heartbeat_interval()
-        quiet = self.helpers.pushed_silent_since(
-            now - timedelta(seconds=self.health.min_heartbeat + 5),
-            now - timedelta(seconds=fleet_beat + 5),
-            fleet_beat,
-        )
+        quiet = self.helpers.pushed_silent_since(now, self.health.min_heartbeat)
         helpers = [h for h in quiet if silent(h, now, self.health.min_heartbeat)]
         if not helpers:
             return {}

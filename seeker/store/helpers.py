@@ -22,6 +22,8 @@ from serving.errors import Conflict
 AUTH_TTL = timedelta(seconds=5)
 FOLLOWED_TTL = timedelta(hours=1)
 # what a request from a helper needs to know of it, read once per TTL
+# the prober's bands of heartbeat intervals go up to the longest interval
+BANDS_UP_TO = 300.0
 SUMMARY = {"auth": 1, "mode": 1, "name": 1, "boot_id": 1, "heartbeat": 1}
 
 
@@ -125,21 +127,33 @@ class HelperStore:
             self._auth[helper_id] = (cached[0], {**cached[1], "heartbeat": seconds})
 
     def pushed_silent_since(
-        self, cutoff: datetime, fleet_cutoff: datetime | None = None, fleet_beat: float = 0
+        self, now: datetime, min_heartbeat: float, grace: float = 5.0
     ) -> list[dict]:
-        """The pushed helpers not heard from since `cutoff` (pulling helpers
-        are never contacted): what the prober asks, without reading the
-        whole registry. With `fleet_cutoff`, of the helpers that beat every
-        `fleet_beat` s or less often (most of a large fleet), only those
-        not heard from since then: a fleet beating every 100 s is not read
-        whole every 10 s to find the few that missed a beat."""
-        query: dict = {"mode": {"$ne": "pull"}, "last_seen": {"$lt": cutoff}}
-        if fleet_cutoff is not None:
-            query["$or"] = [
-                {"heartbeat": {"$lt": fleet_beat}},
-                {"heartbeat": None},
-                {"last_seen": {"$lt": fleet_cutoff}},
-            ]
+        """The pushed helpers that may have missed a heartbeat (pulling
+        helpers are never contacted): what the prober asks, without reading
+        the whole registry. A helper is silent once not heard from for its
+        own interval and `grace` (at least `min_heartbeat`'s); the query
+        groups intervals in bands, each an eighth wider than the one below,
+        and reads a band's helpers once silent past its lower edge. So a
+        helper is read after 8/9 of its interval at the earliest: a fleet
+        whose intervals are all near 100 s (told 96, 98, 100 s as it grew)
+        is not read whole every 10 s for being silent past 20 s."""
+
+        def silent_past(seconds: float) -> dict:
+            return {"$lt": now - timedelta(seconds=seconds + grace)}
+
+        bands: list[dict] = [
+            {"heartbeat": None, "last_seen": silent_past(min_heartbeat)},
+            {"heartbeat": {"$lt": min_heartbeat}, "last_seen": silent_past(min_heartbeat)},
+        ]
+        low = min_heartbeat
+        while low < BANDS_UP_TO:
+            high = low * 1.125
+            band = {"heartbeat": {"$gte": low, "$lt": high}, "last_seen": silent_past(low)}
+            bands.append(band)
+            low = high
+        bands.append({"heartbeat": {"$gte": low}, "last_seen": silent_past(low)})
+        query = {"mode": {"$ne": "pull"}, "last_seen": silent_past(min_heartbeat), "$or": bands}
         return [helper_json(d) for d in self.helpers.find(query, {"auth": 0})]
 
     def count(self) -> int:

@@ -185,3 +185,21 @@ def test_in_a_large_fleet_only_helpers_that_missed_their_own_beat_are_read(
         "unknown": True,
     }
     assert sorted(h["name"] for h in read) == ["late", "own-15", "unknown"]
+
+
+def test_a_fleet_told_intervals_as_it_grew_is_not_read_whole(helpers, health, clock, kicks):
+    """Helpers that joined a growing fleet were told 60 to 100 s: none of
+    them is read for being silent 30 s (past the 15 s minimum), only the
+    one silent past its own interval."""
+    for n in range(400):
+        helpers.helpers.insert_one({"_id": f"h{n}", "name": f"h{n}", "heartbeat": 60.0 + n / 10})
+    register(helpers, clock, "late")
+    helpers.set_heartbeat("id-late", 98.0)
+    clock.advance(30)
+    helpers.seen([f"h{n}" for n in range(400)], clock())
+    clock.advance(30)  # all silent for 30 s ...
+    helpers.seen(["id-late"], clock() - timedelta(seconds=104))  # ... one past its 98 s
+    read = helpers.pushed_silent_since(clock(), 15.0)
+    assert [h["name"] for h in read] == ["late"]
+    status = FakeStatus(late={"name": "late", "running": []})
+    assert prober(helpers, health, clock, kicks, status).probe_all() == {"late": True}
