@@ -272,7 +272,8 @@ def run(quick: bool = False) -> dict:
             fmt_ratio(r_cpu),
         ]
     )
-    rows.append(["database CPU per container", f"{1000 * cpu['database'] / per:.1f} ms", "", ""])
+    db_cpu = f"{1000 * cpu['database'] / per:.1f} ms" if db_proc else "— (not measured)"
+    rows.append(["database CPU per container", db_cpu, "", ""])
     rows.append(["client CPU per container", f"{1000 * cpu['client'] / per:.1f} ms", "", ""])
     notes = [
         f"{rounds} round(s) of {n} containers each way, alternating (round 2 runs Seeker "
