@@ -18,6 +18,11 @@ log = logging.getLogger(__name__)
 Status = Callable[[dict], dict]  # helper document -> its GET /api/v1/status
 
 
+# seconds past its own interval a helper's heartbeat is counted missing
+# (the store's query reads by the same bound)
+GRACE = 5.0
+
+
 class Prober:
     def __init__(
         self,
@@ -40,7 +45,7 @@ class Prober:
         returns helper name -> answered. Pulling helpers accept no
         connections: they are never probed."""
         now = self.clock()
-        quiet = self.helpers.pushed_silent_since(now, self.health.min_heartbeat)
+        quiet = self.helpers.pushed_silent_since(now, self.health.min_heartbeat, GRACE)
         helpers = [h for h in quiet if silent(h, now, self.health.min_heartbeat)]
         if not helpers:
             return {}
@@ -69,8 +74,8 @@ class Prober:
 
 
 def silent(helper: dict, now: datetime, min_heartbeat: float) -> bool:
-    """Not heard from for longer than its heartbeat interval and 5 s: a
+    """Not heard from for longer than its heartbeat interval and GRACE: a
     heartbeat is missing. A helper heard from lately is not probed."""
     seen = as_utc(helper.get("last_seen"))
     beat = helper.get("heartbeat") or min_heartbeat
-    return seen is None or now - seen > timedelta(seconds=beat + 5)
+    return seen is None or now - seen > timedelta(seconds=beat + GRACE)
