@@ -165,7 +165,10 @@ def test_three_seekers_are_one_seeker_and_survive_two_of_them_dying(group):
         submit(n)
 
     for task_id, n in submitted:
-        done = survivor.wait(task_id, timeout=120)
+        try:
+            done = survivor.wait(task_id, timeout=120)
+        except TimeoutError as exc:  # what it waits for, and what each process said
+            raise AssertionError(f"{exc}: {survivor.get(task_id)}\n{group.logs()}") from None
         assert done["state"] == "succeeded", (done, group.logs())
         results = survivor.results(task_id)
         assert [r["stdout"] for r in results] == [f"{n}\n"], results
