@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 
 from channel.models import ResultStatus
 from seeker.api.metrics import SeekerMetrics
+from seeker.control.acceptances import Acceptances
 from seeker.control.contact import InlinePushes, PushOutcome, classify
 from seeker.control.health import HelperHealth
 from seeker.control.inputs import assignment_inputs
@@ -50,13 +51,15 @@ class Dispatcher:
         mailbox: Mailbox | None = None,
         retry_after: timedelta = RETRY_AFTER,
         payload: Payload | None = None,
+        acceptances: Acceptances | None = None,
     ):
         """`pushes`: where pushes run, a concurrent.futures Executor (default:
         inline); `mailbox`: where the work of pulling helpers waits for them;
         `retry_after`: how long a helper is passed over for a task whose push
         or offer to it failed; `payload`: what a helper is sent of an
-        assignment, the mailbox's too (default: assignment_payload)."""
-        self.stop = stop  # (helper, task id, attempt): stop a replica on its helper
+        assignment, the mailbox's too (default: assignment_payload);
+        `acceptances`: where the helpers' answers to pushes are recorded
+        (default: at once)."""
         self.tasks = tasks
         self.helpers = helpers
         self.push = push
@@ -68,6 +71,8 @@ class Dispatcher:
         self.mailbox = mailbox
         self.retry_after = retry_after
         self.payload = payload or assignment_payload
+        # `stop`: (helper, task id, attempt) -> stop a replica whose task ended during its push
+        self.acceptances = acceptances or Acceptances(tasks, self.health, clock, stop)
         self._lock = threading.Lock()
         self._slots: dict[str, set[int]] = {}  # helper id -> its slots in use, this pass
         # whether the last pass left a task waiting (for room): a freed slot
@@ -244,23 +249,11 @@ class Dispatcher:
             reply = self.push(helper, self.payload(task, helper, attempt, reservation))
         except (Unreachable, ApiError) as exc:
             return self._push_failed(task_id, helper, attempt, exc)
-        boot_id = (reply or {}).get("boot_id")
-        now = self.clock()
-        accepted = self.tasks.assignment_accepted(
-            task_id, helper["helper_id"], attempt, now, boot_id
-        )
+        # recorded now, or a moment later unless the helper reports the run first
+        self.acceptances.took(task_id, helper, attempt, (reply or {}).get("boot_id"))
         self.health.contact_ok(helper["helper_id"])
         self.metrics.push_accepted(task["created_at"], self.clock())
         log.info("task %s attempt %d -> %s", task_id, attempt, helper["name"])
-        if accepted or self.stop is None:
-            return PushOutcome.ACCEPTED, None
-        if self.tasks.stop_requested(task_id, attempt):
-            # cancelled or decided while this replica was being pushed: stop it
-            log.info("task %s ended during the push: stopping attempt %d", task_id, attempt)
-            try:
-                self.stop(helper, task_id, attempt)
-            except (Unreachable, ApiError) as exc:
-                log.warning("could not stop attempt %d of %s: %s", attempt, task_id, exc)
         return PushOutcome.ACCEPTED, None
 
     def _push_failed(

@@ -99,8 +99,11 @@ class Seeker(HelperOperations):
         poll_grace: timedelta = timedelta(seconds=5),
         later: Callable[[float, Callable[[], None]], object] = lambda seconds, job: None,
         room: Callable[[], None] | None = None,
+        heard: Callable[[str, int], object] = lambda task_id, attempt: False,
     ):
-        """Pull mode: `mailbox` is where pulling helpers find their work;
+        """`heard(task_id, attempt)`: a helper reported a run, whose push's
+        answer need not be recorded apart (seeker/control/acceptances.py).
+        Pull mode: `mailbox` is where pulling helpers find their work;
         a poll waits `poll_wait` s at most (or a heartbeat's interval, when
         the fleet makes it longer); `parked(helper_id)` counts its
         polls waiting in this process; `later(seconds, job)` runs a job once
@@ -113,6 +116,7 @@ class Seeker(HelperOperations):
         self.parked = parked
         self.poll_grace = poll_grace
         self.later = later
+        self.heard = heard
         # room made (a slot freed, a helper joined): kick the dispatcher (a
         # seeker process: only if its last pass left a task waiting for room)
         self.room = room or kick
@@ -267,8 +271,10 @@ class Seeker(HelperOperations):
             reason = event.error or f"{event.helper_id} refused the assignment"
             moved = self.mailbox.refuse(task_id, event.helper_id, event.attempt, reason)
         elif event.state in PROGRESS:
+            self.heard(task_id, event.attempt)  # this moves it on from `pushing`
             moved = PROGRESS[event.state](self.tasks, task_id, event.helper_id, event.attempt, now)
         elif event.state == AssignmentState.FINISHED:
+            self.heard(task_id, event.attempt)
             moved = self._finished(task_id, event, now)
         else:
             moved = False
@@ -276,6 +282,8 @@ class Seeker(HelperOperations):
         # that changed nothing is looked up, to answer 404 for an unknown one
         if not moved and self.tasks.get(task_id) is None:
             raise NotFound("no such task", task_id)
+        if not moved and event.state in PROGRESS and self._withdrawn(task_id, event):
+            log.info("task %s ended during the push: stopping attempt %d", task_id, event.attempt)
         self.health.contact_ok(event.helper_id)
         answer = {
             "task_id": task_id,
@@ -287,6 +295,14 @@ class Seeker(HelperOperations):
         if event.state == AssignmentState.ACCEPTED and event.boot_id:
             answer["run"] = moved  # to an acknowledgement (pull mode): whether it runs it
         return answer
+
+    def _withdrawn(self, task_id: str, event: AssignmentEvent) -> bool:
+        """A run reported of a replica withdrawn on its way (its task ended
+        before its push was recorded as taken): stop it there."""
+        if not self.tasks.stop_requested(task_id, event.attempt):
+            return False
+        self._stop_assignment(task_id, {"helper_id": event.helper_id, "attempt": event.attempt})
+        return True
 
     def _finished(self, task_id: str, event: AssignmentEvent, now: datetime) -> bool:
         outcome = {

@@ -21,6 +21,7 @@ from channel.client import ChannelClient
 from helper.client import HelperClient
 from seeker.api.app import create_app
 from seeker.api.metrics import SeekerMetrics
+from seeker.control import acceptances
 from seeker.control.changes import ChangeFeed
 from seeker.control.credentials import HelperCredentials
 from seeker.control.dispatcher import Dispatcher, DispatchLoop, assignment_payload
@@ -203,11 +204,19 @@ class SeekerServer:
             wake=self.parking.wake,
             ack_timeout=timedelta(seconds=ack_timeout),
         )
+        # the helpers' answers to pushes, written by the record-acceptances job
+        self.acceptances = acceptances.Acceptances(
+            self.tasks,
+            self.health,
+            clock,
+            stop=lambda h, task_id, attempt: clients(h).cancel(task_id, attempt),
+            after=acceptances.AFTER,
+        )
         self.dispatcher = Dispatcher(
             self.tasks,
             self.helpers,
             push=push,
-            stop=lambda h, task_id, attempt: clients(h).cancel(task_id, attempt),
+            acceptances=self.acceptances,
             clock=clock,
             health=self.health,
             liveness=liveness,
@@ -237,6 +246,7 @@ class SeekerServer:
             poll_grace=timedelta(seconds=poll_grace),
             later=self._later,
             room=self._room_made,
+            heard=self.acceptances.heard,
         )
         self.app = create_app(
             seeker=self.seeker, token=token, join_token=join_token, metrics=self.metrics
@@ -277,6 +287,14 @@ class SeekerServer:
         for name, (job, seconds) in jobs.items():
             guarded = self.lease.run_if_held(job)
             self.scheduler.add_job(guarded, "interval", seconds=seconds, id=name, **periodic)
+        # every seeker writes the answers to its pushes that no report overtook
+        self.scheduler.add_job(
+            self.acceptances.record_due,
+            "interval",
+            seconds=0.5,
+            id="record-acceptances",
+            **periodic,
+        )
         # every seeker writes the contacts it heard, once a second, in one write
         self.scheduler.add_job(
             self.health.flush, "interval", seconds=1.0, id="flush-contacts", **periodic
@@ -332,6 +350,7 @@ class SeekerServer:
         self.server.stop()
         self.scheduler.shutdown(wait=False)
         self.changes.stop()
+        self.acceptances.close()  # what it heard is not lost
         self.health.flush()
         self.lease.release()  # another seeker takes over at once
         self.loop.stop()

@@ -165,17 +165,21 @@ class AssignmentStates:
         to_state: str,
         sets: dict,
         epoch: int | None = None,
+        started: bool = False,
     ) -> bool:
         """Move one assignment on, if it is in one of `from_states` (and is
         `helper_id`'s); returns whether this call moved it. An update_one,
         not a findAndModify: no caller needs the document back. `epoch`: a
         move made under the lease of that epoch, refused for an assignment
-        placed in a newer one (seeker/store/leases.py)."""
+        placed in a newer one (seeker/store/leases.py). `started`: a run
+        reported, refused for a replica withdrawn on its way (see withdraw)."""
         query: dict = {
             "_id": f"{task_id}.{attempt}",
             "state": {"$in": from_states},
             **fenced(epoch),
         }
+        if started:
+            query["stop_requested"] = {"$ne": True}
         if helper_id is not None:
             query["helper_id"] = helper_id
         update: dict = {"$set": {**sets, "state": to_state}}
@@ -225,8 +229,9 @@ class AssignmentStates:
     def withdraw(self, keys: list[str]) -> int:
         """Assignments still on their way to their helper whose task ended
         (cancelled, decided): the helper is not to run them. A push that
-        reaches the helper anyway is stopped there (Dispatcher._push), an
-        offer is never acknowledged."""
+        reaches the helper anyway is stopped there when its answer or the
+        helper's report of the run is recorded (seeker/control/acceptances.py,
+        Seeker.assignment_event), an offer is never acknowledged."""
         if not keys:
             return 0
         found = self.assignments.update_many(
@@ -262,6 +267,7 @@ class AssignmentStates:
             [AssignmentState.PUSHING.value, AssignmentState.ACCEPTED.value],
             AssignmentState.FETCHING.value,
             {"fetching_at": now},
+            started=True,
         )
 
     def assignment_pulling(self, task_id: str, helper_id: str, attempt: int, now: datetime) -> bool:
@@ -276,6 +282,7 @@ class AssignmentStates:
             ],
             AssignmentState.PULLING.value,
             {"pulling_at": now},
+            started=True,
         )
 
     def assignment_running(self, task_id: str, helper_id: str, attempt: int, now: datetime) -> bool:
@@ -291,6 +298,7 @@ class AssignmentStates:
             ],
             AssignmentState.RUNNING.value,
             {"started_at": now},
+            started=True,
         )
         if moved:
             self.started(task_id, now)

@@ -1,0 +1,150 @@
+"""Pushes a helper took, recorded a moment later, or not at all when the
+helper's own report comes first.
+
+A pushed assignment goes `pushing` -> `accepted` (with the boot id of the
+helper process that took it) -> `running` -> `finished`, each a write. The
+helper reports `running` half a second after the container starts, and an
+instant container only `finished`: either report moves the assignment on
+from `pushing` as well, and records more. So the push's answer is written
+`after` (2 s) it came, unless a report of that run reached this seeker
+first: the assignment of a run that starts at once is written twice after
+its insert, not three times.
+
+Nothing here decides anything. A seeker that dies holding an answer leaves
+its assignment `pushing`, as one that died during the push does, and the
+stale-push sweep sends it again (the helper answers with the run it has:
+Dispatcher.resume_stale_pushes). An answer recorded late is checked as the
+one recorded at once was: a task that ended meanwhile has its run stopped
+(`stop_requested`), and a helper that restarted meanwhile has lost it."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from seeker.control.health import HelperHealth
+from seeker.store.tasks import TaskStore
+from serving.http import ApiError, Unreachable
+
+log = logging.getLogger(__name__)
+
+# how long a push's answer waits for the helper's first report of the run
+AFTER = timedelta(seconds=2)
+
+Stop = Callable[[dict, str, int], object]  # (helper, task id, attempt): stop the run there
+
+
+@dataclass(frozen=True)
+class Answer:
+    task_id: str
+    helper: dict
+    attempt: int
+    boot_id: str | None
+    at: datetime  # when the helper took it
+    due: datetime  # when it is written, unless heard of first
+
+
+class Acceptances:
+    def __init__(
+        self,
+        tasks: TaskStore,
+        health: HelperHealth,
+        clock: Callable[[], datetime],
+        stop: Stop | None = None,
+        after: timedelta | None = None,
+    ):
+        """`after`: how long an answer waits (None: written at once, as a
+        seeker without the job that writes them must); `stop`: how a run
+        whose task ended during its push is stopped."""
+        self.tasks, self.health, self.clock = tasks, health, clock
+        self.stop = stop
+        self.after = after
+        self._waiting: dict[tuple[str, int], Answer] = {}
+        self._early: dict[tuple[str, int], datetime] = {}  # reported before answered
+        self._lock = threading.Lock()
+
+    def took(self, task_id: str, helper: dict, attempt: int, boot_id: str | None) -> None:
+        """The helper process `boot_id` answered the push: it runs it."""
+        now = self.clock()
+        answer = Answer(task_id, helper, attempt, boot_id, now, now + (self.after or timedelta()))
+        if self.after is None:
+            self._record(answer)
+            return
+        with self._lock:
+            if self._early.pop((task_id, attempt), None) is None:
+                self._waiting[(task_id, attempt)] = answer
+
+    def heard(self, task_id: str, attempt: int) -> bool:
+        """The helper reported the run (to this seeker): that report moves
+        the assignment on. Whether an answer was waiting (if not, it may
+        still be on its way: an instant run can be reported before the
+        push's answer is read, and that answer is then not written)."""
+        with self._lock:
+            if self._waiting.pop((task_id, attempt), None) is not None:
+                return True
+            if self.after is not None:
+                self._early[(task_id, attempt)] = self.clock()
+            return False
+
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    def record_due(self, everything: bool = False) -> int:
+        """Write the answers that waited long enough (`everything`: all, as
+        a seeker stopping does). Returns how many were written."""
+        now = self.clock()
+        with self._lock:
+            due = [k for k, a in self._waiting.items() if everything or a.due <= now]
+            answers = [self._waiting.pop(k) for k in due]
+            # a report whose push's answer never came (or not from here)
+            old = [
+                k
+                for k, at in self._early.items()
+                if everything or at + (self.after or timedelta()) <= now
+            ]
+            for k in old:
+                del self._early[k]
+        recorded = 0
+        for answer in answers:
+            recorded += self._record(answer)
+        return recorded
+
+    def close(self) -> int:
+        """A seeker stopping: every answer written, now and from now on."""
+        self.after = None
+        return self.record_due(everything=True)
+
+    def _record(self, a: Answer) -> bool:
+        """pushing -> accepted; False when the assignment had moved on (a
+        report reached another seeker) or its task ended during the push."""
+        helper_id = a.helper["helper_id"]
+        if self.tasks.assignment_accepted(a.task_id, helper_id, a.attempt, a.at, a.boot_id):
+            if a.at != a.due:
+                self._restarted_since(a)
+            return True
+        if self.stop is not None and self.tasks.stop_requested(a.task_id, a.attempt):
+            # cancelled or decided while this replica was being pushed: stop it
+            log.info("task %s ended during the push: stopping attempt %d", a.task_id, a.attempt)
+            try:
+                self.stop(a.helper, a.task_id, a.attempt)
+            except (Unreachable, ApiError) as exc:
+                log.warning("could not stop attempt %d of %s: %s", a.attempt, a.task_id, exc)
+        return False
+
+    def _restarted_since(self, a: Answer) -> None:
+        """A helper that registered a new process between the answer and its
+        record was not asked about this run (it was `pushing` then): it is
+        lost, unless the new process reports it (seeker/control/health.py)."""
+        helper_id = a.helper["helper_id"]
+        now = self.health.helpers.get(helper_id)
+        if now is None or a.boot_id is None or now.get("boot_id") in (None, a.boot_id):
+            return
+        key = f"{a.task_id}.{a.attempt}"
+        self.health.lose_work(
+            helper_id,
+            f"helper {now['name']} restarted after taking it",
+            keep=lambda doc: doc["_id"] != key,
+        )
