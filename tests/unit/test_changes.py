@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from seeker.control.changes import GATHER, ChangeFeed, wanted_pipeline
+from seeker.control.changes import GATHER, ChangeFeed, buffered, wanted_pipeline
 from seeker.store.helpers import HelperStore
 from seeker.store.tasks import TaskStore
 
@@ -191,12 +191,15 @@ def test_a_placement_that_leaves_nothing_to_place_kicks_nobody(mock_db):
 
 
 class ScriptedStream:
-    """A change stream that answers each request from a script (None: a
-    wait that brought nothing)."""
+    """A change stream that answers each request to the server from a
+    script: a batch of changes (empty: a wait that brought nothing), held
+    as pymongo's stream holds it (`_cursor._data`)."""
 
-    def __init__(self, answers):
-        self.answers = list(answers)
+    def __init__(self, batches):
+        self.batches = [list(b) for b in batches]
         self.resume_token = {"_data": "t"}
+        self._cursor = self
+        self._data: list = []
 
     def __enter__(self):
         return self
@@ -205,30 +208,45 @@ class ScriptedStream:
         return False
 
     def try_next(self):
-        return self.answers.pop(0)
+        if not self._data:
+            self._data = self.batches.pop(0)
+        return self._data.pop(0) if self._data else None
 
 
 class PausesSeen:
-    """The feed's stop event: records each pause, stops when the script ends."""
+    """The feed's stop event: records each pause in `log`, stops when the
+    script ends."""
 
-    def __init__(self, stream):
-        self.stream, self.pauses = stream, []
+    def __init__(self, stream, log):
+        self.stream, self.log = stream, log
 
     def is_set(self):
-        return not self.stream.answers
+        return not self.stream.batches and not self.stream._data
 
     def wait(self, seconds):
-        self.pauses.append(seconds)
+        self.log.append(("pause", seconds))
         return self.is_set()
 
 
-def test_a_wait_that_brought_nothing_is_followed_by_a_pause_to_gather_changes(mock_db):
-    inserted = {"operationType": "insert", "ns": {"coll": "tasks"}, "documentKey": {"_id": "t"}}
-    stream = ScriptedStream([None, inserted, inserted, None, inserted])
-    heard = Heard()
-    feed = feed_of(mock_db, heard)
+def test_the_stream_asks_the_server_at_most_once_a_pause(mock_db):
+    """A pause after an answer that brought nothing, and after the last
+    change of one that brought some: never between changes already here."""
+    change = {"operationType": "insert", "ns": {"coll": "tasks"}, "documentKey": {"_id": "t"}}
+    stream = ScriptedStream([[], [change, change], [], [change]])
+    log = []
+    feed = ChangeFeed(mock_db, utc_now, kick=lambda: log.append("kick"))
     feed.db = type("Db", (), {"watch": lambda self, *a, **k: stream, "name": "db"})()
-    feed._stop = pauses = PausesSeen(stream)
+    feed._stop = PausesSeen(stream, log)
     feed._follow()
-    assert len(heard.calls["kick"]) == 3  # every change heard, none held back
-    assert pauses.pauses == [GATHER, GATHER]  # after each empty answer only
+    pause = ("pause", GATHER)
+    assert log == [pause, "kick", "kick", pause, pause, "kick", pause]
+
+
+def test_the_installed_pymongo_says_what_a_stream_holds(shared_db):
+    with shared_db.watch(wanted_pipeline(), max_await_time_ms=50) as stream:
+        assert buffered(stream) == 0
+        TaskStore(shared_db).create("t3", SPEC, utc_now())
+        for _ in range(100):
+            if stream.try_next() is not None:
+                break
+        assert buffered(stream) == 0  # the one change came alone, and was taken
