@@ -146,7 +146,8 @@ def phases(stack: Stack) -> dict[str, float]:
     done = sorted(as_utc(a["finished_at"]) for a in seeker_db["assignments"].find())
     for a in seeker_db["assignments"].find():
         r = results.get((a["task_id"], a["attempt"]))
-        if r is None or not a.get("started_at"):
+        # accepted_at: recorded with the first report, unless that overtook the push's answer
+        if r is None or not a.get("started_at") or not a.get("accepted_at"):
             continue
         started, ended = as_utc(r["started_at"]), as_utc(r["finished_at"])
         assigned = as_utc(a["assigned_at"])

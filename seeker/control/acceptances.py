@@ -13,7 +13,9 @@ its insert, not three times.
 Nothing here decides anything. A seeker that dies holding an answer leaves
 its assignment `pushing`, as one that died during the push does, and the
 stale-push sweep sends it again (the helper answers with the run it has:
-Dispatcher.resume_stale_pushes). An answer recorded late is checked as the
+Dispatcher.resume_stale_pushes). A report that overtakes an answer held
+here records it with the move (`accepted_at`, `boot_id`), in the same
+write. An answer recorded late is checked as the
 one recorded at once was: a task that ended meanwhile has its run stopped
 (`stop_requested`), and a helper that restarted meanwhile has lost it."""
 
@@ -77,17 +79,20 @@ class Acceptances:
             if self._early.pop((task_id, attempt), None) is None:
                 self._waiting[(task_id, attempt)] = answer
 
-    def heard(self, task_id: str, attempt: int) -> bool:
+    def heard(self, task_id: str, attempt: int) -> dict:
         """The helper reported the run (to this seeker): that report moves
-        the assignment on. Whether an answer was waiting (if not, it may
-        still be on its way: an instant run can be reported before the
-        push's answer is read, and that answer is then not written)."""
+        the assignment on, and records with it what the answer held here
+        said (`accepted_at`, `boot_id`: {} when none was held; the answer
+        may still be on its way, as an instant run can be reported before
+        it is read, and is then not written)."""
         with self._lock:
-            if self._waiting.pop((task_id, attempt), None) is not None:
-                return True
-            if self.after is not None:
-                self._early[(task_id, attempt)] = self.clock()
-            return False
+            answer = self._waiting.pop((task_id, attempt), None)
+            if answer is None:
+                if self.after is not None:
+                    self._early[(task_id, attempt)] = self.clock()
+                return {}
+        taken = {"accepted_at": answer.at}
+        return {**taken, "boot_id": answer.boot_id} if answer.boot_id else taken
 
     def waiting(self) -> int:
         return len(self._waiting)

@@ -40,7 +40,6 @@ from serving.principals import Principal
 log = logging.getLogger(__name__)
 # what a helper's report of progress moves its assignment to (one conditional update)
 PROGRESS = {
-    AssignmentState.ACCEPTED: TaskStore.assignment_accepted,
     AssignmentState.FETCHING: TaskStore.assignment_fetching,
     AssignmentState.PULLING: TaskStore.assignment_pulling,
     AssignmentState.RUNNING: TaskStore.assignment_running,
@@ -99,10 +98,11 @@ class Seeker(HelperOperations):
         poll_grace: timedelta = timedelta(seconds=5),
         later: Callable[[float, Callable[[], None]], object] = lambda seconds, job: None,
         room: Callable[[], None] | None = None,
-        heard: Callable[[str, int], object] = lambda task_id, attempt: False,
+        heard: Callable[[str, int], dict] = lambda task_id, attempt: {},
     ):
         """`heard(task_id, attempt)`: a helper reported a run, whose push's
-        answer need not be recorded apart (seeker/control/acceptances.py).
+        answer need not be recorded apart: what that answer said, to record
+        with the report (seeker/control/acceptances.py).
         Pull mode: `mailbox` is where pulling helpers find their work;
         a poll waits `poll_wait` s at most (or a heartbeat's interval, when
         the fleet makes it longer); `parked(helper_id)` counts its
@@ -270,19 +270,23 @@ class Seeker(HelperOperations):
         elif event.state == AssignmentState.PUSH_FAILED and self.mailbox:
             reason = event.error or f"{event.helper_id} refused the assignment"
             moved = self.mailbox.refuse(task_id, event.helper_id, event.attempt, reason)
+        elif event.state == AssignmentState.ACCEPTED:
+            moved = self.tasks.assignment_accepted(task_id, event.helper_id, event.attempt, now)
         elif event.state in PROGRESS:
-            self.heard(task_id, event.attempt)  # this moves it on from `pushing`
-            moved = PROGRESS[event.state](self.tasks, task_id, event.helper_id, event.attempt, now)
+            # this moves it on from `pushing`: with what the push's answer said
+            taken = self.heard(task_id, event.attempt)
+            move = PROGRESS[event.state]
+            moved = move(self.tasks, task_id, event.helper_id, event.attempt, now, taken)
         elif event.state == AssignmentState.FINISHED:
-            self.heard(task_id, event.attempt)
-            moved = self._finished(task_id, event, now)
+            moved = self._finished(task_id, event, now, self.heard(task_id, event.attempt))
         else:
             moved = False
         # the conditional update already tells a known task: only an event
         # that changed nothing is looked up, to answer 404 for an unknown one
         if not moved and self.tasks.get(task_id) is None:
             raise NotFound("no such task", task_id)
-        if not moved and event.state in PROGRESS and self._withdrawn(task_id, event):
+        started = event.state in PROGRESS or event.state == AssignmentState.ACCEPTED
+        if not moved and started and self._withdrawn(task_id, event):
             log.info("task %s ended during the push: stopping attempt %d", task_id, event.attempt)
         self.health.contact_ok(event.helper_id)
         answer = {
@@ -304,7 +308,9 @@ class Seeker(HelperOperations):
         self._stop_assignment(task_id, {"helper_id": event.helper_id, "attempt": event.attempt})
         return True
 
-    def _finished(self, task_id: str, event: AssignmentEvent, now: datetime) -> bool:
+    def _finished(
+        self, task_id: str, event: AssignmentEvent, now: datetime, taken: dict | None = None
+    ) -> bool:
         outcome = {
             "status": event.status,
             "exit_code": event.exit_code,
@@ -312,7 +318,12 @@ class Seeker(HelperOperations):
             "error": event.error,
         }
         moved = self.tasks.assignment_finished(
-            task_id, event.helper_id, event.attempt, outcome, now, event.started_at
+            task_id,
+            event.helper_id,
+            event.attempt,
+            {**outcome, **(taken or {})},
+            now,
+            event.started_at,
         )
         if moved and event.status == ResultStatus.SUCCEEDED:
             # a slot is free (of use only to a task that waits): the next

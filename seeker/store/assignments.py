@@ -258,7 +258,7 @@ class AssignmentStates:
         )
 
     def assignment_fetching(
-        self, task_id: str, helper_id: str, attempt: int, now: datetime
+        self, task_id: str, helper_id: str, attempt: int, now: datetime, taken: dict | None = None
     ) -> bool:
         return self._move(
             task_id,
@@ -266,11 +266,13 @@ class AssignmentStates:
             helper_id,
             [AssignmentState.PUSHING.value, AssignmentState.ACCEPTED.value],
             AssignmentState.FETCHING.value,
-            {"fetching_at": now},
+            {"fetching_at": now, **(taken or {})},
             started=True,
         )
 
-    def assignment_pulling(self, task_id: str, helper_id: str, attempt: int, now: datetime) -> bool:
+    def assignment_pulling(
+        self, task_id: str, helper_id: str, attempt: int, now: datetime, taken: dict | None = None
+    ) -> bool:
         return self._move(
             task_id,
             attempt,
@@ -281,11 +283,13 @@ class AssignmentStates:
                 AssignmentState.FETCHING.value,
             ],
             AssignmentState.PULLING.value,
-            {"pulling_at": now},
+            {"pulling_at": now, **(taken or {})},
             started=True,
         )
 
-    def assignment_running(self, task_id: str, helper_id: str, attempt: int, now: datetime) -> bool:
+    def assignment_running(
+        self, task_id: str, helper_id: str, attempt: int, now: datetime, taken: dict | None = None
+    ) -> bool:
         moved = self._move(
             task_id,
             attempt,
@@ -297,7 +301,7 @@ class AssignmentStates:
                 AssignmentState.PULLING.value,
             ],
             AssignmentState.RUNNING.value,
-            {"started_at": now},
+            {"started_at": now, **(taken or {})},
             started=True,
         )
         if moved:

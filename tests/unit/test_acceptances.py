@@ -64,22 +64,26 @@ def test_an_answer_waits_then_is_recorded_with_the_helper_process(env, tasks, cl
     assert answers.waiting() == 0
 
 
-def test_a_report_of_the_run_first_spares_the_answers_write(env, tasks, clock):
+@pytest.mark.parametrize("state", ["running", "finished"])
+def test_a_report_of_the_run_first_records_the_answer_in_its_own_write(env, tasks, clock, state):
     dispatcher, seeker, answers, _ = env
     dispatcher.dispatch_pending()
+    taken_at = clock()
+    clock.advance(0.6)
     tasks.assignments = calls = Counting(tasks.assignments)
-    seeker.assignment_event("t1", report("running"))
-    assert assignment(tasks)["state"] == "running"
+    fields = {"status": "succeeded", "exit_code": 0} if state == "finished" else {}
+    seeker.assignment_event("t1", report(state, **fields))
     clock.advance(5)
     assert answers.record_due() == 0
-    assert calls.calls.count("update_one") == 1  # the report's, no `accepted`
-    assert "accepted_at" not in assignment(tasks)
+    assert calls.calls.count("update_one") == 1  # the report's, no `accepted` apart
+    a = assignment(tasks)
+    assert (a["state"], a["accepted_at"], a["boot_id"]) == (state, taken_at, "boot-big")
 
 
 def test_a_report_read_before_the_pushs_answer_spares_it_too(env, tasks, clock):
     """An instant run's `finished` can overtake the answer to its push."""
     _, seeker, answers, _ = env
-    assert answers.heard("t1", 1) is False  # reported, nothing waited yet
+    assert answers.heard("t1", 1) == {}  # reported, nothing waited yet
     answers.took("t1", {"helper_id": "id-big", "name": "big"}, 1, "boot-big")
     assert answers.waiting() == 0
     clock.advance(5)
