@@ -10,13 +10,14 @@ from `pushing` as well, and records more. So the push's answer is written
 first: the assignment of a run that starts at once is written twice after
 its insert, not three times.
 
+A report that overtakes an answer held here records what the answer said
+(`accepted_at`, `boot_id`) with its own move, in the same write.
+
 Nothing here decides anything. A seeker that dies holding an answer leaves
 its assignment `pushing`, as one that died during the push does, and the
 stale-push sweep sends it again (the helper answers with the run it has:
-Dispatcher.resume_stale_pushes). A report that overtakes an answer held
-here records it with the move (`accepted_at`, `boot_id`), in the same
-write. An answer recorded late is checked as the
-one recorded at once was: a task that ended meanwhile has its run stopped
+Dispatcher.resume_stale_pushes). An answer recorded late is checked as one
+recorded at once was: a task that ended meanwhile has its run stopped
 (`stop_requested`), and a helper that restarted meanwhile has lost it."""
 
 from __future__ import annotations
@@ -144,12 +145,12 @@ class Acceptances:
         record was not asked about this run (it was `pushing` then): it is
         lost, unless the new process reports it (seeker/control/health.py)."""
         helper_id = a.helper["helper_id"]
-        now = self.health.helpers.get(helper_id)
-        if now is None or a.boot_id is None or now.get("boot_id") in (None, a.boot_id):
+        current = self.health.helpers.get(helper_id)
+        if current is None or a.boot_id is None or current.get("boot_id") in (None, a.boot_id):
             return
         key = f"{a.task_id}.{a.attempt}"
         self.health.lose_work(
             helper_id,
-            f"helper {now['name']} restarted after taking it",
+            f"helper {current['name']} restarted after taking it",
             keep=lambda doc: doc["_id"] != key,
         )
