@@ -13,6 +13,7 @@ from pathlib import Path
 
 from channel.models import ResultStatus, output_digest
 from helper.adoption import Adoption
+from helper.devices import devices_of, overbooked
 from helper.inputs import InputCache, InputUnavailable
 from helper.metrics import HelperMetrics
 from helper.models import Assignment
@@ -70,6 +71,7 @@ class Executor(Adoption):
         self.metrics = metrics or HelperMetrics()
         self.inputs = inputs  # fetched before a container starts, kept by digest
         self._running: dict[str, dict] = {}
+        self._devices: dict[str, dict[str, float]] = {}  # run -> the GPUs (shares) it holds
         # runs finished lately, newest last: a pulling helper lists them with
         # what it runs, so the seeker does not hand them out again before it
         # has heard that they finished
@@ -87,7 +89,9 @@ class Executor(Adoption):
         """A pushed assignment: run it (a retried push of a run already under
         way starts nothing). Conflict, Forbidden or Busy if it cannot."""
         self._check(a)
-        entry, new = self._claim(a.key, a.task_id, a.attempt, a.image, self.container_name(a))
+        entry, new = self._claim(
+            a.key, a.task_id, a.attempt, a.image, self.container_name(a), devices=devices_of(a)
+        )
         if new:
             self._start(a)
         return entry
@@ -100,7 +104,9 @@ class Executor(Adoption):
         An acknowledgement that fails frees the slot and raises: the offer
         comes again."""
         self._check(a)
-        _, new = self._claim(a.key, a.task_id, a.attempt, a.image, self.container_name(a))
+        _, new = self._claim(
+            a.key, a.task_id, a.attempt, a.image, self.container_name(a), devices=devices_of(a)
+        )
         if not new:
             return False  # already running it
         try:
@@ -133,6 +139,7 @@ class Executor(Adoption):
     def _release(self, key: str) -> None:
         with self._lock:
             self._running.pop(key, None)
+            self._devices.pop(key, None)
 
     def _claim(
         self,
@@ -142,13 +149,25 @@ class Executor(Adoption):
         image: str,
         container: str,
         state: AssignmentState = AssignmentState.ACCEPTED,
+        devices: dict[str, float] | None = None,
     ) -> tuple[dict, bool]:
-        """Take a slot for `key`; returns (a snapshot of its entry, whether new)."""
+        """Take a slot for `key`, and its share of each of `devices` (GPU
+        uuid or index -> share: helper/devices.py); returns (a snapshot of
+        its entry, whether new)."""
         with self._lock:
             if key in self._running:
                 return dict(self._running[key]), False
             if len(self._running) >= self.slots:
                 raise Busy("helper is full", f"all {self.slots} slots are in use")
+            taken = overbooked(self._devices.values(), devices or {})
+            if taken is not None:
+                raise Busy(
+                    "GPU taken",
+                    f"GPU {taken} is held by this helper's runs (two seekers placed on it "
+                    "at once?): the seeker places the task again",
+                )
+            if devices:
+                self._devices[key] = devices
             entry = {
                 "task_id": task_id,
                 "attempt": attempt,
@@ -272,6 +291,7 @@ class Executor(Adoption):
         with self._lock:
             key = f"{task_id}.{attempt}"
             self._running.pop(key, None)
+            self._devices.pop(key, None)
             timer = self._timers.pop(key, None)
             if timer is not None:
                 timer.cancel()  # ended before its start was reported: one event says both

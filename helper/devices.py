@@ -1,0 +1,40 @@
+"""The GPUs a helper's runs hold, as the helper itself counts them: an
+assignment that names a GPU its runs already fill is refused as busy (429),
+whichever seeker placed it.
+
+One seeker never places that (its placement sees its own assignments). Two
+seekers placing on one helper at the same moment can: each reads the live
+assignments before the other's is written, and both pick the same free GPU
+(the slots' unique index keeps them to the helper's slots, not to its
+GPUs). The seeker whose push or offer is refused places that replica again,
+and then sees both."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from helper.models import Assignment
+
+EPS = 1e-9  # shares are floats: four 0.25 shares fill a GPU, 0.1 + 0.2 + 0.7 does too
+
+
+def devices_of(a: Assignment) -> dict[str, float]:
+    """Device (uuid, else index) -> the share of it the assignment holds:
+    all of each of its GPUs, or its share of its one GPU."""
+    keys = list(a.gpu_uuids) or [str(i) for i in a.gpu_indices]
+    gpus = a.resources.gpus
+    share = float(gpus) if 0 < gpus < 1 else 1.0
+    return {k: share for k in keys}
+
+
+def overbooked(held: Iterable[dict[str, float]], wanted: dict[str, float]) -> str | None:
+    """The first device of `wanted` that the runs' `held` devices leave too
+    little of; None when it fits."""
+    taken: dict[str, float] = {}
+    for devices in held:
+        for key, share in devices.items():
+            taken[key] = taken.get(key, 0.0) + share
+    for key, share in wanted.items():
+        if taken.get(key, 0.0) + share > 1.0 + EPS:
+            return key
+    return None
