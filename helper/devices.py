@@ -14,8 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from helper.models import Assignment
-
-EPS = 1e-9  # shares are floats: four 0.25 shares fill a GPU, 0.1 + 0.2 + 0.7 does too
+from seeker.placement.gpus import EPS, is_share  # the seeker's own rule for shares
 
 
 def devices_of(a: Assignment) -> dict[str, float]:
@@ -23,7 +22,7 @@ def devices_of(a: Assignment) -> dict[str, float]:
     all of each of its GPUs, or its share of its one GPU."""
     keys = list(a.gpu_uuids) or [str(i) for i in a.gpu_indices]
     gpus = a.resources.gpus
-    share = float(gpus) if 0 < gpus < 1 else 1.0
+    share = float(gpus) if is_share(gpus) else 1.0
     return {k: share for k in keys}
 
 

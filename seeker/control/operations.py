@@ -285,8 +285,7 @@ class Seeker(HelperOperations):
         # that changed nothing is looked up, to answer 404 for an unknown one
         if not moved and self.tasks.get(task_id) is None:
             raise NotFound("no such task", task_id)
-        started = event.state in PROGRESS or event.state == AssignmentState.ACCEPTED
-        if not moved and started and self._withdrawn(task_id, event):
+        if not moved and event.state in PROGRESS and self._withdrawn(task_id, event):
             log.info("task %s ended during the push: stopping attempt %d", task_id, event.attempt)
         self.health.contact_ok(event.helper_id)
         answer = {
