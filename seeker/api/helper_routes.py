@@ -24,7 +24,7 @@ from seeker.control.operations import Seeker
 from seeker.helper_models import AssignmentEvent, Heartbeat, HelperRegistration, PollRequest
 from serving.access import allow, principal
 from serving.openapi import operation
-from serving.parking import EXPIRED, NEW_CONNECTION, PARK, RESUMED
+from serving.parking import NEW_CONNECTION, PARK, RESUMED
 
 
 def add_helper_routes(app: Flask, seeker: Seeker) -> None:
@@ -90,8 +90,6 @@ def add_helper_routes(app: Flask, seeker: Seeker) -> None:
         # thread) until some comes, or until the wait is over (answered empty)
         poll = body
         parker, resumed = request.environ.get(PARK), request.environ.get(RESUMED)
-        if resumed is not None and resumed[0] == EXPIRED:
-            return nothing_came(seeker)
         generation = parker.generation(helper_id) if parker is not None else 0
         new_connection = resumed is None and request.environ.get(NEW_CONNECTION, True)
         work = seeker.poll(helper_id, poll, principal(), new_connection)
@@ -119,11 +117,8 @@ def add_helper_routes(app: Flask, seeker: Seeker) -> None:
         return {"removed": helper_id}
 
 
-def nothing_came(seeker: Seeker) -> dict:
+def nothing_came_json(seeker: Seeker) -> bytes:
     """A poll's answer when nothing came while it waited (news would have
     woken it): empty, and asking again would cost what a poll does."""
-    return {"assignments": [], "stop": [], **seeker.poll_intervals()}
-
-
-def nothing_came_json(seeker: Seeker) -> bytes:
-    return json.dumps(nothing_came(seeker)).encode()
+    body = {"assignments": [], "stop": [], **seeker.poll_intervals()}
+    return json.dumps(body).encode()

@@ -21,9 +21,10 @@ from serving.errors import Conflict
 # (FOLLOWED_TTL), and after AUTH_TTL where it has not.
 AUTH_TTL = timedelta(seconds=5)
 FOLLOWED_TTL = timedelta(hours=1)
-# what a request from a helper needs to know of it, read once per TTL
-# the prober's bands of heartbeat intervals go up to the longest interval
+# the prober's bands of heartbeat intervals (pushed_silent_since) end at
+# 300 s, the interval of a 15,000-helper fleet; longer ones share one band
 BANDS_UP_TO = 300.0
+# what a request from a helper needs to know of it, read once per TTL
 SUMMARY = {"auth": 1, "mode": 1, "name": 1, "boot_id": 1, "heartbeat": 1}
 
 
@@ -126,9 +127,7 @@ class HelperStore:
         if cached is not None and cached[1] is not None:
             self._auth[helper_id] = (cached[0], {**cached[1], "heartbeat": seconds})
 
-    def pushed_silent_since(
-        self, now: datetime, min_heartbeat: float, grace: float = 5.0
-    ) -> list[dict]:
+    def pushed_silent_since(self, now: datetime, min_heartbeat: float, grace: float) -> list[dict]:
         """The pushed helpers that may have missed a heartbeat (pulling
         helpers are never contacted): what the prober asks, without reading
         the whole registry. A helper is silent once not heard from for its

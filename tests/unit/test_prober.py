@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from seeker.control.health import HelperHealth
-from seeker.control.prober import Prober
+from seeker.control.prober import GRACE, Prober
 from serving.http import ApiError, Unreachable
 
 GiB = 1024**3
@@ -199,7 +199,7 @@ def test_a_fleet_told_intervals_as_it_grew_is_not_read_whole(helpers, health, cl
     helpers.seen([f"h{n}" for n in range(400)], clock())
     clock.advance(30)  # all silent for 30 s ...
     helpers.seen(["id-late"], clock() - timedelta(seconds=104))  # ... one past its 98 s
-    read = helpers.pushed_silent_since(clock(), 15.0)
+    read = helpers.pushed_silent_since(clock(), 15.0, GRACE)
     assert [h["name"] for h in read] == ["late"]
     status = FakeStatus(late={"name": "late", "running": []})
     assert prober(helpers, health, clock, kicks, status).probe_all() == {"late": True}
