@@ -1,0 +1,145 @@
+"""The JSON client every service's client builds on reads the environment
+once, when it is made: the proxy for each server and the CA bundle; never a
+~/.netrc, whose password would replace the bearer token."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from flask import Flask, request
+
+from serving.http import JsonClient, Unreachable
+from serving.tls import ServerCert
+from serving.wsgi import BackgroundServer
+from tests.certs import make_certs
+
+PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+
+
+def echo_app(name: str) -> Flask:
+    app = Flask(__name__)
+
+    @app.route("/echo", methods=["GET", "POST"])
+    def echo():
+        return {
+            "server": name,
+            "authorization": request.headers.get("Authorization"),
+            "target": request.environ.get("REQUEST_URI"),
+        }
+
+    return app
+
+
+@pytest.fixture
+def clean_env(monkeypatch, tmp_path):
+    for var in (*PROXY_VARS, "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(var, raising=False)
+        monkeypatch.delenv(var.lower(), raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    return monkeypatch
+
+
+@pytest.fixture
+def server():
+    s = BackgroundServer(echo_app("server"), "127.0.0.1", 0, threads=2).start()
+    yield s
+    s.stop()
+
+
+class _Proxy(BaseHTTPRequestHandler):
+    """Answers every request itself, saying what it was asked for (a proxy
+    is sent the whole URL)."""
+
+    def _answer(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        self.rfile.read(length)
+        body = json.dumps(
+            {
+                "server": "proxy",
+                "authorization": self.headers.get("Authorization"),
+                "target": self.path,
+            }
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def proxy():
+    s = ThreadingHTTPServer(("127.0.0.1", 0), _Proxy)
+    threading.Thread(target=s.serve_forever, daemon=True).start()
+    s.url = f"http://127.0.0.1:{s.server_address[1]}"
+    yield s
+    s.shutdown()
+    s.server_close()
+
+
+def test_a_netrc_entry_for_the_server_does_not_replace_the_bearer_token(
+    clean_env, tmp_path, server
+):
+    netrc = tmp_path / ".netrc"
+    netrc.write_text("machine 127.0.0.1 login someone password other-secret\n")
+    netrc.chmod(0o600)
+    clean_env.setenv("NETRC", str(netrc))
+    client = JsonClient(server.url, "the-token")
+    assert client.request("GET", "/echo")["authorization"] == "Bearer the-token"
+
+
+def test_the_proxy_named_in_the_environment_when_the_client_was_made_is_used(
+    clean_env, server, proxy
+):
+    clean_env.setenv("HTTP_PROXY", proxy.url)
+    client = JsonClient("http://seeker.invalid:7070", "t")
+    answer = client.request("POST", "/echo", json={})
+    assert answer["server"] == "proxy"
+    assert answer["target"] == "http://seeker.invalid:7070/echo"  # asked for the seeker
+    assert answer["authorization"] == "Bearer t"
+
+
+def test_no_proxy_sends_to_the_server_itself(clean_env, server, proxy):
+    clean_env.setenv("HTTP_PROXY", proxy.url)
+    clean_env.setenv("NO_PROXY", "127.0.0.1")
+    assert JsonClient(server.url, "t").request("GET", "/echo")["server"] == "server"
+    # and only the hosts it names
+    elsewhere = JsonClient("http://seeker.invalid:7070", "t")
+    assert elsewhere.request("GET", "/echo")["server"] == "proxy"
+
+
+def test_the_environment_is_read_when_the_client_is_made_not_at_each_request(
+    clean_env, server, proxy
+):
+    direct = JsonClient("http://seeker.invalid:7070", "t")
+    clean_env.setenv("HTTP_PROXY", proxy.url)  # too late for `direct`
+    with pytest.raises(Unreachable):
+        direct.request("GET", "/echo")  # seeker.invalid does not resolve
+    elsewhere = JsonClient("http://seeker.invalid:7070", "t")
+    assert elsewhere.request("GET", "/echo")["server"] == "proxy"
+
+
+def test_the_ca_bundle_comes_from_the_environment_unless_one_is_given(clean_env, tmp_path):
+    certs = make_certs(tmp_path / "ours")
+    other = make_certs(tmp_path / "other")
+    s = BackgroundServer(
+        echo_app("tls"), "127.0.0.1", 0, threads=2, cert=ServerCert(certs.cert, certs.key)
+    ).start()
+    try:
+        clean_env.setenv("REQUESTS_CA_BUNDLE", str(certs.ca))
+        assert JsonClient(s.url, "t").request("GET", "/echo")["server"] == "tls"
+        # an explicit CA wins over the environment's
+        with pytest.raises(Unreachable):
+            JsonClient(s.url, "t", ca_cert=other.ca).request("GET", "/echo")
+        clean_env.setenv("REQUESTS_CA_BUNDLE", str(other.ca))
+        assert JsonClient(s.url, "t", ca_cert=certs.ca).request("GET", "/echo")["server"] == "tls"
+    finally:
+        s.stop()
