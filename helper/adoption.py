@@ -9,7 +9,8 @@ import threading
 from datetime import datetime
 
 from channel.models import ResultStatus
-from helper.runtime import LABEL, RECEIPT_LABEL, TIMEOUT_LABEL, RunOutcome, RunSpec
+from helper.devices import from_label
+from helper.runtime import DEVICES_LABEL, LABEL, RECEIPT_LABEL, TIMEOUT_LABEL, RunOutcome, RunSpec
 from seeker.models import AssignmentState
 from serving.errors import Busy
 
@@ -29,13 +30,22 @@ class Adoption:
             if not task_id or not attempt.isdigit():
                 continue
             image = (c.attrs.get("Config") or {}).get("Image", "")
+            devices = from_label(c.labels.get(DEVICES_LABEL), c.name)  # its GPUs stay held
             try:
                 self._claim(
-                    key, task_id, int(attempt), image, c.name, state=AssignmentState.RUNNING
+                    key,
+                    task_id,
+                    int(attempt),
+                    image,
+                    c.name,
+                    state=AssignmentState.RUNNING,
+                    devices=devices,
                 )
             except Busy:
-                log.warning("adopting %s beyond the slot count", key)
+                log.warning("adopting %s beyond the slot count or its GPUs' room", key)
                 with self._lock:
+                    if devices:
+                        self._devices[key] = devices
                     self._running[key] = {
                         "task_id": task_id,
                         "attempt": int(attempt),

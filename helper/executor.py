@@ -13,12 +13,13 @@ from pathlib import Path
 
 from channel.models import ResultStatus, output_digest
 from helper.adoption import Adoption
-from helper.devices import devices_of, overbooked
+from helper.devices import as_label, devices_of, overbooked
 from helper.inputs import InputCache, InputUnavailable
 from helper.metrics import HelperMetrics
 from helper.models import Assignment
 from helper.policy import refusal
 from helper.runtime import (
+    DEVICES_LABEL,
     HELPER_LABEL,
     LABEL,
     RECEIPT_LABEL,
@@ -197,8 +198,12 @@ class Executor(Adoption):
         return answer
 
     def running(self) -> list[dict]:
+        """A snapshot of each run, with the GPUs it holds (`gpus`) if any."""
         with self._lock:
-            return [dict(v) for v in self._running.values()]
+            return [
+                {**v, "gpus": dict(self._devices[k])} if k in self._devices else dict(v)
+                for k, v in self._running.items()
+            ]
 
     def running_keys(self) -> list[str]:
         with self._lock:
@@ -335,7 +340,12 @@ class Executor(Adoption):
             gpu_uuids=a.gpu_uuids,
             declared_gpus=self.declared_gpus,
             timeout=a.timeout,
-            labels={LABEL: a.key, HELPER_LABEL: self.helper_id, RECEIPT_LABEL: a.receipt},
+            labels={
+                LABEL: a.key,
+                HELPER_LABEL: self.helper_id,
+                RECEIPT_LABEL: a.receipt,
+                **({DEVICES_LABEL: as_label(devices)} if (devices := devices_of(a)) else {}),
+            },
             network_mode=self.network_mode,
             pull=a.pull,
             capabilities=list(a.capabilities),

@@ -29,6 +29,11 @@ class Entry(BaseModel):
         default=None, description="absent for a run taken over from an earlier helper process"
     )
     cancel_requested: bool = Field(default=False, description="present once it is being stopped")
+    gpus: dict[str, float] | None = Field(
+        default=None,
+        description="the GPUs it holds (uuid, else index) and its share of each, as this helper "
+        "counts them to refuse an assignment on a GPU its runs fill; absent without GPUs",
+    )
 
 
 class InputCacheStats(BaseModel):

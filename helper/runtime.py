@@ -28,6 +28,7 @@ LABEL = "io.seeker.assignment"
 HELPER_LABEL = "io.seeker.helper"
 TIMEOUT_LABEL = "io.seeker.timeout"
 RECEIPT_LABEL = "io.seeker.receipt"  # for a restarted helper to post an adopted run's result
+DEVICES_LABEL = "io.seeker.devices"  # its GPUs, for a restarted helper's GPU check
 OUTPUT_DIR = "/output"  # what a container writes here is kept as output.tar
 SIGKILLED = 137  # 128 + SIGKILL
 OOM_RECHECKS = 10

@@ -7,8 +7,10 @@ only learn theirs from SEEKER_GPU_INDICES and SEEKER_GPU_UUIDS."""
 from __future__ import annotations
 
 import json
+import signal
 
 import pytest
+import requests
 
 from seeker.client import SeekerClient
 from tests.integration.conftest import make_cluster
@@ -164,3 +166,31 @@ def test_two_mig_tasks_on_one_gpu_get_distinct_instances(fleet, declare, workloa
     client.cancel(third)
     outputs = sorted(cancelled_output(client, i) for i in ids if i != third)
     assert outputs == ["sliced 0 TEST-MIG-0-0", "sliced 0 TEST-MIG-0-1"]
+
+
+def test_a_gpu_runs_container_names_its_gpu_for_the_helper_that_adopts_it(
+    fleet, cluster, declare, docker_engine, workload_image
+):
+    add, client = fleet
+    helper = add("labelled", declare("labelled", gpu(A100, "12.4", "8.0")), "--slots", "2")
+    task_id = client.submit(workload_image, ["sh", "-c", HOLDS_ITS_GPUS], resources={"gpus": 0.5})[
+        "task_id"
+    ]
+    wait_until(lambda: client.get(task_id)["state"] == "running", 60, "the GPU task to run")
+    (container,) = docker_engine.containers.list(
+        filters={"label": f"io.seeker.assignment={task_id}.1"}
+    )
+    assert json.loads(container.labels["io.seeker.devices"]) == {"TEST-GPU-0": 0.5}
+    helper.stop(signal.SIGKILL)
+    helper.start().wait_healthy(cluster.helper_urls["labelled"])
+    wait_until(lambda: "took over 1 container" in helper.log(tail=None), 60, "the adoption")
+    status = requests.get(
+        f"{cluster.helper_urls['labelled']}/api/v1/status",
+        headers={"Authorization": f"Bearer {cluster.token}"},
+        timeout=5,
+    ).json()
+    # the restarted helper counts half of the GPU as held by the run it adopted
+    assert [(e["task_id"], e.get("gpus")) for e in status["running"]] == [
+        (task_id, {"TEST-GPU-0": 0.5})
+    ]
+    assert cancelled_output(client, task_id) == "labelled 0 TEST-GPU-0"

@@ -3,10 +3,14 @@ seekers placing on it at the same moment can send (helper/devices.py)."""
 
 from __future__ import annotations
 
-import pytest
-from test_executor import FakeRuntime, assignment, make, wait_done
+import threading
+from types import SimpleNamespace
 
-from helper.devices import devices_of, overbooked
+import pytest
+from test_executor import HELPER_ID, FakeRuntime, assignment, make, wait_done
+
+from helper.devices import as_label, devices_of, from_label, overbooked
+from helper.runtime import DEVICES_LABEL, HELPER_LABEL, LABEL
 from serving.errors import Busy
 
 UUID0, UUID1 = "GPU-0000", "GPU-1111"
@@ -61,3 +65,92 @@ def test_shares_of_one_gpu_run_side_by_side_until_it_is_full():
     runtime.release.set()
     for key in ("t1.1", "t2.1"):
         wait_done(key)
+
+
+def test_a_runs_container_names_its_gpus_and_none_without():
+    runtime = FakeRuntime()
+    ex, box = make(runtime, slots=2, declared_gpus=True)
+    ex.submit(gpu_task("t1", 0.5, [UUID1], [1]))
+    ex.submit(assignment("t2"))
+    wait_done("t1.1")
+    wait_done("t2.1")
+    labels = {spec.labels[LABEL]: spec.labels for spec in runtime.specs}
+    assert from_label(labels["t1.1"][DEVICES_LABEL]) == {UUID1: 0.5}
+    assert DEVICES_LABEL not in labels["t2.1"]
+
+
+@pytest.mark.parametrize(
+    "label", ["", "not json", "[1]", '{"GPU-0": 2}', '{"GPU-0": true}', '{"GPU-0": "1"}']
+)
+def test_a_label_the_helper_did_not_write_holds_nothing(label):
+    assert from_label(label or None) == {}
+
+
+def test_the_label_round_trips():
+    devices = {UUID0: 1.0, UUID1: 0.25}
+    assert from_label(as_label(devices)) == devices
+
+
+class FollowingRuntime(FakeRuntime):
+    """Also follows each container an earlier process started, until that
+    container is released."""
+
+    def __init__(self):
+        super().__init__()
+        self.ends: dict[str, threading.Event] = {}
+        self.followed = threading.Semaphore(0)
+
+    def follow(self, container, spec, started):
+        end = self.ends.setdefault(container.name, threading.Event())
+        self.followed.release()
+        assert end.wait(10), "test never released the adopted container"
+        return self.outcome
+
+    def end(self, *keys: str) -> None:
+        for key in keys:
+            self.ends.setdefault(f"seeker-{key}", threading.Event()).set()
+            for t in threading.enumerate():
+                if t.name == f"follow-{key}":
+                    t.join(10)
+
+
+def left_container(key: str, devices: dict[str, float]):
+    """A container an earlier process of the helper started (as Docker lists it)."""
+    labels = {LABEL: key, HELPER_LABEL: HELPER_ID}
+    if devices:
+        labels[DEVICES_LABEL] = as_label(devices)
+    return SimpleNamespace(
+        name=f"seeker-{key}", labels=labels, attrs={"Config": {"Image": "busybox:1.36"}}
+    )
+
+
+def test_a_restarted_helper_counts_the_gpus_of_the_runs_it_adopted():
+    runtime = FollowingRuntime()
+    ex, _ = make(runtime, slots=4)
+    assert ex.adopt([left_container("old.1", {UUID0: 1.0})]) == ["old.1"]
+    with pytest.raises(Busy) as refused:
+        ex.submit(gpu_task("t1", 1, [UUID0]))  # the adopted run still holds it
+    assert UUID0 in refused.value.detail
+    ex.submit(gpu_task("t2", 1, [UUID1]))
+    wait_done("t2.1")
+    runtime.end("old.1")
+    ex.submit(gpu_task("t1", 1, [UUID0]))  # free again
+    wait_done("t1.1")
+
+
+def test_an_adopted_run_past_the_slots_still_holds_its_gpus():
+    runtime = FollowingRuntime()
+    ex, _ = make(runtime, slots=2)
+    left = [
+        left_container("a.1", {}),
+        left_container("b.1", {}),
+        left_container("c.1", {UUID0: 0.5}),
+    ]
+    assert ex.adopt(left) == ["a.1", "b.1", "c.1"]  # c.1 past the 2 slots
+    runtime.end("a.1", "b.1")  # a slot is free; c.1 runs on
+    with pytest.raises(Busy) as refused:
+        ex.submit(gpu_task("t1", 0.75, [UUID0]))
+    assert UUID0 in refused.value.detail
+    ex.submit(gpu_task("t2", 0.5, [UUID0]))  # what c.1 leaves of it
+    wait_done("t2.1")
+    runtime.end("c.1")
