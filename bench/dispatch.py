@@ -26,6 +26,12 @@ makes 7 and the event log's insert), made straight with pymongo by 8
 threads, for as many tasks as the seeker ran: kept as it was, so that runs
 stay comparable.
 
+Beside them, the floor under the CPU per task: one HTTP exchange as the
+services make it with nothing behind it (bench/exchange.py), each end's
+CPU, times a task's exchanges (push, report, result: both ends; submit:
+the seeker's end), and that plus the task's database operations at the
+CPU a bare pymongo write cost the baseline's process.
+
 Size: 10,000 tasks against TEST_MONGO_URL; against SecantusDB 0.7.0b3 only
 500 (100 quick), because there every findAndModify scans its whole
 collection (bench/findings.md), so each task costs more than the last and
@@ -44,11 +50,14 @@ from pathlib import Path
 
 from pymongo import ReturnDocument
 
+from bench import exchange
 from bench.common import (
     IMAGE,
     MongoServer,
+    Service,
     cpu_seconds,
     fmt_ratio,
+    free_ports,
     main,
     ratio,
     report,
@@ -65,6 +74,9 @@ TARGET = 300.0
 # channel, helpers): a third of the 19.3 ms the issue measured
 OPS_TARGET = 8.0
 CPU_TARGET_MS = 19.3 / 3
+
+
+RAW_WRITES = 9  # per task, in the baseline
 
 
 def raw_writes(db, n: int) -> float:
@@ -164,6 +176,25 @@ def raw_writes(db, n: int) -> float:
     return time.perf_counter() - t0
 
 
+# a task's HTTP exchanges: the push, the helper's report and its result
+# (the services' CPU at both ends), and the submit (the seeker's end only:
+# its client is the benchmark)
+EXCHANGES_BOTH_ENDS = 3
+EXCHANGES_SERVER_END = 1
+
+
+def transport_floor(tmp: Path, n: int = 1_000) -> tuple[float, float]:
+    """(client, server) CPU seconds of one exchange with nothing behind it
+    (bench/exchange.py), in a server process of its own."""
+    (port,) = free_ports(1)
+    service = Service("exchange", ["bench.exchange", str(port)], tmp)
+    service.start().wait_healthy(f"http://127.0.0.1:{port}")
+    try:
+        return exchange.measure(port, service.process(), n)
+    finally:
+        service.stop()
+
+
 def met_word(met: bool) -> str:
     return "met" if met else "missed"
 
@@ -192,7 +223,15 @@ def run(quick: bool = False) -> dict:
     # retryable write it has recorded, so one run after the other would
     # handicap whichever came second
     with MongoServer(NAME) as raw_db, raw_db.client() as c:
+        raw_cpu = time.process_time()
         raw_wall = raw_writes(c[raw_db.db_name("raw")], n_raw)
+        raw_cpu = time.process_time() - raw_cpu  # pymongo's, in this process
+    with tempfile.TemporaryDirectory(prefix="seeker-bench-") as tmp:
+        client_s, server_s = transport_floor(Path(tmp))
+    floor_ms = 1000 * (
+        EXCHANGES_BOTH_ENDS * (client_s + server_s) + EXCHANGES_SERVER_END * server_s
+    )
+    op_ms = 1000 * raw_cpu / (RAW_WRITES * n_raw)  # a client's CPU per database write
     tps, raw_tps = n / wall, n_raw / raw_wall
     ops = {k: ops1.get(k, 0) - ops0.get(k, 0) for k in ops1}
     ops_per_task = sum(ops.values()) / n
@@ -213,6 +252,22 @@ def run(quick: bool = False) -> dict:
     rows.append(
         ["services' CPU per task (seeker, channel, fleet)", f"{services_ms:.2f} ms", "", ""]
     )
+    rows.append(
+        [
+            "HTTP alone per task: the same exchanges with nothing behind them",
+            "",
+            f"{floor_ms:.2f} ms",
+            fmt_ratio(ratio(services_ms, floor_ms)),
+        ]
+    )
+    rows.append(
+        [
+            "HTTP alone, plus the database operations made as bare pymongo calls",
+            "",
+            f"{floor_ms + ops_per_task * op_ms:.2f} ms",
+            fmt_ratio(ratio(services_ms, floor_ms + ops_per_task * op_ms)),
+        ]
+    )
     per_task_met = ops_per_task <= OPS_TARGET and services_ms <= CPU_TARGET_MS
     notes = [
         f"Seeker: {n:,} tasks in {wall:.1f} s, after {warm} warm-up tasks; {HELPERS} helpers "
@@ -226,6 +281,14 @@ def run(quick: bool = False) -> dict:
         + ".",
         f"CPU over the run, all processes: {sum(cpu.values()):.1f} s in {wall:.1f} s of wall "
         f"time on {2} cores.",
+        f"HTTP alone: one exchange (serving.http.JsonClient POSTing a result-sized body to "
+        f"a route served as every service's is, token and body checked, nothing stored; "
+        f"bench/exchange.py) costs {1000 * client_s:.2f} ms of CPU in the client and "
+        f"{1000 * server_s:.2f} ms in the server. A task makes {EXCHANGES_BOTH_ENDS} such "
+        f"exchanges between the services (push, report, result) and one whose client is the "
+        f"benchmark (submit): {floor_ms:.2f} ms before any database operation or decision. "
+        f"The baseline's bare pymongo writes cost its process {op_ms:.2f} ms of CPU each; "
+        f"{ops_per_task:.1f} of them per task add {ops_per_task * op_ms:.2f} ms.",
         f"Issue #14, per task: {ops_per_task:.1f} database operations (at most "
         f"{OPS_TARGET:.0f}: {met_word(ops_per_task <= OPS_TARGET)}), {services_ms:.1f} ms of the "
         f"services' CPU (at most {CPU_TARGET_MS:.1f} ms, a third of the 19.3 ms the issue "
@@ -253,13 +316,17 @@ def run(quick: bool = False) -> dict:
             "db_ops": ops,
             "db_ops_per_task": ops_per_task,
             "services_cpu_ms_per_task": services_ms,
+            "exchange_client_ms": 1000 * client_s,
+            "exchange_server_ms": 1000 * server_s,
+            "http_floor_ms_per_task": floor_ms,
+            "baseline_cpu_ms_per_write": op_ms,
         },
     )
 
 
 def profile() -> str:
-    """Sample the seeker and the database processes with py-spy while 200
-    tasks go through."""
+    """Sample the seeker, the channel, the fleet and the database processes
+    with py-spy while 200 tasks go through."""
     from bench.profiling import PROFILES, py_spy, summarize
 
     out = []
@@ -271,13 +338,15 @@ def profile() -> str:
         dep.push_tasks(40)
         spies = {
             "seeker": py_spy(dep.seeker.proc.pid, 20, PROFILES / "dispatch-seeker.raw"),
+            "channel": py_spy(dep.channel.proc.pid, 20, PROFILES / "dispatch-channel.raw"),
+            "fleet": py_spy(dep.fleet.proc.pid, 20, PROFILES / "dispatch-fleet.raw"),
             "database": py_spy(db.proc.pid, 20, PROFILES / "dispatch-database.raw"),
         }
         time.sleep(1)
         wall = dep.push_tasks(200, already=40)
         for spy in spies.values():
             spy.wait()
-    out.append(f"200 tasks in {wall:.1f} s; seeker and database sampled for 20 s\n")
+    out.append(f"200 tasks in {wall:.1f} s; every process sampled for 20 s\n")
     for name in spies:
         out.append(f"=== {name}\n" + summarize(PROFILES / f"dispatch-{name}.raw"))
     return "\n".join(out)
