@@ -11,21 +11,15 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
-from channel.models import ResultStatus, output_digest
+from channel.models import ResultStatus
 from helper.adoption import Adoption
-from helper.devices import as_label, devices_of, overbooked
+from helper.devices import devices_of, overbooked
 from helper.inputs import InputCache, InputUnavailable
 from helper.metrics import HelperMetrics
 from helper.models import Assignment
 from helper.policy import refusal
-from helper.runtime import (
-    DEVICES_LABEL,
-    HELPER_LABEL,
-    LABEL,
-    RECEIPT_LABEL,
-    RunOutcome,
-    RunSpec,
-)
+from helper.runtime import RunOutcome
+from helper.specs import RunSpecs
 from seeker.models import AssignmentState
 from serving.errors import Busy, Conflict, Forbidden, NotFound
 
@@ -37,7 +31,7 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-class Executor(Adoption):
+class Executor(Adoption, RunSpecs):
     def __init__(
         self,
         runtime,
@@ -82,9 +76,6 @@ class Executor(Adoption):
         # reported by its final event alone (two database writes fewer)
         self.running_report_delay = 0.0
         self._lock = threading.Lock()
-
-    def container_name(self, a: Assignment) -> str:
-        return f"seeker-{a.task_id}-{a.attempt}-{self.helper_id[:8]}"
 
     def submit(self, a: Assignment) -> dict:
         """A pushed assignment: run it (a retried push of a run already under
@@ -327,69 +318,6 @@ class Executor(Adoption):
             )
         except Exception as exc:  # progress is best effort; the final event is durable
             log.info("could not report %s of %s: %s", state, a.key, exc)
-
-    def _spec(self, a: Assignment, input_mounts: list[dict] | None = None) -> RunSpec:
-        return RunSpec(
-            name=self.container_name(a),
-            image=a.image,
-            command=a.command,
-            env={**a.env, **self._identity_env(a)},
-            cpus=a.resources.cpus,
-            memory=a.resources.memory,
-            gpu_indices=a.gpu_indices,
-            gpu_uuids=a.gpu_uuids,
-            declared_gpus=self.declared_gpus,
-            timeout=a.timeout,
-            labels={
-                LABEL: a.key,
-                HELPER_LABEL: self.helper_id,
-                RECEIPT_LABEL: a.receipt,
-                **({DEVICES_LABEL: as_label(devices)} if (devices := devices_of(a)) else {}),
-            },
-            network_mode=self.network_mode,
-            pull=a.pull,
-            capabilities=list(a.capabilities),
-            mounts=[m.model_dump() for m in a.mounts] + (input_mounts or []),
-            spill_dir=self.spill_root / a.key if self.spill_root else None,
-        )
-
-    def _identity_env(self, a: Assignment) -> dict[str, str]:
-        """What the container learns about the run it is part of."""
-        env = {
-            "SEEKER_TASK_ID": a.task_id,
-            "SEEKER_ATTEMPT": str(a.attempt),
-            "SEEKER_HELPER_ID": self.helper_id,
-            "SEEKER_HELPER_NAME": self.helper_name,
-        }
-        if a.gpu_indices:
-            env["SEEKER_GPU_INDICES"] = ",".join(str(i) for i in a.gpu_indices)
-        if a.gpu_uuids:
-            env["SEEKER_GPU_UUIDS"] = ",".join(a.gpu_uuids)
-        if a.array_id is not None and a.array_index is not None:
-            env["SEEKER_ARRAY_ID"] = a.array_id
-            env["SEEKER_ARRAY_INDEX"] = str(a.array_index)
-        return env
-
-    def _result(self, task_id: str, attempt: int, image: str, o: RunOutcome) -> dict:
-        return {
-            "task_id": task_id,
-            "helper_id": self.helper_id,
-            "helper_name": self.helper_name,
-            "attempt": attempt,
-            "image": image,
-            "status": o.status,
-            "exit_code": o.exit_code,
-            "error": o.error,
-            "stdout": o.stdout.decode("utf-8", errors="replace"),
-            "stderr": o.stderr.decode("utf-8", errors="replace"),
-            "stdout_truncated": o.stdout_truncated,
-            "stderr_truncated": o.stderr_truncated,
-            "output_digest": o.stdout_digest or output_digest(o.stdout),
-            "started_at": o.started_at.isoformat() if o.started_at else None,
-            "finished_at": (o.finished_at or self.clock()).isoformat(),
-            "sent_at": None,  # stamped by the outbox handler at each send
-            "artifact_count": len(o.artifacts),  # queued before it (_deliver)
-        }
 
 
 def remove_spill(path: str) -> None:
