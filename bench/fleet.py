@@ -88,9 +88,12 @@ class InstantRuntime:
     def stop(self, name: str) -> bool:
         return False
 
-    def run(self, spec, on_started=lambda: None, on_pulling=lambda: None) -> RunOutcome:
+    def run(
+        self, spec, on_started=lambda: None, on_pulling=lambda: None, on_exited=lambda: None
+    ) -> RunOutcome:
         started = datetime.now(timezone.utc)
         on_started()
+        on_exited()
         return RunOutcome(ResultStatus.SUCCEEDED, 0, started_at=started, finished_at=started)
 
 

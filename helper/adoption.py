@@ -54,6 +54,8 @@ class Adoption:
                         "container": c.name,
                         "boot_id": self.boot_id,
                     }
+            with self._lock:
+                self._active.add(key)  # it holds a slot until it ends (_deliver)
             keys.append(key)
             threading.Thread(
                 target=self._follow,

@@ -46,6 +46,7 @@ class HelperConfig:
     advertise_url: str | None = None
     name: str | None = None
     slots: int = 1
+    prefetch: int = 0  # assignments accepted beyond the slots, each started when one frees
     labels: dict[str, str] = field(default_factory=dict)
     heartbeat: float | None = None  # seconds; None: as often as the seeker asks
     log_cap: int = DEFAULT_LOG_CAP
@@ -146,6 +147,7 @@ class HelperAgent(PullMode):
             self.helper_id,
             self.name,
             cfg.slots,
+            prefetch=cfg.prefetch,
             report=self.seeker.report,
             network_mode=cfg.network_mode,
             boot_id=self.boot_id,
@@ -166,7 +168,7 @@ class HelperAgent(PullMode):
             metrics=self.metrics,
         )
         self.server = BackgroundServer(
-            app, cfg.host, cfg.port, threads=max(8, cfg.slots + 4), cert=cfg.tls
+            app, cfg.host, cfg.port, threads=max(8, cfg.slots + cfg.prefetch + 4), cert=cfg.tls
         )
         self.url = None if cfg.pull else cfg.advertise_url or self._default_url()
         self._stop = threading.Event()
@@ -236,6 +238,8 @@ class HelperAgent(PullMode):
             "mode": "pull" if self.cfg.pull else "push",
             "url": self.url,
             "slots": self.cfg.slots,
+            # sent only when set: a seeker older than prefetch takes the rest
+            **({"prefetch": self.cfg.prefetch} if self.cfg.prefetch else {}),
             "labels": self.cfg.labels,
             "resources": self.resources(),
             "boot_id": self.boot_id,

@@ -66,6 +66,16 @@ def main():
     type=click.IntRange(1, 1024),
     help="How many tasks run at once; a full helper answers 429.",
 )
+@click.option(
+    "--prefetch",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 1024),
+    help="How many more tasks it accepts while every slot is taken: each waits here and "
+    "starts the moment a container exits, so short tasks follow each other without a "
+    "round trip to the seeker. The seeker queues a task here only when no helper has a "
+    "free slot for it, and never one that needs GPUs.",
+)
 @click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", help="Repeatable.")
 @click.option(
     "--network",
@@ -141,6 +151,7 @@ def start(
     poll_wait,
     name,
     slots,
+    prefetch,
     labels,
     network_mode,
     allow_images,
@@ -175,6 +186,7 @@ def start(
         poll_wait=poll_wait,
         name=name,
         slots=slots,
+        prefetch=prefetch,
         labels=parse_pairs(labels, "--label"),
         network_mode=network_mode,
         heartbeat=heartbeat,

@@ -1,5 +1,9 @@
-"""Runs assignments on the container runtime, at most `slots` at once, and
-hands every result (and the full logs of cut streams) to the outbox."""
+"""Runs assignments on the container runtime, at most `slots` containers at
+once, and hands every result (and the full logs of cut streams) to the
+outbox. With `prefetch`, that many more assignments may be accepted while
+every slot is taken: they wait here, in order, and each starts the moment a
+container exits (before that run's logs, removal and reports), so neither
+the seeker's next placement nor its push is between two containers."""
 
 from __future__ import annotations
 
@@ -39,6 +43,7 @@ class Executor(Adoption, RunSpecs):
         helper_id: str,
         helper_name: str,
         slots: int = 1,
+        prefetch: int = 0,
         report: Callable[[str, dict], None] = lambda task_id, event: None,
         clock: Callable[[], datetime] = _now,
         network_mode: str = "bridge",
@@ -55,6 +60,7 @@ class Executor(Adoption, RunSpecs):
         self.helper_id = helper_id
         self.helper_name = helper_name
         self.slots = slots
+        self.prefetch = prefetch  # assignments accepted beyond the slots, to start next
         self.report = report  # best-effort live progress to the seeker
         self.clock = clock
         self.network_mode = network_mode
@@ -67,6 +73,8 @@ class Executor(Adoption, RunSpecs):
         self.inputs = inputs  # fetched before a container starts, kept by digest
         self._running: dict[str, dict] = {}
         self._devices: dict[str, dict[str, float]] = {}  # run -> the GPUs (shares) it holds
+        self._active: set[str] = set()  # runs holding a slot: started, container not exited
+        self._queue: OrderedDict[str, Assignment] = OrderedDict()  # accepted, waiting for one
         # runs finished lately, newest last: a pulling helper lists them with
         # what it runs, so the seeker does not hand them out again before it
         # has heard that they finished
@@ -84,8 +92,8 @@ class Executor(Adoption, RunSpecs):
         entry, new = self._claim(
             a.key, a.task_id, a.attempt, a.image, self.container_name(a), devices=devices_of(a)
         )
-        if new:
-            self._start(a)
+        if new and self._start(a):
+            entry["queued"] = True
         return entry
 
     def take(self, a: Assignment, acknowledge: Callable[[Assignment], bool]) -> bool:
@@ -125,13 +133,42 @@ class Executor(Adoption, RunSpecs):
         if why:
             raise Forbidden("refused by this helper's policy", why)
 
-    def _start(self, a: Assignment) -> None:
+    def _start(self, a: Assignment) -> bool:
+        """Run it now if a slot is free, else queue it; returns whether queued."""
+        with self._lock:
+            queued = len(self._active) >= self.slots
+            if queued:
+                self._queue[a.key] = a
+                self._running[a.key]["queued"] = True
+            else:
+                self._active.add(a.key)
+        if not queued:
+            self._thread(a)
+        return queued
+
+    def _thread(self, a: Assignment) -> None:
         threading.Thread(target=self._run, args=(a,), name=f"run-{a.key}", daemon=True).start()
+
+    def _exited(self, key: str) -> None:
+        """`key`'s container exited (or its run ended without one): its slot
+        goes to the first queued assignment (a cancelled one left the queue
+        when its cancel came: cancel())."""
+        starting: list[Assignment] = []
+        with self._lock:
+            self._active.discard(key)
+            while self._queue and len(self._active) < self.slots:
+                _, a = self._queue.popitem(last=False)
+                self._running[a.key].pop("queued", None)
+                self._active.add(a.key)
+                starting.append(a)
+        for a in starting:
+            self._thread(a)
 
     def _release(self, key: str) -> None:
         with self._lock:
             self._running.pop(key, None)
             self._devices.pop(key, None)
+            self._queue.pop(key, None)
 
     def _claim(
         self,
@@ -149,8 +186,9 @@ class Executor(Adoption, RunSpecs):
         with self._lock:
             if key in self._running:
                 return dict(self._running[key]), False
-            if len(self._running) >= self.slots:
-                raise Busy("helper is full", f"all {self.slots} slots are in use")
+            if len(self._running) >= self.slots + self.prefetch:
+                waiting = f" and {self.prefetch} assignments wait" if self.prefetch else ""
+                raise Busy("helper is full", f"all {self.slots} slots are in use{waiting}")
             taken = overbooked(self._devices.values(), devices or {})
             if taken is not None:
                 raise Busy(
@@ -180,6 +218,18 @@ class Executor(Adoption, RunSpecs):
             again = entry.get("cancel_requested", False)
             entry["cancel_requested"] = True
             answer = dict(entry)
+            waiting = self._queue.pop(key, None)
+        if waiting is not None:  # no container yet: it ends here, cancelled
+            outcome = RunOutcome(
+                ResultStatus.CANCELLED, error="cancelled by user", finished_at=self.clock()
+            )
+            threading.Thread(
+                target=self._deliver,
+                args=(waiting.task_id, waiting.attempt, waiting.image, outcome, waiting.receipt),
+                name=f"cancel-{key}",
+                daemon=True,
+            ).start()
+            return answer
         if again:
             return answer  # already being stopped
         # stopping takes up to the grace period: answer now, stop on a thread
@@ -220,6 +270,7 @@ class Executor(Adoption, RunSpecs):
                 self._spec(a, mounts),
                 on_started=lambda: self._progress(a, AssignmentState.RUNNING),
                 on_pulling=lambda: self._progress(a, AssignmentState.PULLING),
+                on_exited=lambda: self._exited(a.key),
             )
         except InputUnavailable as exc:
             outcome = RunOutcome(ResultStatus.ERROR, error=str(exc), finished_at=self.clock())
@@ -294,6 +345,7 @@ class Executor(Adoption, RunSpecs):
             self._done[key] = None
             while len(self._done) > DONE_KEPT:
                 self._done.popitem(last=False)
+        self._exited(key)  # if its container never started, or exited unseen
         self.metrics.container_ended(outcome.status, outcome.started_at, outcome.finished_at)
 
     def _progress(self, a: Assignment, state: AssignmentState) -> None:

@@ -125,7 +125,11 @@ class DockerRuntime:
         spec: RunSpec,
         on_started: Callable[[], None] = lambda: None,
         on_pulling: Callable[[], None] = lambda: None,
+        on_exited: Callable[[], None] = lambda: None,
     ) -> RunOutcome:
+        """Create, start and follow the container to its end, then take its
+        logs and remove it. `on_exited` is called when the container has
+        exited, before the logs and the removal (its slot is free then)."""
         try:
             container = self._create(spec, on_pulling)
         except _NoImage as exc:
@@ -151,7 +155,7 @@ class DockerRuntime:
                 )
             started = self.clock()
             on_started()
-            return self._to_the_end(container, spec, started)
+            return self._to_the_end(container, spec, started, on_exited)
         finally:
             self._forget(container, spec.name)
 
@@ -235,7 +239,13 @@ class DockerRuntime:
             args["device_requests"] = [DeviceRequest(device_ids=ids, capabilities=[["gpu"]])]
         return args
 
-    def _to_the_end(self, container, spec: RunSpec, started: datetime | None) -> RunOutcome:
+    def _to_the_end(
+        self,
+        container,
+        spec: RunSpec,
+        started: datetime | None,
+        on_exited: Callable[[], None] = lambda: None,
+    ) -> RunOutcome:
         timed_out = False
         timeout = spec.timeout
         if timeout and started:
@@ -247,6 +257,7 @@ class DockerRuntime:
             container.stop(timeout=int(self.stop_grace))
             exit_code = container.wait()["StatusCode"]
         finished = self.clock()
+        on_exited()
         if exit_code != 0 or spec.memory:
             # the OOM flag is only in the container's state: a clean exit
             # with no memory limit of its own has nothing to look up

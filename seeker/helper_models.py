@@ -113,6 +113,14 @@ class HelperRegistration(BaseModel):
         description="where the seeker pushes work (push mode only)",
     )
     slots: int = Field(default=1, ge=1, le=1024)
+    prefetch: int = Field(
+        default=0,
+        ge=0,
+        le=1024,
+        description="assignments it accepts beyond its slots: each waits there and starts "
+        "the moment a container exits; the seeker uses them only when no helper has a free "
+        "slot for the task, and not for a task that needs GPUs",
+    )
     resources: HelperResources = Field(default_factory=HelperResources)
     labels: Labels = Field(default_factory=dict)
     version: str | None = Field(default=None, max_length=64)

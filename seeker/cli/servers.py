@@ -182,7 +182,16 @@ def start(
     type=click.IntRange(1),
     help="Slots of the local helper.",
 )
-def up(host, port, token, data_dir, tls, mongo_url, ca_cert, channel_port, helper_port, slots):
+@click.option(
+    "--prefetch",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 1024),
+    help="Tasks the local helper holds beyond its slots (helper start --prefetch).",
+)
+def up(
+    host, port, token, data_dir, tls, mongo_url, ca_cert, channel_port, helper_port, slots, prefetch
+):
     """Seeker, channel and one local helper in one process (single machine).
 
     With --tls-cert and --tls-key all three serve HTTPS with that certificate
@@ -198,6 +207,7 @@ def up(host, port, token, data_dir, tls, mongo_url, ca_cert, channel_port, helpe
             channel_port,
             helper_port,
             slots,
+            prefetch=prefetch,
             tls=tls,
             ca_cert=ca_cert,
         ).start()

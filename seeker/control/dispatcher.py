@@ -75,6 +75,7 @@ class Dispatcher:
         self.acceptances = acceptances or Acceptances(tasks, self.health, clock, stop)
         self._lock = threading.Lock()
         self._slots: dict[str, set[int]] = {}  # helper id -> its slots in use, this pass
+        self._queues = False  # whether a helper of this pass prefetches
         # whether the last pass left a task waiting (for room): a freed slot
         # is then worth a pass; a hint, the sweep places what it misses
         self.waiting = True
@@ -96,6 +97,7 @@ class Dispatcher:
             live = self.tasks.live_assignment_docs()
             views = helper_views(list(docs.values()), live, self.clock(), self.liveness)
             self._slots = slots_in_use(live)
+            self._queues = any(v.prefetch for v in views.values())  # a helper prefetches
             waiting = False
             for task in pending:
                 if task.get("wait_reason") and all_full(views):
@@ -114,7 +116,7 @@ class Dispatcher:
         assignments = self.tasks.assignments_of(task["_id"]) if task["attempts"] else []
         tv = task_view(task, assignments)
         selection = select(tv, views)
-        need, placed = task["open"], 0
+        need = task["open"]
         min_helpers = task["spec"].get("min_helpers", 0)
         if task["attempts"] == 0 and len(selection.candidates) < min_helpers:
             reason = (
@@ -124,17 +126,20 @@ class Dispatcher:
             self._wait(task, reason)
             return 0
         refused = refused_lately(assignments, self.clock() - self.retry_after)
-        passed = 0
-        for candidate in selection.candidates:
-            if placed == need:
-                break
-            if candidate.helper.helper_id in refused:
-                passed += 1  # it failed there a moment ago: the next best first
-                continue
-            ok, task = self._place(task, candidate.helper, docs, views, tv)
-            if task is None:
-                return placed  # someone else changed the task: leave it to them
-            placed += ok
+        on: set[str] = set()  # helpers given a replica now
+        placed, passed, task = self._place_on(
+            selection.candidates, task, need, refused, docs, views, tv, on
+        )
+        if task is not None and placed < need and self._queues and not tv.gpus and not min_helpers:
+            # no free slot left for it: the queue of a helper that prefetches
+            # (not for GPUs, which would wait idle; nor for helpers at once)
+            tv = replace(tv, may_wait=True, running_on=tv.running_on | on)
+            more, _, task = self._place_on(
+                select(tv, views).candidates, task, need - placed, refused, docs, views, tv, on
+            )
+            placed += more
+        if task is None:
+            return placed  # someone else changed the task: leave it to them
         if placed < need:
             reason = selection.wait_reason()
             if selection.candidates:
@@ -143,6 +148,36 @@ class Dispatcher:
                 reason += f"; {passed} passed over for {self.retry_after.seconds} s after a failure"
             self._wait(task, reason)
         return placed
+
+    def _place_on(
+        self,
+        candidates,
+        task: dict,
+        need: int,
+        refused: set[str],
+        docs: dict[str, dict],
+        views: dict[str, HelperView],
+        tv: TaskView,
+        on: set[str],
+    ) -> tuple[int, int, dict | None]:
+        """Place up to `need` replicas on `candidates`, best first, adding
+        each helper given one to `on`; returns how many were placed, how many
+        candidates were passed over, and the task as it is now (None:
+        someone else changed it)."""
+        placed = passed = 0
+        for candidate in candidates:
+            if placed == need:
+                break
+            if candidate.helper.helper_id in refused:
+                passed += 1  # it failed there a moment ago: the next best first
+                continue
+            ok, task = self._place(task, candidate.helper, docs, views, tv)
+            if task is None:
+                break
+            placed += ok
+            if ok:
+                on.add(candidate.helper.helper_id)
+        return placed, passed, task
 
     def resume_stale_pushes(self, older_than: timedelta = timedelta(seconds=20)) -> int:
         """Send again the pushes a seeker that died during them never heard
@@ -212,7 +247,7 @@ class Dispatcher:
             )
         except SlotTaken as taken:  # another seeker placed there since this pass began
             log.info("task %s: %s was filled meanwhile", task["_id"], helper["name"])
-            views[view.helper_id] = replace(view, running=view.slots)
+            views[view.helper_id] = full(view)
             return 0, taken.task
         if assignment is None:
             return 0, None
@@ -234,7 +269,7 @@ class Dispatcher:
             views[view.helper_id] = after_placing(view, reservation)
             return 1, placed
         if outcome in (PushOutcome.BUSY, PushOutcome.UNRECOGNISED):
-            views[view.helper_id] = replace(view, running=view.slots)
+            views[view.helper_id] = full(view)
         elif outcome == PushOutcome.PURGED:
             views.pop(view.helper_id, None)
         return 0, reopened
@@ -321,9 +356,13 @@ def refused_lately(assignments: list[dict], since: datetime) -> set[str]:
 
 
 def all_full(views: dict[str, HelperView]) -> bool:
-    """Some helper is online and every online helper's slots are taken."""
+    """Some helper is online and every online helper's slots (and queue) are taken."""
     online = [v for v in views.values() if v.online]
-    return bool(online) and all(v.running >= v.slots for v in online)
+    return bool(online) and all(v.running >= v.slots + v.prefetch for v in online)
+
+
+def full(view: HelperView) -> HelperView:
+    return replace(view, running=view.slots + view.prefetch)
 
 
 def task_view(task: dict, assignments: list[dict]) -> TaskView:

@@ -32,6 +32,7 @@ def view_of(doc: dict, reservations: list[dict], now: datetime, liveness: timede
         name=doc["name"],
         slots=doc.get("slots", 1),
         running=len(reservations),
+        prefetch=doc.get("prefetch", 0),
         cpus_total=res.get("cpus", 0),
         cpus_free=res.get("cpus", 0) - sum(r.get("cpus", 0) for r in reservations),
         memory_total=res.get("memory_total", 0),

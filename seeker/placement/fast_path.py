@@ -152,7 +152,7 @@ def filter_and_score(  # noqa: C901 - a branch per filter, inline: calls cost mo
     order wait_reason() lists ties in). Each branch of the if/elif chain is
     one filter of FAST_FILTERS, in order."""
     cpus, memory, gpus, gpu_memory = task.cpus, task.memory, task.gpus, task.gpu_memory
-    running_on, mounts = task.running_on, task.mounts
+    running_on, mounts, may_wait = task.running_on, task.mounts, task.may_wait
     constraints = tuple(task.constraints.items())
     one_constraint = len(constraints) == 1
     key, value = constraints[0] if one_constraint else (None, None)  # the usual case, inlined
@@ -171,7 +171,7 @@ def filter_and_score(  # noqa: C901 - a branch per filter, inline: calls cost mo
     views: list[HelperView] = []
     reasons: dict[str, int] = {}
     for row in rows:
-        if row.state:
+        if row.wait_state if may_wait else row.state:
             if row.state == GONE:
                 reason = OFFLINE
             elif running_on and row.helper_id in running_on:

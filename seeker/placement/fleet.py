@@ -40,6 +40,7 @@ class Row:
     figures the filters compare and the scores that do not depend on the task."""
 
     state: int  # OPEN, GONE (offline) or FULL (no free slot)
+    wait_state: int  # the same for a task that may wait in its queue (TaskView.may_wait)
     view: HelperView
     helper_id: str
     cpus_free: float
@@ -61,10 +62,12 @@ class Row:
 
 def row_of(h: HelperView) -> Row:
     state = GONE if not h.online else OPEN if h.running < h.slots else FULL
+    wait_state = GONE if not h.online else OPEN if h.running < h.slots + h.prefetch else FULL
     running = prefer_fewest_running(None, h)
     whole = [g.memory_available for g in h.gpus_free if g.share_free + EPS >= 1.0]
     return Row(
         state=state,
+        wait_state=wait_state,
         view=h,
         helper_id=h.helper_id,
         cpus_free=h.cpus_free,

@@ -54,7 +54,8 @@ def not_running_this_task(t: TaskView, h: HelperView) -> str | None:
 
 
 def has_free_slot(t: TaskView, h: HelperView) -> str | None:
-    return None if h.running < h.slots else NO_FREE_SLOT
+    room = h.slots + h.prefetch if t.may_wait else h.slots
+    return None if h.running < room else NO_FREE_SLOT
 
 
 def matches_labels(t: TaskView, h: HelperView) -> str | None:

@@ -47,7 +47,8 @@ class HelperView:
     helper_id: str
     name: str
     slots: int = 1
-    running: int = 0
+    running: int = 0  # live assignments, queued ones included
+    prefetch: int = 0  # assignments it accepts beyond its slots, to start next
     cpus_total: float = 0
     cpus_free: float = 0
     memory_total: int = 0
@@ -86,6 +87,9 @@ class TaskView:
     gpu_model: str = ""  # part of a GPU's name or MIG profile, any case
     min_cuda: str = ""
     min_compute_capability: str = ""
+    # may take a place in a helper's queue (its prefetch): the dispatcher
+    # asks again with this when no helper has a free slot for the task
+    may_wait: bool = False
 
     @classmethod
     def from_spec(cls, task_id: str, spec: dict, running_on=(), failed_on=()) -> TaskView:

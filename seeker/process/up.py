@@ -28,11 +28,12 @@ class Stack:
         tls: ServerCert | None = None,
         ca_cert: Path | None = None,
         databases: tuple[str, str] = ("seeker", "channel"),
+        prefetch: int = 0,
     ):
         """`tls`: the three servers serve HTTPS with this one certificate;
         `ca_cert`: the CA that signed it, which they trust as each other's
         clients; `databases`: the seeker's and the channel's (when the URL
-        names none)."""
+        names none); `prefetch`: the helper's (helper start --prefetch)."""
         self.conn = DatabaseConnection(mongo_url, data_dir)
         self.seeker_db = self.conn.database(databases[0])
         self.channel_db = self.conn.database(databases[1])
@@ -57,6 +58,7 @@ class Stack:
                 host=host,
                 port=helper_port,
                 slots=slots,
+                prefetch=prefetch,
                 name=helper_name,
                 tls=tls,
                 ca_cert=ca_cert,

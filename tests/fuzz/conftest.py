@@ -310,7 +310,7 @@ class HoldingRuntime:
         self.done = threading.Event()
         self.stopped: list[str] = []
 
-    def run(self, spec, on_started, on_pulling=None):
+    def run(self, spec, on_started, on_pulling=None, on_exited=None):
         from helper.runtime import RunOutcome
 
         on_started()

@@ -202,3 +202,44 @@ def test_a_seeker_restart_loses_nothing(fleet, cluster, workload_image):
     assert task["state"] == "succeeded"
     assert [(a["helper_name"], a["state"]) for a in task["assignments"]] == [("worker", "finished")]
     assert client.results(task_id)[0]["stdout"] == "survived\n"
+
+
+def test_a_prefetching_helper_queues_the_next_task_and_starts_it_as_a_slot_frees(
+    fleet, cluster, workload_image
+):
+    add, client = fleet
+    add("prefetcher", "cpus=4,memory=4g", "--slots", "1", "--prefetch", "1")
+    status_url = f"{cluster.helper_urls['prefetcher']}/api/v1/status"
+
+    def on_helper() -> dict[str, bool]:
+        status = requests.get(
+            status_url, headers={"Authorization": f"Bearer {cluster.token}"}, timeout=5
+        ).json()
+        return {e["task_id"]: e.get("queued", False) for e in status["running"]}
+
+    first = client.submit(workload_image, ["sleep", "300"])["task_id"]
+    wait_until(lambda: client.get(first)["state"] == "running", 60, "the first task to run")
+    queued = client.submit(workload_image, ["echo", "never"])["task_id"]
+    wait_until(lambda: on_helper().get(queued) is True, 30, "the second to wait on the helper")
+    third = client.submit(workload_image, ["echo", "after"])["task_id"]
+    wait_until(
+        lambda: "no free slot" in (client.get(third).get("wait_reason") or ""),
+        30,
+        "the third to wait at the seeker (the queue is full)",
+    )
+    # a queued task cancelled ends without a container, and makes room in the queue
+    client.cancel(queued)
+    assert wait_task(client, queued)["state"] == "cancelled"
+    wait_until(lambda: client.results(queued), 30, "the cancelled one's result")
+    (result,) = client.results(queued)
+    assert (result["status"], result["started_at"]) == ("cancelled", None)
+    wait_until(lambda: on_helper().get(third) is True, 30, "the third to take its place")
+    assert on_helper()[first] is False
+    client.cancel(first)  # its container exits: the queued one starts
+    assert wait_task(client, first)["state"] == "cancelled"
+    task = wait_task(client, third)
+    assert task["state"] == "succeeded"
+    assert client.results(third)[0]["stdout"] == "after\n"
+    assert [(a["helper_name"], a["state"]) for a in task["assignments"]] == [
+        ("prefetcher", "finished")
+    ]

@@ -198,7 +198,7 @@ def test_an_artifact_needs_the_receipt_of_its_attempt(mock_db, clock):
 
 
 class FakeRuntime:
-    def run(self, spec, on_started, on_pulling):
+    def run(self, spec, on_started, on_pulling, on_exited=None):
         raise RuntimeError("not in this test")
 
 

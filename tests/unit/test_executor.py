@@ -48,13 +48,15 @@ class FakeRuntime:
         self.specs = []
         self.stopped = []
 
-    def run(self, spec, on_started, on_pulling=None):
+    def run(self, spec, on_started, on_pulling=None, on_exited=None):
         self.specs.append(spec)
         on_started()
         self.started.set()
         assert self.release.wait(10), "test never released the fake container"
         if self.error:
             raise self.error
+        if on_exited:
+            on_exited()
         return self.outcome
 
     def stop(self, name):

@@ -43,9 +43,11 @@ MOUNT_DIRS = ((), (), ("/data",), ("/data/a", "/srv"))
 
 def random_helper(rng: random.Random, i: int) -> HelperView:
     """Random, and often the same as another one (ties), sometimes odd: no
-    slots, no CPU figures, more free than total, a name used twice."""
+    slots, no CPU figures, more free than total, a name used twice; some
+    prefetch, some of those with tasks waiting in their queue."""
     slots = rng.choice((0, 1, 1, 2, 4))
-    running = rng.randint(0, slots + 1)
+    prefetch = rng.choice((0, 0, 0, 1, 2))
+    running = rng.randint(0, slots + prefetch + 1)
     cpus = rng.choice((0, 4, 8, 8.0, 16))
     memory = rng.choice((0, 8, 16, 16)) * GiB
     gpu_list: tuple[GpuView, ...] = ()
@@ -58,6 +60,7 @@ def random_helper(rng: random.Random, i: int) -> HelperView:
         name=f"helper-{i}" if rng.random() > 0.02 else "twin",
         slots=slots,
         running=running,
+        prefetch=prefetch,
         cpus_total=cpus,
         cpus_free=cpus - rng.choice((0, 0, 1, 2, 4, -1)),
         memory_total=memory,
@@ -104,6 +107,7 @@ def random_task(rng: random.Random, i: int, ids: list[str]) -> TaskView:
         failed_on=frozenset(rng.sample(ids, min(len(ids), rng.choice((0, 0, 1, 2))))),
         image=rng.choice(IMAGES),
         mounts=rng.choice(((), (), ("/data/a/x",), ("/srv", "/etc"))),
+        may_wait=rng.random() < 0.3,
     )
 
 

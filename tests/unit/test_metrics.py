@@ -271,7 +271,7 @@ class FakeRuntime:
     def __init__(self, outcome: RunOutcome):
         self.outcome = outcome
 
-    def run(self, spec, on_started, on_pulling=None):
+    def run(self, spec, on_started, on_pulling=None, on_exited=None):
         on_started()
         return self.outcome
 
