@@ -24,7 +24,8 @@ from seeker.api.metrics import SeekerMetrics
 from seeker.control import acceptances
 from seeker.control.changes import ChangeFeed
 from seeker.control.credentials import HelperCredentials
-from seeker.control.dispatcher import Dispatcher, DispatchLoop, assignment_payload
+from seeker.control.dispatch_state import assignment_payload
+from seeker.control.dispatcher import Dispatcher, DispatchLoop
 from seeker.control.health import HelperHealth
 from seeker.control.inputs import with_grants
 from seeker.control.mailbox import Mailbox

@@ -8,7 +8,8 @@ from __future__ import annotations
 import pytest
 
 from seeker.api.app import create_app
-from seeker.control.dispatcher import Dispatcher, assignment_payload
+from seeker.control.dispatch_state import assignment_payload
+from seeker.control.dispatcher import Dispatcher
 from seeker.control.mailbox import Mailbox
 from seeker.control.operations import Seeker
 from seeker.store.helpers import HelperStore

@@ -1,0 +1,102 @@
+"""What a dispatch pass works out of the documents it read, as pure
+functions: the slots each helper's live assignments hold, the task as an
+assignment left it, where its push failed lately, the task's view for the
+scheduler, and what a helper is sent of an assignment. Used by
+dispatcher.py."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+
+from channel.models import ResultStatus
+from seeker.control.inputs import assignment_inputs
+from seeker.models import AssignmentState, TaskState
+from seeker.placement.capacity import as_utc
+from seeker.placement.views import HelperView, TaskView
+from seeker.store.assignments import slot_number
+
+
+def slots_in_use(live: list[dict]) -> dict[str, set[int]]:
+    """Helper id -> the slot numbers its live assignments hold."""
+    used: dict[str, set[int]] = {}
+    for a in live:
+        n = slot_number(a)
+        if n is not None:
+            used.setdefault(a["helper_id"], set()).add(n)
+    return used
+
+
+def after_assign(task: dict, now: datetime) -> dict:
+    """The task as TaskStore.assign() left it (pinned on its rev, so exactly
+    this): one more attempt, one fewer replica to place, dispatched."""
+    placed = {
+        **task,
+        "attempts": task["attempts"] + 1,
+        "open": task["open"] - 1,
+        "rev": task["rev"] + 1,
+        "wait_reason": None,
+        "updated_at": now,
+    }
+    if task["state"] == TaskState.PENDING.value:
+        placed["state"] = TaskState.DISPATCHED.value
+    return placed
+
+
+def refused_lately(assignments: list[dict], since: datetime) -> set[str]:
+    """Helpers where a push or offer of this task failed after `since`."""
+    return {
+        a["helper_id"]
+        for a in assignments
+        if a["state"] == AssignmentState.PUSH_FAILED.value
+        and (as_utc(a.get("finished_at")) or since) > since
+    }
+
+
+def all_full(views: dict[str, HelperView]) -> bool:
+    """Some helper is online and every online helper's slots (and queue) are taken."""
+    online = [v for v in views.values() if v.online]
+    return bool(online) and all(v.running >= v.slots + v.prefetch for v in online)
+
+
+def full(view: HelperView) -> HelperView:
+    return replace(view, running=view.slots + view.prefetch)
+
+
+def task_view(task: dict, assignments: list[dict]) -> TaskView:
+    """A replicated task goes only to helpers that have not run it yet; a
+    single one may retry where it failed (with a penalty)."""
+    if task["spec"].get("replicas", 1) > 1:
+        busy = {AssignmentState.PUSH_FAILED.value}
+        running_on = {a["helper_id"] for a in assignments if a["state"] not in busy}
+    else:
+        running_on = {a["helper_id"] for a in assignments if a["state"] in AssignmentState.live()}
+    failed_on = {
+        a["helper_id"]
+        for a in assignments
+        if a["state"] == AssignmentState.FINISHED.value
+        and a.get("status") != ResultStatus.SUCCEEDED
+    }
+    return TaskView.from_spec(task["_id"], task["spec"], running_on, failed_on)
+
+
+def assignment_payload(task: dict, helper: dict, attempt: int, reservation: dict) -> dict:
+    spec = task["spec"]
+    return {
+        "task_id": task["_id"],
+        "attempt": attempt,
+        "helper_id": helper["helper_id"],
+        "image": spec["image"],
+        "command": spec.get("command", []),
+        "env": spec.get("env", {}),
+        "resources": {k: reservation.get(k, 0) for k in ("cpus", "memory", "gpus")},
+        "gpu_indices": reservation.get("gpu_indices", []),
+        "gpu_uuids": reservation.get("gpu_uuids", []),
+        "timeout": spec.get("timeout"),
+        "pull": spec.get("pull", "if-missing"),
+        "capabilities": spec.get("capabilities", []),
+        "mounts": spec.get("mounts", []),
+        "inputs": assignment_inputs(task),  # the seeker's push adds a grant to each
+        "array_id": task.get("array_id"),
+        "array_index": task.get("array_index"),
+    }
