@@ -20,6 +20,7 @@ GPU_LABELS = ["gpu", "uuid", "model"]
 
 SLOTS = "seeker_helper_slots"
 RUNNING = "seeker_helper_containers_running"
+QUEUED = "seeker_helper_assignments_queued"
 OUTBOX = "seeker_helper_outbox_pending"
 GPU_MEMORY_TOTAL = "seeker_helper_gpu_memory_total_bytes"
 GPU_MEMORY_USED = "seeker_helper_gpu_memory_used_bytes"
@@ -41,6 +42,7 @@ INPUT_COUNTERS = {  # read from the cache's own counters at each scrape
 GAUGES = {
     SLOTS: ("Assignments this helper runs at once at most", []),
     RUNNING: ("Assignments this helper runs now (slots taken)", []),
+    QUEUED: ("Assignments accepted and waiting for a slot (--prefetch)", []),
     OUTBOX: ("Entries (artifacts, results, events) waiting in the outbox", []),
     INPUT_CACHE_BYTES: ("Bytes of inputs kept in the helper's cache", []),
     INPUT_CACHE_CAP: ("The input cache's cap (--input-cache)", []),
@@ -124,9 +126,11 @@ class HelperCollector:
 
     def collect(self) -> list[Metric]:
         status = self.describe_helper()
+        queued = self.executor.queued()
         families = [
             self._gauge(SLOTS, [((), self.executor.slots)]),
-            self._gauge(RUNNING, [((), len(self.executor.running_keys()))]),
+            self._gauge(RUNNING, [((), len(self.executor.running_keys()) - queued)]),
+            self._gauge(QUEUED, [((), queued)]),
         ]
         if status.get("outbox") is not None:
             families.append(self._gauge(OUTBOX, [((), status["outbox"])]))

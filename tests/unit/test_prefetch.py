@@ -13,7 +13,9 @@ import pytest
 from dispatch_fakes import FakePush, add_helper, add_task, states
 from test_executor import HELPER_ID, assignment, make, wait_done
 from test_helper_devices import FollowingRuntime, left_container
+from test_metrics import scrape, value
 
+from helper.app import create_app as helper_app
 from helper.executor import Executor
 from helper.runtime import RunOutcome
 from seeker.control.dispatcher import Dispatcher
@@ -107,6 +109,9 @@ def test_a_queued_assignment_starts_when_a_container_exits_before_its_run_is_rep
     assert ex.submit(assignment("b"))["queued"] is True
     assert not runtime.has_started("b.1")
     assert [e.get("queued", False) for e in ex.running()] == [False, True]
+    samples = scrape(helper_app(executor=ex, token="t", metrics=ex.metrics).test_client())
+    assert value(samples, "seeker_helper_containers_running") == 1
+    assert value(samples, "seeker_helper_assignments_queued") == 1
     runtime.exit("a.1")  # a's container is gone; its logs, removal and reports are not done
     assert runtime.wait_started("b.1")
     assert box.results() == {}  # b started before a's result was handed on
