@@ -24,6 +24,13 @@ def when(ts: str | None) -> str:
     return ts.replace("T", " ")[:19] if ts else "-"
 
 
+def running_of(helper: dict) -> str:
+    """Its live assignments of its slots, e.g. `3/4`; with `--prefetch 2`,
+    `5/4+2`: five live, one of them waiting in its queue."""
+    prefetch = helper.get("prefetch") or 0
+    return f"{helper.get('running', 0)}/{helper['slots']}" + (f"+{prefetch}" if prefetch else "")
+
+
 def helpers_table(helpers: list[dict]) -> str:
     """One line per helper and, under it, one per GPU (model, CUDA version
     and compute capability, how much of it assignments hold, memory used of
@@ -41,7 +48,7 @@ def helpers_table(helpers: list[dict]) -> str:
                 state,
                 h.get("mode") or "push",
                 h.get("url") or "-",
-                f"{h.get('running', 0)}/{h['slots']}",
+                running_of(h),
                 res.get("cpus"),
                 _load(res),
                 f"{size(res.get('memory_available'))}/{size(res.get('memory_total'))}",

@@ -175,6 +175,21 @@ def test_a_queued_assignment_cancelled_ends_without_a_container(runtime):
     assert ex.running() == []
 
 
+def test_a_pulled_assignment_waits_in_the_queue_once_the_seeker_says_run(runtime):
+    ex, _ = executor(runtime)
+    assert ex.take(assignment("a"), lambda a: True)
+    assert not ex.take(assignment("c"), lambda a: False)  # withdrawn: its place is free
+    assert ex.take(assignment("b"), lambda a: True)  # taken: it runs once a slot frees
+    assert [e.get("queued", False) for e in ex.running()] == [False, True]
+    with pytest.raises(Busy):
+        ex.take(assignment("d"), lambda a: True)
+    runtime.exit("a.1")
+    assert runtime.wait_started("b.1")
+    for key in ("a.1", "b.1"):
+        runtime.exit(key)
+        runtime.finish(key)
+
+
 def test_a_retried_push_of_a_queued_assignment_queues_nothing_more(runtime):
     ex, _ = executor(runtime)
     ex.submit(assignment("a"))

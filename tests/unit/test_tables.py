@@ -59,6 +59,8 @@ def test_helpers_show_state_load_memory_and_each_gpu_with_its_memory_and_use():
                 "mode": "pull",
                 "url": None,
                 "slots": 1,
+                "prefetch": 2,
+                "running": 2,
                 "online": True,
                 "resources": {"cpus": 4},
             },
@@ -80,7 +82,8 @@ def test_helpers_show_state_load_memory_and_each_gpu_with_its_memory_and_use():
     assert "35% busy" in lines[2]
     assert "0B used/80.0GiB" in lines[3] and "busy" not in lines[3]
     assert lines[4].split()[:2] == ["cpu-1", "offline"]
-    assert lines[5].split()[:5] == ["behind-nat", "online", "pull", "-", "0/1"]
+    # one running, one waiting in its queue of 2 (--prefetch)
+    assert lines[5].split()[:5] == ["behind-nat", "online", "pull", "-", "2/1+2"]
 
 
 def test_no_helpers():

@@ -178,7 +178,7 @@ function helperRow(hp) {
     h("td", null, h("strong", null, hp.name),
       h("div", { class: "sub" }, hp.mode === "pull" ? "pulls its work (behind NAT)" : hp.url)),
     h("td", null, pill(state, why)),
-    h("td", null, bar(hp.running / hp.slots, `${hp.running} / ${hp.slots}`, "running tasks / slots")),
+    h("td", null, bar(hp.running / hp.slots, `${hp.running} / ${hp.slots}${hp.prefetch ? ` +${hp.prefetch}` : ""}`, "running tasks / slots (+ how many more it accepts to start next: --prefetch)")),
     h("td", null, cpu),
     h("td", null, mem),
     h("td", null, gpuCell(res.gpus)),
