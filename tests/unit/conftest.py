@@ -14,7 +14,9 @@ from datetime import datetime, timedelta, timezone
 
 import pymongo
 import pytest
+from dispatch_fakes import FakePush
 
+from seeker.control.dispatcher import Dispatcher
 from seeker.control.health import HelperHealth
 from seeker.store.helpers import HelperStore
 from seeker.store.tasks import TaskStore
@@ -135,4 +137,17 @@ def health(helpers, tasks, clock, kicks) -> HelperHealth:
         purge_after=3,
         liveness=timedelta(seconds=45),
         kick=lambda: kicks.append(1),
+    )
+
+
+# the dispatcher over the stores above, pushing to a fake (tests/unit/dispatch_fakes.py)
+@pytest.fixture
+def push() -> FakePush:
+    return FakePush()
+
+
+@pytest.fixture
+def dispatcher(tasks, helpers, push, clock, health) -> Dispatcher:
+    return Dispatcher(
+        tasks, helpers, push=push, clock=clock, health=health, liveness=timedelta(seconds=45)
     )

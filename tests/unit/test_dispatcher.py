@@ -6,25 +6,12 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
 
 import pytest
-from dispatch_fakes import FakePush, GiB, add_helper, add_task, states
+from dispatch_fakes import GiB, add_helper, add_task, states
 
 from seeker.control.dispatcher import Dispatcher, DispatchLoop
 from serving.http import ApiError, Unreachable
-
-
-@pytest.fixture
-def push() -> FakePush:
-    return FakePush()
-
-
-@pytest.fixture
-def dispatcher(tasks, helpers, push, clock, health) -> Dispatcher:
-    return Dispatcher(
-        tasks, helpers, push=push, clock=clock, health=health, liveness=timedelta(seconds=45)
-    )
 
 
 @pytest.fixture

@@ -7,10 +7,9 @@ awaited with events, not sleeps); the dispatcher over mongomock stores."""
 from __future__ import annotations
 
 import threading
-from datetime import timedelta
 
 import pytest
-from dispatch_fakes import FakePush, add_helper, add_task, states
+from dispatch_fakes import add_helper, add_task, states
 from test_executor import HELPER_ID, assignment, make, wait_done
 from test_helper_devices import FollowingRuntime, left_container
 from test_metrics import scrape, value
@@ -18,7 +17,6 @@ from test_metrics import scrape, value
 from helper.app import create_app as helper_app
 from helper.executor import Executor
 from helper.runtime import RunOutcome
-from seeker.control.dispatcher import Dispatcher
 from seeker.helper_models import HelperRegistration
 from serving.errors import Busy
 
@@ -214,18 +212,6 @@ def test_a_run_adopted_after_a_restart_holds_its_slot():
 
 
 # --- the seeker's placement -----------------------------------------------------
-
-
-@pytest.fixture
-def push() -> FakePush:
-    return FakePush()
-
-
-@pytest.fixture
-def dispatcher(tasks, helpers, push, clock, health) -> Dispatcher:
-    return Dispatcher(
-        tasks, helpers, push=push, clock=clock, health=health, liveness=timedelta(seconds=45)
-    )
 
 
 def test_a_free_slot_elsewhere_goes_before_a_queue(dispatcher, tasks, helpers, push, clock):
