@@ -250,11 +250,6 @@ class Executor(Adoption, RunSpecs):
         with self._lock:
             return list(self._running)
 
-    def queued(self) -> int:
-        """How many accepted assignments wait for a slot (prefetch)."""
-        with self._lock:
-            return len(self._queue)
-
     def stopping_keys(self) -> list[str]:
         """The runs being stopped (their containers not gone yet)."""
         with self._lock:

@@ -126,10 +126,11 @@ class HelperCollector:
 
     def collect(self) -> list[Metric]:
         status = self.describe_helper()
-        queued = self.executor.queued()
+        runs = self.executor.running()  # one snapshot: started and queued add up
+        queued = sum(1 for run in runs if run.get("queued"))
         families = [
             self._gauge(SLOTS, [((), self.executor.slots)]),
-            self._gauge(RUNNING, [((), len(self.executor.running_keys()) - queued)]),
+            self._gauge(RUNNING, [((), len(runs) - queued)]),
             self._gauge(QUEUED, [((), queued)]),
         ]
         if status.get("outbox") is not None:
