@@ -186,7 +186,13 @@ def run(quick: bool = False) -> dict:
         for w in STACKS:
             notes.append(
                 f"Median step times, {label(w, m['slots'])} (seeker and helper clocks, one "
-                "process): "
+                "process"
+                + (
+                    "; accepted -> running includes the wait in the helper's queue"
+                    if w == "prefetch"
+                    else ""
+                )
+                + "): "
                 + "; ".join(f"{k}: {1000 * v:.0f} ms" for k, v in m["phases_s"][w].items())
                 + "."
             )
