@@ -230,6 +230,24 @@ def test_a_free_slot_elsewhere_goes_before_a_queue(dispatcher, tasks, helpers, p
     assert push.names[-1] == "plain"  # the free slot, not the queue (full anyway)
 
 
+def test_a_free_slot_beats_the_queue_of_a_helper_that_ranks_higher(
+    dispatcher, tasks, helpers, push, clock
+):
+    # "prefetcher" has the image and more memory: it ranks above "plain" even
+    # with its slot taken, so only the rule (slots first, then queues) sends
+    # the second task to plain
+    add_helper(helpers, clock, "plain", slots=1, memory=4 * 2**30)
+    add_helper(helpers, clock, "prefetcher", slots=1, prefetch=1, memory=64 * 2**30)
+    helpers.helpers.update_one(
+        {"_id": "id-prefetcher"},
+        {"$set": {"resources.images": ["docker.io/library/busybox:1.36"]}},
+    )
+    add_task(tasks, clock, "a")
+    add_task(tasks, clock, "b")
+    assert dispatcher.dispatch_pending() == 2
+    assert push.names == ["prefetcher", "plain"]
+
+
 def test_a_queue_is_used_only_when_no_slot_is_free(dispatcher, tasks, helpers, push, clock):
     add_helper(helpers, clock, "plain", slots=1, memory=64 * 2**30)
     add_helper(helpers, clock, "prefetcher", slots=1, prefetch=2)
