@@ -16,7 +16,14 @@ from seeker.control.credentials import HelperCredentials
 from seeker.store.helpers import HelperStore
 from serving.http import ApiError
 from tests.certs import CertFiles
-from tests.integration.harness import ROOT, Service, free_port, free_ports, wait_until
+from tests.integration.harness import (
+    ROOT,
+    Service,
+    free_port,
+    free_ports,
+    remove_containers,
+    wait_until,
+)
 from tests.requirements import require
 
 IMAGE = "seeker-demo:latest"
@@ -242,6 +249,7 @@ def fleet(cluster, docker_engine):
     containers it left. Needs a module-scoped `cluster` fixture."""
     client = SeekerClient(cluster.seeker_url, cluster.token)
     started: list[str] = []
+    ids: set[str] = set()  # of every helper added: one killed may be purged before the end
 
     def add(name: str, resources: str = "cpus=4,memory=4g", *extra: str):
         cluster.add_helper(name, "--test-resources", resources, "--heartbeat", "5", *extra)
@@ -249,16 +257,14 @@ def fleet(cluster, docker_engine):
         wait_until(
             lambda: any(h["name"] == name for h in client.helpers()), 30, f"{name} to register"
         )
+        ids.update(h["helper_id"] for h in client.helpers() if h["name"] == name)
         return cluster.helpers[name]
 
     yield add, client
-    ids = [h["helper_id"] for h in client.helpers()]
+    ids.update(h["helper_id"] for h in client.helpers())
     for name in started:
         cluster.helpers.pop(name).stop(signal.SIGKILL)
     for helper_id in ids:
         with contextlib.suppress(ApiError):  # already purged after a kill: 404
             client.remove_helper(helper_id)
-        for c in docker_engine.containers.list(
-            all=True, filters={"label": f"io.seeker.helper={helper_id}"}
-        ):
-            c.remove(force=True)
+    remove_containers(docker_engine, ids)

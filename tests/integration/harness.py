@@ -127,3 +127,12 @@ def cli(*args: str, token: str | None, seeker_url: str, timeout: float = 120):
         text=True,
         timeout=timeout,
     )
+
+
+def remove_containers(engine, helper_ids) -> None:
+    """Remove every container these helpers started (by their label), left
+    behind when a test killed a helper during a run."""
+    for helper_id in helper_ids:
+        label = f"io.seeker.helper={helper_id}"
+        for c in engine.containers.list(all=True, filters={"label": label}):
+            c.remove(force=True)

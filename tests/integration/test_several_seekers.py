@@ -16,12 +16,14 @@ import signal
 import subprocess
 import sys
 
+import docker
 import pytest
 
+from helper.agent import helper_id
 from seeker.client import SeekerClient
 from serving.http import ApiError, Unreachable
 from tests.integration.conftest import IMAGE, db_url
-from tests.integration.harness import Service, free_ports, wait_until
+from tests.integration.harness import Service, free_ports, remove_containers, wait_until
 from tests.requirements import require
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
@@ -118,6 +120,12 @@ class Group:
     def stop(self) -> None:
         for s in [*self.helpers.values(), *self.seekers, self.channel]:
             s.stop()
+        # what a helper killed during a run left (each keeps its id in its data dir)
+        engine = docker.from_env()
+        try:
+            remove_containers(engine, [helper_id(self.base / name) for name in self.helpers])
+        finally:
+            engine.close()
 
     def client(self, n: int) -> SeekerClient:
         return SeekerClient(self.seeker_urls[n], self.token, timeout=10)
