@@ -45,6 +45,7 @@ from bench.common import (
     ratio,
     report,
 )
+from bench.containers import events_after, last_event
 from bench.deployment import Cluster
 from seeker.client import SeekerClient
 from seeker.placement.capacity import as_utc
@@ -54,17 +55,6 @@ NAME = "pull"
 TARGET = 1.2
 EVERY = 0.02  # seconds between the client's looks at the event log and the result
 MODES = ("pull", "push")
-
-
-def events_after(client: SeekerClient, seq: int) -> list[dict]:
-    return client.request("GET", "/api/v1/events", params={"after": seq, "limit": 1000})["events"]
-
-
-def last_seq(client: SeekerClient) -> int:
-    seq = 0
-    while page := events_after(client, seq):
-        seq = page[-1]["seq"]
-    return seq
 
 
 def one_task(client: SeekerClient, mode: str, seq: int, timeout: float = 120) -> tuple:
@@ -134,7 +124,7 @@ def run(quick: bool = False) -> dict:
             extra = ["--pull"] if mode == "pull" else []
             cluster.add_helper(f"bench-{mode}-{suffix}", "--label", f"bench={mode}", *extra)
         client = cluster.client
-        seq = last_seq(client)
+        seq = last_event(client)
         for mode in MODES:  # warm up: image, connections, the first poll
             _, _, seq = one_task(client, mode, seq)
         for r in range(per_mode):
