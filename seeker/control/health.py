@@ -156,7 +156,9 @@ class HelperHealth:
                 continue  # it ended meanwhile (or was placed in a newer epoch)
             lost += 1
             log.warning("task %s attempt %d lost: %s", a["task_id"], a["attempt"], reason)
-            self.tasks.reopen(a["task_id"], now, f"attempt {a['attempt']} lost: {reason}")
+            self.tasks.reopen(
+                a["task_id"], a["attempt"], now, f"attempt {a['attempt']} lost: {reason}"
+            )
         if lost:
             self.kick()
         return lost

@@ -278,7 +278,7 @@ class SeekerServer:
             "resume-stale-pushes": (self.dispatcher.resume_stale_pushes, probe),
             "expire-offers": (self.mailbox.expire, min(1.0, ack_timeout / 4)),
             "reap-lost-work": (self.health.reap_silent, probe),
-            "reconcile-placements": (self._reconcile_placements, 10.0),
+            "reconcile-placements": (self._reconcile, 10.0),
             # releases of held tasks a seeker stopped half-way
             "release-held-tasks": (self.seeker.workflows.open_released, probe),
             "prune-events": (self.events.prune, 3600.0),
@@ -319,11 +319,15 @@ class SeekerServer:
         if self.dispatcher.wants_room():
             self.loop.kick()
 
-    def _reconcile_placements(self) -> int:
+    def _reconcile(self) -> int:
+        """Finish what a seeker that stopped left half done: a placement
+        counted by its task but never written, a replica not given back."""
         now = self.clock()
-        # a placement's two writes are milliseconds apart: one whose task has
-        # not changed for 15 s is not on its way any more
-        return self.tasks.reconcile_placements(before=now - timedelta(seconds=15), now=now)
+        # each pair of writes is milliseconds apart: one whose first write is
+        # 15 s old is not on its way any more
+        before = now - timedelta(seconds=15)
+        placed = self.tasks.reconcile_placements(before=before, now=now)
+        return placed + self.tasks.reconcile_give_backs(before=before, now=now)
 
     def _wake_webhooks(self) -> None:
         for webhook in self.webhooks:

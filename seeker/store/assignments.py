@@ -111,23 +111,31 @@ class AssignmentStates:
     def revive(self, task_id: str, attempt: int, helper_id: str, now: datetime) -> bool:
         """A run marked lost is alive after all (its helper came back): keep
         it, if its replica has not been placed again meanwhile (the replica
-        given back when it was lost is still open). Returns whether kept."""
+        given back when it was lost is still open). Returns whether kept.
+
+        The replica is taken back from the task's `returned` list (see
+        reopen), so the attempt can be given back again if it is lost
+        again; one whose give-back a stopped seeker left owed is not kept
+        (reconcile_give_backs gives it back)."""
+        given_back = {"returned": attempt, "open": {"$gte": 1}}
         taken = self._update(
-            {"_id": task_id, "state": TaskState.PENDING.value, "open": {"$gte": 1}},
+            {"_id": task_id, "state": TaskState.PENDING.value, **given_back},
             {"wait_reason": None},
             now,
             TaskState.RUNNING.value,
             inc={"open": -1, "rev": 1},
+            pull={"returned": attempt},
         ) or self._update(
-            {"_id": task_id, "state": {"$in": TaskState.active()}, "open": {"$gte": 1}},
+            {"_id": task_id, "state": {"$in": TaskState.active()}, **given_back},
             {"wait_reason": None},
             now,
             inc={"open": -1, "rev": 1},
+            pull={"returned": attempt},
         )
         if not taken:
             return False
         if not self._take_back(task_id, attempt, helper_id, now):
-            self.reopen(task_id, now)  # revived by another request meanwhile: give it back
+            self.reopen(task_id, attempt, now)  # revived by another request meanwhile: give it back
             return False
         return True
 
@@ -185,6 +193,8 @@ class AssignmentStates:
         update: dict = {"$set": {**sets, "state": to_state}}
         if to_state not in AssignmentState.live():
             update["$unset"] = {"slot": ""}  # the slot is free again
+        else:
+            update["$unset"] = {"owed": ""}  # a lost run taken back (see revive)
         return self.assignments.update_one(query, update).matched_count == 1
 
     def push_failed(
@@ -204,12 +214,12 @@ class AssignmentStates:
             helper_id,
             [AssignmentState.PUSHING.value],
             AssignmentState.PUSH_FAILED.value,
-            {"error": reason, "finished_at": now},
+            {"error": reason, "finished_at": now, "owed": True},
             epoch,
         )
         if not moved:
             return None
-        return self.reopen(task_id, now)
+        return self.reopen(task_id, attempt, now)
 
     def assignment_accepted(
         self, task_id: str, helper_id: str, attempt: int, now: datetime, boot_id: str | None = None
@@ -253,7 +263,7 @@ class AssignmentStates:
             None,
             AssignmentState.live(),
             AssignmentState.LOST.value,
-            {"error": reason, "finished_at": now},
+            {"error": reason, "finished_at": now, "owed": True},  # see reopen
             epoch,
         )
 

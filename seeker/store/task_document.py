@@ -50,7 +50,9 @@ def task_json(doc: dict, assignments: list[dict] | None = None) -> dict:
             out[key] = doc[key]
     out["wait_reason"] = held_reason(doc) or out["wait_reason"]
     if assignments is not None:
-        out["assignments"] = [{k: v for k, v in a.items() if k != "_id"} for a in assignments]
+        out["assignments"] = [
+            {k: v for k, v in a.items() if k not in ("_id", "owed")} for a in assignments
+        ]
     return out
 
 

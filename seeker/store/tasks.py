@@ -15,6 +15,9 @@ from seeker.models import AssignmentState, TaskState
 from seeker.store.assignments import AssignmentStates, slot_key
 from seeker.store.task_document import new_task
 
+# the ends of an assignment whose replica is to be placed again
+GIVEN_BACK = (AssignmentState.PUSH_FAILED.value, AssignmentState.LOST.value)
+
 
 class SlotTaken(Exception):
     """The helper slot a placement chose was taken by another placement
@@ -46,6 +49,8 @@ class TaskStore(AssignmentStates):
         # a live assignment holds `slot` (helper id/number); it is unset when
         # the assignment ends, so the index holds live assignments only
         self.assignments.create_index("slot", unique=True, sparse=True, name="one_per_slot")
+        # the few ended assignments whose replica may not have been given back
+        self.assignments.create_index("owed", sparse=True, name="owed")
 
     def create(self, task_id: str, spec: dict, now: datetime) -> dict:
         doc = new_task(task_id, spec, now)
@@ -101,10 +106,11 @@ class TaskStore(AssignmentStates):
         now: datetime,
         new_state: str | None = None,
         inc: dict | None = None,
+        push: dict | None = None,
     ) -> dict | None:
         """The change, returning the task as it is after it (None if the
         query matched nothing)."""
-        update = _task_update(sets, now, new_state, inc)
+        update = _task_update(sets, now, new_state, inc, push)
         return self.tasks.find_one_and_update(query, update, return_document=ReturnDocument.AFTER)
 
     def _update(
@@ -114,12 +120,13 @@ class TaskStore(AssignmentStates):
         now: datetime,
         new_state: str | None = None,
         inc: dict | None = None,
+        pull: dict | None = None,
     ) -> bool:
         """The same conditional change as `_transition`, just as atomic, for
         callers that need no document back: an `update_one` is much cheaper
         than a findAndModify (on SecantusDB the latter scans the whole
         collection: bench/findings.md)."""
-        update = _task_update(sets, now, new_state, inc)
+        update = _task_update(sets, now, new_state, inc, pull=pull)
         return self.tasks.update_one(query, update).matched_count == 1
 
     def assign(
@@ -196,12 +203,13 @@ class TaskStore(AssignmentStates):
             "finished_at": now,
             "error": reason,
             "reservation": {},
+            "owed": True,  # until the task counts its replica returned
         }
         try:
             self.assignments.insert_one(placeholder)
         except DuplicateKeyError:
             return None  # written after all: nothing to give back
-        return self.reopen(task_id, now, reason)
+        return self.reopen(task_id, attempt, now, reason)
 
     def reconcile_placements(self, before: datetime, now: datetime) -> int:
         """Give back the replicas of attempts counted by tasks left unchanged
@@ -329,30 +337,44 @@ class TaskStore(AssignmentStates):
             )
         return task
 
-    def reopen(self, task_id: str, now: datetime, reason: str | None = None) -> dict | None:
-        """One replica to place again (its push failed or its run was lost);
-        a task with nothing live any more goes back to pending.
+    def reopen(
+        self, task_id: str, attempt: int, now: datetime, reason: str | None = None
+    ) -> dict | None:
+        """Give back the replica of `attempt`, whose push failed or whose run
+        was lost, to place again; a task with nothing live any more goes
+        back to pending. Returns the task as that left it; None if it ended
+        or had that replica back already.
 
-        Back to pending only as this change left it (pinned on the `rev` it
-        returned) and only if every attempt it counts has its assignment
-        and none is live: a replica placed meanwhile, by another thread or
-        seeker, bumps `rev` or is an attempt whose assignment is on its way,
-        and the task stays as it is."""
+        Once per attempt, whoever repeats it: the task lists the attempts
+        it got back (`returned`), and the count and the list change in one
+        write. The assignment's own move (to push_failed or lost) marked
+        it `owed`; a seeker that stopped between that move and this leaves
+        it to reconcile_give_backs."""
         sets = {"wait_reason": reason} if reason else {}
         task = self._transition(
-            {"_id": task_id, "state": {"$nin": TaskState.final()}},
+            {"_id": task_id, "state": {"$nin": TaskState.final()}, "returned": {"$ne": attempt}},
             sets,
             now,
             inc={"open": 1, "rev": 1},
+            push={"returned": attempt},
         )
+        return self._back_to_pending(task, now)
+
+    def _back_to_pending(self, task: dict | None, now: datetime) -> dict | None:
+        """A task just given a replica back goes back to pending, only as
+        that change left it (pinned on the `rev` it returned) and only if
+        every attempt it counts has its assignment and none is live: a
+        replica placed meanwhile, by another thread or seeker, bumps `rev`
+        or is an attempt whose assignment is on its way, and the task
+        stays as it is."""
         if task is None or task["state"] == TaskState.PENDING.value:
             return task
-        states = [a["state"] for a in self.assignments.find({"task_id": task_id}, {"state": 1})]
+        states = [a["state"] for a in self.assignments.find({"task_id": task["_id"]}, {"state": 1})]
         if len(states) < task["attempts"] or set(states) & set(AssignmentState.live()):
             return task
         return (
             self._transition(
-                {"_id": task_id, "rev": task["rev"], "state": {"$in": TaskState.active()}},
+                {"_id": task["_id"], "rev": task["rev"], "state": {"$in": TaskState.active()}},
                 {},
                 now,
                 TaskState.PENDING.value,
@@ -360,12 +382,82 @@ class TaskStore(AssignmentStates):
             or task
         )
 
+    def reconcile_give_backs(self, before: datetime, now: datetime) -> int:
+        """Give back the replicas of attempts that ended to be placed again
+        (`owed`: a failed push, a lost run) before `before` and that their
+        task does not count returned: the seeker that moved them stopped
+        before its `reopen`. Clears `owed` where the replica was given back
+        (or taken back, or the task ended). Returns how many it gave back.
 
-def _task_update(sets: dict, now: datetime, new_state: str | None, inc: dict | None) -> dict:
+        The tasks are read before the assignments, and each give-back is
+        pinned on the task's `rev` as read: a `reopen` or a revival after
+        that read changes `rev`, so this never gives a replica back twice
+        nor one whose run was taken back meanwhile."""
+        # a give-back is milliseconds after its move: one older than `before`
+        # is not on its way any more
+        owed = {"owed": True, "finished_at": {"$lt": before}}
+        found = list(self.assignments.find(owed, {"task_id": 1}))
+        if not found:
+            return 0
+        task_ids = sorted({a["task_id"] for a in found})
+        tasks = {t["_id"]: t for t in self.tasks.find({"_id": {"$in": task_ids}})}
+        given = 0
+        for a in self.assignments.find({"_id": {"$in": [a["_id"] for a in found]}, **owed}):
+            task = tasks.get(a["task_id"])
+            if (
+                task is not None
+                and task["state"] not in TaskState.final()
+                and a["state"] in GIVEN_BACK
+                and a["attempt"] not in task.get("returned", [])
+            ):
+                reason = f"attempt {a['attempt']} {a['state']}: {a.get('error')}"
+                if not self._give_back(task, a["attempt"], now, reason):
+                    continue  # changed since read: the next pass looks again
+                given += 1
+            # settled (a loss after this read has another finished_at)
+            self.assignments.update_one(
+                {"_id": a["_id"], "owed": True, "finished_at": a["finished_at"]},
+                {"$unset": {"owed": ""}},
+            )
+        return given
+
+    def _give_back(self, task: dict, attempt: int, now: datetime, reason: str) -> bool:
+        """reconcile_give_backs' `reopen`, pinned on the task as read."""
+        query = {
+            "_id": task["_id"],
+            "rev": task["rev"],
+            "state": task["state"],
+            "returned": {"$ne": attempt},
+        }
+        after = self._transition(
+            query,
+            {"wait_reason": reason},
+            now,
+            inc={"open": 1, "rev": 1},
+            push={"returned": attempt},
+        )
+        if after is None:
+            return False
+        self._back_to_pending(after, now)
+        return True
+
+
+def _task_update(
+    sets: dict,
+    now: datetime,
+    new_state: str | None,
+    inc: dict | None,
+    push: dict | None = None,
+    pull: dict | None = None,
+) -> dict:
     update: dict = {"$set": {**sets, "updated_at": now}}
+    if push:
+        update["$push"] = dict(push)
+    if pull:
+        update["$pull"] = pull
     if new_state:
         update["$set"]["state"] = new_state
-        update["$push"] = {"history": {"state": new_state, "at": now}}
+        update.setdefault("$push", {})["history"] = {"state": new_state, "at": now}
     if inc:
         update["$inc"] = inc
     return update

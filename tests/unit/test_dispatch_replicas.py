@@ -103,7 +103,7 @@ def test_a_replica_is_not_placed_where_the_task_ran_finished_or_lost(
     tasks.assignment_finished("t1", "id-big", 1, {"status": "failed", "exit_code": 1}, clock())
     tasks.apply(tasks.get("t1"), Decision(None, 3), clock())  # one more replica
     tasks.assignment_lost("t1", 2, "helper mid restarted without it", clock())
-    tasks.reopen("t1", clock(), "attempt 2 lost")
+    tasks.reopen("t1", 2, clock(), "attempt 2 lost")
     assert tasks.get("t1")["open"] == 2
     assert dispatcher.dispatch_pending() == 1
     assert push.names == ["big", "mid", "small"]
@@ -129,7 +129,7 @@ def test_a_single_replica_may_retry_where_it_failed_or_was_lost(
     tasks.apply(tasks.get("t1"), Decision(TaskState.PENDING, 2), clock())
     assert dispatcher.dispatch_pending() == 1
     tasks.assignment_lost("t1", 2, "helper only restarted without it", clock())
-    tasks.reopen("t1", clock(), "attempt 2 lost")
+    tasks.reopen("t1", 2, clock(), "attempt 2 lost")
     assert dispatcher.dispatch_pending() == 1
     assert push.names == ["only"] * 3
 

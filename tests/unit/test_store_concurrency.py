@@ -77,7 +77,7 @@ def test_a_replica_placed_while_another_is_given_back_keeps_the_task_out_of_pend
     # a gives the lost replica back, reads that nothing is live, and before
     # it moves the task to pending, b places the replica on another helper
     a.assignments = Hooked(a.assignments, "find", b_places_the_replica_again, after=True)
-    a.reopen("t1", clock(), "attempt 1 lost")
+    a.reopen("t1", 1, clock(), "attempt 1 lost")
     task = b.get("t1")
     assert live(b, "t1") == ["pushing"]
     assert task["state"] == "dispatched"  # not pending while a replica runs
@@ -93,7 +93,7 @@ def test_a_replica_given_back_while_another_is_being_placed_keeps_the_task_out_o
 
     def a_loses_the_first_meanwhile():
         a.assignment_lost("t1", first["attempt"], "helper one silent", clock())
-        a.reopen("t1", clock(), "attempt 1 lost")
+        a.reopen("t1", 1, clock(), "attempt 1 lost")
 
     # b has counted its attempt on the task and not yet written the
     # assignment when a gives the first replica back
@@ -103,16 +103,17 @@ def test_a_replica_given_back_while_another_is_being_placed_keeps_the_task_out_o
     assert a.get("t1")["state"] == "dispatched"
 
 
+class SeekerDied(Exception):
+    pass
+
+
+def die():
+    raise SeekerDied
+
+
 def test_an_attempt_whose_assignment_was_never_written_is_given_back(seekers, clock):
     a, b, _, _ = seekers
     a.create("t1", SPEC, clock())
-
-    class SeekerDied(Exception):
-        pass
-
-    def die():
-        raise SeekerDied
-
     a.assignments = Hooked(a.assignments, "insert_one", die)
     with pytest.raises(SeekerDied):  # between the task's update and the insert
         a.assign(a.get("t1"), helper("one"), clock())
@@ -127,6 +128,144 @@ def test_an_attempt_whose_assignment_was_never_written_is_given_back(seekers, cl
     (void,) = b.assignments_of("t1")
     assert (void["state"], void["error"]) == ("push_failed", "the seeker stopped while placing it")
     assert b.reconcile_placements(before=clock(), now=clock()) == 0  # once
+
+
+# --- a replica given back once, whichever seeker stops where ----------------
+
+
+def reconcile(tasks: TaskStore, clock) -> int:
+    return tasks.reconcile_give_backs(before=clock() - timedelta(seconds=15), now=clock())
+
+
+def open_and_returned(tasks: TaskStore, task_id: str) -> tuple:
+    task = tasks.get(task_id)
+    return task["state"], task["open"], task.get("returned", [])
+
+
+def owed(tasks: TaskStore) -> list[str]:
+    return [x["_id"] for x in tasks.assignments.find({"owed": True})]
+
+
+def test_a_seeker_that_found_the_slot_taken_and_stopped_before_giving_the_replica_back(
+    seekers, clock
+):
+    # what test_several_seekers met: b's placement found the slot taken,
+    # wrote the attempt as a failed push and was killed before its give-back
+    a, b, _, _ = seekers
+    a.create("t0", SPEC, clock())
+    a.create("t1", SPEC, clock())
+    a.assign(a.get("t0"), helper("one"), clock(), slot=0)
+    b.tasks = Hooked(b.tasks, "find_one_and_update", die)
+    with pytest.raises(SeekerDied):
+        b.assign(b.get("t1"), helper("one"), clock(), slot=0)
+    assert open_and_returned(a, "t1") == ("dispatched", 0, [])
+    clock.advance(60)
+    # every attempt has its assignment: nothing for reconcile_placements
+    assert a.reconcile_placements(before=clock(), now=clock()) == 0
+    assert reconcile(a, clock) == 1
+    assert open_and_returned(a, "t1") == ("pending", 1, [1])
+    assert "slot 0 of one was taken" in a.get("t1")["wait_reason"]
+    assert owed(a) == []
+    assert reconcile(a, clock) == 0  # once
+
+
+def test_a_lost_run_whose_seeker_stopped_before_giving_it_back(seekers, clock):
+    a, b, _, _ = seekers
+    a.create("t1", SPEC, clock())
+    a.assign(a.get("t1"), helper("one"), clock(), slot=0)
+    a.assignment_lost("t1", 1, "helper one silent", clock())  # and a stops
+    assert owed(b) == ["t1.1"]
+    clock.advance(10)
+    assert reconcile(b, clock) == 0  # a may still be about to
+    clock.advance(10)
+    assert reconcile(b, clock) == 1
+    assert open_and_returned(b, "t1") == ("pending", 1, [1])
+    # a's own give-back, late, or anyone's repeated, counts nothing
+    assert a.reopen("t1", 1, clock(), "attempt 1 lost") is None
+    assert open_and_returned(b, "t1") == ("pending", 1, [1])
+
+
+def test_a_replica_given_back_is_not_given_back_again(seekers, clock):
+    a, b, _, _ = seekers
+    for task_id in ("t1", "t2"):
+        a.create(task_id, SPEC, clock())
+        a.assign(a.get(task_id), helper("one"), clock())
+    a.push_failed("t1", 1, "refused", clock())
+    a.assignment_lost("t2", 1, "helper one silent", clock())
+    a.cancel("t2", clock())  # ended before its replica was given back
+    assert sorted(owed(b)) == ["t1.1", "t2.1"]
+    clock.advance(30)
+    assert reconcile(b, clock) == 0
+    assert open_and_returned(b, "t1") == ("pending", 1, [1])
+    assert open_and_returned(b, "t2") == ("cancelled", 0, [])
+    assert owed(b) == []
+
+
+def test_a_give_back_made_while_the_reconciler_looks_counts_once(seekers, clock):
+    a, b, _, _ = seekers
+    a.create("t1", SPEC, clock())
+    a.assign(a.get("t1"), helper("one"), clock())
+    a.assignment_lost("t1", 1, "helper one silent", clock())
+    clock.advance(30)
+
+    def a_gives_it_back():  # a was slow, not stopped
+        a.reopen("t1", 1, clock(), "attempt 1 lost")
+
+    b.tasks = Hooked(b.tasks, "find", a_gives_it_back, after=True)
+    assert reconcile(b, clock) == 0
+    assert open_and_returned(b, "t1") == ("pending", 1, [1])
+
+
+@pytest.mark.parametrize(
+    "when",
+    [("find", True), ("find_one_and_update", False)],
+    ids=["after-reading-the-task", "before-giving-back"],
+)
+def test_a_run_taken_back_while_the_reconciler_looks_is_not_given_back(seekers, clock, when):
+    a, b, _, _ = seekers
+    a.create("t1", {**SPEC, "replicas": 2}, clock())
+    for name in ("one", "two"):
+        a.assign(a.get("t1"), helper(name), clock())
+    a.assignment_running("t1", "id-two", 2, clock())  # the task stays running throughout
+    a.assignment_lost("t1", 1, "helper one silent", clock())
+    clock.advance(30)
+
+    def given_back_and_revived():  # a was slow; the helper answers again meanwhile
+        a.reopen("t1", 1, clock(), "attempt 1 lost")
+        assert a.revive("t1", 1, "id-one", clock())
+
+    b.tasks = Hooked(b.tasks, when[0], given_back_and_revived, after=when[1])
+    assert reconcile(b, clock) == 0
+    assert open_and_returned(b, "t1") == ("running", 0, [])
+    assert live(b, "t1") == ["running", "running"]
+    assert owed(b) == []
+
+
+def test_a_revived_run_lost_again_is_given_back_again(seekers, clock):
+    a, b, _, _ = seekers
+    a.create("t1", SPEC, clock())
+    a.assign(a.get("t1"), helper("one"), clock())
+    for _ in range(2):
+        a.assignment_lost("t1", 1, "helper one silent", clock())
+        a.reopen("t1", 1, clock(), "attempt 1 lost")
+        assert open_and_returned(b, "t1") == ("pending", 1, [1])
+        assert a.revive("t1", 1, "id-one", clock())
+        assert open_and_returned(b, "t1") == ("running", 0, [])
+
+
+def test_a_run_whose_give_back_a_stopped_seeker_owes_is_not_revived(seekers, clock):
+    a, b, _, _ = seekers
+    a.create("t1", {**SPEC, "replicas": 2}, clock())
+    for name in ("one", "two"):
+        a.assign(a.get("t1"), helper(name), clock())
+    a.push_failed("t1", 2, "refused", clock())  # given back: open 1
+    a.assignment_lost("t1", 1, "helper one silent", clock())  # and a stops
+    # the open replica is attempt 2's: attempt 1's run is not to take it
+    assert b.revive("t1", 1, "id-one", clock()) is False
+    assert live(b, "t1") == []
+    clock.advance(30)
+    assert reconcile(b, clock) == 1
+    assert open_and_returned(b, "t1") == ("pending", 2, [2, 1])
 
 
 def test_a_helper_that_answered_while_its_purge_was_decided_stays(seekers, clock):

@@ -278,7 +278,7 @@ class TestTaskStore:
         tasks.assignment_running("r", "h1", 1, clock())
         for task_id in ("d", "r"):
             tasks.assignment_lost(task_id, 1, "helper gone", clock())
-            doc = tasks.reopen(task_id, clock.advance(), "attempt 1 lost: helper gone")
+            doc = tasks.reopen(task_id, 1, clock.advance(), "attempt 1 lost: helper gone")
             assert doc["state"] == "pending" and doc["attempts"] == 1
             assert doc["wait_reason"] == "attempt 1 lost: helper gone"
         assert states(tasks, "r") == ["pending", "dispatched", "running", "pending"]
@@ -287,9 +287,9 @@ class TestTaskStore:
     def test_reopen_a_finished_or_unknown_task_changes_nothing(self, tasks, clock):
         dispatched(tasks, clock, "c")
         tasks.cancel("c", clock())
-        assert tasks.reopen("c", clock(), "lost") is None
+        assert tasks.reopen("c", 1, clock(), "lost") is None
         assert tasks.get("c")["state"] == "cancelled" and tasks.get("c")["open"] == 0
-        assert tasks.reopen("ghost", clock(), "lost") is None
+        assert tasks.reopen("ghost", 1, clock(), "lost") is None
 
     def test_set_wait_reason_only_while_pending(self, tasks, clock):
         tasks.create("t1", SPEC, clock())

@@ -86,7 +86,7 @@ class TestReplicaBookkeeping:
         replicated(tasks, clock, 2, [H1, H2])
         tasks.assignment_running("t1", "h2", 2, clock())
         tasks.assignment_lost("t1", 1, "helper gone", clock())
-        doc = tasks.reopen("t1", clock.advance(), "attempt 1 lost: helper gone")
+        doc = tasks.reopen("t1", 1, clock.advance(), "attempt 1 lost: helper gone")
         assert (doc["state"], doc["open"], doc["rev"]) == ("running", 1, 3)
         assert doc["wait_reason"] == "attempt 1 lost: helper gone"
         assert counts(tasks) == ("running", 2, 1, 3)
@@ -96,13 +96,13 @@ class TestReplicaBookkeeping:
         tasks.push_failed("t1", 1, "refused", clock())  # reopens: h2 still pushing
         assert counts(tasks) == ("dispatched", 2, 1, 3)
         tasks.assignment_lost("t1", 2, "helper gone", clock())
-        doc = tasks.reopen("t1", clock(), "attempt 2 lost: helper gone")
+        doc = tasks.reopen("t1", 2, clock(), "attempt 2 lost: helper gone")
         assert (doc["state"], doc["open"]) == ("pending", 2)
         assert states(tasks) == ["pending", "dispatched", "pending"]
 
     def test_reopen_a_pending_task_opens_one_more(self, tasks, clock):
         replicated(tasks, clock, 2)
-        assert tasks.reopen("t1", clock())["open"] == 3
+        assert tasks.reopen("t1", 1, clock())["open"] == 3
         assert counts(tasks) == ("pending", 2, 3, 1)
 
     def test_apply_writes_votes_and_wanted_and_opens_the_difference(self, tasks, clock):
