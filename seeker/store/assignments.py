@@ -116,7 +116,14 @@ class AssignmentStates:
         The replica is taken back from the task's `returned` list (see
         reopen), so the attempt can be given back again if it is lost
         again; one whose give-back a stopped seeker left owed is not kept
-        (reconcile_give_backs gives it back)."""
+        (reconcile_give_backs gives it back).
+
+        Three writes: the assignment is marked `owed` again first, so a
+        seeker that stops after taking the replica and before taking the
+        run back leaves it to reconcile_give_backs."""
+        owe = {"_id": f"{task_id}.{attempt}", "state": AssignmentState.LOST.value}
+        if not self.assignments.update_one(owe, {"$set": {"owed": now}}).matched_count:
+            return False
         given_back = {"returned": attempt, "open": {"$gte": 1}}
         taken = self._update(
             {"_id": task_id, "state": TaskState.PENDING.value, **given_back},
@@ -214,7 +221,7 @@ class AssignmentStates:
             helper_id,
             [AssignmentState.PUSHING.value],
             AssignmentState.PUSH_FAILED.value,
-            {"error": reason, "finished_at": now, "owed": True},
+            {"error": reason, "finished_at": now, "owed": now},  # see reopen
             epoch,
         )
         if not moved:
@@ -263,7 +270,7 @@ class AssignmentStates:
             None,
             AssignmentState.live(),
             AssignmentState.LOST.value,
-            {"error": reason, "finished_at": now, "owed": True},  # see reopen
+            {"error": reason, "finished_at": now, "owed": now},  # see reopen
             epoch,
         )
 

@@ -203,7 +203,7 @@ class TaskStore(AssignmentStates):
             "finished_at": now,
             "error": reason,
             "reservation": {},
-            "owed": True,  # until the task counts its replica returned
+            "owed": now,  # until the task counts its replica returned
         }
         try:
             self.assignments.insert_one(placeholder)
@@ -384,18 +384,18 @@ class TaskStore(AssignmentStates):
 
     def reconcile_give_backs(self, before: datetime, now: datetime) -> int:
         """Give back the replicas of attempts that ended to be placed again
-        (`owed`: a failed push, a lost run) before `before` and that their
-        task does not count returned: the seeker that moved them stopped
-        before its `reopen`. Clears `owed` where the replica was given back
+        (`owed`, since before `before`: a failed push, a lost run, a revival
+        under way) and that their task does not count returned: the seeker
+        that moved them stopped before its `reopen`. Clears `owed` where the replica was given back
         (or taken back, or the task ended). Returns how many it gave back.
 
         The tasks are read before the assignments, and each give-back is
         pinned on the task's `rev` as read: a `reopen` or a revival after
         that read changes `rev`, so this never gives a replica back twice
         nor one whose run was taken back meanwhile."""
-        # a give-back is milliseconds after its move: one older than `before`
-        # is not on its way any more
-        owed = {"owed": True, "finished_at": {"$lt": before}}
+        # a give-back is milliseconds after its move: one owed since before
+        # `before` is not on its way any more
+        owed = {"owed": {"$lt": before}}
         found = list(self.assignments.find(owed, {"task_id": 1}))
         if not found:
             return 0
@@ -414,10 +414,9 @@ class TaskStore(AssignmentStates):
                 if not self._give_back(task, a["attempt"], now, reason):
                     continue  # changed since read: the next pass looks again
                 given += 1
-            # settled (a loss after this read has another finished_at)
+            # settled (marked owed again after this read: another time)
             self.assignments.update_one(
-                {"_id": a["_id"], "owed": True, "finished_at": a["finished_at"]},
-                {"$unset": {"owed": ""}},
+                {"_id": a["_id"], "owed": a["owed"]}, {"$unset": {"owed": ""}}
             )
         return given
 

@@ -143,7 +143,7 @@ def open_and_returned(tasks: TaskStore, task_id: str) -> tuple:
 
 
 def owed(tasks: TaskStore) -> list[str]:
-    return [x["_id"] for x in tasks.assignments.find({"owed": True})]
+    return [x["_id"] for x in tasks.assignments.find({"owed": {"$exists": True}})]
 
 
 def test_a_seeker_that_found_the_slot_taken_and_stopped_before_giving_the_replica_back(
@@ -266,6 +266,27 @@ def test_a_run_whose_give_back_a_stopped_seeker_owes_is_not_revived(seekers, clo
     clock.advance(30)
     assert reconcile(b, clock) == 1
     assert open_and_returned(b, "t1") == ("pending", 2, [2, 1])
+
+
+def test_a_revival_whose_seeker_stopped_before_taking_the_run_back(seekers, clock):
+    a, b, _, _ = seekers
+    a.create("t1", SPEC, clock())
+    a.assign(a.get("t1"), helper("one"), clock())
+    a.assignment_lost("t1", 1, "helper one silent", clock())
+    a.reopen("t1", 1, clock(), "attempt 1 lost")
+    clock.advance(30)
+    assert reconcile(b, clock) == 0  # given back: no longer owed
+    assert owed(b) == []
+    a.tasks = Hooked(a.tasks, "update_one", die, after=True)
+    with pytest.raises(SeekerDied):  # the replica taken, the run not yet
+        a.revive("t1", 1, "id-one", clock())
+    assert open_and_returned(b, "t1") == ("running", 0, [])
+    assert live(b, "t1") == []
+    clock.advance(10)
+    assert reconcile(b, clock) == 0  # a may be about to take the run back
+    clock.advance(10)
+    assert reconcile(b, clock) == 1
+    assert open_and_returned(b, "t1") == ("pending", 1, [1])
 
 
 def test_a_helper_that_answered_while_its_purge_was_decided_stays(seekers, clock):
