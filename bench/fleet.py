@@ -49,7 +49,6 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
-from requests.adapters import HTTPAdapter
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.wrappers import Response
 
@@ -115,7 +114,7 @@ class FleetHelper:
         self.token = args.token
         self.counters = counters
         # its own session: it joins with the token, then sends its credential
-        self.seeker = pooled(SeekerClient(args.seeker_url, args.token, timeout=60), 4)
+        self.seeker = SeekerClient(args.seeker_url, args.token, timeout=60, pool_size=4)
         self.credentials: tuple[str, ...] = ()
         self.channel = channel
         self.outbox = Outbox(
@@ -303,13 +302,6 @@ class PullingHelper(FleetHelper):
             pass  # it expires on the seeker's side
 
 
-def pooled(client, size: int = 64):
-    """A client whose session keeps up to `size` connections, for many threads."""
-    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=size)
-    client.session.mount("http://", adapter)
-    return client
-
-
 def not_found(environ, start_response):
     return Response('{"error": "no such helper"}', 404, mimetype="application/json")(
         environ, start_response
@@ -352,7 +344,8 @@ def main() -> None:
     stats = Path(args.data_dir) / "stats.json"
     kind = PullingHelper if args.pull else FleetHelper
     base = f"http://127.0.0.1:{args.port}"
-    channel = pooled(ChannelClient(args.channel_url, None, timeout=60))  # receipts, not a token
+    # receipts, not a token; connections for the fleet's many threads
+    channel = ChannelClient(args.channel_url, None, timeout=60, pool_size=64)
     helpers = [kind(i, run_id, args, base, channel, counters) for i in range(args.helpers)]
     server = None
     if not args.pull:

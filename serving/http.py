@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import os
 import secrets
+import threading
+from collections.abc import Callable
+from json import dumps, loads
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
+import certifi
 import requests
-from urllib3.exceptions import NewConnectionError
+import urllib3
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from serving.tls import explain
 
 DOWNLOAD_BLOCK = 1024 * 1024
+POOL_SIZE = 10  # connections kept open to one server, as requests keeps
+JSON_HEADERS = {"Accept": "application/json", "User-Agent": "seeker-client"}
 
 
 class ApiError(Exception):
@@ -68,31 +77,75 @@ class JsonClient:
     cannot reach the current one goes to the next, which becomes current.
     `ca_cert`: the CA (a PEM file) that https:// servers' certificates must
     be signed by; absent: REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE, else the CAs
-    requests trusts by default.
+    requests trusts by default (certifi's). `pool_size`: connections kept
+    open to each server, for as many threads at once.
+
+    JSON requests (`request`) go through urllib3, on which requests is
+    built, without requests' own layer: its per-request work (merging the
+    session's settings, cookies, hooks, the Response it builds) was half of
+    a request's CPU at the client (bench/findings.md, 21). Streamed bodies
+    and answers (`raw`, `download`) go through requests.
 
     The environment is read once, here, not at every request as requests
     does by default (trust_env): the proxy for each server (HTTP_PROXY,
-    HTTPS_PROXY, ALL_PROXY, NO_PROXY) and the CA bundle. That lookup was a
-    third of a request's CPU. A ~/.netrc is not read: its password would
-    replace the bearer token."""
+    HTTPS_PROXY, ALL_PROXY, NO_PROXY) and the CA bundle. A ~/.netrc is not
+    read: its password would replace the bearer token."""
 
     def __init__(
         self,
         base_url: str,
         token: str | None,
-        timeout: float = 10.0,
+        timeout: float | tuple[float, float] = 10.0,
         ca_cert: str | Path | None = None,
+        pool_size: int = POOL_SIZE,
     ):
         self.base_urls = split_urls(base_url)
         self._current = 0
         self.timeout = timeout
-        self.session = requests.Session()
-        self.session.trust_env = False  # read once, below
+        self.pool_size = pool_size
+        self._session: requests.Session | None = None  # made at the first `raw`
+        self._session_lock = threading.Lock()
         self.proxies = {base: requests.utils.get_environ_proxies(base) for base in self.base_urls}
         env_ca = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
         self.verify: str | bool = str(ca_cert) if ca_cert else env_ca or True
+        self._pools = {base: self._pool_for(base, pool_size) for base in self.base_urls}
+        self._headers = dict(JSON_HEADERS)
         if token:
             self.authorize(token)
+
+    @property
+    def session(self) -> requests.Session:
+        """What streamed requests (`raw`) go through, made when first needed:
+        a seeker's client of each of its helpers never makes one."""
+        with self._session_lock:
+            if self._session is None:
+                session = requests.Session()
+                session.trust_env = False  # read once, in __init__
+                for scheme in ("http://", "https://"):
+                    session.mount(scheme, HTTPAdapter(pool_maxsize=self.pool_size))
+                session.headers.update({"Authorization": self._headers.get("Authorization")})
+                self._session = session
+            return self._session
+
+    def use_transport(self, base: str, pool) -> None:
+        """Send the JSON requests to `base` through `pool` (a urllib3
+        PoolManager, or anything with its `urlopen` and `clear`): tests
+        hand them to an app in their own process."""
+        self._pools[base] = pool
+
+    def _pool_for(self, base: str, size: int) -> urllib3.PoolManager | None:
+        """The connections JSON requests to `base` use: through the proxy
+        the environment names for it, if any (None: a proxy urllib3 does
+        not speak, such as socks://; requests then sends them)."""
+        tls: dict[str, Any] = {"cert_reqs": "CERT_REQUIRED"}
+        ca = certifi.where() if self.verify is True else str(self.verify)
+        tls["ca_cert_dir" if os.path.isdir(ca) else "ca_certs"] = ca
+        proxy = requests.utils.select_proxy(base, self.proxies[base])
+        if not proxy:
+            return urllib3.PoolManager(num_pools=1, maxsize=size, **tls)
+        if not proxy.startswith(("http://", "https://")):
+            return None
+        return urllib3.ProxyManager(proxy, num_pools=1, maxsize=size, **tls)
 
     @property
     def base_url(self) -> str:
@@ -101,7 +154,10 @@ class JsonClient:
 
     def authorize(self, secret: str) -> None:
         """Send `secret` as the bearer of every request from now on."""
-        self.session.headers["Authorization"] = f"Bearer {secret}"
+        self._headers = {**self._headers, "Authorization": f"Bearer {secret}"}
+        with self._session_lock:
+            if self._session is not None:
+                self._session.headers["Authorization"] = f"Bearer {secret}"
 
     def request(
         self,
@@ -110,26 +166,74 @@ class JsonClient:
         *,
         json: Any = None,
         params: dict | None = None,
-        timeout: float | None = None,
+        timeout: float | tuple[float, float] | None = None,
         headers: dict | None = None,
     ) -> Any:
-        """A JSON request; the decoded JSON answer (None when empty)."""
-        resp = self.raw(method, path, json=json, params=params, timeout=timeout, headers=headers)
-        if not resp.content:
-            return None
-        return resp.json()
+        """A JSON request; the decoded JSON answer (None when empty). ApiError
+        for a 4xx or 5xx answer, Unreachable when no server can be reached
+        (see `raw` for which requests go to the next server)."""
+        body = None if json is None else dumps(json, allow_nan=False).encode()
+        if params:
+            kept = {k: v for k, v in params.items() if v is not None}
+            path = f"{path}?{urlencode(kept, doseq=True)}"
+        sent = {**self._headers, **(headers or {})}
+        if body is not None:
+            sent["Content-Type"] = "application/json"
+
+        def send(base: str) -> Any:
+            pool = self._pools[base]
+            if pool is None:
+                resp = self._send(base, method, path, timeout, {"data": body, "headers": sent})
+                return resp.json() if resp.content else None
+            return self._send_json(pool, base, method, path, body, sent, timeout)
+
+        return self._each_server(method, send)
+
+    def _send_json(
+        self, pool: urllib3.PoolManager, base: str, method: str, path: str, body, headers, timeout
+    ) -> Any:
+        url = f"{base}{path}"
+        try:
+            resp = pool.urlopen(
+                method,
+                url,
+                body=body,
+                headers=headers,
+                timeout=_timeout(timeout or self.timeout),
+                retries=False,
+                redirect=False,
+            )
+        except urllib3.exceptions.SSLError as exc:
+            raise TlsFailure(explain(exc, base)) from exc
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise Unreachable(
+                f"cannot reach {url}: {exc.__class__.__name__}: {exc}",
+                not_sent=isinstance(exc, ConnectTimeoutError),
+            ) from exc
+        if resp.status >= 400:
+            raise _api_error(resp.status, resp.reason, resp.data)
+        return loads(resp.data) if resp.data else None
 
     def raw(self, method: str, path: str, *, timeout=None, **kwargs) -> requests.Response:
         """Any request (a streamed body or answer too): ApiError for a 4xx or
         5xx answer, Unreachable when no server can be reached. A request
-        that could not be sent to one server (refused, reset, no connection
-        in time) is sent to the next; one that may have reached a server is
-        not sent again."""
+        that could not be sent to one server (refused, no connection in
+        time) is sent to the next; one that may have reached a server (reset
+        or timed out once sent) is not sent again, but a GET or HEAD."""
+
+        def send(base: str) -> requests.Response:
+            return self._send(base, method, path, timeout, kwargs)
+
+        return self._each_server(method, send)
+
+    def _each_server(self, method: str, send: Callable[[str], Any]) -> Any:
+        """`send` to the current server, then to the next ones while the
+        request may be sent again (see `raw`)."""
         first = self._current
         for n in range(len(self.base_urls)):
             index = (first + n) % len(self.base_urls)
             try:
-                resp = self._send(self.base_urls[index], method, path, timeout, kwargs)
+                answer = send(self.base_urls[index])
             except Unreachable as exc:
                 again = exc.not_sent or method in ("GET", "HEAD")  # safe to ask another
                 if not again or n == len(self.base_urls) - 1:
@@ -139,7 +243,7 @@ class JsonClient:
                 self._current = index  # it answered: it is up
                 raise
             self._current = index
-            return resp
+            return answer
         raise AssertionError("unreachable")  # the loop returns or raises
 
     def _send(self, base: str, method: str, path: str, timeout, kwargs) -> requests.Response:
@@ -161,13 +265,9 @@ class JsonClient:
             ) from exc
         if resp.status_code >= 400:
             try:
-                body = resp.json()
-                message, detail = body.get("error", resp.reason), body.get("detail")
-            except ValueError:
-                message, detail = resp.reason or "error", resp.text[:200] or None
+                raise _api_error(resp.status_code, resp.reason, resp.content)
             finally:
                 resp.close()
-            raise ApiError(resp.status_code, message, detail)
         return resp
 
     def download(self, path: str, dest: str | Path) -> Path:
@@ -187,4 +287,26 @@ class JsonClient:
         return dest
 
     def close(self) -> None:
-        self.session.close()
+        if self._session is not None:
+            self._session.close()
+        for pool in self._pools.values():
+            if pool is not None:
+                pool.clear()
+
+
+def _timeout(value: float | tuple[float, float]) -> urllib3.Timeout:
+    """Seconds for both, or (to connect, to read), as requests takes them."""
+    if isinstance(value, tuple):
+        return urllib3.Timeout(connect=value[0], read=value[1])
+    return urllib3.Timeout(connect=value, read=value)
+
+
+def _api_error(status: int, reason: str | None, body: bytes) -> ApiError:
+    """The error a 4xx or 5xx answer stands for: the service's JSON error
+    (`error`, `detail`), else the status line and the start of the body."""
+    try:
+        answer = loads(body)
+        return ApiError(status, answer.get("error", reason), answer.get("detail"))
+    except (ValueError, AttributeError):
+        text = body[:200].decode("utf-8", "replace")
+        return ApiError(status, reason or "error", text or None)

@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 from flask import Flask
 from requests.adapters import BaseAdapter
 from requests.structures import CaseInsensitiveDict
@@ -115,6 +116,32 @@ class WsgiAdapter(BaseAdapter):
         return resp
 
     def close(self):
+        pass
+
+
+class WsgiPool:
+    """The same for JsonClient's JSON requests (a urllib3 PoolManager's
+    `urlopen`): see JsonClient.use_transport."""
+
+    def __init__(self, app: Flask):
+        self.client = app.test_client()
+
+    def urlopen(self, method, url, body=None, headers=None, **kwargs):
+        parts = urlsplit(url)
+        answer = self.client.open(
+            parts.path, method=method, query_string=parts.query, headers=headers, data=body
+        )
+        resp = urllib3.HTTPResponse(
+            body=answer.get_data(),
+            headers=dict(answer.headers),
+            status=answer.status_code,
+            reason=answer.status.partition(" ")[2],
+            preload_content=True,
+        )
+        answer.close()
+        return resp
+
+    def clear(self):
         pass
 
 
@@ -241,6 +268,7 @@ def seeker_service() -> Service:
     channel_side = channel_app()
     channel = ChannelClient("http://channel.fuzz", TOKEN)
     channel.session.mount("http://channel.fuzz", WsgiAdapter(channel_side))
+    channel.use_transport("http://channel.fuzz", WsgiPool(channel_side))
     seeker = Seeker(
         tasks,
         helpers,

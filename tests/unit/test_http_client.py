@@ -5,13 +5,15 @@ once, when it is made: the proxy for each server and the CA bundle; never a
 from __future__ import annotations
 
 import json
+import socket
+import socketserver
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from flask import Flask, request
 
-from serving.http import JsonClient, Unreachable
+from serving.http import ApiError, JsonClient, Unreachable
 from serving.tls import ServerCert
 from serving.wsgi import BackgroundServer
 from tests.certs import make_certs
@@ -143,3 +145,102 @@ def test_the_ca_bundle_comes_from_the_environment_unless_one_is_given(clean_env,
         assert JsonClient(s.url, "t", ca_cert=certs.ca).request("GET", "/echo")["server"] == "tls"
     finally:
         s.stop()
+
+
+# --- JSON requests, sent over urllib3 ---------------------------------------
+
+
+def errors_app() -> Flask:
+    app = Flask(__name__)
+
+    @app.route("/query")
+    def query():
+        return {"args": request.args.to_dict(flat=False)}
+
+    @app.route("/refused", methods=["POST"])
+    def refused():
+        return {"error": "bad task", "detail": "image: field required"}, 422
+
+    @app.route("/broken")
+    def broken():
+        return "<html>upstream down</html>", 502, {"Content-Type": "text/html"}
+
+    @app.route("/empty", methods=["DELETE"])
+    def empty():
+        return "", 204
+
+    return app
+
+
+@pytest.fixture
+def errors_server():
+    s = BackgroundServer(errors_app(), "127.0.0.1", 0, threads=2).start()
+    yield s
+    s.stop()
+
+
+class _Hangup(socketserver.BaseRequestHandler):
+    """Reads a request, then closes the connection without an answer (a
+    server that died with the request on its way)."""
+
+    def handle(self):
+        self.server.heard.append(self.request.recv(65536).split(b" ", 1)[0].decode())
+
+
+@pytest.fixture
+def hangup():
+    s = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Hangup)
+    s.heard = []
+    threading.Thread(target=s.serve_forever, daemon=True).start()
+    s.url = f"http://127.0.0.1:{s.server_address[1]}"
+    yield s
+    s.shutdown()
+    s.server_close()
+
+
+def dead_url() -> str:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+def test_a_json_request_that_could_not_connect_goes_to_the_next_server(clean_env, server):
+    client = JsonClient(f"{dead_url()},{server.url}", "t", timeout=5)
+    assert client.request("POST", "/echo", json={"a": 1})["server"] == "server"
+    assert client.base_url == server.url  # current from now on
+
+
+def test_a_post_that_may_have_arrived_is_not_sent_again_but_a_get_is(clean_env, server, hangup):
+    client = JsonClient(f"{hangup.url},{server.url}", "t", timeout=5)
+    with pytest.raises(Unreachable) as err:
+        client.request("POST", "/echo", json={"a": 1})
+    assert err.value.not_sent is False
+    assert hangup.heard == ["POST"]
+    assert client.request("GET", "/echo")["server"] == "server"
+    assert hangup.heard == ["POST", "GET"]
+
+
+def test_an_error_answer_is_an_api_error_with_the_services_message(clean_env, errors_server):
+    client = JsonClient(errors_server.url, "t")
+    with pytest.raises(ApiError) as refused:
+        client.request("POST", "/refused", json={})
+    assert (refused.value.status, refused.value.message) == (422, "bad task")
+    assert refused.value.detail == "image: field required"
+    with pytest.raises(ApiError) as broken:  # not JSON: the status line and the body
+        client.request("GET", "/broken")
+    assert (broken.value.status, broken.value.message) == (502, "BAD GATEWAY")
+    assert broken.value.detail == "<html>upstream down</html>"
+    assert client.request("DELETE", "/empty") is None
+
+
+def test_query_parameters_leave_out_none_and_repeat_lists(clean_env, errors_server):
+    client = JsonClient(errors_server.url, "t")
+    answer = client.request("GET", "/query", params={"a": 1, "b": None, "c": ["x", "y"]})
+    assert answer == {"args": {"a": ["1"], "c": ["x", "y"]}}
+
+
+def test_a_proxy_urllib3_does_not_speak_is_left_to_requests(clean_env):
+    clean_env.setenv("ALL_PROXY", "socks5://127.0.0.1:1")
+    client = JsonClient("http://seeker.invalid:7070", "t")
+    with pytest.raises(Unreachable, match="SOCKS"):  # requests says what it lacks
+        client.request("GET", "/echo")
