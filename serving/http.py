@@ -15,12 +15,15 @@ import certifi
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
 
 from serving.tls import explain
 
 DOWNLOAD_BLOCK = 1024 * 1024
 POOL_SIZE = 10  # connections kept open to one server, as requests keeps
+# nothing sent again (see JsonClient.raw); redirects followed, as requests
+# follows them (the token is not sent on to another host)
+FOLLOW_REDIRECTS = urllib3.Retry(total=None, connect=0, read=0, status=0, other=0, redirect=10)
 JSON_HEADERS = {"Accept": "application/json", "User-Agent": "seeker-client"}
 
 
@@ -200,16 +203,18 @@ class JsonClient:
                 body=body,
                 headers=headers,
                 timeout=_timeout(timeout or self.timeout),
-                retries=False,
-                redirect=False,
+                retries=FOLLOW_REDIRECTS,
             )
-        except urllib3.exceptions.SSLError as exc:
-            raise TlsFailure(explain(exc, base)) from exc
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
+        except urllib3.exceptions.HTTPError as exc:
+            failed = exc.reason if isinstance(exc, MaxRetryError) and exc.reason else exc
+            if isinstance(failed, urllib3.exceptions.SSLError):
+                raise TlsFailure(explain(failed, base)) from exc
             raise Unreachable(
-                f"cannot reach {url}: {exc.__class__.__name__}: {exc}",
-                not_sent=isinstance(exc, ConnectTimeoutError),
+                f"cannot reach {url}: {failed.__class__.__name__}: {failed}",
+                not_sent=isinstance(failed, ConnectTimeoutError),
             ) from exc
+        except OSError as exc:
+            raise Unreachable(f"cannot reach {url}: {exc.__class__.__name__}: {exc}") from exc
         if resp.status >= 400:
             raise _api_error(resp.status, resp.reason, resp.data)
         return loads(resp.data) if resp.data else None

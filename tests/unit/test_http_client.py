@@ -11,7 +11,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from flask import Flask, request
+from flask import Flask, redirect, request
 
 from serving.http import ApiError, JsonClient, Unreachable
 from serving.tls import ServerCert
@@ -153,7 +153,7 @@ def test_the_ca_bundle_comes_from_the_environment_unless_one_is_given(clean_env,
 def errors_app() -> Flask:
     app = Flask(__name__)
 
-    @app.route("/query")
+    @app.route("/query", methods=["GET", "POST"])
     def query():
         return {"args": request.args.to_dict(flat=False)}
 
@@ -164,6 +164,10 @@ def errors_app() -> Flask:
     @app.route("/broken")
     def broken():
         return "<html>upstream down</html>", 502, {"Content-Type": "text/html"}
+
+    @app.route("/moved", methods=["GET", "POST"])
+    def moved():
+        return redirect("/query?moved=1", 307)
 
     @app.route("/empty", methods=["DELETE"])
     def empty():
@@ -237,6 +241,11 @@ def test_query_parameters_leave_out_none_and_repeat_lists(clean_env, errors_serv
     client = JsonClient(errors_server.url, "t")
     answer = client.request("GET", "/query", params={"a": 1, "b": None, "c": ["x", "y"]})
     assert answer == {"args": {"a": ["1"], "c": ["x", "y"]}}
+
+
+def test_a_redirect_is_followed_as_requests_followed_it(clean_env, errors_server):
+    client = JsonClient(errors_server.url, "t")
+    assert client.request("POST", "/moved", json={}) == {"args": {"moved": ["1"]}}
 
 
 def test_a_proxy_urllib3_does_not_speak_is_left_to_requests(clean_env):
