@@ -386,8 +386,9 @@ class TaskStore(AssignmentStates):
         """Give back the replicas of attempts that ended to be placed again
         (`owed`, since before `before`: a failed push, a lost run, a revival
         under way) and that their task does not count returned: the seeker
-        that moved them stopped before its `reopen`. Clears `owed` where the replica was given back
-        (or taken back, or the task ended). Returns how many it gave back.
+        that moved them stopped before its `reopen`. Clears `owed` where the
+        replica was given back (or taken back, or the task ended). Returns
+        how many it gave back.
 
         The tasks are read before the assignments, and each give-back is
         pinned on the task's `rev` as read: a `reopen` or a revival after
