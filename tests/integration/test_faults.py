@@ -1,5 +1,6 @@
-"""Faults, with real processes: the database restarted under load, and the
-seeker killed with SIGKILL mid-dispatch and restarted.
+"""Faults, with real processes: the database restarted under load, the
+seeker killed with SIGKILL mid-dispatch and restarted, and what a seeker
+killed between a failed attempt's write and its give-back leaves behind.
 
 The other faults of issue #6 are tested where their subject is:
 the channel stopped while tasks finish in test_helper_safety.py
@@ -12,9 +13,11 @@ test_replicas.py (test_a_replica_lost_with_its_helper_reruns_on_a_helper_that_ha
 from __future__ import annotations
 
 import json
+import secrets
 import signal
 import threading
 import time
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pymongo
@@ -22,7 +25,8 @@ import pytest
 import requests
 
 from channel.client import ChannelClient
-from seeker.models import AssignmentState, TaskState
+from seeker.models import AssignmentState, TaskSpec, TaskState
+from seeker.store.task_document import new_task
 from serving.http import ApiError, Unreachable
 from tests.integration.conftest import IMAGE, make_cluster
 from tests.integration.harness import Service, free_port, wait_until
@@ -349,3 +353,59 @@ def test_a_seeker_killed_mid_dispatch_ends_every_task_with_exactly_its_replicas(
         # between its two writes, given back unrun (a placeholder, no helper)
         others = [a for a in task["assignments"] if a not in ran]
         assert all(a["state"] == "push_failed" and a["helper_id"] is None for a in others), others
+
+
+@pytest.fixture
+def seeker_db(cluster):
+    """The seeker's own database, as its processes see it."""
+    mongo = pymongo.MongoClient(cluster.seeker_db_url)
+    yield mongo.get_default_database()
+    mongo.close()
+
+
+def test_a_replica_a_killed_seeker_left_owed_is_given_back_and_runs(fleet, cluster, seeker_db):
+    """What a seeker SIGKILLed between writing a failed attempt (its slot was
+    taken by another seeker's placement) and giving the replica back leaves
+    in the database, written here as it was found once in
+    test_several_seekers, where the task then stayed `dispatched` for good:
+    a task counting one attempt, nothing live, and that attempt's assignment
+    owed. The lease holder gives the replica back once it has been owed for
+    15 s (reconcile-placements, every 10 s), and the task runs once."""
+    add, client = fleet
+    add("owed-1")
+    db = seeker_db
+    now = datetime.now(timezone.utc)
+    task_id = secrets.token_hex(8)
+    spec = TaskSpec(image=IMAGE, command=ECHO_ID).model_dump(mode="json")
+    task = new_task(task_id, spec, now)
+    dispatched = {"state": TaskState.DISPATCHED.value, "at": now}
+    task.update(state=dispatched["state"], attempts=1, open=0, rev=1)
+    task["history"].append(dispatched)
+    db.tasks.insert_one(task)
+    db.assignments.insert_one(
+        {
+            "_id": f"{task_id}.1",
+            "task_id": task_id,
+            "attempt": 1,
+            "helper_id": None,
+            "helper_name": None,
+            "state": AssignmentState.PUSH_FAILED.value,
+            "assigned_at": now,
+            "finished_at": now,
+            "error": "slot 0 of owed-1 was taken by another placement",
+            "reservation": {},
+            "owed": now,
+        }
+    )
+    ended = wait_until(
+        lambda: (t := client.get(task_id))["state"] in TaskState.final() and t,
+        40,
+        "the task to end",
+    )
+    assert ended["state"] == "succeeded", ended
+    assert [a["state"] for a in ended["assignments"]] == ["push_failed", "finished"]
+    channel = ChannelClient(cluster.channel_url, cluster.token)
+    results = wait_until(lambda: channel.all_results(task_id), 30, "the task's result")
+    assert [r["stdout"] for r in results] == [f"{task_id}\n"], results
+    assert db.tasks.find_one({"_id": task_id})["returned"] == [1]
+    assert "owed" not in db.assignments.find_one({"_id": f"{task_id}.1"})
