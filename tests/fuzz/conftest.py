@@ -88,40 +88,10 @@ def mongomock_db():
     return mongomock.MongoClient(tz_aware=True)[f"fuzz_{uuid.uuid4().hex}"]
 
 
-class WsgiAdapter(BaseAdapter):
-    """A requests transport that hands each request to a WSGI app in this
-    process: the seeker's ChannelClient reads the channel app with it."""
-
-    def __init__(self, app: Flask):
-        super().__init__()
-        self.client = app.test_client()
-
-    def send(self, request, stream=False, timeout=None, verify=True, cert=None, proxies=None):
-        url = urlsplit(request.url)
-        answer = self.client.open(
-            url.path,
-            method=request.method,
-            query_string=url.query,
-            headers=dict(request.headers),
-            data=request.body,
-        )
-        resp = requests.Response()
-        resp.status_code = answer.status_code
-        resp.reason = answer.status.partition(" ")[2]
-        resp.headers = CaseInsensitiveDict(answer.headers)
-        resp.raw = io.BytesIO(answer.get_data())
-        answer.close()
-        resp.url = request.url
-        resp.request = request
-        return resp
-
-    def close(self):
-        pass
-
-
 class WsgiPool:
-    """The same for JsonClient's JSON requests (a urllib3 PoolManager's
-    `urlopen`): see JsonClient.use_transport."""
+    """A transport that hands each request to a WSGI app in this process,
+    as a urllib3 PoolManager's `urlopen` (see JsonClient.use_transport):
+    the seeker's ChannelClient reads the channel app with it."""
 
     def __init__(self, app: Flask):
         self.client = app.test_client()
@@ -142,6 +112,31 @@ class WsgiPool:
         return resp
 
     def clear(self):
+        pass
+
+
+class WsgiAdapter(BaseAdapter):
+    """The same pool as a requests transport, for the client's streamed
+    requests (`raw`)."""
+
+    def __init__(self, pool: WsgiPool):
+        super().__init__()
+        self.pool = pool
+
+    def send(self, request, stream=False, timeout=None, verify=True, cert=None, proxies=None):
+        answer = self.pool.urlopen(
+            request.method, request.url, body=request.body, headers=dict(request.headers)
+        )
+        resp = requests.Response()
+        resp.status_code = answer.status
+        resp.reason = answer.reason
+        resp.headers = CaseInsensitiveDict(answer.headers)
+        resp.raw = io.BytesIO(answer.data)
+        resp.url = request.url
+        resp.request = request
+        return resp
+
+    def close(self):
         pass
 
 
@@ -267,8 +262,9 @@ def seeker_service() -> Service:
     events.ensure_indexes()
     channel_side = channel_app()
     channel = ChannelClient("http://channel.fuzz", TOKEN)
-    channel.session.mount("http://channel.fuzz", WsgiAdapter(channel_side))
-    channel.use_transport("http://channel.fuzz", WsgiPool(channel_side))
+    in_process = WsgiPool(channel_side)
+    channel.use_transport("http://channel.fuzz", in_process)
+    channel.session.mount("http://channel.fuzz", WsgiAdapter(in_process))
     seeker = Seeker(
         tasks,
         helpers,
