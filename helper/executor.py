@@ -303,10 +303,11 @@ class Executor(Adoption, RunSpecs):
         self, task_id: str, attempt: int, image: str, outcome: RunOutcome, receipt: str | None
     ) -> None:
         """Queue the artifacts (full logs of cut streams, /output), the result
-        and the final event, in that order, durably; then free the slot. The
-        channel stores the first two only with the seeker's `receipt`."""
-        for name, path in outcome.artifacts.items():
-            self.outbox.put(
+        and the final event, in that order, durably (one outbox file); then
+        free the slot. The channel stores the first two only with the
+        seeker's `receipt`."""
+        entries = [
+            (
                 "artifact",
                 {
                     "task_id": task_id,
@@ -317,24 +318,22 @@ class Executor(Adoption, RunSpecs):
                     "receipt": receipt,
                 },
             )
+            for name, path in outcome.artifacts.items()
+        ]
         result = self._result(task_id, attempt, image, outcome)
-        self.outbox.put("result", {"result": result, "receipt": receipt})
-        self.outbox.put(
-            "event",
-            {
-                "task_id": task_id,
-                "event": {
-                    "helper_id": self.helper_id,
-                    "attempt": attempt,
-                    "state": AssignmentState.FINISHED,
-                    "status": result["status"],
-                    "exit_code": result["exit_code"],
-                    "output_digest": result["output_digest"],
-                    "error": result["error"],
-                    "started_at": result["started_at"],
-                },
-            },
-        )
+        entries.append(("result", {"result": result, "receipt": receipt}))
+        event = {
+            "helper_id": self.helper_id,
+            "attempt": attempt,
+            "state": AssignmentState.FINISHED,
+            "status": result["status"],
+            "exit_code": result["exit_code"],
+            "output_digest": result["output_digest"],
+            "error": result["error"],
+            "started_at": result["started_at"],
+        }
+        entries.append(("event", {"task_id": task_id, "event": event}))
+        self.outbox.put_all(entries)
         with self._lock:
             key = f"{task_id}.{attempt}"
             self._running.pop(key, None)

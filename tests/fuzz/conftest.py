@@ -347,7 +347,7 @@ class HoldingRuntime:
 
 
 class DiscardingOutbox:
-    def put(self, kind, payload):
+    def put_all(self, entries):
         pass
 
     def pending(self) -> int:

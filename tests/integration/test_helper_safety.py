@@ -207,7 +207,9 @@ def test_results_wait_in_the_outbox_while_the_channel_is_down(guarded):
     # ... while the three results wait, on disk, for the channel
     status = f"{guarded.helper_urls['helper-1']}/api/v1/status"
     assert requests.get(status, headers=auth(guarded), timeout=5).json()["outbox"] == 3
-    assert list((guarded.base / "helper-1" / "outbox").glob("*-result.json"))
+    # each run's file, its event delivered and its result kept
+    waiting = (guarded.base / "helper-1" / "outbox").glob("*-result+event.json")
+    assert len(list(waiting)) == 3
     guarded.channel.start().wait_healthy(guarded.channel_url)
 
     def delivered(task_id):

@@ -75,9 +75,10 @@ class FakeOutbox:
         self.entries: list[tuple[str, dict]] = []
         self.finished = threading.Event()
 
-    def put(self, kind, payload):
-        self.entries.append((kind, payload))
-        if kind == "event":
+    def put_all(self, entries):
+        """A finished run: its artifacts, result and event, in one file."""
+        self.entries.extend(entries)
+        if any(kind == "event" for kind, _ in entries):
             self.finished.set()
 
 

@@ -12,6 +12,7 @@ import pytest
 from dispatch_fakes import FakePush
 from prometheus_client.parser import text_string_to_metric_families
 from pymongo.errors import ServerSelectionTimeoutError
+from test_executor import FakeOutbox
 
 from channel.app import create_app as channel_app
 from channel.metrics import ChannelMetrics
@@ -274,17 +275,6 @@ class FakeRuntime:
     def run(self, spec, on_started, on_pulling=None, on_exited=None):
         on_started()
         return self.outcome
-
-
-class FakeOutbox:
-    def __init__(self):
-        self.entries: list[tuple[str, dict]] = []
-        self.finished = threading.Event()
-
-    def put(self, kind, payload):
-        self.entries.append((kind, payload))
-        if kind == "event":
-            self.finished.set()
 
 
 def make_executor(outcome: RunOutcome, metrics: HelperMetrics | None = None):

@@ -207,3 +207,78 @@ def test_the_sender_thread_delivers_what_is_put(tmp_path):
         box.stop()
     assert got == [{"n": 1}]
     assert box.pending() == 0
+
+
+def test_put_all_writes_one_file_and_delivers_each_entry_in_order(tmp_path, results, events):
+    box = outbox(tmp_path, results, events)
+    path = box.put_all([("result", {"n": 1}), ("event", {"n": 2})])
+    assert path.name == "000000000001-result+event.json"
+    assert names(tmp_path) == [path.name]
+    assert box.pending() == 2
+    assert box.flush_once() is True
+    assert (results.got, events.got) == ([{"n": 1}], [{"n": 2}])
+    assert names(tmp_path) == [] and box.pending() == 0
+
+
+def test_put_all_of_nothing_or_of_an_unknown_kind_writes_nothing(tmp_path, results, events):
+    box = outbox(tmp_path, results, events)
+    with pytest.raises(ValueError, match="nothing"):
+        box.put_all([])
+    with pytest.raises(ValueError, match="unknown outbox kind"):
+        box.put_all([("result", {}), ("telegram", {})])
+    assert names(tmp_path) == [] and box.pending() == 0
+
+
+def test_one_lane_of_a_file_goes_on_while_the_other_waits(tmp_path, events):
+    results = Handler(Unreachable("channel down"))
+    box = outbox(tmp_path, results, events, lanes={"result": "channel", "event": "seeker"})
+    path = box.put_all([("result", {"n": 1}), ("event", {"n": 2})])
+    assert box.flush_once() is False
+    assert (results.got, events.got) == ([], [{"n": 2}])
+    assert box.pending() == 1 and path.exists()
+    assert box.flush_once() is True
+    assert (results.got, events.got) == ([{"n": 1}], [{"n": 2}])  # the event once
+    assert not path.exists()
+
+
+def test_an_entry_of_a_file_refused_for_good_is_kept_alone_in_rejected(tmp_path, events):
+    box = outbox(tmp_path, Handler(ApiError(422, "bad")), events)
+    box.put_all([("result", {"n": 1}), ("event", {"n": 2})])
+    assert box.flush_once() is True
+    assert events.got == [{"n": 2}]
+    assert [p.name for p in (tmp_path / "rejected").iterdir()] == ["000000000001-0-result.json"]
+    assert json.loads((tmp_path / "rejected" / "000000000001-0-result.json").read_text()) == {
+        "n": 1
+    }
+    assert names(tmp_path) == [] and box.pending() == 0
+    again = outbox(tmp_path, Handler(), events)  # numbering goes on past the rejected
+    assert again.put("result", {"n": 3}).name == "000000000002-result.json"
+
+
+def test_a_restarted_outbox_delivers_a_file_again_whole(tmp_path, events):
+    """What was delivered before the restart is not known after it: sent
+    again (the channel and the seeker take a repeat as the same)."""
+    before = outbox(tmp_path, Handler(Unreachable("down")), events, {"result": "c", "event": "s"})
+    before.put_all([("result", {"n": 1}), ("event", {"n": 2})])
+    before.flush_once()
+    assert events.got == [{"n": 2}]
+    results, again = Handler(), Handler()
+    after = outbox(tmp_path, results, again, {"result": "c", "event": "s"})
+    assert after.pending() == 2
+    assert after.flush_once() is True
+    assert (results.got, again.got) == ([{"n": 1}], [{"n": 2}])
+
+
+def test_a_file_of_several_entries_that_cannot_be_read_is_rejected(tmp_path, results, events):
+    (tmp_path / "000000000001-result+event.json").write_text('{"entries": [{"kind": "result"}]}')
+    (tmp_path / "000000000002-result+event.json").write_text(
+        json.dumps(
+            {"entries": [{"kind": "event", "payload": {}}, {"kind": "result", "payload": {}}]}
+        )
+    )
+    box = outbox(tmp_path, results, events)
+    assert box.pending() == 0
+    assert sorted(p.name for p in (tmp_path / "rejected").iterdir()) == [
+        "000000000001-result+event.json",
+        "000000000002-result+event.json",
+    ]

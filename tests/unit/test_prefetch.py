@@ -74,10 +74,11 @@ class Outbox:
         self.entries: list[tuple[str, dict]] = []
         self.events: dict[str, threading.Event] = {}
 
-    def put(self, kind, payload):
-        self.entries.append((kind, payload))
-        if kind == "event":
-            self.events.setdefault(payload["task_id"], threading.Event()).set()
+    def put_all(self, entries):
+        self.entries.extend(entries)
+        for kind, payload in entries:
+            if kind == "event":
+                self.events.setdefault(payload["task_id"], threading.Event()).set()
 
     def ended(self, task_id: str) -> bool:
         return self.events.setdefault(task_id, threading.Event()).wait(10)
