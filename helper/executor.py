@@ -26,6 +26,7 @@ from helper.runtime import RunOutcome
 from helper.specs import RunSpecs
 from seeker.models import AssignmentState
 from serving.errors import Busy, Conflict, Forbidden, NotFound
+from serving.later import Later
 
 log = logging.getLogger(__name__)
 DONE_KEPT = 256  # finished runs a pulling helper lists with what it runs
@@ -79,7 +80,7 @@ class Executor(Adoption, RunSpecs):
         # what it runs, so the seeker does not hand them out again before it
         # has heard that they finished
         self._done: OrderedDict[str, None] = OrderedDict()
-        self._timers: dict[str, threading.Timer] = {}  # "running" reports not sent yet
+        self._later = Later("running-reports")  # "running" reports not sent yet
         # seconds a run's "running" report waits: one that ends sooner is
         # reported by its final event alone (two database writes fewer)
         self.running_report_delay = 0.0
@@ -338,12 +339,11 @@ class Executor(Adoption, RunSpecs):
             key = f"{task_id}.{attempt}"
             self._running.pop(key, None)
             self._devices.pop(key, None)
-            timer = self._timers.pop(key, None)
-            if timer is not None:
-                timer.cancel()  # ended before its start was reported: one event says both
             self._done[key] = None
             while len(self._done) > DONE_KEPT:
                 self._done.popitem(last=False)
+        # ended before its start was reported: the final event says both
+        self._later.cancel(key)
         self._exited(key)  # if its container never started, or exited unseen
         self.metrics.container_ended(outcome.status, outcome.started_at, outcome.finished_at)
 
@@ -351,18 +351,13 @@ class Executor(Adoption, RunSpecs):
         with self._lock:
             if a.key in self._running:
                 self._running[a.key]["state"] = state
-            if state == AssignmentState.RUNNING and self.running_report_delay > 0:
-                # a container that ends within the delay is reported once, finished
-                timer = threading.Timer(self.running_report_delay, self._report, (a, state))
-                timer.daemon = True
-                self._timers[a.key] = timer
-                timer.start()
-                return
+        if state == AssignmentState.RUNNING and self.running_report_delay > 0:
+            # a container that ends within the delay is reported once, finished
+            self._later.call(a.key, self.running_report_delay, self._report, a, state)
+            return
         self._report(a, state)
 
     def _report(self, a: Assignment, state: AssignmentState) -> None:
-        with self._lock:
-            self._timers.pop(a.key, None)
         try:
             self.report(
                 a.task_id, {"helper_id": self.helper_id, "attempt": a.attempt, "state": state}

@@ -108,6 +108,7 @@ def test_a_container_that_ends_at_once_is_reported_once():
     assert box.finished.wait(10)
     wait_done("t1.1")
     assert reports == []  # "running" never sent: the final event says it all
+    assert ex._later.pending() == 0  # nor left to be sent later
     assert [kind for kind, _ in box.entries] == ["result", "event"]
 
 
