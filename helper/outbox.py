@@ -164,8 +164,10 @@ class Outbox:
         kinds = path.stem.split("-", 1)[1].split(JOIN)
         try:
             entries = _entries_of(kinds, json.loads(path.read_text()))
-        except (ValueError, KeyError, TypeError):
-            log.error("outbox: %s is not valid JSON; moved to %s", path.name, self.rejected_dir)
+        except (ValueError, KeyError, TypeError) as exc:
+            log.error(
+                "outbox: %s cannot be read (%s); moved to %s", path.name, exc, self.rejected_dir
+            )
             self._reject(path, path.name)
             return
         self._files[path] = entries
