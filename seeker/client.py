@@ -185,6 +185,31 @@ class SeekerClient(JsonClient):
                 raise TimeoutError(f"task {task_id} still {task['state']} after {timeout}s")
             time.sleep(poll)
 
+    def events(self, after: int = 0, limit: int = 100, wait: int = 0) -> dict:
+        """A page of the event log: the events after `after` (a `seq`),
+        oldest first, and `next`. With `wait` (seconds, at most 300) and
+        none yet, the seeker answers at the first one, or empty when the
+        time is up (a blocking query)."""
+        params = {"after": after, "limit": limit}
+        if wait:
+            params["wait"] = wait
+        return self.request("GET", "/api/v1/events", params=params, timeout=self._longer(wait))
+
+    def follow_events(self, after: int = 0, wait: int = 60) -> Iterator[dict]:
+        """Every event after `after`, as it is published: blocking queries
+        of up to `wait` seconds, one after another. Never ends by itself."""
+        while True:
+            page = self.events(after, 1000, wait)
+            yield from page["events"]
+            if page["next"] is not None:
+                after = page["next"]
+
+    def _longer(self, seconds: float) -> float | tuple[float, float]:
+        """This client's timeout, its reading `seconds` longer."""
+        if isinstance(self.timeout, tuple):
+            return self.timeout[0], self.timeout[1] + seconds
+        return self.timeout + seconds
+
     # --- helpers -------------------------------------------------------------
 
     def register_helper(self, registration: dict) -> dict:

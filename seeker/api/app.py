@@ -25,13 +25,16 @@ from seeker.api.workflows import add_workflow_routes
 from seeker.control.credentials import JOIN
 from seeker.control.operations import Seeker
 from seeker.models import TaskSpec, TaskState
+from seeker.store.events import EVENT_WAITS, MAX_EVENT_WAIT
 from serving.errors import BadRequest
 from serving.flaskapp import base_app, serve_metrics
 from serving.inputs import int_arg
 from serving.openapi import OCTET_STREAM, Document, Media, operation
+from serving.parking import PARK, RESUMED
 from serving.principals import Authenticator
 
 STATES = {s.value for s in TaskState}
+NO_EVENTS = b'{"events": [], "next": null}'  # a wait that ended with none
 
 
 def create_app(
@@ -53,13 +56,14 @@ def create_app(
     add_workflow_routes(app, seeker)  # inputs and arrays
 
     add_task_routes(app, seeker)
+    add_event_routes(app, seeker)
     add_helper_routes(app, seeker)  # seeker/api/helper_routes.py
     return app
 
 
 def add_task_routes(app: Flask, seeker: Seeker) -> None:
     """What users do: submit, list, read and cancel tasks, their results and
-    artifacts, and the event log."""
+    artifacts."""
 
     @app.post("/api/v1/tasks")
     @operation(
@@ -125,19 +129,6 @@ def add_task_routes(app: Flask, seeker: Seeker) -> None:
         """A task's results, from the channel"""
         return seeker.results(task_id)
 
-    @app.get("/api/v1/events")
-    @operation(
-        {200: (EventPage, "one page"), 400: "after or limit out of range"},
-        query=EventQuery,
-        tag="events",
-    )
-    def events():
-        """The event log, oldest first, from a sequence number on"""
-        after = int_arg("after", 0, 0, 2**62)
-        limit = int_arg("limit", 100, 1, 1000)
-        found = seeker.events.since(after, limit) if seeker.events else []
-        return {"events": found, "next": found[-1]["seq"] if found else None}
-
     @app.get("/api/v1/artifacts/<artifact_id>")
     @operation(
         {
@@ -157,3 +148,34 @@ def add_task_routes(app: Flask, seeker: Seeker) -> None:
         }
         body = stream_with_context(upstream.iter_content(1024 * 1024))
         return Response(body, status=200, headers=headers, direct_passthrough=True)
+
+
+def add_event_routes(app: Flask, seeker: Seeker) -> None:
+    """The event log: read a page, or wait for the next event."""
+
+    @app.get("/api/v1/events")
+    @operation(
+        {
+            200: (EventPage, "one page (with `wait`: once there is an event, or empty)"),
+            400: "after, limit or wait out of range",
+        },
+        query=EventQuery,
+        tag="events",
+    )
+    def events():
+        """The event log, oldest first, from a sequence number on"""
+        after = int_arg("after", 0, 0, 2**62)
+        limit = int_arg("limit", 100, 1, 1000)
+        wait = int_arg("wait", 0, 0, MAX_EVENT_WAIT)
+        # with `wait` and nothing yet, the request is parked (no thread)
+        # until an event is published, here or at another seeker
+        parker, resumed = request.environ.get(PARK), request.environ.get(RESUMED)
+        generation = parker.generation(EVENT_WAITS) if parker is not None else 0
+        found = seeker.events.since(after, limit) if seeker.events else []
+        page = {"events": found, "next": found[-1]["seq"] if found else None}
+        left = wait if resumed is None else resumed[1]
+        if found or parker is None or seeker.events is None or left <= 0:
+            return page
+        if parker.suspend(EVENT_WAITS, left, b"", generation, expired=lambda: NO_EVENTS):
+            return ""  # not sent: the answer comes when the request is resumed
+        return page

@@ -14,7 +14,7 @@ from channel.openapi import Result
 from helper.models import Assignment
 from seeker.helper_models import HelperRegistration
 from seeker.models import ArraySubmission, AssignmentState, Resources, TaskSpec, TaskState
-from seeker.store.events import KINDS
+from seeker.store.events import KINDS, MAX_EVENT_WAIT
 from serving.openapi import optional
 from serving.schema import Bytes
 
@@ -359,6 +359,13 @@ class InputUploadQuery(BaseModel):
 class EventQuery(BaseModel):
     after: int = Field(default=0, ge=0, le=2**62, description="a seq: the events after it")
     limit: int = Field(default=100, ge=1, le=1000)
+    wait: int = Field(
+        default=0,
+        ge=0,
+        le=MAX_EVENT_WAIT,
+        description="seconds to wait for an event after `after` when there is none yet "
+        "(a blocking query): answered at the first one, or empty when the time is up",
+    )
 
 
 TITLE = "Seeker"

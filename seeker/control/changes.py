@@ -11,7 +11,9 @@ SecantusDB, a one-node replica set), a short poll otherwise.
 - a task ended (cancelled, decided): wake the polls of the pulling helpers
   that run it, whose answer then says to stop it;
 - a helper removed, or its credential changed: forget what this process
-  cached of it (`forget`).
+  cached of it (`forget`);
+- an event published: answer the requests waiting here for the next one
+  (`new_event`).
 
 Nothing here decides anything: each reaction reads the database afresh, so
 an event heard twice, late, or not at all costs time, never correctness."""
@@ -65,6 +67,7 @@ WANTED = {
         ]
     },
     "helpers": {"$or": [{"operationType": "delete"}, {f"{CHANGED}.auth": {"$exists": True}}]},
+    "events": {"operationType": "insert"},  # one a task, at its end
 }
 
 
@@ -92,6 +95,7 @@ class ChangeFeed:
         parked: Callable[[], int] = lambda: 0,
         poll_every: float = 1.0,
         room: Callable[[], None] | None = None,
+        new_event: Callable[[], object] = lambda: None,
     ):
         """`parked()`: how many polls wait in this process (the fallback poll
         looks for their work only while some do)."""
@@ -99,6 +103,7 @@ class ChangeFeed:
         self.clock = clock
         self.kick, self.wake, self.forget, self.parked = kick, wake, forget, parked
         self.room = room or kick
+        self.new_event = new_event
         self.poll_every = poll_every
         self.streams: bool | None = None  # None until known
         self._stop = threading.Event()
@@ -128,6 +133,9 @@ class ChangeFeed:
         fields = (change.get("updateDescription") or {}).get("updatedFields") or {}
         if change["operationType"] == "delete" or "auth" in fields:
             self.forget(change["documentKey"]["_id"])
+
+    def on_event(self, change: dict) -> None:
+        self.new_event()
 
     def _wake_pullers_of(self, task_id: str) -> None:
         live = {"task_id": task_id, "state": {"$in": AssignmentState.live()}}
@@ -173,6 +181,7 @@ class ChangeFeed:
             "tasks": self.on_task,
             "assignments": self.on_assignment,
             "helpers": self.on_helper,
+            "events": self.on_event,
         }
         resume = None
         while not self._stop.is_set():
@@ -199,13 +208,15 @@ class ChangeFeed:
 
     def _poll(self) -> None:
         """Without change streams: every `poll_every` seconds, place what
-        waits, and wake the polls here whose helpers got offers or whose
-        runs' tasks ended since the last look. (Credentials cached here
-        expire on their own: seeker/store/helpers.py.)"""
+        waits, wake the polls here whose helpers got offers or whose runs'
+        tasks ended since the last look, and the requests waiting for the
+        next event (each looks again, and waits on if there is none).
+        (Credentials cached here expire on their own: seeker/store/helpers.py.)"""
         since = self.clock()
         while not self._stop.wait(self.poll_every):
             now = self.clock()
             self.kick()
+            self.new_event()
             if self.parked():
                 try:
                     self._wake_since(since - timedelta(seconds=1))

@@ -32,7 +32,7 @@ from seeker.control.mailbox import Mailbox
 from seeker.control.operations import Seeker
 from seeker.control.prober import Prober
 from seeker.control.webhooks import WebhookWatcher
-from seeker.store.events import EventLog
+from seeker.store.events import EVENT_WAITS, EventLog
 from seeker.store.helpers import FOLLOWED_TTL, HelperStore
 from seeker.store.leases import RETRY_PERIOD, Lease
 from seeker.store.tasks import TaskStore
@@ -181,7 +181,10 @@ class SeekerServer:
             return clients(helper).assign(assignment)
 
         self.pushes = ThreadPoolExecutor(push_threads, thread_name_prefix="push")
-        self.parking = Parking(on_drop=lambda helper_id: self.seeker.poll_dropped(helper_id))
+        self.parking = Parking(on_drop=self._dropped)
+        # a request waiting for the next event is answered at each one
+        # published here (another seeker's: through the change feed)
+        self.events.watch(lambda event: self.parking.wake(EVENT_WAITS))
         self.loop = DispatchLoop(None)
         liveness = timedelta(seconds=liveness_seconds)
         self.metrics = SeekerMetrics()
@@ -260,13 +263,24 @@ class SeekerServer:
             kick=self.loop.kick,
             wake=self.mailbox.offer,
             forget=self.helpers.forget,
-            parked=self.parking.parked,
+            parked=self._polls_parked,
             room=self._room_made,
+            new_event=lambda: self.parking.wake(EVENT_WAITS),
         )
         self.server = BackgroundServer(
             self.app, host, port, threads=16, cert=tls, parking=self.parking
         )
         self.url = self.server.url
+
+    def _dropped(self, key: str) -> None:
+        """A parked request's client went away: a pulling helper's poll
+        (usually, the helper died) or a wait for the next event."""
+        if key != EVENT_WAITS:
+            self.seeker.poll_dropped(key)
+
+    def _polls_parked(self) -> int:
+        """The pulling helpers' polls parked here (not the event waits)."""
+        return self.parking.parked() - self.parking.parked(EVENT_WAITS)
 
     def _schedule(self, sweep: float, probe: float, ack_timeout: float) -> None:
         """The periodic work, done by the one seeker of the group that holds

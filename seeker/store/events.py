@@ -26,6 +26,11 @@ TASK_SUCCEEDED = "task.succeeded"
 TASK_FAILED = "task.failed"
 TASK_CANCELLED = "task.cancelled"
 HELPER_PURGED = "helper.purged"
+# where requests waiting for the next event wait (serving/parking.py); not a
+# helper id, which has no "/"
+EVENT_WAITS = "/events"
+# the longest a request may wait for the next event (GET /api/v1/events?wait=)
+MAX_EVENT_WAIT = 300
 KINDS = (TASK_SUCCEEDED, TASK_FAILED, TASK_CANCELLED, HELPER_PURGED)
 
 Watcher = Callable[[dict], None]

@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 import pytest
 
 from seeker.control.changes import GATHER, ChangeFeed, buffered, wanted_pipeline
+from seeker.store.events import EventLog
 from seeker.store.helpers import HelperStore
 from seeker.store.tasks import TaskStore
 
@@ -58,6 +59,7 @@ def feed_of(db, heard: Heard, parked=lambda: 1, poll_every: float = 1.0) -> Chan
         forget=heard.recorder("forget"),
         parked=parked,
         poll_every=poll_every,
+        new_event=heard.recorder("new_event"),
     )
 
 
@@ -84,6 +86,9 @@ def test_over_a_change_stream_another_seekers_work_is_heard_at_once(shared_db):
         helpers.register({**NAT, "url": None}, utc_now(), nonce="n1")
         helpers.remove("nat")  # purged there: its credential must not be trusted here
         heard.wait("forget", "nat")
+        assert heard.calls["new_event"] == []
+        EventLog(shared_db, utc_now).publish("task.cancelled", task_id="t1")  # published there
+        heard.wait("new_event")  # the requests waiting here for it are answered
     finally:
         feed.stop()
 
@@ -112,6 +117,7 @@ def test_without_change_streams_a_short_poll_hears_it(mock_db):
     try:
         assert feed.streams is False
         heard.wait("kick")  # every poll places what waits
+        heard.wait("new_event")  # and has the waits for the next event look again
         other = TaskStore(mock_db)
         other.create("t1", SPEC, utc_now())
         other.assign(other.get("t1"), NAT, utc_now(), via="pull")

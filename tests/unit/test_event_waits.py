@@ -1,0 +1,138 @@
+"""Blocking queries of the event log (`GET /api/v1/events?wait=S`) over a
+real server that parks requests: answered at once when there is an event,
+else at the first one published, or empty when the time is up; a wait holds
+no server thread."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+from test_parking import wait_parked
+
+from seeker.api.app import create_app
+from seeker.client import SeekerClient
+from seeker.control.operations import Seeker
+from seeker.store.events import EVENT_WAITS, TASK_SUCCEEDED, EventLog
+from seeker.store.helpers import HelperStore
+from seeker.store.tasks import TaskStore
+from serving.http import ApiError
+from serving.parking import Parking
+from serving.wsgi import BackgroundServer
+
+
+class Served:
+    def __init__(self, db, clock, threads: int = 2):
+        self.events = EventLog(db, clock)
+        self.events.ensure_indexes()
+        seeker = Seeker(TaskStore(db), HelperStore(db), clock=clock, events=self.events)
+        self.parking = Parking()
+        # as seeker/process/server.py wires it
+        self.events.watch(lambda event: self.parking.wake(EVENT_WAITS))
+        app = create_app(seeker=seeker, token="t")
+        self.server = BackgroundServer(app, threads=threads, parking=self.parking).start()
+        self.client = SeekerClient(self.server.url, "t")
+
+    def publish(self, task_id: str) -> dict:
+        return self.events.publish(TASK_SUCCEEDED, task_id=task_id)
+
+
+@pytest.fixture
+def served(mock_db, clock):
+    s = Served(mock_db, clock)
+    yield s
+    s.server.stop()
+
+
+def test_an_event_already_there_is_answered_at_once(served):
+    first = served.publish("t1")
+    page = served.client.events(after=0, wait=60)
+    assert [e["task_id"] for e in page["events"]] == ["t1"]
+    assert page["next"] == first["seq"]
+    assert served.parking.parked(EVENT_WAITS) == 0
+
+
+def test_a_wait_is_answered_by_the_next_event_published(served):
+    before = served.publish("t0")["seq"]
+    with ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(served.client.events, before, 100, 60)
+        wait_parked(served.parking, 1, EVENT_WAITS)
+        assert not answer.done()  # it waits: nothing after `before` yet
+        event = served.publish("t1")
+        page = answer.result(timeout=10)
+    assert [e["task_id"] for e in page["events"]] == ["t1"]
+    assert page["next"] == event["seq"]
+
+
+def test_a_wait_whose_time_is_up_is_answered_empty(served):
+    after = served.publish("t0")["seq"]
+    assert served.client.events(after, wait=1) == {"events": [], "next": None}
+
+
+def test_without_wait_an_empty_page_is_answered_at_once(served):
+    assert served.client.events(0) == {"events": [], "next": None}
+    assert served.parking.parked(EVENT_WAITS) == 0
+
+
+@pytest.mark.parametrize("wait", ["-1", "301", "soon"])
+def test_a_wait_out_of_range_is_400(served, wait):
+    resp = requests.get(
+        f"{served.server.url}/api/v1/events",
+        params={"wait": wait},
+        headers={"Authorization": "Bearer t"},
+        timeout=10,
+    )
+    assert resp.status_code == 400
+    assert "'wait'" in resp.json()["error"]
+
+
+def test_a_wait_needs_the_token(served):
+    resp = requests.get(f"{served.server.url}/api/v1/events?wait=5", timeout=10)
+    assert resp.status_code == 401
+    assert served.parking.parked(EVENT_WAITS) == 0
+
+
+def test_twenty_waits_hold_no_thread_of_a_two_thread_server_and_one_event_answers_all(served):
+    with ThreadPoolExecutor(20) as pool:
+        answers = [pool.submit(served.client.events, 0, 100, 60) for _ in range(20)]
+        wait_parked(served.parking, 20, EVENT_WAITS)
+        # the two worker threads are free: a plain request is answered meanwhile
+        assert served.client.events(0) == {"events": [], "next": None}
+        served.publish("t1")
+        pages = [a.result(timeout=10) for a in answers]
+    assert all([e["task_id"] for e in p["events"]] == ["t1"] for p in pages)
+
+
+def test_follow_events_yields_each_event_as_it_is_published(served):
+    got: list[str] = []
+    three = threading.Event()
+
+    def follow() -> None:
+        for event in served.client.follow_events(wait=60):
+            got.append(event["task_id"])
+            if len(got) == 3:
+                three.set()
+                return
+
+    reader = threading.Thread(target=follow, daemon=True)
+    reader.start()
+    served.publish("t1")
+    wait_parked(served.parking, 1, EVENT_WAITS)  # it waits for the next one
+    served.publish("t2")
+    served.publish("t3")
+    assert three.wait(10)
+    assert got == ["t1", "t2", "t3"]
+
+
+def test_the_client_waits_longer_than_its_read_timeout_for_a_blocking_query(mock_db, clock):
+    s = Served(mock_db, clock)
+    try:
+        client = SeekerClient(s.server.url, "t", timeout=(2.0, 0.5))
+        after = s.publish("t0")["seq"]
+        assert client.events(after, wait=1) == {"events": [], "next": None}
+        with pytest.raises(ApiError, match="'wait'"):
+            client.events(after, wait=301)
+    finally:
+        s.server.stop()
