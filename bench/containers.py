@@ -76,8 +76,10 @@ def seeker_batch(stack: Stack, client: SeekerClient, n: int) -> float:
     return wall
 
 
-def events_after(client: SeekerClient, seq: int) -> list[dict]:
-    return client.request("GET", "/api/v1/events", params={"after": seq, "limit": 1000})["events"]
+def events_after(client: SeekerClient, seq: int, wait: int = 0) -> list[dict]:
+    """The events after `seq`; with `wait`, the first ones to come (a
+    blocking query), or none once `wait` seconds passed."""
+    return client.events(seq, 1000, wait)["events"]
 
 
 def last_event(client: SeekerClient) -> int:
@@ -88,20 +90,20 @@ def last_event(client: SeekerClient) -> int:
 
 
 def wait_ended(client: SeekerClient, ids: set[str], seq: int, deadline: float) -> dict:
-    """Follow the event log until every task in `ids` has ended; returns
-    task id -> the kind of its end event."""
+    """Follow the event log until every task in `ids` has ended (blocking
+    queries: each answered at the next event); returns task id -> the kind
+    of its end event."""
     ended: dict[str, str] = {}
     while len(ended) < len(ids):
-        if time.monotonic() > deadline:
+        left = deadline - time.monotonic()
+        if left <= 0:
             raise RuntimeError(f"Seeker: {len(ids) - len(ended)} tasks did not end")
-        page = events_after(client, seq)
+        page = events_after(client, seq, wait=max(1, min(60, int(left))))
         for event in page:
             if event.get("task_id") in ids:
                 ended[event["task_id"]] = event["type"]
         if page:
             seq = page[-1]["seq"]
-        else:
-            time.sleep(0.05)
     return ended
 
 

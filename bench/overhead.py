@@ -11,9 +11,10 @@ one whose helper starts a container when the seeker pushes it, one whose
 helper prefetches as many tasks as it has slots (`--prefetch`). The clock
 starts before the first `SeekerClient.submit` and stops when every task has
 ended and every result is stored in the channel: the client follows the
-seeker's event log (`GET /api/v1/events`, one indexed query every 50 ms
-for all tasks, as a batch client or a `--notify-url` receiver would,
-rather than one task's full state per poll), then counts the results in
+seeker's event log (`GET /api/v1/events?wait=`, blocking queries answered
+at each event, for all tasks, as a batch client or a `--notify-url`
+receiver would, rather than one task's full state per poll; until
+2026-12-02 an indexed query every 50 ms), then counts the results in
 the channel's database (the helper posts the result and reports the end
 in two outbox lanes, so the one may trail the other). Included: the REST
 submit, the dispatch, the push, the helper's Docker calls (create, which
