@@ -4,6 +4,7 @@ any number of them, where a `threading.Timer` starts a thread for each."""
 
 from __future__ import annotations
 
+import itertools
 import logging
 import sched
 import threading
@@ -20,6 +21,8 @@ class Later:
         self._scheduler = sched.scheduler(time.monotonic, self._sleep)
         self._lock = threading.Lock()
         self._calls: dict[str, sched.Event] = {}
+        # numbers each call (its sched priority): tells it from one that replaced it
+        self._made = itertools.count()
         self._thread: threading.Thread | None = None
 
     def call(self, key: str, delay: float, fn: Callable[..., object], *args) -> None:
@@ -27,7 +30,8 @@ class Later:
         first (a call already under `key` is replaced)."""
         with self._lock:
             self._cancel(key)
-            self._calls[key] = self._scheduler.enter(delay, 0, self._fire, (key, fn, args))
+            made = next(self._made)
+            self._calls[key] = self._scheduler.enter(delay, made, self._fire, (key, made, fn, args))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
                 self._thread.start()
@@ -52,9 +56,10 @@ class Later:
             return False
         return True
 
-    def _fire(self, key: str, fn: Callable[..., object], args: tuple) -> None:
+    def _fire(self, key: str, made: int, fn: Callable[..., object], args: tuple) -> None:
         with self._lock:
-            self._calls.pop(key, None)
+            if key in self._calls and self._calls[key].priority == made:
+                del self._calls[key]  # not a call that replaced this one meanwhile
         try:
             fn(*args)
         except Exception:  # one failed call must not stop the others

@@ -75,3 +75,17 @@ def test_a_call_that_fails_does_not_stop_the_next(caplog):
     later.call("good", 0.01, done.set)
     assert done.wait(10)
     assert "bad failed" in caplog.text
+
+
+def test_a_call_made_while_it_is_replaced_leaves_the_new_one_cancellable():
+    """The first call fires just as a second is entered under its key (the
+    scheduler took it off its queue, the second replaced it here): the
+    second stays known, and cancellable."""
+    later = Later("test-later")
+    made = []
+    later.call("k", 60, made.append, 1)  # number 0
+    later.call("k", 60, made.append, 2)  # number 1: replaces it
+    later._fire("k", 0, made.append, (1,))  # the first, firing late
+    assert made == [1]
+    assert later.pending() == 1
+    assert later.cancel("k") is True
