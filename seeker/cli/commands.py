@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import functools
-import json
 import sys
 from pathlib import Path
 
 import click
 
 from seeker.cli import servers
+from seeker.cli.common import api_errors, client_options, connect, emit
 from seeker.cli.tables import helpers_table, results_table, task_summary, tasks_table
 from seeker.cli.workflow import (
     array_text,
@@ -19,11 +18,8 @@ from seeker.cli.workflow import (
     is_array,
     wait_for_array,
 )
-from seeker.client import SeekerClient
 from seeker.models import AssignmentState, Placement, TaskState
-from serving.cli import ca_cert_option, parse_pairs
-from serving.config import config_option
-from serving.http import ApiError, Unreachable
+from serving.cli import parse_pairs
 
 EXIT_NOT_SUCCEEDED = 1
 
@@ -38,58 +34,6 @@ main.add_command(servers.up)
 
 
 # --- user commands -----------------------------------------------------------
-
-
-def client_options(f):
-    f = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(f)
-    f = click.option("--token", envvar="SEEKER_TOKEN", show_envvar=True, required=True)(f)
-    f = ca_cert_option(f)
-    f = click.option(
-        "--seeker-url",
-        envvar="SEEKER_URL",
-        default="http://127.0.0.1:7070",
-        show_default=True,
-        show_envvar=True,
-    )(f)
-    return config_option("client")(f)
-
-
-def connect(seeker_url: str, token: str, ca_cert: Path | None) -> SeekerClient:
-    return SeekerClient(seeker_url, token, ca_cert=ca_cert)
-
-
-def emit(data, as_json: bool, text) -> None:
-    if as_json:
-        click.echo(json.dumps(data, indent=2, default=str))
-    else:
-        click.echo(text(data))
-
-
-def api_errors(f):
-    """Turn API and connection errors into one clear line and exit 1."""
-
-    @functools.wraps(f)
-    def wrapper(*args, **kwargs):
-        try:
-            return f(*args, **kwargs)
-        except ApiError as exc:
-            detail = f" ({_detail(exc.detail)})" if exc.detail else ""
-            raise click.ClickException(f"{exc.message}{detail}") from None
-        except Unreachable as exc:
-            raise click.ClickException(str(exc)) from None
-        except TimeoutError as exc:
-            raise click.ClickException(str(exc)) from None
-
-    return wrapper
-
-
-def _detail(detail) -> str:
-    if isinstance(detail, list):
-        return "; ".join(
-            f"{d.get('field')}: {d.get('message')}" if isinstance(d, dict) else str(d)
-            for d in detail
-        )
-    return str(detail)
 
 
 @main.command()
