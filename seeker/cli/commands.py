@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from seeker.cli import servers
+from seeker.cli import events, servers
 from seeker.cli.common import api_errors, client_options, connect, emit
 from seeker.cli.tables import helpers_table, results_table, task_summary, tasks_table
 from seeker.cli.workflow import (
@@ -31,6 +31,7 @@ def main():
 
 main.add_command(servers.start)
 main.add_command(servers.up)
+main.add_command(events.events)
 
 
 # --- user commands -----------------------------------------------------------

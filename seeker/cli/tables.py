@@ -261,3 +261,30 @@ def results_table(results: list[dict], logs: bool = False) -> str:
 
 def _exit(r: dict) -> str:
     return f" (exit {r['exit_code']})" if r.get("exit_code") is not None else ""
+
+
+def event_line(e: dict) -> str:
+    """One event: its number, time, kind, and what it is about."""
+    head = f"{e['seq']:>6}  {when(e.get('at'))}  {e['type']:<15}"
+    if e.get("task_id"):
+        what = f"task {e['task_id']}"
+        if e.get("name"):
+            what += f" ({e['name']})"
+        result = e.get("result") or {}
+        if result.get("helper_name"):
+            what += f" on {result['helper_name']}, exit {result.get('exit_code')}"
+        if e.get("error"):
+            what += f": {e['error']}"
+        return f"{head}  {what}"
+    what = f"helper {e.get('helper_name') or e.get('helper_id')}"
+    if e.get("reason"):
+        what += f" after {e.get('failures')} failed contacts ({e['reason']})"
+    return f"{head}  {what}"
+
+
+def events_text(page: dict) -> str:
+    """A page of the event log, and how to ask for the next."""
+    if not page["events"]:
+        return "no events"
+    lines = [event_line(e) for e in page["events"]]
+    return "\n".join([*lines, f"(next page: --after {page['next']})"])

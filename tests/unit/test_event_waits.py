@@ -1,18 +1,23 @@
 """Blocking queries of the event log (`GET /api/v1/events?wait=S`) over a
 real server that parks requests: answered at once when there is an event,
 else at the first one published, or empty when the time is up; a wait holds
-no server thread."""
+no server thread. And `seeker events` (a page, or --follow)."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
+from click.testing import CliRunner
 from test_parking import wait_parked
 
 from seeker.api.app import create_app
+from seeker.cli.commands import main as seeker_main
 from seeker.client import SeekerClient
 from seeker.control.operations import Seeker
 from seeker.store.events import EVENT_WAITS, TASK_SUCCEEDED, EventLog
@@ -136,3 +141,41 @@ def test_the_client_waits_longer_than_its_read_timeout_for_a_blocking_query(mock
             client.events(after, wait=301)
     finally:
         s.server.stop()
+
+
+def test_seeker_events_prints_a_page_and_says_how_to_ask_for_the_next(served):
+    served.publish("t1")
+    served.events.publish(
+        "helper.purged",
+        helper_id="h1",
+        helper_name="gpu-1",
+        failures=3,
+        reason="connection refused",
+    )
+    args = ["events", "--seeker-url", served.server.url, "--token", "t"]
+    out = CliRunner().invoke(seeker_main, args)
+    assert out.exit_code == 0, out.output
+    lines = out.output.splitlines()
+    assert "task.succeeded" in lines[0] and "task t1" in lines[0]
+    assert "helper gpu-1 after 3 failed contacts (connection refused)" in lines[1]
+    assert lines[2] == "(next page: --after 2)"
+    page = json.loads(CliRunner().invoke(seeker_main, [*args, "--after", "1", "--json"]).output)
+    assert [e["seq"] for e in page["events"]] == [2] and page["next"] == 2
+    assert CliRunner().invoke(seeker_main, [*args, "--after", "2"]).output == "no events\n"
+
+
+def test_seeker_events_follow_prints_each_event_as_it_comes(served):
+    cmd = [sys.executable, "-m", "seeker", "events", "--follow", "--json"]
+    cmd += ["--seeker-url", served.server.url, "--token", "t"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    try:
+        wait_parked(served.parking, 1, EVENT_WAITS)  # it waits for the first event
+        served.publish("t1")
+        assert json.loads(proc.stdout.readline())["task_id"] == "t1"
+        wait_parked(served.parking, 1, EVENT_WAITS)  # and then for the next
+        served.publish("t2")
+        assert json.loads(proc.stdout.readline())["task_id"] == "t2"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        proc.stdout.close()
