@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 
 import pymongo
 import pytest
-from dispatch_fakes import FakePush
+from dispatch_fakes import FakePush, GiB, add_helper
 
 from seeker.control.dispatcher import Dispatcher
 from seeker.control.health import HelperHealth
@@ -151,3 +151,10 @@ def dispatcher(tasks, helpers, push, clock, health) -> Dispatcher:
     return Dispatcher(
         tasks, helpers, push=push, clock=clock, health=health, liveness=timedelta(seconds=45)
     )
+
+
+@pytest.fixture
+def two_helpers(helpers, clock):
+    """'big' ranks above 'small' (more memory left after a 1 GiB task)."""
+    add_helper(helpers, clock, "big", memory=32 * GiB)
+    add_helper(helpers, clock, "small", memory=4 * GiB)
