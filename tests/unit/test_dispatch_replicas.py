@@ -24,13 +24,6 @@ def dispatcher(tasks, helpers, push, clock) -> Dispatcher:
 
 
 @pytest.fixture
-def two_helpers(helpers, clock):
-    """'big' ranks above 'small' (more memory left after a 1 GiB task)."""
-    add_helper(helpers, clock, "big", memory=32 * GiB)
-    add_helper(helpers, clock, "small", memory=4 * GiB)
-
-
-@pytest.fixture
 def three_helpers(helpers, clock):
     """Ranked big, mid, small for a 1 GiB task."""
     add_helper(helpers, clock, "big", memory=32 * GiB)
