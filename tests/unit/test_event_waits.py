@@ -179,3 +179,20 @@ def test_seeker_events_follow_prints_each_event_as_it_comes(served):
         proc.terminate()
         proc.wait(10)
         proc.stdout.close()
+
+
+def test_a_seeker_counts_and_mourns_only_the_helpers_polls_not_the_event_waits():
+    """SeekerServer's hooks into its parking: a wait for the next event that
+    its client closes is not a pulling helper gone, nor a parked poll."""
+    from seeker.process.server import SeekerServer
+
+    dropped: list[str] = []
+    server = SeekerServer.__new__(SeekerServer)  # only the two hooks are used
+    server.seeker = type("S", (), {"poll_dropped": staticmethod(dropped.append)})()
+    server.parking = type(
+        "P", (), {"parked": staticmethod(lambda key=None: {None: 5, EVENT_WAITS: 3}[key])}
+    )()
+    server._dropped(EVENT_WAITS)
+    server._dropped("h1")
+    assert dropped == ["h1"]
+    assert server._polls_parked() == 2
