@@ -86,9 +86,16 @@ class GiveBacks:
         write. The assignment's own move (to push_failed or lost) marked
         it `owed`; a seeker that stopped between that move and this leaves
         it to reconcile_give_backs."""
+        unfinished = {"_id": task_id, "state": {"$nin": TaskState.final()}}
+        return self._return(unfinished, attempt, now, reason)
+
+    def _return(self, query: dict, attempt: int, now: datetime, reason: str | None) -> dict | None:
+        """The give-back itself, on the task `query` matches: the replica
+        counted open and `attempt` listed returned in one write, unless
+        listed already; then back to pending if nothing of it is live."""
         sets = {"wait_reason": reason} if reason else {}
         task = self._transition(
-            {"_id": task_id, "state": {"$nin": TaskState.final()}, "returned": {"$ne": attempt}},
+            {**query, "returned": {"$ne": attempt}},
             sets,
             now,
             inc={"open": 1, "rev": 1},
@@ -159,20 +166,5 @@ class GiveBacks:
 
     def _give_back(self, task: dict, attempt: int, now: datetime, reason: str) -> bool:
         """reconcile_give_backs' `reopen`, pinned on the task as read."""
-        query = {
-            "_id": task["_id"],
-            "rev": task["rev"],
-            "state": task["state"],
-            "returned": {"$ne": attempt},
-        }
-        after = self._transition(
-            query,
-            {"wait_reason": reason},
-            now,
-            inc={"open": 1, "rev": 1},
-            push={"returned": attempt},
-        )
-        if after is None:
-            return False
-        self._back_to_pending(after, now)
-        return True
+        as_read = {"_id": task["_id"], "rev": task["rev"], "state": task["state"]}
+        return self._return(as_read, attempt, now, reason) is not None
