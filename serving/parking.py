@@ -3,8 +3,9 @@ connection waits in a selector until it is woken, its time is up, or its
 client goes away.
 
 A WSGI view that has nothing to answer yet calls `suspend()` from its
-environ (`PARK`); the server then sends nothing, and once the worker thread
-has let go of the connection (`admit()`) the connection waits here, costing
+environ (`PARK`; `answer_or_park()` does so for a long poll's view); the
+server then sends nothing, and once the worker thread has let go of the
+connection (`admit()`) the connection waits here, costing
 a socket and a few hundred bytes, not a thread. `wake(key)` (new work for
 that key), the deadline, or the client closing its end ends the wait: a
 woken or expired request is handed back to the server's worker threads and
@@ -87,6 +88,31 @@ class Suspender:
         )
         self.suspended = True
         return True
+
+
+def answer_or_park(
+    environ: dict,
+    key: str,
+    look: Callable[[tuple | None], tuple[object, bool]],
+    wait: Callable[[], float],
+    body: bytes = b"",
+    expired: Callable[[], bytes] | None = None,
+) -> object:
+    """A long poll's view: `look(resumed)` (None at first, else (why, seconds
+    left)) returns (the answer, whether it has news), looked for after the
+    key's generation is read, so a wake in between is not lost. With news,
+    on a server that cannot park, or with no time left (`wait()` at first,
+    what is left when resumed), the answer; else the request is parked for
+    that long with `body` and "" returned, which is not sent."""
+    parker, resumed = environ.get(PARK), environ.get(RESUMED)
+    generation = parker.generation(key) if parker is not None else 0
+    answer, news = look(resumed)
+    left = wait() if resumed is None else resumed[1]
+    if news or parker is None or left <= 0:
+        return answer
+    if parker.suspend(key, left, body, generation, expired=expired):
+        return ""
+    return answer
 
 
 class Parking:

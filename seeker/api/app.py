@@ -30,7 +30,7 @@ from serving.errors import BadRequest
 from serving.flaskapp import base_app, serve_metrics
 from serving.inputs import int_arg
 from serving.openapi import OCTET_STREAM, Document, Media, operation
-from serving.parking import PARK, RESUMED
+from serving.parking import answer_or_park
 from serving.principals import Authenticator
 
 STATES = {s.value for s in TaskState}
@@ -167,15 +167,14 @@ def add_event_routes(app: Flask, seeker: Seeker) -> None:
         after = int_arg("after", 0, 0, 2**62)
         limit = int_arg("limit", 100, 1, 1000)
         wait = int_arg("wait", 0, 0, MAX_EVENT_WAIT)
+
+        def look(resumed: tuple | None) -> tuple[dict, bool]:
+            found = seeker.events.since(after, limit) if seeker.events else []
+            page = {"events": found, "next": found[-1]["seq"] if found else None}
+            return page, bool(found) or seeker.events is None
+
         # with `wait` and nothing yet, the request is parked (no thread)
         # until an event is published, here or at another seeker
-        parker, resumed = request.environ.get(PARK), request.environ.get(RESUMED)
-        generation = parker.generation(EVENT_WAITS) if parker is not None else 0
-        found = seeker.events.since(after, limit) if seeker.events else []
-        page = {"events": found, "next": found[-1]["seq"] if found else None}
-        left = wait if resumed is None else resumed[1]
-        if found or parker is None or seeker.events is None or left <= 0:
-            return page
-        if parker.suspend(EVENT_WAITS, left, b"", generation, expired=lambda: NO_EVENTS):
-            return ""  # not sent: the answer comes when the request is resumed
-        return page
+        return answer_or_park(
+            request.environ, EVENT_WAITS, look, lambda: wait, expired=lambda: NO_EVENTS
+        )

@@ -24,7 +24,7 @@ from seeker.control.operations import Seeker
 from seeker.helper_models import AssignmentEvent, Heartbeat, HelperRegistration, PollRequest
 from serving.access import allow, principal
 from serving.openapi import operation
-from serving.parking import NEW_CONNECTION, PARK, RESUMED
+from serving.parking import NEW_CONNECTION, answer_or_park
 
 
 def add_helper_routes(app: Flask, seeker: Seeker) -> None:
@@ -89,19 +89,22 @@ def add_helper_routes(app: Flask, seeker: Seeker) -> None:
         # its work at once if it has some; else the request is parked (no
         # thread) until some comes, or until the wait is over (answered empty)
         poll = body
-        parker, resumed = request.environ.get(PARK), request.environ.get(RESUMED)
-        generation = parker.generation(helper_id) if parker is not None else 0
-        new_connection = resumed is None and request.environ.get(NEW_CONNECTION, True)
-        work = seeker.poll(helper_id, poll, principal(), new_connection)
-        wait = seeker.parked_wait(poll.wait) if resumed is None else resumed[1]
-        answer = {**work, **seeker.poll_intervals()}
-        if work["assignments"] or work["stop"] or parker is None or wait <= 0:
-            return answer
-        # when its time is up, that answer is sent without this view running again
-        expired = partial(nothing_came_json, seeker)
-        if parker.suspend(helper_id, wait, request.get_data(), generation, expired=expired):
-            return ""  # not sent: the answer comes when the request is resumed
-        return answer
+
+        def look(resumed: tuple | None) -> tuple[dict, bool]:
+            new_connection = resumed is None and request.environ.get(NEW_CONNECTION, True)
+            work = seeker.poll(helper_id, poll, principal(), new_connection)
+            answer = {**work, **seeker.poll_intervals()}
+            return answer, bool(work["assignments"] or work["stop"])
+
+        return answer_or_park(
+            request.environ,
+            helper_id,
+            look,
+            lambda: seeker.parked_wait(poll.wait),
+            request.get_data(),
+            # when its time is up, that answer is sent without this view running again
+            expired=partial(nothing_came_json, seeker),
+        )
 
     @app.get("/api/v1/helpers")
     @operation({200: (HelperList, "the helpers")}, tag="helpers")

@@ -15,7 +15,7 @@ import pytest
 import requests
 from flask import Flask, request
 
-from serving.parking import EXPIRED, PARK, RESUMED, WOKEN, Parked, Parking
+from serving.parking import EXPIRED, PARK, RESUMED, WOKEN, Parked, Parking, answer_or_park
 from serving.tls import ServerCert
 from serving.wsgi import BackgroundServer
 from tests.certs import make_certs
@@ -204,3 +204,53 @@ def test_stop_closes_the_parked_connections():
     parking.stop()
     assert parking.parked() == 0
     assert conn.socket.fileno() == -1
+
+
+class FakeParker:
+    """Records suspend() calls; its generation moves on when told."""
+
+    def __init__(self):
+        self.gen = 0
+        self.suspended: list[tuple] = []
+
+    def generation(self, key: str) -> int:
+        return self.gen
+
+    def suspend(self, key, seconds, body, generation, expired=None) -> bool:
+        self.suspended.append((key, seconds, body, generation))
+        return True
+
+
+def test_answer_or_park_parks_only_a_request_without_news_with_time_left():
+    parker = FakeParker()
+
+    def look_woken_meanwhile(resumed):
+        parker.gen += 1  # a wake between reading the generation and looking
+        return {"got": None}, False
+
+    environ = {PARK: parker}
+    assert answer_or_park(environ, "k", look_woken_meanwhile, lambda: 20, b"{}") == ""
+    # parked with the generation read before the look: admit() sees it stale
+    assert parker.suspended == [("k", 20, b"{}", 0)]
+    assert answer_or_park(environ, "k", lambda r: ({"got": 1}, True), lambda: 20) == {"got": 1}
+    assert answer_or_park(environ, "k", lambda r: ({"got": None}, False), lambda: 0) == {
+        "got": None
+    }
+    assert answer_or_park({}, "k", lambda r: ({"got": None}, False), lambda: 20) == {"got": None}
+    assert len(parker.suspended) == 1  # news, no time, no parking server: answered
+
+
+def test_answer_or_park_waits_on_for_what_is_left_when_resumed():
+    parker = FakeParker()
+    seen = []
+    environ = {PARK: parker, RESUMED: (WOKEN, 7.5)}
+
+    def look(resumed):
+        seen.append(resumed)
+        return {}, False
+
+    def wait() -> float:
+        raise AssertionError("a resumed request waits what is left, not anew")
+
+    assert answer_or_park(environ, "k", look, wait) == ""
+    assert seen == [(WOKEN, 7.5)] and parker.suspended == [("k", 7.5, b"", 0)]
