@@ -212,9 +212,9 @@ def run(quick: bool = False) -> dict:
         warm = 40
         dep.push_tasks(warm)  # connections, caches
         cpu0 = {k: cpu_seconds(p) for k, p in procs.items()}
-        ops0 = db.opcounters()
+        ops0, beats0 = db.opcounters(), dep.counters()
         wall = dep.push_tasks(n, already=warm)
-        ops1 = db.opcounters()
+        ops1, beats1 = db.opcounters(), dep.counters()
         cpu = {k: cpu_seconds(p) - cpu0[k] for k, p in procs.items()}
         stored = dep.channel_db["results"].count_documents({})
         if stored != warm + n:
@@ -235,6 +235,10 @@ def run(quick: bool = False) -> dict:
     tps, raw_tps = n / wall, n_raw / raw_wall
     ops = {k: ops1.get(k, 0) - ops0.get(k, 0) for k in ops1}
     ops_per_task = sum(ops.values()) / n
+
+    def beats(key: str) -> float:
+        return beats1.get(key, 0) - beats0.get(key, 0)
+
     rows = [
         [
             f"tasks per second ({n:,} tasks; baseline {n_raw:,})",
@@ -285,6 +289,10 @@ def run(quick: bool = False) -> dict:
         "seeker's probes are in it too): "
         + ", ".join(f"{k} {v / n:.1f}" for k, v in ops.items() if v)
         + ".",
+        "Heartbeats during the run (the fleet's counters, written every 2 s): "
+        f"{beats('light_beats'):.0f} light heartbeats sent, "
+        f"{beats('beats_left_out'):.0f} left out by helpers whose "
+        "reports had reached the seeker within the interval (helper/beats.py `quiet_left`).",
         f"CPU over the run, all processes: {sum(cpu.values()):.1f} s in {wall:.1f} s of wall "
         f"time on {2} cores.",
         f"HTTP alone: one exchange (serving.http.JsonClient POSTing a result-sized body to "

@@ -25,7 +25,10 @@ asks (or every --heartbeat seconds, if given and more often), each on its
 own schedule (bench/heartbeats.py); a beat is light (POST
 /api/v1/helpers/<id>/heartbeat) but the first and one every 60 beats, which
 are full registrations; a pulling helper whose polls go through sends no
-light beat (it counts as one beaten: its polls stood in). Joining:
+light beat (it counts as one beaten: its polls stood in), nor does a pushed
+helper whose reports reached the seeker within the interval (its next beat
+is then due an interval after its last report, and one goes at least every
+4 intervals: helper/beats.py `quiet_left`). Joining:
 every helper registers at once, --beat-threads at a time. When the helper's
 heartbeat changes, `FleetHelper.beat` must change with it.
 
@@ -58,7 +61,7 @@ from channel.client import ChannelClient
 from channel.models import ResultStatus
 from helper.agent import RUNNING_REPORT_DELAY
 from helper.app import create_app
-from helper.beats import next_beat_in
+from helper.beats import next_beat_in, quiet_left
 from helper.executor import Executor
 from helper.models import Assignment
 from helper.outbox import Outbox
@@ -110,6 +113,10 @@ class FleetHelper:
         self.fixed = args.heartbeat  # --heartbeat: beat at least this often
         self.every = args.heartbeat or 15.0
         self.next_in = self.every  # seconds to its next beat (helper/agent.py `_heartbeat`)
+        # when the seeker last took a report of this (pushed) helper, and last
+        # answered its beat or registration (monotonic; helper/agent.py `beat`)
+        self.heard_at: float | None = None
+        self.beat_at: float | None = None
         self.registered_at = -1.0
         self.token = args.token
         self.counters = counters
@@ -124,7 +131,7 @@ class FleetHelper:
                     dict(e["result"], sent_at=datetime.now(timezone.utc).isoformat()),
                     receipt=e["receipt"],
                 ),
-                "event": lambda p: self.seeker.report(p["task_id"], p["event"]),
+                "event": lambda p: self.report(p["task_id"], p["event"]),
             },
         )
         self.executor = Executor(
@@ -133,11 +140,18 @@ class FleetHelper:
             self.helper_id,
             self.name,
             args.slots,
-            report=self.seeker.report,
+            report=self.report,
             boot_id=self.boot_id,
         )
         # as helper/agent.py: a run that ends within this is reported once, finished
         self.executor.running_report_delay = RUNNING_REPORT_DELAY
+
+    def report(self, task_id: str, event: dict) -> dict:
+        """helper/agent.py `_report`: the seeker counts it as a contact."""
+        answer = self.seeker.report(task_id, event)
+        if self.mode == "push":
+            self.heard_at = time.monotonic()
+        return answer
 
     def app(self):
         """This helper's REST API, as `helper start` serves it."""
@@ -179,7 +193,7 @@ class FleetHelper:
         if answer.get("credential"):
             self.credentials = (answer["credential"],)
             self.authorize(answer["credential"])
-        self.registered_at = time.monotonic()
+        self.registered_at = self.beat_at = time.monotonic()
         self.adopt_interval(answer)
         self.stop_runs(answer.get("stop") or [])
         return True
@@ -187,10 +201,15 @@ class FleetHelper:
     def beat(self) -> bool:
         """helper/agent.py `beat`: a light heartbeat, or a full registration
         the first time and every 60 beats (the simulated resources do not
-        change)."""
+        change), or none while its reports reach the seeker."""
         stale = time.monotonic() - self.registered_at > self.every * REFRESH_BEATS
         if self.registered_at < 0 or stale:
             return self.register()
+        quiet = quiet_left(time.monotonic(), self.every, self.heard_at, self.beat_at)
+        if quiet is not None:
+            self.next_in = quiet  # its reports told the seeker it is alive
+            self.counters.add("beats_left_out")
+            return True
         beat = {"boot_id": self.boot_id, "running": self.executor.running_keys()}
         try:
             answer = self.seeker.heartbeat(self.helper_id, {**beat, "heartbeat": self.fixed})
@@ -198,6 +217,8 @@ class FleetHelper:
             if exc.status in (401, 404, 409):
                 return self.register()
             raise
+        self.beat_at = time.monotonic()
+        self.counters.add("light_beats")
         self.adopt_interval(answer)
         self.stop_runs(answer.get("stop") or [])
         return True

@@ -38,6 +38,8 @@ class Counters:
         self.values: dict[str, float] = {
             "registrations": 0,
             "registration_failures": 0,
+            "light_beats": 0,  # light heartbeats the seeker answered
+            "beats_left_out": 0,  # by pushed helpers whose reports reached the seeker
             "beats_due_late": 0,  # due registrations that waited over 1 s for a thread
             "late_s_max": 0.0,
             "polls": 0,  # answered polls

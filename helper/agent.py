@@ -14,7 +14,7 @@ from pathlib import Path
 
 from channel.client import ChannelClient
 from helper.app import create_app
-from helper.beats import LIGHT, REFRESH_BEATS, next_beat_in, shape_of
+from helper.beats import LIGHT, REFRESH_BEATS, next_beat_in, quiet_left, shape_of
 from helper.executor import Executor, remove_spill
 from helper.inputs import DEFAULT_CAP, InputCache
 from helper.metrics import HelperMetrics
@@ -115,6 +115,12 @@ class HelperAgent(PullMode):
         self._polled_at: datetime | None = None  # when a poll was last answered
         self._sent_shape: dict | None = None  # of the last registration the seeker took
         self._sent_at: datetime | None = None
+        # push mode: when the seeker last took a report of a run from this
+        # helper, and last answered a beat or registration (seconds, on
+        # `clock`); a beat its reports made needless waits `_quiet` seconds
+        self._heard_at: float | None = None
+        self._beat_at: float | None = None
+        self._quiet: float | None = None
         self._credentials: tuple[str, ...] = ()  # the newest first
         self._rotated_at: datetime | None = None  # when the newest credential came
         self._credential_file = CredentialFile(cfg.data_dir)
@@ -134,7 +140,7 @@ class HelperAgent(PullMode):
                 {
                     "artifact": self._upload_artifact,
                     "result": self._post_result,
-                    "event": lambda p: self.seeker.report(p["task_id"], p["event"]),
+                    "event": lambda p: self._report(p["task_id"], p["event"]),
                 }
             ),
             # a channel outage must not keep completions from the seeker, nor
@@ -148,7 +154,7 @@ class HelperAgent(PullMode):
             self.name,
             cfg.slots,
             prefetch=cfg.prefetch,
-            report=self.seeker.report,
+            report=self._report,
             network_mode=cfg.network_mode,
             boot_id=self.boot_id,
             declared_gpus="gpus" in cfg.declared,
@@ -190,6 +196,15 @@ class HelperAgent(PullMode):
             url,
         )
         return url
+
+    def _report(self, task_id: str, event: dict) -> dict:
+        """Report a run's event to the seeker, which counts it as a contact
+        with this helper, as it does a heartbeat (see `beat`; a pulling
+        helper's polls stand for its beats instead)."""
+        answer = self.seeker.report(task_id, event)
+        if not self.cfg.pull:
+            self._heard_at = self.clock().timestamp()
+        return answer
 
     def _upload_artifact(self, entry: dict) -> None:
         if not Path(entry["path"]).exists():
@@ -288,7 +303,8 @@ class HelperAgent(PullMode):
         and its passing load changed, and at least every REFRESH_BEATS beats;
         else a light heartbeat (the seeker writes the light ones of a
         second in one write), but none while a pulling helper's polls go
-        through."""
+        through, nor while a pushed helper's reports do (then `_quiet`
+        says how long the next beat may wait: helper/beats.py quiet_left)."""
         body = self.registration()
         with self._register_lock:
             unchanged = shape_of(body) == self._sent_shape
@@ -298,6 +314,11 @@ class HelperAgent(PullMode):
                 return self._register(body)
             if self.polling():
                 return True  # its polls say what a light heartbeat would
+            now = self.clock().timestamp()
+            every = self.heartbeat_every()
+            self._quiet = quiet_left(now, every, self._heard_at, self._beat_at)
+            if self._quiet is not None:
+                return True  # its reports told the seeker it is alive
             try:
                 answer = self.seeker.heartbeat(
                     self.helper_id, {k: body[k] for k in ("boot_id", *LIGHT)}
@@ -311,6 +332,7 @@ class HelperAgent(PullMode):
                 log.warning("heartbeat to %s failed: %s", self.seeker.base_url, exc)
                 return False
         self._asked_heartbeat = answer.get("heartbeat") or self._asked_heartbeat
+        self._beat_at = now
         self._stop_runs(answer.get("stop") or [])
         return True
 
@@ -344,6 +366,7 @@ class HelperAgent(PullMode):
             where = "pulling its work" if self.cfg.pull else f"at {self.url}"
             log.info("registered as %s (%s), %s", self.name, self.helper_id, where)
         self._sent_shape, self._sent_at = shape_of(body), self.clock()
+        self._beat_at, self._quiet = self._sent_at.timestamp(), None
         self._asked_heartbeat = (answer or {}).get("heartbeat") or self._asked_heartbeat
         self._registered.set()
         self._stop_runs((answer or {}).get("stop") or [])
@@ -364,8 +387,11 @@ class HelperAgent(PullMode):
         while not self._stop.is_set():
             ok = self.beat()
             every = self.heartbeat_every()
-            delay = next_beat_in(before, every) if ok else min(delay * 2, every)
-            before = every if ok else before
+            if ok and self._quiet is not None:  # left out: due `every` after its last report
+                delay = self._quiet
+            else:
+                delay = next_beat_in(before, every) if ok else min(delay * 2, every)
+                before = every if ok else before
             self._stop.wait(delay)
 
     def wait_registered(self, timeout: float) -> bool:

@@ -1,6 +1,6 @@
 """What a helper's heartbeats carry and when they go: the shape of a
 registration that makes a full one worth sending, the light beats' fields,
-and when the next beat is due."""
+when the next beat is due, and when a busy helper may leave one out."""
 
 from __future__ import annotations
 
@@ -12,6 +12,11 @@ import random
 REFRESH_BEATS = 60  # heartbeats: every 15 minutes at 15 s, 100 at 100 s
 VOLATILE = ("cpu_load", "memory_available", "disk_free")
 LIGHT = ("running", "heartbeat")  # what a light heartbeat carries too
+# a pushed helper whose reports keep reaching the seeker leaves out its
+# light heartbeats, but beats at least every QUIET_BEATS intervals; a wait
+# shorter than MIN_QUIET seconds is not worth it (it beats at once)
+QUIET_BEATS = 4
+MIN_QUIET = 1.0
 GiB = 1024**3
 
 
@@ -42,3 +47,20 @@ def shape_of(registration: dict) -> dict:
     ]
     shape["resources"] = res
     return shape
+
+
+def quiet_left(
+    now: float, every: float, heard_at: float | None, beat_at: float | None
+) -> float | None:
+    """Seconds a pushed helper's light heartbeat may still wait because the
+    seeker heard from it otherwise (a report of a run counts there as a
+    contact, as a beat does), or None when the beat is due now. The seeker
+    then hears from it at least every `every` seconds, as beats alone would
+    make it (liveness and the prober expect no more); but a light beat goes
+    at least every QUIET_BEATS intervals, since its answer is how runs the
+    seeker no longer wants are stopped. Times in seconds on one clock."""
+    if heard_at is None or beat_at is None:
+        return None
+    # (never more than `every`: a clock set back does not stretch it)
+    left = min(every, every - (now - heard_at), QUIET_BEATS * every - (now - beat_at))
+    return left if left >= MIN_QUIET else None

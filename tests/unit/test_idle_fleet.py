@@ -13,7 +13,7 @@ from dispatch_fakes import Counting, FakePush, add_helper, add_task
 from test_executor import FakeRuntime
 
 from helper.agent import HelperAgent, HelperConfig
-from helper.beats import next_beat_in, shape_of
+from helper.beats import QUIET_BEATS, next_beat_in, quiet_left, shape_of
 from seeker.api.app import create_app
 from seeker.control.dispatcher import Dispatcher
 from seeker.control.health import HelperHealth
@@ -238,6 +238,9 @@ class Seeker4Agent:
         self.full += 1
         return {"heartbeat": 30.0, "stop": []}
 
+    def report(self, task_id, event):
+        return {"task_id": task_id, "state": event["state"]}
+
     def heartbeat(self, helper_id, beat):
         if self.refuse_light:
             status, self.refuse_light = self.refuse_light, None
@@ -316,3 +319,45 @@ def test_a_helper_told_to_beat_less_often_spreads_its_next_beat():
     assert draws == [(15.0, 100.0)]
     spread = [next_beat_in(15.0, 100.0) for _ in range(200)]
     assert all(15.0 <= s <= 100.0 for s in spread) and max(spread) - min(spread) > 40
+
+
+def test_a_beat_may_wait_while_the_seeker_hears_from_the_helper_otherwise():
+    """`every` after the last report, never QUIET_BEATS intervals after the
+    last beat, and not at all without a report or for less than a second."""
+    assert quiet_left(100.0, 15.0, None, 90.0) is None  # no report yet
+    assert quiet_left(100.0, 15.0, 95.0, None) is None  # no beat answered yet
+    assert quiet_left(100.0, 15.0, 95.0, 90.0) == 10.0  # 15 s after the report at 95
+    assert quiet_left(100.0, 15.0, 85.5, 90.0) is None  # its report is 14.5 s old: beat
+    last_beat = 100.0 - QUIET_BEATS * 15.0
+    assert quiet_left(100.0, 15.0, 99.0, last_beat) is None  # quiet long enough: beat
+    assert quiet_left(100.0, 15.0, 99.0, last_beat + 5.0) == 5.0
+    assert quiet_left(100.0, 15.0, 130.0, 90.0) == 15.0  # a clock set back: one interval
+
+
+def test_a_pushed_helper_whose_reports_reach_the_seeker_leaves_out_its_beats(agent, clock):
+    assert agent.beat() and agent.seeker.full == 1  # registered (every 30 s, it is told)
+    clock.advance(10)
+    agent._report("t1", {"state": "finished"})
+    clock.advance(20)
+    assert agent.beat() and agent.seeker.light == 0  # heard 20 s ago: no beat
+    assert agent._quiet == 10.0  # the next is due 30 s after that report
+    clock.advance(10)
+    assert agent.beat() and agent.seeker.light == 1  # nothing since: it beats
+    assert agent._quiet is None
+    for _ in range(QUIET_BEATS - 1):  # reports keep coming: no beat for 4 intervals
+        clock.advance(30)
+        agent._report("t2", {"state": "finished"})
+        assert agent.beat() and agent.seeker.light == 1
+        assert agent._quiet == 30.0
+    clock.advance(30)
+    agent._report("t3", {"state": "finished"})
+    assert agent.beat() and agent.seeker.light == 2  # 4 intervals since its last beat
+    assert agent.seeker.beats[-1]["running"] == []  # and the beat says what it runs
+
+
+def test_a_pulling_helpers_reports_do_not_stand_for_its_beats(agent, clock):
+    agent.cfg.pull, agent.cfg.heartbeat = True, 5.0  # --heartbeat: it beats though it polls
+    assert agent.beat() and agent.seeker.full == 1
+    clock.advance(5)
+    agent._report("t1", {"state": "finished"})
+    assert agent.beat() and agent.seeker.light == 1
