@@ -40,6 +40,12 @@ WOKEN, EXPIRED = "woken", "expired"
 # Parked connections at most; beyond, a request is answered at once (each
 # parked connection holds a file descriptor: see raise_open_files_limit()).
 PARKED_LIMIT = 20_000
+# A key's generation is kept while a request waits under it, and for this
+# many seconds after a view last read it (longer than any view runs between
+# reading it and its request being admitted); then forgotten, so that keys
+# of one use (a task's end) do not pile up. Looked for once the keys double.
+GENERATION_KEPT = 300.0
+PRUNE_FROM = 1024
 
 
 @dataclass(eq=False)
@@ -117,20 +123,27 @@ def answer_or_park(
 
 class Parking:
     """The parked requests of one server. `resume(conn)` hands a connection
-    back to the server's worker threads (set by serving.wsgi)."""
+    back to the server's worker threads (set by serving.wsgi). `kind(key)`
+    sorts the keys into kinds whose parked requests are counted as they
+    come and go (`parked(kind=...)`)."""
 
     def __init__(
         self,
         on_drop: Callable[[str], None] = lambda key: None,
         now: Callable[[], float] = time.monotonic,
         limit: int = PARKED_LIMIT,
+        kind: Callable[[str], str] = lambda key: "",
     ):
         self.on_drop = on_drop
         self.now = now
         self.limit = limit
+        self.kind = kind
+        self._of_kind: dict[str, int] = {}
         self.resume: Callable[[object], None] = lambda conn: None
         self._lock = threading.Lock()
         self._generations: dict[str, int] = {}
+        self._read_at: dict[str, float] = {}  # key -> when a view last read its generation
+        self._prune_at = PRUNE_FROM
         self._by_key: dict[str, set[Parked]] = {}
         self._by_fd: dict[int, Parked] = {}
         self._deadlines: list[tuple[float, int, Parked]] = []
@@ -144,22 +157,36 @@ class Parking:
     # --- what views and the domain call ----------------------------------------
 
     def generation(self, key: str) -> int:
+        """What `wake(key)` counts, read before a view looks for its answer:
+        a wake after this read makes `admit` resume the request at once."""
         with self._lock:
+            self._read_at[key] = self.now()
+            if len(self._read_at) >= self._prune_at:
+                self._prune()
             return self._generations.get(key, 0)
 
     def has_room(self) -> bool:
         with self._lock:
             return len(self._by_fd) < self.limit
 
-    def parked(self, key: str | None = None) -> int:
+    def parked(self, key: str | None = None, kind: str | None = None) -> int:
+        """How many requests are parked: in all, under `key`, or of `kind`."""
         with self._lock:
+            if kind is not None:
+                return self._of_kind.get(kind, 0)
             return len(self._by_fd) if key is None else len(self._by_key.get(key, ()))
+
+    def keys(self, prefix: str = "") -> list[str]:
+        """The keys that requests are parked under, those starting with `prefix`."""
+        with self._lock:
+            return [k for k in self._by_key if k.startswith(prefix)]
 
     def wake(self, key: str) -> int:
         """Something for `key`: its parked requests run again now (and one
         being parked meanwhile does not wait). Returns how many were woken."""
         with self._lock:
-            self._generations[key] = self._generations.get(key, 0) + 1
+            if key in self._read_at or key in self._by_key:  # else no view is looking
+                self._generations[key] = self._generations.get(key, 0) + 1
             woken = list(self._by_key.get(key, ()))
             for p in woken:
                 self._forget(p)
@@ -178,6 +205,8 @@ class Parking:
             stale = self._stopped or self._generations.get(p.key, 0) != p.generation
             if not stale:
                 self._by_key.setdefault(p.key, set()).add(p)
+                kind = self.kind(p.key)
+                self._of_kind[kind] = self._of_kind.get(kind, 0) + 1
                 self._by_fd[conn.socket.fileno()] = p
                 heapq.heappush(self._deadlines, (p.deadline, p.seq, p))
                 self._selector.register(conn.socket.fileno(), selectors.EVENT_READ, p)
@@ -214,6 +243,7 @@ class Parking:
         if self._by_fd.get(fd) is not p:
             return
         del self._by_fd[fd]
+        self._of_kind[self.kind(p.key)] -= 1
         peers = self._by_key.get(p.key)
         if peers is not None:
             peers.discard(p)
@@ -223,6 +253,16 @@ class Parking:
             self._selector.unregister(fd)
         except (KeyError, ValueError):
             pass
+
+    def _prune(self) -> None:
+        """Under the lock: forget the generations of keys nobody waits under
+        and no view read for GENERATION_KEPT seconds."""
+        cutoff = self.now() - GENERATION_KEPT
+        for key in [k for k, at in self._read_at.items() if at < cutoff]:
+            if key not in self._by_key:
+                del self._read_at[key]
+                self._generations.pop(key, None)
+        self._prune_at = max(PRUNE_FROM, 2 * len(self._read_at))
 
     def _resume(self, p: Parked, reason: str) -> None:
         left = max(0.0, p.deadline - self.now())

@@ -15,7 +15,17 @@ import pytest
 import requests
 from flask import Flask, request
 
-from serving.parking import EXPIRED, PARK, RESUMED, WOKEN, Parked, Parking, answer_or_park
+from serving.parking import (
+    EXPIRED,
+    GENERATION_KEPT,
+    PARK,
+    PRUNE_FROM,
+    RESUMED,
+    WOKEN,
+    Parked,
+    Parking,
+    answer_or_park,
+)
 from serving.tls import ServerCert
 from serving.wsgi import BackgroundServer
 from tests.certs import make_certs
@@ -254,3 +264,33 @@ def test_answer_or_park_waits_on_for_what_is_left_when_resumed():
 
     assert answer_or_park(environ, "k", look, wait) == ""
     assert seen == [(WOKEN, 7.5)] and parker.suspended == [("k", 7.5, b"", 0)]
+
+
+def test_the_generations_of_keys_nobody_looks_at_are_not_kept():
+    """A key of one use (a task's end) is forgotten: a wake of a key no view
+    read is not counted, and one read over GENERATION_KEPT ago, with nothing
+    parked under it, is dropped once the keys double; one read lately, or
+    with a request parked under it, keeps its count."""
+    now = [0.0]
+    parking = Parking(now=lambda: now[0])
+    conn = FakeConn()
+    try:
+        for n in range(5000):
+            parking.wake(f"/tasks/{n}")  # ended, and nobody waited
+        assert parking._generations == {} and parking._read_at == {}
+        parked = parking.generation("h")
+        conn.seeker_parked = Parked(conn, "req", "h", 1e12, b"{}", parked)
+        parking.admit(conn)  # parked under "h"
+        for n in range(PRUNE_FROM - 2):
+            parking.generation(f"/tasks/{n}")
+        parking.wake("/tasks/0")
+        now[0] = GENERATION_KEPT + 1
+        recent = parking.generation("/tasks/recent")  # the PRUNE_FROM-th key: pruned
+        assert set(parking._read_at) == {"h", "/tasks/recent"}
+        assert "/tasks/0" not in parking._generations
+        parking.wake("/tasks/recent")
+        assert parking.generation("/tasks/recent") == recent + 1  # a wake after a read counts
+        assert parking.parked("h") == 1
+    finally:
+        conn.close()
+        parking.stop()
