@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,8 +21,16 @@ def progress_key(task: dict) -> tuple:
     return task["state"], tuple((a["attempt"], a["state"]) for a in task.get("assignments", []))
 
 
+# seconds a blocking query of a task waits in SeekerClient.wait: for its end,
+# or, showing progress, for at most this before it is asked again
+TASK_WAIT = 60
+PROGRESS_WAIT = 1
+
+
 class SeekerClient(JsonClient):
     """Talk to a seeker: `SeekerClient("http://head:7070", token)`."""
+
+    sleep = staticmethod(time.sleep)  # between polls of a seeker without blocking queries
 
     # --- users ---------------------------------------------------------------
 
@@ -106,8 +115,13 @@ class SeekerClient(JsonClient):
             "unpack": is_dir,
         }
 
-    def get(self, task_id: str) -> dict:
-        return self.request("GET", f"/api/v1/tasks/{task_id}")
+    def get(self, task_id: str, wait: int = 0) -> dict:
+        """The task; with `wait` (seconds, at most 300) and the task not
+        ended, the seeker answers when it ends, or with the task as it is
+        when the time is up (a blocking query)."""
+        params = {"wait": wait} if wait else None
+        path = f"/api/v1/tasks/{task_id}"
+        return self.request("GET", path, params=params, timeout=self._longer(wait))
 
     def tasks(self, state: str | None = None, limit: int = 50) -> list[dict]:
         """The newest `limit` tasks (in `state`, if given)."""
@@ -170,11 +184,24 @@ class SeekerClient(JsonClient):
         poll: float = 0.25,
         on_change: Callable[[dict], None] | None = None,
     ) -> dict:
-        """Poll until the task ends; returns it. Raises TimeoutError."""
+        """Wait until the task ends; returns it. Raises TimeoutError.
+
+        Blocking queries (`get(task_id, wait=...)`): the seeker answers the
+        moment the task ends, and a task that runs an hour costs a request a
+        minute. With `on_change` (called with the task as it is, then
+        whenever its state or an assignment's moved on) each query waits at
+        most a second, so that progress shows within one. A seeker that answers at once (one from
+        before blocking queries) is asked again every `poll` seconds."""
         deadline = None if timeout is None else time.monotonic() + timeout
         last = None
+        most = PROGRESS_WAIT if on_change else TASK_WAIT
         while True:
-            task = self.get(task_id)
+            left = None if deadline is None else deadline - time.monotonic()
+            wait = most if left is None else max(0, min(most, math.ceil(left)))
+            if on_change and last is None:
+                wait = 0  # the state it is in now, at once
+            asked = time.monotonic()
+            task = self.get(task_id, wait)
             seen = progress_key(task)
             if on_change and seen != last:
                 on_change(task)
@@ -183,7 +210,8 @@ class SeekerClient(JsonClient):
                 return task
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"task {task_id} still {task['state']} after {timeout}s")
-            time.sleep(poll)
+            if wait and time.monotonic() - asked < min(wait, poll):
+                self.sleep(poll)  # answered at once: not a blocking query
 
     def events(self, after: int = 0, limit: int = 100, wait: int = 0) -> dict:
         """A page of the event log: the events after `after` (a `seq`),

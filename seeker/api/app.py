@@ -20,12 +20,13 @@ from seeker.api.openapi import (
     TaskQuery,
     TaskResults,
     TaskSubmission,
+    TaskWaitQuery,
 )
 from seeker.api.workflows import add_workflow_routes
 from seeker.control.credentials import JOIN
 from seeker.control.operations import Seeker
 from seeker.models import TaskSpec, TaskState
-from seeker.store.events import EVENT_WAITS, MAX_EVENT_WAIT
+from seeker.store.events import EVENT_WAITS, MAX_EVENT_WAIT, TASK_WAITS
 from serving.errors import BadRequest
 from serving.flaskapp import base_app, serve_metrics
 from serving.inputs import int_arg
@@ -34,6 +35,7 @@ from serving.parking import answer_or_park
 from serving.principals import Authenticator
 
 STATES = {s.value for s in TaskState}
+FINAL = {s.value for s in TaskState.final()}
 NO_EVENTS = b'{"events": [], "next": null}'  # a wait that ended with none
 
 
@@ -100,10 +102,27 @@ def add_task_routes(app: Flask, seeker: Seeker) -> None:
         return {"tasks": found, "next": cursor}
 
     @app.get("/api/v1/tasks/<task_id>")
-    @operation({200: (TaskDetail, "the task"), 404: NO_TASK}, params=TASK_ID, tag="tasks")
+    @operation(
+        {
+            200: (TaskDetail, "the task (with `wait`: once it ended, or when the time is up)"),
+            400: "wait out of range",
+            404: NO_TASK,
+        },
+        params=TASK_ID,
+        query=TaskWaitQuery,
+        tag="tasks",
+    )
     def get_task(task_id: str):
         """One task, with its assignments"""
-        return seeker.task(task_id)
+        wait = int_arg("wait", 0, 0, MAX_EVENT_WAIT)
+
+        def look(resumed: tuple | None) -> tuple[dict, bool]:
+            task = seeker.task(task_id)
+            return task, task["state"] in FINAL
+
+        # with `wait` and the task not ended, the request is parked (no
+        # thread) until it ends, here or at another seeker
+        return answer_or_park(request.environ, TASK_WAITS + task_id, look, lambda: wait)
 
     @app.delete("/api/v1/tasks/<task_id>")
     @operation(

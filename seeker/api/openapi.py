@@ -348,6 +348,16 @@ class TaskQuery(BaseModel):
     array_id: str = Field(default=None, description="only this array's tasks")
 
 
+class TaskWaitQuery(BaseModel):
+    wait: int = Field(
+        default=0,
+        ge=0,
+        le=MAX_EVENT_WAIT,
+        description="seconds to wait for the task to end when it has not yet (a blocking "
+        "query): answered when it ends, or as it is then when the time is up",
+    )
+
+
 class InputUploadQuery(BaseModel):
     name: str = Field(min_length=1, max_length=255)
     sha256: str = Field(

@@ -13,7 +13,8 @@ SecantusDB, a one-node replica set), a short poll otherwise.
 - a helper removed, or its credential changed: forget what this process
   cached of it (`forget`);
 - an event published: answer the requests waiting here for the next one
-  (`new_event`).
+  (`new_event`);
+- a task ended: answer the requests waiting here for its end (`ended`).
 
 Nothing here decides anything: each reaction reads the database afresh, so
 an event heard twice, late, or not at all costs time, never correctness."""
@@ -96,14 +97,17 @@ class ChangeFeed:
         poll_every: float = 1.0,
         room: Callable[[], None] | None = None,
         new_event: Callable[[], object] = lambda: None,
+        ended: Callable[[str | None], object] = lambda task_id: None,
     ):
         """`parked()`: how many polls wait in this process (the fallback poll
-        looks for their work only while some do)."""
+        looks for their work only while some do); `ended(task_id)`: a task
+        ended (None: any may have, heard without change streams)."""
         self.db = db
         self.clock = clock
         self.kick, self.wake, self.forget, self.parked = kick, wake, forget, parked
         self.room = room or kick
         self.new_event = new_event
+        self.ended = ended
         self.poll_every = poll_every
         self.streams: bool | None = None  # None until known
         self._stop = threading.Event()
@@ -116,9 +120,10 @@ class ChangeFeed:
         fields = (change.get("updateDescription") or {}).get("updatedFields") or {}
         if kind == "insert" or fields.get("open", 0) >= 1:
             self.kick()
-        if fields.get("state") in TaskState.final() and self.parked():
-            # only polls waiting here are to hear it
-            self._wake_pullers_of(change["documentKey"]["_id"])
+        if fields.get("state") in TaskState.final():
+            self.ended(change["documentKey"]["_id"])
+            if self.parked():  # only polls waiting here are to hear it
+                self._wake_pullers_of(change["documentKey"]["_id"])
 
     def on_assignment(self, change: dict) -> None:
         doc = change.get("fullDocument") or {}
@@ -210,13 +215,15 @@ class ChangeFeed:
         """Without change streams: every `poll_every` seconds, place what
         waits, wake the polls here whose helpers got offers or whose runs'
         tasks ended since the last look, and the requests waiting for the
-        next event (each looks again, and waits on if there is none).
+        next event or for a task's end (each looks again, and waits on if
+        there is nothing yet).
         (Credentials cached here expire on their own: seeker/store/helpers.py.)"""
         since = self.clock()
         while not self._stop.wait(self.poll_every):
             now = self.clock()
             self.kick()
             self.new_event()
+            self.ended(None)
             if self.parked():
                 try:
                     self._wake_since(since - timedelta(seconds=1))

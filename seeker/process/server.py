@@ -32,7 +32,7 @@ from seeker.control.mailbox import Mailbox
 from seeker.control.operations import Seeker
 from seeker.control.prober import Prober
 from seeker.control.webhooks import WebhookWatcher
-from seeker.store.events import EVENT_WAITS, EventLog
+from seeker.store.events import EVENT_WAITS, TASK_WAITS, EventLog
 from seeker.store.helpers import FOLLOWED_TTL, HelperStore
 from seeker.store.leases import RETRY_PERIOD, Lease
 from seeker.store.tasks import TaskStore
@@ -99,6 +99,20 @@ class HelperClients:
         if credential:
             client.authorize(credential)
         return client
+
+
+def published(parking: Parking, event: dict) -> None:
+    """An event published here: answer the requests waiting for the next
+    one, and those waiting for the end of its task (a task's end is one)."""
+    parking.wake(EVENT_WAITS)
+    if event.get("task_id"):
+        parking.wake(TASK_WAITS + event["task_id"])
+
+
+def parked_kind(key: str) -> str:
+    """Waits for events and tasks' ends are parked under keys with a "/"; a
+    pulling helper's poll under its id, which has none."""
+    return "wait" if "/" in key else "poll"
 
 
 class SeekerServer:
@@ -181,10 +195,10 @@ class SeekerServer:
             return clients(helper).assign(assignment)
 
         self.pushes = ThreadPoolExecutor(push_threads, thread_name_prefix="push")
-        self.parking = Parking(on_drop=self._dropped)
+        self.parking = Parking(on_drop=self._dropped, kind=parked_kind)
         # a request waiting for the next event is answered at each one
         # published here (another seeker's: through the change feed)
-        self.events.watch(lambda event: self.parking.wake(EVENT_WAITS))
+        self.events.watch(lambda event: published(self.parking, event))
         self.loop = DispatchLoop(None)
         liveness = timedelta(seconds=liveness_seconds)
         self.metrics = SeekerMetrics()
@@ -266,21 +280,31 @@ class SeekerServer:
             parked=self._polls_parked,
             room=self._room_made,
             new_event=lambda: self.parking.wake(EVENT_WAITS),
+            ended=self._ended,
         )
         self.server = BackgroundServer(
             self.app, host, port, threads=16, cert=tls, parking=self.parking
         )
         self.url = self.server.url
 
+    def _ended(self, task_id: str | None) -> None:
+        """A task ended (heard through the change feed; None: any may have):
+        the requests waiting for its end look again."""
+        keys = [TASK_WAITS + task_id] if task_id else self.parking.keys(TASK_WAITS)
+        for key in keys:
+            self.parking.wake(key)
+
     def _dropped(self, key: str) -> None:
         """A parked request's client went away: a pulling helper's poll
-        (usually, the helper died) or a wait for the next event."""
-        if key != EVENT_WAITS:
+        (usually, the helper died), or a wait for the next event or for a
+        task's end (keys with a "/", which a helper id has not)."""
+        if "/" not in key:
             self.seeker.poll_dropped(key)
 
     def _polls_parked(self) -> int:
-        """The pulling helpers' polls parked here (not the event waits)."""
-        return self.parking.parked() - self.parking.parked(EVENT_WAITS)
+        """The pulling helpers' polls parked here (not the waits for events
+        or tasks' ends)."""
+        return self.parking.parked(kind="poll")
 
     def _schedule(self, sweep: float, probe: float, ack_timeout: float) -> None:
         """The periodic work, done by the one seeker of the group that holds

@@ -31,6 +31,9 @@ HELPER_PURGED = "helper.purged"
 EVENT_WAITS = "/events"
 # the longest a request may wait for the next event (GET /api/v1/events?wait=)
 MAX_EVENT_WAIT = 300
+# where a request waiting for a task to end waits: this and the task's id
+# (GET /api/v1/tasks/<id>?wait=, at most MAX_EVENT_WAIT seconds)
+TASK_WAITS = "/tasks/"
 KINDS = (TASK_SUCCEEDED, TASK_FAILED, TASK_CANCELLED, HELPER_PURGED)
 
 Watcher = Callable[[dict], None]

@@ -60,6 +60,7 @@ def feed_of(db, heard: Heard, parked=lambda: 1, poll_every: float = 1.0) -> Chan
         parked=parked,
         poll_every=poll_every,
         new_event=heard.recorder("new_event"),
+        ended=heard.recorder("ended"),
     )
 
 
@@ -83,6 +84,7 @@ def test_over_a_change_stream_another_seekers_work_is_heard_at_once(shared_db):
         heard.calls["wake"].clear()
         other.cancel("t1", utc_now())  # cancelled there: the puller must hear to stop
         heard.wait("wake", "nat")
+        heard.wait("ended", "t1")  # and the requests waiting here for its end
         helpers.register({**NAT, "url": None}, utc_now(), nonce="n1")
         helpers.remove("nat")  # purged there: its credential must not be trusted here
         heard.wait("forget", "nat")
@@ -118,6 +120,8 @@ def test_without_change_streams_a_short_poll_hears_it(mock_db):
         assert feed.streams is False
         heard.wait("kick")  # every poll places what waits
         heard.wait("new_event")  # and has the waits for the next event look again
+        heard.wait("ended")  # and those for a task's end, any task's
+        assert set(heard.calls["ended"]) == {(None,)}
         other = TaskStore(mock_db)
         other.create("t1", SPEC, utc_now())
         other.assign(other.get("t1"), NAT, utc_now(), via="pull")

@@ -14,17 +14,18 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 from click.testing import CliRunner
-from test_parking import wait_parked
+from test_parking import FakeConn, wait_parked
 
 from seeker.api.app import create_app
 from seeker.cli.commands import main as seeker_main
 from seeker.client import SeekerClient
 from seeker.control.operations import Seeker
-from seeker.store.events import EVENT_WAITS, TASK_SUCCEEDED, EventLog
+from seeker.process.server import parked_kind, published
+from seeker.store.events import EVENT_WAITS, TASK_SUCCEEDED, TASK_WAITS, EventLog
 from seeker.store.helpers import HelperStore
 from seeker.store.tasks import TaskStore
 from serving.http import ApiError
-from serving.parking import Parking
+from serving.parking import Parked, Parking
 from serving.wsgi import BackgroundServer
 
 
@@ -33,9 +34,9 @@ class Served:
         self.events = EventLog(db, clock)
         self.events.ensure_indexes()
         seeker = Seeker(TaskStore(db), HelperStore(db), clock=clock, events=self.events)
-        self.parking = Parking()
+        self.parking = Parking(kind=parked_kind)
         # as seeker/process/server.py wires it
-        self.events.watch(lambda event: self.parking.wake(EVENT_WAITS))
+        self.events.watch(lambda event: published(self.parking, event))
         app = create_app(seeker=seeker, token="t")
         self.server = BackgroundServer(app, threads=threads, parking=self.parking).start()
         self.client = SeekerClient(self.server.url, "t")
@@ -181,18 +182,30 @@ def test_seeker_events_follow_prints_each_event_as_it_comes(served):
         proc.stdout.close()
 
 
-def test_a_seeker_counts_and_mourns_only_the_helpers_polls_not_the_event_waits():
-    """SeekerServer's hooks into its parking: a wait for the next event that
-    its client closes is not a pulling helper gone, nor a parked poll."""
+def test_a_seeker_counts_and_mourns_only_the_helpers_polls_not_the_waits():
+    """SeekerServer's hooks into its parking: a wait for the next event or
+    for a task's end that its client closes is not a pulling helper gone,
+    nor a parked poll."""
     from seeker.process.server import SeekerServer
 
     dropped: list[str] = []
-    server = SeekerServer.__new__(SeekerServer)  # only the two hooks are used
+    server = SeekerServer.__new__(SeekerServer)  # only the hooks are used
     server.seeker = type("S", (), {"poll_dropped": staticmethod(dropped.append)})()
-    server.parking = type(
-        "P", (), {"parked": staticmethod(lambda key=None: {None: 5, EVENT_WAITS: 3}[key])}
-    )()
-    server._dropped(EVENT_WAITS)
-    server._dropped("h1")
-    assert dropped == ["h1"]
-    assert server._polls_parked() == 2
+    server.parking = Parking(kind=parked_kind)
+    conns = [FakeConn() for _ in range(5)]
+    try:
+        keys = [EVENT_WAITS, EVENT_WAITS, TASK_WAITS + "t1", "h1", "h2"]
+        for conn, key in zip(conns, keys, strict=True):
+            conn.seeker_parked = Parked(conn, "req", key, 1e12, b"", 0)
+            server.parking.admit(conn)
+        assert server.parking.parked() == 5 and server._polls_parked() == 2
+        for key in (EVENT_WAITS, TASK_WAITS + "t1", "h1"):
+            server._dropped(key)
+        assert dropped == ["h1"]
+        server.parking.wake("h1")  # answered: no longer parked
+        server.parking.wake(TASK_WAITS + "t1")
+        assert server._polls_parked() == 1 and server.parking.parked(kind="wait") == 2
+    finally:
+        server.parking.stop()
+        for conn in conns:
+            conn.close()
