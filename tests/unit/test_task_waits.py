@@ -8,8 +8,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import requests
-from test_event_waits import Served
+from test_event_waits import Served, asked_to_wait
 from test_parking import FakeConn, wait_parked
 
 from seeker.client import SeekerClient
@@ -56,24 +55,14 @@ def test_a_wait_whose_time_is_up_is_answered_with_the_task_as_it_is(served):
 
 
 def test_an_unknown_task_is_404_at_once(served):
-    resp = requests.get(
-        f"{served.server.url}/api/v1/tasks/0123456789abcdef?wait=60",
-        headers={"Authorization": "Bearer t"},
-        timeout=10,
-    )
+    resp = asked_to_wait(served, "/api/v1/tasks/0123456789abcdef", "60")
     assert resp.status_code == 404
     assert served.parking.parked() == 0
 
 
 @pytest.mark.parametrize("wait", ["-1", "301", "soon"])
 def test_a_wait_out_of_range_is_400(served, wait):
-    task_id = submit(served)
-    resp = requests.get(
-        f"{served.server.url}/api/v1/tasks/{task_id}",
-        params={"wait": wait},
-        headers={"Authorization": "Bearer t"},
-        timeout=10,
-    )
+    resp = asked_to_wait(served, f"/api/v1/tasks/{submit(served)}", wait)
     assert resp.status_code == 400
     assert "'wait'" in resp.json()["error"]
 
