@@ -16,6 +16,9 @@ EMBEDDED_MISSING = (
     "either pass --mongo-url mongodb://... or install the extra: pip install 'seeker[embedded]'"
 )
 
+# seconds closing the client may wait for the server (to end its sessions)
+CLOSE_WAIT = 2.0
+
 
 class DatabaseConnection:
     """Owns a MongoClient (and, when embedded, the server behind it)."""
@@ -56,7 +59,10 @@ class DatabaseConnection:
         self.close()
 
     def close(self) -> None:
-        self.client.close()
+        # closing ends the client's sessions at the server: with the server
+        # away, for CLOSE_WAIT seconds at most, not the selection timeout
+        with pymongo.timeout(CLOSE_WAIT):
+            self.client.close()
         if self._embedded is not None:
             self._embedded.stop()
             self._embedded = None

@@ -14,8 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import pymongo
 from apscheduler.schedulers.background import BackgroundScheduler
 from pymongo.database import Database
+from pymongo.errors import PyMongoError
 
 from channel.client import ChannelClient
 from helper.client import HelperClient
@@ -99,6 +101,10 @@ class HelperClients:
         if credential:
             client.authorize(credential)
         return client
+
+
+# seconds a stopping seeker gives its last database writes, in all
+STOP_WRITES = 5.0
 
 
 def published(parking: Parking, event: dict) -> None:
@@ -393,9 +399,23 @@ class SeekerServer:
         self.server.stop()
         self.scheduler.shutdown(wait=False)
         self.changes.stop()
-        self.acceptances.close()  # what it heard is not lost
-        self.health.flush()
-        self.lease.release()  # another seeker takes over at once
+        # what it holds in memory is written (the pushes' answers, the good
+        # contacts), and the lease given up so that another seeker takes
+        # over at once; all within STOP_WRITES seconds, so that a seeker
+        # told to stop while its database is away stops (then the stale-push
+        # sweep resends those pushes, the helpers' next contacts count, and
+        # the lease expires by itself)
+        with pymongo.timeout(STOP_WRITES):
+            last = {
+                "the pushes' answers": self.acceptances.close,
+                "the good contacts": self.health.flush,
+                "the lease's release": self.lease.release,
+            }
+            for what, write in last.items():
+                try:
+                    write()
+                except PyMongoError as exc:
+                    log.warning("stopping: %s not written: %s", what, exc)
         self.loop.stop()
         self.pushes.shutdown(wait=False, cancel_futures=True)
         for webhook in self.webhooks:
