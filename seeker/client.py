@@ -190,8 +190,9 @@ class SeekerClient(JsonClient):
         moment the task ends, and a task that runs an hour costs a request a
         minute. With `on_change` (called with the task as it is, then
         whenever its state or an assignment's moved on) each query waits at
-        most a second, so that progress shows within one. A seeker that answers at once (one from
-        before blocking queries) is asked again every `poll` seconds."""
+        most a second, so that progress shows within one. A seeker that
+        answers at once (one from before blocking queries) is asked again
+        every `poll` seconds."""
         deadline = None if timeout is None else time.monotonic() + timeout
         last = None
         most = PROGRESS_WAIT if on_change else TASK_WAIT
