@@ -44,6 +44,8 @@ IDLE_TIMEOUT = 60
 KEEP_ALIVE = 330
 KEEP_ALIVE_CHECK = 10.0
 LISTEN_BACKLOG = 128
+# Seconds between the main thread's looks for a signal (wait_for_signal).
+SIGNAL_LOOK = 0.5
 
 
 class _Gateway(wsgi.Gateway_10):
@@ -287,7 +289,12 @@ class BackgroundServer:
 
 
 def wait_for_signal() -> int:
-    """Block until SIGINT or SIGTERM; return the signal number."""
+    """Block until SIGINT or SIGTERM; return the signal number.
+
+    The kernel may deliver a signal sent to the process to any of its
+    threads; Python then runs the handler in the main thread only once that
+    thread runs again, and a main thread asleep in a wait without a timeout
+    never does. So it wakes every SIGNAL_LOOK seconds."""
     got = threading.Event()
     received = []
 
@@ -297,7 +304,8 @@ def wait_for_signal() -> int:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _handler)
-    got.wait()
+    while not got.wait(SIGNAL_LOOK):
+        pass
     return received[0]
 
 
