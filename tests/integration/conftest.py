@@ -22,6 +22,7 @@ from tests.integration.harness import (
     free_port,
     free_ports,
     remove_containers,
+    stop_all,
     wait_until,
 )
 from tests.requirements import require
@@ -194,8 +195,7 @@ class Stack:
         return self
 
     def stop(self) -> None:
-        for s in [*self.helpers.values(), self.seeker, self.channel]:
-            s.stop()
+        stop_all([*self.helpers.values(), self.seeker, self.channel])
 
     def seeker_credential(self, helper_id: str) -> str:
         """What the seeker presents to a helper with every push: the

@@ -33,6 +33,20 @@ def free_port() -> int:
     return free_ports(1)[0]
 
 
+def stop_all(services) -> None:
+    """Stop each service in turn, every one of them even when one does not
+    stop in time (it is killed): then raise the first failure, once none
+    is left running."""
+    failures = []
+    for service in services:
+        try:
+            service.stop()
+        except Exception as exc:  # the next ones are stopped all the same
+            failures.append(exc)
+    if failures:
+        raise failures[0]
+
+
 class Service:
     """One `python -m <package> ...` process with its log in a file; with a
     `prefix` (e.g. `ip netns exec NS`), run under that command."""

@@ -20,7 +20,7 @@ import pytest
 
 from seeker.client import SeekerClient
 from tests.integration.conftest import IMAGE, db_url
-from tests.integration.harness import Service, free_ports, wait_until
+from tests.integration.harness import Service, free_ports, stop_all, wait_until
 from tests.requirements import require
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
@@ -128,5 +128,4 @@ def test_a_helper_that_accepts_no_connections_runs_work_through_the_seeker(
         assert result["stdout"] == "hello from behind-nat\n"
         assert result["helper_name"] == "behind-nat"
     finally:
-        for s in reversed(services):
-            s.stop()
+        stop_all(reversed(services))

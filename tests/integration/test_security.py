@@ -15,7 +15,7 @@ from seeker.client import SeekerClient
 from serving import receipts
 from tests.auth_support import bearer
 from tests.integration.conftest import db_url
-from tests.integration.harness import Service, cli, free_ports, wait_until
+from tests.integration.harness import Service, cli, free_ports, stop_all, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
@@ -76,8 +76,7 @@ class Secured:
         ]
 
     def stop(self):
-        for svc, _ in reversed(self.services()):
-            svc.stop()
+        stop_all(svc for svc, _ in reversed(self.services()))
 
     def helper_id(self) -> str:
         return next(h["helper_id"] for h in self.client.helpers() if h["name"] == "sec-1")

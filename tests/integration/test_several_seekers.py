@@ -24,7 +24,13 @@ from helper.agent import helper_id
 from seeker.client import SeekerClient
 from serving.http import ApiError, Unreachable
 from tests.integration.conftest import IMAGE, db_url
-from tests.integration.harness import Service, free_ports, remove_containers, wait_until
+from tests.integration.harness import (
+    Service,
+    free_ports,
+    remove_containers,
+    stop_all,
+    wait_until,
+)
 from tests.requirements import require
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
@@ -119,8 +125,7 @@ class Group:
         return self
 
     def stop(self) -> None:
-        for s in [*self.helpers.values(), *self.seekers, self.channel]:
-            s.stop()
+        stop_all([*self.helpers.values(), *self.seekers, self.channel])
         # what a helper killed during a run left (each keeps its id in its data dir)
         engine = docker.from_env()
         try:
