@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from helper.agent import HelperAgent, HelperConfig
+from helper.agent import HelperAgent
+from helper.config import HelperConfig
 from helper.resources import declared_resources
 from serving.cli import (
     ca_cert_option,

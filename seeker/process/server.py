@@ -8,7 +8,6 @@ import logging
 import os
 import secrets
 import socket
-import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
@@ -20,7 +19,6 @@ from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
 from channel.client import ChannelClient
-from helper.client import HelperClient
 from seeker.api.app import create_app
 from seeker.api.metrics import SeekerMetrics
 from seeker.control import acceptances
@@ -34,6 +32,8 @@ from seeker.control.mailbox import Mailbox
 from seeker.control.operations import Seeker
 from seeker.control.prober import Prober
 from seeker.control.webhooks import WebhookWatcher
+from seeker.process.helper_clients import HelperClients
+from seeker.process.waits import parked_kind, published
 from seeker.store.events import EVENT_WAITS, TASK_WAITS, EventLog
 from seeker.store.helpers import FOLLOWED_TTL, HelperStore
 from seeker.store.leases import RETRY_PERIOD, Lease
@@ -73,52 +73,8 @@ def require_shared_keys(lease: Lease, keys: dict[str, str]) -> None:
             )
 
 
-class HelperClients:
-    """One HTTP session per helper, reused across pushes, that presents the
-    helper's current credential (how the helper knows its seeker)."""
-
-    def __init__(
-        self,
-        credential_for: Callable[[str], str | None],
-        timeout: float | tuple[float, float] = 10.0,
-        ca_cert: Path | None = None,
-    ):
-        """`timeout`: seconds, or (to connect, to answer)."""
-        self.credential_for = credential_for
-        self.timeout = timeout
-        self.ca_cert = ca_cert
-        self._clients: dict[tuple[str, str], HelperClient] = {}
-        self._lock = threading.Lock()  # pushes come from a pool of threads
-
-    def __call__(self, helper: dict) -> HelperClient:
-        key = (helper["url"], helper["helper_id"])
-        with self._lock:
-            client = self._clients.get(key)
-            if client is None:
-                client = HelperClient(helper["url"], None, self.timeout, self.ca_cert)
-                self._clients[key] = client
-        credential = self.credential_for(helper["helper_id"])
-        if credential:
-            client.authorize(credential)
-        return client
-
-
 # seconds a stopping seeker gives its last database writes, in all
 STOP_WRITES = 5.0
-
-
-def published(parking: Parking, event: dict) -> None:
-    """An event published here: answer the requests waiting for the next
-    one, and those waiting for the end of its task (a task's end is one)."""
-    parking.wake(EVENT_WAITS)
-    if event.get("task_id"):
-        parking.wake(TASK_WAITS + event["task_id"])
-
-
-def parked_kind(key: str) -> str:
-    """Waits for events and tasks' ends are parked under keys with a "/"; a
-    pulling helper's poll under its id, which has none."""
-    return "wait" if "/" in key else "poll"
 
 
 class SeekerServer:

@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from channel.server import ChannelServer
-from helper.agent import HelperAgent, HelperConfig
+from helper.agent import HelperAgent
+from helper.config import HelperConfig
 from seeker.process.server import SeekerServer
 from serving.database import DatabaseConnection
 from serving.secret_files import resolve_secret

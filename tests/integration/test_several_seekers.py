@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 import docker
 import pytest
 
-from helper.agent import helper_id
+from helper.config import helper_id
 from seeker.client import SeekerClient
 from serving.http import ApiError, Unreachable
 from tests.integration.conftest import IMAGE, db_url

@@ -8,7 +8,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from helper.agent import HelperAgent, HelperConfig
+from helper.agent import HelperAgent
+from helper.config import HelperConfig
 from serving.clock import utc_now
 from serving.http import ApiError
 

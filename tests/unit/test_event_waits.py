@@ -20,7 +20,7 @@ from seeker.api.app import create_app
 from seeker.cli.commands import main as seeker_main
 from seeker.client import SeekerClient
 from seeker.control.operations import Seeker
-from seeker.process.server import parked_kind, published
+from seeker.process.waits import parked_kind, published
 from seeker.store.events import EVENT_WAITS, TASK_SUCCEEDED, TASK_WAITS, EventLog
 from seeker.store.helpers import HelperStore
 from seeker.store.tasks import TaskStore

@@ -12,8 +12,9 @@ import pytest
 from dispatch_fakes import Counting, FakePush, add_helper, add_task
 from test_executor import FakeRuntime
 
-from helper.agent import HelperAgent, HelperConfig
+from helper.agent import HelperAgent
 from helper.beats import QUIET_BEATS, next_beat_in, quiet_left, shape_of
+from helper.config import HelperConfig
 from seeker.api.app import create_app
 from seeker.control.dispatcher import Dispatcher
 from seeker.control.health import HelperHealth

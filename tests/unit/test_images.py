@@ -11,7 +11,8 @@ from docker.errors import DockerException
 from pydantic import ValidationError
 from test_agent_credentials import NoDocker
 
-from helper.agent import HelperAgent, HelperConfig
+from helper.agent import HelperAgent
+from helper.config import HelperConfig
 from helper.images import MAX_IMAGES, local_images, normalise_image, normalised_images
 from helper.resources import declared_resources
 from helper.runtime import DockerRuntime

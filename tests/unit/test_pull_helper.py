@@ -8,7 +8,8 @@ from __future__ import annotations
 import pytest
 from test_executor import HELPER_ID, FakeRuntime, assignment, make, wait_done
 
-from helper.agent import HelperAgent, HelperConfig
+from helper.agent import HelperAgent
+from helper.config import HelperConfig
 from serving.errors import Busy, Forbidden
 from serving.http import Unreachable
 

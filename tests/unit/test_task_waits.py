@@ -116,7 +116,8 @@ def test_a_task_ended_at_another_seeker_wakes_the_waits_for_it_only():
     """SeekerServer._ended, as the change feed calls it: a task's end wakes
     the waits for it; without change streams (None) every task wait looks
     again; neither wakes the event waits or the helpers' polls."""
-    from seeker.process.server import SeekerServer, parked_kind
+    from seeker.process.server import SeekerServer
+    from seeker.process.waits import parked_kind
     from serving.parking import Parking
 
     server = SeekerServer.__new__(SeekerServer)  # only the hook is used

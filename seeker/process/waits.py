@@ -1,0 +1,22 @@
+"""What a seeker's parked requests wait for, besides the pulling helpers'
+polls: the next event (key EVENT_WAITS) and a task's end (TASK_WAITS and
+its id); serving/parking.py parks them."""
+
+from __future__ import annotations
+
+from seeker.store.events import EVENT_WAITS, TASK_WAITS
+from serving.parking import Parking
+
+
+def published(parking: Parking, event: dict) -> None:
+    """An event published here: answer the requests waiting for the next
+    one, and those waiting for the end of its task (a task's end is one)."""
+    parking.wake(EVENT_WAITS)
+    if event.get("task_id"):
+        parking.wake(TASK_WAITS + event["task_id"])
+
+
+def parked_kind(key: str) -> str:
+    """Waits for events and tasks' ends are parked under keys with a "/"; a
+    pulling helper's poll under its id, which has none."""
+    return "wait" if "/" in key else "poll"
