@@ -125,13 +125,15 @@ class Group:
         return self
 
     def stop(self) -> None:
-        stop_all([*self.helpers.values(), *self.seekers, self.channel])
-        # what a helper killed during a run left (each keeps its id in its data dir)
-        engine = docker.from_env()
         try:
-            remove_containers(engine, [helper_id(self.base / name) for name in self.helpers])
+            stop_all([*self.helpers.values(), *self.seekers, self.channel])
         finally:
-            engine.close()
+            # what a helper killed during a run left (each keeps its id in its data dir)
+            engine = docker.from_env()
+            try:
+                remove_containers(engine, [helper_id(self.base / name) for name in self.helpers])
+            finally:
+                engine.close()
 
     def client(self, n: int) -> SeekerClient:
         return SeekerClient(self.seeker_urls[n], self.token, timeout=10)
