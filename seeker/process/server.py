@@ -33,8 +33,8 @@ from seeker.control.operations import Seeker
 from seeker.control.prober import Prober
 from seeker.control.webhooks import WebhookWatcher
 from seeker.process.helper_clients import HelperClients
-from seeker.process.waits import parked_kind, published
-from seeker.store.events import EVENT_WAITS, TASK_WAITS, EventLog
+from seeker.process.waits import parked_kind, published, task_ended
+from seeker.store.events import EVENT_WAITS, EventLog
 from seeker.store.helpers import FOLLOWED_TTL, HelperStore
 from seeker.store.leases import RETRY_PERIOD, Lease
 from seeker.store.tasks import TaskStore
@@ -250,17 +250,14 @@ class SeekerServer:
         self.url = self.server.url
 
     def _ended(self, task_id: str | None) -> None:
-        """A task ended (heard through the change feed; None: any may have):
-        the requests waiting for its end look again."""
-        keys = [TASK_WAITS + task_id] if task_id else self.parking.keys(TASK_WAITS)
-        for key in keys:
-            self.parking.wake(key)
+        """A task ended, heard through the change feed (None: any may have)."""
+        task_ended(self.parking, task_id)
 
     def _dropped(self, key: str) -> None:
         """A parked request's client went away: a pulling helper's poll
         (usually, the helper died), or a wait for the next event or for a
-        task's end (keys with a "/", which a helper id has not)."""
-        if "/" not in key:
+        task's end."""
+        if parked_kind(key) == "poll":
             self.seeker.poll_dropped(key)
 
     def _polls_parked(self) -> int:

@@ -13,7 +13,15 @@ def published(parking: Parking, event: dict) -> None:
     one, and those waiting for the end of its task (a task's end is one)."""
     parking.wake(EVENT_WAITS)
     if event.get("task_id"):
-        parking.wake(TASK_WAITS + event["task_id"])
+        task_ended(parking, event["task_id"])
+
+
+def task_ended(parking: Parking, task_id: str | None) -> None:
+    """A task ended: the requests waiting for its end look again (None: any
+    task may have, as a seeker without change streams hears it)."""
+    keys = [TASK_WAITS + task_id] if task_id else parking.keys(TASK_WAITS)
+    for key in keys:
+        parking.wake(key)
 
 
 def parked_kind(key: str) -> str:
