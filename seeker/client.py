@@ -21,7 +21,8 @@ def progress_key(task: dict) -> tuple:
     return task["state"], tuple((a["attempt"], a["state"]) for a in task.get("assignments", []))
 
 
-# seconds a blocking query of a task waits in SeekerClient.wait: for its end,
+# seconds a blocking query of a task or an array waits in SeekerClient.wait
+# (and wait_array): for its end,
 # or, showing progress, for at most this before it is asked again
 TASK_WAIT = 60
 PROGRESS_WAIT = 1
@@ -48,9 +49,13 @@ class SeekerClient(JsonClient):
         body = {"image": image, "command": list(command or []), "array": array, **spec}
         return self.request("POST", "/api/v1/arrays", json=body)
 
-    def array(self, array_id: str) -> dict:
-        """An array's tasks counted by state: {"counts", "summary", "done", ...}."""
-        return self.request("GET", f"/api/v1/arrays/{array_id}")
+    def array(self, array_id: str, wait: int = 0) -> dict:
+        """An array's tasks counted by state: {"counts", "summary", "done", ...};
+        with `wait` (seconds, at most 300) and some not ended, the seeker
+        answers when the last ends, or when the time is up (a blocking query)."""
+        params = {"wait": wait} if wait else None
+        path = f"/api/v1/arrays/{array_id}"
+        return self.request("GET", path, params=params, timeout=self._longer(wait))
 
     def cancel_array(self, array_id: str) -> dict:
         """Cancel every task of the array that has not ended."""
@@ -73,19 +78,20 @@ class SeekerClient(JsonClient):
         poll: float = 0.5,
         on_change: Callable[[dict], None] | None = None,
     ) -> dict:
-        """Poll until every task of the array has ended; returns its counts."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        last = None
-        while True:
-            array = self.array(array_id)
-            if on_change and array["summary"] != last:
-                on_change(array)
-                last = array["summary"]
-            if array["done"]:
-                return array
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"array {array_id} not done after {timeout}s: {last}")
-            time.sleep(poll)
+        """Wait until every task of the array has ended; returns its counts.
+        Raises TimeoutError. Blocking queries, as `wait()` makes: with
+        `on_change` (called with the counts, then whenever they change) each
+        waits at most a second; a seeker that answers at once is asked
+        again every `poll` seconds."""
+        return self._wait_for(
+            lambda wait: self.array(array_id, wait),
+            lambda array: array["done"],
+            lambda array: array["summary"],
+            lambda array: f"array {array_id} not done after {timeout}s: {array['summary']}",
+            timeout,
+            poll,
+            on_change,
+        )
 
     def upload_input(self, path: str | Path, dest: str | None = None) -> dict:
         """Upload a file, or a directory (packed as a tar, unpacked for the
@@ -193,6 +199,29 @@ class SeekerClient(JsonClient):
         most a second, so that progress shows within one. A seeker that
         answers at once (one from before blocking queries) is asked again
         every `poll` seconds."""
+        return self._wait_for(
+            lambda wait: self.get(task_id, wait),
+            lambda task: task["state"] in TaskState.final(),
+            progress_key,
+            lambda task: f"task {task_id} still {task['state']} after {timeout}s",
+            timeout,
+            poll,
+            on_change,
+        )
+
+    def _wait_for(
+        self,
+        ask: Callable[[int], dict],
+        ended: Callable[[dict], bool],
+        progress: Callable[[dict], object],
+        late: Callable[[dict], str],
+        timeout: float | None,
+        poll: float,
+        on_change: Callable[[dict], None] | None,
+    ) -> dict:
+        """`ask(wait)` (a blocking query of up to `wait` seconds) until what
+        it answers has `ended`; `on_change` with it at first and whenever
+        its `progress` moved on; TimeoutError (saying `late`) after `timeout`."""
         deadline = None if timeout is None else time.monotonic() + timeout
         last = None
         most = PROGRESS_WAIT if on_change else TASK_WAIT
@@ -200,17 +229,17 @@ class SeekerClient(JsonClient):
             left = None if deadline is None else deadline - time.monotonic()
             wait = most if left is None else max(0, min(most, math.ceil(left)))
             if on_change and last is None:
-                wait = 0  # the state it is in now, at once
+                wait = 0  # as it is now, at once
             asked = time.monotonic()
-            task = self.get(task_id, wait)
-            seen = progress_key(task)
+            answer = ask(wait)
+            seen = progress(answer)
             if on_change and seen != last:
-                on_change(task)
+                on_change(answer)
                 last = seen
-            if task["state"] in TaskState.final():
-                return task
+            if ended(answer):
+                return answer
             if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"task {task_id} still {task['state']} after {timeout}s")
+                raise TimeoutError(late(answer))
             if wait and time.monotonic() - asked < min(wait, poll):
                 self.sleep(poll)  # answered at once: not a blocking query
 

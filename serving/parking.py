@@ -121,6 +121,30 @@ def answer_or_park(
     return answer
 
 
+def park_on_watched(
+    environ: dict,
+    watch: Callable[[], str | None],
+    still: Callable[[str], bool],
+    wait: Callable[[], float],
+) -> bool:
+    """Park a request whose answer waits for one of many things, under the
+    key of the one `watch()` names (None: nothing left to wait for), until
+    that key is woken or its time is up (`wait()` at first, what is left
+    when resumed); the view then runs again and watches the next. The key's
+    generation is read before `still(key)` says it is still worth waiting
+    for, so a wake in between is not lost. True when parked (the view
+    returns "", which is not sent); False when the view is to answer now."""
+    parker, resumed = environ.get(PARK), environ.get(RESUMED)
+    left = wait() if resumed is None else resumed[1]
+    if parker is None or left <= 0:
+        return False
+    while (key := watch()) is not None:
+        generation = parker.generation(key)
+        if still(key):
+            return parker.suspend(key, left, b"", generation)
+    return False
+
+
 class Parking:
     """The parked requests of one server. `resume(conn)` hands a connection
     back to the server's worker threads (set by serving.wsgi). `kind(key)`

@@ -358,6 +358,17 @@ class TaskWaitQuery(BaseModel):
     )
 
 
+class ArrayWaitQuery(BaseModel):
+    wait: int = Field(
+        default=0,
+        ge=0,
+        le=MAX_EVENT_WAIT,
+        description="seconds to wait for every task of the array to end when some have "
+        "not yet (a blocking query): answered when the last ends, or as the counts are "
+        "then when the time is up",
+    )
+
+
 class InputUploadQuery(BaseModel):
     name: str = Field(min_length=1, max_length=255)
     sha256: str = Field(

@@ -14,12 +14,16 @@ from seeker.api.openapi import (
     ArrayCreated,
     ArrayOfTasks,
     ArrayStatus,
+    ArrayWaitQuery,
     InputUploadQuery,
 )
 from seeker.control.inputs import Sized
 from seeker.control.operations import Seeker
+from seeker.store.events import MAX_EVENT_WAIT, TASK_WAITS
 from serving.errors import ApiProblem
+from serving.inputs import int_arg
 from serving.openapi import INVALID, OCTET_STREAM, operation
+from serving.parking import park_on_watched
 
 UPLOAD_LIMIT = 2**62  # the channel enforces its own (--max-artifact-bytes)
 ARRAY_ID = {"array_id": "arr-<12 hex digits>"}
@@ -42,10 +46,37 @@ def add_workflow_routes(app: Flask, seeker: Seeker) -> None:
         return seeker.submit_array(body.spec(), body.array), 201
 
     @app.get("/api/v1/arrays/<array_id>")
-    @operation({200: (ArrayStatus, "the counts"), 404: NO_ARRAY}, params=ARRAY_ID, tag="tasks")
+    @operation(
+        {
+            200: (
+                ArrayStatus,
+                "the counts (with `wait`: once every task ended, or when the time is up)",
+            ),
+            400: "wait out of range",
+            404: NO_ARRAY,
+        },
+        params=ARRAY_ID,
+        query=ArrayWaitQuery,
+        tag="tasks",
+    )
     def array_status(array_id: str):
         """An array's tasks counted by state"""
-        return seeker.workflows.array(array_id)
+        wait = int_arg("wait", 0, 0, MAX_EVENT_WAIT)
+        workflows = seeker.workflows
+
+        # with `wait` and a task left, the request is parked (no thread)
+        # under the end of the array's last unfinished task; woken, it
+        # parks under the next one, or counts
+        def watch() -> str | None:
+            task_id = workflows.array_waits_on(array_id)
+            return TASK_WAITS + task_id if task_id else None
+
+        def still(key: str) -> bool:
+            return workflows.unfinished(key.removeprefix(TASK_WAITS))
+
+        if wait and park_on_watched(request.environ, watch, still, lambda: wait):
+            return ""
+        return workflows.array(array_id)
 
     @app.delete("/api/v1/arrays/<array_id>")
     @operation(

@@ -202,6 +202,14 @@ class Workflows:
             "done": all(s in TaskState.final() for s in counts),
         }
 
+    def array_waits_on(self, array_id: str) -> str | None:
+        """The task a wait for the array's end waits for: its unfinished task
+        of the highest index (usually the last to end); None once none is."""
+        return self.store.array_last_open(array_id)
+
+    def unfinished(self, task_id: str) -> bool:
+        return self.store.unfinished(task_id)
+
     def cancel_array(self, array_id: str) -> dict:
         """Cancel every task of the array that has not ended; stop their runs."""
         if self.store.array_of(array_id) is None:

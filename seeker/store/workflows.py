@@ -18,7 +18,7 @@ from __future__ import annotations
 import secrets
 from datetime import datetime
 
-from pymongo import ASCENDING
+from pymongo import ASCENDING, DESCENDING
 from pymongo.collection import Collection
 from pymongo.database import Database
 
@@ -187,6 +187,22 @@ class WorkflowStore:
     def array_tasks(self, array_ids: list[str]) -> list[str]:
         found = self.tasks.find({"array_id": {"$in": array_ids}}, {"_id": 1})
         return [d["_id"] for d in found.sort("array_index", ASCENDING)]
+
+    def array_last_open(self, array_id: str) -> str | None:
+        """The id of the array's unfinished task of the highest index (tasks
+        are placed in order, so usually the last to end), or None when every
+        task has ended (or there is no such array)."""
+        doc = self.tasks.find_one(
+            {"array_id": array_id, "state": {"$nin": TaskState.final()}},
+            {"_id": 1},
+            sort=[("array_index", DESCENDING)],
+        )
+        return doc["_id"] if doc else None
+
+    def unfinished(self, task_id: str) -> bool:
+        """Whether the task is there and has not ended."""
+        query = {"_id": task_id, "state": {"$nin": TaskState.final()}}
+        return self.tasks.find_one(query, {"_id": 1}) is not None
 
     def array_of(self, array_id: str) -> dict | None:
         """One task of the array (its spec and when it was made)."""
