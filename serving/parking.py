@@ -34,7 +34,9 @@ from dataclasses import dataclass, field
 log = logging.getLogger(__name__)
 
 PARK = "seeker.park"  # environ: the Suspender of this request (absent: cannot park)
-RESUMED = "seeker.resumed"  # environ: why a parked request runs again ("woken", "expired")
+# environ: why a parked request runs again ("woken", "expired"), the seconds
+# left of its wait, and the key it waited under
+RESUMED = "seeker.resumed"
 NEW_CONNECTION = "seeker.new_connection"  # environ: the first request of its connection
 WOKEN, EXPIRED = "woken", "expired"
 # Parked connections at most; beyond, a request is answered at once (each
@@ -123,25 +125,28 @@ def answer_or_park(
 
 def park_on_watched(
     environ: dict,
-    watch: Callable[[], str | None],
+    watch: Callable[[str | None], str | None],
     still: Callable[[str], bool],
     wait: Callable[[], float],
 ) -> bool:
     """Park a request whose answer waits for one of many things, under the
-    key of the one `watch()` names (None: nothing left to wait for), until
-    that key is woken or its time is up (`wait()` at first, what is left
-    when resumed); the view then runs again and watches the next. The key's
-    generation is read before `still(key)` says it is still worth waiting
-    for, so a wake in between is not lost. True when parked (the view
-    returns "", which is not sent); False when the view is to answer now."""
+    key of the one `watch(before)` names (None: nothing left to wait for;
+    `before`: the key this request watched last, if any), until that key is
+    woken or its time is up (`wait()` at first, what is left when resumed);
+    the view then runs again and watches the next. The key's generation is
+    read before `still(key)` says it is still worth waiting for, so a wake
+    in between is not lost. True when parked (the view returns "", which is
+    not sent); False when the view is to answer now."""
     parker, resumed = environ.get(PARK), environ.get(RESUMED)
     left = wait() if resumed is None else resumed[1]
     if parker is None or left <= 0:
         return False
-    while (key := watch()) is not None:
+    before = resumed[2] if resumed is not None and len(resumed) > 2 else None
+    while (key := watch(before)) is not None:
         generation = parker.generation(key)
         if still(key):
             return parker.suspend(key, left, b"", generation)
+        before = key
     return False
 
 
@@ -290,7 +295,7 @@ class Parking:
 
     def _resume(self, p: Parked, reason: str) -> None:
         left = max(0.0, p.deadline - self.now())
-        p.conn.seeker_resume = (p.req, p.body, reason, left, p.expired)
+        p.conn.seeker_resume = (p.req, p.body, reason, left, p.expired, p.key)
         self.resume(p.conn)
 
     def _poke(self) -> None:

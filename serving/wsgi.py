@@ -94,7 +94,7 @@ class _Connection(HTTPConnection):
 
     _handshaken = False
     seeker_parked = None  # a Parked, while its request is being suspended
-    seeker_resume = None  # (request, body, reason, seconds left, expired) to answer now
+    seeker_resume = None  # (request, body, reason, seconds left, expired, key) to answer now
     seeker_requests = 0  # requests read on this connection
 
     def communicate(self):
@@ -115,9 +115,9 @@ class _Connection(HTTPConnection):
     def _resumed(self) -> bool:
         """Run the app again for a parked request and send its answer (as
         HTTPRequest.respond does, the body read from memory)."""
-        req, body, reason, left, expired = self.seeker_resume
+        req, body, reason, left, expired, key = self.seeker_resume
         self.seeker_resume = None
-        req.ready, req.outheaders, req.seeker_resumed = True, [], (reason, left)
+        req.ready, req.outheaders, req.seeker_resumed = True, [], (reason, left, key)
         req.rfile = KnownLengthRFile(replay_body(body), len(body))
         try:
             gateway = self.server.gateway(req)

@@ -67,8 +67,9 @@ def add_workflow_routes(app: Flask, seeker: Seeker) -> None:
         # with `wait` and a task left, the request is parked (no thread)
         # under the end of the array's last unfinished task; woken, it
         # parks under the next one, or counts
-        def watch() -> str | None:
-            task_id = workflows.array_waits_on(array_id)
+        def watch(before: str | None) -> str | None:
+            last = before.removeprefix(TASK_WAITS) if before else None
+            task_id = workflows.array_waits_on(array_id, last)
             return TASK_WAITS + task_id if task_id else None
 
         def still(key: str) -> bool:

@@ -202,10 +202,15 @@ class Workflows:
             "done": all(s in TaskState.final() for s in counts),
         }
 
-    def array_waits_on(self, array_id: str) -> str | None:
+    def array_waits_on(self, array_id: str, before: str | None = None) -> str | None:
         """The task a wait for the array's end waits for: its unfinished task
-        of the highest index (usually the last to end); None once none is."""
-        return self.store.array_last_open(array_id)
+        of the highest index (tasks are placed in order, so usually the last
+        to end); None once none is. `before`: the task it waited for last,
+        whose index bounds the search (every task above it had ended, and a
+        task that ended stays so), so that a wait is not a scan of the
+        tasks that ended each time, whatever order they end in."""
+        at_most = self.store.array_index(before) if before else None
+        return self.store.array_last_open(array_id, at_most)
 
     def unfinished(self, task_id: str) -> bool:
         return self.store.unfinished(task_id)

@@ -188,16 +188,19 @@ class WorkflowStore:
         found = self.tasks.find({"array_id": {"$in": array_ids}}, {"_id": 1})
         return [d["_id"] for d in found.sort("array_index", ASCENDING)]
 
-    def array_last_open(self, array_id: str) -> str | None:
-        """The id of the array's unfinished task of the highest index (tasks
-        are placed in order, so usually the last to end), or None when every
-        task has ended (or there is no such array)."""
-        doc = self.tasks.find_one(
-            {"array_id": array_id, "state": {"$nin": TaskState.final()}},
-            {"_id": 1},
-            sort=[("array_index", DESCENDING)],
-        )
+    def array_last_open(self, array_id: str, at_most: int | None = None) -> str | None:
+        """The id of the array's unfinished task of the highest index (at
+        most `at_most`), or None when every such task has ended (or there is
+        no such array)."""
+        query: dict = {"array_id": array_id, "state": {"$nin": TaskState.final()}}
+        if at_most is not None:
+            query["array_index"] = {"$lte": at_most}
+        doc = self.tasks.find_one(query, {"_id": 1}, sort=[("array_index", DESCENDING)])
         return doc["_id"] if doc else None
+
+    def array_index(self, task_id: str) -> int | None:
+        doc = self.tasks.find_one({"_id": task_id}, {"array_index": 1})
+        return doc.get("array_index") if doc else None
 
     def unfinished(self, task_id: str) -> bool:
         """Whether the task is there and has not ended."""

@@ -89,17 +89,23 @@ class FakeParker:
 
 def test_park_on_watched_reads_the_generation_before_checking_and_skips_what_ended():
     log: list = []
-    watched = iter(["k1", "k2"])
+    watched = {None: "k1", "k1": "k2"}
+
+    def watch(before: str | None) -> str:
+        log.append(("watch", before))
+        return watched[before]
 
     def still(key: str) -> bool:
         log.append(("still", key))
         return key == "k2"  # k1 ended between watch() and the check
 
     environ = {PARK: FakeParker(log)}
-    assert park_on_watched(environ, lambda: next(watched), still, lambda: 30)
+    assert park_on_watched(environ, watch, still, lambda: 30)
     assert log == [
+        ("watch", None),
         ("generation", "k1"),
         ("still", "k1"),
+        ("watch", "k1"),  # told what it watched, for where to look next
         ("generation", "k2"),
         ("still", "k2"),
         ("suspend", "k2", 30, 7),
@@ -109,14 +115,39 @@ def test_park_on_watched_reads_the_generation_before_checking_and_skips_what_end
 def test_park_on_watched_answers_now_when_nothing_is_left_or_no_time():
     log: list = []
     parker = FakeParker(log)
-    assert not park_on_watched({PARK: parker}, lambda: None, lambda k: True, lambda: 30)
-    resumed = {PARK: parker, RESUMED: ("expired", 0)}
-    assert not park_on_watched(resumed, lambda: "k", lambda k: True, lambda: 30)
-    assert not park_on_watched({}, lambda: "k", lambda k: True, lambda: 30)  # cannot park
+    assert not park_on_watched({PARK: parker}, lambda b: None, lambda k: True, lambda: 30)
+    resumed = {PARK: parker, RESUMED: ("expired", 0, "k")}
+    assert not park_on_watched(resumed, lambda b: "k", lambda k: True, lambda: 30)
+    assert not park_on_watched({}, lambda b: "k", lambda k: True, lambda: 30)  # cannot park
     assert log == []
-    woken = {PARK: parker, RESUMED: ("woken", 12.5)}
-    assert park_on_watched(woken, lambda: "k", lambda k: True, lambda: 30)
+    befores: list = []
+    woken = {PARK: parker, RESUMED: ("woken", 12.5, "k0")}
+    assert park_on_watched(woken, lambda b: befores.append(b) or "k", lambda k: True, lambda: 30)
     assert log[-1] == ("suspend", "k", 12.5, 7)  # what is left, not the whole wait again
+    assert befores == ["k0"]  # the key it was woken under
+
+
+def test_a_woken_wait_looks_for_the_next_task_below_the_one_it_watched(served, monkeypatch):
+    """Tasks ending from the last down (the watched one first each time): each
+    wake looks at or below the index it watched, not from the top again."""
+    array_id, tasks = submit(served, 4)
+    bounds: list = []
+    store = served.seeker.workflows.store
+    last_open = store.array_last_open
+    monkeypatch.setattr(
+        store,
+        "array_last_open",
+        lambda a, at_most=None: bounds.append(at_most) or last_open(a, at_most),
+    )
+    with ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(served.client.array, array_id, 60)
+        for i in (3, 2, 1):
+            wait_parked(served.parking, 1, TASK_WAITS + tasks[i])
+            served.client.cancel(tasks[i])
+        wait_parked(served.parking, 1, TASK_WAITS + tasks[0])
+        served.client.cancel(tasks[0])
+        assert answer.result(timeout=10)["done"]
+    assert bounds == [None, 3, 2, 1, 0]
 
 
 def test_client_wait_array_blocks_on_one_query_until_the_array_ends(served, monkeypatch):

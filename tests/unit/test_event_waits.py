@@ -34,6 +34,7 @@ class Served:
         self.events = EventLog(db, clock)
         self.events.ensure_indexes()
         seeker = Seeker(TaskStore(db), HelperStore(db), clock=clock, events=self.events)
+        self.seeker = seeker
         self.parking = Parking(kind=parked_kind)
         # as seeker/process/server.py wires it
         self.events.watch(lambda event: published(self.parking, event))
