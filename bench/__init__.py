@@ -16,4 +16,5 @@ BENCHMARKS = (
     "failover",
     "idle",
     "join",
+    "scale",
 )

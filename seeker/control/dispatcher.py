@@ -99,7 +99,7 @@ class Dispatcher:
             if not pending:
                 self.waiting = False
                 return 0
-            docs = {h["helper_id"]: h for h in self.helpers.list()}
+            docs = self.helpers.registry()
             live = self.tasks.live_assignment_docs()
             views = helper_views(list(docs.values()), live, self.clock(), self.liveness)
             self._slots = slots_in_use(live)

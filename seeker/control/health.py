@@ -242,7 +242,7 @@ class HelperHealth:
         working = {a["helper_id"] for a in self.tasks.live_assignment_docs()}
         if not working:
             return 0
-        helpers = {h["helper_id"]: h for h in self.helpers.list()}
+        helpers = self.helpers.of(sorted(working))  # read now: it decides
         for helper_id in sorted(working):
             h = helpers.get(helper_id)
             if h is None:  # removed by hand

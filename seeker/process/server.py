@@ -119,7 +119,8 @@ class SeekerServer:
         helper `push_connect_timeout` s to accept the connection and
         `push_read_timeout` s to answer."""
         self.clock = clock
-        self.tasks, self.helpers = TaskStore(db), HelperStore(db, clock)
+        # the placement passes read what changed of the registry since the last
+        self.tasks, self.helpers = TaskStore(db), HelperStore(db, clock).follow()
         # the periodic work of a group of seekers on one database runs under it
         self.lease = Lease(db, clock, holder=f"{socket.gethostname()}-{os.getpid()}")
         self.credentials = HelperCredentials(

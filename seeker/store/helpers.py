@@ -4,6 +4,7 @@ the nonces of its credential)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -26,6 +27,14 @@ FOLLOWED_TTL = timedelta(hours=1)
 BANDS_UP_TO = 300.0
 # what a request from a helper needs to know of it, read once per TTL
 SUMMARY = {"auth": 1, "mode": 1, "name": 1, "boot_id": 1, "heartbeat": 1}
+# The registry as a placement pass reads it (registry()), where this process
+# follows it: the documents whose `changed_at` is at most SKEW before the
+# last read (writes in flight, other seekers' clocks), and the whole registry
+# every FULL_READ (helpers removed, a clock further apart, and the contacts
+# written in batches, which leave `changed_at` alone: a helper heard from is
+# not news to a placement; its `last_seen` is then at most FULL_READ old).
+SKEW = timedelta(seconds=5)
+FULL_READ = timedelta(seconds=10)
 
 
 class HelperStore:
@@ -36,9 +45,22 @@ class HelperStore:
         self._auth: dict[str, tuple[datetime, dict | None]] = {}
         self.clock = clock
         self.auth_ttl = AUTH_TTL
+        # the registry as last read (follow()): helper id -> document, by
+        # name; when it was last read, and last read whole
+        self._following = False
+        self._registry: dict[str, dict] = {}
+        self._read_at: datetime | None = None
+        self._read_whole_at: datetime | None = None
+        self._registry_lock = threading.Lock()
 
     def ensure_indexes(self) -> None:
         self.helpers.create_index("name", unique=True, name="unique_name")
+        self.helpers.create_index("changed_at", name="by_change")
+
+    def follow(self) -> HelperStore:
+        """Keep the registry between placement passes (see registry())."""
+        self._following = True
+        return self
 
     def register(self, reg: dict, now: datetime, nonce: str | None = None) -> dict:
         """Insert or refresh a helper; a name held by another helper id is a
@@ -63,7 +85,13 @@ class HelperStore:
             doc = self.helpers.find_one_and_update(
                 {"_id": reg["helper_id"]},
                 {
-                    "$set": {**fields, "last_seen": now, "failures": 0, "updated_at": now},
+                    "$set": {
+                        **fields,
+                        "last_seen": now,
+                        "failures": 0,
+                        "updated_at": now,
+                        "changed_at": now,
+                    },
                     "$setOnInsert": {"registered_at": now},
                 },
                 upsert=True,
@@ -110,8 +138,9 @@ class HelperStore:
             by_interval.setdefault(intervals.get(helper_id), []).append(helper_id)
         for seconds, ids in by_interval.items():
             fields = {"last_seen": now, "failures": 0}
-            if seconds is not None:
+            if seconds is not None:  # news to a placement: when it is deemed silent
                 fields["heartbeat"] = seconds
+                fields["changed_at"] = now
             self.helpers.update_many({"_id": {"$in": ids}}, {"$set": fields})
         for helper_id, seconds in intervals.items():
             self._noted_heartbeat(helper_id, seconds)
@@ -119,7 +148,8 @@ class HelperStore:
     def set_heartbeat(self, helper_id: str, seconds: float) -> None:
         """The heartbeat interval the helper now beats at (its liveness
         deadline, and when the prober asks it, follow from it)."""
-        self.helpers.update_one({"_id": helper_id}, {"$set": {"heartbeat": seconds}})
+        sets = {"heartbeat": seconds, "changed_at": self.clock()}
+        self.helpers.update_one({"_id": helper_id}, {"$set": sets})
         self._noted_heartbeat(helper_id, seconds)
 
     def _noted_heartbeat(self, helper_id: str, seconds: float) -> None:
@@ -162,6 +192,8 @@ class HelperStore:
         """Another seeker changed this helper (its credential, or removed
         it): read it afresh next time."""
         self._auth.pop(helper_id, None)
+        with self._registry_lock:
+            self._registry.pop(helper_id, None)
 
     def get(self, helper_id: str) -> dict | None:
         doc = self.helpers.find_one({"_id": helper_id})
@@ -171,10 +203,44 @@ class HelperStore:
         found = self.helpers.find({}, {"auth": 0}).sort("name", ASCENDING)
         return [helper_json(d) for d in found]
 
+    def of(self, helper_ids: list[str]) -> dict[str, dict]:
+        """These helpers (those still registered), by id."""
+        found = self.helpers.find({"_id": {"$in": sorted(helper_ids)}}, {"auth": 0})
+        return {d["_id"]: helper_json(d) for d in found}
+
+    def registry(self) -> dict[str, dict]:
+        """Every helper, by id, in the order of their names: what a placement
+        pass reads. Where this process follows the registry (follow()), only
+        the documents changed since the last read are asked for, and the
+        whole registry every FULL_READ (see SKEW): a pass over a fleet of
+        thousands reads the few that changed, not thousands. Else, all."""
+        if not self._following:
+            return {h["helper_id"]: h for h in self.list()}
+        now = self.clock()
+        with self._registry_lock:
+            if (
+                self._read_at is None
+                or self._read_whole_at is None
+                or not timedelta(0) <= now - self._read_whole_at < FULL_READ
+            ):
+                self._registry = {h["helper_id"]: h for h in self.list()}
+                self._read_whole_at = now
+            else:
+                query = {"changed_at": {"$gte": self._read_at - SKEW}}
+                docs = [helper_json(d) for d in self.helpers.find(query, {"auth": 0})]
+                new = any(h["helper_id"] not in self._registry for h in docs)
+                for h in docs:
+                    self._registry[h["helper_id"]] = h
+                if new:  # in the order of their names, as list() gives them
+                    ordered = sorted(self._registry.values(), key=lambda h: h["name"])
+                    self._registry = {h["helper_id"]: h for h in ordered}
+            self._read_at = now
+            return dict(self._registry)
+
     def refresh(self, helper_id: str, resources: dict | None, now: datetime) -> dict | None:
         """A probe answered: new resources (if it sent any), and the failure
         count starts over."""
-        sets = {"last_seen": now, "failures": 0, "updated_at": now}
+        sets = {"last_seen": now, "failures": 0, "updated_at": now, "changed_at": now}
         if resources:
             sets["resources"] = resources
         return self.helpers.find_one_and_update(
@@ -191,7 +257,10 @@ class HelperStore:
         """Count one failed contact; returns the consecutive count (None if gone)."""
         doc = self.helpers.find_one_and_update(
             {"_id": helper_id},
-            {"$inc": {"failures": 1}, "$set": {"last_failure": {"at": now, "reason": reason}}},
+            {
+                "$inc": {"failures": 1},
+                "$set": {"last_failure": {"at": now, "reason": reason}, "changed_at": now},
+            },
             return_document=ReturnDocument.AFTER,
         )
         return doc["failures"] if doc else None
@@ -199,12 +268,15 @@ class HelperStore:
     def poll_connected(self, helper_id: str, now: datetime) -> None:
         """A pulling helper polls on a new connection (after a drop, or at
         its start): it is back, on this seeker or another one."""
-        self.helpers.update_one({"_id": helper_id}, {"$set": {"poll.connected_at": now}})
+        sets = {"poll.connected_at": now, "changed_at": now}
+        self.helpers.update_one({"_id": helper_id}, {"$set": sets})
 
     def poll_gone(self, helper_id: str, now: datetime) -> None:
         """Its poll connection dropped and it did not come back in time: it
         is offline until it polls on a new connection."""
-        self.helpers.update_one({"_id": helper_id}, {"$set": {"poll.gone_at": now}})
+        self.helpers.update_one(
+            {"_id": helper_id}, {"$set": {"poll.gone_at": now, "changed_at": now}}
+        )
 
     def count_others(self, helper_ids: set[str]) -> int:
         """How many registered helpers are not among `helper_ids`."""
@@ -215,7 +287,7 @@ class HelperStore:
         try:
             return self.helpers.delete_one({"_id": helper_id}).deleted_count == 1
         finally:
-            self._auth.pop(helper_id, None)
+            self.forget(helper_id)
 
     def purge(self, helper_id: str, failures: int) -> bool:
         """Forget a helper that still has at least `failures` consecutive
@@ -225,7 +297,7 @@ class HelperStore:
             gone = self.helpers.delete_one({"_id": helper_id, "failures": {"$gte": failures}})
             return gone.deleted_count == 1
         finally:
-            self._auth.pop(helper_id, None)
+            self.forget(helper_id)
 
 
 def summary_of(doc: dict) -> dict:

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 import pytest
 
 from channel.store import ResultStore
-from seeker.store.helpers import HelperStore
+from seeker.store.helpers import FULL_READ, SKEW, HelperStore
 from serving.errors import Conflict
 
 DIGEST = "sha256:" + "0" * 64
@@ -220,3 +220,79 @@ class TestHelperStore:
         for hid, name in (("h1", "zeta"), ("h2", "alpha"), ("h3", "mid")):
             helpers.register(registration(hid, name), clock())
         assert [h["name"] for h in helpers.list()] == ["alpha", "mid", "zeta"]
+
+
+@pytest.fixture
+def followed(mongo_db, clock) -> HelperStore:
+    store = HelperStore(mongo_db, clock).follow()
+    store.ensure_indexes()
+    return store
+
+
+class TestFollowedRegistry:
+    """registry() where the process follows the registry: the documents
+    changed since the last read (and SKEW before it), the whole of it every
+    FULL_READ; each helper's document as list() gives it, in name order."""
+
+    def test_not_followed_reads_every_document_each_time(self, helpers, clock):
+        helpers.register(registration("h1", "gpu-1"), clock())
+        helpers.registry()
+        helpers.helpers.update_one({"_id": "h1"}, {"$set": {"slots": 9}})  # no changed_at
+        assert helpers.registry()["h1"]["slots"] == 9
+
+    def test_a_change_written_here_is_read_and_others_wait_for_the_whole_read(
+        self, followed, clock
+    ):
+        followed.register(registration("h1", "gpu-1"), clock())
+        followed.register(registration("h2", "gpu-2"), clock())
+        assert list(followed.registry()) == ["h1", "h2"]
+        clock.advance(SKEW.total_seconds() + 1)
+        followed.registry()  # the registrations are older than the window now
+        # a write that leaves changed_at alone is not news until the whole read
+        followed.helpers.update_one({"_id": "h2"}, {"$set": {"slots": 9}})
+        clock.advance(1)
+        followed.contact_failed("h1", clock(), "refused")
+        read = followed.registry()
+        assert read["h1"]["failures"] == 1 and read["h2"]["slots"] == 2
+        clock.advance(FULL_READ.total_seconds())
+        assert followed.registry()["h2"]["slots"] == 9
+
+    def test_a_write_in_flight_during_the_last_read_is_not_missed(self, followed, clock):
+        followed.register(registration("h1", "gpu-1"), clock())
+        followed.registry()
+        written_at = clock()  # stamped before the read below, landing after it
+        clock.advance(2)
+        followed.registry()
+        clock.advance(1)
+        followed.poll_gone("h1", written_at)
+        assert followed.registry()["h1"]["poll"]["gone_at"] == written_at
+
+    def test_a_new_helper_takes_its_place_by_name(self, followed, clock):
+        followed.register(registration("h2", "gpu-2"), clock())
+        followed.registry()
+        clock.advance(1)
+        followed.register(registration("h1", "gpu-1"), clock())
+        assert [h["name"] for h in followed.registry().values()] == ["gpu-1", "gpu-2"]
+
+    def test_a_helper_removed_or_forgotten_leaves_at_once(self, followed, clock):
+        for i in (1, 2, 3):
+            followed.register(registration(f"h{i}", f"gpu-{i}"), clock())
+        followed.registry()
+        followed.remove("h1")
+        followed.contact_failed("h2", clock(), "refused")
+        followed.purge("h2", 1)
+        followed.helpers.delete_one({"_id": "h3"})  # another seeker: the change feed tells
+        followed.forget("h3")
+        assert followed.registry() == {}
+
+    def test_contacts_are_no_news_but_a_new_heartbeat_interval_is(self, followed, clock):
+        followed.register(registration("h1", "gpu-1"), clock())
+        followed.register(registration("h2", "gpu-2"), clock())
+        followed.registry()
+        clock.advance(SKEW.total_seconds() + 1)
+        followed.registry()
+        clock.advance(1)
+        followed.seen(["h1", "h2"], clock(), intervals={"h2": 30.0})
+        read = followed.registry()
+        assert read["h1"]["last_seen"] != clock()  # at most FULL_READ old
+        assert read["h2"]["heartbeat"] == 30.0 and read["h2"]["last_seen"] == clock()
