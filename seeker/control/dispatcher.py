@@ -26,7 +26,7 @@ from seeker.control.mailbox import Mailbox, Payload
 from seeker.helper_models import HelperMode
 from seeker.models import TaskState
 from seeker.placement import select
-from seeker.placement.capacity import after_placing, helper_views
+from seeker.placement.capacity import KeptViews, after_placing
 from seeker.placement.gpus import reservation_for
 from seeker.placement.views import HelperView, TaskView
 from seeker.store.helpers import HelperStore
@@ -81,6 +81,7 @@ class Dispatcher:
         self.acceptances = acceptances or Acceptances(tasks, self.health, clock, stop)
         self._lock = threading.Lock()
         self._slots: dict[str, set[int]] = {}  # helper id -> its slots in use, this pass
+        self._views = KeptViews()  # the helpers' views, kept from one pass to the next
         self._queues = False  # whether a helper of this pass prefetches
         # whether the last pass left a task waiting (for room): a freed slot
         # is then worth a pass; a hint, the sweep places what it misses
@@ -101,7 +102,7 @@ class Dispatcher:
                 return 0
             docs = self.helpers.registry()
             live = self.tasks.live_assignment_docs()
-            views = helper_views(list(docs.values()), live, self.clock(), self.liveness)
+            views = self._views.fleet(list(docs.values()), live, self.clock(), self.liveness)
             self._slots = slots_in_use(live)
             self._queues = any(v.prefetch for v in views.values())  # a helper prefetches
             waiting = False

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
-from seeker.placement.fleet import Fleet
+from seeker.placement.fleet import Fleet, row_of
 from seeker.placement.gpus import after_reservations, devices_of
 from seeker.placement.views import HelperView
 
@@ -16,11 +16,43 @@ def helper_views(
     helpers: list[dict], live: list[dict], now: datetime, liveness: timedelta
 ) -> Fleet:
     """Each helper's view by helper id, as a Fleet: a mapping whose rows for
-    select() are built here, once per dispatch pass."""
-    reserved: dict[str, list[dict]] = {}
-    for a in live:
-        reserved.setdefault(a["helper_id"], []).append(a.get("reservation") or {})
-    return Fleet(view_of(h, reserved.get(h["helper_id"], []), now, liveness) for h in helpers)
+    select() are built here, once per dispatch pass (KeptViews keeps them
+    from one pass to the next)."""
+    return KeptViews().fleet(helpers, live, now, liveness)
+
+
+class KeptViews:
+    """helper_views() from one placement pass to the next: a helper's view
+    and row are built again only when its document is another object (the
+    registry read it again: HelperStore.registry()), its live assignments
+    are others, or it came online or went offline; the rest are the last
+    pass's. A fleet of thousands with a few changes is a few views built."""
+
+    def __init__(self):
+        # helper id -> (its document, (live assignment ids, online), its row)
+        self._kept: dict[str, tuple[dict, tuple, object]] = {}
+
+    def fleet(
+        self, helpers: list[dict], live: list[dict], now: datetime, liveness: timedelta
+    ) -> Fleet:
+        reserved: dict[str, list[dict]] = {}
+        held: dict[str, list[str]] = {}
+        for a in live:
+            reserved.setdefault(a["helper_id"], []).append(a.get("reservation") or {})
+            held.setdefault(a["helper_id"], []).append(a.get("_id"))
+        kept, rows = {}, []
+        for h in helpers:
+            helper_id = h["helper_id"]
+            key = (frozenset(held.get(helper_id, ())), is_online(h, now, liveness))
+            before = self._kept.get(helper_id)
+            if before is not None and before[0] is h and before[1] == key:
+                row = before[2]
+            else:
+                row = row_of(view_of(h, reserved.get(helper_id, []), now, liveness))
+            kept[helper_id] = (h, key, row)
+            rows.append(row)
+        self._kept = kept
+        return Fleet(rows=rows)
 
 
 def view_of(doc: dict, reservations: list[dict], now: datetime, liveness: timedelta) -> HelperView:

@@ -92,10 +92,14 @@ class Fleet(MutableMapping):
     """Helper id -> HelperView, in the order the views were first set, with
     each view's row for select_in_fleet()."""
 
-    def __init__(self, views: Iterable[HelperView] = ()):
+    def __init__(self, views: Iterable[HelperView] = (), rows: Iterable[Row] = ()):
+        """`views`, then `rows` built before (row_of() of their views)."""
         # as if each view were set in turn: a helper id seen again keeps its place
         self._views: dict[str, HelperView] = {v.helper_id: v for v in views}
         self._rows: dict[str, Row] = {k: row_of(v) for k, v in self._views.items()}
+        for row in rows:
+            self._views[row.helper_id] = row.view
+            self._rows[row.helper_id] = row
         self._names: dict[str, int] = {}  # name -> how many views have it
         for view in self._views.values():
             self._names[view.name] = self._names.get(view.name, 0) + 1

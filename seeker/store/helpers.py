@@ -30,9 +30,10 @@ SUMMARY = {"auth": 1, "mode": 1, "name": 1, "boot_id": 1, "heartbeat": 1}
 # The registry as a placement pass reads it (registry()), where this process
 # follows it: the documents whose `changed_at` is at most SKEW before the
 # last read (writes in flight, other seekers' clocks), and the whole registry
-# every FULL_READ (helpers removed, a clock further apart, and the contacts
-# written in batches, which leave `changed_at` alone: a helper heard from is
-# not news to a placement; its `last_seen` is then at most FULL_READ old).
+# every FULL_READ (helpers removed, a clock further apart, and the contacts,
+# which leave `changed_at` alone: a helper heard from, or told a new
+# heartbeat interval, is no news to a placement; its `last_seen` and
+# interval are then at most FULL_READ old, well within the liveness).
 SKEW = timedelta(seconds=5)
 FULL_READ = timedelta(seconds=10)
 
@@ -138,9 +139,8 @@ class HelperStore:
             by_interval.setdefault(intervals.get(helper_id), []).append(helper_id)
         for seconds, ids in by_interval.items():
             fields = {"last_seen": now, "failures": 0}
-            if seconds is not None:  # news to a placement: when it is deemed silent
+            if seconds is not None:
                 fields["heartbeat"] = seconds
-                fields["changed_at"] = now
             self.helpers.update_many({"_id": {"$in": ids}}, {"$set": fields})
         for helper_id, seconds in intervals.items():
             self._noted_heartbeat(helper_id, seconds)
@@ -148,8 +148,7 @@ class HelperStore:
     def set_heartbeat(self, helper_id: str, seconds: float) -> None:
         """The heartbeat interval the helper now beats at (its liveness
         deadline, and when the prober asks it, follow from it)."""
-        sets = {"heartbeat": seconds, "changed_at": self.clock()}
-        self.helpers.update_one({"_id": helper_id}, {"$set": sets})
+        self.helpers.update_one({"_id": helper_id}, {"$set": {"heartbeat": seconds}})
         self._noted_heartbeat(helper_id, seconds)
 
     def _noted_heartbeat(self, helper_id: str, seconds: float) -> None:

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from seeker.placement import select
-from seeker.placement.capacity import after_placing, as_utc, helper_views, view_of
+from seeker.placement.capacity import KeptViews, after_placing, as_utc, helper_views, view_of
 from seeker.placement.fleet import Fleet
 from seeker.placement.pipeline import select_by_pipeline
 from seeker.placement.views import GpuView, HelperView, TaskView
@@ -169,3 +169,44 @@ def test_as_utc():
     assert as_utc(other_zone) is other_zone  # aware: kept as is (and equal to NOW)
     assert as_utc(other_zone) == NOW
     assert as_utc(None) is None
+
+
+def test_kept_views_build_again_only_the_helpers_that_changed():
+    """KeptViews from one pass to the next: a row is kept while its helper's
+    document is the same object, its live assignments the same ones and it
+    is as online as it was; else built again. Each pass equals a fresh
+    helper_views() of the same input."""
+    kept = KeptViews()
+    h4 = doc("h4", "gpu-4", last_seen=NOW - timedelta(seconds=20))
+    docs = [doc("h1", "gpu-1"), doc("h2", "gpu-2"), doc("h3", "gpu-3"), h4]
+    live = [{"_id": "t.1", "helper_id": "h3", "reservation": {"cpus": 2}}]
+    first = kept.fleet(docs, live, NOW, LIVENESS)
+    rows = {r.helper_id: r for r in first.rows()}
+    assert first["h4"].online
+
+    later = NOW + timedelta(seconds=30)  # h4 last seen 50 s ago by then: offline
+    docs2 = [docs[0], doc("h2", "gpu-2", slots=8), docs[2], h4]  # h2 read again
+    live2 = [*live, {"_id": "t2.1", "helper_id": "h1", "reservation": {"cpus": 1}}]
+    second = kept.fleet(docs2, live2, later, LIVENESS)
+    again = {r.helper_id: r for r in second.rows()}
+    assert again["h3"] is rows["h3"]  # nothing changed
+    assert again["h1"] is not rows["h1"] and second["h1"].running == 1  # a new assignment
+    assert again["h2"] is not rows["h2"] and second["h2"].slots == 8  # its document, again
+    assert again["h4"] is not rows["h4"] and not second["h4"].online  # went offline
+    fresh = helper_views(docs2, live2, later, LIVENESS)
+    assert [second[k] for k in second] == [fresh[k] for k in fresh]
+
+    third = kept.fleet(docs2[:3], live2, later, LIVENESS)  # h4 removed
+    assert list(third) == ["h1", "h2", "h3"]
+
+
+def test_kept_views_are_not_changed_by_what_a_pass_placed():
+    """A pass sets a helper's view once it placed there (after_placing): the
+    next pass starts from the helper as its document and assignments say."""
+    kept = KeptViews()
+    docs = [doc("h1", "gpu-1")]
+    first = kept.fleet(docs, [], NOW, LIVENESS)
+    first["h1"] = after_placing(first["h1"], {"cpus": 3})
+    second = kept.fleet(docs, [], NOW, LIVENESS)
+    assert second["h1"].cpus_free == 8 and second["h1"].running == 0
+    assert second.rows()[0].cpus_free == 8

@@ -285,14 +285,18 @@ class TestFollowedRegistry:
         followed.forget("h3")
         assert followed.registry() == {}
 
-    def test_contacts_are_no_news_but_a_new_heartbeat_interval_is(self, followed, clock):
+    def test_contacts_and_heartbeat_intervals_wait_for_the_whole_read(self, followed, clock):
         followed.register(registration("h1", "gpu-1"), clock())
         followed.register(registration("h2", "gpu-2"), clock())
         followed.registry()
         clock.advance(SKEW.total_seconds() + 1)
         followed.registry()
-        clock.advance(1)
-        followed.seen(["h1", "h2"], clock(), intervals={"h2": 30.0})
+        heard = clock.advance(1)
+        followed.seen(["h1", "h2"], heard, intervals={"h2": 30.0})
+        followed.set_heartbeat("h1", 20.0)
         read = followed.registry()
-        assert read["h1"]["last_seen"] != clock()  # at most FULL_READ old
-        assert read["h2"]["heartbeat"] == 30.0 and read["h2"]["last_seen"] == clock()
+        assert read["h1"]["last_seen"] != heard and "heartbeat" not in read["h2"]
+        clock.advance(FULL_READ.total_seconds())
+        read = followed.registry()
+        assert (read["h1"]["heartbeat"], read["h2"]["heartbeat"]) == (20.0, 30.0)
+        assert read["h2"]["last_seen"] == heard
