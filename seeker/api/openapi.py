@@ -348,24 +348,23 @@ class TaskQuery(BaseModel):
     array_id: str = Field(default=None, description="only this array's tasks")
 
 
+def wait_field(description: str):
+    """The `wait` of a blocking query: 0 (answer at once) to MAX_EVENT_WAIT seconds."""
+    return Field(default=0, ge=0, le=MAX_EVENT_WAIT, description=description)
+
+
 class TaskWaitQuery(BaseModel):
-    wait: int = Field(
-        default=0,
-        ge=0,
-        le=MAX_EVENT_WAIT,
-        description="seconds to wait for the task to end when it has not yet (a blocking "
-        "query): answered when it ends, or as it is then when the time is up",
+    wait: int = wait_field(
+        "seconds to wait for the task to end when it has not yet (a blocking "
+        "query): answered when it ends, or as it is then when the time is up"
     )
 
 
 class ArrayWaitQuery(BaseModel):
-    wait: int = Field(
-        default=0,
-        ge=0,
-        le=MAX_EVENT_WAIT,
-        description="seconds to wait for every task of the array to end when some have "
+    wait: int = wait_field(
+        "seconds to wait for every task of the array to end when some have "
         "not yet (a blocking query): answered when the last ends, or as the counts are "
-        "then when the time is up",
+        "then when the time is up"
     )
 
 
@@ -380,12 +379,9 @@ class InputUploadQuery(BaseModel):
 class EventQuery(BaseModel):
     after: int = Field(default=0, ge=0, le=2**62, description="a seq: the events after it")
     limit: int = Field(default=100, ge=1, le=1000)
-    wait: int = Field(
-        default=0,
-        ge=0,
-        le=MAX_EVENT_WAIT,
-        description="seconds to wait for an event after `after` when there is none yet "
-        "(a blocking query): answered at the first one, or empty when the time is up",
+    wait: int = wait_field(
+        "seconds to wait for an event after `after` when there is none yet "
+        "(a blocking query): answered at the first one, or empty when the time is up"
     )
 
 
