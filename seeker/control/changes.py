@@ -72,9 +72,26 @@ WANTED = {
 }
 
 
+# what the handlers below read of a change (and its `_id`, the resume token):
+# the server sends no more, neither an inserted task's spec nor an event's
+# payload, nor the fields of an update that the handlers do not look at
+KEPT = [
+    "operationType",
+    "ns.coll",
+    "documentKey._id",
+    "fullDocument.via",
+    "fullDocument.helper_id",
+    f"{CHANGED}.open",
+    f"{CHANGED}.state",
+    f"{CHANGED}.auth",
+]
+
+
 def wanted_pipeline() -> list[dict]:
-    """The stream's filter: the changes of WANTED, for the server to apply."""
-    return [{"$match": {"$or": [{"ns.coll": name, **want} for name, want in WANTED.items()]}}]
+    """The stream's filter: the changes of WANTED, for the server to apply,
+    each cut down to the fields of KEPT."""
+    wanted = {"$or": [{"ns.coll": name, **want} for name, want in WANTED.items()]}
+    return [{"$match": wanted}, {"$project": dict.fromkeys(KEPT, 1)}]
 
 
 def buffered(stream) -> int | None:

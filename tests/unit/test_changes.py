@@ -252,6 +252,37 @@ def test_the_stream_asks_the_server_at_most_once_a_pause(mock_db):
     assert log == [pause, "kick", "kick", pause, pause, "kick", pause]
 
 
+def test_the_server_sends_only_what_the_feed_reads_of_a_change(shared_db):
+    with shared_db.watch(wanted_pipeline(), max_await_time_ms=200) as stream:
+        tasks = TaskStore(shared_db)
+        tasks.create("t4", {**SPEC, "env": {"BIG": "x" * 10_000}}, utc_now())
+        tasks.assign(tasks.get("t4"), NAT, utc_now(), via="pull")  # an offer to a puller
+        tasks.cancel("t4", utc_now())
+        EventLog(shared_db, utc_now).publish("task.cancelled", task_id="t4", note="y" * 1000)
+        changes = []
+        for _ in range(200):
+            change = stream.try_next()
+            if change is not None:
+                changes.append(change)
+            if len(changes) == 4:
+                break
+    resume_tokens = [c.pop("_id") for c in changes]
+    assert all(resume_tokens)
+    inserted, offered, ended, published = changes
+    assert inserted == {
+        "operationType": "insert",
+        "ns": {"coll": "tasks"},
+        "documentKey": {"_id": "t4"},
+        "fullDocument": {},  # not the spec
+    }
+    assert offered["ns"] == {"coll": "assignments"}
+    assert offered["fullDocument"] == {"via": "pull", "helper_id": "nat"}
+    assert ended["ns"] == {"coll": "tasks"}
+    assert ended["updateDescription"] == {"updatedFields": {"state": "cancelled"}}
+    assert published["ns"] == {"coll": "events"}
+    assert published["fullDocument"] == {}  # not the event
+
+
 def test_the_installed_pymongo_says_what_a_stream_holds(shared_db):
     with shared_db.watch(wanted_pipeline(), max_await_time_ms=50) as stream:
         assert buffered(stream) == 0
