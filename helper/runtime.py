@@ -14,6 +14,7 @@ from pathlib import Path
 import docker
 import requests
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.models.containers import _create_container_args  # containers.create's own
 from docker.types import DeviceRequest, Mount
 
 from channel.models import ResultStatus
@@ -186,9 +187,9 @@ class DockerRuntime:
         args = self._create_args(spec)
         if spec.pull == "always":
             self._pull(spec.image, self.has_image(spec.image), on_pulling)
-            return self.client.containers.create(**args)
+            return self._create_container(args)
         try:
-            return self.client.containers.create(**args)
+            return self._create_container(args)
         except ImageNotFound:
             if spec.pull == "never":
                 raise _NoImage(
@@ -196,7 +197,16 @@ class DockerRuntime:
                     "is 'never'"
                 ) from None
         self._pull(spec.image, False, on_pulling)
-        return self.client.containers.create(**args)
+        return self._create_container(args)
+
+    def _create_container(self, args: dict):
+        """The SDK's `containers.create(**args)` less the inspect it makes
+        of the container right after creating it: a run needs only its id
+        (`reload()` reads its state where a run looks at it)."""
+        made = self.client.api.create_container(
+            **_create_container_args({**args, "version": self.client.api._version})
+        )
+        return self.client.containers.prepare_model({"Id": made["Id"]})
 
     def _pull(self, image: str, present: bool, on_pulling: Callable[[], None]) -> None:
         on_pulling()
