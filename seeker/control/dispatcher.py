@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import replace
 from datetime import datetime, timedelta
+from itertools import chain
 
 from seeker.api.metrics import SeekerMetrics
 from seeker.control.acceptances import Acceptances
@@ -92,28 +93,44 @@ class Dispatcher:
         left a task waiting, or a pass is under way (it may)."""
         return self.waiting or self._lock.locked()
 
-    def dispatch_pending(self) -> int:
-        """Try to place every pending task; returns how many were placed."""
-        placed = 0
+    def dispatch_pending(self, news: bool = True) -> int:
+        """Try to place every pending task; returns how many were placed.
+        `news`: a task may have joined the queue since the last pass (False:
+        only room was made, so a pass that finds none left reads no further)."""
         with self._lock:  # one placement pass at a time: no oversubscription
-            pending = self.tasks.pending()
-            if not pending:
-                self.waiting = False
-                return 0
-            docs = self.helpers.registry()
-            live = self.tasks.live_assignment_docs()
-            views = self._views.fleet(list(docs.values()), live, self.clock(), self.liveness)
-            self._slots = slots_in_use(live)
-            self._queues = any(v.prefetch for v in views.values())  # a helper prefetches
-            waiting = False
-            for task in pending:
-                if task.get("wait_reason") and all_full(views):
-                    waiting = True
-                    continue  # it already says why it waits, and no slot is free
-                now_placed = self._dispatch(task, docs, views)
-                placed += now_placed
-                waiting = waiting or now_placed < task["open"]
-            self.waiting = waiting
+            queue = self.tasks.queue()
+            try:
+                return self._pass(queue, news)
+            finally:
+                queue.close()
+
+    def _pass(self, queue: Iterator[dict], news: bool) -> int:
+        """Place the tasks of `queue`, oldest first, until it ends or no
+        helper has room left: then the rest of it is not read, but, after
+        news, for the tasks that do not say yet why they wait (they are told)."""
+        first = next(queue, None)
+        if first is None:
+            self.waiting = False
+            return 0
+        docs = self.helpers.registry()
+        live = self.tasks.live_assignment_docs()
+        views = self._views.fleet(list(docs.values()), live, self.clock(), self.liveness)
+        self._slots = slots_in_use(live)
+        self._queues = any(v.prefetch for v in views.values())  # a helper prefetches
+        placed = 0
+        waiting = False
+        for task in chain([first], queue):
+            if all_full(views):
+                # no slot free anywhere: a task that already says why it
+                # waits stays as it is, unread; one new to the queue is told
+                for new in self.tasks.unexplained(task["created_at"]) if news else []:
+                    self._dispatch(new, docs, views)
+                waiting = True
+                break
+            now_placed = self._dispatch(task, docs, views)
+            placed += now_placed
+            waiting = waiting or now_placed < task["open"]
+        self.waiting = waiting
         return placed
 
     def _dispatch(self, task: dict, docs: dict[str, dict], views: dict[str, HelperView]) -> int:
@@ -327,16 +344,36 @@ class Dispatcher:
 
 
 class DispatchLoop(Worker):
-    """Runs `dispatch_pending` on a thread whenever kicked: on submit, when a
-    helper registers, when an assignment ends, and by the periodic sweep."""
+    """Runs `dispatch_pending` on a thread whenever kicked (on submit, a
+    task given back or released, and by the periodic sweep) or when room
+    was made (a helper joined or answered, a run ended)."""
 
     def __init__(self, dispatcher: Dispatcher | None):
         self.dispatcher = dispatcher
+        self._news = True  # a kick since the last pass began
+        self._news_lock = threading.Lock()
         super().__init__("dispatch", self._pass)
 
     def kick(self) -> None:
+        """A task may have joined the queue: a pass, which tells every task
+        new to the queue why it waits if none can be placed."""
+        with self._news_lock:
+            self._news = True
+        self.wake()
+
+    def room(self) -> None:
+        """A slot or a helper may be free: a pass, which stops reading the
+        queue once no room is left."""
         self.wake()
 
     def _pass(self) -> bool:
-        self.dispatcher.dispatch_pending()
+        with self._news_lock:
+            news, self._news = self._news, False
+        try:
+            self.dispatcher.dispatch_pending(news)
+        except Exception:
+            if news:  # the pass that tries again (after the backoff) has it too
+                with self._news_lock:
+                    self._news = True
+            raise
         return True

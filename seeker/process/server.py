@@ -315,7 +315,7 @@ class SeekerServer:
         In a fleet of thousands of idle helpers this spares a query of the
         queue per registration."""
         if self.dispatcher.wants_room():
-            self.loop.kick()
+            self.loop.room()
 
     def _reconcile(self) -> int:
         """Finish what a seeker that stopped left half done: a placement

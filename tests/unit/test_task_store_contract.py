@@ -56,6 +56,23 @@ class TestTaskStore:
         assert [t["_id"] for t in tasks.pending()] == ["early", "late"]
         assert [t["_id"] for t in tasks.pending(limit=1)] == ["early"]
 
+    def test_the_queue_is_read_a_batch_at_a_time_and_can_be_left_unread(self, tasks, clock):
+        for n in range(40):
+            tasks.create(f"t{n:02d}", SPEC, clock.advance(1))
+        queue = tasks.queue(batch=4)
+        assert [next(queue)["_id"] for _ in range(6)] == [f"t{n:02d}" for n in range(6)]
+        queue.close()  # the other 34 are never sent
+        assert [t["_id"] for t in tasks.queue(limit=3)] == ["t00", "t01", "t02"]
+
+    def test_the_unexplained_are_the_pending_that_do_not_say_why_they_wait(self, tasks, clock):
+        for n in range(5):
+            tasks.create(f"t{n}", SPEC, clock.advance(1))
+        since = tasks.get("t1")["created_at"]
+        tasks.set_wait_reason("t2", "1 helper: 1 no free slot", clock())
+        tasks.assign(tasks.get("t3"), HELPER, clock())  # placed: not pending
+        assert [t["_id"] for t in tasks.unexplained(since)] == ["t1", "t4"]
+        assert [t["_id"] for t in tasks.unexplained(since, limit=1)] == ["t1"]
+
     def test_list_newest_first_and_by_state(self, tasks, clock):
         tasks.create("a", SPEC, clock())
         tasks.create("b", SPEC, clock.advance())
