@@ -89,7 +89,7 @@ class TaskStore(AssignmentStates, GiveBacks):
 
     def pending(self, limit: int = QUEUE_LIMIT) -> list[dict]:
         """Unfinished tasks with replicas still to place, oldest first."""
-        return list(self.queue(limit))
+        return list(self.queue(limit, batch=limit))
 
     def queue(self, limit: int = QUEUE_LIMIT, batch: int = QUEUE_BATCH) -> Cursor:
         """The pending tasks, oldest first, as a cursor that reads `batch`
