@@ -4,10 +4,10 @@ update on the expected current state (never read-modify-write)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
-from pymongo.cursor import Cursor
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
@@ -18,7 +18,7 @@ from seeker.store.give_backs import GiveBacks
 from seeker.store.task_document import new_task
 
 QUEUE_LIMIT = 200  # the pending tasks a placement pass looks at, oldest first
-QUEUE_BATCH = 16  # read at a time
+QUEUE_FIRST = 16  # read in a placement pass's first query
 # pending: replicas to place, not ended. `open` is a count: ">= 1" is "> 0",
 # and SecantusDB routes a $gte range through the to_place index where it
 # scans the whole collection for $gt (12 ms against 0.8 ms with 2,000 tasks)
@@ -89,15 +89,27 @@ class TaskStore(AssignmentStates, GiveBacks):
 
     def pending(self, limit: int = QUEUE_LIMIT) -> list[dict]:
         """Unfinished tasks with replicas still to place, oldest first."""
-        return list(self.queue(limit, batch=limit))
+        return list(self.queue(limit, first=limit))
 
-    def queue(self, limit: int = QUEUE_LIMIT, batch: int = QUEUE_BATCH) -> Cursor:
-        """The pending tasks, oldest first, as a cursor that reads `batch`
-        of them at a time as it is iterated: a placement pass that runs out
-        of room stops reading (close it) instead of decoding the whole queue."""
-        return (
-            self.tasks.find(TO_PLACE).sort("created_at", ASCENDING).limit(limit).batch_size(batch)
-        )
+    def queue(self, limit: int = QUEUE_LIMIT, first: int = QUEUE_FIRST) -> Iterator[dict]:
+        """The pending tasks, oldest first, at most `limit`, read as the
+        caller goes: the `first` oldest in one query, which leaves no cursor
+        open at the server; only a caller that takes them all (a placement
+        pass with room left) has the rest read, in a second query. A pass
+        that runs out of room before stops reading (close it) instead of
+        decoding the whole queue."""
+        oldest_first = self.tasks.find(TO_PLACE).sort("created_at", ASCENDING)
+        first = min(first, limit)
+        head = list(oldest_first.limit(first))
+        yield from head
+        if len(head) < first or first == limit:
+            return  # that was the whole queue
+        had = {t["_id"] for t in head}
+        rest = self.tasks.find(TO_PLACE).sort("created_at", ASCENDING).limit(limit)
+        try:
+            yield from (t for t in rest if t["_id"] not in had)
+        finally:
+            rest.close()
 
     def unexplained(self, since: datetime, limit: int = QUEUE_LIMIT) -> list[dict]:
         """The pending tasks created at or after `since`, oldest first, that

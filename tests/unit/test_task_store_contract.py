@@ -56,13 +56,32 @@ class TestTaskStore:
         assert [t["_id"] for t in tasks.pending()] == ["early", "late"]
         assert [t["_id"] for t in tasks.pending(limit=1)] == ["early"]
 
-    def test_the_queue_is_read_a_batch_at_a_time_and_can_be_left_unread(self, tasks, clock):
+    def test_the_queue_reads_its_oldest_in_one_query_and_the_rest_once_they_are_taken(
+        self, tasks, clock
+    ):
         for n in range(40):
             tasks.create(f"t{n:02d}", SPEC, clock.advance(1))
-        queue = tasks.queue(batch=4)
-        assert [next(queue)["_id"] for _ in range(6)] == [f"t{n:02d}" for n in range(6)]
-        queue.close()  # the other 34 are never sent
-        assert [t["_id"] for t in tasks.queue(limit=3)] == ["t00", "t01", "t02"]
+        every = [f"t{n:02d}" for n in range(40)]
+        store, finds = tasks.tasks, []
+
+        class Finds:
+            def __getattr__(self, name):
+                return getattr(store, name)
+
+            def find(self, *args, **kwargs):
+                finds.append(args)
+                return store.find(*args, **kwargs)
+
+        tasks.tasks = Finds()
+        queue = tasks.queue(first=4)
+        assert [next(queue)["_id"] for _ in range(4)] == every[:4]
+        assert len(finds) == 1
+        queue.close()  # out of room: the other 36 are never asked for
+        assert len(finds) == 1
+        tasks.assign(tasks.get("t01"), HELPER, clock())  # placed: leaves the queue
+        assert [t["_id"] for t in tasks.queue(first=4)] == every[:1] + every[2:]
+        assert len(finds) == 3  # the oldest four, then the rest
+        assert [t["_id"] for t in tasks.queue(limit=3)] == ["t00", "t02", "t03"]
 
     def test_the_unexplained_are_the_pending_that_do_not_say_why_they_wait(self, tasks, clock):
         for n in range(5):
