@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bench.common import IMAGE, MongoServer, Service, free_ports, wait_until
 from bench.heartbeats import read_counters
-from helper.runtime import HELPER_LABEL
+from helper.runs import HELPER_LABEL
 from seeker.client import SeekerClient
 from seeker.models import TaskState
 from serving.http import ApiError

@@ -19,7 +19,7 @@ from helper.executor import Executor
 from helper.models import Assignment
 from helper.outbox import Outbox
 from helper.poller import POLL_SLACK
-from helper.runtime import RunOutcome
+from helper.runs import RunOutcome
 from seeker.client import SeekerClient
 from serving.errors import Busy, Conflict, Forbidden, NotFound
 from serving.http import ApiError, Unreachable

@@ -10,7 +10,7 @@ from datetime import datetime
 
 from channel.models import ResultStatus
 from helper.devices import from_label
-from helper.runtime import DEVICES_LABEL, LABEL, RECEIPT_LABEL, TIMEOUT_LABEL, RunOutcome, RunSpec
+from helper.runs import DEVICES_LABEL, LABEL, RECEIPT_LABEL, TIMEOUT_LABEL, RunOutcome, RunSpec
 from seeker.models import AssignmentState
 from serving.errors import Busy
 

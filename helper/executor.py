@@ -22,7 +22,7 @@ from helper.inputs import InputCache, InputUnavailable
 from helper.metrics import HelperMetrics
 from helper.models import Assignment
 from helper.policy import refusal
-from helper.runtime import RunOutcome
+from helper.runs import RunOutcome
 from helper.specs import RunSpecs
 from seeker.models import AssignmentState
 from serving.errors import Busy, Conflict, Forbidden, NotFound

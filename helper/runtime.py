@@ -7,7 +7,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -20,57 +19,15 @@ from docker.types import DeviceRequest, Mount
 from channel.models import ResultStatus
 from helper.images import local_images
 from helper.logs import LogStream, log_frames
+from helper.runs import HELPER_LABEL, TIMEOUT_LABEL, RunOutcome, RunSpec
 from serving.clock import Clock, utc_now
 
 log = logging.getLogger(__name__)
 
 DEFAULT_LOG_CAP = 1024 * 1024
-LABEL = "io.seeker.assignment"
-HELPER_LABEL = "io.seeker.helper"
-TIMEOUT_LABEL = "io.seeker.timeout"
-RECEIPT_LABEL = "io.seeker.receipt"  # for a restarted helper to post an adopted run's result
-DEVICES_LABEL = "io.seeker.devices"  # its GPUs, for a restarted helper's GPU check
 OUTPUT_DIR = "/output"  # what a container writes here is kept as output.tar
 SIGKILLED = 137  # 128 + SIGKILL
 OOM_RECHECKS = 10
-
-
-@dataclass
-class RunSpec:
-    name: str
-    image: str
-    command: list[str]
-    env: dict[str, str]
-    cpus: float = 0
-    memory: int = 0
-    gpu_indices: list[int] = field(default_factory=list)
-    gpu_uuids: list[str] = field(default_factory=list)  # asked of Docker when given
-    declared_gpus: bool = False  # test-only GPUs: nothing to ask Docker for
-    timeout: float | None = None
-    labels: dict[str, str] = field(default_factory=dict)
-    network_mode: str = "bridge"
-    pids_limit: int = 1024
-    pull: str = "if-missing"  # always, if-missing, never
-    capabilities: list[str] = field(default_factory=list)  # kept; all others dropped
-    mounts: list[dict] = field(default_factory=list)  # source, target, read_only
-    spill_dir: Path | None = None  # where full logs go when they exceed the cap
-
-
-@dataclass
-class RunOutcome:
-    status: ResultStatus
-    exit_code: int | None = None
-    stdout: bytes = b""
-    stderr: bytes = b""
-    stdout_truncated: bool = False
-    stderr_truncated: bool = False
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    error: str | None = None
-    # files to upload as artifacts, by artifact name: the full logs of cut
-    # streams (logs/stdout.log, logs/stderr.log) and /output (output.tar)
-    artifacts: dict[str, Path] = field(default_factory=dict)
-    stdout_digest: str = ""  # sha256 of all of stdout that was read
 
 
 class DockerRuntime:

@@ -7,14 +7,7 @@ from __future__ import annotations
 from channel.models import output_digest
 from helper.devices import as_label, devices_of
 from helper.models import Assignment
-from helper.runtime import (
-    DEVICES_LABEL,
-    HELPER_LABEL,
-    LABEL,
-    RECEIPT_LABEL,
-    RunOutcome,
-    RunSpec,
-)
+from helper.runs import DEVICES_LABEL, HELPER_LABEL, LABEL, RECEIPT_LABEL, RunOutcome, RunSpec
 
 
 class RunSpecs:

@@ -335,7 +335,7 @@ class HoldingRuntime:
         self.stopped: list[str] = []
 
     def run(self, spec, on_started, on_pulling=None, on_exited=None):
-        from helper.runtime import RunOutcome
+        from helper.runs import RunOutcome
 
         on_started()
         self.done.wait(60)

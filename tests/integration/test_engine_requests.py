@@ -8,7 +8,8 @@ import re
 import secrets
 
 from channel.models import ResultStatus
-from helper.runtime import DockerRuntime, RunSpec
+from helper.runs import RunSpec
+from helper.runtime import DockerRuntime
 
 VERSIONED = re.compile(r"^/v[0-9.]+")
 

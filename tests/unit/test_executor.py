@@ -12,7 +12,7 @@ import pytest
 from helper.app import create_app
 from helper.executor import Executor
 from helper.models import Assignment
-from helper.runtime import LABEL, RECEIPT_LABEL, RunOutcome
+from helper.runs import LABEL, RECEIPT_LABEL, RunOutcome
 from serving.errors import Busy, Conflict, NotFound
 from tests.auth_support import bearer, receipt_for
 

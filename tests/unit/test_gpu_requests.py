@@ -11,7 +11,8 @@ from click.testing import CliRunner
 from docker.types import DeviceRequest
 from test_executor import FakeRuntime, assignment, make
 
-from helper.runtime import DockerRuntime, RunSpec
+from helper.runs import RunSpec
+from helper.runtime import DockerRuntime
 from seeker.api.app import create_app
 from seeker.cli import commands
 from seeker.cli.tables import helpers_table

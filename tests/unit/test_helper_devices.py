@@ -10,7 +10,7 @@ import pytest
 from test_executor import HELPER_ID, FakeRuntime, assignment, make, wait_done
 
 from helper.devices import as_label, devices_of, from_label, overbooked
-from helper.runtime import DEVICES_LABEL, HELPER_LABEL, LABEL
+from helper.runs import DEVICES_LABEL, HELPER_LABEL, LABEL
 from serving.errors import Busy
 
 UUID0, UUID1 = "GPU-0000", "GPU-1111"

@@ -14,7 +14,7 @@ from helper.executor import Executor
 from helper.metrics import HelperMetrics
 from helper.models import Assignment
 from helper.outbox import Outbox
-from helper.runtime import RunOutcome
+from helper.runs import RunOutcome
 from serving.http import Unreachable
 from tests.auth_support import receipt_for
 

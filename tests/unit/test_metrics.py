@@ -20,7 +20,7 @@ from channel.store import ResultStore
 from helper.app import create_app as helper_app
 from helper.executor import Executor
 from helper.metrics import HelperMetrics
-from helper.runtime import RunOutcome
+from helper.runs import RunOutcome
 from seeker.api.app import create_app as seeker_app
 from seeker.api.metrics import SeekerMetrics
 from seeker.control.dispatcher import Dispatcher

@@ -16,7 +16,7 @@ from test_metrics import scrape, value
 
 from helper.app import create_app as helper_app
 from helper.executor import Executor
-from helper.runtime import RunOutcome
+from helper.runs import RunOutcome
 from seeker.helper_models import HelperRegistration
 from serving.errors import Busy
 
