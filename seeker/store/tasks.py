@@ -98,14 +98,17 @@ class TaskStore(AssignmentStates, GiveBacks):
         pass with room left) has the rest read, in a second query. A pass
         that runs out of room before stops reading (close it) instead of
         decoding the whole queue."""
-        oldest_first = self.tasks.find(TO_PLACE).sort("created_at", ASCENDING)
+
+        def oldest_first():
+            return self.tasks.find(TO_PLACE).sort("created_at", ASCENDING)
+
         first = min(first, limit)
-        head = list(oldest_first.limit(first))
+        head = list(oldest_first().limit(first))
         yield from head
         if len(head) < first or first == limit:
-            return  # that was the whole queue
+            return  # the whole queue, or all a pass looks at
         had = {t["_id"] for t in head}
-        rest = self.tasks.find(TO_PLACE).sort("created_at", ASCENDING).limit(limit)
+        rest = oldest_first().limit(limit)
         try:
             yield from (t for t in rest if t["_id"] not in had)
         finally:
