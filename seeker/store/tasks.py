@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from datetime import datetime
 
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo.cursor import Cursor
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
@@ -87,10 +88,6 @@ class TaskStore(AssignmentStates, GiveBacks):
         found = self.tasks.find(query).sort([("created_at", DESCENDING), ("_id", DESCENDING)])
         return list(found.limit(limit))
 
-    def pending(self, limit: int = QUEUE_LIMIT) -> list[dict]:
-        """Unfinished tasks with replicas still to place, oldest first."""
-        return list(self.queue(limit, first=limit))
-
     def queue(self, limit: int = QUEUE_LIMIT, first: int = QUEUE_FIRST) -> Iterator[dict]:
         """The pending tasks, oldest first, at most `limit`, read as the
         caller goes: the `first` oldest in one query, which leaves no cursor
@@ -98,17 +95,13 @@ class TaskStore(AssignmentStates, GiveBacks):
         pass with room left) has the rest read, in a second query. A pass
         that runs out of room before stops reading (close it) instead of
         decoding the whole queue."""
-
-        def oldest_first():
-            return self.tasks.find(TO_PLACE).sort("created_at", ASCENDING)
-
         first = min(first, limit)
-        head = list(oldest_first().limit(first))
+        head = list(self._oldest(TO_PLACE).limit(first))
         yield from head
         if len(head) < first or first == limit:
             return  # the whole queue, or all a pass looks at
         had = {t["_id"] for t in head}
-        rest = oldest_first().limit(limit)
+        rest = self._oldest(TO_PLACE).limit(limit)
         try:
             yield from (t for t in rest if t["_id"] not in had)
         finally:
@@ -118,7 +111,11 @@ class TaskStore(AssignmentStates, GiveBacks):
         """The pending tasks created at or after `since`, oldest first, that
         do not say yet why they wait (`wait_reason`)."""
         query = {**TO_PLACE, "wait_reason": None, "created_at": {"$gte": since}}
-        return list(self.tasks.find(query).sort("created_at", ASCENDING).limit(limit))
+        return list(self._oldest(query).limit(limit))
+
+    def _oldest(self, query: dict) -> Cursor:
+        """The tasks `query` matches, oldest first."""
+        return self.tasks.find(query).sort("created_at", ASCENDING)
 
     def states_of(self, task_ids: set[str]) -> dict[str, str]:
         """Task id -> state, for the tasks that exist."""

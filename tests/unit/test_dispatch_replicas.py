@@ -44,7 +44,7 @@ def test_three_replicas_go_to_three_distinct_helpers_in_one_pass(
     assert states(tasks, "t1") == [("big", "accepted"), ("mid", "accepted"), ("small", "accepted")]
     task = tasks.get("t1")
     assert (task["state"], task["open"], task["attempts"]) == ("dispatched", 0, 3)
-    assert tasks.pending() == []
+    assert list(tasks.queue()) == []
 
 
 def test_three_replicas_on_two_helpers_place_two_and_keep_one_open(
@@ -55,7 +55,7 @@ def test_three_replicas_on_two_helpers_place_two_and_keep_one_open(
     assert push.names == ["big", "small"]
     task = tasks.get("t1")
     assert (task["state"], task["open"], task["wanted"]) == ("dispatched", 1, 3)
-    assert [t["_id"] for t in tasks.pending()] == ["t1"]
+    assert [t["_id"] for t in tasks.queue()] == ["t1"]
     assert dispatcher.dispatch_pending() == 0  # neither helper takes a second replica
     assert push.names == ["big", "small"]
 

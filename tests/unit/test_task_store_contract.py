@@ -51,10 +51,10 @@ class TestTaskStore:
         tasks.create("late", SPEC, clock.advance(20))
         tasks.create("early", SPEC, t0)
         tasks.create("middle", SPEC, clock.advance(-10))
-        assert [t["_id"] for t in tasks.pending()] == ["early", "middle", "late"]
+        assert [t["_id"] for t in tasks.queue()] == ["early", "middle", "late"]
         tasks.assign(tasks.get("middle"), HELPER, clock())
-        assert [t["_id"] for t in tasks.pending()] == ["early", "late"]
-        assert [t["_id"] for t in tasks.pending(limit=1)] == ["early"]
+        assert [t["_id"] for t in tasks.queue()] == ["early", "late"]
+        assert [t["_id"] for t in tasks.queue(limit=1)] == ["early"]
 
     def test_the_queue_reads_its_oldest_in_one_query_and_the_rest_once_they_are_taken(
         self, tasks, clock
@@ -236,7 +236,7 @@ class TestTaskStore:
         doc = tasks.cancel("t1", clock.advance())
         assert doc["state"] == "cancelled" and doc["error"] == "cancelled by user"
         assert tasks.cancel("t1", clock()) is None
-        assert tasks.pending() == []
+        assert list(tasks.queue()) == []
 
     def test_cancel_running_but_not_finished(self, tasks, clock):
         dispatched(tasks, clock, "run")

@@ -162,4 +162,4 @@ class TestReplicaBookkeeping:
         replicated(tasks, clock, 2, [H1], task_id="failed")
         tasks.apply(tasks.get("failed"), Decision(TaskState.FAILED, 2, error="x"), clock())
         assert tasks.get("failed")["open"] == 1
-        assert [t["_id"] for t in tasks.pending()] == ["new", "partly-placed"]
+        assert [t["_id"] for t in tasks.queue()] == ["new", "partly-placed"]

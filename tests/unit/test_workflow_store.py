@@ -32,13 +32,13 @@ class TestWorkflowStore:
         tasks = TaskStore(mongo_db)
         doc = held(store, clock, "d", ["x"])
         assert (doc["open"], doc["open_on_release"], doc["waiting_for"]) == (0, 2, ["x"])
-        assert tasks.pending() == []
+        assert list(tasks.queue()) == []
         assert store.dependents("x") == ["d"]
         assert store.release("x", source("x"), ["d"], clock()) == 1
         task = tasks.get("d")
         assert (task["open"], task["waiting_for"], task["released_by"]) == (2, [], [source("x")])
         assert "open_on_release" not in task
-        assert [t["_id"] for t in tasks.pending()] == ["d"]
+        assert [t["_id"] for t in tasks.queue()] == ["d"]
         assert store.release("x", source("x"), ["d"], clock()) == 0  # again: nothing changes
         assert tasks.get("d")["released_by"] == [source("x")]
 
@@ -67,7 +67,7 @@ class TestWorkflowStore:
     def test_a_release_cut_short_is_finished_by_the_sweep(self, mongo_db, store, clock):
         held(store, clock, "d", ["x"])
         store.tasks.update_many({"_id": "d"}, {"$pull": {"waiting_for": "x"}})  # then it died
-        assert TaskStore(mongo_db).pending() == []
+        assert list(TaskStore(mongo_db).queue()) == []
         assert store.open_released(clock()) == 1
         assert TaskStore(mongo_db).get("d")["open"] == 2
 
