@@ -55,8 +55,13 @@ def refused_lately(assignments: list[dict], since: datetime) -> set[str]:
 
 def all_full(views: dict[str, HelperView]) -> bool:
     """Some helper is online and every online helper's slots (and queue) are taken."""
-    online = [v for v in views.values() if v.online]
-    return bool(online) and all(v.running >= v.slots + v.prefetch for v in online)
+    some_online = False
+    for v in views.values():  # stops at the first with room: in most passes one of the first
+        if v.online:
+            if v.running < v.slots + v.prefetch:
+                return False
+            some_online = True
+    return some_online
 
 
 def full(view: HelperView) -> HelperView:

@@ -26,11 +26,14 @@ class KeptViews:
     and row are built again only when its document is another object (the
     registry read it again: HelperStore.registry()), its live assignments
     are others, or it came online or went offline; the rest are the last
-    pass's. A fleet of thousands with a few changes is a few views built."""
+    pass's. A fleet of thousands with a few changes is a few views built,
+    and for each of the rest a dictionary look-up and a comparison of times
+    (when it goes offline is worked out once per document: online_until)."""
 
     def __init__(self):
-        # helper id -> (its document, (live assignment ids, online), its row)
-        self._kept: dict[str, tuple[dict, tuple, object]] = {}
+        # helper id -> (its document, online_until(), live assignment ids, online, its row)
+        self._kept: dict[str, tuple[dict, datetime | None, frozenset, bool, object]] = {}
+        self._liveness: timedelta | None = None  # the one the kept times were worked out with
 
     def fleet(
         self, helpers: list[dict], live: list[dict], now: datetime, liveness: timedelta
@@ -40,19 +43,28 @@ class KeptViews:
         for a in live:
             reserved.setdefault(a["helper_id"], []).append(a.get("reservation") or {})
             held.setdefault(a["helper_id"], []).append(a.get("_id"))
+        if liveness != self._liveness:
+            self._kept, self._liveness = {}, liveness
         kept, rows = {}, []
         for h in helpers:
             helper_id = h["helper_id"]
-            key = (frozenset(held.get(helper_id, ())), is_online(h, now, liveness))
+            ids = held.get(helper_id)
+            ids = NONE_HELD if ids is None else frozenset(ids)
             before = self._kept.get(helper_id)
-            if before is not None and before[0] is h and before[1] == key:
-                row = before[2]
+            same = before is not None and before[0] is h
+            until = before[1] if same else online_until(h, liveness)
+            online = until is not None and now <= until
+            if same and before[2] == ids and before[3] == online:
+                row = before[4]
             else:
                 row = row_of(view_of(h, reserved.get(helper_id, []), now, liveness))
-            kept[helper_id] = (h, key, row)
+            kept[helper_id] = (h, until, ids, online, row)
             rows.append(row)
         self._kept = kept
         return Fleet(rows=rows)
+
+
+NONE_HELD: frozenset = frozenset()  # the live assignments of most helpers in a large fleet
 
 
 def view_of(doc: dict, reservations: list[dict], now: datetime, liveness: timedelta) -> HelperView:
@@ -89,16 +101,25 @@ def liveness_of(doc: dict, liveness: timedelta) -> timedelta:
     return max(liveness, timedelta(seconds=2 * beat))
 
 
-def is_online(doc: dict, now: datetime, liveness: timedelta) -> bool:
-    """Heard from within its liveness deadline and, for a pulling helper,
-    not gone: gone is a poll connection that dropped and did not come back
-    within its grace, until the helper polls on a new connection."""
+def online_until(doc: dict, liveness: timedelta) -> datetime | None:
+    """The last moment the helper counts as online (is_online), from its
+    document alone: heard from within its liveness deadline and, for a
+    pulling helper, not gone; gone is a poll connection that dropped and
+    did not come back within its grace, until the helper polls on a new
+    connection. None: it does not count as online at all."""
     seen = as_utc(doc.get("last_seen"))
-    if seen is None or seen < now - liveness_of(doc, liveness):
-        return False
+    if seen is None:
+        return None
     poll = doc.get("poll") or {}
     gone, back = as_utc(poll.get("gone_at")), as_utc(poll.get("connected_at"))
-    return gone is None or (back is not None and back > gone)
+    if gone is not None and (back is None or back <= gone):
+        return None
+    return seen + liveness_of(doc, liveness)
+
+
+def is_online(doc: dict, now: datetime, liveness: timedelta) -> bool:
+    until = online_until(doc, liveness)
+    return until is not None and now <= until
 
 
 def after_placing(view: HelperView, reservation: dict) -> HelperView:

@@ -8,7 +8,15 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from seeker.placement import select
-from seeker.placement.capacity import KeptViews, after_placing, as_utc, helper_views, view_of
+from seeker.placement.capacity import (
+    KeptViews,
+    after_placing,
+    as_utc,
+    helper_views,
+    is_online,
+    online_until,
+    view_of,
+)
 from seeker.placement.fleet import Fleet
 from seeker.placement.pipeline import select_by_pipeline
 from seeker.placement.views import GpuView, HelperView, TaskView
@@ -16,6 +24,7 @@ from seeker.placement.views import GpuView, HelperView, TaskView
 GiB = 1024**3
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
 LIVENESS = timedelta(seconds=45)
+SECOND = timedelta(seconds=1)
 
 
 def doc(helper_id="h1", name="gpu-1", last_seen=NOW, **fields) -> dict:
@@ -105,6 +114,32 @@ def test_a_naive_last_seen_is_read_as_utc(seen_ago, online):
 
 def test_never_seen_is_offline():
     assert view_of(doc(last_seen=None), [], NOW, LIVENESS).online is False
+
+
+def test_online_until_is_the_last_moment_a_helper_counts_as_online():
+    """Worked out from the document alone, once, by KeptViews: online is
+    `now <= online_until`, to the microsecond, as is_online() says."""
+    d = doc(last_seen=NOW, heartbeat=30)  # two beats of 30 s: longer than the 45 s liveness
+    until = online_until(d, LIVENESS)
+    assert until == NOW + timedelta(seconds=60)
+    assert is_online(d, until, LIVENESS)
+    assert not is_online(d, until + timedelta(microseconds=1), LIVENESS)
+    assert online_until(doc(last_seen=None), LIVENESS) is None
+
+
+@pytest.mark.parametrize(
+    ("poll", "online"),
+    [
+        ({"gone_at": NOW - 5 * SECOND}, False),  # its poll dropped
+        ({"gone_at": NOW - 5 * SECOND, "connected_at": NOW - 9 * SECOND}, False),
+        ({"gone_at": NOW - 5 * SECOND, "connected_at": NOW - SECOND}, True),  # polls again
+        ({"connected_at": NOW - SECOND}, True),
+    ],
+)
+def test_a_pulling_helper_whose_poll_dropped_is_offline_until_it_polls_again(poll, online):
+    d = doc(last_seen=NOW, poll=poll)
+    assert (online_until(d, LIVENESS) is not None) is online
+    assert is_online(d, NOW, LIVENESS) is online
 
 
 def test_helper_views_groups_live_assignments_by_helper():
@@ -198,6 +233,20 @@ def test_kept_views_build_again_only_the_helpers_that_changed():
 
     third = kept.fleet(docs2[:3], live2, later, LIVENESS)  # h4 removed
     assert list(third) == ["h1", "h2", "h3"]
+
+
+def test_kept_views_keep_a_row_while_time_passes_within_the_liveness():
+    """The same document, the same assignments: the row is kept as time
+    passes, until the helper's deadline; a pass with another liveness works
+    every deadline out again."""
+    kept = KeptViews()
+    docs = [doc("h1", "gpu-1", last_seen=NOW)]
+    row = kept.fleet(docs, [], NOW, LIVENESS).rows()[0]
+    assert kept.fleet(docs, [], NOW + LIVENESS, LIVENESS).rows()[0] is row
+    late = kept.fleet(docs, [], NOW + LIVENESS + timedelta(microseconds=1), LIVENESS)
+    assert late.rows()[0] is not row and not late["h1"].online
+    longer = kept.fleet(docs, [], NOW + LIVENESS + timedelta(seconds=1), 2 * LIVENESS)
+    assert longer["h1"].online
 
 
 def test_kept_views_are_not_changed_by_what_a_pass_placed():
