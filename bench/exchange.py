@@ -36,7 +36,7 @@ class Body(BaseModel):
 
 def app():
     from serving.flaskapp import base_app
-    from serving.openapi import operation
+    from serving.operations import operation
 
     served = base_app("bench.exchange", "exchange", TOKEN)
 

@@ -20,7 +20,8 @@ from serving.access import allow
 from serving.errors import BadRequest, NotFound
 from serving.flaskapp import base_app, serve_metrics
 from serving.inputs import int_arg
-from serving.openapi import Document, operation
+from serving.openapi import Document
+from serving.operations import operation
 from serving.principals import Authenticator, Principal
 
 STATUSES = [s.value for s in ResultStatus]

@@ -17,7 +17,7 @@ from serving import grants, receipts
 from serving.access import allow, principal
 from serving.errors import ApiProblem, BadRequest, Forbidden, NotFound
 from serving.inputs import int_arg
-from serving.openapi import INVALID, OCTET_STREAM, Media, operation
+from serving.operations import INVALID, OCTET_STREAM, Media, operation
 from serving.principals import USER
 from serving.schema import INT64_MAX
 

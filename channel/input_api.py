@@ -14,7 +14,7 @@ from channel.openapi import NOT_GRANTED, Input, InputUploadQuery, OutputQuery
 from serving import grants
 from serving.access import allow
 from serving.errors import NotFound
-from serving.openapi import INVALID, OCTET_STREAM, operation
+from serving.operations import INVALID, OCTET_STREAM, operation
 from serving.principals import USER
 
 

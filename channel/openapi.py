@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from channel.models import ARTIFACT_NAME_MAX, ResultFields, ResultStatus
-from serving.openapi import optional
+from serving.operations import optional
 from serving.schema import INT64_MAX
 
 ANSWER = ConfigDict(json_schema_serialization_defaults_required=True)

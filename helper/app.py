@@ -12,7 +12,8 @@ from helper.models import Assignment
 from helper.openapi import DESCRIPTION, TITLE, Entry, Status
 from serving.access import allow
 from serving.flaskapp import base_app, serve_metrics
-from serving.openapi import Document, operation
+from serving.openapi import Document
+from serving.operations import operation
 from serving.principals import Authenticator, Principal, secret_equal
 
 SEEKER = "seeker"  # the role of the credential this helper's seeker presents

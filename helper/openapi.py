@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from seeker.helper_models import HelperResources
 from seeker.models import AssignmentState
-from serving.openapi import optional
+from serving.operations import optional
 
 ANSWER = ConfigDict(json_schema_serialization_defaults_required=True)
 

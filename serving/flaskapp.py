@@ -14,7 +14,8 @@ from prometheus_client.registry import Collector
 from serving.access import require_auth
 from serving.errors import install_error_handlers
 from serving.metrics import METRICS_PATH
-from serving.openapi import Document, Media, operation, serve_openapi
+from serving.openapi import Document, serve_openapi
+from serving.operations import Media, operation
 from serving.principals import Authenticator
 
 DEFAULT_MAX_BODY = 20 * 1024 * 1024

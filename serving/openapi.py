@@ -1,10 +1,10 @@
 """OpenAPI 3.1 documents of the services' REST APIs, derived from each Flask
 app by spectree, and the route that serves them.
 
-A view declares once, with @operation, what the app cannot tell: its JSON
-body (a pydantic model; the view receives it validated as `body`), its query
-parameters (a model, for the document: the view reads them itself), its
-answers and its tag. spectree reads the rest from the app: the paths and
+A view declares once, with @operation (serving/operations.py), what the
+app cannot tell: its JSON body (a pydantic model; the view receives it
+validated as `body`), its query parameters (a model, for the document: the
+view reads them itself), its answers and its tag. spectree reads the rest from the app: the paths and
 path parameters from its url_map, each summary and description from the
 view's docstring, the schemas from the models (bodies in validation mode,
 answers in serialization mode). What every route shares is added here from
@@ -17,28 +17,31 @@ The document is an API description, not data: `GET /api/v1/openapi.json` is
 
 from __future__ import annotations
 
-import functools
 import importlib.metadata
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask
 from pydantic import BaseModel
-from spectree import Response, SpecTree
+from spectree import SpecTree
 from spectree.models import SecurityScheme, SecuritySchemeData
 
 from serving.access import OPEN_PATHS, public
-from serving.inputs import json_model
+from serving.operations import (
+    ERROR,
+    INVALID,
+    JSON,
+    REF,
+    Answer,
+    Media,
+    Operation,
+    _is_model,
+    operation,
+)
 from serving.principals import USER
 
 OPENAPI_PATH = "/api/v1/openapi.json"
-JSON = "application/json"
-OCTET_STREAM = "application/octet-stream"
-REF = "#/components/schemas/{model}"
-ERROR = {"$ref": REF.format(model="Error")}
-INVALID = {"$ref": REF.format(model="Invalid")}
 
 ERROR_SCHEMA = {
     "type": "object",
@@ -86,91 +89,6 @@ BODY_ANSWERS = {
     400: "not a JSON object: no JSON content type, malformed JSON, not an object",
     413: "the body is larger than the server accepts (20 MiB)",
 }
-
-
-@dataclass(frozen=True)
-class Media:
-    """An answer that is not JSON: its media type, the schema of its body,
-    and the headers it carries."""
-
-    media_type: str
-    schema: dict = field(default_factory=lambda: {"type": "string"})
-    headers: dict[str, dict] = field(default_factory=dict)
-
-
-def optional(*names: str):
-    """A model's `json_schema_extra` that leaves `names` out of `required`
-    (for an answer's field that is present only sometimes, in a model whose
-    other defaults are always present)."""
-
-    def drop(schema: dict) -> None:
-        schema["required"] = [n for n in schema.get("required", []) if n not in names]
-        if not schema["required"]:
-            del schema["required"]
-
-    return drop
-
-
-# An answer: a description alone (for an error: an `{"error", "detail"}`
-# body), or a pair of what the body is (a model, a Media, None: no body) and
-# its description.
-Answer = str | tuple[type[BaseModel] | Media | None, str]
-
-
-@dataclass(frozen=True)
-class Operation:
-    """What a view's entry in the document says beyond what the app tells."""
-
-    answers: dict[int, Answer]
-    body: type[BaseModel] | None = None
-    raw_body: str | None = None
-    query: type[BaseModel] | None = None
-    tag: str | None = None
-    params: dict[str, str] = field(default_factory=dict)  # path parameters' descriptions
-    name: str | None = None  # the operationId, when the one made from the path would clash
-
-    def spectree_args(self) -> dict:
-        models = {
-            f"HTTP_{status}": answer
-            for status, answer in self.answers.items()
-            if isinstance(answer, tuple) and _is_model(answer[0])
-        }
-        return {
-            "json": self.body,
-            "query": self.query,
-            "resp": Response(**models),
-            "tags": [self.tag] if self.tag else [],
-            "path_parameter_descriptions": self.params or None,
-        }
-
-
-def operation(
-    answers: dict[int, Answer],
-    *,
-    body: type[BaseModel] | None = None,
-    raw_body: str | None = None,
-    query: type[BaseModel] | None = None,
-    tag: str | None = None,
-    params: dict[str, str] | None = None,
-    name: str | None = None,
-):
-    """Declare a view's operation. With `body`, the view is called with
-    `body=` the request's JSON object validated strictly against that model
-    (400 when it is not a JSON object, 422 naming every bad field)."""
-    declared = Operation(answers, body, raw_body, query, tag, params or {}, name)
-
-    def mark(view):
-        if body is not None:
-            plain = view
-
-            @functools.wraps(plain)
-            def view(*args, **kwargs):
-                return plain(*args, body=json_model(body), **kwargs)
-
-        view.seeker_operation = declared
-        return view
-
-    return mark
 
 
 class _Tree(SpecTree):
@@ -391,10 +309,6 @@ def _operation_id(method: str, path: str) -> str:
 
 def _model_name(model: type) -> str:
     return model.__name__
-
-
-def _is_model(value: Any) -> bool:
-    return isinstance(value, type) and issubclass(value, BaseModel)
 
 
 def _version() -> str:

@@ -30,7 +30,8 @@ from seeker.store.events import EVENT_WAITS, MAX_EVENT_WAIT, TASK_WAITS
 from serving.errors import BadRequest
 from serving.flaskapp import base_app, serve_metrics
 from serving.inputs import int_arg
-from serving.openapi import OCTET_STREAM, Document, Media, operation
+from serving.openapi import Document
+from serving.operations import OCTET_STREAM, Media, operation
 from serving.parking import answer_or_park
 from serving.principals import Authenticator
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from flask import Blueprint, Flask, Response, send_from_directory
 
 from serving.access import public
-from serving.openapi import Media, operation
+from serving.operations import Media, operation
 
 STATIC = Path(__file__).parent / "static"
 

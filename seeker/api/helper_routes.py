@@ -23,7 +23,7 @@ from seeker.control.credentials import HELPER, JOIN
 from seeker.control.operations import Seeker
 from seeker.helper_models import AssignmentEvent, Heartbeat, HelperRegistration, PollRequest
 from serving.access import allow, principal
-from serving.openapi import operation
+from serving.operations import operation
 from serving.parking import NEW_CONNECTION, answer_or_park
 
 

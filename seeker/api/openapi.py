@@ -15,7 +15,7 @@ from helper.models import Assignment
 from seeker.helper_models import HelperRegistration
 from seeker.models import ArraySubmission, AssignmentState, Resources, TaskSpec, TaskState
 from seeker.store.events import KINDS, MAX_EVENT_WAIT
-from serving.openapi import optional
+from serving.operations import optional
 from serving.schema import Bytes
 
 TASK_ID = {"task_id": "16 hex digits"}  # the path parameter, as routes declare it

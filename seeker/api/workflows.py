@@ -22,7 +22,7 @@ from seeker.control.operations import Seeker
 from seeker.store.events import MAX_EVENT_WAIT, TASK_WAITS
 from serving.errors import ApiProblem
 from serving.inputs import int_arg
-from serving.openapi import INVALID, OCTET_STREAM, operation
+from serving.operations import INVALID, OCTET_STREAM, operation
 from serving.parking import park_on_watched
 
 UPLOAD_LIMIT = 2**62  # the channel enforces its own (--max-artifact-bytes)

@@ -23,7 +23,7 @@ from schemathesis.core.failures import AcceptedNegativeData
 from serving.schema import INT64_MAX
 
 # (method, path) -> the model of its JSON body, as each app under fuzzing
-# declares it (serving.openapi.operation); filled by tests/fuzz/conftest.py
+# declares it (serving.operations.operation); filled by tests/fuzz/conftest.py
 BODY_MODELS: dict[tuple[str, str], type[BaseModel]] = {}
 
 
