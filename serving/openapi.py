@@ -1,16 +1,17 @@
 """OpenAPI 3.1 documents of the services' REST APIs, derived from each Flask
 app by spectree, and the route that serves them.
 
-A view declares once, with @operation (serving/operations.py), what the
-app cannot tell: its JSON body (a pydantic model; the view receives it
-validated as `body`), its query parameters (a model, for the document: the
-view reads them itself), its answers and its tag. spectree reads the rest from the app: the paths and
-path parameters from its url_map, each summary and description from the
-view's docstring, the schemas from the models (bodies in validation mode,
-answers in serialization mode). What every route shares is added here from
-serving.access: the bearer scheme, who may call it (`x-seeker-roles`, from
-@allow and @public), the 401 and 403 of a route that takes a secret, and the
-400, 413 and 422 of one that reads a JSON body, all `{"error", "detail"}`.
+A view declares once, with @operation (serving/operations.py), what the app
+cannot tell: its JSON body (a pydantic model; the view receives it validated
+as `body`), its query parameters (a model, for the document: the view reads
+them itself), its answers and its tag. spectree reads the rest from the app:
+the paths and path parameters from its url_map, each summary and description
+from the view's docstring, the schemas from the models (bodies in validation
+mode, answers in serialization mode). What every route shares is added here
+from serving.access: the bearer scheme, who may call it (`x-seeker-roles`,
+from @allow and @public), the 401 and 403 of a route that takes a secret,
+and the 400, 413 and 422 of one that reads a JSON body, all
+`{"error", "detail"}`.
 
 The document is an API description, not data: `GET /api/v1/openapi.json` is
 @public."""
