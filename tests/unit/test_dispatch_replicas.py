@@ -7,11 +7,10 @@ from __future__ import annotations
 import pytest
 from dispatch_fakes import FakePush, GiB, add_helper, add_task, states
 
-from seeker.control.dispatch_state import all_full, assignment_payload, task_view
+from seeker.control.dispatch_state import assignment_payload, task_view
 from seeker.control.dispatcher import Dispatcher, DispatchLoop
 from seeker.models import TaskState
 from seeker.placement.outcome import Decision
-from seeker.placement.views import HelperView
 
 
 @pytest.fixture
@@ -379,28 +378,3 @@ def test_a_stale_push_to_a_helper_gone_since_goes_back_to_be_placed(tasks, helpe
     assert push.calls == []
     assert states(tasks, "t1") == [("gone", "push_failed")]
     assert tasks.get("t1")["state"] == "pending" and tasks.get("t1")["open"] == 1
-
-
-@pytest.mark.parametrize(
-    ("helpers", "full"),
-    [
-        ([], False),  # no helper at all: nothing to wait for
-        ([HelperView("h1", "a", slots=2, running=2, online=False)], False),  # none online
-        ([HelperView("h1", "a", slots=2, running=2)], True),
-        ([HelperView("h1", "a", slots=2, running=2, prefetch=1)], False),  # its queue has room
-        ([HelperView("h1", "a", slots=2, running=3, prefetch=1)], True),
-        (
-            [
-                HelperView("h1", "a", slots=1, running=0, online=False),  # room, but offline
-                HelperView("h2", "b", slots=1, running=1),
-            ],
-            True,
-        ),
-        (
-            [HelperView("h1", "a", slots=1, running=1), HelperView("h2", "b", slots=2, running=1)],
-            False,
-        ),
-    ],
-)
-def test_all_full_when_every_online_helper_has_its_slots_and_queue_taken(helpers, full):
-    assert all_full({h.helper_id: h for h in helpers}) is full
