@@ -37,7 +37,7 @@ from serving.operations import (
     Answer,
     Media,
     Operation,
-    _is_model,
+    is_model,
     operation,
 )
 from serving.principals import USER
@@ -280,7 +280,7 @@ def _responses(documented: dict, declared: Operation, roles: list[str]) -> dict:
         answers.setdefault("403", f"the secret is not {' or '.join(ROLE_WORDS[r] for r in roles)}")
     out = {}
     for status, answer in sorted(answers.items()):
-        if status in documented and isinstance(answer, tuple) and _is_model(answer[0]):
+        if status in documented and isinstance(answer, tuple) and is_model(answer[0]):
             out[status] = documented[status]  # spectree's, with the model's $ref
         else:
             out[status] = _response(int(status), answer)

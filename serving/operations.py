@@ -67,7 +67,7 @@ class Operation:
         models = {
             f"HTTP_{status}": answer
             for status, answer in self.answers.items()
-            if isinstance(answer, tuple) and _is_model(answer[0])
+            if isinstance(answer, tuple) and is_model(answer[0])
         }
         return {
             "json": self.body,
@@ -107,5 +107,5 @@ def operation(
     return mark
 
 
-def _is_model(value: Any) -> bool:
+def is_model(value: Any) -> bool:
     return isinstance(value, type) and issubclass(value, BaseModel)
