@@ -21,6 +21,9 @@ def helper_views(
     return KeptViews().fleet(helpers, live, now, liveness)
 
 
+NONE_HELD: frozenset = frozenset()  # the live assignments of most helpers in a large fleet
+
+
 class KeptViews:
     """helper_views() from one placement pass to the next: a helper's view
     and row are built again only when its document is another object (the
@@ -62,9 +65,6 @@ class KeptViews:
             rows.append(row)
         self._kept = kept
         return Fleet(rows=rows)
-
-
-NONE_HELD: frozenset = frozenset()  # the live assignments of most helpers in a large fleet
 
 
 def view_of(doc: dict, reservations: list[dict], now: datetime, liveness: timedelta) -> HelperView:
