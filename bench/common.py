@@ -45,6 +45,24 @@ def cpu_seconds(proc: psutil.Process) -> float:
     return t.user + t.system + t.children_user + t.children_system
 
 
+def thread_wakes(proc: psutil.Process) -> int | None:
+    """Times the process's living threads blocked (on a lock, a socket, a
+    sleep) and were woken again: each thread's voluntary context switches,
+    from /proc. Threads that have ended are not counted. None where /proc
+    does not tell (not Linux)."""
+    total, seen = 0, False
+    for status in Path(f"/proc/{proc.pid}/task").glob("*/status"):
+        try:
+            lines = status.read_text().splitlines()
+        except OSError:  # the thread ended meanwhile
+            continue
+        for line in lines:
+            if line.startswith("voluntary_ctxt_switches:"):
+                total += int(line.split()[1])
+                seen = True
+    return total if seen else None
+
+
 # --- a database --------------------------------------------------------------
 
 

@@ -15,7 +15,8 @@ dispatch pass (select() over 200 helpers), the push (HTTP), the helper's
 channel and the final event, which settles the task. Not included: Docker
 (the runtime is fake), process start-up, registering the helpers.
 Everything shares the machine's 2 cores, so the fleet's and the channel's
-CPU is paid out of the same budget; each process's CPU per task is shown.
+CPU is paid out of the same budget; each process's CPU per task is shown,
+and how many times its threads were woken per task.
 
 Baseline, right after, on a database server of its own (fresh, as the
 seeker's was; the same TEST_MONGO_URL server when set): the writes one task's
@@ -61,6 +62,7 @@ from bench.common import (
     main,
     ratio,
     report,
+    thread_wakes,
 )
 from bench.deployment import CLIENTS, HELPERS, SLOTS, Deployment
 from channel.models import ResultStatus
@@ -74,7 +76,17 @@ TARGET = 300.0
 # channel, helpers): a third of the 19.3 ms the issue measured
 OPS_TARGET = 8.0
 CPU_TARGET_MS = 19.3 / 3
+SERVICES = ("seeker", "channel", "fleet")  # whose CPU the per-task target counts
 
+
+WAKES_NOTE = (
+    "Threads woken: the times each service's threads blocked and were woken again over the "
+    "run (voluntary context switches, /proc), per task: a thread waiting for a database "
+    "reply, a request or an answer, or for another thread to hand it work. Only threads "
+    "alive at the end are counted, so the fleet's leaves out the thread each run had. A "
+    "count, it moves far less with the machine's speed than the CPU does (bench/findings.md, "
+    "32)."
+)
 
 RAW_WRITES = 9  # per task, in the baseline
 
@@ -195,6 +207,11 @@ def transport_floor(tmp: Path, n: int = 1_000) -> tuple[float, float]:
         service.stop()
 
 
+def woken(before: int | None, after: int | None) -> int | None:
+    """The wakes between two counts (bench.common.thread_wakes), if both were read."""
+    return None if before is None or after is None else after - before
+
+
 def met_word(met: bool) -> str:
     return "met" if met else "missed"
 
@@ -212,10 +229,12 @@ def run(quick: bool = False) -> dict:
         warm = 40
         dep.push_tasks(warm)  # connections, caches
         cpu0 = {k: cpu_seconds(p) for k, p in procs.items()}
+        wakes0 = {k: thread_wakes(p) for k, p in procs.items()}
         ops0, beats0 = db.opcounters(), dep.counters()
         wall = dep.push_tasks(n, already=warm)
         ops1, beats1 = db.opcounters(), dep.counters()
         cpu = {k: cpu_seconds(p) - cpu0[k] for k, p in procs.items()}
+        wakes = {k: woken(wakes0[k], thread_wakes(p)) for k, p in procs.items()}
         stored = dep.channel_db["results"].count_documents({})
         if stored != warm + n:
             raise RuntimeError(f"{stored} results in the channel for {warm + n} tasks")
@@ -257,10 +276,20 @@ def run(quick: bool = False) -> dict:
     for k in ("channel", "fleet", "database"):
         if k in cpu:
             rows.append([f"{k} CPU per task", f"{1000 * cpu[k] / n:.2f} ms", "", ""])
-    services_ms = 1000 * sum(cpu.get(k, 0.0) for k in ("seeker", "channel", "fleet")) / n
+    services_ms = 1000 * sum(cpu.get(k, 0.0) for k in SERVICES) / n
     rows.append(
         ["services' CPU per task (seeker, channel, fleet)", f"{services_ms:.2f} ms", "", ""]
     )
+    counted = all(wakes.get(k) is not None for k in SERVICES)
+    if counted:
+        rows.append(
+            [
+                "threads woken per task: seeker / channel / fleet",
+                " / ".join(f"{wakes[k] / n:.1f}" for k in SERVICES),
+                "",
+                "",
+            ]
+        )
     rows.append(
         [
             "HTTP alone per task: the same exchanges with nothing behind them",
@@ -295,6 +324,7 @@ def run(quick: bool = False) -> dict:
         "reports had reached the seeker within the interval (helper/beats.py `quiet_left`).",
         f"CPU over the run, all processes: {sum(cpu.values()):.1f} s in {wall:.1f} s of wall "
         f"time on {2} cores.",
+        *([WAKES_NOTE] if counted else []),
         f"HTTP alone: one exchange (serving.http.JsonClient POSTing a result-sized body to "
         f"a route served as every service's is, token and body checked, nothing stored; "
         f"bench/exchange.py) costs {1000 * client_s:.2f} ms of CPU in the client and "
@@ -327,6 +357,7 @@ def run(quick: bool = False) -> dict:
             "baseline_wall_s": raw_wall,
             "baseline_tasks_per_s": raw_tps,
             "cpu_s": cpu,
+            "thread_wakes": wakes,
             "db_ops": ops,
             "db_ops_per_task": ops_per_task,
             "services_cpu_ms_per_task": services_ms,
