@@ -63,6 +63,11 @@ def thread_wakes(proc: psutil.Process) -> int | None:
     return total if seen else None
 
 
+def woken(before: int | None, after: int | None) -> int | None:
+    """The wakes between two counts of `thread_wakes`, if both were read."""
+    return None if before is None or after is None else after - before
+
+
 # --- a database --------------------------------------------------------------
 
 

@@ -63,6 +63,7 @@ from bench.common import (
     ratio,
     report,
     thread_wakes,
+    woken,
 )
 from bench.deployment import CLIENTS, HELPERS, SLOTS, Deployment
 from channel.models import ResultStatus
@@ -205,11 +206,6 @@ def transport_floor(tmp: Path, n: int = 1_000) -> tuple[float, float]:
         return exchange.measure(port, service.process(), n)
     finally:
         service.stop()
-
-
-def woken(before: int | None, after: int | None) -> int | None:
-    """The wakes between two counts (bench.common.thread_wakes), if both were read."""
-    return None if before is None or after is None else after - before
 
 
 def met_word(met: bool) -> str:
