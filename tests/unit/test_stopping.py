@@ -5,6 +5,9 @@ client waits CLOSE_WAIT seconds at most (pymongo's client-side timeout)."""
 
 from __future__ import annotations
 
+import threading
+
+import pytest
 from pymongo import _csot
 from pymongo.errors import ServerSelectionTimeoutError
 
@@ -72,3 +75,18 @@ def test_closing_the_client_waits_for_the_server_at_most_close_wait(tmp_path):
     conn.close()
     real()
     assert done == [("client.close", CLOSE_WAIT)]
+
+
+def test_the_embedded_database_stops_without_waiting_for_its_accept_thread(tmp_path):
+    # SecantusDB's stop() closes its listening socket and waits 2 s for the
+    # thread blocked in accept(), which a close does not wake on Linux: the
+    # thread was still there after the stop, and every stop took 2 s
+    pytest.importorskip("secantus")
+    before = set(threading.enumerate())
+    conn = DatabaseConnection(None, tmp_path)
+    accepting = [t for t in set(threading.enumerate()) - before if t.name == "secantus-accept"]
+    assert len(accepting) == 1
+    conn.client.admin.command("ping")  # connected, as a service's client is
+    conn.close()
+    accepting[0].join(timeout=10)
+    assert not accepting[0].is_alive()
