@@ -10,6 +10,8 @@ import threading
 
 from secantus import SecantusDBServer
 
+from serving.database import wake_accept
+
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING)
@@ -20,6 +22,7 @@ def main() -> None:
         signal.signal(sig, lambda *_: done.set())
     print(server.uri, flush=True)
     done.wait()
+    wake_accept(server)
     server.stop()
 
 

@@ -14,6 +14,7 @@ import pytest
 from seeker.client import SeekerClient
 from seeker.control.credentials import HelperCredentials
 from seeker.store.helpers import HelperStore
+from serving.database import wake_accept
 from serving.http import ApiError
 from tests.certs import CertFiles
 from tests.integration.harness import (
@@ -64,6 +65,7 @@ def mongo_url(tmp_path_factory):
     server = SecantusDBServer(storage_path=str(tmp_path_factory.mktemp("secantus")))
     server.start()
     yield server.uri
+    wake_accept(server)
     server.stop()
 
 
