@@ -1,18 +1,20 @@
 """A seeker told to stop while its database is away: its last writes are
 tried within STOP_WRITES seconds in all, one failing does not keep the
 others or the rest of the stop from running, and closing the database
-client waits CLOSE_WAIT seconds at most (pymongo's client-side timeout)."""
+client waits CLOSE_WAIT seconds at most (pymongo's client-side timeout).
+An embedded database stops without waiting for its accept thread."""
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 
-import pytest
 from pymongo import _csot
 from pymongo.errors import ServerSelectionTimeoutError
 
 from seeker.process.server import STOP_WRITES, SeekerServer
 from serving.database import CLOSE_WAIT, DatabaseConnection
+from tests.requirements import require
 
 
 class Step:
@@ -81,7 +83,7 @@ def test_the_embedded_database_stops_without_waiting_for_its_accept_thread(tmp_p
     # SecantusDB's stop() closes its listening socket and waits 2 s for the
     # thread blocked in accept(), which a close does not wake on Linux: the
     # thread was still there after the stop, and every stop took 2 s
-    pytest.importorskip("secantus")
+    require(importlib.util.find_spec("secantus") is not None, "SecantusDB is not installed")
     before = set(threading.enumerate())
     conn = DatabaseConnection(None, tmp_path)
     accepting = [t for t in set(threading.enumerate()) - before if t.name == "secantus-accept"]
