@@ -21,7 +21,8 @@ submit, the dispatch, the push, the helper's Docker calls (create, which
 is also the image check, start, wait, both log streams in one request, the
 /output archive probe, remove; an inspect after a run only on a non-zero
 exit or with a memory limit), the outbox (fsync), the result POST, the
-events. Not included: starting the stacks, building the image.
+events. Not included: starting the stacks, building the image, the
+check of each task's state after a batch (a GET each, in no CPU figure).
 Baseline: as many threads as slots doing create/start/wait/logs(stdout)/
 logs(stderr)/remove with the Docker SDK and the same container settings the
 helper uses (capabilities dropped, no-new-privileges, pids limit, bridge
@@ -43,7 +44,14 @@ import docker
 import psutil
 
 from bench.common import MongoServer, cpu_seconds, fmt_ratio, fmt_s, main, ratio, report
-from bench.containers import machine_busy, phases, remove_ours, sdk_batch, seeker_batch
+from bench.containers import (
+    check_succeeded,
+    machine_busy,
+    phases,
+    remove_ours,
+    sdk_batch,
+    seeker_batch,
+)
 from bench.load import CpuLoad
 from seeker.client import SeekerClient
 from seeker.process.up import Stack
@@ -107,7 +115,7 @@ def measure(slots: int, n: int, rounds: int, client: docker.DockerClient) -> dic
                 if not stack.helper.wait_registered(30):
                     raise RuntimeError("the helper did not register")
                 seekers[way] = SeekerClient(stack.seeker.url, token)
-                seeker_batch(stack, seekers[way], slots)  # warm up each path
+                check_succeeded(seekers[way], seeker_batch(stack, seekers[way], slots)[1])
             sdk_batch(client, slots, run_id, "warm", slots)
             for r in range(rounds):
                 for way in ways if r % 2 == 0 else reversed(ways):
@@ -121,7 +129,8 @@ def measure(slots: int, n: int, rounds: int, client: docker.DockerClient) -> dic
                         with CpuLoad(loads[-1]):
                             walls[way].append(sdk_batch(client, n, run_id, f"l{r}", slots))
                     else:
-                        walls[way].append(seeker_batch(stacks[way], seekers[way], n))
+                        wall, ids = seeker_batch(stacks[way], seekers[way], n)
+                        walls[way].append(wall)
                     mine = time.thread_time() - t0
                     busy[way] += machine_busy() - m0
                     if way == "loaded":
@@ -132,6 +141,7 @@ def measure(slots: int, n: int, rounds: int, client: docker.DockerClient) -> dic
                         cpu[way] += cpu_seconds(me) - c0 - mine
                         cpu[f"{way} client"] += mine
                         cpu[f"{way} database"] += cpu_seconds(db_proc) - d0 if db_proc else 0.0
+                        check_succeeded(seekers[way], ids)  # not counted
             steps = {way: phases(stack) for way, stack in stacks.items()}
         finally:
             for stack in stacks.values():
@@ -181,7 +191,8 @@ def run(quick: bool = False) -> dict:
         "is left of its overhead beside that.",
         "Services' CPU: this process, which hosts both stacks, less its main thread, the "
         "benchmark client (submits, event-log reads); for the baseline the process's SDK "
-        f"threads. Database: {first['database']}.",
+        f"threads. Database: {first['database']}. The check of each task's state after a "
+        "batch is counted in neither.",
     ]
     for m in runs:
         for w in STACKS:
@@ -330,11 +341,12 @@ def profile() -> str:
             stack.start()
             stack.helper.wait_registered(30)
             seeker = SeekerClient(stack.seeker.url, token)
-            seeker_batch(stack, seeker, SLOTS)
+            check_succeeded(seeker, seeker_batch(stack, seeker, SLOTS)[1])
             spy = py_spy(os.getpid(), 15, raw)
             time.sleep(1)
-            wall = seeker_batch(stack, seeker, 40)
+            wall, ids = seeker_batch(stack, seeker, 40)
             spy.wait()
+            check_succeeded(seeker, ids)
         finally:
             stack.stop()
             remove_ours(client, run_id, [stack.helper.helper_id])
