@@ -115,6 +115,7 @@ def measure(slots: int, n: int, rounds: int, client: docker.DockerClient) -> dic
                 if not stack.helper.wait_registered(30):
                     raise RuntimeError("the helper did not register")
                 seekers[way] = SeekerClient(stack.seeker.url, token)
+                # warm up each path
                 check_succeeded(seekers[way], seeker_batch(stack, seekers[way], slots)[1])
             sdk_batch(client, slots, run_id, "warm", slots)
             for r in range(rounds):
