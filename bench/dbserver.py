@@ -10,7 +10,7 @@ import threading
 
 from secantus import SecantusDBServer
 
-from serving.database import wake_accept
+from serving.database import stop_embedded
 
 
 def main() -> None:
@@ -22,8 +22,7 @@ def main() -> None:
         signal.signal(sig, lambda *_: done.set())
     print(server.uri, flush=True)
     done.wait()
-    wake_accept(server)
-    server.stop()
+    stop_embedded(server)
 
 
 if __name__ == "__main__":

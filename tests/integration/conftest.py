@@ -14,7 +14,7 @@ import pytest
 from seeker.client import SeekerClient
 from seeker.control.credentials import HelperCredentials
 from seeker.store.helpers import HelperStore
-from serving.database import wake_accept
+from serving.database import stop_embedded
 from serving.http import ApiError
 from tests.certs import CertFiles
 from tests.integration.harness import (
@@ -65,8 +65,7 @@ def mongo_url(tmp_path_factory):
     server = SecantusDBServer(storage_path=str(tmp_path_factory.mktemp("secantus")))
     server.start()
     yield server.uri
-    wake_accept(server)
-    server.stop()
+    stop_embedded(server)
 
 
 def db_url(mongo_url: str, name: str) -> str:

@@ -20,7 +20,7 @@ from seeker.control.dispatcher import Dispatcher
 from seeker.control.health import HelperHealth
 from seeker.store.helpers import HelperStore
 from seeker.store.tasks import TaskStore
-from serving.database import wake_accept
+from serving.database import stop_embedded
 
 ON_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")  # as tests/requirements.py
 TEST_MONGO_URL = os.environ.get("TEST_MONGO_URL")
@@ -81,8 +81,7 @@ def secantus_client(tmp_path_factory):
     client = pymongo.MongoClient(server.uri, tz_aware=True, serverSelectionTimeoutMS=5000)
     yield client
     client.close()
-    wake_accept(server)
-    server.stop()
+    stop_embedded(server)
 
 
 @pytest.fixture(scope="session")
