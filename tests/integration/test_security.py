@@ -246,9 +246,13 @@ def test_a_restarted_helper_comes_back_with_its_credential_which_rotates(secured
     wait_until(
         lambda: kept.read_text().strip() != before, 30, "the restarted helper's new credential"
     )
-    since_restart = secured.helper.log(None).rpartition("shutting down")[2]
-    assert "registered as sec-1" in since_restart
-    assert "registering again with the join token" not in since_restart
+
+    def since_restart() -> str:
+        return secured.helper.log(None).rpartition("shutting down")[2]
+
+    # the helper saves its new credential, then logs that it registered
+    wait_until(lambda: "registered as sec-1" in since_restart(), 30, "the registration's log line")
+    assert "registering again with the join token" not in since_restart()
     assert secured.run("echo", "after a restart")["state"] == "succeeded"
 
 
