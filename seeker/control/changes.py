@@ -17,7 +17,9 @@ SecantusDB, a one-node replica set), a short poll otherwise.
 - a task ended: answer the requests waiting here for its end (`ended`).
 
 Nothing here decides anything: each reaction reads the database afresh, so
-an event heard twice, late, or not at all costs time, never correctness."""
+an event heard twice, late, or not at all costs time, never correctness.
+The echo of a submit or an assignment's end made here, whose writer
+started the pass itself, starts none (seeker/control/echoes.py)."""
 
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ from datetime import datetime, timedelta
 from pymongo.database import Database
 from pymongo.errors import OperationFailure, PyMongoError
 
+from seeker.control.echoes import Echoes
 from seeker.helper_models import HelperMode
 from seeker.models import AssignmentState, TaskState
 
@@ -115,16 +118,19 @@ class ChangeFeed:
         room: Callable[[], None] | None = None,
         new_event: Callable[[], object] = lambda: None,
         ended: Callable[[str | None], object] = lambda task_id: None,
+        echoes: Echoes | None = None,
     ):
         """`parked()`: how many polls wait in this process (the fallback poll
         looks for their work only while some do); `ended(task_id)`: a task
-        ended (None: any may have, heard without change streams)."""
+        ended (None: any may have, heard without change streams); `echoes`:
+        the writes made here whose follow-up was started here."""
         self.db = db
         self.clock = clock
         self.kick, self.wake, self.forget, self.parked = kick, wake, forget, parked
         self.room = room or kick
         self.new_event = new_event
         self.ended = ended
+        self.echoes = Echoes() if echoes is None else echoes
         self.poll_every = poll_every
         self.streams: bool | None = None  # None until known
         self._stop = threading.Event()
@@ -135,7 +141,9 @@ class ChangeFeed:
     def on_task(self, change: dict) -> None:
         kind = change["operationType"]
         fields = (change.get("updateDescription") or {}).get("updatedFields") or {}
-        if kind == "insert" or fields.get("open", 0) >= 1:
+        if kind == "insert" and self.echoes.mine("tasks", change["documentKey"]["_id"]):
+            pass  # submitted here, which kicked placement
+        elif kind == "insert" or fields.get("open", 0) >= 1:
             self.kick()
         if fields.get("state") in TaskState.final():
             self.ended(change["documentKey"]["_id"])
@@ -148,8 +156,10 @@ class ChangeFeed:
         fields = (change.get("updateDescription") or {}).get("updatedFields") or {}
         if kind == "insert" and doc.get("via") == HelperMode.PULL.value:
             self.wake(doc["helper_id"])
-        elif fields.get("state") in ENDED:
-            self.room()  # a slot is free
+        elif fields.get("state") in ENDED and not self.echoes.mine(
+            "assignments", change["documentKey"]["_id"]
+        ):
+            self.room()  # a slot is free (one freed here made room itself)
 
     def on_helper(self, change: dict) -> None:
         fields = (change.get("updateDescription") or {}).get("updatedFields") or {}

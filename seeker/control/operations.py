@@ -13,6 +13,7 @@ from urllib.parse import quote
 from channel.models import ResultStatus
 from seeker.control.contact import InlinePushes
 from seeker.control.credentials import HelperCredentials, require_own
+from seeker.control.echoes import Echoes
 from seeker.control.health import HelperHealth
 from seeker.control.inputs import InputBroker
 from seeker.control.mailbox import Mailbox
@@ -99,6 +100,7 @@ class Seeker(HelperOperations):
         later: Callable[[float, Callable[[], None]], object] = lambda seconds, job: None,
         room: Callable[[], None] | None = None,
         heard: Callable[[str, int], dict] = lambda task_id, attempt: {},
+        echoes: Echoes | None = None,
     ):
         """`heard(task_id, attempt)`: a helper reported a run, whose push's
         answer need not be recorded apart: what that answer said, to record
@@ -109,7 +111,9 @@ class Seeker(HelperOperations):
         polls waiting in this process; `later(seconds, job)` runs a job once
         (the check, `poll_grace` after a poll connection dropped, that the
         helper came back). `pushes`: where requests to pushed helpers (stops)
-        are made, off the caller's thread (default: inline)."""
+        are made, off the caller's thread (default: inline). `echoes`: told
+        of the submits and assignments' ends written here, which kick
+        placement here, so that the change feed's copy of them does not."""
         self.mailbox = mailbox
         self.pushes = pushes or InlinePushes()
         self.poll_wait = poll_wait
@@ -117,6 +121,7 @@ class Seeker(HelperOperations):
         self.poll_grace = poll_grace
         self.later = later
         self.heard = heard
+        self.echoes = Echoes() if echoes is None else echoes
         # room made (a slot freed, a helper joined): kick the dispatcher (a
         # seeker process: only if its last pass left a task waiting for room)
         self.room = room or kick
@@ -141,6 +146,7 @@ class Seeker(HelperOperations):
             kick,
             self._publish,
             self._stop_assignment,
+            self.echoes,
         )
 
     # --- tasks ---------------------------------------------------------------
@@ -316,6 +322,7 @@ class Seeker(HelperOperations):
             "output_digest": event.output_digest,
             "error": event.error,
         }
+        self.echoes.expect("assignments", [f"{task_id}.{event.attempt}"])
         moved = self.tasks.assignment_finished(
             task_id,
             event.helper_id,

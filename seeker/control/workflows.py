@@ -20,6 +20,7 @@ import secrets
 from collections.abc import Callable
 from datetime import datetime
 
+from seeker.control.echoes import Echoes
 from seeker.control.inputs import InputBroker
 from seeker.models import AssignmentState, TaskSpec, TaskState
 from seeker.store.events import TASK_CANCELLED
@@ -75,6 +76,7 @@ class Workflows:
         kick: Callable[[], None],
         publish: Callable[[str, dict], None],
         stop: Callable[[str, dict], None],
+        echoes: Echoes | None = None,
     ):
         self.store = store
         self.inputs = inputs
@@ -82,6 +84,7 @@ class Workflows:
         self.kick = kick  # wakes the dispatcher
         self.publish = publish  # (event kind, task document)
         self.stop = stop  # (task id, assignment): stop a run on its helper
+        self.echoes = Echoes() if echoes is None else echoes  # told of the submits that kick here
 
     # --- submitting ----------------------------------------------------------------
 
@@ -103,6 +106,7 @@ class Workflows:
             ]
         if waiting:  # their success is not decided without looking for these
             self.store.depended_on(waiting)
+        self.echoes.expect("tasks", [d["_id"] for d in docs])
         self.store.insert(docs)
         if waiting:
             # a dependency may have ended before these tasks were there to hear it

@@ -26,6 +26,7 @@ from seeker.control.changes import ChangeFeed
 from seeker.control.credentials import HelperCredentials
 from seeker.control.dispatch_state import assignment_payload
 from seeker.control.dispatcher import Dispatcher, DispatchLoop
+from seeker.control.echoes import Echoes
 from seeker.control.health import HelperHealth
 from seeker.control.inputs import with_grants
 from seeker.control.mailbox import Mailbox
@@ -163,6 +164,9 @@ class SeekerServer:
         # published here (another seeker's: through the change feed)
         self.events.watch(lambda event: published(self.parking, event))
         self.loop = DispatchLoop(None)
+        # the submits and runs' ends made here: the change feed brings them
+        # back, and the placement they call for has been started here
+        self.echoes = Echoes()
         liveness = timedelta(seconds=liveness_seconds)
         self.metrics = SeekerMetrics()
         self.health = HelperHealth(
@@ -228,6 +232,7 @@ class SeekerServer:
             later=self._later,
             room=self._room_made,
             heard=self.acceptances.heard,
+            echoes=self.echoes,
         )
         self.app = create_app(
             seeker=self.seeker, token=token, join_token=join_token, metrics=self.metrics
@@ -244,6 +249,7 @@ class SeekerServer:
             room=self._room_made,
             new_event=lambda: self.parking.wake(EVENT_WAITS),
             ended=self._ended,
+            echoes=self.echoes,
         )
         self.server = BackgroundServer(
             self.app, host, port, threads=16, cert=tls, parking=self.parking

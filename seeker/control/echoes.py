@@ -1,0 +1,65 @@
+"""The writes of this seeker that its change feed will hear back.
+
+The feed tells this seeker what another seeker did. It brings this
+seeker's own writes too, a fraction of a second after they were made, and
+two of them would start a placement pass that the writer already started
+in process: a task submitted here (the submit kicks placement) and an
+assignment ended here by its helper's report (the report makes room). In
+a busy seeker about a third of the passes were these echoes
+(bench/findings.md, 34), each three reads of the database that found nothing new.
+
+So the writer says, just before each such write, which document it is
+about to write, and the feed passes over the one change of that document
+it hears next. Said before the write, not after, so that a change heard
+before the writing thread returns is recognised too.
+
+Nothing here decides anything: a write said and then not made (it failed,
+or changed nothing) leaves a key that is never heard and is dropped after
+`KEEP` seconds; an echo heard after that starts a pass that finds nothing
+to do, as every echo did before."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+
+# seconds a write said is looked for (its echo comes within 0.2 s when the
+# stream is up; after a reconnection, later)
+KEEP = 60.0
+# at most this many kept (a submit of a 10,000-task array says 10,000)
+MOST = 100_000
+
+
+class Echoes:
+    def __init__(self, clock: Callable[[], float] = time.monotonic, keep: float = KEEP):
+        self.clock = clock
+        self.keep = keep
+        self._said: dict[tuple[str, str], float] = {}  # oldest first
+        self._lock = threading.Lock()
+
+    def expect(self, collection: str, ids: Iterable[str]) -> None:
+        """This process is about to write these documents of `collection`
+        and starts what the write calls for itself."""
+        now = self.clock()
+        with self._lock:
+            for i in ids:
+                self._said.pop((collection, i), None)  # to the end: the newest
+                self._said[(collection, i)] = now
+            self._drop_old(now)
+
+    def mine(self, collection: str, doc_id: str) -> bool:
+        """Whether a change heard is the echo of a write said here (each is
+        recognised once)."""
+        with self._lock:
+            return self._said.pop((collection, doc_id), None) is not None
+
+    def __len__(self) -> int:
+        return len(self._said)
+
+    def _drop_old(self, now: float) -> None:
+        while self._said:
+            key, said_at = next(iter(self._said.items()))
+            if said_at >= now - self.keep and len(self._said) <= MOST:
+                return
+            del self._said[key]

@@ -1,0 +1,142 @@
+"""A seeker's own submits and runs' ends, heard back through the change
+feed, start no second placement pass: the writer started one in process.
+Another seeker's still do. Over a real change stream (SecantusDB)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from test_changes import SPEC, Heard, feed_of
+
+from seeker.control import echoes as echoes_module
+from seeker.control.dispatcher import Dispatcher
+from seeker.control.echoes import Echoes
+from seeker.control.operations import Seeker
+from seeker.helper_models import AssignmentEvent
+from seeker.models import TaskSpec
+from seeker.store.events import EventLog
+from seeker.store.helpers import HelperStore
+from seeker.store.tasks import TaskStore
+
+
+class Ticks:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_write_said_is_recognised_once():
+    echoes = Echoes()
+    echoes.expect("tasks", ["t1", "t2"])
+    assert echoes.mine("tasks", "t1")
+    assert not echoes.mine("tasks", "t1")  # a second change of t1 is news
+    assert not echoes.mine("assignments", "t2")  # another collection's t2
+    assert echoes.mine("tasks", "t2")
+    assert len(echoes) == 0
+
+
+def test_a_write_never_heard_is_forgotten_after_a_while():
+    ticks = Ticks()
+    echoes = Echoes(clock=ticks, keep=60.0)
+    echoes.expect("tasks", ["failed-insert"])
+    ticks.now += 59
+    echoes.expect("tasks", ["t2"])
+    assert len(echoes) == 2
+    ticks.now += 2  # the first was said 61 s ago
+    echoes.expect("tasks", ["t3"])
+    assert len(echoes) == 2
+    assert not echoes.mine("tasks", "failed-insert")
+    assert echoes.mine("tasks", "t2") and echoes.mine("tasks", "t3")
+
+
+def test_a_write_said_again_is_kept_from_the_second_time(monkeypatch):
+    ticks = Ticks()
+    echoes = Echoes(clock=ticks, keep=60.0)
+    echoes.expect("assignments", ["t1.1", "t2.1"])
+    ticks.now += 50
+    echoes.expect("assignments", ["t1.1"])  # said again: kept from now
+    ticks.now += 20
+    echoes.expect("assignments", ["t3.1"])
+    assert echoes.mine("assignments", "t1.1")
+    assert not echoes.mine("assignments", "t2.1")
+
+
+def test_no_more_than_most_are_kept(monkeypatch):
+    monkeypatch.setattr(echoes_module, "MOST", 3)
+    echoes = Echoes()
+    echoes.expect("tasks", [f"t{i}" for i in range(5)])
+    assert len(echoes) == 3
+    assert not echoes.mine("tasks", "t0") and echoes.mine("tasks", "t4")
+
+
+@pytest.fixture
+def shared_db(secantus_client):
+    name = f"test_{uuid.uuid4().hex}"
+    yield secantus_client[name]
+    secantus_client.drop_database(name)
+
+
+def finished(attempt: int = 1) -> AssignmentEvent:
+    return AssignmentEvent(
+        helper_id="h1",
+        attempt=attempt,
+        state="finished",
+        status="succeeded",
+        exit_code=0,
+        output_digest="sha256:" + "a" * 64,
+    )
+
+
+def test_the_feed_starts_no_pass_for_this_seekers_own_writes(shared_db, clock):
+    """The feed hears changes in the order they were made: once it has
+    heard an event published after this seeker's writes, it has heard
+    those writes."""
+    heard, echoes = Heard(), Echoes()
+    feed = feed_of(shared_db, heard)
+    feed.echoes = echoes
+    feed.room = heard.recorder("room")
+    tasks, helpers = TaskStore(shared_db), HelperStore(shared_db, clock)
+    events = EventLog(shared_db, clock)
+    here = []
+    seeker = Seeker(tasks, helpers, clock, kick=lambda: here.append("kick"), echoes=echoes)
+    seeker.room = lambda: here.append("room")
+    helper = {"helper_id": "h1", "name": "gpu-1", "url": "http://h:1", "slots": 2}
+    helpers.register(helper, clock())
+    dispatcher = Dispatcher(tasks, helpers, push=lambda h, p: {"boot_id": "b"}, clock=clock)
+    feed.start()
+    try:
+        assert feed.streams is True
+        mine = seeker.submit(TaskSpec(image="busybox"))["task_id"]
+        assert here == ["kick"]  # placement started here, at once
+        events.publish("task.cancelled", task_id="x")
+        heard.wait("new_event")
+        assert heard.calls["kick"] == []  # the feed heard the submit, and passed over it
+        assert len(echoes) == 0
+        tasks.create("theirs", SPEC, clock())  # submitted to another seeker
+        heard.wait("kick")
+
+        dispatcher.dispatch_pending()
+        placed = {a["task_id"]: a for a in tasks.assignments.find({})}
+        assert set(placed) == {mine, "theirs"}
+        seeker.assignment_event(mine, finished())  # ended here: room made here
+        assert here == ["kick", "room"]
+        events.publish("task.cancelled", task_id="y")
+        heard.wait("new_event", count=2)
+        assert heard.calls["room"] == []
+        assert len(echoes) == 0
+        theirs = placed["theirs"]  # ended by another seeker
+        tasks.assignment_finished("theirs", "h1", theirs["attempt"], {}, clock())
+        heard.wait("room")
+    finally:
+        feed.stop()
+
+
+def test_a_seeker_tells_its_echoes_of_each_task_of_an_array(mock_db, clock):
+    echoes = Echoes()
+    seeker = Seeker(TaskStore(mock_db), HelperStore(mock_db, clock), clock, echoes=echoes)
+    answer = seeker.submit_array(TaskSpec(image="busybox"), 3)
+    assert len(echoes) == 3
+    assert all(echoes.mine("tasks", t["task_id"]) for t in answer["tasks"])
