@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from test_changes import SPEC, Heard, feed_of
+from test_changes import SPEC, Heard, feed_of, utc_now
 
 from seeker.control import echoes as echoes_module
 from seeker.control.dispatcher import Dispatcher
@@ -15,7 +15,6 @@ from seeker.control.echoes import Echoes
 from seeker.control.operations import Seeker
 from seeker.helper_models import AssignmentEvent
 from seeker.models import TaskSpec
-from seeker.store.events import EventLog
 from seeker.store.helpers import HelperStore
 from seeker.store.tasks import TaskStore
 
@@ -90,16 +89,33 @@ def finished(attempt: int = 1) -> AssignmentEvent:
     )
 
 
+def barrier(helpers: HelperStore, heard: Heard, name: str, seconds: float = 20) -> None:
+    """Another seeker removes a helper, and the feed here hears it (by
+    name): it has heard every change made before."""
+    helpers.register({"helper_id": name, "name": name, "url": None}, utc_now())
+    helpers.remove(name)
+    heard.wait("forget", name, seconds=seconds)
+
+
+def stream_open(helpers: HelperStore, heard: Heard) -> None:
+    """The feed's thread opens its stream: until then it hears nothing."""
+    for n in range(100):
+        try:
+            return barrier(helpers, heard, f"warm-up-{n}", seconds=0.2)
+        except AssertionError:
+            continue
+    raise AssertionError("the feed never opened its stream")
+
+
 def test_the_feed_starts_no_pass_for_this_seekers_own_writes(shared_db, clock):
     """The feed hears changes in the order they were made: once it has
-    heard an event published after this seeker's writes, it has heard
-    those writes."""
+    heard a change made after this seeker's writes, it has heard those
+    writes."""
     heard, echoes = Heard(), Echoes()
     feed = feed_of(shared_db, heard)
     feed.echoes = echoes
     feed.room = heard.recorder("room")
     tasks, helpers = TaskStore(shared_db), HelperStore(shared_db, clock)
-    events = EventLog(shared_db, clock)
     here = []
     seeker = Seeker(tasks, helpers, clock, kick=lambda: here.append("kick"), echoes=echoes)
     seeker.room = lambda: here.append("room")
@@ -109,10 +125,10 @@ def test_the_feed_starts_no_pass_for_this_seekers_own_writes(shared_db, clock):
     feed.start()
     try:
         assert feed.streams is True
+        stream_open(helpers, heard)
         mine = seeker.submit(TaskSpec(image="busybox"))["task_id"]
         assert here == ["kick"]  # placement started here, at once
-        events.publish("task.cancelled", task_id="x")
-        heard.wait("new_event")
+        barrier(helpers, heard, "x")
         assert heard.calls["kick"] == []  # the feed heard the submit, and passed over it
         assert len(echoes) == 0
         tasks.create("theirs", SPEC, clock())  # submitted to another seeker
@@ -123,8 +139,7 @@ def test_the_feed_starts_no_pass_for_this_seekers_own_writes(shared_db, clock):
         assert set(placed) == {mine, "theirs"}
         seeker.assignment_event(mine, finished())  # ended here: room made here
         assert here == ["kick", "room"]
-        events.publish("task.cancelled", task_id="y")
-        heard.wait("new_event", count=2)
+        barrier(helpers, heard, "y")
         assert heard.calls["room"] == []
         assert len(echoes) == 0
         theirs = placed["theirs"]  # ended by another seeker
