@@ -7,6 +7,7 @@ from flask import Flask, Response, request, stream_with_context
 from seeker.api.dashboard import register_dashboard
 from seeker.api.helper_routes import add_helper_routes
 from seeker.api.metrics import SeekerCollector, SeekerMetrics
+from seeker.api.newest_event import NewestEvent
 from seeker.api.openapi import (
     DESCRIPTION,
     NO_CHANNEL,
@@ -32,7 +33,7 @@ from serving.flaskapp import base_app, serve_metrics
 from serving.inputs import int_arg
 from serving.openapi import Document
 from serving.operations import OCTET_STREAM, Media, operation
-from serving.parking import answer_or_park
+from serving.parking import PARK, answer_or_park
 from serving.principals import Authenticator
 
 STATES = {s.value for s in TaskState}
@@ -172,6 +173,7 @@ def add_task_routes(app: Flask, seeker: Seeker) -> None:
 
 def add_event_routes(app: Flask, seeker: Seeker) -> None:
     """The event log: read a page, or wait for the next event."""
+    newest = NewestEvent()  # a follower's next request parks without a read
 
     @app.get("/api/v1/events")
     @operation(
@@ -188,10 +190,19 @@ def add_event_routes(app: Flask, seeker: Seeker) -> None:
         limit = int_arg("limit", 100, 1, 1000)
         wait = int_arg("wait", 0, 0, MAX_EVENT_WAIT)
 
+        parker = request.environ.get(PARK)
+
         def look(resumed: tuple | None) -> tuple[dict, bool]:
-            found = seeker.events.since(after, limit) if seeker.events else []
-            page = {"events": found, "next": found[-1]["seq"] if found else None}
-            return page, bool(found) or seeker.events is None
+            if seeker.events is None:
+                return {"events": [], "next": None}, True
+            generation = parker.generation(EVENT_WAITS) if parker is not None else None
+            # a follower asking again right after its answer: nothing to read
+            if wait and resumed is None and newest.nothing_after(generation, after):
+                return {"events": [], "next": None}, False  # parked at once
+            found = seeker.events.since(after, limit)
+            if generation is not None and len(found) < limit:
+                newest.found(generation, found[-1]["seq"] if found else after)
+            return {"events": found, "next": found[-1]["seq"] if found else None}, bool(found)
 
         # with `wait` and nothing yet, the request is parked (no thread)
         # until an event is published, here or at another seeker
