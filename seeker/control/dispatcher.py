@@ -84,6 +84,7 @@ class Dispatcher:
         self._slots: dict[str, set[int]] = {}  # helper id -> its slots in use, this pass
         self._views = KeptViews()  # the helpers' views, kept from one pass to the next
         self._queues = False  # whether a helper of this pass prefetches
+        self._told: dict[str, list[str]] = {}  # reason -> the tasks this pass told it
         # whether the last pass left a task waiting (for room): a freed slot
         # is then worth a pass; a hint, the sweep places what it misses
         self.waiting = True
@@ -117,6 +118,7 @@ class Dispatcher:
         views = self._views.fleet(list(docs.values()), live, self.clock(), self.liveness)
         self._slots = slots_in_use(live)
         self._queues = any(v.prefetch for v in views.values())  # a helper prefetches
+        self._told = {}
         placed = 0
         waiting = False
         for task in chain([first], queue):
@@ -131,6 +133,9 @@ class Dispatcher:
             placed += now_placed
             waiting = waiting or now_placed < task["open"]
         self.waiting = waiting
+        now = self.clock()
+        for reason, ids in self._told.items():  # a write per reason, not per task
+            self.tasks.set_wait_reason(ids, reason, now)
         return placed
 
     def _dispatch(self, task: dict, docs: dict[str, dict], views: dict[str, HelperView]) -> int:
@@ -242,9 +247,11 @@ class Dispatcher:
 
     def _wait(self, task: dict, reason: str) -> None:
         """Record why the task waits, when that changed (a write per pass
-        per waiting task would otherwise be the busiest thing the seeker does)."""
+        per waiting task would otherwise be the busiest thing the seeker
+        does), at the end of the pass: the tasks told the same reason in one
+        write (a queue submitted at once is told "no free slot" task by task)."""
         if task.get("wait_reason") != reason:
-            self.tasks.set_wait_reason(task["_id"], reason, self.clock())
+            self._told.setdefault(reason, []).append(task["_id"])
 
     def _place(
         self,

@@ -211,12 +211,15 @@ class TaskStore(AssignmentStates, GiveBacks):
             raise SlotTaken(self.void_attempt(task["_id"], attempt, reason, now)) from None
         return assignment
 
-    def set_wait_reason(self, task_id: str, reason: str, now: datetime) -> None:
-        """Why an unfinished task still has replicas to place."""
-        self.tasks.update_one(
-            {"_id": task_id, "state": {"$nin": TaskState.final()}, "open": {"$gt": 0}},
-            {"$set": {"wait_reason": reason, "updated_at": now}},
-        )
+    def set_wait_reason(self, task_ids: list[str], reason: str, now: datetime) -> None:
+        """Why unfinished tasks still have replicas to place: the same reason
+        for each, in one write."""
+        query = {"state": {"$nin": TaskState.final()}, "open": {"$gt": 0}}
+        update = {"$set": {"wait_reason": reason, "updated_at": now}}
+        if len(task_ids) == 1:
+            self.tasks.update_one({"_id": task_ids[0], **query}, update)
+        elif task_ids:
+            self.tasks.update_many({"_id": {"$in": task_ids}, **query}, update)
 
     def apply(self, task: dict, decision, now: datetime) -> dict | None:
         """Write a decision made from `task` as read (its `rev`): None when

@@ -241,6 +241,24 @@ def test_a_full_fleet_skips_tasks_that_already_say_why_they_wait(tasks, helpers,
     assert looked_at == [] and tasks.get("t3")["wait_reason"] == "1 helper: 1 no free slot"
 
 
+def test_the_tasks_a_pass_tells_one_reason_are_told_in_one_write(tasks, helpers, push, clock):
+    dispatcher = Dispatcher(tasks, helpers, push=push, clock=clock)
+    add_helper(helpers, clock, "only", slots=1)
+    for n in range(4):
+        add_task(tasks, clock, task_id=f"t{n}")
+    writes = []
+    original = tasks.set_wait_reason
+
+    def counted(ids, reason, now):
+        writes.append((list(ids), reason))
+        original(ids, reason, now)
+
+    tasks.set_wait_reason = counted
+    assert dispatcher.dispatch_pending() == 1  # t0 runs
+    assert writes == [(["t1", "t2", "t3"], "1 helper: 1 no free slot")]
+    assert {tasks.get(f"t{n}")["wait_reason"] for n in (1, 2, 3)} == {"1 helper: 1 no free slot"}
+
+
 class Taken:
     """The tasks a pass takes from the store's queue cursor, by id."""
 

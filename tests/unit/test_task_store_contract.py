@@ -87,7 +87,7 @@ class TestTaskStore:
         for n in range(5):
             tasks.create(f"t{n}", SPEC, clock.advance(1))
         since = tasks.get("t1")["created_at"]
-        tasks.set_wait_reason("t2", "1 helper: 1 no free slot", clock())
+        tasks.set_wait_reason(["t2"], "1 helper: 1 no free slot", clock())
         tasks.assign(tasks.get("t3"), HELPER, clock())  # placed: not pending
         assert [t["_id"] for t in tasks.unexplained(since)] == ["t1", "t4"]
         assert [t["_id"] for t in tasks.unexplained(since, limit=1)] == ["t1"]
@@ -327,11 +327,19 @@ class TestTaskStore:
         assert tasks.get("c")["state"] == "cancelled" and tasks.get("c")["open"] == 0
         assert tasks.reopen("ghost", 1, clock(), "lost") is None
 
+    def test_set_wait_reason_of_several_tasks_in_one_write(self, tasks, clock):
+        for task_id in ("w1", "w2", "w3"):
+            tasks.create(task_id, SPEC, clock())
+        tasks.assign(tasks.get("w3"), HELPER, clock())  # nothing left to place
+        tasks.set_wait_reason(["w1", "w2", "w3"], "1 helper: 1 no free slot", clock())
+        reasons = [tasks.get(t)["wait_reason"] for t in ("w1", "w2", "w3")]
+        assert reasons == ["1 helper: 1 no free slot", "1 helper: 1 no free slot", None]
+
     def test_set_wait_reason_only_while_pending(self, tasks, clock):
         tasks.create("t1", SPEC, clock())
-        tasks.set_wait_reason("t1", "1 helper: 1 not enough GPUs", clock())
+        tasks.set_wait_reason(["t1"], "1 helper: 1 not enough GPUs", clock())
         assert tasks.get("t1")["wait_reason"] == "1 helper: 1 not enough GPUs"
         tasks.assign(tasks.get("t1"), HELPER, clock())
         assert tasks.get("t1")["wait_reason"] is None
-        tasks.set_wait_reason("t1", "too late", clock())
+        tasks.set_wait_reason(["t1"], "too late", clock())
         assert tasks.get("t1")["wait_reason"] is None
