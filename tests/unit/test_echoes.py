@@ -20,6 +20,8 @@ from seeker.store.tasks import TaskStore
 
 
 class Ticks:
+    """A monotonic clock that moves when told."""
+
     def __init__(self):
         self.now = 1000.0
 

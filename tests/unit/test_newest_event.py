@@ -9,19 +9,12 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from test_echoes import Ticks
 from test_event_waits import Served
 from test_parking import wait_parked
 
 from seeker.api.newest_event import NewestEvent
 from seeker.store.events import EVENT_WAITS, TASK_SUCCEEDED
-
-
-class Ticks:
-    def __init__(self):
-        self.now = 500.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_nothing_is_known_after_a_number_until_a_look_found_it():
