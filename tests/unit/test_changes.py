@@ -64,6 +64,24 @@ def feed_of(db, heard: Heard, parked=lambda: 1, poll_every: float = 1.0) -> Chan
     )
 
 
+def barrier(helpers: HelperStore, heard: Heard, name: str, seconds: float = 20) -> None:
+    """Another seeker removes a helper, and the feed here hears it (by
+    name): it has heard every change made before."""
+    helpers.register({"helper_id": name, "name": name, "url": None}, utc_now())
+    helpers.remove(name)
+    heard.wait("forget", name, seconds=seconds)
+
+
+def stream_open(helpers: HelperStore, heard: Heard) -> None:
+    """The feed's thread opens its stream: until then it hears nothing."""
+    for n in range(100):
+        try:
+            return barrier(helpers, heard, f"warm-up-{n}", seconds=0.2)
+        except AssertionError:
+            continue
+    raise AssertionError("the feed never opened its stream")
+
+
 @pytest.fixture
 def shared_db(secantus_client):
     name = f"test_{uuid.uuid4().hex}"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from test_changes import SPEC, Heard, feed_of, utc_now
+from test_changes import SPEC, Heard, barrier, feed_of, stream_open
 
 from seeker.control import echoes as echoes_module
 from seeker.control.dispatcher import Dispatcher
@@ -89,24 +89,6 @@ def finished(attempt: int = 1) -> AssignmentEvent:
         exit_code=0,
         output_digest="sha256:" + "a" * 64,
     )
-
-
-def barrier(helpers: HelperStore, heard: Heard, name: str, seconds: float = 20) -> None:
-    """Another seeker removes a helper, and the feed here hears it (by
-    name): it has heard every change made before."""
-    helpers.register({"helper_id": name, "name": name, "url": None}, utc_now())
-    helpers.remove(name)
-    heard.wait("forget", name, seconds=seconds)
-
-
-def stream_open(helpers: HelperStore, heard: Heard) -> None:
-    """The feed's thread opens its stream: until then it hears nothing."""
-    for n in range(100):
-        try:
-            return barrier(helpers, heard, f"warm-up-{n}", seconds=0.2)
-        except AssertionError:
-            continue
-    raise AssertionError("the feed never opened its stream")
 
 
 def test_the_feed_starts_no_pass_for_this_seekers_own_writes(shared_db, clock):
