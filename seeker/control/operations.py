@@ -29,6 +29,7 @@ from seeker.placement.outcome import (
     summary,
     wants_a_new_helper,
 )
+from seeker.store.assignments import assignment_id
 from seeker.store.events import TASK_CANCELLED, TASK_FAILED, TASK_SUCCEEDED, EventLog
 from seeker.store.helpers import HelperStore
 from seeker.store.task_document import task_json
@@ -322,7 +323,7 @@ class Seeker(HelperOperations):
             "output_digest": event.output_digest,
             "error": event.error,
         }
-        self.echoes.expect("assignments", [f"{task_id}.{event.attempt}"])
+        self.echoes.expect("assignments", [assignment_id(task_id, event.attempt)])
         moved = self.tasks.assignment_finished(
             task_id,
             event.helper_id,

@@ -18,6 +18,11 @@ from seeker.store.leases import fenced
 OFFERED = (AssignmentState.PUSHING, AssignmentState.ACCEPTED)
 
 
+def assignment_id(task_id: str, attempt: int) -> str:
+    """An assignment document's `_id`: its task's id and its attempt."""
+    return f"{task_id}.{attempt}"
+
+
 def slot_key(helper_id: str, slot: int) -> str:
     return f"{helper_id}/{slot}"
 
@@ -96,7 +101,7 @@ class AssignmentStates:
             return True
         again = self.assignments.find_one(
             {
-                "_id": f"{task_id}.{attempt}",
+                "_id": assignment_id(task_id, attempt),
                 "helper_id": helper_id,
                 "boot_id": boot_id,
                 "state": {"$in": AssignmentState.on_helper()},
@@ -121,7 +126,7 @@ class AssignmentStates:
         Three writes: the assignment is marked `owed` again first, so a
         seeker that stops after taking the replica and before taking the
         run back leaves it to reconcile_give_backs."""
-        owe = {"_id": f"{task_id}.{attempt}", "state": AssignmentState.LOST.value}
+        owe = {"_id": assignment_id(task_id, attempt), "state": AssignmentState.LOST.value}
         if not self.assignments.update_one(owe, {"$set": {"owed": now}}).matched_count:
             return False
         given_back = {"returned": attempt, "open": {"$gte": 1}}
@@ -189,7 +194,7 @@ class AssignmentStates:
         placed in a newer one (seeker/store/leases.py). `started`: a run
         reported, refused for a replica withdrawn on its way (see withdraw)."""
         query: dict = {
-            "_id": f"{task_id}.{attempt}",
+            "_id": assignment_id(task_id, attempt),
             "state": {"$in": from_states},
             **fenced(epoch),
         }
@@ -235,7 +240,7 @@ class AssignmentStates:
         (`stop_requested`: see withdraw)."""
         sets = {"accepted_at": now, **({"boot_id": boot_id} if boot_id else {})}
         query = {
-            "_id": f"{task_id}.{attempt}",
+            "_id": assignment_id(task_id, attempt),
             "helper_id": helper_id,
             "state": AssignmentState.PUSHING.value,
             "stop_requested": {"$ne": True},
@@ -258,7 +263,9 @@ class AssignmentStates:
         return found.matched_count
 
     def stop_requested(self, task_id: str, attempt: int) -> bool:
-        doc = self.assignments.find_one({"_id": f"{task_id}.{attempt}"}, {"stop_requested": 1})
+        doc = self.assignments.find_one(
+            {"_id": assignment_id(task_id, attempt)}, {"stop_requested": 1}
+        )
         return bool((doc or {}).get("stop_requested"))
 
     def assignment_lost(
@@ -338,7 +345,7 @@ class AssignmentStates:
         running, when its container started); returns whether this call
         ended it (False when it had already ended: a repeated event changes
         nothing)."""
-        query = {"_id": f"{task_id}.{attempt}", "helper_id": helper_id}
+        query = {"_id": assignment_id(task_id, attempt), "helper_id": helper_id}
         query["state"] = {"$in": AssignmentState.live()}
         update: dict = {
             "$set": {**outcome, "finished_at": now, "state": AssignmentState.FINISHED.value},

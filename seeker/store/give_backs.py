@@ -10,6 +10,7 @@ from datetime import datetime
 from pymongo.errors import DuplicateKeyError
 
 from seeker.models import AssignmentState, TaskState
+from seeker.store.assignments import assignment_id
 
 # the ends of an assignment whose replica is to be placed again
 GIVEN_BACK = (AssignmentState.PUSH_FAILED.value, AssignmentState.LOST.value)
@@ -26,7 +27,7 @@ class GiveBacks:
         task as that left it; None if the assignment exists after all (or
         the task ended)."""
         placeholder = {
-            "_id": f"{task_id}.{attempt}",
+            "_id": assignment_id(task_id, attempt),
             "task_id": task_id,
             "attempt": attempt,
             "helper_id": None,

@@ -14,7 +14,7 @@ from pymongo.errors import DuplicateKeyError
 
 from seeker.helper_models import HelperMode
 from seeker.models import AssignmentState, TaskState
-from seeker.store.assignments import AssignmentStates, slot_key
+from seeker.store.assignments import AssignmentStates, assignment_id, slot_key
 from seeker.store.give_backs import GiveBacks
 from seeker.store.task_document import new_task
 
@@ -191,7 +191,7 @@ class TaskStore(AssignmentStates, GiveBacks):
         # `attempts` also bumps `rev`, so this is the attempt just counted
         attempt = task["attempts"] + 1
         assignment = {
-            "_id": f"{task['_id']}.{attempt}",
+            "_id": assignment_id(task["_id"], attempt),
             "task_id": task["_id"],
             "attempt": attempt,
             "helper_id": helper["helper_id"],
