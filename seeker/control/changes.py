@@ -49,6 +49,10 @@ AWAIT_MS = 2000
 # process did itself it hears at once, in process, and another seeker's
 # news is 0.2 s late at most
 GATHER = 0.2
+# seconds stop() waits for the feed's threads: not for a request of the
+# stream's waiting at the server (a seeker took up to AWAIT_MS + GATHER to
+# stop, 2.2 s)
+STOP_WAIT = 0.2
 ENDED = [AssignmentState.FINISHED.value, AssignmentState.LOST.value]
 ENDED.append(AssignmentState.PUSH_FAILED.value)
 CHANGED = "updateDescription.updatedFields"
@@ -186,9 +190,12 @@ class ChangeFeed:
         return self
 
     def stop(self) -> None:
+        """Stop following. A request of the stream's waiting at the server
+        (up to AWAIT_MS) is not waited for: its thread ends when it is
+        answered, and follows up nothing it brings."""
         self._stop.set()
         for t in self._threads:
-            t.join(timeout=AWAIT_MS / 1000 + 1)
+            t.join(timeout=STOP_WAIT)
 
     def _spawn(self, name: str, target, *args) -> None:
         t = threading.Thread(target=target, args=args, name=name, daemon=True)
@@ -223,6 +230,8 @@ class ChangeFeed:
                 ) as stream:
                     while not self._stop.is_set():
                         change = stream.try_next()
+                        if self._stop.is_set():
+                            return  # stopped while the server was asked
                         if change is None:
                             self._stop.wait(GATHER)
                             continue
@@ -235,6 +244,8 @@ class ChangeFeed:
                         if buffered(stream) == 0:  # the next change is the server's to send
                             self._stop.wait(GATHER)
             except PyMongoError as exc:
+                if self._stop.is_set():
+                    return  # the client was closed under the request it waited on
                 log.warning("change stream on %s: %s (reopening)", self.db.name, exc)
                 self._stop.wait(1.0)
 

@@ -245,18 +245,20 @@ class ScriptedStream:
 
 
 class PausesSeen:
-    """The feed's stop event: records each pause in `log`, stops when the
-    script ends."""
+    """The feed's stop event: records each pause in `log`, stops at the
+    first pause after the script ended."""
 
     def __init__(self, stream, log):
         self.stream, self.log = stream, log
+        self.ended = False
 
     def is_set(self):
-        return not self.stream.batches and not self.stream._data
+        return self.ended
 
     def wait(self, seconds):
         self.log.append(("pause", seconds))
-        return self.is_set()
+        self.ended = not self.stream.batches and not self.stream._data
+        return self.ended
 
 
 def test_the_stream_asks_the_server_at_most_once_a_pause(mock_db):
@@ -271,6 +273,41 @@ def test_the_stream_asks_the_server_at_most_once_a_pause(mock_db):
     feed._follow()
     pause = ("pause", GATHER)
     assert log == [pause, "kick", "kick", pause, pause, "kick", pause]
+
+
+class AnsweredLater:
+    """A change stream whose request waits at the server until the test
+    answers it, with another seeker's submit."""
+
+    def __init__(self):
+        self.asked, self.answer = threading.Event(), threading.Event()
+        self.resume_token = {"_data": "t"}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def try_next(self):
+        self.asked.set()
+        self.answer.wait()
+        return {"operationType": "insert", "ns": {"coll": "tasks"}, "documentKey": {"_id": "t"}}
+
+
+def test_stop_leaves_the_streams_waiting_request_and_follows_up_nothing_it_brings(mock_db):
+    stream, heard = AnsweredLater(), Heard()
+    feed = feed_of(mock_db, heard)
+    feed.db = type("Db", (), {"watch": lambda self, *a, **k: stream, "name": "db"})()
+    feed.start()
+    assert stream.asked.wait(10)
+    feed.stop()  # returns though the request waits on (up to AWAIT_MS at a server)
+    [thread] = feed._threads
+    assert thread.is_alive()
+    stream.answer.set()  # a change comes after all
+    thread.join(10)
+    assert not thread.is_alive()
+    assert heard.calls["kick"] == []  # a stopped seeker places nothing
 
 
 def test_the_server_sends_only_what_the_feed_reads_of_a_change(shared_db):
