@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from seeker.control.health import HelperHealth
+from seeker.store.assignments import assignment_id
 from seeker.store.tasks import TaskStore
 from serving.http import ApiError, Unreachable
 
@@ -113,10 +114,9 @@ class Acceptances:
             ]
             for k in old:
                 del self._early[k]
-        recorded = 0
-        for answer in answers:
-            recorded += self._record(answer)
-        return recorded
+        recorded = [a for a in answers if self._record(a)]
+        self._restarted_since([a for a in recorded if a.at != a.due])
+        return len(recorded)
 
     def close(self) -> int:
         """A seeker stopping: every answer written, now and from now on."""
@@ -128,8 +128,6 @@ class Acceptances:
         report reached another seeker) or its task ended during the push."""
         helper_id = a.helper["helper_id"]
         if self.tasks.assignment_accepted(a.task_id, helper_id, a.attempt, a.at, a.boot_id):
-            if a.at != a.due:
-                self._restarted_since(a)
             return True
         if self.stop is not None and self.tasks.stop_requested(a.task_id, a.attempt):
             # cancelled or decided while this replica was being pushed: stop it
@@ -140,17 +138,24 @@ class Acceptances:
                 log.warning("could not stop attempt %d of %s: %s", a.attempt, a.task_id, exc)
         return False
 
-    def _restarted_since(self, a: Answer) -> None:
-        """A helper that registered a new process between the answer and its
-        record was not asked about this run (it was `pushing` then): it is
-        lost, unless the new process reports it (seeker/control/health.py)."""
-        helper_id = a.helper["helper_id"]
-        current = self.health.helpers.get(helper_id)
-        if current is None or a.boot_id is None or current.get("boot_id") in (None, a.boot_id):
-            return
-        key = f"{a.task_id}.{a.attempt}"
-        self.health.lose_work(
-            helper_id,
-            f"helper {current['name']} restarted after taking it",
-            keep=lambda doc: doc["_id"] != key,
-        )
+    def _restarted_since(self, recorded: list[Answer]) -> None:
+        """A helper that registered a new process between an answer and its
+        record was not asked about that run (it was `pushing` then): it is
+        lost, unless the new process reports it (seeker/control/health.py).
+        Each helper is read once, after all of its answers were written: a
+        queued run reports nothing within `after`, and the answers of a
+        helper's queue fall due together (bench/findings.md 36)."""
+        current: dict[str, dict | None] = {}
+        for a in recorded:
+            helper_id = a.helper["helper_id"]
+            if helper_id not in current:
+                current[helper_id] = self.health.helpers.get(helper_id)
+            helper = current[helper_id]
+            if helper is None or a.boot_id is None or helper.get("boot_id") in (None, a.boot_id):
+                continue
+            key = assignment_id(a.task_id, a.attempt)
+            self.health.lose_work(
+                helper_id,
+                f"helper {helper['name']} restarted after taking it",
+                keep=lambda doc, key=key: doc["_id"] != key,
+            )

@@ -133,6 +133,31 @@ def test_a_helper_restarted_before_the_answer_was_recorded_has_lost_the_run(
     assert tasks.get("t1")["open"] == 1  # its replica is to place again
 
 
+def test_answers_due_together_read_their_helper_once_after_all_are_written(
+    env, tasks, helpers, clock, monkeypatch
+):
+    """Two queued runs of one helper: both answers fall due in one tick, the
+    helper is read once, after both writes, and both runs are found lost
+    to its restart."""
+    dispatcher, _, answers, _ = env
+    add_task(tasks, clock, "t2")
+    assert dispatcher.dispatch_pending() == 2
+    helpers.register({"helper_id": "id-big", "name": "big", "boot_id": "boot-2"}, clock())
+    read, get = [], helpers.get
+
+    def counted(helper_id):
+        read.append([a["state"] for t in ("t1", "t2") for a in tasks.assignments_of(t)])
+        return get(helper_id)
+
+    monkeypatch.setattr(answers.health.helpers, "get", counted)
+    clock.advance(2)
+    assert answers.record_due() == 2
+    assert read == [["accepted", "accepted"]]  # once, with both written
+    for task_id in ("t1", "t2"):
+        (a,) = tasks.assignments_of(task_id)
+        assert (a["state"], a["boot_id"]) == ("lost", "boot-big")
+
+
 def test_stopping_records_what_waits_and_what_comes_after_at_once(env, tasks, clock):
     dispatcher, _, answers, _ = env
     dispatcher.dispatch_pending()
