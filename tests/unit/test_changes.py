@@ -244,6 +244,11 @@ class ScriptedStream:
         return self._data.pop(0) if self._data else None
 
 
+def watching(stream):
+    """A database whose every watch() is `stream`."""
+    return type("Db", (), {"watch": lambda self, *a, **k: stream, "name": "db"})()
+
+
 class PausesSeen:
     """The feed's stop event: records each pause in `log`, stops at the
     first pause after the script ended."""
@@ -268,7 +273,7 @@ def test_the_stream_asks_the_server_at_most_once_a_pause(mock_db):
     stream = ScriptedStream([[], [change, change], [], [change]])
     log = []
     feed = ChangeFeed(mock_db, utc_now, kick=lambda: log.append("kick"))
-    feed.db = type("Db", (), {"watch": lambda self, *a, **k: stream, "name": "db"})()
+    feed.db = watching(stream)
     feed._stop = PausesSeen(stream, log)
     feed._follow()
     pause = ("pause", GATHER)
@@ -298,7 +303,7 @@ class AnsweredLater:
 def test_stop_leaves_the_streams_waiting_request_and_follows_up_nothing_it_brings(mock_db):
     stream, heard = AnsweredLater(), Heard()
     feed = feed_of(mock_db, heard)
-    feed.db = type("Db", (), {"watch": lambda self, *a, **k: stream, "name": "db"})()
+    feed.db = watching(stream)
     feed.start()
     assert stream.asked.wait(10)
     feed.stop()  # returns though the request waits on (up to AWAIT_MS at a server)
