@@ -18,8 +18,9 @@ SecantusDB, a one-node replica set), a short poll otherwise.
 
 Nothing here decides anything: each reaction reads the database afresh, so
 an event heard twice, late, or not at all costs time, never correctness.
-The echo of a submit or an assignment's end made here, whose writer
-started the pass itself, starts none (seeker/control/echoes.py)."""
+The echo of a submit, an assignment's end or an event made here, whose
+writer started what it calls for itself, starts nothing
+(seeker/control/echoes.py)."""
 
 from __future__ import annotations
 
@@ -171,7 +172,8 @@ class ChangeFeed:
             self.forget(change["documentKey"]["_id"])
 
     def on_event(self, change: dict) -> None:
-        self.new_event()
+        if not self.echoes.mine("events", change["documentKey"]["_id"]):
+            self.new_event()  # one published here woke its waits as it was
 
     def _wake_pullers_of(self, task_id: str) -> None:
         live = {"task_id": task_id, "state": {"$in": AssignmentState.live()}}

@@ -2,11 +2,14 @@
 
 The feed tells this seeker what another seeker did. It brings this
 seeker's own writes too, a fraction of a second after they were made, and
-two of them would start a placement pass that the writer already started
-in process: a task submitted here (the submit kicks placement) and an
-assignment ended here by its helper's report (the report makes room). In
-a busy seeker about a third of the passes were these echoes
-(bench/findings.md, 34), each three reads of the database that found nothing new.
+three of them would start again what the writer already started in
+process: a task submitted here (the submit kicks placement), an
+assignment ended here by its helper's report (the report makes room), and
+an event published here (its publisher answers the requests waiting for
+it). In a busy seeker about a third of the passes were these echoes
+(bench/findings.md, 34), each three reads of the database that found
+nothing new; and an echoed event had each request waiting for the next
+event read the log again, and find nothing (finding 37).
 
 So the writer says, just before each such write, which document it is
 about to write, and the feed passes over the one change of that document
@@ -53,6 +56,13 @@ class Echoes:
         recognised once)."""
         with self._lock:
             return self._said.pop((collection, doc_id), None) is not None
+
+    def forget(self, collection: str, ids: Iterable[str]) -> None:
+        """Writes said and not known to be made (their writer failed, and
+        did not follow them up): their changes, if heard, are news."""
+        with self._lock:
+            for i in ids:
+                self._said.pop((collection, i), None)
 
     def __len__(self) -> int:
         return len(self._said)

@@ -133,7 +133,10 @@ class SeekerServer:
             keys["credential key"] = fingerprint_of(credential_key)
         require_shared_keys(self.lease, keys)
         self.lease.facts = {"keys": keys}
-        self.events = EventLog(db, clock)
+        # the submits, runs' ends and events made here: the change feed
+        # brings them back, and what they call for was started here
+        self.echoes = Echoes()
+        self.events = EventLog(db, clock, echoes=self.echoes)
         self.events.ensure_indexes()
         self.webhooks = [
             WebhookWatcher(self.events, url, db, secret=notify_secret, may_send=self.lease.held)
@@ -164,9 +167,6 @@ class SeekerServer:
         # published here (another seeker's: through the change feed)
         self.events.watch(lambda event: published(self.parking, event))
         self.loop = DispatchLoop(None)
-        # the submits and runs' ends made here: the change feed brings them
-        # back, and the placement they call for has been started here
-        self.echoes = Echoes()
         liveness = timedelta(seconds=liveness_seconds)
         self.metrics = SeekerMetrics()
         self.health = HelperHealth(

@@ -15,10 +15,15 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
+from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
+
+if TYPE_CHECKING:
+    from seeker.control.echoes import Echoes
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +47,16 @@ Watcher = Callable[[dict], None]
 class EventLog:
     """Events in order, numbered by `seq` without a gap or a late one."""
 
-    def __init__(self, db: Database, clock: Callable[[], datetime], retention_days: int = 7):
+    def __init__(
+        self,
+        db: Database,
+        clock: Callable[[], datetime],
+        retention_days: int = 7,
+        echoes: Echoes | None = None,
+    ):
+        """`echoes`: told each event's id before it is written, so that the
+        change feed passes over the insert it brings back (the watchers here
+        are told of the event in process)."""
         self.events = db["events"]
         self.counters = db["counters"]  # where the numbering started, before this log
         self.clock = clock
@@ -57,6 +71,7 @@ class EventLog:
         # same number make one of them fail and read the newest (the other
         # seekers are still kept in order by the unique index alone)
         self._turn = threading.Lock()
+        self._echoes = echoes
 
     def ensure_indexes(self) -> None:
         self.events.create_index([("seq", ASCENDING)], unique=True, name="in_order")
@@ -79,12 +94,21 @@ class EventLog:
             while True:
                 seq = self._next or self._last_seq() + 1  # a guess: after the last it wrote
                 event = {"seq": seq, "type": kind, "at": self.clock(), **data}
+                event_id = ObjectId()
+                if self._echoes is not None:
+                    self._echoes.expect("events", [event_id])
                 try:
-                    self.events.insert_one(dict(event))
+                    self.events.insert_one({"_id": event_id, **event})
                     self._next = seq + 1
                     break
                 except DuplicateKeyError:
                     self._next = None  # taken meanwhile: read what came in since
+                except Exception:
+                    # maybe written, and the watchers are not told: if the
+                    # feed brings it, it is news
+                    if self._echoes is not None:
+                        self._echoes.forget("events", [event_id])
+                    raise
         for watcher in self._watchers:
             try:
                 watcher(event)

@@ -1,12 +1,13 @@
-"""A seeker's own submits and runs' ends, heard back through the change
-feed, start no second placement pass: the writer started one in process.
-Another seeker's still do. Over a real change stream (SecantusDB)."""
+"""A seeker's own submits, runs' ends and events, heard back through the
+change feed, start nothing a second time: the writer started it in
+process. Another seeker's still do. Over a real change stream (SecantusDB)."""
 
 from __future__ import annotations
 
 import uuid
 
 import pytest
+from pymongo.errors import AutoReconnect
 from test_changes import SPEC, Heard, barrier, feed_of, stream_open
 
 from seeker.control import echoes as echoes_module
@@ -15,6 +16,7 @@ from seeker.control.echoes import Echoes
 from seeker.control.operations import Seeker
 from seeker.helper_models import AssignmentEvent
 from seeker.models import TaskSpec
+from seeker.store.events import EventLog
 from seeker.store.helpers import HelperStore
 from seeker.store.tasks import TaskStore
 
@@ -63,6 +65,14 @@ def test_a_write_said_again_is_kept_from_the_second_time(monkeypatch):
     echoes.expect("assignments", ["t3.1"])
     assert echoes.mine("assignments", "t1.1")
     assert not echoes.mine("assignments", "t2.1")
+
+
+def test_a_write_forgotten_is_news():
+    echoes = Echoes()
+    echoes.expect("events", ["e1", "e2"])
+    echoes.forget("events", ["e1"])
+    assert not echoes.mine("events", "e1")
+    assert echoes.mine("events", "e2")
 
 
 def test_no_more_than_most_are_kept(monkeypatch):
@@ -139,3 +149,48 @@ def test_a_seeker_tells_its_echoes_of_each_task_of_an_array(mock_db, clock):
     answer = seeker.submit_array(TaskSpec(image="busybox"), 3)
     assert len(echoes) == 3
     assert all(echoes.mine("tasks", t["task_id"]) for t in answer["tasks"])
+
+
+def test_the_feed_wakes_no_wait_for_an_event_published_here(shared_db, clock):
+    """The publisher here answers the requests waiting for the next event;
+    the insert the feed brings back had each of them read the log again
+    and find nothing (0.74 reads a container at 4 slots: finding 37)."""
+    heard, echoes = Heard(), Echoes()
+    feed = feed_of(shared_db, heard)
+    feed.echoes = echoes
+    here = EventLog(shared_db, clock, echoes=echoes)
+    told = []
+    here.watch(told.append)
+    helpers = HelperStore(shared_db, clock)
+    feed.start()
+    try:
+        assert feed.streams is True
+        stream_open(helpers, heard)
+        here.publish("task.succeeded", task_id="t1")
+        assert [e["task_id"] for e in told] == ["t1"]  # told in process
+        barrier(helpers, heard, "x")
+        assert heard.calls["new_event"] == []  # and the feed passed over its echo
+        assert len(echoes) == 0
+        EventLog(shared_db, clock).publish("task.failed", task_id="t2")  # another seeker's
+        heard.wait("new_event")
+    finally:
+        feed.stop()
+
+
+def test_an_event_whose_insert_failed_is_news_if_it_was_written(mock_db, clock, monkeypatch):
+    """An insert that raised may still have been written, and its watchers
+    here were not told: its echo must not be passed over."""
+    echoes = Echoes()
+    events = EventLog(mock_db, clock, echoes=echoes)
+    insert = events.events.insert_one
+
+    def written_then_lost(doc):
+        insert(doc)
+        raise AutoReconnect("connection lost after the write")
+
+    monkeypatch.setattr(events.events, "insert_one", written_then_lost)
+    with pytest.raises(AutoReconnect):
+        events.publish("task.succeeded", task_id="t1")
+    assert len(echoes) == 0
+    written = mock_db["events"].find_one({"task_id": "t1"})
+    assert not echoes.mine("events", written["_id"])
