@@ -19,6 +19,7 @@ from serving.http import ApiError
 from tests.certs import CertFiles
 from tests.integration.harness import (
     ROOT,
+    Database,
     Service,
     free_port,
     free_ports,
@@ -269,3 +270,12 @@ def fleet(cluster, docker_engine):
         with contextlib.suppress(ApiError):  # already purged after a kill: 404
             client.remove_helper(helper_id)
     remove_containers(docker_engine, ids)
+
+
+@pytest.fixture
+def database(tmp_path):
+    """SecantusDB in a process of its own, which a test may stop and start
+    again (tests/integration/harness.py `Database`)."""
+    db = Database(tmp_path).start()
+    yield db
+    db.stop()

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pymongo
 import requests
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -150,3 +151,49 @@ def remove_containers(engine, helper_ids) -> None:
         label = f"io.seeker.helper={helper_id}"
         for c in engine.containers.list(all=True, filters={"label": label}):
             c.remove(force=True)
+
+
+class Database:
+    """SecantusDB as a process of its own (`python -m secantus`, what the
+    `secantusd-py` script runs) on a fixed port and data directory, so that
+    it can be stopped and started again where it was."""
+
+    def __init__(self, base):
+        self.port = free_port()
+        self.url = f"mongodb://127.0.0.1:{self.port}/"
+        config = base / "secantusd.toml"
+        config.write_text("")  # no auto-discovered configuration
+        self.service = Service(
+            "database",
+            [
+                "secantus",
+                "--config",
+                str(config),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--storage-path",
+                str(base / "db"),
+            ],
+            base,
+        )
+
+    def start(self) -> Database:
+        self.service.start()
+        wait_until(self.answers, 30, "the database to answer")
+        return self
+
+    def answers(self) -> bool:
+        if self.service.proc.poll() is not None:
+            raise RuntimeError(f"database exited:\n{self.service.log()}")
+        client = pymongo.MongoClient(self.url, serverSelectionTimeoutMS=500)
+        try:
+            return client.admin.command("ping")["ok"] == 1
+        except pymongo.errors.PyMongoError:
+            return False
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        self.service.stop(signal.SIGTERM)
