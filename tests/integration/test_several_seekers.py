@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import signal
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import docker
@@ -25,13 +22,13 @@ from seeker.client import SeekerClient
 from serving.http import ApiError, Unreachable
 from tests.integration.conftest import IMAGE, db_url
 from tests.integration.harness import (
+    Database,
     Service,
     free_ports,
     remove_containers,
     stop_all,
     wait_until,
 )
-from tests.requirements import require
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
@@ -42,34 +39,9 @@ def database(tmp_path_factory):
     if os.environ.get("TEST_MONGO_URL"):
         yield os.environ["TEST_MONGO_URL"]
         return
-    server = shutil.which("secantusd-py", path=os.path.dirname(sys.executable))
-    require(server is not None, "secantusd-py is not installed (pip install -e '.[dev]')")
-    (port,) = free_ports(1)
-    data = tmp_path_factory.mktemp("secantusd")
-    proc = subprocess.Popen(
-        [server, "--host", "127.0.0.1", "--port", str(port), "--storage-path", str(data)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"mongodb://127.0.0.1:{port}/"
-    try:
-        import pymongo
-
-        def answers() -> bool:
-            client = pymongo.MongoClient(url, serverSelectionTimeoutMS=500)
-            try:
-                client.admin.command("ping")
-                return True
-            except pymongo.errors.PyMongoError:
-                return False
-            finally:
-                client.close()
-
-        wait_until(answers, 60, "secantusd-py to answer")
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(30)
+    db = Database(tmp_path_factory.mktemp("secantusd")).start()
+    yield db.url
+    db.stop()
 
 
 class Group:
