@@ -30,6 +30,8 @@ from tests.integration.harness import (
 from tests.requirements import require
 
 IMAGE = "seeker-demo:latest"
+# a task that prints its own id, half a second after it starts
+ECHO_ID = ["sh", "-c", "sleep 0.5; echo $SEEKER_TASK_ID"]
 
 
 @pytest.fixture(scope="session")
@@ -248,7 +250,8 @@ def make_cluster(tmp_path_factory, mongo_url, name: str, *seeker_args: str) -> S
 def fleet(cluster, docker_engine):
     """`add(name, resources, *options)` starts a helper declaring test
     resources; every helper a test added is gone after it, with the
-    containers it left. Needs a module-scoped `cluster` fixture."""
+    containers it left. Needs a `cluster` fixture: a module's own (most are
+    module-scoped), or the one below, on a database of its own."""
     client = SeekerClient(cluster.seeker_url, cluster.token)
     started: list[str] = []
     ids: set[str] = set()  # of every helper added: one killed may be purged before the end
@@ -279,3 +282,14 @@ def database(tmp_path):
     db = Database(tmp_path).start()
     yield db
     db.stop()
+
+
+@pytest.fixture
+def cluster(tmp_path_factory, database, workload_image):
+    """A channel and a seeker on `database`, for a module that has no
+    cluster of its own (a test may stop the database, or kill the seeker)."""
+    s = make_cluster(
+        tmp_path_factory, database.url, "faults", "--probe-interval", "1", "--liveness", "30"
+    )
+    yield s
+    s.stop()

@@ -21,22 +21,10 @@ import requests
 
 from channel.client import ChannelClient
 from serving.http import ApiError, Unreachable
-from tests.integration.conftest import IMAGE, make_cluster
+from tests.integration.conftest import ECHO_ID, IMAGE
 from tests.integration.harness import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
-
-ECHO_ID = ["sh", "-c", "sleep 0.5; echo $SEEKER_TASK_ID"]
-
-
-@pytest.fixture
-def cluster(tmp_path_factory, database, workload_image):
-    """The `fleet` fixture's cluster: channel and seeker on `database`."""
-    s = make_cluster(
-        tmp_path_factory, database.url, "faults", "--probe-interval", "1", "--liveness", "30"
-    )
-    yield s
-    s.stop()
 
 
 def healthy(url: str) -> bool:

@@ -19,22 +19,10 @@ import requests
 from channel.client import ChannelClient
 from seeker.models import AssignmentState, TaskSpec, TaskState
 from seeker.store.task_document import new_task
-from tests.integration.conftest import IMAGE, make_cluster
+from tests.integration.conftest import ECHO_ID, IMAGE
 from tests.integration.harness import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
-
-ECHO_ID = ["sh", "-c", "sleep 0.5; echo $SEEKER_TASK_ID"]
-
-
-@pytest.fixture
-def cluster(tmp_path_factory, database, workload_image):
-    """The `fleet` fixture's cluster: channel and seeker on `database`."""
-    s = make_cluster(
-        tmp_path_factory, database.url, "faults", "--probe-interval", "1", "--liveness", "30"
-    )
-    yield s
-    s.stop()
 
 
 class PushGate:
