@@ -114,6 +114,15 @@ class Group:
         every = [self.channel, *self.seekers, *self.helpers.values()]
         return "\n".join(f"===== {s.name}\n{s.log()}" for s in every)
 
+    def wait_registered(self, client: SeekerClient) -> None:
+        """Both helpers are in the registry `client` reads; if not within
+        60 s, the failure says what each service logged (it timed out once
+        in ten runs on 2026-12-03, with nothing else to go on)."""
+        try:
+            wait_until(lambda: len(client.helpers()) == 2, 60, "both helpers to register")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{self.logs()}") from None
+
 
 @pytest.fixture
 def group(tmp_path, database, workload_image):
@@ -126,7 +135,7 @@ def group(tmp_path, database, workload_image):
 
 def test_three_seekers_are_one_seeker_and_survive_two_of_them_dying(group):
     survivor = group.client(2)
-    wait_until(lambda: len(survivor.helpers()) == 2, 60, "both helpers to register")
+    group.wait_registered(survivor)
     submitted, alive = [], [0, 1, 2]
 
     def submit(n: int) -> None:
@@ -191,7 +200,7 @@ def test_a_wait_at_any_seeker_is_answered_by_an_end_at_another(group):
     hears it, answers all six (the others hear it through their change
     streams), long before their wait is up."""
     clients = [group.client(n) for n in range(3)]
-    wait_until(lambda: len(clients[0].helpers()) == 2, 60, "both helpers to register")
+    group.wait_registered(clients[0])
     with ThreadPoolExecutor(6) as pool:
         waits = [
             pool.submit(SeekerClient(url, group.token, timeout=10).events, 0, 100, 120)
