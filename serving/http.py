@@ -13,17 +13,14 @@ from urllib.parse import urlencode
 
 import certifi
 import requests
-import urllib3
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
+from urllib3.exceptions import NewConnectionError
 
+from serving.curl import CurlTransport, TransportError
 from serving.tls import explain
 
 DOWNLOAD_BLOCK = 1024 * 1024
 POOL_SIZE = 10  # connections kept open to one server, as requests keeps
-# nothing sent again (see JsonClient.raw); redirects followed, as requests
-# follows them (the token is not sent on to another host)
-FOLLOW_REDIRECTS = urllib3.Retry(total=None, connect=0, read=0, status=0, other=0, redirect=10)
 JSON_HEADERS = {"Accept": "application/json", "User-Agent": "seeker-client"}
 
 
@@ -83,11 +80,12 @@ class JsonClient:
     requests trusts by default (certifi's). `pool_size`: connections kept
     open to each server, for as many threads at once.
 
-    JSON requests (`request`) go through urllib3, on which requests is
-    built, without requests' own layer: its per-request work (merging the
-    session's settings, cookies, hooks, the Response it builds) was half of
-    a request's CPU at the client (bench/findings.md, 21). Streamed bodies
-    and answers (`raw`, `download`) go through requests.
+    JSON requests (`request`) go through libcurl (serving/curl.py), without
+    requests' layer: its per-request work (merging the session's settings,
+    cookies, hooks, the Response it builds) was half of a request's CPU at
+    the client (bench/findings.md, 21), and urllib3's beneath it 0.2-0.3 ms
+    more than libcurl's (38). Streamed bodies and answers (`raw`,
+    `download`) go through requests.
 
     The environment is read once, here, not at every request as requests
     does by default (trust_env): the proxy for each server (HTTP_PROXY,
@@ -130,25 +128,18 @@ class JsonClient:
                 self._session = session
             return self._session
 
-    def use_transport(self, base: str, pool) -> None:
-        """Send the JSON requests to `base` through `pool` (a urllib3
-        PoolManager, or anything with its `urlopen` and `clear`): tests
-        hand them to an app in their own process."""
-        self._pools[base] = pool
+    def use_transport(self, base: str, transport) -> None:
+        """Send the JSON requests to `base` through `transport` (anything
+        with CurlTransport's `send` and `clear`): tests hand them to an app
+        in their own process."""
+        self._pools[base] = transport
 
-    def _pool_for(self, base: str, size: int) -> urllib3.PoolManager | None:
+    def _pool_for(self, base: str, size: int) -> CurlTransport:
         """The connections JSON requests to `base` use: through the proxy
-        the environment names for it, if any (None: a proxy urllib3 does
-        not speak, such as socks://; requests then sends them)."""
-        tls: dict[str, Any] = {"cert_reqs": "CERT_REQUIRED"}
+        the environment names for it, if any."""
         ca = certifi.where() if self.verify is True else str(self.verify)
-        tls["ca_cert_dir" if os.path.isdir(ca) else "ca_certs"] = ca
-        proxy = requests.utils.select_proxy(base, self.proxies[base])
-        if not proxy:
-            return urllib3.PoolManager(num_pools=1, maxsize=size, **tls)
-        if not proxy.startswith(("http://", "https://")):
-            return None
-        return urllib3.ProxyManager(proxy, num_pools=1, maxsize=size, **tls)
+        proxy = requests.utils.select_proxy(base, self.proxies[base]) or ""
+        return CurlTransport(proxy, ca, os.path.isdir(ca), size)
 
     @property
     def base_url(self) -> str:
@@ -184,40 +175,20 @@ class JsonClient:
             sent["Content-Type"] = "application/json"
 
         def send(base: str) -> Any:
-            pool = self._pools[base]
-            if pool is None:
-                resp = self._send(base, method, path, timeout, {"data": body, "headers": sent})
-                return resp.json() if resp.content else None
-            return self._send_json(pool, base, method, path, body, sent, timeout)
+            url = f"{base}{path}"
+            try:
+                status, reason, data = self._pools[base].send(
+                    method, url, body, sent, timeout or self.timeout
+                )
+            except TransportError as exc:
+                if exc.tls:
+                    raise TlsFailure(explain(exc, base)) from exc
+                raise Unreachable(f"cannot reach {url}: {exc}", not_sent=exc.not_sent) from exc
+            if status >= 400:
+                raise _api_error(status, reason, data)
+            return loads(data) if data else None
 
         return self._each_server(method, send)
-
-    def _send_json(
-        self, pool: urllib3.PoolManager, base: str, method: str, path: str, body, headers, timeout
-    ) -> Any:
-        url = f"{base}{path}"
-        try:
-            resp = pool.urlopen(
-                method,
-                url,
-                body=body,
-                headers=headers,
-                timeout=_timeout(timeout or self.timeout),
-                retries=FOLLOW_REDIRECTS,
-            )
-        except urllib3.exceptions.HTTPError as exc:
-            failed = exc.reason if isinstance(exc, MaxRetryError) and exc.reason else exc
-            if isinstance(failed, urllib3.exceptions.SSLError):
-                raise TlsFailure(explain(failed, base)) from exc
-            raise Unreachable(
-                f"cannot reach {url}: {failed.__class__.__name__}: {failed}",
-                not_sent=isinstance(failed, ConnectTimeoutError),
-            ) from exc
-        except OSError as exc:
-            raise Unreachable(f"cannot reach {url}: {exc.__class__.__name__}: {exc}") from exc
-        if resp.status >= 400:
-            raise _api_error(resp.status, resp.reason, resp.data)
-        return loads(resp.data) if resp.data else None
 
     def raw(self, method: str, path: str, *, timeout=None, **kwargs) -> requests.Response:
         """Any request (a streamed body or answer too): ApiError for a 4xx or
@@ -295,15 +266,7 @@ class JsonClient:
         if self._session is not None:
             self._session.close()
         for pool in self._pools.values():
-            if pool is not None:
-                pool.clear()
-
-
-def _timeout(value: float | tuple[float, float]) -> urllib3.Timeout:
-    """Seconds for both, or (to connect, to read), as requests takes them."""
-    if isinstance(value, tuple):
-        return urllib3.Timeout(connect=value[0], read=value[1])
-    return urllib3.Timeout(connect=value, read=value)
+            pool.clear()
 
 
 def _api_error(status: int, reason: str | None, body: bytes) -> ApiError:

@@ -11,7 +11,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import requests
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 
 log = logging.getLogger(__name__)
@@ -116,15 +115,28 @@ def _answer_plain_http(sock: socket.socket) -> None:
         sock.close()
 
 
-def explain(exc: requests.exceptions.SSLError, url: str) -> str:
-    """One line on a failed TLS connection to `url`, with what to do."""
+def explain(exc: Exception, url: str) -> str:
+    """One line on a failed TLS connection to `url`, with what to do: from
+    requests' message (Python's ssl) or libcurl's."""
     text = str(exc)
-    if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
-        if "mismatch" in text or "doesn't match" in text:
-            return (
-                f"certificate of {url} is not valid for its host name: the server's "
-                "certificate must name the host (or IP address) in the URL"
-            )
+    unverified = any(
+        words in text
+        for words in (
+            "CERTIFICATE_VERIFY_FAILED",
+            "certificate verify failed",
+            "SSL certificate problem",  # libcurl's
+            "verify result",  # libcurl's "SSL certificate OpenSSL verify result"
+        )
+    )
+    mismatch = (unverified and ("mismatch" in text or "doesn't match" in text)) or (
+        "subject name" in text and "match" in text  # libcurl's
+    )
+    if mismatch:
+        return (
+            f"certificate of {url} is not valid for its host name: the server's "
+            "certificate must name the host (or IP address) in the URL"
+        )
+    if unverified:
         return f"certificate verify failed for {url}: {CA_HINT}"
     if "WRONG_VERSION_NUMBER" in text or "wrong version number" in text:
         return f"{url} does not speak TLS: is it an http:// address?"

@@ -28,7 +28,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-import urllib3
 from flask import Flask
 from requests.adapters import BaseAdapter
 from requests.structures import CaseInsensitiveDict
@@ -90,26 +89,25 @@ def mongomock_db():
 
 class WsgiPool:
     """A transport that hands each request to a WSGI app in this process,
-    as a urllib3 PoolManager's `urlopen` (see JsonClient.use_transport):
+    as serving/curl.py's CurlTransport sends it (see JsonClient.use_transport):
     the seeker's ChannelClient reads the channel app with it."""
 
     def __init__(self, app: Flask):
         self.client = app.test_client()
 
-    def urlopen(self, method, url, body=None, headers=None, **kwargs):
+    def open(self, method, url, body=None, headers=None):
+        """The app's answer (werkzeug's), read whole and closed."""
         parts = urlsplit(url)
         answer = self.client.open(
             parts.path, method=method, query_string=parts.query, headers=headers, data=body
         )
-        resp = urllib3.HTTPResponse(
-            body=answer.get_data(),
-            headers=dict(answer.headers),
-            status=answer.status_code,
-            reason=answer.status.partition(" ")[2],
-            preload_content=True,
-        )
+        answer.get_data()
         answer.close()
-        return resp
+        return answer
+
+    def send(self, method, url, body=None, headers=None, timeout=None):
+        answer = self.open(method, url, body, headers)
+        return answer.status_code, answer.status.partition(" ")[2], answer.get_data()
 
     def clear(self):
         pass
@@ -124,14 +122,14 @@ class WsgiAdapter(BaseAdapter):
         self.pool = pool
 
     def send(self, request, stream=False, timeout=None, verify=True, cert=None, proxies=None):
-        answer = self.pool.urlopen(
+        answer = self.pool.open(
             request.method, request.url, body=request.body, headers=dict(request.headers)
         )
         resp = requests.Response()
-        resp.status_code = answer.status
-        resp.reason = answer.reason
-        resp.headers = CaseInsensitiveDict(answer.headers)
-        resp.raw = io.BytesIO(answer.data)
+        resp.status_code = answer.status_code
+        resp.reason = answer.status.partition(" ")[2]
+        resp.headers = CaseInsensitiveDict(dict(answer.headers))
+        resp.raw = io.BytesIO(answer.get_data())
         resp.url = request.url
         resp.request = request
         return resp

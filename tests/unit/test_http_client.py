@@ -147,7 +147,7 @@ def test_the_ca_bundle_comes_from_the_environment_unless_one_is_given(clean_env,
         s.stop()
 
 
-# --- JSON requests, sent over urllib3 ---------------------------------------
+# --- JSON requests, sent over libcurl ----------------------------------------
 
 
 def errors_app() -> Flask:
@@ -248,8 +248,95 @@ def test_a_redirect_is_followed_as_requests_followed_it(clean_env, errors_server
     assert client.request("POST", "/moved", json={}) == {"args": {"moved": ["1"]}}
 
 
-def test_a_proxy_urllib3_does_not_speak_is_left_to_requests(clean_env):
-    clean_env.setenv("ALL_PROXY", "socks5://127.0.0.1:1")
+def test_a_socks_proxy_in_the_environment_is_used_too(clean_env):
+    clean_env.setenv("ALL_PROXY", f"socks5://{dead_url().removeprefix('http://')}")
     client = JsonClient("http://seeker.invalid:7070", "t")
-    with pytest.raises(Unreachable, match="SOCKS"):  # requests says what it lacks
+    with pytest.raises(Unreachable, match="over proxy 127.0.0.1") as err:
         client.request("GET", "/echo")
+    assert err.value.not_sent is True  # the proxy refused: nothing went anywhere
+
+
+def methods_app() -> Flask:
+    app = Flask(__name__)
+
+    @app.route("/echo", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+    def echo():
+        return {
+            "method": request.method,
+            "length": request.headers.get("Content-Length"),
+            "type": request.headers.get("Content-Type"),
+            "expect": request.headers.get("Expect"),
+            "size": len(request.get_data()),
+        }
+
+    @app.route("/slow")
+    def slow():
+        threading.Event().wait(2)
+        return {}
+
+    return app
+
+
+@pytest.fixture
+def methods_server():
+    s = BackgroundServer(methods_app(), "127.0.0.1", 0, threads=4).start()
+    yield s
+    s.stop()
+
+
+def test_each_method_is_sent_as_it_is_named_with_its_body(clean_env, methods_server):
+    client = JsonClient(methods_server.url, "t")
+    for method in ("POST", "PUT", "PATCH", "DELETE"):
+        answer = client.request(method, "/echo", json={"a": 1})
+        assert answer == {
+            "method": method,
+            "length": "8",
+            "type": "application/json",
+            "expect": None,
+            "size": 8,
+        }
+    # without a body: a POST says it has none, a GET and a DELETE send none
+    posted = client.request("POST", "/echo")
+    assert (posted["method"], posted["length"], posted["type"]) == ("POST", "0", None)
+    assert client.request("GET", "/echo")["method"] == "GET"
+    assert client.request("DELETE", "/echo")["method"] == "DELETE"
+    # a GET after a POST on the same connection is a GET again
+    assert client.request("GET", "/echo")["size"] == 0
+
+
+def test_a_large_body_is_sent_at_once_not_after_asking_to(clean_env, methods_server):
+    client = JsonClient(methods_server.url, "t")
+    answer = client.request("POST", "/echo", json={"blob": "x" * 2_000_000})
+    assert (answer["expect"], answer["size"]) == (None, 2_000_012)
+
+
+def test_an_answer_that_does_not_come_in_time_is_unreachable_but_may_have_arrived(
+    clean_env, methods_server
+):
+    client = JsonClient(methods_server.url, "t", timeout=(1.0, 0.2))
+    with pytest.raises(Unreachable, match="timed out") as err:
+        client.request("GET", "/slow")
+    assert err.value.not_sent is False
+    assert client.request("GET", "/echo")["method"] == "GET"  # the client still works
+
+
+def test_threads_share_the_clients_connections_and_it_keeps_at_most_its_pool(
+    clean_env, methods_server
+):
+    client = JsonClient(methods_server.url, "t", pool_size=2)
+    answers: list[str] = []
+
+    def send():
+        for _ in range(20):
+            answers.append(client.request("POST", "/echo", json={})["method"])
+
+    threads = [threading.Thread(target=send) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert answers == ["POST"] * 120
+    transport = client._pools[methods_server.url]
+    assert 1 <= len(transport._idle) <= 2
+    client.close()
+    assert transport._idle == []
