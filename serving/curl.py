@@ -11,12 +11,7 @@ from http import HTTPStatus
 
 import pycurl
 
-# where a transfer failed, by libcurl's error codes
-_NO_CONNECTION = {
-    pycurl.E_COULDNT_RESOLVE_PROXY,
-    pycurl.E_COULDNT_RESOLVE_HOST,
-    pycurl.E_COULDNT_CONNECT,
-}
+# a TLS handshake that failed, by libcurl's error codes
 _TLS = {
     pycurl.E_SSL_CONNECT_ERROR,
     pycurl.E_PEER_FAILED_VERIFICATION,  # also E_SSL_CACERT: the same code
@@ -29,8 +24,8 @@ _TLS = {
 
 class TransportError(Exception):
     """A request that got no answer. `not_sent`: it surely never reached the
-    server (no connection was made, or not a byte of it was sent); `tls`: the
-    TLS handshake failed. Its text is libcurl's."""
+    server (not a byte of it was sent); `tls`: the TLS handshake failed. Its
+    text is libcurl's."""
 
     def __init__(self, message: str, not_sent: bool, tls: bool):
         super().__init__(message)
@@ -76,11 +71,13 @@ class CurlTransport:
                 handle.perform()
             except pycurl.error as exc:
                 code, text = exc.args
-                sent = handle.getinfo(pycurl.REQUEST_SIZE) > 0
+                # not the error's code: a request that met a kept-alive
+                # connection closed before its answer is sent once more on a
+                # new one, whose refusal (E_COULDNT_CONNECT) is then the
+                # error; the bytes sent in this transfer count both
+                sent = handle.getinfo(pycurl.REQUEST_SIZE)
                 raise TransportError(
-                    text or f"libcurl error {code}",
-                    not_sent=code in _NO_CONNECTION or not sent,
-                    tls=code in _TLS,
+                    text or f"libcurl error {code}", not_sent=sent == 0, tls=code in _TLS
                 ) from None
             status = handle.getinfo(pycurl.RESPONSE_CODE)
         except BaseException:

@@ -340,3 +340,42 @@ def test_threads_share_the_clients_connections_and_it_keeps_at_most_its_pool(
     assert 1 <= len(transport._idle) <= 2
     client.close()
     assert transport._idle == []
+
+
+@pytest.fixture
+def dies_after_one():
+    """Answers one request on a kept-alive connection, then reads the next,
+    stops listening and closes it unanswered (a server killed with a request
+    on its way)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    heard: list[str] = []
+
+    def serve():
+        conn, _ = listener.accept()
+        heard.append(conn.recv(65536).split(b" ", 1)[0].decode())
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+        heard.append(conn.recv(65536).split(b" ", 1)[0].decode())
+        listener.close()
+        conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}", heard
+    listener.close()
+    thread.join(5)
+
+
+def test_a_post_lost_on_a_kept_alive_connection_is_not_sent_to_the_next_server(
+    clean_env, server, dies_after_one
+):
+    url, heard = dies_after_one
+    client = JsonClient(f"{url},{server.url}", "t", timeout=5)
+    assert client.request("POST", "/echo", json={}) == {}
+    # libcurl sends it again on a new connection, which is refused: the
+    # error is a refused connection, but the request had reached the server
+    with pytest.raises(Unreachable) as err:
+        client.request("POST", "/echo", json={})
+    assert err.value.not_sent is False
+    assert heard == ["POST", "POST"]
