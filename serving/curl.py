@@ -91,6 +91,7 @@ class CurlTransport:
         setopt(pycurl.URL, url)
         setopt(pycurl.NOSIGNAL, 1)  # threads: no alarm() for timeouts
         setopt(pycurl.PROXY, self.proxy)
+        setopt(pycurl.NOPROXY, "")  # nor NO_PROXY at each request: `proxy` says
         setopt(self.ca_option, self.ca)
         setopt(pycurl.FOLLOWLOCATION, 1)
         setopt(pycurl.MAXREDIRS, 10)

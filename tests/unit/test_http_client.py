@@ -127,6 +127,8 @@ def test_the_environment_is_read_when_the_client_is_made_not_at_each_request(
         direct.request("GET", "/echo")  # seeker.invalid does not resolve
     elsewhere = JsonClient("http://seeker.invalid:7070", "t")
     assert elsewhere.request("GET", "/echo")["server"] == "proxy"
+    clean_env.setenv("NO_PROXY", "seeker.invalid")  # too late for `elsewhere`
+    assert elsewhere.request("GET", "/echo")["server"] == "proxy"
 
 
 def test_the_ca_bundle_comes_from_the_environment_unless_one_is_given(clean_env, tmp_path):
