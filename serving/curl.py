@@ -56,9 +56,10 @@ class CurlTransport:
         self, method: str, url: str, body: bytes | None, headers: dict, timeout
     ) -> tuple[int, str, bytes]:
         """(status, reason, body) of the answer; TransportError when none
-        came. Redirects are followed (at most 10, http and https only, a
-        303, or a 301 or 302 to a POST, asked again as a GET as requests
-        does; the Authorization header is not sent on to another host)."""
+        came. Redirects are followed: at most 10, to http and https only,
+        the Authorization header not sent on to another host, a POST
+        answered with 301, 302 or 303 asked again as a GET (as requests
+        does), any other method kept (libcurl's)."""
         connect, read = timeout if isinstance(timeout, tuple) else (timeout, timeout)
         handle = self._take()
         chunks: list[bytes] = []
@@ -98,12 +99,13 @@ class CurlTransport:
         setopt(pycurl.REDIR_PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
         setopt(pycurl.CONNECTTIMEOUT_MS, max(1, int(connect * 1000)))
         setopt(pycurl.TIMEOUT_MS, max(1, int((connect + read) * 1000)))
-        setopt(pycurl.HTTPHEADER, handle_headers(headers))
         if body is None and method in ("POST", "PUT", "PATCH"):
             body = b""  # "Content-Length: 0", as urllib3 sends
+        lines = [*(f"{k}: {v}" for k, v in headers.items()), "Expect:"]  # no 100-continue
+        if body is not None and "Content-Type" not in headers:
+            lines.append("Content-Type:")  # not libcurl's form type
+        setopt(pycurl.HTTPHEADER, lines)
         if body is not None:
-            if "Content-Type" not in headers:  # not libcurl's form type
-                setopt(pycurl.HTTPHEADER, [*handle_headers(headers), "Content-Type:"])
             setopt(pycurl.POSTFIELDSIZE, len(body))
             setopt(pycurl.POSTFIELDS, body)
         if method == "HEAD":
@@ -131,12 +133,6 @@ class CurlTransport:
             idle, self._idle = self._idle, []
         for handle in idle:
             handle.close()
-
-
-def handle_headers(headers: dict) -> list[str]:
-    """libcurl's header lines; no "Expect: 100-continue" before a large
-    body (a round trip less)."""
-    return [*(f"{k}: {v}" for k, v in headers.items()), "Expect:"]
 
 
 def _reason(status: int, lines: list[bytes]) -> str:
