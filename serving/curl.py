@@ -6,6 +6,7 @@ a service. Streamed bodies and answers still go through requests."""
 
 from __future__ import annotations
 
+import os
 import threading
 from http import HTTPStatus
 
@@ -78,7 +79,9 @@ class CurlTransport:
                 # error; the bytes sent in this transfer count both
                 sent = handle.getinfo(pycurl.REQUEST_SIZE)
                 raise TransportError(
-                    text or f"libcurl error {code}", not_sent=sent == 0, tls=code in _TLS
+                    _message(code, text, handle.getinfo(pycurl.OS_ERRNO)),
+                    not_sent=sent == 0,
+                    tls=code in _TLS,
                 ) from None
             status = handle.getinfo(pycurl.RESPONSE_CODE)
         except BaseException:
@@ -133,6 +136,13 @@ class CurlTransport:
             idle, self._idle = self._idle, []
         for handle in idle:
             handle.close()
+
+
+def _message(code: int, text: str, errno: int) -> str:
+    """libcurl's message, with the system's word for what the socket met
+    ("Connection refused"), which libcurl's leaves out."""
+    text = text or f"libcurl error {code}"
+    return f"{text} ({os.strerror(errno)})" if errno else text
 
 
 def _reason(status: int, lines: list[bytes]) -> str:

@@ -211,9 +211,15 @@ def dead_url() -> str:
 
 
 def test_a_json_request_that_could_not_connect_goes_to_the_next_server(clean_env, server):
-    client = JsonClient(f"{dead_url()},{server.url}", "t", timeout=5)
+    dead = dead_url()
+    client = JsonClient(f"{dead},{server.url}", "t", timeout=5)
     assert client.request("POST", "/echo", json={"a": 1})["server"] == "server"
     assert client.base_url == server.url  # current from now on
+    with pytest.raises(Unreachable) as err:  # alone, it says why
+        JsonClient(dead, "t").request("POST", "/echo", json={})
+    assert err.value.not_sent is True
+    assert str(err.value).startswith(f"cannot reach {dead}/echo: Failed to connect")
+    assert str(err.value).endswith("(Connection refused)")
 
 
 def test_a_post_that_may_have_arrived_is_not_sent_again_but_a_get_is(clean_env, server, hangup):
