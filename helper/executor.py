@@ -27,6 +27,7 @@ from helper.specs import RunSpecs
 from seeker.models import AssignmentState
 from serving.errors import Busy, Conflict, Forbidden, NotFound
 from serving.later import Later
+from serving.threadpool import DaemonThreads
 
 log = logging.getLogger(__name__)
 DONE_KEPT = 256  # finished runs a pulling helper lists with what it runs
@@ -85,6 +86,8 @@ class Executor(Adoption, RunSpecs):
         # reported by its final event alone (two database writes fewer)
         self.running_report_delay = 0.0
         self._lock = threading.Lock()
+        # a run's thread, named run-<key> while it runs: kept for the next run
+        self._threads = DaemonThreads("run")
 
     def submit(self, a: Assignment) -> dict:
         """A pushed assignment: run it (a retried push of a run already under
@@ -148,7 +151,7 @@ class Executor(Adoption, RunSpecs):
         return queued
 
     def _thread(self, a: Assignment) -> None:
-        threading.Thread(target=self._run, args=(a,), name=f"run-{a.key}", daemon=True).start()
+        self._threads.call(a.key, self._run, a)
 
     def _exited(self, key: str) -> None:
         """`key`'s container exited (or its run ended without one): its slot
@@ -255,6 +258,12 @@ class Executor(Adoption, RunSpecs):
         """The runs being stopped (their containers not gone yet)."""
         with self._lock:
             return [k for k, e in self._running.items() if e.get("cancel_requested")]
+
+    def wait_run(self, key: str, timeout: float) -> bool:
+        """Wait until the run of `key` has ended, its result and final event
+        in the outbox (True at once if it is not running); False if not
+        within `timeout` seconds."""
+        return self._threads.wait(key, timeout)
 
     def done_keys(self) -> list[str]:
         """The runs this process finished lately (at most DONE_KEPT)."""

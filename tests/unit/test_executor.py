@@ -94,12 +94,9 @@ def results(box) -> list[dict]:
     return [p["result"] for kind, p in box.entries if kind == "result"]
 
 
-def wait_done(key: str) -> None:
-    """Join the worker thread of assignment `key`."""
-    for t in threading.enumerate():
-        if t.name == f"run-{key}":
-            t.join(10)
-            assert not t.is_alive()
+def wait_done(ex: Executor, key: str) -> None:
+    """Wait for the thread of assignment `key` to end its run."""
+    assert ex.wait_run(key, 10)
 
 
 def make(runtime, slots=1, report=None, clock=None, **kw) -> tuple[Executor, FakeOutbox]:
@@ -119,7 +116,7 @@ def test_submit_runs_and_hands_result_then_event_to_the_outbox(clock):
     assert entry["accepted_at"] == clock()
     assert entry["container"] == "seeker-t1-1-abcdef01"
     assert box.finished.wait(10)
-    wait_done("t1.1")
+    wait_done(ex, "t1.1")
     digest = "sha256:" + hashlib.sha256(b"hello\n").hexdigest()
     assert [kind for kind, _ in box.entries] == ["result", "event"]
     assert box.entries[0][1]["receipt"] == receipt_for("t1", HELPER_ID, 1, "t")
@@ -209,8 +206,8 @@ def test_entries_carry_the_boot_id_and_running_keys_list_them():
         assert {r["boot_id"] for r in ex.running()} == {"boot-7"}
     finally:
         runtime.release.set()
-        wait_done("t1.1")
-        wait_done("t2.2")
+        wait_done(ex, "t1.1")
+        wait_done(ex, "t2.2")
     assert ex.running_keys() == []
 
 
@@ -223,7 +220,7 @@ def test_submit_returns_a_snapshot():
         assert entry["state"] == "accepted"
     finally:
         runtime.release.set()
-        wait_done("t1.1")
+        wait_done(ex, "t1.1")
 
 
 def test_a_full_helper_is_busy_until_a_slot_frees():
@@ -235,9 +232,9 @@ def test_a_full_helper_is_busy_until_a_slot_frees():
     with pytest.raises(Busy):
         ex.submit(assignment("t2"))
     runtime.release.set()
-    wait_done("t1.1")
+    wait_done(ex, "t1.1")
     assert ex.submit(assignment("t2"))["task_id"] == "t2"
-    wait_done("t2.1")
+    wait_done(ex, "t2.1")
     assert [r["task_id"] for r in results(box)] == ["t1", "t2"]
 
 
@@ -248,7 +245,7 @@ def test_a_retried_push_is_accepted_once():
     again = ex.submit(assignment())  # no Busy: it is the same assignment
     assert again["container"] == first["container"]
     runtime.release.set()
-    wait_done("t1.1")
+    wait_done(ex, "t1.1")
     assert len(runtime.specs) == 1
 
 
@@ -295,7 +292,7 @@ def test_cancel_returns_a_snapshot():
         assert runtime.stop_called.wait(10)
     finally:
         runtime.release.set()
-        wait_done("t1.1")
+        wait_done(ex, "t1.1")
 
 
 def test_cancel_stops_the_container():
@@ -307,7 +304,7 @@ def test_cancel_stops_the_container():
     assert entry["cancel_requested"] is True
     assert runtime.stop_called.wait(10)
     assert runtime.stopped == ["seeker-t1-1-abcdef01"]
-    wait_done("t1.1")
+    wait_done(ex, "t1.1")
     with pytest.raises(NotFound):
         ex.cancel("t1.1")
 
@@ -317,12 +314,7 @@ def test_cancel_stops_the_container():
 
 @pytest.fixture
 def runtime():
-    rt = FakeRuntime(block=True)
-    yield rt
-    rt.release.set()
-    for t in threading.enumerate():
-        if t.name.startswith("run-t"):
-            t.join(10)
+    return FakeRuntime(block=True)
 
 
 @pytest.fixture
@@ -334,7 +326,11 @@ def client(runtime):
         seeker_credentials=lambda: (SEEKER_CREDENTIAL,),
         describe=lambda: {"name": "gpu-1"},
     )
-    return app.test_client()
+    yield app.test_client()
+    keys = ex.running_keys()
+    runtime.release.set()
+    for key in keys:
+        wait_done(ex, key)
 
 
 def push(client, **fields):

@@ -49,10 +49,10 @@ def test_a_second_run_on_a_taken_gpu_is_busy_and_the_gpu_free_again_after_it():
     assert UUID0 in refused.value.detail
     ex.submit(gpu_task("t3", 1, [UUID1]))  # the other GPU is free
     runtime.release.set()
-    wait_done("t1.1")
-    wait_done("t3.1")
+    wait_done(ex, "t1.1")
+    wait_done(ex, "t3.1")
     ex.submit(gpu_task("t2", 1, [UUID0]))  # placed again once the first ended
-    wait_done("t2.1")
+    wait_done(ex, "t2.1")
 
 
 def test_shares_of_one_gpu_run_side_by_side_until_it_is_full():
@@ -64,7 +64,7 @@ def test_shares_of_one_gpu_run_side_by_side_until_it_is_full():
         ex.submit(gpu_task("t3", 0.25, [UUID0]))
     runtime.release.set()
     for key in ("t1.1", "t2.1"):
-        wait_done(key)
+        wait_done(ex, key)
 
 
 def test_a_runs_container_names_its_gpus_and_none_without():
@@ -72,8 +72,8 @@ def test_a_runs_container_names_its_gpus_and_none_without():
     ex, box = make(runtime, slots=2, declared_gpus=True)
     ex.submit(gpu_task("t1", 0.5, [UUID1], [1]))
     ex.submit(assignment("t2"))
-    wait_done("t1.1")
-    wait_done("t2.1")
+    wait_done(ex, "t1.1")
+    wait_done(ex, "t2.1")
     labels = {spec.labels[LABEL]: spec.labels for spec in runtime.specs}
     assert from_label(labels["t1.1"][DEVICES_LABEL]) == {UUID1: 0.5}
     assert DEVICES_LABEL not in labels["t2.1"]
@@ -132,10 +132,10 @@ def test_a_restarted_helper_counts_the_gpus_of_the_runs_it_adopted():
         ex.submit(gpu_task("t1", 1, [UUID0]))  # the adopted run still holds it
     assert UUID0 in refused.value.detail
     ex.submit(gpu_task("t2", 1, [UUID1]))
-    wait_done("t2.1")
+    wait_done(ex, "t2.1")
     runtime.end("old.1")
     ex.submit(gpu_task("t1", 1, [UUID0]))  # free again
-    wait_done("t1.1")
+    wait_done(ex, "t1.1")
 
 
 def test_an_adopted_run_past_the_slots_still_holds_its_gpus():
@@ -152,5 +152,5 @@ def test_an_adopted_run_past_the_slots_still_holds_its_gpus():
         ex.submit(gpu_task("t1", 0.75, [UUID0]))
     assert UUID0 in refused.value.detail
     ex.submit(gpu_task("t2", 0.5, [UUID0]))  # what c.1 leaves of it
-    wait_done("t2.1")
+    wait_done(ex, "t2.1")
     runtime.end("c.1")

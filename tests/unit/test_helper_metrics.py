@@ -4,8 +4,6 @@ deliveries (more in test_metrics.py, which reads every service's)."""
 
 from __future__ import annotations
 
-import threading
-
 from test_executor import FakeOutbox
 from test_metrics import HELPER_ID, GiB, make_executor, samples_of, scrape, value
 
@@ -29,9 +27,7 @@ def run_to_end(executor: Executor, box: FakeOutbox, task_id="t1") -> None:
     )
     executor.submit(a)
     assert box.finished.wait(10)
-    for t in threading.enumerate():
-        if t.name == f"run-{a.key}":
-            t.join(10)
+    assert executor.wait_run(a.key, 10)
 
 
 def test_containers_are_counted_by_status_with_their_duration(clock):

@@ -263,7 +263,7 @@ def test_inputs_are_fetched_as_a_step_of_their_own_and_mounted_read_only(tmp_pat
     )
     a = assignment(inputs=[file_input(body)], array_id="arr-1", array_index=7)
     ex.submit(a)
-    wait_done(a.key)
+    wait_done(ex, a.key)
     assert reports == ["fetching", "running"]
     spec = runtime.specs[0]
     source = str(tmp_path / "inputs" / "files" / sha(body))
@@ -279,7 +279,7 @@ def test_an_input_that_cannot_be_had_is_a_task_error_and_no_container(tmp_path, 
     channel.failures = [ApiError(404, "no such artifact")]
     a = assignment(inputs=[file_input(b"missing")])
     ex.submit(a)
-    wait_done(a.key)
+    wait_done(ex, a.key)
     [result] = results(box)
     assert result["status"] == "error"
     assert result["error"].startswith("cannot fetch input /input/w.bin (sha256:")
@@ -291,7 +291,7 @@ def test_a_task_without_an_array_sees_no_array_variables():
     ex, _ = make(runtime)
     a = assignment()
     ex.submit(a)
-    wait_done(a.key)
+    wait_done(ex, a.key)
     assert "SEEKER_ARRAY_INDEX" not in runtime.specs[0].env
 
 

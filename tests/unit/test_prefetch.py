@@ -208,7 +208,7 @@ def test_a_run_adopted_after_a_restart_holds_its_slot():
     assert ex.submit(assignment("new"))["queued"] is True  # the adopted run has the slot
     assert runtime.specs == []
     runtime.end("old.1")
-    wait_done("new.1")
+    wait_done(ex, "new.1")
     assert [spec.name for spec in runtime.specs] == [f"seeker-new-1-{HELPER_ID[:8]}"]
 
 

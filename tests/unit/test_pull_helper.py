@@ -29,7 +29,7 @@ def test_an_acknowledged_offer_runs_once_however_often_it_comes():
     assert acks == ["t1.1"]
     runtime.release.set()
     assert box.finished.wait(10)
-    wait_done("t1.1")
+    wait_done(ex, "t1.1")
     assert len(runtime.specs) == 1
     assert ex.running_keys() == [] and ex.done_keys() == ["t1.1"]
 
@@ -67,7 +67,7 @@ def test_a_full_or_unwilling_helper_refuses_before_acknowledging():
         )
     runtime.release.set()
     assert box.finished.wait(10)
-    wait_done("t1.1")
+    wait_done(ex, "t1.1")
 
 
 def test_the_finished_runs_listed_are_the_latest_few():
@@ -128,7 +128,7 @@ def test_the_agent_acknowledges_with_its_boot_id_runs_and_refuses_when_full(agen
     assert "helper is full" in refusal["error"]
     a.handle({"assignments": [], "stop": ["t1.1"]})
     assert runtime.stop_called.wait(10)
-    wait_done("t1.1")
+    wait_done(a.executor, "t1.1")
 
 
 class Polls:

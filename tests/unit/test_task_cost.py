@@ -106,7 +106,7 @@ def test_a_container_that_ends_at_once_is_reported_once():
     ex.running_report_delay = 5.0
     ex.submit(assignment())
     assert box.finished.wait(10)
-    wait_done("t1.1")
+    wait_done(ex, "t1.1")
     assert reports == []  # "running" never sent: the final event says it all
     assert ex._later.pending() == 0  # nor left to be sent later
     assert [kind for kind, _ in box.entries] == ["result", "event"]
@@ -124,7 +124,7 @@ def test_a_container_that_runs_on_is_reported_running_after_the_delay():
     assert time.monotonic() - start >= 0.04  # not at the start, after the delay
     runtime.release.set()
     assert box.finished.wait(10)
-    wait_done("t1.1")
+    wait_done(ex, "t1.1")
 
 
 def test_a_run_never_reported_running_is_recorded_as_having_run(env, clock):
