@@ -8,7 +8,6 @@ calls made at once; one idle for `idle_s` ends."""
 
 from __future__ import annotations
 
-import itertools
 import logging
 import queue
 import threading
@@ -30,11 +29,11 @@ class DaemonThreads:
         self._ended = threading.Condition(self._lock)
         self._under_way: set[str] = set()
         self._idle = 0  # threads waiting for a call that no call has claimed
-        self._numbers = itertools.count(1)
 
     def call(self, name: str, fn: Callable[..., object], *args) -> None:
         """Call `fn(*args)` on a thread named `prefix-name`: an idle one, or
-        a new one if none is idle. An exception is logged."""
+        a new one if none is idle. An exception is logged. `name` is the
+        call's while it is under way (wait() tells its end by it)."""
         with self._lock:
             claimed = self._idle > 0
             if claimed:
