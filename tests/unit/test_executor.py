@@ -314,7 +314,9 @@ def test_cancel_stops_the_container():
 
 @pytest.fixture
 def runtime():
-    return FakeRuntime(block=True)
+    rt = FakeRuntime(block=True)
+    yield rt
+    rt.release.set()
 
 
 @pytest.fixture
