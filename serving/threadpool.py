@@ -1,5 +1,5 @@
 """Threads kept after their call and handed the next one: starting a thread
-costs about 100 µs of CPU here, handing a call to one that waits about 25
+cost 98-130 µs of CPU here, handing a call to one that waits 22-67 µs
 (bench/findings.md 39). Unlike `concurrent.futures.ThreadPoolExecutor`,
 whose threads the interpreter joins at exit, these are daemon threads: a
 process that stops does not wait for a call that runs for hours (a
