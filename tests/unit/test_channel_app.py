@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from dispatch_fakes import Counting
 
@@ -119,11 +121,37 @@ def test_malformed_json_is_400(client, store):
     assert store.results.count_documents({}) == 0
 
 
-@pytest.mark.parametrize("payload", [[1, 2], "text", 3])
-def test_json_that_is_not_an_object_is_400(client, payload):
-    resp = post(client, payload)
+@pytest.mark.parametrize(
+    "payload, kind",
+    [([1, 2], "array"), ("text", "string"), (3, "number"), (None, "null"), (True, "boolean")],
+)
+def test_json_that_is_not_an_object_is_400(client, store, payload, kind):
+    resp = client.post(
+        "/api/v1/results",
+        data=json.dumps(payload),
+        headers={**bearer(WELL_FORMED_RECEIPT), "Content-Type": "application/json"},
+    )
     assert resp.status_code == 400
-    assert resp.get_json()["error"] == "expected a JSON object"
+    assert resp.get_json() == {"error": "expected a JSON object", "detail": f"got a JSON {kind}"}
+    assert store.results.count_documents({}) == 0
+
+
+def test_json_not_in_utf8_is_400(client, store):
+    resp = client.post(
+        "/api/v1/results",
+        data=json.dumps(body()).encode("utf-16"),
+        headers={**receipt_headers(body(), "t"), "Content-Type": "application/json"},
+    )
+    assert resp.status_code == 400
+    assert resp.get_json()["error"] == "malformed JSON"
+    assert "UTF-8" in resp.get_json()["detail"]
+    assert store.results.count_documents({}) == 0
+
+
+def test_an_object_whose_field_is_wrong_is_422_not_400(client):
+    resp = post(client, body(attempt="1"))  # strict: no "1" for 1
+    assert resp.status_code == 422
+    assert [p["field"] for p in resp.get_json()["detail"]] == ["attempt"]
 
 
 def test_a_body_that_is_not_json_is_400(client):
