@@ -194,9 +194,11 @@ class Dispatcher:
         candidates were passed over, and the task as it is now (None:
         someone else changed it)."""
         placed = passed = 0
+        if need <= 0:
+            return placed, passed, task
+        # stops as soon as `need` are placed: the ranking sorts the candidates
+        # after its best only when the next is asked for
         for candidate in candidates:
-            if placed == need:
-                break
             if candidate.helper.helper_id in refused:
                 passed += 1  # it failed there a moment ago: the next best first
                 continue
@@ -206,6 +208,8 @@ class Dispatcher:
             placed += ok
             if ok:
                 on.add(candidate.helper.helper_id)
+                if placed == need:
+                    break
         return placed, passed, task
 
     def resume_stale_pushes(self, older_than: timedelta = timedelta(seconds=20)) -> int:

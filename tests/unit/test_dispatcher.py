@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dispatch_fakes import GiB, add_helper, add_task, states
 
 from seeker.control.dispatcher import Dispatcher
+from seeker.placement.ranking import Ranking
 from serving.http import Unreachable
 
 
@@ -41,6 +42,21 @@ def test_places_a_task_on_the_best_helper(dispatcher, tasks, push, clock, two_he
     assert a["reservation"] == {"cpus": 1, "memory": GiB, "gpus": 0, "gpu_indices": []}
     assert a["boot_id"] == "boot-big"
     assert tasks.get("t1")["state"] == "dispatched"
+
+
+def test_placing_one_replica_does_not_rank_the_rest(
+    dispatcher, tasks, helpers, push, clock, monkeypatch
+):
+    for name in ("a", "b", "c"):  # alike: all tied, the draw picks one
+        add_helper(helpers, clock, name)
+    sorts = []
+    full_order = Ranking._full_order
+    monkeypatch.setattr(Ranking, "_full_order", lambda r: sorts.append(1) or full_order(r))
+    add_task(tasks, clock, replicas=2)  # two replicas: the second best is read, once sorted
+    add_task(tasks, clock, "one")
+    assert dispatcher.dispatch_pending() == 3
+    assert len(push.names) == 3 and len(set(push.names[:2])) == 2
+    assert sorts == [1]  # for the second replica of t1; none for "one"
 
 
 def test_a_push_without_a_reply_is_still_accepted(dispatcher, tasks, helpers, clock):
