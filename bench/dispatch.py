@@ -66,6 +66,7 @@ from bench.common import (
     woken,
 )
 from bench.deployment import CLIENTS, HELPERS, SLOTS, Deployment
+from bench.threads import by_thread, split_line, thread_cpu, thread_names
 from channel.models import ResultStatus
 from channel.store import ResultStore
 from seeker.models import AssignmentState, TaskState
@@ -226,11 +227,16 @@ def run(quick: bool = False) -> dict:
         dep.push_tasks(warm)  # connections, caches
         cpu0 = {k: cpu_seconds(p) for k, p in procs.items()}
         wakes0 = {k: thread_wakes(p) for k, p in procs.items()}
+        threads0 = {k: thread_cpu(p.pid) for k, p in procs.items() if k in SERVICES}
         ops0, beats0, reads0 = db.opcounters(), dep.counters(), dep.reads
         wall = dep.push_tasks(n, already=warm)
         ops1, beats1, own = db.opcounters(), dep.counters(), dep.reads - reads0
         cpu = {k: cpu_seconds(p) - cpu0[k] for k, p in procs.items()}
         wakes = {k: woken(wakes0[k], thread_wakes(p)) for k, p in procs.items()}
+        split = {
+            k: by_thread(threads0[k], thread_cpu(procs[k].pid), thread_names(procs[k].pid), cpu[k])
+            for k in threads0
+        }
         stored = dep.channel_db["results"].count_documents({})
         if stored != warm + n:
             raise RuntimeError(f"{stored} results in the channel for {warm + n} tasks")
@@ -323,6 +329,17 @@ def run(quick: bool = False) -> dict:
         f"CPU over the run, all processes: {sum(cpu.values()):.1f} s in {wall:.1f} s of wall "
         f"time on {2} cores.",
         *([WAKES_NOTE] if counted else []),
+        *(
+            [
+                "CPU per task by kind of thread (bench/threads.py; the names py-spy reads; "
+                "`CP Server Thread`: the HTTP server's workers, `wsgi`: its connections' "
+                "selector, `push`: the seeker's pushes, `run`: a helper's runs): "
+                + "; ".join(split_line(k, v, n) for k, v in split.items() if v)
+                + "."
+            ]
+            if any(split.values())
+            else []
+        ),
         f"HTTP alone: one exchange (serving.http.JsonClient POSTing a result-sized body to "
         f"a route served as every service's is, token and body checked, nothing stored; "
         f"bench/exchange.py) costs {1000 * client_s:.2f} ms of CPU in the client and "
@@ -356,6 +373,7 @@ def run(quick: bool = False) -> dict:
             "baseline_tasks_per_s": raw_tps,
             "cpu_s": cpu,
             "thread_wakes": wakes,
+            "cpu_by_thread_s": split,
             "db_ops": ops,
             "db_ops_per_task": ops_per_task,
             "services_cpu_ms_per_task": services_ms,
