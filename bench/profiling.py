@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import importlib
 import re
-import shutil
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 from bench.common import ROOT
 from bench.render import HERE
+from bench.threads import py_spy_exe
 
 OURS = ("seeker/", "helper/", "channel/", "serving/")
 FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*):(?P<line>\d+)\)$")
@@ -53,7 +52,7 @@ def py_spy(pid: int, seconds: float, raw: Path, gil: bool = True) -> subprocess.
     """Start sampling process `pid` for `seconds`: the thread holding the GIL
     at each sample, i.e. where the process spends its Python CPU; with
     `gil=False`, every thread, waiting or not (where its threads wait)."""
-    exe = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy"
+    exe = py_spy_exe() or "py-spy"
     which = ["--gil"] if gil else ["--idle"]
     return subprocess.Popen(
         [

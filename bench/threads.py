@@ -35,10 +35,16 @@ def thread_cpu(pid: int) -> dict[int, float]:
     return cpu
 
 
+def py_spy_exe() -> str | None:
+    """py-spy beside this interpreter (the virtual environment's), else on
+    the PATH; None without it."""
+    return shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
+
+
 def thread_names(pid: int) -> dict[int, str]:
     """The name of each Python thread of `pid`, by native id, as py-spy
     reads it ({} without py-spy, or when it cannot read the process)."""
-    exe = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
+    exe = py_spy_exe()
     if exe is None:
         return {}
     try:
