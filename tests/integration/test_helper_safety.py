@@ -11,6 +11,7 @@ import signal
 import pytest
 import requests
 
+from helper.outbox import waiting
 from seeker.client import SeekerClient
 from tests.auth_support import bearer, receipt_for
 from tests.integration.conftest import Stack
@@ -207,9 +208,9 @@ def test_results_wait_in_the_outbox_while_the_channel_is_down(guarded):
     # ... while the three results wait, on disk, for the channel
     status = f"{guarded.helper_urls['helper-1']}/api/v1/status"
     assert requests.get(status, headers=auth(guarded), timeout=5).json()["outbox"] == 3
-    # each run's file, its event delivered and its result kept
-    waiting = (guarded.base / "helper-1" / "outbox").glob("*-result+event.json")
-    assert len(list(waiting)) == 3
+    # each run's record, its event delivered and its result kept
+    kept = waiting(guarded.base / "helper-1" / "outbox")
+    assert [kinds for _, kinds in kept] == [["result", "event"]] * 3
     guarded.channel.start().wait_healthy(guarded.channel_url)
 
     def delivered(task_id):

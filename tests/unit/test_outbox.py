@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from helper.outbox import Outbox
+from helper.outbox import Outbox, waiting
 from serving.http import ApiError, Unreachable
 
 
@@ -41,19 +41,26 @@ def outbox(directory, results, events, lanes=None) -> Outbox:
     return Outbox(directory, {"result": results, "event": events}, lanes=lanes)
 
 
-def names(directory) -> list[str]:
-    return sorted(p.name for p in directory.glob("*.json"))
+def journal(directory) -> list[dict]:
+    """Every line of the journal files, in order."""
+    return [
+        json.loads(line)
+        for path in sorted(directory.glob("journal-*.jsonl"))
+        for line in path.read_text().splitlines()
+    ]
 
 
-def test_put_writes_numbered_entries(tmp_path, results, events):
+def test_put_appends_numbered_records_to_one_journal_file(tmp_path, results, events):
     box = outbox(tmp_path, results, events)
-    first = box.put("result", {"n": 1})
-    box.put("event", {"n": 2})
-    assert first.name == "000000000001-result.json"
-    assert names(tmp_path) == ["000000000001-result.json", "000000000002-event.json"]
-    assert json.loads(first.read_text()) == {"n": 1}
+    assert box.put("result", {"n": 1}) == 1
+    assert box.put("event", {"n": 2}) == 2
+    assert [p.name for p in tmp_path.iterdir()] == ["journal-000000000001.jsonl"]
+    assert journal(tmp_path) == [
+        {"seq": 1, "entries": [{"kind": "result", "payload": {"n": 1}}]},
+        {"seq": 2, "entries": [{"kind": "event", "payload": {"n": 2}}]},
+    ]
+    assert waiting(tmp_path) == [(1, ["result"]), (2, ["event"])]
     assert box.pending() == 2
-    assert list(tmp_path.glob("*.tmp")) == []
 
 
 def test_put_writes_datetimes_as_text(tmp_path, results, events):
@@ -79,6 +86,8 @@ def test_flush_delivers_in_order_and_removes(tmp_path, results, events):
     assert box.flush_once() is True
     assert results.got == [{"n": 1}, {"n": 3}] and events.got == [{"n": 2}]
     assert box.pending() == 0
+    assert waiting(tmp_path) == []
+    assert journal(tmp_path)[-3:] == [{"done": 1}, {"done": 2}, {"done": 3}]
 
 
 def test_flush_of_an_empty_outbox(tmp_path, results, events):
@@ -106,7 +115,7 @@ def test_another_lane_is_not_held_up_by_a_stuck_one(tmp_path, events):
     assert box.flush_once() is False
     assert events.got == [{"n": 3}]  # the seeker hears of the end while the channel is down
     assert results.got == []
-    assert names(tmp_path) == ["000000000001-result.json", "000000000002-result.json"]
+    assert waiting(tmp_path) == [(1, ["result"]), (2, ["result"])]
     assert box.flush_once() is True
     assert results.got == [{"n": 1}, {"n": 2}]  # in order within the lane
 
@@ -118,7 +127,7 @@ def test_a_temporary_refusal_keeps_the_entry(tmp_path, events, status):
     box.put("result", {"n": 1})
     box.put("event", {"n": 2})
     assert box.flush_once() is False
-    assert names(tmp_path) == ["000000000001-result.json", "000000000002-event.json"]
+    assert waiting(tmp_path) == [(1, ["result"]), (2, ["event"])]
     assert not (tmp_path / "rejected").exists()
 
 
@@ -146,9 +155,15 @@ def test_a_new_outbox_continues_numbering_and_delivers_what_was_left(tmp_path, e
     results = Handler()
     after = outbox(tmp_path, results, events)  # the helper restarted
     assert after.pending() == 2
-    assert after.put("result", {"n": 3}).name == "000000000003-result.json"
+    assert after.put("result", {"n": 3}) == 3
+    assert sorted(p.name for p in tmp_path.glob("journal-*")) == [
+        "journal-000000000001.jsonl",
+        "journal-000000000003.jsonl",  # each process writes a file of its own
+    ]
     assert after.flush_once() is True
     assert results.got == [{"n": 1}, {"n": 2}, {"n": 3}]
+    # the earlier process's file went once its records were done with
+    assert [p.name for p in tmp_path.glob("journal-*")] == ["journal-000000000003.jsonl"]
 
 
 def test_rejected_entries_survive_a_restart_and_another_rejection(tmp_path, events):
@@ -180,15 +195,76 @@ def test_an_unexpected_handler_error_stops_the_flush_in_order(tmp_path, events):
     assert results.got == [{"n": 1}, {"n": 2}]
 
 
-def test_an_entry_that_is_not_json_is_rejected_and_the_rest_delivered(tmp_path, results, events):
+def test_an_earlier_versions_files_are_taken_into_the_journal(tmp_path, results, events):
+    """The outbox before the journal wrote a file per record: a helper
+    upgraded with some waiting delivers them, and one that is not JSON is
+    kept in rejected/ as it was."""
     (tmp_path / "000000000001-result.json").write_text('{"n": 1}')
     (tmp_path / "000000000002-result.json").write_text("{cut short by a crash")
+    (tmp_path / "000000000003-result+event.json").write_text(
+        json.dumps(
+            {
+                "entries": [
+                    {"kind": "result", "payload": {"n": 2}},
+                    {"kind": "event", "payload": {"n": 3}},
+                ]
+            }
+        )
+    )
     box = outbox(tmp_path, results, events)
-    assert box.put("result", {"n": 3}).name == "000000000003-result.json"
+    assert list(tmp_path.glob("*.json")) == []
+    assert waiting(tmp_path) == [(4, ["result"]), (5, ["result", "event"])]
+    assert box.put("result", {"n": 4}) == 6  # numbered past every file, kept or rejected
     assert box.flush_once() is True
-    assert results.got == [{"n": 1}, {"n": 3}]
+    assert (results.got, events.got) == ([{"n": 1}, {"n": 2}, {"n": 4}], [{"n": 3}])
     assert [p.name for p in (tmp_path / "rejected").iterdir()] == ["000000000002-result.json"]
     assert box.pending() == 0
+
+
+def test_a_record_half_written_by_a_crash_is_cut_off(tmp_path, results, events):
+    """A crash during a put (which never returned) leaves its line
+    unended: the restarted outbox cuts it off and delivers the rest."""
+    box = outbox(tmp_path, Handler(Unreachable("down")), events)
+    box.put("result", {"n": 1})
+    box.flush_once()
+    (path,) = tmp_path.glob("journal-*")
+    with open(path, "a") as f:
+        f.write('{"seq": 2, "entries": [{"kind": "res')
+    again = outbox(tmp_path, results, events)
+    assert path.read_text().endswith('"payload": {"n": 1}}]}\n')
+    assert again.pending() == 1 and again.flush_once() is True
+    assert results.got == [{"n": 1}]
+    assert list(tmp_path.glob("journal-*")) == []  # done with, and not written to: gone
+
+
+def test_a_line_that_cannot_be_read_is_kept_in_rejected(tmp_path, results, events):
+    box = outbox(tmp_path, Handler(Unreachable("down")), events)
+    box.put("result", {"n": 1})
+    box.flush_once()
+    (path,) = tmp_path.glob("journal-*")
+    with open(path, "a") as f:
+        f.write('{"seq": 2, "entries": "garbled"}\n[1]\n')
+    box.put("result", {"n": 3})
+    assert waiting(tmp_path) == [(1, ["result"]), (2, ["result"])]  # a look passes them over
+    again = outbox(tmp_path, results, events)
+    assert again.flush_once() is True
+    assert results.got == [{"n": 1}, {"n": 3}]
+    kept = sorted(p.name for p in (tmp_path / "rejected").iterdir())
+    assert kept == ["journal-000000000001-line-2.txt", "journal-000000000001-line-3.txt"]
+
+
+def test_a_full_journal_file_goes_once_its_records_are_done(tmp_path, results, events, monkeypatch):
+    monkeypatch.setattr("helper.outbox.SEGMENT_BYTES", 200)
+    late = Handler(Unreachable("down"))
+    box = outbox(tmp_path, late, events)
+    for n in range(6):
+        box.put("result", {"n": n, "pad": "x" * 60})
+    files = sorted(p.name for p in tmp_path.glob("journal-*"))
+    assert len(files) == 3  # two records a file
+    assert box.flush_once() is False
+    assert box.flush_once() is True
+    assert [p.name for p in tmp_path.glob("journal-*")] == [files[-1]]  # the one written to
+    assert [r["n"] for r in late.got] == list(range(6)) and box.pending() == 0
 
 
 def test_the_sender_thread_delivers_what_is_put(tmp_path):
@@ -211,13 +287,12 @@ def test_the_sender_thread_delivers_what_is_put(tmp_path):
 
 def test_put_all_writes_one_file_and_delivers_each_entry_in_order(tmp_path, results, events):
     box = outbox(tmp_path, results, events)
-    path = box.put_all([("result", {"n": 1}), ("event", {"n": 2})])
-    assert path.name == "000000000001-result+event.json"
-    assert names(tmp_path) == [path.name]
+    assert box.put_all([("result", {"n": 1}), ("event", {"n": 2})]) == 1
+    assert waiting(tmp_path) == [(1, ["result", "event"])]
     assert box.pending() == 2
     assert box.flush_once() is True
     assert (results.got, events.got) == ([{"n": 1}], [{"n": 2}])
-    assert names(tmp_path) == [] and box.pending() == 0
+    assert waiting(tmp_path) == [] and box.pending() == 0
 
 
 def test_put_all_of_nothing_or_of_an_unknown_kind_writes_nothing(tmp_path, results, events):
@@ -226,19 +301,19 @@ def test_put_all_of_nothing_or_of_an_unknown_kind_writes_nothing(tmp_path, resul
         box.put_all([])
     with pytest.raises(ValueError, match="unknown outbox kind"):
         box.put_all([("result", {}), ("telegram", {})])
-    assert names(tmp_path) == [] and box.pending() == 0
+    assert list(tmp_path.iterdir()) == [] and box.pending() == 0
 
 
 def test_one_lane_of_a_file_goes_on_while_the_other_waits(tmp_path, events):
     results = Handler(Unreachable("channel down"))
     box = outbox(tmp_path, results, events, lanes={"result": "channel", "event": "seeker"})
-    path = box.put_all([("result", {"n": 1}), ("event", {"n": 2})])
+    box.put_all([("result", {"n": 1}), ("event", {"n": 2})])
     assert box.flush_once() is False
     assert (results.got, events.got) == ([], [{"n": 2}])
-    assert box.pending() == 1 and path.exists()
+    assert box.pending() == 1 and waiting(tmp_path) == [(1, ["result", "event"])]
     assert box.flush_once() is True
     assert (results.got, events.got) == ([{"n": 1}], [{"n": 2}])  # the event once
-    assert not path.exists()
+    assert waiting(tmp_path) == []
 
 
 def test_an_entry_of_a_file_refused_for_good_is_kept_alone_in_rejected(tmp_path, events):
@@ -250,9 +325,9 @@ def test_an_entry_of_a_file_refused_for_good_is_kept_alone_in_rejected(tmp_path,
     assert json.loads((tmp_path / "rejected" / "000000000001-0-result.json").read_text()) == {
         "n": 1
     }
-    assert names(tmp_path) == [] and box.pending() == 0
+    assert waiting(tmp_path) == [] and box.pending() == 0
     again = outbox(tmp_path, Handler(), events)  # numbering goes on past the rejected
-    assert again.put("result", {"n": 3}).name == "000000000002-result.json"
+    assert again.put("result", {"n": 3}) == 2
 
 
 def test_a_restarted_outbox_delivers_a_file_again_whole(tmp_path, events):
@@ -282,3 +357,37 @@ def test_a_file_of_several_entries_that_cannot_be_read_is_rejected(tmp_path, res
         "000000000001-result+event.json",
         "000000000002-result+event.json",
     ]
+
+
+def test_puts_from_many_threads_across_journal_files_are_each_delivered_once(tmp_path, monkeypatch):
+    """Runs end on threads of their own while the sender delivers and the
+    full journal files go: every record is delivered once, and an outbox
+    started afterwards finds none left."""
+    monkeypatch.setattr("helper.outbox.SEGMENT_BYTES", 2_000)
+    got, lock, all_in = [], threading.Lock(), threading.Event()
+
+    def deliver(payload):
+        with lock:
+            got.append(payload["n"])
+            if len(got) == 400:
+                all_in.set()
+
+    box = Outbox(tmp_path, {"result": deliver}).start()
+
+    def put(t):
+        for i in range(50):
+            box.put("result", {"n": t * 50 + i})
+
+    threads = [threading.Thread(target=put, args=(t,)) for t in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        assert all_in.wait(10)
+    finally:
+        box.stop()
+    assert sorted(got) == list(range(400))
+    assert box.pending() == 0 and waiting(tmp_path) == []
+    assert len(list(tmp_path.glob("journal-*"))) == 1  # the full ones went
+    assert Outbox(tmp_path, {"result": deliver}).pending() == 0
