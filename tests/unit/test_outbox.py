@@ -221,15 +221,22 @@ def test_an_earlier_versions_files_are_taken_into_the_journal(tmp_path, results,
     assert box.pending() == 0
 
 
-def test_a_record_half_written_by_a_crash_is_cut_off(tmp_path, results, events):
-    """A crash during a put (which never returned) leaves its line
-    unended: the restarted outbox cuts it off and delivers the rest."""
+def stuck_with_one_record(tmp_path, events, then: str):
+    """An outbox whose channel is down, holding record 1, and its journal
+    file, with `then` written after the record."""
     box = outbox(tmp_path, Handler(Unreachable("down")), events)
     box.put("result", {"n": 1})
     box.flush_once()
     (path,) = tmp_path.glob("journal-*")
     with open(path, "a") as f:
-        f.write('{"seq": 2, "entries": [{"kind": "res')
+        f.write(then)
+    return box, path
+
+
+def test_a_record_half_written_by_a_crash_is_cut_off(tmp_path, results, events):
+    """A crash during a put (which never returned) leaves its line
+    unended: the restarted outbox cuts it off and delivers the rest."""
+    _, path = stuck_with_one_record(tmp_path, events, '{"seq": 2, "entries": [{"kind": "res')
     again = outbox(tmp_path, results, events)
     assert path.read_text().endswith('"payload": {"n": 1}}]}\n')
     assert again.pending() == 1 and again.flush_once() is True
@@ -238,12 +245,7 @@ def test_a_record_half_written_by_a_crash_is_cut_off(tmp_path, results, events):
 
 
 def test_a_line_that_cannot_be_read_is_kept_in_rejected(tmp_path, results, events):
-    box = outbox(tmp_path, Handler(Unreachable("down")), events)
-    box.put("result", {"n": 1})
-    box.flush_once()
-    (path,) = tmp_path.glob("journal-*")
-    with open(path, "a") as f:
-        f.write('{"seq": 2, "entries": "garbled"}\n[1]\n')
+    box, _ = stuck_with_one_record(tmp_path, events, '{"seq": 2, "entries": "garbled"}\n[1]\n')
     box.put("result", {"n": 3})
     assert waiting(tmp_path) == [(1, ["result"]), (2, ["result"])]  # a look passes them over
     again = outbox(tmp_path, results, events)
