@@ -21,6 +21,8 @@ earlier versions (`000000000042-result+event.json`) is taken into it."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import itertools
 import json
 import logging
@@ -142,9 +144,7 @@ class Outbox:
             record = {"seq": seq, "entries": [{"kind": k, "payload": p} for k, p in entries]}
             line = (json.dumps(record, default=str) + "\n").encode()
             segment = self._segment_for(seq)
-            os.write(segment.fd, line)
-            os.fsync(segment.fd)
-            segment.size += len(line)
+            self._write_line(segment, line, sync=True)
             # what a delivery hands on is what a restarted helper would read back
             kept = _entries_of(json.loads(line))
             with self._lock:
@@ -187,7 +187,25 @@ class Outbox:
                 return
             if segment.fd is None:  # a file left by an earlier process
                 segment.fd = os.open(segment.path, os.O_WRONLY | os.O_APPEND)
-            os.write(segment.fd, b'{"done": %d}\n' % record.seq)
+                segment.size = os.fstat(segment.fd).st_size
+            self._write_line(segment, b'{"done": %d}\n' % record.seq, sync=False)
+
+    def _write_line(self, segment: _Segment, line: bytes, sync: bool) -> None:
+        """Append one line (holding `_write`). One that fails (a full disk)
+        is cut off again, so that no later line is glued to half of it, and
+        the next record starts a file of its own."""
+        try:
+            if os.write(segment.fd, line) != len(line):
+                raise OSError(errno.ENOSPC, "the line was written in part")
+            if sync:
+                os.fsync(segment.fd)
+        except OSError:
+            if segment is self._current:
+                self._current = None
+            with contextlib.suppress(OSError):
+                os.ftruncate(segment.fd, segment.size)
+            raise
+        segment.size += len(line)
 
     def _load(self) -> int:
         """The records an earlier process left not done; returns the highest

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import threading
 from datetime import datetime, timezone
 
@@ -393,3 +395,31 @@ def test_puts_from_many_threads_across_journal_files_are_each_delivered_once(tmp
     assert box.pending() == 0 and waiting(tmp_path) == []
     assert len(list(tmp_path.glob("journal-*"))) == 1  # the full ones went
     assert Outbox(tmp_path, {"result": deliver}).pending() == 0
+
+
+def test_a_put_that_fails_leaves_no_half_line_and_the_next_starts_a_file(
+    tmp_path, results, events, monkeypatch
+):
+    """A full disk fails a put (the run's end is then not written, as
+    before); the journal keeps no part of it, and what comes after it is
+    written and read back whole."""
+    box = outbox(tmp_path, results, events)
+    box.put("result", {"n": 1})
+    fsync = os.fsync
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("helper.outbox.os.fsync", full)
+    with pytest.raises(OSError, match="No space"):
+        box.put("result", {"n": 2})
+    monkeypatch.setattr("helper.outbox.os.fsync", fsync)
+    assert box.put("result", {"n": 3}) == 3
+    assert sorted(p.name for p in tmp_path.glob("journal-*")) == [
+        "journal-000000000001.jsonl",
+        "journal-000000000003.jsonl",
+    ]
+    assert box.pending() == 2 and waiting(tmp_path) == [(1, ["result"]), (3, ["result"])]
+    assert box.flush_once() is True
+    assert results.got == [{"n": 1}, {"n": 3}]
+    assert Outbox(tmp_path, {"result": results, "event": events}).pending() == 0
