@@ -170,8 +170,9 @@ class Outbox:
         return self._current
 
     def _settle(self, record: _Record, done: set[int]) -> None:
-        """Mark the record done once every entry of it is (its journal file
-        goes once nothing in it is left, but while it is written to)."""
+        """Mark the record done once every entry of it is; its journal file
+        goes instead once no other record in it is left, unless it is the
+        file being written to."""
         if len(done) < len(record.entries):
             with self._lock:
                 record.done = done
