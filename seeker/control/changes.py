@@ -9,7 +9,7 @@ SecantusDB, a one-node replica set), a short poll otherwise.
   waits for room (`room`);
 - an offer made to a pulling helper: answer its waiting poll here (`wake`);
 - a task ended (cancelled, decided): wake the polls of the pulling helpers
-  that run it, whose answer then says to stop it;
+  that run it, whose answer then says to stop it (`stop`);
 - a helper removed, or its credential changed: forget what this process
   cached of it (`forget`);
 - an event published: answer the requests waiting here for the next one
@@ -18,8 +18,8 @@ SecantusDB, a one-node replica set), a short poll otherwise.
 
 Nothing here decides anything: each reaction reads the database afresh, so
 an event heard twice, late, or not at all costs time, never correctness.
-The echo of a submit, an assignment's end or an event made here, whose
-writer started what it calls for itself, starts nothing
+The echo of a submit, an offer, an assignment's end or an event made here,
+whose writer started what it calls for itself, starts nothing
 (seeker/control/echoes.py)."""
 
 from __future__ import annotations
@@ -124,14 +124,18 @@ class ChangeFeed:
         new_event: Callable[[], object] = lambda: None,
         ended: Callable[[str | None], object] = lambda task_id: None,
         echoes: Echoes | None = None,
+        stop: Callable[[str], object] | None = None,
     ):
-        """`parked()`: how many polls wait in this process (the fallback poll
-        looks for their work only while some do); `ended(task_id)`: a task
-        ended (None: any may have, heard without change streams); `echoes`:
-        the writes made here whose follow-up was started here."""
+        """`wake(helper_id)`: an offer for a pulling helper; `stop(helper_id)`:
+        a task a pulling helper runs ended (default: `wake`); `parked()`: how
+        many polls wait in this process (the fallback poll looks for their
+        work only while some do); `ended(task_id)`: a task ended (None: any
+        may have, heard without change streams); `echoes`: the writes made
+        here whose follow-up was started here."""
         self.db = db
         self.clock = clock
         self.kick, self.wake, self.forget, self.parked = kick, wake, forget, parked
+        self.stop_runs = stop or wake
         self.room = room or kick
         self.new_event = new_event
         self.ended = ended
@@ -160,7 +164,8 @@ class ChangeFeed:
         kind = change["operationType"]
         fields = (change.get("updateDescription") or {}).get("updatedFields") or {}
         if kind == "insert" and doc.get("via") == HelperMode.PULL.value:
-            self.wake(doc["helper_id"])
+            if not self.echoes.mine("assignments", change["documentKey"]["_id"]):
+                self.wake(doc["helper_id"])  # an offer made here woke its poll itself
         elif fields.get("state") in ENDED and not self.echoes.mine(
             "assignments", change["documentKey"]["_id"]
         ):
@@ -178,7 +183,7 @@ class ChangeFeed:
     def _wake_pullers_of(self, task_id: str) -> None:
         live = {"task_id": task_id, "state": {"$in": AssignmentState.live()}}
         for a in self.db["assignments"].find({**live, "via": HelperMode.PULL.value}):
-            self.wake(a["helper_id"])
+            self.stop_runs(a["helper_id"])
 
     # --- listening -----------------------------------------------------------
 

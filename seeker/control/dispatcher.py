@@ -30,6 +30,7 @@ from seeker.placement import select
 from seeker.placement.capacity import KeptViews, after_placing
 from seeker.placement.gpus import reservation_for
 from seeker.placement.views import HelperView, TaskView
+from seeker.store.assignments import assignment_id
 from seeker.store.helpers import HelperStore
 from seeker.store.tasks import SlotTaken, TaskStore
 from serving.http import ApiError, Unreachable
@@ -41,6 +42,10 @@ Push = Callable[[dict, dict], "dict | None"]  # (helper document, assignment) ->
 # a helper where a push or offer of a task just failed is passed over for
 # that task this long (the sweep tries again after it)
 RETRY_AFTER = timedelta(seconds=5)
+
+
+def _nothing() -> None:
+    pass
 
 
 class Dispatcher:
@@ -276,6 +281,9 @@ class Dispatcher:
         used = self._slots.setdefault(view.helper_id, set())
         slot = next(n for n in range(len(used) + 1) if n not in used)
         epoch = self.health.lease_epoch()  # the newest this seeker knows
+        # an offer's echo from the change feed is not news: its poll is woken here
+        offer_id = assignment_id(task["_id"], task["attempts"] + 1)
+        unsay = self.mailbox.offering(offer_id) if pulls else _nothing
         try:
             assignment = self.tasks.assign(
                 task, helper, self.clock(), reservation, via, slot, epoch
@@ -283,8 +291,13 @@ class Dispatcher:
         except SlotTaken as taken:  # another seeker placed there since this pass began
             log.info("task %s: %s was filled meanwhile", task["_id"], helper["name"])
             views[view.helper_id] = full(view)
+            unsay()
             return 0, taken.task
+        except Exception:  # maybe written: then its echo is news, and wakes the poll
+            unsay()
+            raise
         if assignment is None:
+            unsay()
             return 0, None
         used.add(slot)
         attempt = assignment["attempt"]

@@ -2,14 +2,16 @@
 
 The feed tells this seeker what another seeker did. It brings this
 seeker's own writes too, a fraction of a second after they were made, and
-three of them would start again what the writer already started in
-process: a task submitted here (the submit kicks placement), an
-assignment ended here by its helper's report (the report makes room), and
-an event published here (its publisher answers the requests waiting for
-it). In a busy seeker about a third of the passes were these echoes
+four of them would start again what the writer already started in
+process: a task submitted here (the submit kicks placement), an offer to
+a pulling helper made here (the placement wakes its poll), an assignment
+ended here by its helper's report (the report makes room), and an event
+published here (its publisher answers the requests waiting for it). In a
+busy seeker about a third of the passes were these echoes
 (bench/findings.md, 34), each three reads of the database that found
-nothing new; and an echoed event had each request waiting for the next
-event read the log again, and find nothing (finding 37).
+nothing new; an echoed event had each request waiting for the next event
+read the log again, and find nothing (finding 37); and an echoed offer had
+its helper's next poll look for offers again (finding 42).
 
 So the writer says, just before each such write, which document it is
 about to write, and the feed passes over the one change of that document

@@ -8,7 +8,13 @@ instead, and its work is handed out on it.
 - `collect` hands out every offer the helper has not acknowledged, on every
   poll, until it does (delivery at least once: a poll cut off after the
   answer left loses nothing), and says which of the runs the helper reports
-  it should stop (cancelled, decided, or run elsewhere meanwhile).
+  it should stop (cancelled, decided, or run elsewhere meanwhile). It reads
+  the database only when a poll may find something: offers on a new
+  connection, with news of one (`offer`), and while offers handed out are
+  not yet among the runs the helper reports; which runs to stop on a new
+  connection, with news of one (`stop`: a task of its ended), while it
+  still reports a run it was told to stop, and at least every heartbeat
+  interval. A busy helper's other polls cost no read.
 - `acknowledge` is the one conditional update `pushing -> accepted`, which
   also names the helper process: only that process runs the attempt, once,
   however often it is handed out or acknowledged.
@@ -16,8 +22,11 @@ instead, and its work is handed out on it.
   contact, as a push that timed out is, so the replica goes to the next best
   helper and three in a row purge the helper.
 
-Nothing here is kept in memory: offers and acknowledgements are assignment
-documents, so any seeker sharing the database hands out and takes them."""
+Nothing that decides is kept in memory: offers and acknowledgements are
+assignment documents, so any seeker sharing the database hands out and takes
+them. What this process keeps (news, what it handed out, when it last
+looked) only says when to read again; a notice lost costs a heartbeat
+interval at most, never an offer or a stop."""
 
 from __future__ import annotations
 
@@ -26,6 +35,7 @@ import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from seeker.control.echoes import Echoes
 from seeker.control.health import HelperHealth
 from seeker.models import TaskState
 from seeker.store.tasks import TaskStore
@@ -50,9 +60,13 @@ class Mailbox:
         payload: Payload,
         wake: Callable[[str], object] = lambda helper_id: None,
         ack_timeout: timedelta = timedelta(seconds=10),
+        echoes: Echoes | None = None,
     ):
         """`payload` makes what a helper is sent of an assignment (receipt
-        included); `wake(helper_id)` answers that helper's parked poll."""
+        included); `wake(helper_id)` answers that helper's parked poll;
+        `echoes`: told of each offer made here before it is written, so
+        that the change feed's copy of it is not news a second time."""
+        self.echoes = echoes
         self.tasks = tasks
         self.health = health
         self.clock = clock
@@ -63,33 +77,79 @@ class Mailbox:
         # helper's poll then costs no query), and when each last looked
         self._news: set[str] = set()
         self._looked: dict[str, datetime] = {}
+        # the runs each helper was last handed (looked for again until it
+        # reports them) and last told to stop (checked again while it still
+        # reports them); helpers a run of which may be to stop, and when
+        # each one's reported runs were last checked
+        self._handed: dict[str, set[str]] = {}
+        self._told: dict[str, set[str]] = {}
+        self._stops: set[str] = set()
+        self._checked: dict[str, datetime] = {}
         self._lock = threading.Lock()
         # when an offer was last made or heard of, and offers last expired:
         # with none lately, expire() looks only every EXPIRE_CHECK
         self._offered_at: datetime | None = None
         self._expired_at: datetime | None = None
 
+    def offering(self, offer_id: str) -> Callable[[], None]:
+        """An offer (`offer_id`, its assignment's id) is about to be written
+        here, and `offer` will be called if it is: its echo from the change
+        feed is passed over. Returns what to call if it was not written."""
+        if self.echoes is None:
+            return lambda: None
+        self.echoes.expect("assignments", [offer_id])
+        return lambda: self.echoes.forget("assignments", [offer_id])
+
     def offer(self, helper_id: str) -> None:
-        """There is something new for the helper (an offer, or a run to
-        stop), made here or heard of from another seeker: its next poll
-        looks, and a waiting one is answered."""
+        """There is an offer for the helper, made here or heard of from
+        another seeker: its next poll looks, and a waiting one is answered."""
         with self._lock:
             self._news.add(helper_id)
             self._offered_at = self.clock()
         self.wake(helper_id)
 
-    def _should_look(self, helper_id: str, fresh: bool) -> bool:
+    def stop(self, helper_id: str) -> None:
+        """A task the helper may run ended (cancelled, decided), here or at
+        another seeker: its next poll checks its runs, and a waiting one is
+        answered."""
+        with self._lock:
+            self._stops.add(helper_id)
+        self.wake(helper_id)
+
+    def _should_look(self, helper_id: str, fresh: bool, have: set[str]) -> bool:
         """Whether a poll looks for offers: on a new connection (what was
-        heard meanwhile went elsewhere), with news, and at least every
+        heard meanwhile went elsewhere), with news, while what it was last
+        handed is not all among the runs it reports (an acknowledgement
+        whose answer was lost: handed out again), and at least every
         RECHECK (a notice lost on its way costs that long, not the offer)."""
         now = self.clock()
         with self._lock:
             news = helper_id in self._news
             self._news.discard(helper_id)
+            handed = self._handed.pop(helper_id, set())
             last = self._looked.get(helper_id)
             stale = last is None or not timedelta(0) <= now - last < RECHECK
-            if fresh or news or stale:
+            if fresh or news or stale or not handed <= have:
                 self._looked[helper_id] = now
+                return True
+        return False
+
+    def _should_check(self, helper_id: str, fresh: bool, running: list[str]) -> bool:
+        """Whether a poll's reported runs are checked against the database
+        (which to stop): on a new connection, with news of a task of its
+        that ended, while it still reports a run it was told to stop (the
+        answer that told it was lost), and at least once a heartbeat
+        interval (a notice lost costs that long), as a pushed helper's
+        heartbeat checks them."""
+        now = self.clock()
+        every = timedelta(seconds=self.health.heartbeat_interval())
+        with self._lock:
+            news = helper_id in self._stops
+            self._stops.discard(helper_id)
+            news = news or not self._told.pop(helper_id, set()).isdisjoint(running)
+            last = self._checked.get(helper_id)
+            if fresh or news or last is None or not timedelta(0) <= now - last < every:
+                self._checked[helper_id] = now
                 return True
         return False
 
@@ -97,22 +157,28 @@ class Mailbox:
         self, helper: dict, boot_id: str, running: list[str], done: list[str], fresh: bool = True
     ) -> dict:
         """What the helper is to do now: {"assignments": [...], "stop": [...]}."""
-        stop = self.health.reconcile(helper["helper_id"], helper["name"], running)
-        if not self._should_look(helper["helper_id"], fresh):
-            return {"assignments": [], "stop": stop}
+        helper_id = helper["helper_id"]
         have = set(running) | set(done)
-        offers = self.tasks.offers_for(helper["helper_id"], boot_id, have)
+        stop = []
+        if self._should_check(helper_id, fresh, running):
+            stop = self.health.reconcile(helper_id, helper["name"], running)
+            if stop:
+                with self._lock:
+                    self._told[helper_id] = set(stop)
+        if not self._should_look(helper_id, fresh, have):
+            return {"assignments": [], "stop": stop}
+        offers = self.tasks.offers_for(helper_id, boot_id, have)
         tasks = {t: self.tasks.get(t) for t in {a["task_id"] for a in offers}}
         live = {t: doc for t, doc in tasks.items() if doc and doc["state"] not in TaskState.final()}
-        handed = [
-            self.payload(live[a["task_id"]], helper, a["attempt"], a.get("reservation") or {})
-            for a in offers
-            if a["task_id"] in live
-        ]
-        if handed:  # handed out again at each poll until acknowledged
+        handed = [a for a in offers if a["task_id"] in live]
+        if handed:  # handed out again at each poll until the helper has it
             with self._lock:
-                self._news.add(helper["helper_id"])
-        return {"assignments": handed, "stop": stop}
+                self._handed[helper_id] = {a["_id"] for a in handed}
+        work = [
+            self.payload(live[a["task_id"]], helper, a["attempt"], a.get("reservation") or {})
+            for a in handed
+        ]
+        return {"assignments": work, "stop": stop}
 
     def acknowledge(self, task_id: str, helper_id: str, attempt: int, boot_id: str) -> bool:
         """The helper process `boot_id` takes the offer: whether it runs it."""

@@ -221,7 +221,7 @@ class Seeker(HelperOperations):
             return
         if helper.get("mode") == HelperMode.PULL.value:
             if self.mailbox is not None:
-                self.mailbox.offer(helper["helper_id"])
+                self.mailbox.stop(helper["helper_id"])
             return
         if self.helper_client is not None:
             self.pushes.submit(self._stop_pushed, helper, task_id, a["attempt"])

@@ -188,6 +188,7 @@ class SeekerServer:
             payload,
             wake=self.parking.wake,
             ack_timeout=timedelta(seconds=ack_timeout),
+            echoes=self.echoes,
         )
         # the helpers' answers to pushes, written by the record-acceptances job
         self.acceptances = acceptances.Acceptances(
@@ -244,6 +245,7 @@ class SeekerServer:
             clock,
             kick=self.loop.kick,
             wake=self.mailbox.offer,
+            stop=self.mailbox.stop,
             forget=self.helpers.forget,
             parked=self._polls_parked,
             room=self._room_made,

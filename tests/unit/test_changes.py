@@ -56,6 +56,7 @@ def feed_of(db, heard: Heard, parked=lambda: 1, poll_every: float = 1.0) -> Chan
         utc_now,
         kick=heard.recorder("kick"),
         wake=heard.recorder("wake"),
+        stop=heard.recorder("stop"),
         forget=heard.recorder("forget"),
         parked=parked,
         poll_every=poll_every,
@@ -102,9 +103,8 @@ def test_over_a_change_stream_another_seekers_work_is_heard_at_once(shared_db):
         heard.wait("kick")
         other.assign(other.get("t1"), NAT, utc_now(), via="pull")  # offered by another
         heard.wait("wake", "nat")
-        heard.calls["wake"].clear()
         other.cancel("t1", utc_now())  # cancelled there: the puller must hear to stop
-        heard.wait("wake", "nat")
+        heard.wait("stop", "nat")
         heard.wait("ended", "t1")  # and the requests waiting here for its end
         helpers.register({**NAT, "url": None}, utc_now(), nonce="n1")
         helpers.remove("nat")  # purged there: its credential must not be trusted here
@@ -202,10 +202,11 @@ def test_a_task_ending_is_looked_up_for_pullers_only_while_polls_wait_here(mock_
     counted, heard = CountingDb(mock_db), Heard()
     feed = feed_of(counted, heard, parked=lambda: waiting[0])
     feed.on_task(ended("t1"))  # no poll waits here: nothing to read, nobody to wake
-    assert counted.finds == [] and heard.calls["wake"] == []
+    assert counted.finds == [] and heard.calls["stop"] == []
     waiting[0] = 1
     feed.on_task(ended("t1"))
-    assert counted.finds == ["assignments"] and heard.calls["wake"] == [("nat",)]
+    assert counted.finds == ["assignments"] and heard.calls["stop"] == [("nat",)]
+    assert heard.calls["wake"] == []  # news of a run to stop, not of an offer
 
 
 def test_a_placement_that_leaves_nothing_to_place_kicks_nobody(mock_db):

@@ -1,5 +1,5 @@
-"""A seeker's own submits, runs' ends and events, heard back through the
-change feed, start nothing a second time: the writer started it in
+"""A seeker's own submits, offers, runs' ends and events, heard back
+through the change feed, start nothing a second time: the writer started it in
 process. Another seeker's still do. Over a real change stream (SecantusDB)."""
 
 from __future__ import annotations
@@ -7,18 +7,21 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from dispatch_fakes import add_helper
 from pymongo.errors import AutoReconnect
 from test_changes import SPEC, Heard, barrier, feed_of, stream_open
 
 from seeker.control import echoes as echoes_module
 from seeker.control.dispatcher import Dispatcher
 from seeker.control.echoes import Echoes
+from seeker.control.health import HelperHealth
+from seeker.control.mailbox import Mailbox
 from seeker.control.operations import Seeker
 from seeker.helper_models import AssignmentEvent
 from seeker.models import TaskSpec
 from seeker.store.events import EventLog
 from seeker.store.helpers import HelperStore
-from seeker.store.tasks import TaskStore
+from seeker.store.tasks import SlotTaken, TaskStore
 
 
 class Ticks:
@@ -194,3 +197,57 @@ def test_an_event_whose_insert_failed_is_news_if_it_was_written(mock_db, clock, 
     assert len(echoes) == 0
     written = mock_db["events"].find_one({"task_id": "t1"})
     assert not echoes.mine("events", written["_id"])
+
+
+def test_an_offer_made_here_wakes_its_poll_once_and_another_seekers_wakes_it(shared_db, clock):
+    heard, echoes, woken = Heard(), Echoes(), []
+    feed = feed_of(shared_db, heard)
+    feed.echoes = echoes
+    tasks, helpers = TaskStore(shared_db), HelperStore(shared_db, clock)
+    health = HelperHealth(helpers, tasks, clock)
+    mailbox = Mailbox(tasks, health, clock, lambda *a: {}, wake=woken.append, echoes=echoes)
+    add_helper(helpers, clock, "nat", mode="pull", url=None)
+    push = lambda h, p: {"boot_id": "b"}  # noqa: E731
+    dispatcher = Dispatcher(tasks, helpers, push, clock, health=health, mailbox=mailbox)
+    feed.start()
+    try:
+        assert feed.streams is True
+        stream_open(helpers, heard)
+        tasks.create("mine", SPEC, clock())
+        assert dispatcher.dispatch_pending() == 1
+        assert woken == ["id-nat"]  # its poll woken here, at once
+        barrier(helpers, heard, "x")
+        assert heard.calls["wake"] == []  # the feed heard the offer, and passed over it
+        assert len(echoes) == 0
+        other = TaskStore(shared_db)
+        other.create("theirs", SPEC, clock())  # offered by another seeker
+        other.assign(other.get("theirs"), helpers.get("id-nat"), clock(), via="pull")
+        heard.wait("wake", "id-nat")
+    finally:
+        feed.stop()
+
+
+def test_an_offer_not_written_is_news_when_heard(mock_db, clock, monkeypatch):
+    echoes = Echoes()
+    tasks, helpers = TaskStore(mock_db), HelperStore(mock_db, clock)
+    health = HelperHealth(helpers, tasks, clock)
+    mailbox = Mailbox(tasks, health, clock, lambda *a: {}, echoes=echoes)
+    add_helper(helpers, clock, "nat", mode="pull", url=None)
+    push = lambda h, p: {"boot_id": "b"}  # noqa: E731
+    dispatcher = Dispatcher(tasks, helpers, push, clock, health=health, mailbox=mailbox)
+    tasks.create("t1", SPEC, clock())
+
+    def taken(task, *args):
+        raise SlotTaken(task)  # another seeker filled the slot meanwhile
+
+    monkeypatch.setattr(tasks, "assign", taken)
+    assert dispatcher.dispatch_pending() == 0
+    assert len(echoes) == 0
+
+    def lost(*args):
+        raise AutoReconnect("connection closed")  # maybe written
+
+    monkeypatch.setattr(tasks, "assign", lost)
+    with pytest.raises(AutoReconnect):
+        dispatcher.dispatch_pending()
+    assert len(echoes) == 0

@@ -168,6 +168,86 @@ def test_an_offer_of_a_task_cancelled_meanwhile_is_not_handed_out(
     assert helpers.get("id-nat")["failures"] == 0  # not the helper's doing
 
 
+class Reads:
+    """The mailbox's reads of the database, counted by what they look for."""
+
+    def __init__(self, monkeypatch, tasks, health):
+        self.offers = self.checks = 0
+        offers_for, reconcile = tasks.offers_for, health.reconcile
+
+        def counted_offers(*args):
+            self.offers += 1
+            return offers_for(*args)
+
+        def counted_reconcile(*args):
+            self.checks += 1
+            return reconcile(*args)
+
+        monkeypatch.setattr(tasks, "offers_for", counted_offers)
+        monkeypatch.setattr(health, "reconcile", counted_reconcile)
+
+
+def test_a_busy_helpers_polls_on_its_connection_read_nothing_without_news(
+    dispatcher, mailbox, tasks, helpers, clock, monkeypatch, health
+):
+    """A pulling helper polls again as soon as it has taken its work and
+    when each run ends: those polls bring nothing new unless something
+    happened since, and read nothing (bench/findings.md, 42)."""
+    helper = puller(helpers, clock, "nat")
+    reads = Reads(monkeypatch, tasks, health)
+    add_task(tasks, clock, "a")
+    dispatcher.dispatch_pending()
+    assert keys(mailbox.collect(helper, "boot-1", [], [], fresh=False)) == ["a.1"]  # news
+    assert (reads.offers, reads.checks) == (1, 1)  # and its runs, first heard of here
+    mailbox.acknowledge("a", "id-nat", 1, "boot-1")
+    for _ in range(3):  # it has it: nothing to look for, nothing to check
+        clock.advance(1)
+        work = mailbox.collect(helper, "boot-1", ["a.1"], [], fresh=False)
+        assert work == {"assignments": [], "stop": []}
+    assert (reads.offers, reads.checks) == (1, 1)
+    # the answer to an acknowledgement was lost: what it was handed is not
+    # among its runs, so the next poll looks, and hands it out again
+    add_task(tasks, clock, "b")
+    dispatcher.dispatch_pending()
+    mailbox.collect(helper, "boot-1", ["a.1"], [], fresh=False)
+    mailbox.acknowledge("b", "id-nat", 1, "boot-1")
+    work = mailbox.collect(helper, "boot-1", ["a.1"], [], fresh=False)
+    assert keys(work) == ["b.1"] and reads.offers == 3
+    mailbox.collect(helper, "boot-1", ["a.1"], ["b.1"], fresh=False)  # it ran and ended
+    assert reads.offers == 3
+    # a new connection looks for both (what was heard meanwhile went elsewhere)
+    mailbox.collect(helper, "boot-1", ["a.1"], ["b.1"], fresh=True)
+    assert (reads.offers, reads.checks) == (4, 2)
+
+
+def test_a_run_whose_task_ended_is_stopped_on_news_or_within_a_heartbeat_interval(
+    dispatcher, mailbox, tasks, helpers, clock, health, woken
+):
+    helper = puller(helpers, clock, "nat")
+    add_task(tasks, clock, "a")
+    add_task(tasks, clock, "b")
+    dispatcher.dispatch_pending()
+    for t in ("a", "b"):
+        mailbox.acknowledge(t, "id-nat", 1, "boot-1")
+    running = ["a.1", "b.1"]
+    assert mailbox.collect(helper, "boot-1", running, [], fresh=True)["stop"] == []
+    tasks.cancel("a", clock())  # and the news of it went astray
+    assert mailbox.collect(helper, "boot-1", running, [], fresh=False)["stop"] == []
+    woken.clear()
+    mailbox.stop("id-nat")  # news: a task it may run ended
+    assert woken == ["id-nat"]  # its waiting poll is answered
+    assert mailbox.collect(helper, "boot-1", running, [], fresh=False)["stop"] == ["a.1"]
+    # that answer was lost: it still reports a.1, which it is told again
+    assert mailbox.collect(helper, "boot-1", running, [], fresh=False)["stop"] == ["a.1"]
+    running = ["b.1"]  # it stopped it
+    tasks.cancel("b", clock())  # news lost: checked again within a heartbeat interval
+    clock.advance(health.heartbeat_interval() - 1)
+    assert mailbox.collect(helper, "boot-1", running, [], fresh=False)["stop"] == []
+    clock.advance(1)
+    work = mailbox.collect(helper, "boot-1", running, [], fresh=False)
+    assert work["stop"] == ["b.1"]
+
+
 # --- what a helper reports it runs ----------------------------------------------
 
 
