@@ -85,7 +85,10 @@ class Group:
                 base,
                 env,
             )
-            for name, extra in (("pushed", []), ("pulling", ["--pull"]))
+            for name, extra in (
+                ("pushed", ["--label", "mode=push"]),
+                ("pulling", ["--pull", "--label", "mode=pull"]),
+            )
         }
 
     def start(self) -> Group:
@@ -192,6 +195,33 @@ def test_three_seekers_are_one_seeker_and_survive_two_of_them_dying(group):
     (dead,) = [h for h in survivor.helpers() if h["name"] == first] or [None]
     assert dead is None or dead["online"] is False
     survivor.cancel(long)
+
+
+def test_a_run_on_a_pulling_helper_stops_when_another_seeker_cancels_its_task(group, docker_engine):
+    """The pulling helper polls the first seeker; the task is cancelled at
+    the third. The first hears of the end over its change feed and answers
+    the parked poll with the run to stop (its polls on a kept connection
+    no longer check the runs each time: seeker/control/mailbox.py)."""
+    there = group.client(2)
+    group.wait_registered(there)
+    command = ["sh", "-c", "trap 'exit 143' TERM; sleep 60 & wait"]  # stops at once
+    task_id = there.submit(IMAGE, command, constraints={"mode": "pull"})["task_id"]
+    wait_until(
+        lambda: [a["state"] for a in there.get(task_id)["assignments"]] == ["running"],
+        60,
+        "the task to run on the pulling helper",
+    )
+    there.cancel(task_id)
+    try:
+        wait_until(
+            lambda: there.get(task_id)["assignments"][0]["state"] == "finished", 30, "the stop"
+        )
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: {there.get(task_id)}\n{group.logs()}") from None
+    (a,) = there.get(task_id)["assignments"]
+    assert (a["helper_name"], a["status"]) == ("pulling", "cancelled")
+    left = docker_engine.containers.list(all=True, filters={"name": f"seeker-{task_id}-"})
+    assert left == []
 
 
 def test_a_wait_at_any_seeker_is_answered_by_an_end_at_another(group):
