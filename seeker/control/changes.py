@@ -19,8 +19,9 @@ SecantusDB, a one-node replica set), a short poll otherwise.
 Nothing here decides anything: each reaction reads the database afresh, so
 an event heard twice, late, or not at all costs time, never correctness.
 The echo of a submit, an offer, an assignment's end or an event made here,
-whose writer started what it calls for itself, starts nothing
-(seeker/control/echoes.py)."""
+whose writer started what it calls for itself, starts nothing; nor does
+the echo of a task's end written here by its one replica's success look
+for pulling helpers to stop (seeker/control/echoes.py)."""
 
 from __future__ import annotations
 
@@ -155,9 +156,13 @@ class ChangeFeed:
         elif kind == "insert" or fields.get("open", 0) >= 1:
             self.kick()
         if fields.get("state") in TaskState.final():
-            self.ended(change["documentKey"]["_id"])
-            if self.parked():  # only polls waiting here are to hear it
-                self._wake_pullers_of(change["documentKey"]["_id"])
+            task_id = change["documentKey"]["_id"]
+            self.ended(task_id)
+            # only polls waiting here are to hear it; none runs a task whose
+            # one replica's success ended it here
+            mine = self.echoes.mine("tasks", task_id)
+            if self.parked() and not mine:
+                self._wake_pullers_of(task_id)
 
     def on_assignment(self, change: dict) -> None:
         doc = change.get("fullDocument") or {}

@@ -353,9 +353,17 @@ class Seeker(HelperOperations):
         result = summary({**event.model_dump(mode="json"), "task_id": task_id, "helper_name": name})
         votes = [{"output_digest": event.output_digest, "helpers": [name]}]
         now = self.clock()
-        if not self.tasks.succeed_alone(
-            task_id, event.attempt, result, votes, now, event.started_at
-        ):
+        # no replica of it is left to stop: the feed's copy of its end is not news
+        self.echoes.expect("tasks", [task_id])
+        alone = False
+        try:
+            alone = self.tasks.succeed_alone(
+                task_id, event.attempt, result, votes, now, event.started_at
+            )
+        finally:
+            if not alone:  # then settle() decides and writes the end, which is news
+                self.echoes.forget("tasks", [task_id])
+        if not alone:
             return False
         spec = self._specs.pop(task_id, None) or (self.tasks.get(task_id) or {}).get("spec", {})
         task = {"_id": task_id, "spec": spec, "state": TaskState.SUCCEEDED.value}

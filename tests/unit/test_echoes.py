@@ -70,6 +70,18 @@ def test_a_write_said_again_is_kept_from_the_second_time(monkeypatch):
     assert not echoes.mine("assignments", "t2.1")
 
 
+def test_a_document_said_twice_before_its_first_echo_has_two_echoes():
+    echoes = Echoes()
+    echoes.expect("tasks", ["t1"])  # submitted
+    echoes.expect("tasks", ["t1"])  # and ended, before the submit's echo came
+    assert echoes.mine("tasks", "t1") and echoes.mine("tasks", "t1")
+    assert not echoes.mine("tasks", "t1")
+    echoes.expect("tasks", ["t2"])
+    echoes.expect("tasks", ["t2"])
+    echoes.forget("tasks", ["t2"])  # the second write was not made
+    assert echoes.mine("tasks", "t2") and not echoes.mine("tasks", "t2")
+
+
 def test_a_write_forgotten_is_news():
     echoes = Echoes()
     echoes.expect("events", ["e1", "e2"])
@@ -251,3 +263,51 @@ def test_an_offer_not_written_is_news_when_heard(mock_db, clock, monkeypatch):
     with pytest.raises(AutoReconnect):
         dispatcher.dispatch_pending()
     assert len(echoes) == 0
+
+
+def test_the_end_of_a_task_whose_one_replica_succeeded_here_looks_up_no_puller(shared_db, clock):
+    """Polls wait here, so a task's end heard over the feed looks up the
+    pulling helpers that run it, to stop their runs: none runs a task
+    whose one replica's success ended it here."""
+    heard, echoes, looked = Heard(), Echoes(), []
+    feed = feed_of(shared_db, heard)  # polls wait here
+    feed.echoes = echoes
+    feed._wake_pullers_of = looked.append
+    tasks, helpers = TaskStore(shared_db), HelperStore(shared_db, clock)
+    seeker = Seeker(tasks, helpers, clock, echoes=echoes)
+    helpers.register({"helper_id": "h1", "name": "gpu-1", "url": "http://h:1", "slots": 2}, clock())
+    dispatcher = Dispatcher(tasks, helpers, push=lambda h, p: {"boot_id": "b"}, clock=clock)
+    feed.start()
+    try:
+        assert feed.streams is True
+        stream_open(helpers, heard)
+        mine = seeker.submit(TaskSpec(image="busybox"))["task_id"]
+        assert dispatcher.dispatch_pending() == 1
+        seeker.assignment_event(mine, finished())
+        assert tasks.get(mine)["state"] == "succeeded"
+        heard.wait("ended", mine)  # the waits for its end are still answered
+        barrier(helpers, heard, "x")
+        assert looked == [] and len(echoes) == 0
+        other = TaskStore(shared_db)
+        other.create("theirs", SPEC, clock())
+        other.cancel("theirs", clock())  # cancelled at another seeker
+        heard.wait("ended", "theirs")
+        assert looked == ["theirs"]
+    finally:
+        feed.stop()
+
+
+def test_an_end_not_written_by_the_one_replicas_success_is_news(mock_db, clock, monkeypatch):
+    echoes = Echoes()
+    tasks, helpers = TaskStore(mock_db), HelperStore(mock_db, clock)
+    seeker = Seeker(tasks, helpers, clock, echoes=echoes)
+    helpers.register({"helper_id": "h1", "name": "gpu-1", "url": "http://h:1", "slots": 2}, clock())
+    task_id = seeker.submit(TaskSpec(image="busybox"))["task_id"]
+    Dispatcher(tasks, helpers, push=lambda h, p: {"boot_id": "b"}, clock=clock).dispatch_pending()
+    # not the task's one replica after all (say, another was placed meanwhile):
+    # settle() decides, and the end it writes may have runs to stop
+    monkeypatch.setattr(tasks, "succeed_alone", lambda *args: False)
+    seeker.assignment_event(task_id, finished())
+    assert tasks.get(task_id)["state"] == "succeeded"
+    assert echoes.mine("tasks", task_id)  # the submit's echo, still to come (no feed here)
+    assert not echoes.mine("tasks", task_id)  # but not the end's
