@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import logging
-import re
 import secrets
 from collections import OrderedDict
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from urllib.parse import quote
 
 from channel.models import ResultStatus
@@ -21,7 +20,6 @@ from seeker.control.registry import HelperOperations
 from seeker.control.workflows import Workflows, array_answer, one_task, parse_indices
 from seeker.helper_models import AssignmentEvent, HelperMode
 from seeker.models import AssignmentState, TaskSpec, TaskState
-from seeker.placement.capacity import as_utc
 from seeker.placement.outcome import (
     decide,
     no_helper_left,
@@ -32,7 +30,7 @@ from seeker.placement.outcome import (
 from seeker.store.assignments import assignment_id
 from seeker.store.events import TASK_CANCELLED, TASK_FAILED, TASK_SUCCEEDED, EventLog
 from seeker.store.helpers import HelperStore
-from seeker.store.task_document import task_json
+from seeker.store.task_document import cursor_of, parse_cursor, task_json
 from seeker.store.tasks import TaskStore
 from seeker.store.workflows import WorkflowStore
 from serving.errors import Conflict, NotFound, Unavailable
@@ -46,26 +44,6 @@ PROGRESS = {
     AssignmentState.PULLING: TaskStore.assignment_pulling,
     AssignmentState.RUNNING: TaskStore.assignment_running,
 }
-
-
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-CURSOR = re.compile(r"^([0-9]{1,15})-([A-Za-z0-9_.-]{1,128})$")
-
-
-def cursor_of(task: dict) -> str:
-    """`<created_at in ms since the epoch>-<task id>`: where a page ended."""
-    millis = (as_utc(task["created_at"]) - EPOCH) // timedelta(milliseconds=1)
-    return f"{millis}-{task['_id']}"
-
-
-def parse_cursor(cursor: str) -> tuple[datetime, str]:
-    m = CURSOR.match(cursor)
-    if not m:
-        raise ValueError(cursor)
-    try:
-        return EPOCH + timedelta(milliseconds=int(m.group(1))), m.group(2)
-    except OverflowError:  # 15 digits of milliseconds: past the year 9999
-        raise ValueError(cursor) from None
 
 
 class LRU(OrderedDict):

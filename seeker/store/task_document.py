@@ -1,12 +1,14 @@
 """The task document: what a new task holds (`new_task`, for TaskStore.create
 and the bulk inserts of arrays alike) and what the API answers of one
-(`task_json`)."""
+(`task_json`), and where a page of them ended (`cursor_of`)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import datetime, timedelta, timezone
 
 from seeker.models import TaskState
+from seeker.placement.capacity import as_utc
 
 
 def new_task(task_id: str, spec: dict, now: datetime) -> dict:
@@ -63,3 +65,23 @@ def held_reason(doc: dict) -> str | None:
         return None
     more = f" and {len(waiting) - 5} more" if len(waiting) > 5 else ""
     return f"waiting for {len(waiting)} task(s) to succeed: {', '.join(waiting[:5])}{more}"
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+CURSOR = re.compile(r"^([0-9]{1,15})-([A-Za-z0-9_.-]{1,128})$")
+
+
+def cursor_of(task: dict) -> str:
+    """`<created_at in ms since the epoch>-<task id>`: where a page ended."""
+    millis = (as_utc(task["created_at"]) - EPOCH) // timedelta(milliseconds=1)
+    return f"{millis}-{task['_id']}"
+
+
+def parse_cursor(cursor: str) -> tuple[datetime, str]:
+    m = CURSOR.match(cursor)
+    if not m:
+        raise ValueError(cursor)
+    try:
+        return EPOCH + timedelta(milliseconds=int(m.group(1))), m.group(2)
+    except OverflowError:  # 15 digits of milliseconds: past the year 9999
+        raise ValueError(cursor) from None
