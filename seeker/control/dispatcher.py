@@ -34,7 +34,6 @@ from seeker.store.assignments import assignment_id
 from seeker.store.helpers import HelperStore
 from seeker.store.tasks import SlotTaken, TaskStore
 from serving.http import ApiError, Unreachable
-from serving.worker import Worker
 
 log = logging.getLogger(__name__)
 
@@ -365,39 +364,3 @@ class Dispatcher:
             self.health.kick()
         elif sent.result()[0] != PushOutcome.ACCEPTED:
             self.health.kick()
-
-
-class DispatchLoop(Worker):
-    """Runs `dispatch_pending` on a thread whenever kicked (on submit, a
-    task given back or released, and by the periodic sweep) or when room
-    was made (a helper joined or answered, a run ended)."""
-
-    def __init__(self, dispatcher: Dispatcher | None):
-        self.dispatcher = dispatcher
-        self._news = True  # a kick since the last pass began
-        self._news_lock = threading.Lock()
-        super().__init__("dispatch", self._pass)
-
-    def kick(self) -> None:
-        """A task may have joined the queue: a pass, which tells every task
-        new to the queue why it waits if none can be placed."""
-        with self._news_lock:
-            self._news = True
-        self.wake()
-
-    def room(self) -> None:
-        """A slot or a helper may be free: a pass, which stops reading the
-        queue once no room is left."""
-        self.wake()
-
-    def _pass(self) -> bool:
-        with self._news_lock:
-            news, self._news = self._news, False
-        try:
-            self.dispatcher.dispatch_pending(news)
-        except Exception:
-            if news:  # the pass that tries again (after the backoff) has it too
-                with self._news_lock:
-                    self._news = True
-            raise
-        return True

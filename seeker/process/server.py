@@ -24,8 +24,9 @@ from seeker.api.metrics import SeekerMetrics
 from seeker.control import acceptances
 from seeker.control.changes import ChangeFeed
 from seeker.control.credentials import HelperCredentials
+from seeker.control.dispatch_loop import DispatchLoop
 from seeker.control.dispatch_state import assignment_payload
-from seeker.control.dispatcher import Dispatcher, DispatchLoop
+from seeker.control.dispatcher import Dispatcher
 from seeker.control.echoes import Echoes
 from seeker.control.health import HelperHealth
 from seeker.control.inputs import with_grants

@@ -9,7 +9,8 @@ import threading
 
 from dispatch_fakes import GiB, add_helper, add_task, states
 
-from seeker.control.dispatcher import Dispatcher, DispatchLoop
+from seeker.control.dispatch_loop import DispatchLoop
+from seeker.control.dispatcher import Dispatcher
 from serving.http import ApiError, Unreachable
 
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 import pytest
 from dispatch_fakes import FakePush, GiB, add_helper, add_task, states
 
+from seeker.control.dispatch_loop import DispatchLoop
 from seeker.control.dispatch_state import assignment_payload, task_view
-from seeker.control.dispatcher import Dispatcher, DispatchLoop
+from seeker.control.dispatcher import Dispatcher
 from seeker.models import TaskState
 from seeker.placement.outcome import Decision
 
