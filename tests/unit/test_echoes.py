@@ -116,6 +116,16 @@ def finished(attempt: int = 1) -> AssignmentEvent:
     )
 
 
+def seeker_of(db, clock, echoes: Echoes, **kwargs) -> tuple:
+    """A seeker's stores, operations and dispatcher on `db`, and one pushed
+    helper of 2 slots (h1), whose pushes are all taken."""
+    tasks, helpers = TaskStore(db), HelperStore(db, clock)
+    seeker = Seeker(tasks, helpers, clock, echoes=echoes, **kwargs)
+    helpers.register({"helper_id": "h1", "name": "gpu-1", "url": "http://h:1", "slots": 2}, clock())
+    dispatcher = Dispatcher(tasks, helpers, push=lambda h, p: {"boot_id": "b"}, clock=clock)
+    return tasks, helpers, seeker, dispatcher
+
+
 def test_the_feed_starts_no_pass_for_this_seekers_own_writes(shared_db, clock):
     """The feed hears changes in the order they were made: once it has
     heard a change made after this seeker's writes, it has heard those
@@ -124,13 +134,11 @@ def test_the_feed_starts_no_pass_for_this_seekers_own_writes(shared_db, clock):
     feed = feed_of(shared_db, heard)
     feed.echoes = echoes
     feed.room = heard.recorder("room")
-    tasks, helpers = TaskStore(shared_db), HelperStore(shared_db, clock)
     here = []
-    seeker = Seeker(tasks, helpers, clock, kick=lambda: here.append("kick"), echoes=echoes)
+    tasks, helpers, seeker, dispatcher = seeker_of(
+        shared_db, clock, echoes, kick=lambda: here.append("kick")
+    )
     seeker.room = lambda: here.append("room")
-    helper = {"helper_id": "h1", "name": "gpu-1", "url": "http://h:1", "slots": 2}
-    helpers.register(helper, clock())
-    dispatcher = Dispatcher(tasks, helpers, push=lambda h, p: {"boot_id": "b"}, clock=clock)
     feed.start()
     try:
         assert feed.streams is True
@@ -273,10 +281,7 @@ def test_the_end_of_a_task_whose_one_replica_succeeded_here_looks_up_no_puller(s
     feed = feed_of(shared_db, heard)  # polls wait here
     feed.echoes = echoes
     feed._wake_pullers_of = looked.append
-    tasks, helpers = TaskStore(shared_db), HelperStore(shared_db, clock)
-    seeker = Seeker(tasks, helpers, clock, echoes=echoes)
-    helpers.register({"helper_id": "h1", "name": "gpu-1", "url": "http://h:1", "slots": 2}, clock())
-    dispatcher = Dispatcher(tasks, helpers, push=lambda h, p: {"boot_id": "b"}, clock=clock)
+    tasks, helpers, seeker, dispatcher = seeker_of(shared_db, clock, echoes)
     feed.start()
     try:
         assert feed.streams is True
@@ -299,11 +304,9 @@ def test_the_end_of_a_task_whose_one_replica_succeeded_here_looks_up_no_puller(s
 
 def test_an_end_not_written_by_the_one_replicas_success_is_news(mock_db, clock, monkeypatch):
     echoes = Echoes()
-    tasks, helpers = TaskStore(mock_db), HelperStore(mock_db, clock)
-    seeker = Seeker(tasks, helpers, clock, echoes=echoes)
-    helpers.register({"helper_id": "h1", "name": "gpu-1", "url": "http://h:1", "slots": 2}, clock())
+    tasks, _, seeker, dispatcher = seeker_of(mock_db, clock, echoes)
     task_id = seeker.submit(TaskSpec(image="busybox"))["task_id"]
-    Dispatcher(tasks, helpers, push=lambda h, p: {"boot_id": "b"}, clock=clock).dispatch_pending()
+    dispatcher.dispatch_pending()
     # not the task's one replica after all (say, another was placed meanwhile):
     # settle() decides, and the end it writes may have runs to stop
     monkeypatch.setattr(tasks, "succeed_alone", lambda *args: False)

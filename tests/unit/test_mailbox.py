@@ -51,6 +51,17 @@ def puller(helpers, clock, name: str, **fields) -> dict:
     return add_helper(helpers, clock, name, mode="pull", url=None, **fields)
 
 
+def running_two(dispatcher, mailbox, tasks, helpers, clock) -> dict:
+    """A pulling helper (nat) that took tasks a and b: the helper."""
+    helper = puller(helpers, clock, "nat")
+    add_task(tasks, clock, "a")
+    add_task(tasks, clock, "b")
+    dispatcher.dispatch_pending()
+    for t in ("a", "b"):
+        mailbox.acknowledge(t, "id-nat", 1, "boot-1")
+    return helper
+
+
 def keys(work: dict) -> list[str]:
     return [f"{a['task_id']}.{a['attempt']}" for a in work["assignments"]]
 
@@ -223,12 +234,7 @@ def test_a_busy_helpers_polls_on_its_connection_read_nothing_without_news(
 def test_a_run_whose_task_ended_is_stopped_on_news_or_within_a_heartbeat_interval(
     dispatcher, mailbox, tasks, helpers, clock, health, woken
 ):
-    helper = puller(helpers, clock, "nat")
-    add_task(tasks, clock, "a")
-    add_task(tasks, clock, "b")
-    dispatcher.dispatch_pending()
-    for t in ("a", "b"):
-        mailbox.acknowledge(t, "id-nat", 1, "boot-1")
+    helper = running_two(dispatcher, mailbox, tasks, helpers, clock)
     running = ["a.1", "b.1"]
     assert mailbox.collect(helper, "boot-1", running, [], fresh=True)["stop"] == []
     tasks.cancel("a", clock())  # and the news of it went astray
@@ -254,12 +260,7 @@ def test_a_run_whose_task_ended_is_stopped_on_news_or_within_a_heartbeat_interva
 def test_runs_of_tasks_that_ended_or_that_are_not_the_helpers_are_stopped(
     dispatcher, mailbox, tasks, helpers, clock
 ):
-    helper = puller(helpers, clock, "nat")
-    add_task(tasks, clock, "a")
-    add_task(tasks, clock, "b")
-    dispatcher.dispatch_pending()
-    for t in ("a", "b"):
-        mailbox.acknowledge(t, "id-nat", 1, "boot-1")
+    helper = running_two(dispatcher, mailbox, tasks, helpers, clock)
     tasks.cancel("b", clock())
     work = mailbox.collect(helper, "boot-1", ["a.1", "b.1", "ghost.1"], [])
     assert work["stop"] == ["b.1", "ghost.1"]
