@@ -25,8 +25,9 @@ instead, and its work is handed out on it.
 Nothing that decides is kept in memory: offers and acknowledgements are
 assignment documents, so any seeker sharing the database hands out and takes
 them. What this process keeps (news, what it handed out, when it last
-looked) only says when to read again; a notice lost costs a heartbeat
-interval at most, never an offer or a stop."""
+looked) only says when to read again: a notice of a stop that went astray
+costs a heartbeat interval at most, one of an offer the offer's expiry
+(`ack_timeout`: it is placed again), never the offer or the stop."""
 
 from __future__ import annotations
 
