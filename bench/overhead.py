@@ -6,9 +6,11 @@ Seeker: `seeker.up.Stack` in this process, as `seeker up --slots N` runs it
 (SecantusDB, or TEST_MONGO_URL): the services' CPU is this process's less
 the benchmark client's (its main thread: the submits and the event-log
 reads), and the database's is shown apart (issue #14: the pure-Python
-server's time is reported, not the target). Two stacks at each slot count:
+server's time is reported, not the target). Three stacks at each slot count:
 one whose helper starts a container when the seeker pushes it, one whose
-helper prefetches as many tasks as it has slots (`--prefetch`). The clock
+helper prefetches as many tasks as it has slots (`--prefetch`), one whose
+helper pulls its work (`--pull`), and for each the database operations a
+container (the server's opcounters, commands left out). The clock
 starts before the first `SeekerClient.submit` and stops when every task has
 ended and every result is stored in the channel: the client follows the
 seeker's event log (`GET /api/v1/events?wait=`, blocking queries answered
@@ -63,10 +65,15 @@ SLOTS = 4  # issue #14's figure
 # (slots, containers per round): 4 as the issue asks; 1, where nothing hides
 # the gap between two containers
 CONFIGS = ((SLOTS, 100), (1, 40))
-# the stacks measured at each: a helper as `seeker up` starts it, and one
-# that prefetches as many tasks as it has slots
-STACKS = ("seeker", "prefetch")
+# the stacks measured at each: a helper as `seeker up` starts it, one that
+# prefetches as many tasks as it has slots, and one that pulls its work
+STACKS = ("seeker", "prefetch", "pull")
 PARTS = ("client", "database")
+PUSHED = ("seeker", "prefetch")  # issue #14's figures are of pushed helpers
+# the database's operations counted per container (its opcounters): the
+# commands are left out, which are the benchmark's own counts of the
+# results and every client's monitoring of the server
+COUNTED = ("insert", "query", "update", "delete", "getmore")
 
 
 def make_stacks(
@@ -83,6 +90,7 @@ def make_stacks(
             helper_port=0,
             slots=slots,
             prefetch=slots if way == "prefetch" else 0,
+            pull=way == "pull",
             helper_name=f"bench-{run_id}-{slots}-{way}",
             databases=(db.db_name(f"seeker_{slots}_{way}"), db.db_name(f"channel_{slots}_{way}")),
         )
@@ -102,6 +110,7 @@ def measure(slots: int, n: int, rounds: int, client: docker.DockerClient) -> dic
     # CPU seconds: this process (for Seeker less its client), its database
     cpu = {w: 0.0 for w in ways} | {f"{w} {part}": 0.0 for w in STACKS for part in PARTS}
     busy = dict.fromkeys(ways, 0.0)  # CPU seconds of every process on the machine
+    ops = dict.fromkeys(STACKS, 0)  # the database's operations (COUNTED)
     with (
         tempfile.TemporaryDirectory(prefix="seeker-bench-overhead-") as tmp,
         MongoServer(NAME) as db,
@@ -130,8 +139,11 @@ def measure(slots: int, n: int, rounds: int, client: docker.DockerClient) -> dic
                         with CpuLoad(loads[-1]):
                             walls[way].append(sdk_batch(client, n, run_id, f"l{r}", slots))
                     else:
+                        o0 = db.opcounters()
                         wall, ids = seeker_batch(stacks[way], seekers[way], n)
                         walls[way].append(wall)
+                        o1 = db.opcounters()
+                        ops[way] += sum(o1.get(k, 0) - o0.get(k, 0) for k in COUNTED)
                     mine = time.thread_time() - t0
                     busy[way] += machine_busy() - m0
                     if way == "loaded":
@@ -154,6 +166,7 @@ def measure(slots: int, n: int, rounds: int, client: docker.DockerClient) -> dic
         "rounds": rounds,
         "walls": walls,
         "cpu_s": cpu,
+        "db_ops": ops,
         "machine_busy_s": busy,
         "loads": loads,
         "phases_s": steps,
@@ -179,18 +192,25 @@ def run(quick: bool = False) -> dict:
     notes = [
         f"{rounds} round(s) each way, alternating (round 2 runs them in the reverse order); "
         "the Docker engine's own CPU is not in the CPU rows.",
-        "For each slot count, two stacks, each a seeker, a channel and one helper, on one "
+        "For each slot count, three stacks, each a seeker, a channel and one helper, on one "
         "database server (a database each): one as `seeker up` starts it, one whose helper "
         "prefetches as many tasks as it has slots (`--prefetch`: a task waits at the helper "
-        "and starts the moment a container exits). Both idle while the other, or the "
-        "baseline, runs. The SDK baseline runs as many threads as there are slots.",
+        "and starts the moment a container exits), one whose helper pulls its work (`--pull`: "
+        "a long poll to the seeker, which never connects to it). Each idles while another, or "
+        "the baseline, runs. The SDK baseline runs as many threads as there are slots.",
+        "Database operations per container: the server's opcounters over the stack's rounds "
+        "(inserts, queries, updates, deletes, getmores; a findAndModify counts as an update), "
+        "less nothing: the reads that answer the benchmark client's follow of the event log "
+        "are in, and so is what the idle stacks did meanwhile (their leases' renewals and "
+        "heartbeats); the commands are left out (the benchmark's own counts of the results, "
+        "and the drivers' monitoring).",
         "The machine's cores busy: every process's CPU (Docker's daemons and runc too) over "
         "the wall time. The loaded SDK: the baseline again, beside processes that keep as "
         "much CPU busy as the --prefetch stack did (its services, database and client, per "
         "second of its rounds so far; bench/load.py): what the same CPU, spent by anything, "
         "costs Docker's own work on this machine. Seeker's time to the loaded SDK's is what "
         "is left of its overhead beside that.",
-        "Services' CPU: this process, which hosts both stacks, less its main thread, the "
+        "Services' CPU: this process, which hosts the stacks, less its main thread, the "
         "benchmark client (submits, event-log reads); for the baseline the process's SDK "
         f"threads. Database: {first['database']}. The check of each task's state after a "
         "batch is counted in neither.",
@@ -200,11 +220,10 @@ def run(quick: bool = False) -> dict:
             notes.append(
                 f"Median step times, {label(w, m['slots'])} (seeker and helper clocks, one "
                 "process"
-                + (
-                    "; accepted -> running includes the wait in the helper's queue"
-                    if w == "prefetch"
-                    else ""
-                )
+                + {
+                    "prefetch": "; accepted -> running includes the wait in the helper's queue",
+                    "pull": "; its push is the offer, the poll's answer and the acknowledgement",
+                }.get(w, "")
                 + "): "
                 + "; ".join(f"{k}: {1000 * v:.0f} ms" for k, v in m["phases_s"][w].items())
                 + "."
@@ -212,8 +231,8 @@ def run(quick: bool = False) -> dict:
     left = sum(m["left"] for m in runs)
     if left:
         notes.append(f"{left} container(s) were left behind and removed.")
-    # issue #14's figure: at 4 slots, the better of the two configurations
-    wall = min(r for r in ratios[SLOTS]["wall"].values() if r is not None)
+    # issue #14's figure: at 4 slots, the better of the two pushed configurations
+    wall = min(r for w, r in ratios[SLOTS]["wall"].items() if w in PUSHED and r is not None)
     cpu = ratios[SLOTS]["cpu"]["seeker"]
     return report(
         NAME,
@@ -243,7 +262,8 @@ def stack_cores(cpu: dict[str, float], walls: dict[str, list[float]], way: str) 
 
 def label(way: str, slots: int) -> str:
     noun = "slot" if slots == 1 else "slots"
-    return f"{slots} {noun}, Seeker" + (f" --prefetch {slots}" if way == "prefetch" else "")
+    how = {"prefetch": f" --prefetch {slots}", "pull": ", pulling helper"}.get(way, "")
+    return f"{slots} {noun}, Seeker{how}"
 
 
 def table(m: dict) -> tuple[list[list[str]], dict, dict]:
@@ -319,6 +339,15 @@ def table(m: dict) -> tuple[list[list[str]], dict, dict]:
             [
                 f"{label(w, slots)}: database, client CPU per container",
                 f"{db_cpu}, {client_cpu}",
+                "",
+                "",
+            ]
+        )
+    for w in STACKS:
+        rows.append(
+            [
+                f"{label(w, slots)}: database operations per container",
+                f"{m['db_ops'][w] / per:.1f}",
                 "",
                 "",
             ]

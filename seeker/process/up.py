@@ -30,11 +30,13 @@ class Stack:
         ca_cert: Path | None = None,
         databases: tuple[str, str] = ("seeker", "channel"),
         prefetch: int = 0,
+        pull: bool = False,
     ):
         """`tls`: the three servers serve HTTPS with this one certificate;
         `ca_cert`: the CA that signed it, which they trust as each other's
         clients; `databases`: the seeker's and the channel's (when the URL
-        names none); `prefetch`: the helper's (helper start --prefetch)."""
+        names none); `prefetch`, `pull`: the helper's (helper start
+        --prefetch, --pull)."""
         self.conn = DatabaseConnection(mongo_url, data_dir)
         self.seeker_db = self.conn.database(databases[0])
         self.channel_db = self.conn.database(databases[1])
@@ -60,6 +62,7 @@ class Stack:
                 port=helper_port,
                 slots=slots,
                 prefetch=prefetch,
+                pull=pull,
                 name=helper_name,
                 tls=tls,
                 ca_cert=ca_cert,
