@@ -199,11 +199,11 @@ def run(quick: bool = False) -> dict:
         "a long poll to the seeker, which never connects to it). Each idles while another, or "
         "the baseline, runs. The SDK baseline runs as many threads as there are slots.",
         "Database operations per container: the server's opcounters over the stack's rounds "
-        "(inserts, queries, updates, deletes, getmores; a findAndModify counts as an update), "
-        "less nothing: the reads that answer the benchmark client's follow of the event log "
-        "are in, and so is what the idle stacks did meanwhile (their leases' renewals and "
-        "heartbeats); the commands are left out (the benchmark's own counts of the results, "
-        "and the drivers' monitoring).",
+        "(inserts, queries, updates, deletes, getmores; a findAndModify counts as an update). "
+        "In them: the reads that answer the benchmark client's follow of the event log, and "
+        "what the idle stacks did meanwhile (their leases' renewals and heartbeats). Left "
+        "out: the commands (the benchmark's own counts of the results, and the drivers' "
+        "monitoring).",
         "The machine's cores busy: every process's CPU (Docker's daemons and runc too) over "
         "the wall time. The loaded SDK: the baseline again, beside processes that keep as "
         "much CPU busy as the --prefetch stack did (its services, database and client, per "
