@@ -65,8 +65,10 @@ def main(argv: list[str] | None = None) -> int:
         print(section(result), flush=True)
         print(f"({result['elapsed_s']} s)\n", flush=True)
         if not args.quick:
+            result["machine"] = machine()  # each section says where it ran
             saved["results"][name] = result
-            saved["machine"] = machine()
+            # the machine of the results recorded before each named its own
+            saved["machine"] = saved.get("machine") or result["machine"]
             RESULTS_JSON.write_text(json.dumps(saved, indent=1, default=str) + "\n")
             RESULTS_MD.write_text(document(saved["results"], saved["machine"]))
     if failed:

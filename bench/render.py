@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections import Counter
 from pathlib import Path
 
 from bench import BENCHMARKS
@@ -16,10 +18,16 @@ def verdict(result: dict) -> str:
     return "met" if result["met"] else "**missed**"
 
 
-def section(result: dict) -> str:
+def section(result: dict, machine: dict | None = None) -> str:
+    """A benchmark's section; `machine`: the one it ran on, when it is not
+    the one the document's header names."""
     lines = [f"## {result['title']}", ""]
     quick = " (quick mode: smoke test, not a measurement)" if result.get("quick") else ""
     lines.append(f"Measured {result['date']}{quick}.")
+    if machine:
+        lines.append(
+            "Machine: " + "; ".join(f"{k.replace('_', ' ')} {v}" for k, v in machine.items()) + "."
+        )
     if result.get("target"):
         lines.append(f"Target: {result['target']} — {verdict(result)}.")
     lines += ["", "| | Seeker | baseline | ratio |", "|---|---:|---:|---:|"]
@@ -31,7 +39,19 @@ def section(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def machines(results: dict[str, dict], fallback: dict) -> tuple[dict, dict[str, dict]]:
+    """The machine most sections were measured on, and each section's (a
+    result recorded before results named their machine: `fallback`)."""
+    each = {name: r.get("machine") or fallback for name, r in results.items()}
+    counts = Counter(json.dumps(m, sort_keys=True) for m in each.values())
+    if not counts:
+        return fallback, each
+    most = counts.most_common(1)[0][0]
+    return next(m for m in each.values() if json.dumps(m, sort_keys=True) == most), each
+
+
 def document(results: dict[str, dict], machine: dict) -> str:
+    common, each = machines(results, machine)
     out = [
         "# Seeker benchmarks",
         "",
@@ -42,8 +62,10 @@ def document(results: dict[str, dict], machine: dict) -> str:
         "",
         "## Machine",
         "",
+        "Every section was measured on this machine, unless it names another.",
+        "",
     ]
-    out += [f"- {k.replace('_', ' ')}: {v}" for k, v in machine.items()]
+    out += [f"- {k.replace('_', ' ')}: {v}" for k, v in common.items()]
     out += ["", "## Summary", "", "| benchmark | target | result |", "|---|---|---|"]
     for name in BENCHMARKS:
         r = results.get(name)
@@ -52,7 +74,8 @@ def document(results: dict[str, dict], machine: dict) -> str:
     out.append("")
     for name in BENCHMARKS:
         if name in results:
-            out.append(section(results[name]))
+            own = each[name] if each[name] != common else None
+            out.append(section(results[name], own))
     if FINDINGS.exists():
         out.append(FINDINGS.read_text())
     return "\n".join(out)
