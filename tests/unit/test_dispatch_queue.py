@@ -1,0 +1,168 @@
+"""The dispatcher's reading of the queue: a pass stops reading where room
+runs out, tells the tasks new to the queue why they wait (one write per
+reason), and a pass on room alone does not look for new ones; the loop
+passes on which kind of pass it runs."""
+
+from __future__ import annotations
+
+import pytest
+from dispatch_fakes import FakePush, add_helper, add_task
+
+from seeker.control.dispatch_loop import DispatchLoop
+from seeker.control.dispatcher import Dispatcher
+
+
+@pytest.fixture
+def push() -> FakePush:
+    return FakePush()
+
+
+def test_a_full_fleet_skips_tasks_that_already_say_why_they_wait(tasks, helpers, push, clock):
+    dispatcher = Dispatcher(tasks, helpers, push=push, clock=clock)
+    add_helper(helpers, clock, "only", slots=1)
+    for n in range(3):
+        add_task(tasks, clock, task_id=f"t{n}")
+    assert dispatcher.dispatch_pending() == 1  # t0 runs; t1 and t2 learn why they wait
+    reasons = {t: tasks.get(t)["wait_reason"] for t in ("t1", "t2")}
+    assert reasons == {"t1": "1 helper: 1 no free slot", "t2": "1 helper: 1 no free slot"}
+    looked_at = []
+    original = tasks.assignments_of
+    tasks.assignments_of = lambda task_id: looked_at.append(task_id) or original(task_id)
+    assert dispatcher.dispatch_pending() == 0
+    assert looked_at == []  # nothing read or written for the queued tasks
+    add_task(tasks, clock, task_id="t3")
+    dispatcher.dispatch_pending()
+    # t3 is ranked (it learns why it waits); never assigned, it has no
+    # assignments to read
+    assert looked_at == [] and tasks.get("t3")["wait_reason"] == "1 helper: 1 no free slot"
+
+
+def test_the_tasks_a_pass_tells_one_reason_are_told_in_one_write(tasks, helpers, push, clock):
+    dispatcher = Dispatcher(tasks, helpers, push=push, clock=clock)
+    add_helper(helpers, clock, "only", slots=1)
+    for n in range(4):
+        add_task(tasks, clock, task_id=f"t{n}")
+    writes = []
+    original = tasks.set_wait_reason
+
+    def counted(ids, reason, now):
+        writes.append((list(ids), reason))
+        original(ids, reason, now)
+
+    tasks.set_wait_reason = counted
+    assert dispatcher.dispatch_pending() == 1  # t0 runs
+    assert writes == [(["t1", "t2", "t3"], "1 helper: 1 no free slot")]
+    assert {tasks.get(f"t{n}")["wait_reason"] for n in (1, 2, 3)} == {"1 helper: 1 no free slot"}
+
+
+class Taken:
+    """The tasks a pass takes from the store's queue cursor, by id."""
+
+    def __init__(self, tasks):
+        self.ids: list[str] = []
+        self.closed = 0
+        queue = tasks.queue
+
+        def counted(*args, **kwargs):
+            cursor = queue(*args, **kwargs)
+            taken = self
+
+            class Counted:
+                def __iter__(self):
+                    return self
+
+                def __next__(self):
+                    task = next(cursor)
+                    taken.ids.append(task["_id"])
+                    return task
+
+                def close(self):
+                    taken.closed += 1
+                    cursor.close()
+
+            return Counted()
+
+        tasks.queue = counted
+
+
+def test_a_pass_reads_the_queue_only_while_a_helper_has_room(tasks, helpers, push, clock):
+    dispatcher = Dispatcher(tasks, helpers, push=push, clock=clock)
+    add_helper(helpers, clock, "only", slots=2)
+    for n in range(40):
+        add_task(tasks, clock, task_id=f"t{n:02d}")
+    taken = Taken(tasks)
+    assert dispatcher.dispatch_pending() == 2
+    # the third finds no room: the rest of the queue is not read, but each
+    # task new to it is told why it waits
+    assert taken.ids == ["t00", "t01", "t02"] and taken.closed == 1
+    reasons = {tasks.get(f"t{n:02d}")["wait_reason"] for n in range(2, 40)}
+    assert reasons == {"1 helper: 1 no free slot"}
+    assert dispatcher.waiting  # a slot freed is worth a pass
+    taken.ids.clear()
+    assert dispatcher.dispatch_pending() == 0
+    assert taken.ids == ["t02"]
+    add_task(tasks, clock, task_id="t40")
+    dispatcher.dispatch_pending()
+    assert taken.ids == ["t02", "t02"]
+    assert tasks.get("t40")["wait_reason"] == "1 helper: 1 no free slot"
+    tasks.assignment_finished("t00", "id-only", 1, {"status": "succeeded"}, clock())
+    taken.ids.clear()
+    assert dispatcher.dispatch_pending() == 1  # the slot freed goes to the oldest
+    assert taken.ids == ["t02", "t03"]
+    assert [a["helper_id"] for a in tasks.assignments_of("t02")] == ["id-only"]
+
+
+def test_a_pass_after_room_made_alone_does_not_look_for_tasks_new_to_the_queue(
+    tasks, helpers, push, clock
+):
+    dispatcher = Dispatcher(tasks, helpers, push=push, clock=clock)
+    add_helper(helpers, clock, "only", slots=1)
+    add_task(tasks, clock, task_id="runs")
+    add_task(tasks, clock, task_id="told")
+    assert dispatcher.dispatch_pending() == 1
+    add_task(tasks, clock, task_id="new")
+    unexplained = tasks.unexplained
+    looked: list[str] = []
+    tasks.unexplained = lambda since: looked.append("looked") or unexplained(since)
+    assert dispatcher.dispatch_pending(news=False) == 0  # a helper answered a probe, say
+    assert looked == [] and tasks.get("new")["wait_reason"] is None
+    assert dispatcher.dispatch_pending(news=True) == 0  # its submit's kick, or the sweep's
+    assert looked == ["looked"] and tasks.get("new")["wait_reason"] == "1 helper: 1 no free slot"
+
+
+def test_the_loop_passes_on_whether_it_was_kicked_or_only_told_of_room():
+    passes: list[bool] = []
+
+    class Recorder:
+        def dispatch_pending(self, news: bool = True) -> int:
+            passes.append(news)
+            return 0
+
+    loop = DispatchLoop(Recorder())  # not started: each pass is run here
+    loop._pass()  # the first, at start: whatever a previous run left
+    loop.room()
+    loop._pass()
+    loop.kick()
+    loop.room()
+    loop._pass()
+    loop._pass()
+    assert passes == [True, False, True, False]
+
+
+def test_a_pass_that_failed_leaves_its_news_to_the_pass_that_tries_again():
+    passes: list[bool] = []
+
+    class Failing:
+        def dispatch_pending(self, news: bool = True) -> int:
+            passes.append(news)
+            if len(passes) == 1:
+                raise RuntimeError("database hiccup")
+            return 0
+
+    loop = DispatchLoop(Failing())
+    loop.kick()
+    with pytest.raises(RuntimeError):
+        loop._pass()
+    loop._pass()
+    loop._pass()
+    assert passes == [True, True, False]
