@@ -24,8 +24,8 @@ from seeker.control.dispatch_state import (
 )
 from seeker.control.health import HelperHealth
 from seeker.control.mailbox import Mailbox, Payload
+from seeker.control.stale_pushes import StalePushes
 from seeker.helper_models import HelperMode
-from seeker.models import TaskState
 from seeker.placement import select
 from seeker.placement.capacity import KeptViews, after_placing
 from seeker.placement.gpus import reservation_for
@@ -47,7 +47,7 @@ def _nothing() -> None:
     pass
 
 
-class Dispatcher:
+class Dispatcher(StalePushes):
     def __init__(
         self,
         tasks: TaskStore,
@@ -215,43 +215,6 @@ class Dispatcher:
                 if placed == need:
                     break
         return placed, passed, task
-
-    def resume_stale_pushes(self, older_than: timedelta = timedelta(seconds=20)) -> int:
-        """Send again the pushes a seeker that died during them never heard
-        back from (their assignments stay `pushing`). Safe to repeat: a helper
-        answers a push of a run it has with that run, and the channel keeps
-        one result per attempt. Returns how many were settled."""
-        settled = 0
-        with self._lock:
-            epoch = self.health.lease_epoch()
-            for a in self.tasks.stale_pushes(self.clock() - older_than):
-                task, helper = self.tasks.get(a["task_id"]), self.helpers.get(a["helper_id"])
-                reason = "the seeker stopped during the push"
-                if task is None or helper is None or task["state"] in TaskState.final():
-                    now = self.clock()
-                    self.tasks.push_failed(a["task_id"], a["attempt"], reason, now, None, epoch)
-                    settled += 1
-                    continue
-                payload = self.payload(task, helper, a["attempt"], a.get("reservation", {}))
-                try:
-                    reply = self.push(helper, payload)
-                except (Unreachable, ApiError) as exc:
-                    log.warning(
-                        "task %s: resent push to %s failed: %s", a["task_id"], helper["name"], exc
-                    )
-                    self.tasks.push_failed(
-                        a["task_id"], a["attempt"], f"{reason}; {exc}", self.clock(), None, epoch
-                    )
-                else:
-                    self.tasks.assignment_accepted(
-                        a["task_id"],
-                        helper["helper_id"],
-                        a["attempt"],
-                        self.clock(),
-                        (reply or {}).get("boot_id"),
-                    )
-                settled += 1
-        return settled
 
     def _wait(self, task: dict, reason: str) -> None:
         """Record why the task waits, when that changed (a write per pass
