@@ -43,6 +43,11 @@ def after_assign(task: dict, now: datetime) -> dict:
     return placed
 
 
+def told_why(task: dict, told: dict[str, str]) -> dict:
+    """The task as a pass's wait reasons (task id -> reason) left it."""
+    return {**task, "wait_reason": told[task["_id"]]} if task["_id"] in told else task
+
+
 def refused_lately(assignments: list[dict], since: datetime) -> set[str]:
     """Helpers where a push or offer of this task failed after `since`."""
     return {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -21,17 +21,20 @@ from seeker.control.dispatch_state import (
     refused_lately,
     slots_in_use,
     task_view,
+    told_why,
 )
 from seeker.control.health import HelperHealth
 from seeker.control.mailbox import Mailbox, Payload
 from seeker.control.stale_pushes import StalePushes
 from seeker.helper_models import HelperMode
+from seeker.models import TaskState
 from seeker.placement import select
 from seeker.placement.capacity import KeptViews, after_placing
 from seeker.placement.gpus import reservation_for
 from seeker.placement.views import HelperView, TaskView
 from seeker.store.assignments import assignment_id
 from seeker.store.helpers import HelperStore
+from seeker.store.queue import Queue
 from seeker.store.tasks import SlotTaken, TaskStore
 from serving.http import ApiError, Unreachable
 
@@ -89,6 +92,10 @@ class Dispatcher(StalePushes):
         self._views = KeptViews()  # the helpers' views, kept from one pass to the next
         self._queues = False  # whether a helper of this pass prefetches
         self._told: dict[str, list[str]] = {}  # reason -> the tasks this pass told it
+        # the tasks the last pass left pending, as they are after it, and
+        # whether they were the whole queue: where a pass on room alone starts
+        self._left: tuple[list[dict], bool] | None = None
+        self._kept: set[str] = set()  # the ids of those this pass started from
         # whether the last pass left a task waiting (for room): a freed slot
         # is then worth a pass; a hint, the sweep places what it misses
         self.waiting = True
@@ -101,21 +108,27 @@ class Dispatcher(StalePushes):
     def dispatch_pending(self, news: bool = True) -> int:
         """Try to place every pending task; returns how many were placed.
         `news`: a task may have joined the queue since the last pass (False:
-        only room was made, so a pass that finds none left reads no further)."""
+        only room was made, so a pass that finds none left reads no further,
+        and starts from the tasks the last pass left, with no query: news
+        comes of any other change of the queue, and the sweep is news)."""
         with self._lock:  # one placement pass at a time: no oversubscription
-            queue = self.tasks.queue()
+            kept, self._left = (None if news else self._left), None
+            queue = self.tasks.queue(kept=kept)
+            self._kept = {t["_id"] for t in kept[0]} if kept else set()
             try:
                 return self._pass(queue, news)
             finally:
                 queue.close()
 
-    def _pass(self, queue: Iterator[dict], news: bool) -> int:
+    def _pass(self, queue: Queue, news: bool) -> int:
         """Place the tasks of `queue`, oldest first, until it ends or no
         helper has room left: then the rest of it is not read, but, after
-        news, for the tasks that do not say yet why they wait (they are told)."""
+        news, for the tasks that do not say yet why they wait (they are told).
+        What it leaves pending is kept for the next pass (`_left`)."""
         first = next(queue, None)
         if first is None:
             self.waiting = False
+            self._left = queue.unread()
             return 0
         docs = self.helpers.registry()
         live = self.tasks.live_assignment_docs()
@@ -125,25 +138,39 @@ class Dispatcher(StalePushes):
         self._told = {}
         placed = 0
         waiting = False
+        left: list[dict] = []  # the tasks taken that still wait, as they are now
         for task in chain([first], queue):
             if all_full(views):
                 # no slot free anywhere: a task that already says why it
                 # waits stays as it is, unread; one new to the queue is told
                 for new in self.tasks.unexplained(task["created_at"]) if news else []:
                     self._dispatch(new, docs, views)
+                left.append(task)
                 waiting = True
                 break
-            now_placed = self._dispatch(task, docs, views)
+            now_placed, after = self._dispatch(task, docs, views)
+            if after is None and task["_id"] in self._kept:  # changed since it was kept
+                more, after = self._dispatch_again(task["_id"], docs, views)
+                now_placed += more
             placed += now_placed
             waiting = waiting or now_placed < task["open"]
+            if after is not None and after["open"] > 0:
+                left.append(after)
         self.waiting = waiting
         now = self.clock()
         for reason, ids in self._told.items():  # a write per reason, not per task
             self.tasks.set_wait_reason(ids, reason, now)
+        told = {task_id: reason for reason, ids in self._told.items() for task_id in ids}
+        unread, whole = queue.unread()
+        self._left = ([told_why(t, told) for t in left + unread], whole)
         return placed
 
-    def _dispatch(self, task: dict, docs: dict[str, dict], views: dict[str, HelperView]) -> int:
-        """Place the task's open replicas on the best helpers, one per helper."""
+    def _dispatch(
+        self, task: dict, docs: dict[str, dict], views: dict[str, HelperView]
+    ) -> tuple[int, dict | None]:
+        """Place the task's open replicas on the best helpers, one per helper;
+        returns how many were placed and the task as it is now (None: someone
+        else changed it)."""
         # `attempts` counts every assignment ever made: a task with none
         # has nothing to look up
         assignments = self.tasks.assignments_of(task["_id"]) if task["attempts"] else []
@@ -157,7 +184,7 @@ class Dispatcher(StalePushes):
                 f"take it now ({selection.wait_reason()})"
             )
             self._wait(task, reason)
-            return 0
+            return 0, task
         refused = refused_lately(assignments, self.clock() - self.retry_after)
         on: set[str] = set()  # helpers given a replica now
         placed, passed, task = self._place_on(
@@ -172,7 +199,7 @@ class Dispatcher(StalePushes):
             )
             placed += more
         if task is None:
-            return placed  # someone else changed the task: leave it to them
+            return placed, None  # someone else changed the task: leave it to them
         if placed < need:
             reason = selection.wait_reason()
             if selection.candidates:
@@ -180,7 +207,17 @@ class Dispatcher(StalePushes):
             if passed:
                 reason += f"; {passed} passed over for {self.retry_after.seconds} s after a failure"
             self._wait(task, reason)
-        return placed
+        return placed, task
+
+    def _dispatch_again(
+        self, task_id: str, docs: dict[str, dict], views: dict[str, HelperView]
+    ) -> tuple[int, dict | None]:
+        """A task kept from the pass before was changed meanwhile (its first
+        replica runs, say): read again, placed if it still wants replicas."""
+        task = self.tasks.get(task_id)
+        if task is None or task["open"] < 1 or task["state"] in TaskState.final():
+            return 0, None
+        return self._dispatch(task, docs, views)
 
     def _place_on(
         self,

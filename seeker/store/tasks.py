@@ -4,7 +4,6 @@ update on the expected current state (never read-modify-write)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime
 
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
@@ -16,6 +15,7 @@ from seeker.helper_models import HelperMode
 from seeker.models import AssignmentState, TaskState
 from seeker.store.assignments import AssignmentStates, assignment_id, slot_key
 from seeker.store.give_backs import GiveBacks
+from seeker.store.queue import Queue
 from seeker.store.task_document import new_task
 
 QUEUE_LIMIT = 200  # the pending tasks a placement pass looks at, oldest first
@@ -88,24 +88,28 @@ class TaskStore(AssignmentStates, GiveBacks):
         found = self.tasks.find(query).sort([("created_at", DESCENDING), ("_id", DESCENDING)])
         return list(found.limit(limit))
 
-    def queue(self, limit: int = QUEUE_LIMIT, first: int = QUEUE_FIRST) -> Iterator[dict]:
+    def queue(
+        self,
+        limit: int = QUEUE_LIMIT,
+        first: int = QUEUE_FIRST,
+        kept: tuple[list[dict], bool] | None = None,
+    ) -> Queue:
         """The pending tasks, oldest first, at most `limit`, read as the
         caller goes: the `first` oldest in one query, which leaves no cursor
         open at the server; only a caller that takes them all (a placement
         pass with room left) has the rest read, in a second query. A pass
         that runs out of room before stops reading (close it) instead of
-        decoding the whole queue."""
+        decoding the whole queue. `kept`: the tasks a pass before did not
+        get to (Queue.unread), taken first, with no query; then, unless they
+        were the whole queue, the queue read again past them."""
+        if kept is not None:
+            tasks, whole = kept
+            return Queue(tasks, whole, lambda: self.queue(limit, first))
         first = min(first, limit)
         head = list(self._oldest(TO_PLACE).limit(first))
-        yield from head
-        if len(head) < first or first == limit:
-            return  # the whole queue, or all a pass looks at
-        had = {t["_id"] for t in head}
-        rest = self._oldest(TO_PLACE).limit(limit)
-        try:
-            yield from (t for t in rest if t["_id"] not in had)
-        finally:
-            rest.close()
+        # the whole queue, or all a pass looks at
+        whole = len(head) < first or first == limit
+        return Queue(head, whole, lambda: self._oldest(TO_PLACE).limit(limit))
 
     def unexplained(self, since: datetime, limit: int = QUEUE_LIMIT) -> list[dict]:
         """The pending tasks created at or after `since`, oldest first, that

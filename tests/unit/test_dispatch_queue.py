@@ -10,6 +10,7 @@ from dispatch_fakes import FakePush, add_helper, add_task
 
 from seeker.control.dispatch_loop import DispatchLoop
 from seeker.control.dispatcher import Dispatcher
+from seeker.store.tasks import TO_PLACE
 
 
 @pytest.fixture
@@ -79,6 +80,9 @@ class Taken:
                 def close(self):
                     taken.closed += 1
                     cursor.close()
+
+                def unread(self):
+                    return cursor.unread()
 
             return Counted()
 
@@ -166,3 +170,109 @@ def test_a_pass_that_failed_leaves_its_news_to_the_pass_that_tries_again():
     loop._pass()
     loop._pass()
     assert passes == [True, True, False]
+
+
+class QueueReads:
+    """The queries of the queue (TO_PLACE, oldest first) the task store makes."""
+
+    def __init__(self, tasks):
+        self.count = 0
+        store = tasks.tasks
+        reads = self
+
+        class Finds:
+            def __getattr__(self, name):
+                return getattr(store, name)
+
+            def find(self, query=None, *args, **kwargs):
+                reads.count += query == TO_PLACE
+                return store.find(query, *args, **kwargs)
+
+        tasks.tasks = Finds()
+
+
+def finish(tasks, clock, task_id, helper="id-only", attempt=1):
+    tasks.assignment_finished(task_id, helper, attempt, {"status": "succeeded"}, clock())
+
+
+def test_a_pass_on_room_alone_starts_from_what_the_last_pass_left_with_no_query(
+    tasks, helpers, push, clock
+):
+    dispatcher = Dispatcher(tasks, helpers, push=push, clock=clock)
+    add_helper(helpers, clock, "only", slots=1)
+    for n in range(20):
+        add_task(tasks, clock, task_id=f"t{n:02d}")
+    reads = QueueReads(tasks)
+    assert dispatcher.dispatch_pending() == 1  # news: the queue is read
+    assert reads.count == 1
+    for n in range(19):  # each run's end makes room for the next, oldest first
+        finish(tasks, clock, f"t{n:02d}")
+        assert dispatcher.dispatch_pending(news=False) == 1
+        assert [a["helper_id"] for a in tasks.assignments_of(f"t{n + 1:02d}")] == ["id-only"]
+    # the first read's 16 were kept; past them, the queue was read once more
+    assert reads.count == 2
+    assert dispatcher.dispatch_pending() == 0 and reads.count == 3  # news reads it again
+
+
+def test_a_kept_task_changed_elsewhere_meanwhile_is_passed_over_not_placed_twice(
+    tasks, helpers, push, clock
+):
+    dispatcher = Dispatcher(tasks, helpers, push=push, clock=clock)
+    add_helper(helpers, clock, "only", slots=1)
+    for task_id in ("a", "b", "c"):
+        add_task(tasks, clock, task_id=task_id)
+    assert dispatcher.dispatch_pending() == 1
+    # another seeker places b, and a's run ends
+    tasks.assign(tasks.get("b"), {"helper_id": "id-elsewhere", "name": "elsewhere"}, clock())
+    finish(tasks, clock, "a")
+    assert dispatcher.dispatch_pending(news=False) == 1
+    assert [a["helper_id"] for a in tasks.assignments_of("b")] == ["id-elsewhere"]
+    assert [a["helper_id"] for a in tasks.assignments_of("c")] == ["id-only"]
+
+
+def test_a_kept_task_with_replicas_left_to_place_is_kept_as_its_placement_left_it(
+    tasks, helpers, push, clock
+):
+    dispatcher = Dispatcher(tasks, helpers, push=push, clock=clock)
+    add_helper(helpers, clock, "one", slots=2)
+    add_task(tasks, clock, task_id="r", replicas=2)  # on two distinct helpers
+    assert dispatcher.dispatch_pending() == 1
+    assert tasks.get("r")["wait_reason"].startswith("1 of 2 replicas unplaced")
+    reads, writes = QueueReads(tasks), []
+    tasks.set_wait_reason = lambda ids, reason, now: writes.append(ids)
+    add_helper(helpers, clock, "two", slots=1)  # it joins: room made
+    assert dispatcher.dispatch_pending(news=False) == 1
+    assert sorted(a["helper_id"] for a in tasks.assignments_of("r")) == ["id-one", "id-two"]
+    assert reads.count == 0 and writes == []
+
+
+def test_a_kept_task_changed_meanwhile_with_replicas_still_open_is_read_again_and_placed(
+    tasks, helpers, push, clock
+):
+    dispatcher = Dispatcher(tasks, helpers, push=push, clock=clock)
+    add_helper(helpers, clock, "one", slots=2)
+    add_task(tasks, clock, task_id="r", replicas=2)
+    assert dispatcher.dispatch_pending() == 1
+    tasks.started("r", clock())  # its first replica runs: the task as kept is stale
+    reads = QueueReads(tasks)
+    add_helper(helpers, clock, "two", slots=1)
+    assert dispatcher.dispatch_pending(news=False) == 1
+    assert sorted(a["helper_id"] for a in tasks.assignments_of("r")) == ["id-one", "id-two"]
+    assert reads.count == 0  # the task alone was read again
+
+
+def test_a_pass_on_room_alone_does_not_tell_the_tasks_it_left_their_reason_again(
+    tasks, helpers, push, clock
+):
+    dispatcher = Dispatcher(tasks, helpers, push=push, clock=clock)
+    add_helper(helpers, clock, "only", slots=1)
+    for n in range(4):
+        add_task(tasks, clock, task_id=f"t{n}")
+    assert dispatcher.dispatch_pending() == 1
+    assert {tasks.get(f"t{n}")["wait_reason"] for n in (1, 2, 3)} == {"1 helper: 1 no free slot"}
+    writes: list[list[str]] = []
+    set_wait_reason = tasks.set_wait_reason
+    tasks.set_wait_reason = lambda ids, *args: writes.append(ids) or set_wait_reason(ids, *args)
+    finish(tasks, clock, "t0")
+    assert dispatcher.dispatch_pending(news=False) == 1
+    assert writes == []  # t2 and t3 say so already, as the pass before left them

@@ -83,6 +83,40 @@ class TestTaskStore:
         assert len(finds) == 3  # the oldest four, then the rest
         assert [t["_id"] for t in tasks.queue(limit=3)] == ["t00", "t02", "t03"]
 
+    def test_a_queue_kept_from_a_pass_before_is_taken_first_and_read_again_past_it(
+        self, tasks, clock
+    ):
+        for n in range(6):
+            tasks.create(f"t{n}", SPEC, clock.advance(1))
+        queue = tasks.queue(first=3)
+        assert [next(queue)["_id"] for _ in range(2)] == ["t0", "t1"]
+        kept = queue.unread()  # what a pass that ran out of room did not get to
+        assert [t["_id"] for t in kept[0]] == ["t2"] and kept[1] is False
+        queue.close()
+        tasks.assign(tasks.get("t0"), HELPER, clock())
+        store, finds = tasks.tasks, []
+
+        class Finds:
+            def __getattr__(self, name):
+                return getattr(store, name)
+
+            def find(self, *args, **kwargs):
+                finds.append(args)
+                return store.find(*args, **kwargs)
+
+        tasks.tasks = Finds()
+        queue = tasks.queue(first=3, kept=kept)
+        assert next(queue)["_id"] == "t2" and finds == []  # in hand: no query
+        # past it, the queue as it is now; t2, taken already, is not given twice
+        assert next(queue)["_id"] == "t1" and len(finds) == 1
+        assert next(queue)["_id"] == "t3"
+        assert queue.unread() == ([], False)  # the head read again is all taken
+        assert [t["_id"] for t in queue] == ["t4", "t5"]
+        queue.close()
+        # kept tasks that were the whole queue: none read past them
+        whole = tasks.queue(kept=([tasks.get("t5")], True))
+        assert [t["_id"] for t in whole] == ["t5"] and whole.unread() == ([], True)
+
     def test_the_unexplained_are_the_pending_that_do_not_say_why_they_wait(self, tasks, clock):
         for n in range(5):
             tasks.create(f"t{n}", SPEC, clock.advance(1))
