@@ -126,8 +126,10 @@ class ChangeFeed:
         ended: Callable[[str | None], object] = lambda task_id: None,
         echoes: Echoes | None = None,
         stop: Callable[[str], object] | None = None,
+        joined: Callable[[], None] | None = None,
     ):
-        """`wake(helper_id)`: an offer for a pulling helper; `stop(helper_id)`:
+        """`joined()`: a task was submitted at another seeker (default:
+        `kick`). `wake(helper_id)`: an offer for a pulling helper; `stop(helper_id)`:
         a task a pulling helper runs ended (default: `wake`); `parked()`: how
         many polls wait in this process (the fallback poll looks for their
         work only while some do); `ended(task_id)`: a task ended (None: any
@@ -138,6 +140,7 @@ class ChangeFeed:
         self.kick, self.wake, self.forget, self.parked = kick, wake, forget, parked
         self.stop_runs = stop or wake
         self.room = room or kick
+        self.joined = joined or kick
         self.new_event = new_event
         self.ended = ended
         self.echoes = Echoes() if echoes is None else echoes
@@ -153,7 +156,9 @@ class ChangeFeed:
         fields = (change.get("updateDescription") or {}).get("updatedFields") or {}
         if kind == "insert" and self.echoes.mine("tasks", change["documentKey"]["_id"]):
             pass  # submitted here, which kicked placement
-        elif kind == "insert" or fields.get("open", 0) >= 1:
+        elif kind == "insert":
+            self.joined()
+        elif fields.get("open", 0) >= 1:
             self.kick()
         if fields.get("state") in TaskState.final():
             task_id = change["documentKey"]["_id"]

@@ -13,19 +13,26 @@ if TYPE_CHECKING:
 
 
 class DispatchLoop(Worker):
-    """Runs `dispatch_pending` on a thread whenever kicked (on submit, a
-    task given back or released, and by the periodic sweep) or when room
-    was made (a helper joined or answered, a run ended)."""
+    """Runs `dispatch_pending` on a thread whenever kicked (a task given
+    back or released, and by the periodic sweep), when tasks were submitted,
+    or when room was made (a helper joined or answered, a run ended)."""
 
     def __init__(self, dispatcher: Dispatcher | None):
         self.dispatcher = dispatcher
-        self._news = True  # a kick since the last pass began
+        self._news = True  # a kick or a submit since the last pass began
+        self._anywhere = True  # a kick: the news may be anywhere in the queue
         self._news_lock = threading.Lock()
         super().__init__("dispatch", self._pass)
 
     def kick(self) -> None:
         """A task may have joined the queue: a pass, which tells every task
         new to the queue why it waits if none can be placed."""
+        with self._news_lock:
+            self._news = self._anywhere = True
+        self.wake()
+
+    def joined(self) -> None:
+        """Tasks were submitted: news, at the queue's tail (the newest)."""
         with self._news_lock:
             self._news = True
         self.wake()
@@ -37,12 +44,14 @@ class DispatchLoop(Worker):
 
     def _pass(self) -> bool:
         with self._news_lock:
-            news, self._news = self._news, False
+            news, anywhere = self._news, self._anywhere
+            self._news = self._anywhere = False
         try:
-            self.dispatcher.dispatch_pending(news)
+            self.dispatcher.dispatch_pending(news, at_tail=news and not anywhere)
         except Exception:
-            if news:  # the pass that tries again (after the backoff) has it too
-                with self._news_lock:
-                    self._news = True
+            # the pass that tries again (after the backoff) has the news too
+            with self._news_lock:
+                self._news |= news
+                self._anywhere |= anywhere
             raise
         return True

@@ -105,14 +105,18 @@ class Dispatcher(StalePushes):
         left a task waiting, or a pass is under way (it may)."""
         return self.waiting or self._lock.locked()
 
-    def dispatch_pending(self, news: bool = True) -> int:
+    def dispatch_pending(self, news: bool = True, at_tail: bool = False) -> int:
         """Try to place every pending task; returns how many were placed.
         `news`: a task may have joined the queue since the last pass (False:
         only room was made, so a pass that finds none left reads no further,
         and starts from the tasks the last pass left, with no query: news
-        comes of any other change of the queue, and the sweep is news)."""
+        comes of any other change of the queue, and the sweep is news).
+        `at_tail`: the news is only of tasks submitted, the newest: the pass
+        starts from those the last pass left too, and reads past them."""
         with self._lock:  # one placement pass at a time: no oversubscription
-            kept, self._left = (None if news else self._left), None
+            kept, self._left = (None if news and not at_tail else self._left), None
+            if kept is not None and at_tail:
+                kept = (kept[0], False)  # new tasks past them
             queue = self.tasks.queue(kept=kept)
             self._kept = {t["_id"] for t in kept[0]} if kept else set()
             try:

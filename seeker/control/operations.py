@@ -80,8 +80,10 @@ class Seeker(HelperOperations):
         room: Callable[[], None] | None = None,
         heard: Callable[[str, int], dict] = lambda task_id, attempt: {},
         echoes: Echoes | None = None,
+        joined: Callable[[], None] | None = None,
     ):
-        """`heard(task_id, attempt)`: a helper reported a run, whose push's
+        """`joined`: tasks were submitted here (default: `kick`).
+        `heard(task_id, attempt)`: a helper reported a run, whose push's
         answer need not be recorded apart: what that answer said, to record
         with the report (seeker/control/acceptances.py).
         Pull mode: `mailbox` is where pulling helpers find their work;
@@ -126,6 +128,7 @@ class Seeker(HelperOperations):
             self._publish,
             self._stop_assignment,
             self.echoes,
+            joined,
         )
 
     # --- tasks ---------------------------------------------------------------

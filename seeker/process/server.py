@@ -235,6 +235,7 @@ class SeekerServer:
             room=self._room_made,
             heard=self.acceptances.heard,
             echoes=self.echoes,
+            joined=self.loop.joined,
         )
         self.app = create_app(
             seeker=self.seeker, token=token, join_token=join_token, metrics=self.metrics
@@ -253,6 +254,7 @@ class SeekerServer:
             new_event=lambda: self.parking.wake(EVENT_WAITS),
             ended=self._ended,
             echoes=self.echoes,
+            joined=self.loop.joined,
         )
         self.server = BackgroundServer(
             self.app, host, port, threads=16, cert=tls, parking=self.parking

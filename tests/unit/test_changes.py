@@ -55,6 +55,7 @@ def feed_of(db, heard: Heard, parked=lambda: 1, poll_every: float = 1.0) -> Chan
         db,
         utc_now,
         kick=heard.recorder("kick"),
+        joined=heard.recorder("joined"),
         wake=heard.recorder("wake"),
         stop=heard.recorder("stop"),
         forget=heard.recorder("forget"),
@@ -100,7 +101,8 @@ def test_over_a_change_stream_another_seekers_work_is_heard_at_once(shared_db):
         other, helpers = TaskStore(shared_db), HelperStore(shared_db)
         stream_open(helpers, heard)  # else it may open after the submit, and miss it
         other.create("t1", SPEC, utc_now())  # submitted to another seeker
-        heard.wait("kick")
+        heard.wait("joined")  # news at the queue's tail
+        assert heard.calls["kick"] == []
         other.assign(other.get("t1"), NAT, utc_now(), via="pull")  # offered by another
         heard.wait("wake", "nat")
         other.cancel("t1", utc_now())  # cancelled there: the puller must hear to stop
@@ -313,7 +315,7 @@ def test_stop_leaves_the_streams_waiting_request_and_follows_up_nothing_it_bring
     stream.answer.set()  # a change comes after all
     thread.join(10)
     assert not thread.is_alive()
-    assert heard.calls["kick"] == []  # a stopped seeker places nothing
+    assert heard.calls["joined"] == heard.calls["kick"] == []  # a stopped seeker places nothing
 
 
 def test_the_server_sends_only_what_the_feed_reads_of_a_change(shared_db):

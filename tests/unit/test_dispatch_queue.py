@@ -134,12 +134,12 @@ def test_a_pass_after_room_made_alone_does_not_look_for_tasks_new_to_the_queue(
     assert looked == ["looked"] and tasks.get("new")["wait_reason"] == "1 helper: 1 no free slot"
 
 
-def test_the_loop_passes_on_whether_it_was_kicked_or_only_told_of_room():
-    passes: list[bool] = []
+def test_the_loop_passes_on_whether_it_was_kicked_told_of_submits_or_only_of_room():
+    passes: list[tuple[bool, bool]] = []
 
     class Recorder:
-        def dispatch_pending(self, news: bool = True) -> int:
-            passes.append(news)
+        def dispatch_pending(self, news: bool = True, at_tail: bool = False) -> int:
+            passes.append((news, at_tail))
             return 0
 
     loop = DispatchLoop(Recorder())  # not started: each pass is run here
@@ -150,16 +150,28 @@ def test_the_loop_passes_on_whether_it_was_kicked_or_only_told_of_room():
     loop.room()
     loop._pass()
     loop._pass()
-    assert passes == [True, False, True, False]
+    loop.joined()  # a submit
+    loop._pass()
+    loop.joined()
+    loop.kick()  # and a task given back: the news may be anywhere
+    loop._pass()
+    assert passes == [
+        (True, False),
+        (False, False),
+        (True, False),
+        (False, False),
+        (True, True),
+        (True, False),
+    ]
 
 
 def test_a_pass_that_failed_leaves_its_news_to_the_pass_that_tries_again():
-    passes: list[bool] = []
+    passes: list[tuple[bool, bool]] = []
 
     class Failing:
-        def dispatch_pending(self, news: bool = True) -> int:
-            passes.append(news)
-            if len(passes) == 1:
+        def dispatch_pending(self, news: bool = True, at_tail: bool = False) -> int:
+            passes.append((news, at_tail))
+            if len(passes) in (1, 4):
                 raise RuntimeError("database hiccup")
             return 0
 
@@ -169,7 +181,11 @@ def test_a_pass_that_failed_leaves_its_news_to_the_pass_that_tries_again():
         loop._pass()
     loop._pass()
     loop._pass()
-    assert passes == [True, True, False]
+    loop.joined()
+    with pytest.raises(RuntimeError):
+        loop._pass()
+    loop._pass()
+    assert passes == [(True, False), (True, False), (False, False), (True, True), (True, True)]
 
 
 class QueueReads:
@@ -276,3 +292,23 @@ def test_a_pass_on_room_alone_does_not_tell_the_tasks_it_left_their_reason_again
     finish(tasks, clock, "t0")
     assert dispatcher.dispatch_pending(news=False) == 1
     assert writes == []  # t2 and t3 say so already, as the pass before left them
+
+
+def test_a_pass_after_submits_alone_starts_from_what_the_last_pass_left_and_reads_past_it(
+    tasks, helpers, push, clock
+):
+    dispatcher = Dispatcher(tasks, helpers, push=push, clock=clock)
+    add_helper(helpers, clock, "only", slots=1)
+    for n in range(3):
+        add_task(tasks, clock, task_id=f"t{n}")
+    assert dispatcher.dispatch_pending() == 1
+    reads = QueueReads(tasks)
+    add_task(tasks, clock, task_id="new")
+    assert dispatcher.dispatch_pending(news=True, at_tail=True) == 0  # no room: no query
+    assert reads.count == 0 and tasks.get("new")["wait_reason"] == "1 helper: 1 no free slot"
+    for n, task_id in enumerate(["t1", "t2", "new"]):  # in the order they came
+        finish(tasks, clock, "t0" if n == 0 else ["t1", "t2"][n - 1])
+        assert dispatcher.dispatch_pending(news=False) == 1
+        assert [a["helper_id"] for a in tasks.assignments_of(task_id)] == ["id-only"]
+    # t1 and t2 were kept; past them, the queue was read once, and found "new"
+    assert reads.count == 1

@@ -330,3 +330,26 @@ def test_arrays_over_http(api):
     )
     assert client.delete(f"/api/v1/arrays/{array_id}", headers=AUTH).json["cancelled"] == 50
     assert client.get("/api/v1/arrays/arr-nope", headers=AUTH).status_code == 404
+
+
+def test_a_submit_is_news_at_the_queue_tail_and_a_release_news_anywhere(
+    tasks, helpers, clock, events, dispatcher, push
+):
+    news: list[str] = []
+    seeker = Seeker(
+        tasks,
+        helpers,
+        clock,
+        channel=FakeChannel(),
+        events=events,
+        kick=lambda: news.append("kick"),
+        joined=lambda: news.append("joined"),
+        room=lambda: news.append("room"),
+    )
+    train = submit(seeker)["task_id"]
+    submit(seeker, after=[train])  # held until train succeeds
+    assert news == ["joined", "joined"]
+    dispatcher.dispatch_pending()
+    finish(seeker, push, train)
+    # released: older than what was submitted since, so anywhere in the queue
+    assert news[2] == "room" and set(news[3:]) == {"kick"}
