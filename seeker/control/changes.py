@@ -126,10 +126,10 @@ class ChangeFeed:
         ended: Callable[[str | None], object] = lambda task_id: None,
         echoes: Echoes | None = None,
         stop: Callable[[str], object] | None = None,
-        joined: Callable[[], None] | None = None,
+        joined: Callable[[list[str]], None] | None = None,
     ):
-        """`joined()`: a task was submitted at another seeker (default:
-        `kick`). `wake(helper_id)`: an offer for a pulling helper; `stop(helper_id)`:
+        """`joined(task_ids)`: a task was submitted at another seeker
+        (default: `kick`). `wake(helper_id)`: an offer for a pulling helper; `stop(helper_id)`:
         a task a pulling helper runs ended (default: `wake`); `parked()`: how
         many polls wait in this process (the fallback poll looks for their
         work only while some do); `ended(task_id)`: a task ended (None: any
@@ -140,7 +140,7 @@ class ChangeFeed:
         self.kick, self.wake, self.forget, self.parked = kick, wake, forget, parked
         self.stop_runs = stop or wake
         self.room = room or kick
-        self.joined = joined or kick
+        self.joined = joined or (lambda task_ids: kick())
         self.new_event = new_event
         self.ended = ended
         self.echoes = Echoes() if echoes is None else echoes
@@ -157,7 +157,7 @@ class ChangeFeed:
         if kind == "insert" and self.echoes.mine("tasks", change["documentKey"]["_id"]):
             pass  # submitted here, which kicked placement
         elif kind == "insert":
-            self.joined()
+            self.joined([change["documentKey"]["_id"]])
         elif fields.get("open", 0) >= 1:
             self.kick()
         if fields.get("state") in TaskState.final():

@@ -105,29 +105,31 @@ class Dispatcher(StalePushes):
         left a task waiting, or a pass is under way (it may)."""
         return self.waiting or self._lock.locked()
 
-    def dispatch_pending(self, news: bool = True, at_tail: bool = False) -> int:
+    def dispatch_pending(self, news: bool = True, joined: list[str] | None = None) -> int:
         """Try to place every pending task; returns how many were placed.
         `news`: a task may have joined the queue since the last pass (False:
         only room was made, so a pass that finds none left reads no further,
         and starts from the tasks the last pass left, with no query: news
         comes of any other change of the queue, and the sweep is news).
-        `at_tail`: the news is only of tasks submitted, the newest: the pass
-        starts from those the last pass left too, and reads past them."""
+        `joined`: the news is only of these tasks, submitted, the newest: the
+        pass starts from those the last pass left too, reads past them, and
+        looks only among these for the tasks new to the queue."""
         with self._lock:  # one placement pass at a time: no oversubscription
-            kept, self._left = (None if news and not at_tail else self._left), None
-            if kept is not None and at_tail:
+            kept, self._left = (None if news and joined is None else self._left), None
+            if kept is not None and news:
                 kept = (kept[0], False)  # new tasks past them
             queue = self.tasks.queue(kept=kept)
             self._kept = {t["_id"] for t in kept[0]} if kept else set()
             try:
-                return self._pass(queue, news)
+                return self._pass(queue, news, joined)
             finally:
                 queue.close()
 
-    def _pass(self, queue: Queue, news: bool) -> int:
+    def _pass(self, queue: Queue, news: bool, joined: list[str] | None) -> int:
         """Place the tasks of `queue`, oldest first, until it ends or no
         helper has room left: then the rest of it is not read, but, after
-        news, for the tasks that do not say yet why they wait (they are told).
+        news, for the tasks that do not say yet why they wait (they are told;
+        looked for among `joined` only, when given).
         What it leaves pending is kept for the next pass (`_left`)."""
         first = next(queue, None)
         if first is None:
@@ -147,7 +149,8 @@ class Dispatcher(StalePushes):
             if all_full(views):
                 # no slot free anywhere: a task that already says why it
                 # waits stays as it is, unread; one new to the queue is told
-                for new in self.tasks.unexplained(task["created_at"]) if news else []:
+                since = task["created_at"]
+                for new in self.tasks.unexplained(since, among=joined) if news else []:
                     self._dispatch(new, docs, views)
                 left.append(task)
                 waiting = True

@@ -80,9 +80,9 @@ class Seeker(HelperOperations):
         room: Callable[[], None] | None = None,
         heard: Callable[[str, int], dict] = lambda task_id, attempt: {},
         echoes: Echoes | None = None,
-        joined: Callable[[], None] | None = None,
+        joined: Callable[[list[str]], None] | None = None,
     ):
-        """`joined`: tasks were submitted here (default: `kick`).
+        """`joined(task_ids)`: tasks were submitted here (default: `kick`).
         `heard(task_id, attempt)`: a helper reported a run, whose push's
         answer need not be recorded apart: what that answer said, to record
         with the report (seeker/control/acceptances.py).

@@ -77,15 +77,15 @@ class Workflows:
         publish: Callable[[str, dict], None],
         stop: Callable[[str, dict], None],
         echoes: Echoes | None = None,
-        joined: Callable[[], None] | None = None,
+        joined: Callable[[list[str]], None] | None = None,
     ):
-        """`kick`: tasks may be pending now (released); `joined`: tasks were
-        submitted, the newest in the queue (default: `kick`)."""
+        """`kick`: tasks may be pending now (released); `joined(task_ids)`:
+        tasks were submitted, the newest in the queue (default: `kick`)."""
         self.store = store
         self.inputs = inputs
         self.clock = clock
         self.kick = kick  # wakes the dispatcher
-        self.joined = joined or kick
+        self.joined = joined or (lambda task_ids: kick())
         self.publish = publish  # (event kind, task document)
         self.stop = stop  # (task id, assignment): stop a run on its helper
         self.echoes = Echoes() if echoes is None else echoes  # told of the submits that kick here
@@ -117,7 +117,7 @@ class Workflows:
             ids = [d["_id"] for d in docs]
             self._catch_up(waiting, ids)
             docs = self.store.fetch(ids)
-        self.joined()
+        self.joined([d["_id"] for d in docs])
         return docs
 
     def _dependencies(self, spec: TaskSpec) -> tuple[list[str], list[str]]:

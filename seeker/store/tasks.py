@@ -111,10 +111,16 @@ class TaskStore(AssignmentStates, GiveBacks):
         whole = len(head) < first or first == limit
         return Queue(head, whole, lambda: self._oldest(TO_PLACE).limit(limit))
 
-    def unexplained(self, since: datetime, limit: int = QUEUE_LIMIT) -> list[dict]:
+    def unexplained(
+        self, since: datetime, limit: int = QUEUE_LIMIT, among: list[str] | None = None
+    ) -> list[dict]:
         """The pending tasks created at or after `since`, oldest first, that
-        do not say yet why they wait (`wait_reason`)."""
+        do not say yet why they wait (`wait_reason`); `among`: of these ids
+        only (SecantusDB filters every pending task for the query without:
+        12-17 ms of its CPU with 300 pending, 1 ms with two ids)."""
         query = {**TO_PLACE, "wait_reason": None, "created_at": {"$gte": since}}
+        if among is not None:
+            query["_id"] = {"$in": among}
         return list(self._oldest(query).limit(limit))
 
     def _oldest(self, query: dict) -> Cursor:

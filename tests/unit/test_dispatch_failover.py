@@ -222,7 +222,7 @@ def test_dispatch_loop_runs_on_kick_and_survives_errors():
     failed, passed = threading.Event(), threading.Event()
 
     class Flaky:
-        def dispatch_pending(self, news=True, at_tail=False):
+        def dispatch_pending(self, news=True, joined=None):
             if not failed.is_set():
                 failed.set()
                 raise RuntimeError("database hiccup")

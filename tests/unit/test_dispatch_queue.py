@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from dispatch_fakes import FakePush, add_helper, add_task
 
-from seeker.control.dispatch_loop import DispatchLoop
+from seeker.control.dispatch_loop import JOINED_MAX, DispatchLoop
 from seeker.control.dispatcher import Dispatcher
 from seeker.store.tasks import TO_PLACE
 
@@ -127,7 +127,12 @@ def test_a_pass_after_room_made_alone_does_not_look_for_tasks_new_to_the_queue(
     add_task(tasks, clock, task_id="new")
     unexplained = tasks.unexplained
     looked: list[str] = []
-    tasks.unexplained = lambda since: looked.append("looked") or unexplained(since)
+
+    def looking(since, among):
+        looked.append("looked")
+        return unexplained(since, among=among)
+
+    tasks.unexplained = looking
     assert dispatcher.dispatch_pending(news=False) == 0  # a helper answered a probe, say
     assert looked == [] and tasks.get("new")["wait_reason"] is None
     assert dispatcher.dispatch_pending(news=True) == 0  # its submit's kick, or the sweep's
@@ -135,11 +140,11 @@ def test_a_pass_after_room_made_alone_does_not_look_for_tasks_new_to_the_queue(
 
 
 def test_the_loop_passes_on_whether_it_was_kicked_told_of_submits_or_only_of_room():
-    passes: list[tuple[bool, bool]] = []
+    passes: list[tuple[bool, list[str] | None]] = []
 
     class Recorder:
-        def dispatch_pending(self, news: bool = True, at_tail: bool = False) -> int:
-            passes.append((news, at_tail))
+        def dispatch_pending(self, news: bool = True, joined: list[str] | None = None) -> int:
+            passes.append((news, joined))
             return 0
 
     loop = DispatchLoop(Recorder())  # not started: each pass is run here
@@ -150,28 +155,37 @@ def test_the_loop_passes_on_whether_it_was_kicked_told_of_submits_or_only_of_roo
     loop.room()
     loop._pass()
     loop._pass()
-    loop.joined()  # a submit
+    loop.joined(["a"])  # submits
+    loop.joined(["b", "c"])
     loop._pass()
-    loop.joined()
+    loop.joined(["d"])
     loop.kick()  # and a task given back: the news may be anywhere
     loop._pass()
+    loop.joined(["e"])
+    loop.joined(None)  # a submit whose task is not known
+    loop._pass()
+    loop.joined([f"t{n}" for n in range(JOINED_MAX + 1)])  # too many to carry
+    loop._pass()
     assert passes == [
-        (True, False),
-        (False, False),
-        (True, False),
-        (False, False),
-        (True, True),
-        (True, False),
+        (True, None),
+        (False, None),
+        (True, None),
+        (False, None),
+        (True, ["a", "b", "c"]),
+        (True, None),
+        (True, None),
+        (True, None),
     ]
 
 
 def test_a_pass_that_failed_leaves_its_news_to_the_pass_that_tries_again():
-    passes: list[tuple[bool, bool]] = []
+    passes: list[tuple[bool, list[str] | None]] = []
 
     class Failing:
-        def dispatch_pending(self, news: bool = True, at_tail: bool = False) -> int:
-            passes.append((news, at_tail))
+        def dispatch_pending(self, news: bool = True, joined: list[str] | None = None) -> int:
+            passes.append((news, joined))
             if len(passes) in (1, 4):
+                loop.joined(["b"])  # submitted meanwhile
                 raise RuntimeError("database hiccup")
             return 0
 
@@ -181,11 +195,11 @@ def test_a_pass_that_failed_leaves_its_news_to_the_pass_that_tries_again():
         loop._pass()
     loop._pass()
     loop._pass()
-    loop.joined()
+    loop.joined(["a"])
     with pytest.raises(RuntimeError):
         loop._pass()
     loop._pass()
-    assert passes == [(True, False), (True, False), (False, False), (True, True), (True, True)]
+    assert passes == [(True, None), (True, None), (False, None), (True, ["a"]), (True, ["a", "b"])]
 
 
 class QueueReads:
@@ -304,8 +318,16 @@ def test_a_pass_after_submits_alone_starts_from_what_the_last_pass_left_and_read
     assert dispatcher.dispatch_pending() == 1
     reads = QueueReads(tasks)
     add_task(tasks, clock, task_id="new")
-    assert dispatcher.dispatch_pending(news=True, at_tail=True) == 0  # no room: no query
+    unexplained, looked = tasks.unexplained, []
+
+    def looking(since, among):
+        looked.append(among)
+        return unexplained(since, among=among)
+
+    tasks.unexplained = looking
+    assert dispatcher.dispatch_pending(news=True, joined=["new"]) == 0  # no room: no query
     assert reads.count == 0 and tasks.get("new")["wait_reason"] == "1 helper: 1 no free slot"
+    assert looked == [["new"]]  # told, looked for by its id
     for n, task_id in enumerate(["t1", "t2", "new"]):  # in the order they came
         finish(tasks, clock, "t0" if n == 0 else ["t1", "t2"][n - 1])
         assert dispatcher.dispatch_pending(news=False) == 1

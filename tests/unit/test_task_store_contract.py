@@ -125,6 +125,9 @@ class TestTaskStore:
         tasks.assign(tasks.get("t3"), HELPER, clock())  # placed: not pending
         assert [t["_id"] for t in tasks.unexplained(since)] == ["t1", "t4"]
         assert [t["_id"] for t in tasks.unexplained(since, limit=1)] == ["t1"]
+        # among the tasks just submitted only
+        assert [t["_id"] for t in tasks.unexplained(since, among=["t4", "t2", "t0"])] == ["t4"]
+        assert tasks.unexplained(since, among=[]) == []
 
     def test_list_newest_first_and_by_state(self, tasks, clock):
         tasks.create("a", SPEC, clock())

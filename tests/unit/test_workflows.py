@@ -343,7 +343,7 @@ def test_a_submit_is_news_at_the_queue_tail_and_a_release_news_anywhere(
         channel=FakeChannel(),
         events=events,
         kick=lambda: news.append("kick"),
-        joined=lambda: news.append("joined"),
+        joined=lambda task_ids: news.append("joined"),
         room=lambda: news.append("room"),
     )
     train = submit(seeker)["task_id"]
