@@ -129,12 +129,13 @@ class ChangeFeed:
         joined: Callable[[list[str]], None] | None = None,
     ):
         """`joined(task_ids)`: a task was submitted at another seeker
-        (default: `kick`). `wake(helper_id)`: an offer for a pulling helper; `stop(helper_id)`:
-        a task a pulling helper runs ended (default: `wake`); `parked()`: how
-        many polls wait in this process (the fallback poll looks for their
-        work only while some do); `ended(task_id)`: a task ended (None: any
-        may have, heard without change streams); `echoes`: the writes made
-        here whose follow-up was started here."""
+        (default: `kick`); `wake(helper_id)`: an offer for a pulling helper;
+        `stop(helper_id)`: a task a pulling helper runs ended (default:
+        `wake`); `parked()`: how many polls wait in this process (the
+        fallback poll looks for their work only while some do);
+        `ended(task_id)`: a task ended (None: any may have, heard without
+        change streams); `echoes`: the writes made here whose follow-up was
+        started here."""
         self.db = db
         self.clock = clock
         self.kick, self.wake, self.forget, self.parked = kick, wake, forget, parked
