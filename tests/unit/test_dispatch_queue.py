@@ -225,6 +225,17 @@ def finish(tasks, clock, task_id, helper="id-only", attempt=1):
     tasks.assignment_finished(task_id, helper, attempt, {"status": "succeeded"}, clock())
 
 
+def behind_one_slot(tasks, helpers, push, clock, task_ids) -> Dispatcher:
+    """A helper of one slot, `task_ids` submitted in that order, and a
+    first pass, which placed the first of them."""
+    dispatcher = Dispatcher(tasks, helpers, push=push, clock=clock)
+    add_helper(helpers, clock, "only", slots=1)
+    for task_id in task_ids:
+        add_task(tasks, clock, task_id=task_id)
+    assert dispatcher.dispatch_pending() == 1
+    return dispatcher
+
+
 def test_a_pass_on_room_alone_starts_from_what_the_last_pass_left_with_no_query(
     tasks, helpers, push, clock
 ):
@@ -247,11 +258,7 @@ def test_a_pass_on_room_alone_starts_from_what_the_last_pass_left_with_no_query(
 def test_a_kept_task_changed_elsewhere_meanwhile_is_passed_over_not_placed_twice(
     tasks, helpers, push, clock
 ):
-    dispatcher = Dispatcher(tasks, helpers, push=push, clock=clock)
-    add_helper(helpers, clock, "only", slots=1)
-    for task_id in ("a", "b", "c"):
-        add_task(tasks, clock, task_id=task_id)
-    assert dispatcher.dispatch_pending() == 1
+    dispatcher = behind_one_slot(tasks, helpers, push, clock, ["a", "b", "c"])
     # another seeker places b, and a's run ends
     tasks.assign(tasks.get("b"), {"helper_id": "id-elsewhere", "name": "elsewhere"}, clock())
     finish(tasks, clock, "a")
@@ -294,11 +301,7 @@ def test_a_kept_task_changed_meanwhile_with_replicas_still_open_is_read_again_an
 def test_a_pass_on_room_alone_does_not_tell_the_tasks_it_left_their_reason_again(
     tasks, helpers, push, clock
 ):
-    dispatcher = Dispatcher(tasks, helpers, push=push, clock=clock)
-    add_helper(helpers, clock, "only", slots=1)
-    for n in range(4):
-        add_task(tasks, clock, task_id=f"t{n}")
-    assert dispatcher.dispatch_pending() == 1
+    dispatcher = behind_one_slot(tasks, helpers, push, clock, [f"t{n}" for n in range(4)])
     assert {tasks.get(f"t{n}")["wait_reason"] for n in (1, 2, 3)} == {"1 helper: 1 no free slot"}
     writes: list[list[str]] = []
     set_wait_reason = tasks.set_wait_reason
@@ -311,11 +314,7 @@ def test_a_pass_on_room_alone_does_not_tell_the_tasks_it_left_their_reason_again
 def test_a_pass_after_submits_alone_starts_from_what_the_last_pass_left_and_reads_past_it(
     tasks, helpers, push, clock
 ):
-    dispatcher = Dispatcher(tasks, helpers, push=push, clock=clock)
-    add_helper(helpers, clock, "only", slots=1)
-    for n in range(3):
-        add_task(tasks, clock, task_id=f"t{n}")
-    assert dispatcher.dispatch_pending() == 1
+    dispatcher = behind_one_slot(tasks, helpers, push, clock, ["t0", "t1", "t2"])
     reads = QueueReads(tasks)
     add_task(tasks, clock, task_id="new")
     unexplained, looked = tasks.unexplained, []

@@ -25,6 +25,22 @@ def states(tasks: TaskStore, task_id: str) -> list[str]:
     return [h["state"] for h in tasks.get(task_id)["history"]]
 
 
+def counting_finds(tasks: TaskStore) -> list:
+    """The arguments of each `find` the store makes on its tasks from now on."""
+    store, finds = tasks.tasks, []
+
+    class Finds:
+        def __getattr__(self, name):
+            return getattr(store, name)
+
+        def find(self, *args, **kwargs):
+            finds.append(args)
+            return store.find(*args, **kwargs)
+
+    tasks.tasks = Finds()
+    return finds
+
+
 def dispatched(tasks: TaskStore, clock, task_id="t1", helper=HELPER) -> dict:
     """A task created and assigned to `helper`; returns the assignment."""
     tasks.create(task_id, SPEC, clock())
@@ -62,17 +78,7 @@ class TestTaskStore:
         for n in range(40):
             tasks.create(f"t{n:02d}", SPEC, clock.advance(1))
         every = [f"t{n:02d}" for n in range(40)]
-        store, finds = tasks.tasks, []
-
-        class Finds:
-            def __getattr__(self, name):
-                return getattr(store, name)
-
-            def find(self, *args, **kwargs):
-                finds.append(args)
-                return store.find(*args, **kwargs)
-
-        tasks.tasks = Finds()
+        finds = counting_finds(tasks)
         queue = tasks.queue(first=4)
         assert [next(queue)["_id"] for _ in range(4)] == every[:4]
         assert len(finds) == 1
@@ -94,17 +100,7 @@ class TestTaskStore:
         assert [t["_id"] for t in kept[0]] == ["t2"] and kept[1] is False
         queue.close()
         tasks.assign(tasks.get("t0"), HELPER, clock())
-        store, finds = tasks.tasks, []
-
-        class Finds:
-            def __getattr__(self, name):
-                return getattr(store, name)
-
-            def find(self, *args, **kwargs):
-                finds.append(args)
-                return store.find(*args, **kwargs)
-
-        tasks.tasks = Finds()
+        finds = counting_finds(tasks)
         queue = tasks.queue(first=3, kept=kept)
         assert next(queue)["_id"] == "t2" and finds == []  # in hand: no query
         # past it, the queue as it is now; t2, taken already, is not given twice
