@@ -170,7 +170,7 @@ class HelperAgent(PullMode):
         )
 
     def resources(self) -> dict:
-        report = {**host_resources(self.cfg.data_dir), **self.cfg.declared}
+        report = {**host_resources(self.cfg.data_dir, keep_open=True), **self.cfg.declared}
         if "images" not in report:  # declared images stand in for Docker's
             report["images"] = self.runtime.image_references()
         return report

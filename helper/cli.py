@@ -1,4 +1,4 @@
-"""`helper start`."""
+"""`helper start`, and `helper gpus` (gpu_check.py)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import click
 
 from helper.agent import HelperAgent
 from helper.config import HelperConfig
+from helper.gpu_check import gpus
 from helper.resources import declared_resources
 from serving.cli import (
     ca_cert_option,
@@ -31,6 +32,9 @@ def _declared(spec: str | None) -> dict:
 @click.group()
 def main():
     """The Seeker helper: runs the containers the seeker assigns to this host."""
+
+
+main.add_command(gpus)
 
 
 @main.command()

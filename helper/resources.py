@@ -14,7 +14,8 @@ from helper.gpus import gpu_inventory
 from helper.images import normalised_images
 
 
-def host_resources(data_dir: Path | None = None, nvml: Any = None) -> dict:
+def host_resources(data_dir: Path | None = None, nvml: Any = None, keep_open: bool = False) -> dict:
+    """`keep_open`: NVML stays open for the next call (gpus.py)."""
     mem = psutil.virtual_memory()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     disk = psutil.disk_usage(str(data_dir or "/")).free
@@ -24,7 +25,7 @@ def host_resources(data_dir: Path | None = None, nvml: Any = None) -> dict:
         "memory_total": int(mem.total),
         "memory_available": int(mem.available),
         "disk_free": int(disk),
-        "gpus": gpu_inventory(nvml),
+        "gpus": gpu_inventory(nvml, keep_open),
     }
 
 

@@ -46,18 +46,25 @@ class FakeNVML:
         self.missing = missing
         self.calls = calls
         self.shut_down = False
+        self.opened = 0  # NVML counts its opens
+        self.lost = False  # the driver went away: every call fails
 
     def nvmlInit(self):
         if self.missing:
             raise LibraryNotFound("NVML Shared Library Not Found")
+        self.opened += 1
+        self.lost = False
 
     def nvmlShutdown(self):
-        self.shut_down = True
+        self.opened -= 1
+        self.shut_down = self.opened == 0
 
     def nvmlSystemGetCudaDriverVersion_v2(self):
         return self.cuda
 
     def nvmlDeviceGetCount(self):
+        if self.lost:
+            raise NVMLError("Driver Not Loaded")
         return len(self.gpus)
 
     def nvmlDeviceGetHandleByIndex(self, index):
@@ -118,6 +125,19 @@ H100 = {
     "free": 80 * GiB,
     "util": 0,
     "cc": (9, 0),
+}
+
+
+# as NVML answered on a real H200 (driver 580.159.04, nvidia-ml-py 13.610.43,
+# 2026-12-04; docs/gpu-hosts.md): NVML 13's name is a str, its CUDA 13000
+H200 = {
+    "name": "NVIDIA H200",
+    "uuid": "GPU-215c3d33-41a1-1d50-e233-97c80514c064",
+    "total": 150754820096,
+    "free": 150109880320,
+    "util": 0,
+    "cc": (9, 0),
+    "mig": [],  # MIG capable, off: nvmlDeviceGetMigMode answered [0, 0]
 }
 
 
@@ -186,6 +206,36 @@ def test_a_gpu_with_mig_on_lists_its_instances_as_devices():
         },
     ]
     assert HelperResources(gpus=[gpu]).gpus[0].mig[1].profile == "3g.40gb"
+
+
+def test_a_real_h200_reads_as_the_helper_reported_it_there():
+    # the helper's own report on that machine, from `helper gpus --json`
+    assert gpu_inventory(FakeNVML([H200], cuda=13000)) == [
+        {
+            "index": 0,
+            "name": "NVIDIA H200",
+            "uuid": "GPU-215c3d33-41a1-1d50-e233-97c80514c064",
+            "memory_total": 150754820096,
+            "memory_free": 150109880320,
+            "utilization": 0.0,
+            "compute_capability": "9.0",
+            "cuda_version": "13.0",
+        }
+    ]
+
+
+def test_nvml_kept_open_is_opened_once_and_again_after_a_failed_read():
+    nvml = FakeNVML([H100])
+    for _ in range(3):
+        assert gpu_inventory(nvml, keep_open=True)[0]["uuid"] == "GPU-h100"
+    assert nvml.opened == 1 and not nvml.shut_down
+    nvml.lost = True
+    assert gpu_inventory(nvml, keep_open=True) == []  # closed, not left half open
+    assert nvml.opened == 0 and nvml.shut_down
+    assert gpu_inventory(nvml, keep_open=True)[0]["uuid"] == "GPU-h100"  # opened again
+    assert nvml.opened == 1
+    gpu_inventory(nvml)  # a read that does not keep it open closes it
+    assert nvml.opened == 0
 
 
 def test_mig_off_or_unsupported_means_no_instances():
