@@ -8,13 +8,13 @@ import json
 from dataclasses import replace
 
 from click.testing import CliRunner
-from test_gpu_report import H100, H200, FakeNVML, a100, instance
 
 from channel.models import ResultStatus
 from helper import gpu_check
 from helper.gpu_check import check_gpus, describe, placement_refuses
 from helper.runs import RunOutcome
 from seeker.placement.gpus import devices_of
+from tests.fake_nvml import H100, H200, FakeNVML, a100, instance
 
 
 class FakeRuntime:
