@@ -5,14 +5,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import replace
 from datetime import datetime, timedelta
 from itertools import chain
 
 from seeker.api.metrics import SeekerMetrics
 from seeker.control.acceptances import Acceptances
-from seeker.control.contact import InlinePushes, PushOutcome, classify
+from seeker.control.contact import InlinePushes, PushOutcome
 from seeker.control.dispatch_state import (
     after_assign,
     all_full,
@@ -36,7 +35,6 @@ from seeker.store.assignments import assignment_id
 from seeker.store.helpers import HelperStore
 from seeker.store.queue import Queue
 from seeker.store.tasks import SlotTaken, TaskStore
-from serving.http import ApiError, Unreachable
 
 log = logging.getLogger(__name__)
 
@@ -327,47 +325,3 @@ class Dispatcher(StalePushes):
         elif outcome == PushOutcome.PURGED:
             views.pop(view.helper_id, None)
         return 0, reopened
-
-    def _push(
-        self, task: dict, helper: dict, attempt: int, reservation: dict
-    ) -> tuple[PushOutcome, dict | None]:
-        """Push one assignment and record how it went; returns the outcome
-        and, when it failed, the task as the failure left it."""
-        task_id = task["_id"]
-        try:
-            reply = self.push(helper, self.payload(task, helper, attempt, reservation))
-        except (Unreachable, ApiError) as exc:
-            return self._push_failed(task_id, helper, attempt, exc)
-        # recorded now, or a moment later unless the helper reports the run first
-        self.acceptances.took(task_id, helper, attempt, (reply or {}).get("boot_id"))
-        self.health.contact_ok(helper["helper_id"])
-        self.metrics.push_accepted(task["created_at"], self.clock())
-        log.info("task %s attempt %d -> %s", task_id, attempt, helper["name"])
-        return PushOutcome.ACCEPTED, None
-
-    def _push_failed(
-        self, task_id: str, helper: dict, attempt: int, exc: Exception
-    ) -> tuple[PushOutcome, dict | None]:
-        reason = f"push to {helper['name']} failed: {exc}"
-        log.warning("task %s: %s", task_id, reason)
-        self.metrics.push_failed(exc)
-        # first give the replica back, then count the failure: a purge
-        # would otherwise mark the assignment being pushed as lost
-        task = self.tasks.push_failed(task_id, attempt, reason, self.clock())
-        outcome = classify(exc)
-        if outcome in (PushOutcome.REFUSED, PushOutcome.BUSY):
-            self.health.contact_ok(helper["helper_id"])
-        elif outcome == PushOutcome.FAILED and self.health.contact_failed(
-            helper["helper_id"], helper["name"], reason
-        ):
-            outcome = PushOutcome.PURGED
-        return outcome, task
-
-    def _pushed(self, sent: Future) -> None:
-        """A push made apart from the pass ended: if it failed, its replica
-        is open again, and the next pass places it (elsewhere first)."""
-        if sent.exception() is not None:
-            log.error("a push failed unexpectedly", exc_info=sent.exception())
-            self.health.kick()
-        elif sent.result()[0] != PushOutcome.ACCEPTED:
-            self.health.kick()
