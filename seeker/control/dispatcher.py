@@ -6,7 +6,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from itertools import chain
 
 from seeker.api.metrics import SeekerMetrics
@@ -24,6 +24,7 @@ from seeker.control.dispatch_state import (
 )
 from seeker.control.health import HelperHealth
 from seeker.control.mailbox import Mailbox, Payload
+from seeker.control.no_room import SKEW, NoRoom, no_room, signature, watermark_after
 from seeker.control.stale_pushes import StalePushes
 from seeker.helper_models import HelperMode
 from seeker.models import TaskState
@@ -34,7 +35,7 @@ from seeker.placement.views import HelperView, TaskView
 from seeker.store.assignments import assignment_id
 from seeker.store.helpers import HelperStore
 from seeker.store.queue import Queue
-from seeker.store.tasks import SlotTaken, TaskStore
+from seeker.store.tasks import QUEUE_LIMIT, SlotTaken, TaskStore
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ Push = Callable[[dict, dict], "dict | None"]  # (helper document, assignment) ->
 # a helper where a push or offer of a task just failed is passed over for
 # that task this long (the sweep tries again after it)
 RETRY_AFTER = timedelta(seconds=5)
+EVER = datetime(1970, 1, 1, tzinfo=timezone.utc)  # a search back to the first task
 
 
 def _nothing() -> None:
@@ -97,6 +99,7 @@ class Dispatcher(StalePushes):
         # whether the last pass left a task waiting (for room): a freed slot
         # is then worth a pass; a hint, the sweep places what it misses
         self.waiting = True
+        self._no_room = NoRoom()  # what the last pass found of a fleet with no room
 
     def wants_room(self) -> bool:
         """Whether a freed slot may let something be placed: the last pass
@@ -113,17 +116,35 @@ class Dispatcher(StalePushes):
         pass starts from those the last pass left too, reads past them, and
         looks only among these for the tasks new to the queue."""
         with self._lock:  # one placement pass at a time: no oversubscription
+            started, fleet = self.clock(), None
+            if news and self._no_room.may_settle(started):
+                fleet = self._fleet()
+                watermark = self._no_room.settles(fleet[2])
+                if watermark is not None:  # still no room: only the new are told why
+                    return self._tell_new(fleet, joined, watermark, started)
             kept, self._left = (None if news and joined is None else self._left), None
             if kept is not None and news:
                 kept = (kept[0], False)  # new tasks past them
             queue = self.tasks.queue(kept=kept)
             self._kept = {t["_id"] for t in kept[0]} if kept else set()
             try:
-                return self._pass(queue, news, joined)
+                return self._pass(queue, news, joined, started, fleet)
             finally:
                 queue.close()
 
-    def _pass(self, queue: Queue, news: bool, joined: list[str] | None) -> int:
+    def _fleet(self) -> tuple[dict[str, dict], list[dict], dict[str, HelperView]]:
+        """The helpers by id, the live assignments, and the helpers' views."""
+        docs = self.helpers.registry()
+        live = self.tasks.live_assignment_docs()
+        views = self._views.fleet(list(docs.values()), live, self.clock(), self.liveness)
+        self._slots = slots_in_use(live)
+        self._queues = any(v.prefetch for v in views.values())  # a helper prefetches
+        self._told = {}
+        return docs, live, views
+
+    def _pass(
+        self, queue: Queue, news: bool, joined: list[str] | None, started: datetime, fleet=None
+    ) -> int:
         """Place the tasks of `queue`, oldest first, until it ends or no
         helper has room left: then the rest of it is not read, but, after
         news, for the tasks that do not say yet why they wait (they are told;
@@ -133,13 +154,13 @@ class Dispatcher(StalePushes):
         if first is None:
             self.waiting = False
             self._left = queue.unread()
+            self._no_room.clear()
             return 0
-        docs = self.helpers.registry()
-        live = self.tasks.live_assignment_docs()
-        views = self._views.fleet(list(docs.values()), live, self.clock(), self.liveness)
-        self._slots = slots_in_use(live)
-        self._queues = any(v.prefetch for v in views.values())  # a helper prefetches
-        self._told = {}
+        docs, live, views = fleet or self._fleet()
+        at_start = signature(views) if no_room(views) else None
+        # whether this pass tells every waiting task why (the watermark of
+        # those it told), for the memory of a fleet with no room
+        watermark = started - SKEW if news and joined is None else None
         placed = 0
         waiting = False
         left: list[dict] = []  # the tasks taken that still wait, as they are now
@@ -148,8 +169,11 @@ class Dispatcher(StalePushes):
                 # no slot free anywhere: a task that already says why it
                 # waits stays as it is, unread; one new to the queue is told
                 since = task["created_at"]
-                for new in self.tasks.unexplained(since, among=joined) if news else []:
+                found = self.tasks.unexplained(since, among=joined) if news else []
+                for new in found:
                     self._dispatch(new, docs, views)
+                if watermark is not None:
+                    watermark = watermark_after(found, QUEUE_LIMIT, started)
                 left.append(task)
                 waiting = True
                 break
@@ -162,12 +186,39 @@ class Dispatcher(StalePushes):
             if after is not None and after["open"] > 0:
                 left.append(after)
         self.waiting = waiting
-        now = self.clock()
-        for reason, ids in self._told.items():  # a write per reason, not per task
-            self.tasks.set_wait_reason(ids, reason, now)
-        told = {task_id: reason for reason, ids in self._told.items() for task_id in ids}
+        told = self._write_told()
         unread, whole = queue.unread()
         self._left = ([told_why(t, told) for t in left + unread], whole)
+        self._no_room.after_pass(at_start, views, started, watermark)
+        return placed
+
+    def _write_told(self) -> dict[str, str]:
+        """Write the wait reasons the pass told, a write per reason, not per
+        task; returns them by task id."""
+        now = self.clock()
+        for reason, ids in self._told.items():
+            self.tasks.set_wait_reason(ids, reason, now)
+        return {task_id: reason for reason, ids in self._told.items() for task_id in ids}
+
+    def _tell_new(
+        self, fleet, joined: list[str] | None, watermark: datetime, started: datetime
+    ) -> int:
+        """A pass after news in a fleet with no room, the same fleet the
+        last pass that read the queue saw (no_room.py): the queue is not
+        read, but the tasks new to it are told why they wait (`joined`, by
+        id; else those created since `watermark`)."""
+        docs, _, views = fleet
+        if joined is not None:
+            found = self.tasks.unexplained(EVER, among=joined)
+        else:
+            found = self.tasks.unexplained(watermark, among=None)
+            self._no_room.told_since(watermark_after(found, QUEUE_LIMIT, started))
+        placed = sum(self._dispatch(task, docs, views)[0] for task in found)
+        self._write_told()
+        if joined is None or self._left is None:
+            self._left = None  # a kick's news may be anywhere: the next pass reads the queue
+        else:
+            self._left = (self._left[0], False)  # the new tasks are past those kept
         return placed
 
     def _dispatch(
