@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import threading
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,9 @@ PROFILE_IN_NAME = re.compile(r"\b(?:\d+c\.)?\d+g\.\d+gb(?:\+\w+)?", re.IGNORECAS
 
 
 _kept_open: set[int] = set()  # id() of the NVML modules left open by keep_open
+# one read at a time (the heartbeat's and a status request's): a read that
+# fails closes NVML, which must not be under another read
+_reading = threading.Lock()
 
 
 def gpu_inventory(nvml: Any = None, keep_open: bool = False) -> list[dict]:
@@ -38,6 +42,11 @@ def gpu_inventory(nvml: Any = None, keep_open: bool = False) -> list[dict]:
             import pynvml as nvml
         except ImportError:
             return []
+    with _reading:
+        return _read(nvml, keep_open)
+
+
+def _read(nvml: Any, keep_open: bool) -> list[dict]:
     kept = id(nvml) in _kept_open
     if not kept:
         try:
