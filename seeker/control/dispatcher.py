@@ -29,7 +29,7 @@ from seeker.control.stale_pushes import StalePushes
 from seeker.helper_models import HelperMode
 from seeker.models import TaskState
 from seeker.placement import select
-from seeker.placement.capacity import KeptViews, after_placing
+from seeker.placement.capacity import KeptViews, after_placing, as_utc
 from seeker.placement.gpus import reservation_for
 from seeker.placement.views import HelperView, TaskView
 from seeker.store.assignments import assignment_id
@@ -185,6 +185,9 @@ class Dispatcher(StalePushes):
             waiting = waiting or now_placed < task["open"]
             if after is not None and after["open"] > 0:
                 left.append(after)
+        else:  # every task it read was told, or placed: were they all that waited?
+            if watermark is not None and queue.taken >= QUEUE_LIMIT:
+                watermark = as_utc(task["created_at"])
         self.waiting = waiting
         told = self._write_told()
         unread, whole = queue.unread()

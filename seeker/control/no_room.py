@@ -73,6 +73,9 @@ class NoRoom:
         if not no_room(views):
             self._memo = None
         elif watermark is not None and at_start == signature(views):
+            memo = self._memo
+            if memo is not None and memo.fleet == at_start:  # what it told still stands
+                watermark = max(watermark, memo.watermark)
             self._memo = Memo(at_start, started, watermark)
 
     def clear(self) -> None:

@@ -46,6 +46,11 @@ class Queue:
         self._taken.add(task["_id"])
         return task
 
+    @property
+    def taken(self) -> int:
+        """How many tasks the caller took."""
+        return len(self._taken)
+
     def unread(self) -> tuple[list[dict], bool]:
         """The tasks in hand the caller has not taken, oldest first, and
         whether they and those it took were the whole queue when read."""

@@ -15,6 +15,7 @@ from test_dispatch_queue import Taken
 from seeker.control.dispatcher import Dispatcher
 from seeker.control.no_room import REREAD, SKEW, NoRoom, watermark_after
 from seeker.placement.views import HelperView
+from seeker.store.tasks import QUEUE_LIMIT
 
 FULL = "1 helper: 1 no free slot"
 
@@ -112,6 +113,26 @@ def test_a_helper_gone_offline_is_a_new_fleet_whose_reasons_are_told(
     dispatcher.dispatch_pending()
     assert taken.ids  # read again: what each waits for has changed
     assert tasks.get("t3")["wait_reason"] == "1 helper: 1 offline"
+
+
+def test_a_backlog_past_what_a_pass_reads_is_told_in_the_passes_after(tasks, helpers, clock):
+    patient = Dispatcher(tasks, helpers, push=FakePush(), clock=clock, liveness=5 * REREAD)
+    for n in range(QUEUE_LIMIT + 50):
+        add_task(tasks, clock, task_id=f"t{n:03d}")  # no helper: none can run
+    untold = {"state": "pending", "wait_reason": None}
+    patient.dispatch_pending()  # reads and tells the oldest QUEUE_LIMIT
+    assert tasks.tasks.count_documents(untold) == 50
+    made = searches(tasks)
+    patient.dispatch_pending()  # the sweep: no queue read, the rest told
+    assert tasks.tasks.count_documents(untold) == 0
+    last_read = tasks.get(f"t{QUEUE_LIMIT - 1:03d}")["created_at"]
+    assert made == [(last_read, None)]  # from the last task the pass read, not its start
+    clock.advance(REREAD.total_seconds())
+    patient.dispatch_pending()  # reads the queue again: its oldest QUEUE_LIMIT
+    patient.dispatch_pending()
+    # the search goes on from where the passes before got, not from the
+    # last of the oldest QUEUE_LIMIT again
+    assert made[-1][0] > last_read
 
 
 def view(name, online=True, running=1, slots=1, prefetch=0) -> HelperView:

@@ -84,6 +84,10 @@ class Taken:
                 def unread(self):
                     return cursor.unread()
 
+                @property
+                def taken(self):
+                    return cursor.taken
+
             return Counted()
 
         tasks.queue = counted
