@@ -17,4 +17,5 @@ BENCHMARKS = (
     "idle",
     "join",
     "scale",
+    "backlog",
 )

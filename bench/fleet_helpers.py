@@ -30,7 +30,8 @@ REFRESH_BEATS = 60  # a full registration at least every 60 beats (helper/agent.
 
 
 class InstantRuntime:
-    """A container runtime whose every container succeeds at once, silently."""
+    """A container runtime whose every container succeeds at once, silently;
+    but `sleep N` takes N seconds (bench/backlog.py fills slots with it)."""
 
     def ping(self) -> None:
         pass
@@ -46,6 +47,8 @@ class InstantRuntime:
     ) -> RunOutcome:
         started = datetime.now(timezone.utc)
         on_started()
+        if spec.command[:1] == ["sleep"] and len(spec.command) == 2:
+            time.sleep(float(spec.command[1]))
         on_exited()
         return RunOutcome(ResultStatus.SUCCEEDED, 0, started_at=started, finished_at=started)
 
