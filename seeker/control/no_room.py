@@ -4,9 +4,9 @@ while nothing can be placed.
 
 Reading the queue is the costly part of a pass with many tasks waiting: on
 SecantusDB its query sorts every pending task, and a kick's search for the
-tasks that do not say yet why they wait walks them all again (600 ms of the
-database's CPU a sweep with 5,000 waiting, every 5 s: bench/findings.md
-44). With no room nothing can be placed, and the tasks that wait were told
+tasks that do not say yet why they wait walks them all again (360-420 ms
+of the database's CPU a sweep with 5,000 waiting, every 5 s:
+bench/findings.md 44). With no room nothing can be placed, and the tasks that wait were told
 why by a pass that saw the same fleet; what a pass after news has left to
 do is to tell the tasks new to the queue why they wait: those submitted
 (by id), else those created since the last such search (`watermark`).
