@@ -58,14 +58,18 @@ def refused_lately(assignments: list[dict], since: datetime) -> set[str]:
     }
 
 
+def has_room(view: HelperView) -> bool:
+    """Online, with a slot (or a place in its queue) free."""
+    return view.online and view.running < view.slots + view.prefetch
+
+
 def all_full(views: dict[str, HelperView]) -> bool:
     """Some helper is online and every online helper's slots (and queue) are taken."""
     some_online = False
     for v in views.values():  # stops at the first with room: in most passes one of the first
-        if v.online:
-            if v.running < v.slots + v.prefetch:
-                return False
-            some_online = True
+        if has_room(v):
+            return False
+        some_online = some_online or v.online
     return some_online
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from seeker.control.dispatch_state import has_room
 from seeker.placement.capacity import as_utc
 from seeker.placement.views import HelperView
 
@@ -35,7 +36,7 @@ SKEW = timedelta(seconds=5)
 def no_room(views: dict[str, HelperView]) -> bool:
     """No online helper has a slot or a place in its queue free: nothing can
     be placed (an empty or offline fleet too)."""
-    return not any(v.online and v.running < v.slots + v.prefetch for v in views.values())
+    return not any(has_room(v) for v in views.values())
 
 
 def signature(views: dict[str, HelperView]) -> frozenset:
