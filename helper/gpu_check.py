@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -77,7 +77,8 @@ def check_gpus(nvml: Any = None, runtime=None, image: str = "") -> GpuCheck:
         what = f"{device.name} MIG {device.profile}" if device.profile else device.name
         d = DeviceCheck(device.uuid, device.index, what, placed=placement_refuses(gpus, device))
         if runtime is not None and image:
-            d.container, d.seen = run_on(runtime, image, device)
+            parent = gpus[device.index]["uuid"] if device.profile else ""
+            d.container, d.seen = run_on(runtime, image, device, parent)
         check.devices.append(d)
     return check
 
@@ -110,9 +111,10 @@ def placement_refuses(gpus: list[dict], device) -> str:
     return ""
 
 
-def run_on(runtime, image: str, device) -> tuple[str, list[str]]:
+def run_on(runtime, image: str, device, parent: str = "") -> tuple[str, list[str]]:
     """Run `nvidia-smi -L` as a task given `device`: ("", uuids listed) when
-    the container saw this device and no other, else what went wrong."""
+    the container saw this device and no other, else what went wrong.
+    `parent`: a MIG device's GPU, which nvidia-smi lists it under."""
     from helper.runs import RunSpec
 
     spec = RunSpec(
@@ -134,7 +136,7 @@ def run_on(runtime, image: str, device) -> tuple[str, list[str]]:
     if device.uuid not in seen:
         return f"the container did not see this device; it listed {seen or 'none'}", seen
     # a MIG instance is listed under its GPU: that GPU's uuid is not another device
-    others = [u for u in seen if u != device.uuid and not (device.profile and u.startswith("GPU-"))]
+    others = [u for u in seen if u not in (device.uuid, parent)]
     if others:
         return f"the container saw other devices too: {others}", seen
     return "", seen
@@ -188,18 +190,12 @@ def gpus(image, as_json):
             raise click.ClickException(why) from None
     check = check_gpus(runtime=runtime, image=image or "")
     if as_json:
-        click.echo(json.dumps({"ok": check.ok, **_plain(check)}, indent=1, default=str))
+        click.echo(json.dumps({"ok": check.ok, **asdict(check)}, indent=1, default=str))
     else:
         click.echo(describe(check))
     if not check.gpus:
         click.echo("no GPUs found: is the NVIDIA driver loaded (nvidia-smi)?", err=True)
     raise SystemExit(0 if check.ok else 1)
-
-
-def _plain(check: GpuCheck) -> dict:
-    from dataclasses import asdict
-
-    return asdict(check)
 
 
 if __name__ == "__main__":

@@ -73,6 +73,10 @@ def test_a_mig_instance_is_checked_as_a_device_of_its_own():
     ]
     assert check.devices[0].container == ""
     assert "did not see this device" in check.devices[1].container
+    # another GPU beside its own is another device
+    beside = FakeRuntime(sees=["GPU-a100-0", "MIG-1", "GPU-a100-1"])
+    check = check_gpus(FakeNVML([sliced, a100(1)]), beside, "i")
+    assert check.devices[0].container == "the container saw other devices too: ['GPU-a100-1']"
 
 
 def test_a_report_the_seeker_would_refuse_is_named_before_any_container_runs():
