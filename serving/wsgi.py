@@ -10,6 +10,7 @@ import threading
 import time
 
 from cheroot import errors, wsgi
+from cheroot.makefile import MakeFile
 from cheroot.server import HTTPConnection, KnownLengthRFile
 
 from serving.parking import (
@@ -22,6 +23,7 @@ from serving.parking import (
     raise_open_files_limit,
     replay_body,
 )
+from serving.streams import make_file
 from serving.tls import ServerCert
 
 log = logging.getLogger(__name__)
@@ -96,6 +98,12 @@ class _Connection(HTTPConnection):
     seeker_parked = None  # a Parked, while its request is being suspended
     seeker_resume = None  # (request, body, reason, seconds left, expired, key) to answer now
     seeker_requests = 0  # requests read on this connection
+
+    def __init__(self, server, sock, makefile=MakeFile):
+        # a plain connection reads and writes through C io, not cheroot's
+        # pure-Python streams (serving/streams.py); a TLS one through its
+        # adapter's, as cheroot hands them
+        super().__init__(server, sock, make_file if makefile is MakeFile else makefile)
 
     def communicate(self):
         if self.seeker_resume is not None:

@@ -56,6 +56,31 @@ def test_a_large_fleet_of_keep_alive_clients_keeps_its_connections_and_does_not_
             session.close()
 
 
+def test_pipelined_requests_are_each_answered_in_order():
+    """Two requests sent at once, before the first answer: the second is
+    read with the first (buffered), and answered without waiting for more
+    bytes (serving/streams.py's has_data)."""
+    server = BackgroundServer(port_app(), "127.0.0.1", 0).start()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        port = str(sock.getsockname()[1]).encode()
+        two = b"GET /port HTTP/1.1\r\nHost: x\r\n\r\n" * 2
+        sock.sendall(two)
+        answers, data = [], b""
+        while len(answers) < 2:
+            chunk = sock.recv(65536)
+            assert chunk, "closed before both answers"
+            data += chunk
+            while b"\r\n\r\n" in data:
+                head, _, rest = data.partition(b"\r\n\r\n")
+                length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+                if len(rest) < length:
+                    break
+                answers.append((head.split(b"\r\n")[0], rest[:length]))
+                data = rest[length:]
+    server.stop()
+    assert answers == [(b"HTTP/1.1 200 OK", port)] * 2
+
+
 def test_a_client_that_connects_and_sends_nothing_does_not_hold_up_the_others(server_and_ca):
     server, ca = server_and_ca
     with socket.create_connection(("127.0.0.1", server.port)):  # silent: no request, no TLS
