@@ -130,6 +130,12 @@ class MongoServer:
     def client(self, **kwargs) -> pymongo.MongoClient:
         return pymongo.MongoClient(self.url, tz_aware=True, **kwargs)
 
+    def write_options(self) -> dict:
+        """The client options the services' writes go with on this server:
+        not retryable on SecantusDB (serving/database.py), pymongo's on a
+        MongoDB."""
+        return {} if self.external else {"retryWrites": False}
+
     def process(self) -> psutil.Process | None:
         return psutil.Process(self.proc.pid) if self.proc else None
 

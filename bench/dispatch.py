@@ -131,10 +131,10 @@ def run(quick: bool = False) -> dict:
         stored = dep.channel_db["results"].count_documents({})
         if stored != warm + n:
             raise RuntimeError(f"{stored} results in the channel for {warm + n} tasks")
-    # the baseline gets a fresh server too: SecantusDB slows down with every
-    # retryable write it has recorded, so one run after the other would
-    # handicap whichever came second
-    with MongoServer(NAME) as raw_db, raw_db.client() as c:
+    # the baseline gets a fresh server too, whose writes are sent as the
+    # services send theirs: plain ones to SecantusDB (serving/database.py),
+    # which slows down with every retryable write it has recorded
+    with MongoServer(NAME) as raw_db, raw_db.client(**raw_db.write_options()) as c:
         raw_cpu = time.process_time()
         raw_wall = raw_writes(c[raw_db.db_name("raw")], n_raw)
         raw_cpu = time.process_time() - raw_cpu  # pymongo's, in this process
@@ -205,8 +205,9 @@ def run(quick: bool = False) -> dict:
         f"Seeker: {n:,} tasks in {wall:.1f} s, after {warm} warm-up tasks; {HELPERS} helpers "
         f"of {SLOTS} slots, {CLIENTS} submitting threads; database: {db.kind}.",
         f"Baseline: {n_raw:,} tasks' {RAW_WRITES} writes each in {raw_wall:.1f} s, on a "
-        "fresh database server (SecantusDB slows down as it records retryable writes: "
-        "bench/findings.md).",
+        "fresh database server, its writes sent as the services send theirs (plain, "
+        "not retryable, on SecantusDB, which slows down as it records retryable writes: "
+        "bench/findings.md, 2 and 46).",
         "Database operations per task: the server's opcounters over the run, less the "
         f"benchmark's own {own} counts of the tasks that succeeded (its wait for the end, "
         "every 0.2 s), divided by the tasks (a findAndModify counts as an update; the "

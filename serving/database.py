@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pymongo
 from pymongo.database import Database
+from pymongo.errors import OperationFailure
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +40,16 @@ class DatabaseConnection:
             mongo_url = self._embedded.uri
             log.info("embedded database at %s (data in %s)", mongo_url, storage)
         self.url = mongo_url
-        # The embedded server keeps a record of recent writes for retryable
-        # writes and scans it on every write (20% of its time under load); it
-        # runs in-process, so a retry has nothing to outlive. A real MongoDB
-        # keeps pymongo's default.
-        extra = {"retryWrites": False} if self._embedded is not None else {}
-        self.client: pymongo.MongoClient = pymongo.MongoClient(
-            mongo_url, serverSelectionTimeoutMS=10_000, tz_aware=True, **extra
-        )
+        # SecantusDB keeps a record of recent writes for retryable writes and
+        # scans all of it (up to 10,000, kept 30 minutes) on every write:
+        # 15-20% of its time under load (bench/findings.md, 2 and 46). It is
+        # one node, with no failover for a retry to outlive, so its writes
+        # are not sent as retryable: the embedded one's at once, a server's
+        # named by URL once database() has asked it what it is. A real
+        # MongoDB keeps pymongo's default, as does a URL that says.
+        embedded = self._embedded is not None
+        self._asked = embedded or names_retry_writes(mongo_url)
+        self.client: pymongo.MongoClient = self._client(retry_writes=not embedded)
 
     @property
     def embedded(self) -> bool:
@@ -54,7 +57,30 @@ class DatabaseConnection:
 
     def database(self, default_name: str) -> Database:
         """The database named in the URL's path, else `default_name`."""
+        if not self._asked:
+            self._asked = True
+            self._single_node_writes()
         return self.client.get_default_database(default_name)
+
+    def _client(self, retry_writes: bool) -> pymongo.MongoClient:
+        extra = {} if retry_writes else {"retryWrites": False}
+        return pymongo.MongoClient(
+            self.url, serverSelectionTimeoutMS=10_000, tz_aware=True, **extra
+        )
+
+    def _single_node_writes(self) -> None:
+        """A SecantusDB server (its buildInfo names its version) gets its
+        writes as plain writes: the client is made again without retryable
+        writes. A server that is not reached fails here, as the service's
+        first use of it would; one that refuses the command is kept as it is."""
+        try:
+            info = self.client.admin.command("buildInfo")
+        except OperationFailure:
+            return
+        if "secantusVersion" in info:
+            log.info("SecantusDB %s: writes not retryable", info["secantusVersion"])
+            old, self.client = self.client, self._client(retry_writes=False)
+            old.close()
 
     def stop(self) -> None:
         """Stop as every other component does (see serving.cli.serve_until_signal)."""
@@ -68,6 +94,13 @@ class DatabaseConnection:
         if self._embedded is not None:
             stop_embedded(self._embedded)
             self._embedded = None
+
+
+def names_retry_writes(url: str) -> bool:
+    """Whether a MongoDB URL sets `retryWrites` itself (any case, as
+    MongoDB's options are)."""
+    query = url.partition("?")[2]
+    return any(part.partition("=")[0].lower() == "retrywrites" for part in query.split("&"))
 
 
 def stop_embedded(server) -> None:
