@@ -28,6 +28,8 @@ class PullMode:
             try:
                 work = self.poll_once()
             except (Unreachable, ApiError) as exc:
+                if self._stop.is_set():
+                    return  # stop() ended the poll (its client was closed)
                 if isinstance(exc, ApiError) and exc.status in (401, 404, 409):
                     self.register()  # purged, removed or registered otherwise: join again
                 log.warning("poll of %s failed: %s", self.cfg.seeker_url, exc)
@@ -35,6 +37,8 @@ class PullMode:
                 backoff = min(backoff * 2, 5.0)
                 continue
             backoff = 0.5
+            if self._stop.is_set():
+                return  # work offered meanwhile is not taken: it goes elsewhere
             self.handle(work)
 
     def poll_once(self) -> dict:

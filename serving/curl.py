@@ -52,6 +52,7 @@ class CurlTransport:
         self.size = size
         self._idle: list[pycurl.Curl] = []
         self._lock = threading.Lock()
+        self._cleared = 0  # times clear() was called: a transfer begun before ends
 
     def send(
         self, method: str, url: str, body: bytes | None, headers: dict, timeout
@@ -65,10 +66,15 @@ class CurlTransport:
         handle = self._take()
         chunks: list[bytes] = []
         lines: list[bytes] = []
+        cleared = self._cleared
         try:
             self._prepare(handle, method, url, body, headers, connect, read)
             handle.setopt(pycurl.WRITEFUNCTION, chunks.append)
             handle.setopt(pycurl.HEADERFUNCTION, lines.append)
+            # libcurl calls this while the transfer goes on (about once a
+            # second while it waits for an answer): nonzero aborts it
+            handle.setopt(pycurl.NOPROGRESS, 0)
+            handle.setopt(pycurl.XFERINFOFUNCTION, lambda *_: self._cleared != cleared)
             try:
                 handle.perform()
             except pycurl.error as exc:
@@ -131,8 +137,11 @@ class CurlTransport:
         handle.close()
 
     def clear(self) -> None:
-        """Close every kept connection."""
+        """Close every kept connection, and end the transfers under way
+        within about a second (a long poll waiting for its answer): each
+        fails as a request that was sent and got no answer."""
         with self._lock:
+            self._cleared += 1
             idle, self._idle = self._idle, []
         for handle in idle:
             handle.close()

@@ -231,15 +231,22 @@ class Parking:
         p: Parked = conn.seeker_parked
         conn.seeker_parked = None
         with self._lock:
-            stale = self._stopped or self._generations.get(p.key, 0) != p.generation
-            if not stale:
+            stopped = self._stopped
+            stale = self._generations.get(p.key, 0) != p.generation
+            if not stopped and not stale:
                 self._by_key.setdefault(p.key, set()).add(p)
                 kind = self.kind(p.key)
                 self._of_kind[kind] = self._of_kind.get(kind, 0) + 1
                 self._by_fd[conn.socket.fileno()] = p
                 heapq.heappush(self._deadlines, (p.deadline, p.seq, p))
                 self._selector.register(conn.socket.fileno(), selectors.EVENT_READ, p)
-        if stale:
+        if stopped:
+            # as stop() does to those parked before: its client polls again.
+            # (Resumed, it ran the view again, which parked it again, until
+            # the server stopped with it in its queue, neither answered nor
+            # closed: a pulling helper's poll then waited 80 s for nothing.)
+            _close(conn)
+        elif stale:
             self._resume(p, WOKEN)
         else:
             self._poke()

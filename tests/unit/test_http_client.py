@@ -328,6 +328,33 @@ def test_an_answer_that_does_not_come_in_time_is_unreachable_but_may_have_arrive
     assert client.request("GET", "/echo")["method"] == "GET"  # the client still works
 
 
+def test_closing_the_client_ends_a_request_waiting_for_its_answer(clean_env):
+    """A pulling helper's stop() closes its client to end the long poll
+    waiting at the seeker, which otherwise ran on to its timeout."""
+    with socket.socket() as silent:  # accepts (the backlog does), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        client = JsonClient(f"http://127.0.0.1:{silent.getsockname()[1]}", "t", timeout=300)
+        failed: list = []
+
+        def ask():
+            try:
+                client.request("POST", "/poll", json={})
+            except Unreachable as exc:
+                failed.append(exc)
+
+        asking = threading.Thread(target=ask, daemon=True)
+        asking.start()
+        asking.join(0.5)
+        assert asking.is_alive()  # waiting for the answer
+        client.close()
+        asking.join(30)  # not the 600 s its timeout allows
+        assert not asking.is_alive()
+        assert len(failed) == 1 and failed[0].not_sent is False
+        with pytest.raises(Unreachable, match="timed out"):  # the client still works
+            client.request("POST", "/poll", json={}, timeout=0.3)
+
+
 def test_threads_share_the_clients_connections_and_it_keeps_at_most_its_pool(
     clean_env, methods_server
 ):

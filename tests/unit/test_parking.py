@@ -216,6 +216,22 @@ def test_stop_closes_the_parked_connections():
     assert conn.socket.fileno() == -1
 
 
+def test_a_request_parked_after_stop_is_closed_not_resumed():
+    """A worker thread may park a request while the server stops: resumed,
+    it would run its view again and park again, until the server stopped
+    with it queued, answered by nobody."""
+    resumed: list = []
+    parking = Parking().start()
+    parking.resume = resumed.append
+    parking.stop()
+    conn = FakeConn()
+    conn.seeker_parked = Parked(conn, "req", "h", 1e12, b"", parking.generation("h"))
+    parking.admit(conn)
+    assert resumed == []
+    assert parking.parked() == 0
+    assert conn.socket.fileno() == -1
+
+
 class FakeParker:
     """Records suspend() calls; its generation moves on when told."""
 
