@@ -5,8 +5,8 @@ cheroot's (cheroot.makefile) are built on `_pyio`, Python's pure-Python io:
 every line of a request's head is read by Python code that peeks and
 slices, and every write goes through a Python buffer and lock. These are
 the C `io.BufferedReader`, and a writer that hands each write to the
-socket's `sendall`: 0.04-0.07 ms less of the server's CPU an exchange, of
-0.7 (bench/findings.md, 45). A TLS connection keeps cheroot's, which turn
+socket's `sendall`: about 0.04 ms less of the server's CPU an exchange,
+of 0.5 (bench/findings.md, 45). A TLS connection keeps cheroot's, which turn
 the SSL module's errors into cheroot's own."""
 
 from __future__ import annotations
@@ -30,14 +30,15 @@ class Reader(io.BufferedReader):
         the buffer, or on the socket (read into the buffer, without
         blocking). cheroot asks before it parks an idle connection in its
         selector, which would not wake for bytes already read."""
-        timeout = self._sock.gettimeout()
-        self._sock.setblocking(False)
         try:
-            return bool(self.peek(1))  # b"": nothing yet, or the end
-        except OSError:  # reset: the selector wakes for it, and the read fails
-            return False
-        finally:
-            self._sock.settimeout(timeout)
+            timeout = self._sock.gettimeout()
+            self._sock.setblocking(False)
+            try:
+                return bool(self.peek(1))  # b"": nothing yet, or the end
+            finally:
+                self._sock.settimeout(timeout)
+        except (OSError, ValueError):  # reset or closed: the next read says so
+            return False  # (raised, it would stop the server: cheroot asks in a finally)
 
 
 class Writer:

@@ -48,6 +48,15 @@ def test_has_data_is_false_for_a_closed_or_reset_peer(pair):
     assert reader.read(10) == b""
 
 
+def test_has_data_is_false_not_an_error_once_the_connection_is_closed(pair):
+    server, client = pair
+    reader = Reader(server)
+    client.sendall(b"GET / HTTP/1.1\r\n")
+    reader.close()  # as a connection's close() does
+    server.close()
+    assert reader.has_data() is False
+
+
 def test_the_writer_sends_each_write_whole_and_refuses_text(pair):
     server, client = pair
     writer = make_file(server, "wb")
