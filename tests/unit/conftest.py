@@ -21,6 +21,8 @@ from seeker.control.health import HelperHealth
 from seeker.store.helpers import HelperStore
 from seeker.store.tasks import TaskStore
 from serving.database import stop_embedded
+from serving.wsgi import BackgroundServer
+from tests.http_servers import PROXY_VARS, echo_app
 
 ON_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")  # as tests/requirements.py
 TEST_MONGO_URL = os.environ.get("TEST_MONGO_URL")
@@ -159,3 +161,22 @@ def two_helpers(helpers, clock):
     """'big' ranks above 'small' (more memory left after a 1 GiB task)."""
     add_helper(helpers, clock, "big", memory=32 * GiB)
     add_helper(helpers, clock, "small", memory=4 * GiB)
+
+
+# --- the JSON client's tests (test_http_client.py, test_http_connections.py) ---
+
+
+@pytest.fixture
+def clean_env(monkeypatch, tmp_path):
+    for var in (*PROXY_VARS, "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(var, raising=False)
+        monkeypatch.delenv(var.lower(), raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    return monkeypatch
+
+
+@pytest.fixture
+def server():
+    s = BackgroundServer(echo_app("server"), "127.0.0.1", 0, threads=2).start()
+    yield s
+    s.stop()
