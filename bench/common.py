@@ -19,6 +19,7 @@ from pathlib import Path
 import psutil
 import pymongo
 
+from serving.database import is_secantus, names_retry_writes
 from tests.integration.harness import Service, free_ports, wait_until  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -131,10 +132,13 @@ class MongoServer:
         return pymongo.MongoClient(self.url, tz_aware=True, **kwargs)
 
     def write_options(self) -> dict:
-        """The client options the services' writes go with on this server:
-        not retryable on SecantusDB (serving/database.py), pymongo's on a
-        MongoDB."""
-        return {} if self.external else {"retryWrites": False}
+        """The client options the services' writes go with on this server,
+        decided as serving/database.py decides them: not retryable on
+        SecantusDB, pymongo's on a MongoDB or where the URL says."""
+        if names_retry_writes(self.url):
+            return {}
+        with self.client() as client:
+            return {"retryWrites": False} if is_secantus(client) else {}
 
     def process(self) -> psutil.Process | None:
         return psutil.Process(self.proc.pid) if self.proc else None

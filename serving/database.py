@@ -69,16 +69,10 @@ class DatabaseConnection:
         )
 
     def _single_node_writes(self) -> None:
-        """A SecantusDB server (its buildInfo names its version) gets its
-        writes as plain writes: the client is made again without retryable
-        writes. A server that is not reached fails here, as the service's
-        first use of it would; one that refuses the command is kept as it is."""
-        try:
-            info = self.client.admin.command("buildInfo")
-        except OperationFailure:
-            return
-        if "secantusVersion" in info:
-            log.info("SecantusDB %s: writes not retryable", info["secantusVersion"])
+        """A SecantusDB server gets its writes as plain writes: the client
+        is made again without retryable writes."""
+        if is_secantus(self.client):
+            log.info("SecantusDB: writes not retryable")
             old, self.client = self.client, self._client(retry_writes=False)
             old.close()
 
@@ -94,6 +88,16 @@ class DatabaseConnection:
         if self._embedded is not None:
             stop_embedded(self._embedded)
             self._embedded = None
+
+
+def is_secantus(client: pymongo.MongoClient) -> bool:
+    """Whether the client's server is SecantusDB (its buildInfo names its
+    version). A server that is not reached fails here, as a service's first
+    use of it would; one that refuses the command is taken for another."""
+    try:
+        return "secantusVersion" in client.admin.command("buildInfo")
+    except OperationFailure:
+        return False
 
 
 def names_retry_writes(url: str) -> bool:
