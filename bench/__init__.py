@@ -18,4 +18,5 @@ BENCHMARKS = (
     "join",
     "scale",
     "backlog",
+    "history",
 )

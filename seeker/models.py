@@ -52,6 +52,14 @@ class TaskState(StrEnum):
         return (cls.SUCCEEDED, cls.FAILED, cls.CANCELLED)
 
     @classmethod
+    def unfinished(cls) -> tuple[TaskState, ...]:
+        """The states a task may still leave: a query of unfinished tasks
+        names them (`$in`), so that an index over `state` bounds it by the
+        unfinished alone, not the history of finished ones (`$nin` of the
+        final states walks every task on SecantusDB)."""
+        return tuple(s for s in cls if s not in cls.final())
+
+    @classmethod
     def active(cls) -> tuple[TaskState, ...]:
         """The states of a task with a replica placed (or being placed)."""
         return (cls.DISPATCHED, cls.RUNNING)

@@ -49,18 +49,8 @@ class GiveBacks:
         """Give back the replicas of attempts counted by tasks left unchanged
         since `before` that have no assignment (a seeker stopped between the
         task's update and the assignment's insert). Returns how many."""
-        stale = {
-            t["_id"]: t["attempts"]
-            for t in self.tasks.find(
-                {
-                    # a decision may have sent it back to pending meanwhile
-                    "state": {"$nin": TaskState.final()},
-                    "attempts": {"$gte": 1},
-                    "updated_at": {"$lt": before},
-                },
-                {"attempts": 1},
-            )
-        }
+        found = self.tasks.find(stale_placements_query(before), {"attempts": 1})
+        stale = {t["_id"]: t["attempts"] for t in found}
         made: dict[str, set[int]] = {t: set() for t in stale}
         found = self.assignments.find(
             {"task_id": {"$in": list(stale)}}, {"task_id": 1, "attempt": 1}
@@ -169,3 +159,16 @@ class GiveBacks:
         """reconcile_give_backs' `reopen`, pinned on the task as read."""
         as_read = {"_id": task["_id"], "rev": task["rev"], "state": task["state"]}
         return self._return(as_read, attempt, now, reason) is not None
+
+
+def stale_placements_query(before: datetime) -> dict:
+    """reconcile_placements' query: unfinished tasks (a decision may have
+    sent one back to pending meanwhile) that count an attempt and were left
+    unchanged since `before`. The states are named, first: with `$nin` of
+    the final states SecantusDB walked every task ever run, every 10 s
+    (160 ms of its CPU with 5,000 finished; bench/findings.md 47)."""
+    return {
+        "state": {"$in": TaskState.unfinished()},
+        "attempts": {"$gte": 1},
+        "updated_at": {"$lt": before},
+    }

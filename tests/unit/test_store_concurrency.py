@@ -12,6 +12,7 @@ from conftest import FakeClock
 
 from seeker.control.dispatcher import Dispatcher
 from seeker.control.health import HelperHealth
+from seeker.store.give_backs import stale_placements_query
 from seeker.store.helpers import HelperStore
 from seeker.store.tasks import TaskStore
 
@@ -128,6 +129,26 @@ def test_an_attempt_whose_assignment_was_never_written_is_given_back(seekers, cl
     (void,) = b.assignments_of("t1")
     assert (void["state"], void["error"]) == ("push_failed", "the seeker stopped while placing it")
     assert b.reconcile_placements(before=clock(), now=clock()) == 0  # once
+
+
+def test_reconcile_placements_looks_at_unfinished_tasks_only(seekers, clock):
+    # each of these counts attempt 1 and has no assignment for it
+    a, b, _, _ = seekers
+    for task_id, state in (("d", "dispatched"), ("p", "pending"), ("s", "succeeded")):
+        a.create(task_id, SPEC, clock())
+        a.tasks.update_one({"_id": task_id}, {"$set": {"state": state, "attempts": 1}})
+    clock.advance(60)
+    assert b.reconcile_placements(before=clock(), now=clock()) == 2
+    assert sorted(x["task_id"] for x in b.assignments.find()) == ["d", "p"]
+    assert b.get("s")["state"] == "succeeded"
+
+
+def test_the_search_for_stale_placements_names_the_unfinished_states_first(clock):
+    # SecantusDB plans a query by its first field, and walked every task
+    # ever run for `$nin` of the final states (bench/findings.md 47)
+    query = stale_placements_query(clock())
+    assert next(iter(query)) == "state"
+    assert query["state"] == {"$in": ("pending", "dispatched", "running")}
 
 
 # --- a replica given back once, whichever seeker stops where ----------------
