@@ -170,6 +170,7 @@ class SeekerServer:
         self.loop = DispatchLoop(None)
         liveness = timedelta(seconds=liveness_seconds)
         self.metrics = SeekerMetrics()
+        self.events.watch(self.metrics.published)
         self.health = HelperHealth(
             self.helpers,
             self.tasks,

@@ -59,7 +59,8 @@ def test_metrics_need_the_token_on_every_service(ran):
 
 def test_the_seeker_counts_the_task_its_dispatch_and_its_helper(ran):
     samples = scrape(ran.seeker_url, ran.token)
-    assert value(samples, "seeker_tasks", state="succeeded") >= 1
+    assert value(samples, "seeker_tasks_finished_total", state="succeeded") >= 1
+    assert value(samples, "seeker_tasks", state="running") == 0
     assert value(samples, "seeker_tasks_queued") == 0
     assert value(samples, "seeker_dispatch_latency_seconds_count") >= 1
     assert 0 < value(samples, "seeker_dispatch_latency_seconds_sum") < 60

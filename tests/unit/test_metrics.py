@@ -26,12 +26,15 @@ from seeker.api.metrics import SeekerMetrics
 from seeker.control.dispatcher import Dispatcher
 from seeker.control.health import HelperHealth
 from seeker.control.operations import Seeker
+from seeker.models import TaskState
+from seeker.store.events import EventLog
 from seeker.store.helpers import HelperStore
 from seeker.store.tasks import TaskStore
 from serving.http import ApiError, Unreachable
 from tests.auth_support import bearer, receipt_headers
 
 AUTH = {"Authorization": "Bearer t"}
+FINAL = {s.value for s in TaskState.final()}
 LIVENESS = timedelta(seconds=45)
 HELPER_ID = "abcdef0123456789"
 GiB = 1024**3
@@ -92,7 +95,10 @@ class SeekerEnv:
             liveness=LIVENESS,
             metrics=self.metrics,
         )
-        seeker = Seeker(self.tasks, self.helpers, clock, health=self.health)
+        events = EventLog(db, clock)
+        events.ensure_indexes()
+        events.watch(self.metrics.published)
+        seeker = Seeker(self.tasks, self.helpers, clock, health=self.health, events=events)
         self.client = seeker_app(seeker=seeker, token="t", metrics=self.metrics).test_client()
         self.credentials: dict[str, str] = {}  # helper name -> the credential it was issued
 
@@ -142,15 +148,34 @@ def test_tasks_by_state_the_queue_and_live_assignments(seeker):
     samples = scrape(seeker.client)
     assert value(samples, "seeker_tasks", state="dispatched") == 1
     assert value(samples, "seeker_tasks", state="pending") == 1
-    assert value(samples, "seeker_tasks", state="cancelled") == 0  # every state, always
+    assert value(samples, "seeker_tasks", state="running") == 0  # every state, always
     assert value(samples, "seeker_tasks_queued") == 1
     assert value(samples, "seeker_assignments_live", state="accepted") == 1
     assert value(samples, "seeker_database_up") == 1
+    assert value(samples, "seeker_tasks_finished_total", state="cancelled") == 0
 
     seeker.finished(first)
     samples = scrape(seeker.client)
-    assert value(samples, "seeker_tasks", state="succeeded") == 1
+    assert value(samples, "seeker_tasks", state="dispatched") == 0
+    assert value(samples, "seeker_tasks_finished_total", state="succeeded") == 1
     assert value(samples, "seeker_assignments_live", state="accepted") == 0
+
+
+def test_finished_tasks_are_counted_as_they_end_not_read_from_the_history(seeker):
+    # the history is every task ever run: a count of it per scrape grows
+    # without end (bench/findings.md 48)
+    done, gone = seeker.submit(), seeker.submit()
+    seeker.register(slots=2)
+    seeker.dispatcher.dispatch_pending()
+    seeker.finished(done)
+    assert seeker.client.delete(f"/api/v1/tasks/{gone}", headers=AUTH).status_code == 200
+    samples = scrape(seeker.client)
+    ended = {s: value(samples, "seeker_tasks_finished_total", state=s) for s in FINAL}
+    assert ended == {"succeeded": 1, "failed": 0, "cancelled": 1}
+    states = {dict(labels)["state"] for name, labels in samples if name == "seeker_tasks"}
+    assert states == {"pending", "dispatched", "running"}
+    seeker.finished(done)  # the same end again is not a second end
+    assert value(scrape(seeker.client), "seeker_tasks_finished_total", state="succeeded") == 1
 
 
 def test_a_replicated_task_stays_queued_until_every_replica_is_placed(seeker):
