@@ -67,8 +67,8 @@ def create_app(
     app.extensions["results"] = store
     app.extensions["artifacts"] = artifacts
     metrics = metrics or ChannelMetrics()
-    serve_metrics(app, ChannelCollector(store, artifacts), metrics)
     now = clock or (lambda: datetime.now(timezone.utc))
+    serve_metrics(app, ChannelCollector(store, artifacts, now, metrics.stored), metrics)
     inputs = inputs or InputStore(store.results.database, artifacts)
     add_artifact_routes(app, artifacts, inputs, now, receipt_key)
     add_input_routes(app, inputs, now, receipt_key)

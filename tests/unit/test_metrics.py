@@ -14,7 +14,7 @@ from pymongo.errors import ServerSelectionTimeoutError
 from test_executor import FakeOutbox
 
 from channel.app import create_app as channel_app
-from channel.metrics import ChannelMetrics
+from channel.metrics import STORED_EVERY, ChannelMetrics
 from channel.models import output_digest
 from channel.store import ResultStore
 from helper.app import create_app as helper_app
@@ -390,6 +390,35 @@ def test_the_channel_app_takes_the_metrics_object_it_is_given(results, clock):
         outcome="stored",
     )
     assert posted == 1
+
+
+def test_the_stored_counts_are_taken_every_few_minutes_not_at_each_scrape(results, channel, clock):
+    # on SecantusDB an estimated count reads every document (findings.md 49)
+    counted, count = [], results.results.estimated_document_count
+
+    class Counting:
+        def __getattr__(self, name):
+            return getattr(collection, name)
+
+        def estimated_document_count(self):
+            counted.append(clock())
+            return count()
+
+    collection, results.results = results.results, Counting()
+    assert value(scrape(channel), "seeker_channel_results_stored") == 0
+    post = channel.post("/api/v1/results", json=result(), headers=receipt_headers(result(), "t"))
+    assert post.status_code == 201
+    # what this channel stored shows at once, without a count
+    assert value(scrape(channel), "seeker_channel_results_stored") == 1
+    collection.insert_one({**result(task_id="t2"), "result_id": "t2.1"})  # another channel's
+    clock.advance(STORED_EVERY.total_seconds() - 1)
+    samples = scrape(channel)
+    assert value(samples, "seeker_channel_results_stored") == 1
+    assert value(samples, "seeker_channel_database_up") == 1
+    assert len(counted) == 1
+    clock.advance(1)
+    assert value(scrape(channel), "seeker_channel_results_stored") == 2
+    assert len(counted) == 2
 
 
 def test_a_channel_database_outage_shows_as_database_up_0(results, channel):
