@@ -17,7 +17,7 @@ from typing import BinaryIO
 
 from bson import ObjectId
 from bson.errors import InvalidId
-from gridfs import GridFSBucket, GridOut
+from gridfs import GridFSBucket, GridIn, GridOut
 from gridfs.errors import FileExists, NoFile
 from pymongo import ASCENDING
 from pymongo.database import Database
@@ -103,7 +103,7 @@ class ArtifactStore:
             "uploaded_at": uploaded_at,
         }
         file_id = ObjectId()
-        grid_in = self.bucket.open_upload_stream_with_id(file_id, key["name"])
+        grid_in = open_upload(self.bucket, file_id, key["name"])
         digest, size = hashlib.sha256(), 0
         try:
             while block := stream.read(self.chunk_size):
@@ -195,3 +195,17 @@ def public_artifact(doc: dict) -> dict:
         "attempt": meta["attempt"],
         "uploaded_at": meta["uploaded_at"],
     }
+
+
+def open_upload(bucket: GridFSBucket, file_id: ObjectId, name: str) -> GridIn:
+    """`bucket.open_upload_stream_with_id`, less pymongo's check of GridFS's
+    own indexes at every upload: a `find_one({})` on the files and one on
+    the chunks, which SecantusDB answers by reading every document (78 ms of
+    its CPU an upload beside 3,000 artifacts: bench/findings.md 50). The
+    stores' `ensure_indexes` made those indexes at start."""
+    grid_in = bucket.open_upload_stream_with_id(file_id, name)
+    # pymongo's GridIn remembers its check in `_ensured_index`, set with
+    # object.__setattr__ (its own __setattr__ writes the file's fields);
+    # tests/unit/test_channel_query_plans.py fails if the check comes back
+    object.__setattr__(grid_in, "_ensured_index", True)
+    return grid_in

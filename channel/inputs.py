@@ -27,7 +27,7 @@ from gridfs.errors import FileExists
 from pymongo import ASCENDING
 from pymongo.database import Database
 
-from channel.artifacts import CHUNK_SIZE, ArtifactStore, public_artifact, too_large
+from channel.artifacts import CHUNK_SIZE, ArtifactStore, open_upload, public_artifact, too_large
 from serving.errors import BadRequest
 from serving.grants import output_source
 
@@ -82,7 +82,7 @@ class InputStore:
         is new). BadRequest when the bytes' digest is not `sha256`, and
         ArtifactTooLarge past `max_bytes`: either way nothing is stored."""
         uploaded_at = uploaded_at.replace(microsecond=uploaded_at.microsecond // 1000 * 1000)
-        grid_in = self.bucket.open_upload_stream_with_id(ObjectId(), name)
+        grid_in = open_upload(self.bucket, ObjectId(), name)
         digest, size = hashlib.sha256(), 0
         try:
             while block := stream.read(self.chunk_size):
