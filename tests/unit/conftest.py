@@ -16,6 +16,8 @@ import pymongo
 import pytest
 from dispatch_fakes import FakePush, GiB, add_helper
 
+from channel.app import create_app as channel_app
+from channel.store import ResultStore
 from seeker.control.dispatcher import Dispatcher
 from seeker.control.health import HelperHealth
 from seeker.store.helpers import HelperStore
@@ -180,3 +182,15 @@ def server():
     s = BackgroundServer(echo_app("server"), "127.0.0.1", 0, threads=2).start()
     yield s
     s.stop()
+
+
+@pytest.fixture
+def results(mock_db) -> ResultStore:
+    store = ResultStore(mock_db)
+    store.ensure_indexes()
+    return store
+
+
+@pytest.fixture
+def channel(results, clock):
+    return channel_app(store=results, token="t", clock=clock).test_client()
