@@ -152,7 +152,8 @@ class Seeker(HelperOperations):
     ) -> tuple[list[dict], str | None]:
         """A page of tasks, newest first, and the cursor of the next page
         (None on the last). ValueError for a cursor that is not one."""
-        docs = self.tasks.list(state, limit, parse_cursor(after) if after else None, array_id)
+        cursor = parse_cursor(after) if after else None
+        docs = self.tasks.list(state, limit, cursor, array_id, now=self.clock())
         more = len(docs) == limit
         return [task_json(d) for d in docs], cursor_of(docs[-1]) if docs and more else None
 

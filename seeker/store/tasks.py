@@ -15,6 +15,7 @@ from seeker.helper_models import HelperMode
 from seeker.models import AssignmentState, TaskState
 from seeker.store.assignments import AssignmentStates, assignment_id, slot_key
 from seeker.store.give_backs import GiveBacks
+from seeker.store.newest import newest_page
 from seeker.store.queue import Queue
 from seeker.store.task_document import new_task
 
@@ -42,6 +43,8 @@ class TaskStore(AssignmentStates, GiveBacks):
     def __init__(self, db: Database):
         self.tasks = db["tasks"]
         self.assignments = db["assignments"]
+        # state (None: any) -> the newest task's created_at at the last list
+        self._newest: dict[str | None, datetime] = {}
 
     def ensure_indexes(self) -> None:
         self.tasks.create_index([("state", ASCENDING), ("created_at", ASCENDING)], name="by_state")
@@ -73,20 +76,38 @@ class TaskStore(AssignmentStates, GiveBacks):
         limit: int = 50,
         after: tuple[datetime, str] | None = None,
         array_id: str | None = None,
+        now: datetime | None = None,
     ) -> list[dict]:
         """Newest first (ties by id); `after`: the (created_at, id) of the last
-        task of the page before, for the next page; `array_id`: one array's."""
+        task of the page before, for the next page; `array_id`: one array's.
+        `now`: look for the page in windows of time back from now or from
+        `after` (seeker/store/newest.py), not in every task at once."""
         query: dict = {"state": state} if state else {}
         if array_id:
             query["array_id"] = array_id
-        if after is not None:
-            created, task_id = after
-            query["$or"] = [
-                {"created_at": {"$lt": created}},
-                {"created_at": created, "_id": {"$lt": task_id}},
-            ]
-        found = self.tasks.find(query).sort([("created_at", DESCENDING), ("_id", DESCENDING)])
-        return list(found.limit(limit))
+
+        def find(q: dict) -> list[dict]:
+            found = self.tasks.find(q).sort([("created_at", DESCENDING), ("_id", DESCENDING)])
+            return list(found.limit(limit))
+
+        if after is None:
+            if now is None or array_id:  # an array's tasks: its own index bounds them
+                return find(query)
+            hint = self._newest.get(state)
+            page = newest_page(find, query, limit, now, "created_at", newest=hint)
+            if page:  # a hint for the next list (no decision rests on it)
+                self._newest[state] = page[0]["created_at"]
+            return page
+        created, task_id = after
+        ties = {**query, "created_at": created, "_id": {"$lt": task_id}}
+        if now is None or array_id:
+            return find({**query, "$or": [{"created_at": {"$lt": created}}, ties]})
+        # one `$or` had SecantusDB read every task, window or not: the ties
+        # (created in the same millisecond) and the older ones apart
+        page = find(ties)
+        if len(page) < limit:
+            page += newest_page(find, query, limit - len(page), created, "created_at", True)
+        return page[:limit]
 
     def queue(
         self,
