@@ -17,15 +17,13 @@ AUTH = {"Authorization": "Bearer t"}  # the user token: queries
 
 
 @pytest.fixture
-def store(mock_db) -> ResultStore:
-    s = ResultStore(mock_db)
-    s.ensure_indexes()
-    return s
+def store(results) -> ResultStore:  # conftest's, named as these tests name it
+    return results
 
 
 @pytest.fixture
-def client(store, clock):
-    return create_app(store=store, token="t", clock=clock).test_client()
+def client(channel):
+    return channel
 
 
 def body(**fields) -> dict:
