@@ -4,7 +4,6 @@ minutes at a scrape, and results posted, counted as they come in."""
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -50,20 +49,23 @@ class ChannelMetrics(EventMetrics):
         for status in ResultStatus:
             for outcome in POST_OUTCOMES:
                 self.posted.labels(status=status.value, outcome=outcome)
-        self._stored, self._lock = 0, threading.Lock()
         super().__init__(self.posted)
 
     def result_posted(self, status: ResultStatus | str, created: bool) -> None:
         status = status.value if isinstance(status, ResultStatus) else status
         self.posted.labels(status=status, outcome="stored" if created else "duplicate").inc()
-        if created:
-            with self._lock:
-                self._stored += 1
 
     def stored(self) -> int:
-        """Results this channel stored since it started."""
-        with self._lock:
-            return self._stored
+        """Results this channel stored since it started (the posts counted
+        `stored`, of every status)."""
+        (family,) = self.posted.collect()
+        return int(
+            sum(
+                s.value
+                for s in family.samples
+                if s.name.endswith("_total") and s.labels["outcome"] == "stored"
+            )
+        )
 
 
 class ChannelCollector:
