@@ -3,41 +3,19 @@ parser: the Flask test client over a mongomock store and a fake clock."""
 
 from __future__ import annotations
 
+from test_channel_artifacts import post_result, result
 from test_metrics import Unanswered, names, samples_of, scrape, value
 
 from channel.app import create_app as channel_app
 from channel.metrics import STORED_EVERY, ChannelMetrics
-from channel.models import output_digest
-from tests.auth_support import receipt_headers
 
 # --- the channel -----------------------------------------------------------------
-
-
-def result(**fields) -> dict:
-    return {
-        "task_id": "t1",
-        "helper_id": "h1",
-        "attempt": 1,
-        "image": "busybox:1.36",
-        "status": "succeeded",
-        "exit_code": 0,
-        "stdout": "hi\n",
-        "output_digest": output_digest(b"hi\n"),
-        "started_at": "2024-05-01T11:59:00+00:00",
-        "finished_at": "2024-05-01T11:59:30+00:00",
-        "sent_at": "2024-05-01T11:59:31+00:00",
-        **fields,
-    }
 
 
 def test_results_posted_stored_and_duplicates(channel):
     assert value(scrape(channel), "seeker_channel_results_stored") == 0
     for payload in (result(), result(), result(attempt=2, status="failed", exit_code=1)):
-        headers = receipt_headers(payload, "t")
-        assert channel.post("/api/v1/results", json=payload, headers=headers).status_code in (
-            200,
-            201,
-        )
+        assert post_result(channel, payload).status_code in (200, 201)
     samples = scrape(channel)
     assert value(samples, "seeker_channel_results_stored") == 2
     assert value(samples, "seeker_channel_artifacts_stored") == 0
@@ -52,7 +30,7 @@ def test_results_posted_stored_and_duplicates(channel):
 def test_the_channel_app_takes_the_metrics_object_it_is_given(results, clock):
     metrics = ChannelMetrics()
     client = channel_app(store=results, token="t", clock=clock, metrics=metrics).test_client()
-    resp = client.post("/api/v1/results", json=result(), headers=receipt_headers(result(), "t"))
+    resp = post_result(client, result())
     assert resp.status_code == 201
     posted = value(
         samples_of(metrics),
@@ -77,7 +55,7 @@ def test_the_stored_counts_are_taken_every_few_minutes_not_at_each_scrape(result
 
     collection, results.results = results.results, Counting()
     assert value(scrape(channel), "seeker_channel_results_stored") == 0
-    post = channel.post("/api/v1/results", json=result(), headers=receipt_headers(result(), "t"))
+    post = post_result(channel, result())
     assert post.status_code == 201
     # what this channel stored shows at once, without a count
     assert value(scrape(channel), "seeker_channel_results_stored") == 1
