@@ -90,9 +90,13 @@ class TaskStore(AssignmentStates, GiveBacks):
             found = self.tasks.find(q).sort([("created_at", DESCENDING), ("_id", DESCENDING)])
             return list(found.limit(limit))
 
+        if now is None or array_id:  # an array's tasks: its own index bounds them
+            if after is not None:
+                created, task_id = after
+                ties = {"created_at": created, "_id": {"$lt": task_id}}
+                query["$or"] = [{"created_at": {"$lt": created}}, ties]
+            return find(query)
         if after is None:
-            if now is None or array_id:  # an array's tasks: its own index bounds them
-                return find(query)
             hint = self._newest.get(state)
             page = newest_page(find, query, limit, now, "created_at", newest=hint)
             if page:  # a hint for the next list (no decision rests on it)
@@ -100,8 +104,6 @@ class TaskStore(AssignmentStates, GiveBacks):
             return page
         created, task_id = after
         ties = {**query, "created_at": created, "_id": {"$lt": task_id}}
-        if now is None or array_id:
-            return find({**query, "$or": [{"created_at": {"$lt": created}}, ties]})
         # one `$or` had SecantusDB read every task, window or not: the ties
         # (created in the same millisecond) and the older ones apart
         page = find(ties)
