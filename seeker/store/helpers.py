@@ -217,19 +217,23 @@ class HelperStore:
             return {h["helper_id"]: h for h in self.list()}
         now = self.clock()
         with self._registry_lock:
+            # a document read again as it was is kept as the object it was:
+            # a placement pass builds again only the helpers whose object
+            # is another (seeker.placement.capacity.KeptViews)
             if (
                 self._read_at is None
                 or self._read_whole_at is None
                 or not timedelta(0) <= now - self._read_whole_at < FULL_READ
             ):
-                self._registry = {h["helper_id"]: h for h in self.list()}
+                before = self._registry
+                self._registry = {h["helper_id"]: same(before, h) for h in self.list()}
                 self._read_whole_at = now
             else:
                 query = {"changed_at": {"$gte": self._read_at - SKEW}}
                 docs = [helper_json(d) for d in self.helpers.find(query, {"auth": 0})]
                 new = any(h["helper_id"] not in self._registry for h in docs)
                 for h in docs:
-                    self._registry[h["helper_id"]] = h
+                    self._registry[h["helper_id"]] = same(self._registry, h)
                 if new:  # in the order of their names, as list() gives them
                     ordered = sorted(self._registry.values(), key=lambda h: h["name"])
                     self._registry = {h["helper_id"]: h for h in ordered}
@@ -309,3 +313,9 @@ def helper_json(doc: dict) -> dict:
     out = {k: v for k, v in doc.items() if k not in ("_id", "auth")}
     out["helper_id"] = doc["_id"]
     return out
+
+
+def same(registry: dict[str, dict], doc: dict) -> dict:
+    """`doc`, or the registry's document of the same helper when it is equal."""
+    before = registry.get(doc["helper_id"])
+    return before if before == doc else doc

@@ -267,6 +267,22 @@ class TestFollowedRegistry:
         followed.poll_gone("h1", written_at)
         assert followed.registry()["h1"]["poll"]["gone_at"] == written_at
 
+    def test_a_document_read_again_as_it_was_is_the_same_object(self, followed, clock):
+        """A placement pass builds again the views of the helpers whose
+        document is another object (KeptViews): one read again within the
+        window, or by the whole read, but unchanged, is not another."""
+        followed.register(registration("h1", "gpu-1"), clock())
+        followed.register(registration("h2", "gpu-2"), clock())
+        first = followed.registry()
+        clock.advance(1)
+        followed.contact_failed("h2", clock(), "refused")
+        again = followed.registry()  # both within the window: read again
+        assert again["h1"] is first["h1"]
+        assert again["h2"] is not first["h2"] and again["h2"]["failures"] == 1
+        clock.advance(FULL_READ.total_seconds())
+        whole = followed.registry()
+        assert whole["h1"] is first["h1"] and whole["h2"] is again["h2"]
+
     def test_a_new_helper_takes_its_place_by_name(self, followed, clock):
         followed.register(registration("h2", "gpu-2"), clock())
         followed.registry()
