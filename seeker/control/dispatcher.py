@@ -30,6 +30,7 @@ from seeker.helper_models import HelperMode
 from seeker.models import TaskState
 from seeker.placement import select
 from seeker.placement.capacity import KeptViews, after_placing, as_utc
+from seeker.placement.fleet import Fleet
 from seeker.placement.gpus import reservation_for
 from seeker.placement.views import HelperView, TaskView
 from seeker.store.assignments import assignment_id
@@ -132,13 +133,14 @@ class Dispatcher(StalePushes):
             finally:
                 queue.close()
 
-    def _fleet(self) -> tuple[dict[str, dict], list[dict], dict[str, HelperView]]:
-        """The helpers by id, the live assignments, and the helpers' views."""
+    def _fleet(self) -> tuple[dict[str, dict], list[dict], Fleet]:
+        """The helpers by id, the live assignments, and the helpers' views
+        (the last pass's fleet, brought up to date)."""
         docs = self.helpers.registry()
         live = self.tasks.live_assignment_docs()
         views = self._views.fleet(list(docs.values()), live, self.clock(), self.liveness)
         self._slots = slots_in_use(live)
-        self._queues = any(v.prefetch for v in views.values())  # a helper prefetches
+        self._queues = views.prefetching  # a helper prefetches
         self._told = {}
         return docs, live, views
 

@@ -16,8 +16,8 @@ def helper_views(
     helpers: list[dict], live: list[dict], now: datetime, liveness: timedelta
 ) -> Fleet:
     """Each helper's view by helper id, as a Fleet: a mapping whose rows for
-    select() are built here, once per dispatch pass (KeptViews keeps them
-    from one pass to the next)."""
+    select() are built here (the dispatcher keeps its fleet from one pass to
+    the next: KeptViews)."""
     return KeptViews().fleet(helpers, live, now, liveness)
 
 
@@ -25,18 +25,26 @@ NONE_HELD: frozenset = frozenset()  # the live assignments of most helpers in a 
 
 
 class KeptViews:
-    """helper_views() from one placement pass to the next: a helper's view
-    and row are built again only when its document is another object (the
-    registry read it again: HelperStore.registry()), its live assignments
-    are others, or it came online or went offline; the rest are the last
-    pass's. A fleet of thousands with a few changes is a few views built,
-    and for each of the rest a dictionary look-up and a comparison of times
-    (when it goes offline is worked out once per document: online_until)."""
+    """helper_views() from one placement pass to the next: the same Fleet,
+    in which a helper's view and row are built again only when its document
+    is another object (the registry read it again: HelperStore.registry()),
+    its live assignments are others, it came online or went offline, or the
+    last pass set its view (after placing there); the rest are the last
+    pass's. A pass over a fleet of thousands with a few changes is a few
+    views built, and for each of the rest a dictionary look-up and two
+    comparisons (when it goes offline is worked out once per document:
+    online_until). A helper that joined or left, another order, another
+    liveness or a clock gone back builds the whole fleet again."""
 
     def __init__(self):
-        # helper id -> (its document, online_until(), live assignment ids, online, its row)
-        self._kept: dict[str, tuple[dict, datetime | None, frozenset, bool, object]] = {}
+        # helper id -> (its document, online_until(), live assignment ids, online)
+        self._kept: dict[str, tuple[dict, datetime | None, frozenset, bool]] = {}
+        self._order: list[str] = []  # the helper ids, in the order of the fleet
+        self._index: dict[str, int] = {}  # helper id -> its place in that order
+        self._held: frozenset = NONE_HELD  # the helpers that held live assignments
+        self._fleet: Fleet | None = None
         self._liveness: timedelta | None = None  # the one the kept times were worked out with
+        self._now: datetime | None = None  # the last pass's
 
     def fleet(
         self, helpers: list[dict], live: list[dict], now: datetime, liveness: timedelta
@@ -46,25 +54,84 @@ class KeptViews:
         for a in live:
             reserved.setdefault(a["helper_id"], []).append(a.get("reservation") or {})
             held.setdefault(a["helper_id"], []).append(a.get("_id"))
-        if liveness != self._liveness:
-            self._kept, self._liveness = {}, liveness
-        kept, rows = {}, []
+        fleet = self._fleet
+        touched = fleet.touched() if fleet is not None else set()  # by the last pass
+        changed = None
+        if fleet is not None and liveness == self._liveness and now >= self._now:
+            changed = self._changed(helpers, held, now, touched)
+        if changed is None:
+            return self._build(helpers, reserved, held, now, liveness, touched)
+        self._held, self._now = frozenset(held), now
+        for h in changed.values():
+            self._keep(h, reserved, held, now, liveness, fleet)
+        return fleet
+
+    def _changed(
+        self, helpers: list[dict], held: dict[str, list[str]], now: datetime, touched: set[str]
+    ) -> dict[str, dict] | None:
+        """The helpers whose views are to be built again, by id, with their
+        documents; None: the fleet as a whole (its helpers, or their order,
+        are others)."""
+        order, kept, fleet = self._order, self._kept, self._fleet
+        if len(helpers) != len(order):
+            return None
+        changed: dict[str, dict] = {}
+        for i, h in enumerate(helpers):
+            helper_id = h["helper_id"]
+            if order[i] != helper_id:
+                return None
+            before = kept[helper_id]
+            if before[0] is not h or (before[3] and now > before[1]):  # or its deadline passed
+                changed[helper_id] = h
+        index = self._index
+        for helper_id in touched:
+            if helper_id not in index or helper_id not in fleet:  # added or removed there
+                return None
+            changed[helper_id] = helpers[index[helper_id]]
+        for helper_id in self._held.union(held):
+            if helper_id not in kept:
+                continue  # an assignment of a helper gone from the registry
+            ids = held.get(helper_id)
+            if (NONE_HELD if ids is None else frozenset(ids)) != kept[helper_id][2]:
+                changed[helper_id] = helpers[index[helper_id]]
+        return changed
+
+    def _build(self, helpers, reserved, held, now, liveness, touched: set[str]) -> Fleet:
+        """The whole fleet, anew, with the rows of the last one that still
+        stand (not `touched` by the last pass, nothing else changed)."""
+        before = self._kept if liveness == self._liveness else {}
+        rows = []
+        kept: dict[str, tuple[dict, datetime | None, frozenset, bool]] = {}
+        old = self._fleet
         for h in helpers:
             helper_id = h["helper_id"]
             ids = held.get(helper_id)
             ids = NONE_HELD if ids is None else frozenset(ids)
-            before = self._kept.get(helper_id)
-            same = before is not None and before[0] is h
-            until = before[1] if same else online_until(h, liveness)
+            b = before.get(helper_id)
+            same = b is not None and b[0] is h
+            until = b[1] if same else online_until(h, liveness)
             online = until is not None and now <= until
-            if same and before[2] == ids and before[3] == online:
-                row = before[4]
+            kept[helper_id] = (h, until, ids, online)
+            if same and b[2] == ids and b[3] == online and helper_id not in touched:
+                rows.append(old.row(helper_id))
             else:
-                row = row_of(view_of(h, reserved.get(helper_id, []), now, liveness))
-            kept[helper_id] = (h, until, ids, online, row)
-            rows.append(row)
-        self._kept = kept
-        return Fleet(rows=rows)
+                rows.append(row_of(view_of(h, reserved.get(helper_id, []), now, liveness)))
+        self._kept, self._order = kept, [h["helper_id"] for h in helpers]
+        self._index = {helper_id: i for i, helper_id in enumerate(self._order)}
+        self._held, self._now, self._liveness = frozenset(held), now, liveness
+        self._fleet = Fleet(rows=rows)
+        return self._fleet
+
+    def _keep(self, h, reserved, held, now, liveness, fleet: Fleet) -> None:
+        """Build one helper's view again from its document and assignments."""
+        helper_id = h["helper_id"]
+        ids = held.get(helper_id)
+        ids = NONE_HELD if ids is None else frozenset(ids)
+        before = self._kept[helper_id]
+        until = before[1] if before[0] is h else online_until(h, liveness)
+        online = until is not None and now <= until
+        self._kept[helper_id] = (h, until, ids, online)
+        fleet.put(row_of(view_of(h, reserved.get(helper_id, []), now, liveness)))
 
 
 def view_of(doc: dict, reservations: list[dict], now: datetime, liveness: timedelta) -> HelperView:

@@ -5,8 +5,11 @@ A `Fleet` maps helper ids to HelperViews, as the dict the dispatcher kept
 before did, and keeps beside each view a row of what the default filters and
 scorers read: its free and total resources, its GPUs' free memory largest
 first, the scores that do not depend on the task, and whether it is offline
-or full. The rows are built once per dispatch pass; replacing a view after a
-placement rebuilds one row. `fast_path.select_in_fleet()` reads them."""
+or full. The dispatcher keeps its Fleet from one pass to the next
+(capacity.KeptViews), building again only the rows of helpers that changed;
+replacing a view after a placement rebuilds one row, and marks it for the
+next pass to build again from the database. `fast_path.select_in_fleet()`
+reads the rows."""
 
 from __future__ import annotations
 
@@ -104,6 +107,8 @@ class Fleet(MutableMapping):
         for view in self._views.values():
             self._names[view.name] = self._names.get(view.name, 0) + 1
         self._shared_names = sum(n > 1 for n in self._names.values())  # names used twice
+        self._touched: set[str] = set()  # helper ids whose view was set (KeptViews)
+        self._prefetching = sum(v.prefetch > 0 for v in self._views.values())
 
     @classmethod
     def of(cls, views: Iterable[HelperView]) -> Fleet | None:
@@ -117,19 +122,41 @@ class Fleet(MutableMapping):
         return self._views[helper_id]
 
     def __setitem__(self, helper_id: str, view: HelperView) -> None:
+        self._touched.add(helper_id)
+        self._put(helper_id, view, row_of(view))
+
+    def put(self, row: Row) -> None:
+        """Set a view with its row built before (row_of() of it), as the
+        helper's document says it is: not among touched()."""
+        self._put(row.helper_id, row.view, row)
+
+    def _put(self, helper_id: str, view: HelperView, row: Row) -> None:
         if helper_id in self._views:
-            self._forget_name(self._views[helper_id].name)
+            self._forget(self._views[helper_id])
+        self._prefetching += view.prefetch > 0
         self._views[helper_id] = view
-        self._rows[helper_id] = row_of(view)
+        self._rows[helper_id] = row
         n = self._names[view.name] = self._names.get(view.name, 0) + 1
         self._shared_names += n == 2
 
+    def touched(self) -> set[str]:
+        """The helper ids whose view was set (`fleet[id] = view`) since the
+        last call: a placement pass's changes, which the next one undoes."""
+        touched, self._touched = self._touched, set()
+        return touched
+
+    def row(self, helper_id: str) -> Row:
+        return self._rows[helper_id]
+
     def __delitem__(self, helper_id: str) -> None:
+        self._touched.add(helper_id)
         view = self._views.pop(helper_id)
         del self._rows[helper_id]
-        self._forget_name(view.name)
+        self._forget(view)
 
-    def _forget_name(self, name: str) -> None:
+    def _forget(self, view: HelperView) -> None:
+        self._prefetching -= view.prefetch > 0
+        name = view.name
         n = self._names[name] = self._names[name] - 1
         self._shared_names -= n == 1
         if not n:
@@ -155,6 +182,11 @@ class Fleet(MutableMapping):
 
     def __repr__(self) -> str:
         return f"Fleet({list(self._views.values())!r})"
+
+    @property
+    def prefetching(self) -> bool:
+        """Whether a helper's view says it prefetches (keeps a queue)."""
+        return self._prefetching > 0
 
     @property
     def names_are_unique(self) -> bool:

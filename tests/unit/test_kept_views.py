@@ -1,0 +1,149 @@
+"""KeptViews over many passes: the fleet it keeps, changed in place, is at
+every pass the fleet a fresh helper_views() builds of the same documents,
+assignments and time, whatever happened between (documents read again,
+assignments made and ended, helpers joining, leaving and going offline, the
+last pass's placements, another order, another liveness, a clock gone back)."""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+
+import pytest
+from test_capacity import LIVENESS, NOW, doc
+
+from seeker.placement.capacity import KeptViews, after_placing, helper_views
+
+
+def same_fleet(kept, fresh) -> None:
+    assert list(kept) == list(fresh)
+    assert [kept[k] for k in kept] == [fresh[k] for k in fresh]
+    assert kept.rows() == fresh.rows()
+    assert kept.names_are_unique == fresh.names_are_unique
+    assert kept.prefetching == fresh.prefetching
+
+
+ACTIONS = {
+    "read": 3,
+    "assign": 3,
+    "end": 2,
+    "time": 4,
+    "gone": 1,
+    "join": 0.3,
+    "leave": 0.3,
+    "order": 0.3,
+    "other_liveness": 0.2,
+    "back": 0.2,
+}
+
+
+class World:
+    """Documents, live assignments and a clock, changed at random."""
+
+    def __init__(self, rng: random.Random):
+        self.rng = rng
+        self.now = NOW
+        self.liveness = LIVENESS
+        self.serial = 0
+        self.docs = [self.new_doc() for _ in range(rng.randint(0, 12))]
+        self.live: list[dict] = []
+
+    def new_doc(self) -> dict:
+        self.serial += 1
+        seen = self.now - timedelta(seconds=self.rng.randint(0, 60))
+        name = f"gpu-{self.rng.randint(1, 8)}"  # sometimes shared
+        return doc(
+            f"h{self.serial}",
+            name,
+            last_seen=seen,
+            slots=self.rng.randint(1, 4),
+            prefetch=self.rng.choice([0, 0, 0, 2]),
+        )
+
+    def step(self) -> None:
+        # mostly what a pass sees in place; now and then what builds it all again
+        action = self.rng.choices(list(ACTIONS), weights=list(ACTIONS.values()))[0]
+        getattr(self, action)()
+
+    def read(self) -> None:  # the registry read a document again
+        if self.docs:
+            i = self.rng.randrange(len(self.docs))
+            seen = self.now - timedelta(seconds=self.rng.randint(0, 50))
+            self.docs[i] = {
+                **self.docs[i],
+                "last_seen": seen,
+                "slots": self.rng.randint(1, 4),
+                "prefetch": self.rng.choice([0, 0, 2]),
+            }
+
+    def assign(self) -> None:
+        if self.docs:
+            h = self.rng.choice(self.docs)
+            self.serial += 1
+            self.live.append(
+                {
+                    "_id": f"t{self.serial}.1",
+                    "helper_id": h["helper_id"],
+                    "reservation": {"cpus": self.rng.randint(0, 2)},
+                }
+            )
+
+    def end(self) -> None:
+        if self.live:
+            self.live.pop(self.rng.randrange(len(self.live)))
+
+    def time(self) -> None:
+        self.now += timedelta(seconds=self.rng.choice([0, 1, 5, 20, 40]))
+
+    def gone(self) -> None:  # an assignment of a helper no longer registered
+        self.serial += 1
+        self.live.append({"_id": f"t{self.serial}.1", "helper_id": "gone"})
+
+    def join(self) -> None:
+        self.docs.insert(self.rng.randint(0, len(self.docs)), self.new_doc())
+
+    def leave(self) -> None:
+        if self.docs:
+            self.docs.pop(self.rng.randrange(len(self.docs)))
+
+    def order(self) -> None:
+        if len(self.docs) > 1:
+            i, j = self.rng.sample(range(len(self.docs)), 2)
+            self.docs[i], self.docs[j] = self.docs[j], self.docs[i]
+
+    def other_liveness(self) -> None:
+        self.liveness = self.rng.choice([LIVENESS, 2 * LIVENESS])
+
+    def back(self) -> None:
+        self.now -= timedelta(seconds=self.rng.choice([1, 30]))
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_kept_views_equal_a_fresh_fleet_at_every_pass(seed):
+    rng = random.Random(seed)
+    world, kept = World(rng), KeptViews()
+    for _ in range(60):
+        for _ in range(rng.randint(0, 3)):
+            world.step()
+        fleet = kept.fleet(world.docs, world.live, world.now, world.liveness)
+        same_fleet(fleet, helper_views(world.docs, world.live, world.now, world.liveness))
+        # the pass places, or drops a helper it purged: undone at the next
+        for _ in range(rng.randint(0, 2)):
+            if not len(fleet):
+                break
+            helper_id = rng.choice(list(fleet))
+            if rng.random() < 0.8:
+                fleet[helper_id] = after_placing(fleet[helper_id], {"cpus": 1})
+            else:
+                del fleet[helper_id]
+
+
+def test_a_pass_with_nothing_changed_builds_no_row_and_keeps_the_fleet():
+    kept = KeptViews()
+    docs = [doc("h1", "gpu-1"), doc("h2", "gpu-2")]
+    live = [{"_id": "t.1", "helper_id": "h2", "reservation": {"cpus": 1}}]
+    first = kept.fleet(docs, live, NOW, LIVENESS)
+    rows = first.rows()
+    second = kept.fleet(docs, list(live), NOW + timedelta(seconds=1), LIVENESS)
+    assert second is first
+    assert all(a is b for a, b in zip(second.rows(), rows, strict=True))
