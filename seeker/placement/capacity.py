@@ -105,14 +105,9 @@ class KeptViews:
         old = self._fleet
         for h in helpers:
             helper_id = h["helper_id"]
-            ids = held.get(helper_id)
-            ids = NONE_HELD if ids is None else frozenset(ids)
             b = before.get(helper_id)
-            same = b is not None and b[0] is h
-            until = b[1] if same else online_until(h, liveness)
-            online = until is not None and now <= until
-            kept[helper_id] = (h, until, ids, online)
-            if same and b[2] == ids and b[3] == online and helper_id not in touched:
+            entry = kept[helper_id] = self._entry(h, held, now, liveness, b)
+            if b is not None and b[0] is h and b[2:] == entry[2:] and helper_id not in touched:
                 rows.append(old.row(helper_id))
             else:
                 rows.append(row_of(view_of(h, reserved.get(helper_id, []), now, liveness)))
@@ -125,13 +120,19 @@ class KeptViews:
     def _keep(self, h, reserved, held, now, liveness, fleet: Fleet) -> None:
         """Build one helper's view again from its document and assignments."""
         helper_id = h["helper_id"]
-        ids = held.get(helper_id)
-        ids = NONE_HELD if ids is None else frozenset(ids)
-        before = self._kept[helper_id]
-        until = before[1] if before[0] is h else online_until(h, liveness)
-        online = until is not None and now <= until
-        self._kept[helper_id] = (h, until, ids, online)
+        self._kept[helper_id] = self._entry(h, held, now, liveness, self._kept[helper_id])
         fleet.put(row_of(view_of(h, reserved.get(helper_id, []), now, liveness)))
+
+    @staticmethod
+    def _entry(h, held, now, liveness, before) -> tuple[dict, datetime | None, frozenset, bool]:
+        """What is kept of a helper: its document, when it goes offline
+        (worked out again only for another document), its live assignment
+        ids, and whether it is online at `now`."""
+        ids = held.get(h["helper_id"])
+        same = before is not None and before[0] is h
+        until = before[1] if same else online_until(h, liveness)
+        online = until is not None and now <= until
+        return h, until, NONE_HELD if ids is None else frozenset(ids), online
 
 
 def view_of(doc: dict, reservations: list[dict], now: datetime, liveness: timedelta) -> HelperView:
