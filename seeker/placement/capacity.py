@@ -22,13 +22,18 @@ def helper_views(
 
 
 NONE_HELD: frozenset = frozenset()  # the live assignments of most helpers in a large fleet
+# what a helper's contacts write to its document besides its failure count
+# (HelperStore.seen(), without `changed_at`): a view reads them only through
+# online_until()
+CONTACT = {"last_seen": None, "heartbeat": None}
 
 
 class KeptViews:
     """helper_views() from one placement pass to the next: the same Fleet,
     in which a helper's view and row are built again only when its document
-    is another object (the registry read it again: HelperStore.registry()),
-    its live assignments are others, it came online or went offline, or the
+    is another object (the registry read it again: HelperStore.registry())
+    that differs in more than what contacts write (CONTACT), its live
+    assignments are others, it came online or went offline, or the
     last pass set its view (after placing there); the rest are the last
     pass's. A pass over a fleet of thousands with a few changes is a few
     views built, and for each of the rest a dictionary look-up and two
@@ -58,7 +63,7 @@ class KeptViews:
         touched = fleet.touched() if fleet is not None else set()  # by the last pass
         changed = None
         if fleet is not None and liveness == self._liveness and now >= self._now:
-            changed = self._changed(helpers, held, now, touched)
+            changed = self._changed(helpers, held, now, liveness, touched)
         if changed is None:
             return self._build(helpers, reserved, held, now, liveness, touched)
         self._held, self._now = frozenset(held), now
@@ -67,7 +72,12 @@ class KeptViews:
         return fleet
 
     def _changed(
-        self, helpers: list[dict], held: dict[str, list[str]], now: datetime, touched: set[str]
+        self,
+        helpers: list[dict],
+        held: dict[str, list[str]],
+        now: datetime,
+        liveness: timedelta,
+        touched: set[str],
     ) -> dict[str, dict] | None:
         """The helpers whose views are to be built again, by id, with their
         documents; None: the fleet as a whole (its helpers, or their order,
@@ -81,20 +91,44 @@ class KeptViews:
             if order[i] != helper_id:
                 return None
             before = kept[helper_id]
-            if before[0] is not h or (before[3] and now > before[1]):  # or its deadline passed
+            if before[0] is h:
+                if before[3] and now > before[1]:  # its deadline passed
+                    changed[helper_id] = h
+            elif not self._contact(before, h, now, liveness):
                 changed[helper_id] = h
         index = self._index
         for helper_id in touched:
             if helper_id not in index or helper_id not in fleet:  # added or removed there
                 return None
             changed[helper_id] = helpers[index[helper_id]]
+        for helper_id in self._held_other(held):
+            changed[helper_id] = helpers[index[helper_id]]
+        return changed
+
+    def _held_other(self, held: dict[str, list[str]]) -> list[str]:
+        """The helpers whose live assignments are others than at the last pass."""
+        kept, other = self._kept, []
         for helper_id in self._held.union(held):
             if helper_id not in kept:
                 continue  # an assignment of a helper gone from the registry
             ids = held.get(helper_id)
             if (NONE_HELD if ids is None else frozenset(ids)) != kept[helper_id][2]:
-                changed[helper_id] = helpers[index[helper_id]]
-        return changed
+                other.append(helper_id)
+        return other
+
+    def _contact(self, before: tuple, h: dict, now: datetime, liveness: timedelta) -> bool:
+        """Whether a helper's row stands for its new document `h`: it differs
+        from the kept one only in what contacts write (heartbeats, reports:
+        CONTACT), and the helper is as online as it was. Then `h` is kept,
+        with when it goes offline now."""
+        if {**before[0], **CONTACT} != {**h, **CONTACT}:
+            return False
+        until = online_until(h, liveness)
+        online = until is not None and now <= until
+        if online != before[3]:
+            return False
+        self._kept[h["helper_id"]] = (h, until, before[2], online)
+        return True
 
     def _build(self, helpers, reserved, held, now, liveness, touched: set[str]) -> Fleet:
         """The whole fleet, anew, with the rows of the last one that still

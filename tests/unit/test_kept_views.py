@@ -25,6 +25,7 @@ def same_fleet(kept, fresh) -> None:
 
 ACTIONS = {
     "read": 3,
+    "beat": 3,
     "assign": 3,
     "end": 2,
     "time": 4,
@@ -75,6 +76,13 @@ class World:
                 "slots": self.rng.randint(1, 4),
                 "prefetch": self.rng.choice([0, 0, 2]),
             }
+
+    def beat(self) -> None:  # a contact: only last_seen and the interval change
+        if self.docs:
+            i = self.rng.randrange(len(self.docs))
+            seen = self.now - timedelta(seconds=self.rng.randint(0, 50))
+            beat = self.rng.choice([0, 15, 40])
+            self.docs[i] = {**self.docs[i], "last_seen": seen, "heartbeat": beat}
 
     def assign(self) -> None:
         if self.docs:
@@ -147,3 +155,23 @@ def test_a_pass_with_nothing_changed_builds_no_row_and_keeps_the_fleet():
     second = kept.fleet(docs, list(live), NOW + timedelta(seconds=1), LIVENESS)
     assert second is first
     assert all(a is b for a, b in zip(second.rows(), rows, strict=True))
+
+
+def test_a_contact_keeps_the_row_unless_the_helper_goes_online_or_offline():
+    """A document read again after contacts (a heartbeat's `last_seen`, a new
+    interval) keeps its row while the helper is as online as it was; another
+    change of the document, or one that takes it offline, builds it again."""
+    kept = KeptViews()
+    h1, h2 = doc("h1", "gpu-1"), doc("h2", "gpu-2")
+    first = kept.fleet([h1, h2], [], NOW, LIVENESS)
+    rows = {r.helper_id: r for r in first.rows()}
+    later = NOW + timedelta(seconds=10)
+    beat = {**h1, "last_seen": later, "heartbeat": 15}
+    failed = {**h2, "failures": 2}
+    second = kept.fleet([beat, failed], [], later, LIVENESS)
+    assert second.row("h1") is rows["h1"]
+    assert second.row("h2") is not rows["h2"] and second["h2"].failures == 2
+    stale = {**beat, "last_seen": NOW - 2 * LIVENESS}  # a stale copy: offline now
+    third = kept.fleet([stale, failed], [], later, LIVENESS)
+    assert not third["h1"].online
+    same_fleet(third, helper_views([stale, failed], [], later, LIVENESS))
