@@ -111,8 +111,7 @@ class KeptViews:
         for helper_id in self._held.union(held):
             if helper_id not in kept:
                 continue  # an assignment of a helper gone from the registry
-            ids = held.get(helper_id)
-            if (NONE_HELD if ids is None else frozenset(ids)) != kept[helper_id][2]:
+            if held_ids(held, helper_id) != kept[helper_id][2]:
                 other.append(helper_id)
         return other
 
@@ -162,11 +161,16 @@ class KeptViews:
         """What is kept of a helper: its document, when it goes offline
         (worked out again only for another document), its live assignment
         ids, and whether it is online at `now`."""
-        ids = held.get(h["helper_id"])
         same = before is not None and before[0] is h
         until = before[1] if same else online_until(h, liveness)
         online = until is not None and now <= until
-        return h, until, NONE_HELD if ids is None else frozenset(ids), online
+        return h, until, held_ids(held, h["helper_id"]), online
+
+
+def held_ids(held: dict[str, list[str]], helper_id: str) -> frozenset:
+    """The ids of a helper's live assignments, from `held` (helper id -> ids)."""
+    ids = held.get(helper_id)
+    return NONE_HELD if ids is None else frozenset(ids)
 
 
 def view_of(doc: dict, reservations: list[dict], now: datetime, liveness: timedelta) -> HelperView:
