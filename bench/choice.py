@@ -258,7 +258,7 @@ def run(quick: bool = False) -> dict:
         "`helper_views()` (view_of() per document, then the Fleet) from 10,000 documents "
         f"and {sum(h.running for h in helpers):,} live assignments. Once per dispatch pass: "
         "a pass with few decisions costs more in these than in select(). The dispatcher "
-        f"builds the fleet whole only when helpers joined or left: at other passes it "
+        "builds the fleet whole only when helpers joined or left: at other passes it "
         f"brings the last pass's up to date (`KeptViews`), here with {CHANGED} documents "
         "read again (other objects, as the registry hands them) and a second later.",
         "Each helper has 0-30 of 60 images, each task names one of them (a quarter of "
