@@ -171,15 +171,20 @@ class MongoServer:
 # --- the machine -------------------------------------------------------------
 
 
-def machine() -> dict:
+def cpu_model() -> str:
+    """The processor's name, as /proc/cpuinfo gives it where it can."""
     model = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    return model
+
+
+def machine() -> dict:
+    model = cpu_model()
     try:
         import docker
 

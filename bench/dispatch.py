@@ -50,6 +50,7 @@ from bench import exchange
 from bench.common import (
     MongoServer,
     Service,
+    cpu_model,
     cpu_seconds,
     fmt_ratio,
     free_ports,
@@ -66,10 +67,36 @@ from bench.threads import by_thread, split_line, thread_cpu, thread_names
 NAME = "dispatch"
 TARGET = 300.0
 # issue #14, per task: database operations, and the services' CPU (seeker,
-# channel, helpers): a third of the 19.3 ms the issue measured
+# channel, helpers) at most a third of what the code of the issue's day
+# spent: 19.3 ms on the AMD EPYC it was measured on. The machine moves that
+# figure more than the target's margin, so where the same code was run
+# again on another machine, beside this code, a third of its figure there is
+# the target (bench/findings.md, 20 and 55)
 OPS_TARGET = 8.0
-CPU_TARGET_MS = 19.3 / 3
+ISSUE_CODE = "9545cb4"  # the code the issue measured: this wave began on it
+ISSUE_CPU_MS = {
+    "AMD EPYC": 19.3,  # as the issue measured it
+    # 2026-12-05, five runs of 500 tasks alternating with 67926c4: 14.56-15.12 ms
+    "Intel(R) Xeon(R) Processor": 14.8,
+}
+ISSUE_CPU_AS_FILED = "AMD EPYC"
 SERVICES = ("seeker", "channel", "fleet")  # whose CPU the per-task target counts
+
+
+def cpu_target(cpu: str) -> tuple[float, str]:
+    """Issue #14's per-task CPU target in ms on a machine whose processor
+    is `cpu`, and what it is a third of."""
+    if cpu in ISSUE_CPU_MS:
+        return ISSUE_CPU_MS[cpu] / 3, (
+            f"a third of the {ISSUE_CPU_MS[cpu]} ms the code of the issue's day "
+            f"({ISSUE_CODE}) spent on this processor ({cpu})"
+        )
+    filed = ISSUE_CPU_MS[ISSUE_CPU_AS_FILED]
+    return filed / 3, (
+        f"a third of the {filed} ms the issue measured on an {ISSUE_CPU_AS_FILED}; its code "
+        f"({ISSUE_CODE}) was not run on this processor ({cpu}), so this verdict compares "
+        "figures of two machines"
+    )
 
 
 WAKES_NOTE = (
@@ -200,7 +227,8 @@ def run(quick: bool = False) -> dict:
             fmt_ratio(ratio(services_ms, floor_ms + ops_per_task * op_ms)),
         ]
     )
-    per_task_met = ops_per_task <= OPS_TARGET and services_ms <= CPU_TARGET_MS
+    cpu_target_ms, cpu_target_says = cpu_target(cpu_model())
+    per_task_met = ops_per_task <= OPS_TARGET and services_ms <= cpu_target_ms
     notes = [
         f"Seeker: {n:,} tasks in {wall:.1f} s, after {warm} warm-up tasks; {HELPERS} helpers "
         f"of {SLOTS} slots, {CLIENTS} submitting threads; database: {db.kind}.",
@@ -242,8 +270,8 @@ def run(quick: bool = False) -> dict:
         f"{ops_per_task:.1f} of them per task add {ops_per_task * op_ms:.2f} ms.",
         f"Issue #14, per task: {ops_per_task:.1f} database operations (at most "
         f"{OPS_TARGET:.0f}: {met_word(ops_per_task <= OPS_TARGET)}), {services_ms:.1f} ms of the "
-        f"services' CPU (at most {CPU_TARGET_MS:.1f} ms, a third of the 19.3 ms the issue "
-        f"measured: {met_word(services_ms <= CPU_TARGET_MS)}).",
+        f"services' CPU (at most {cpu_target_ms:.1f} ms, {cpu_target_says}: "
+        f"{met_word(services_ms <= cpu_target_ms)}).",
     ]
     return report(
         NAME,
@@ -251,7 +279,8 @@ def run(quick: bool = False) -> dict:
         rows,
         target=(
             "at least 300 tasks/s end to end on 2 cores; per task at most 8 database "
-            f"operations and {CPU_TARGET_MS:.1f} ms of the services' CPU (issue #14)"
+            f"operations and {cpu_target_ms:.1f} ms of the services' CPU (issue #14: a third of "
+            "the issue's code's on this machine)"
         ),
         met=tps >= TARGET and per_task_met,
         notes=notes,
