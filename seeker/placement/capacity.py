@@ -123,7 +123,7 @@ class KeptViews:
         if {**before[0], **CONTACT} != {**h, **CONTACT}:
             return False
         until = online_until(h, liveness)
-        online = until is not None and now <= until
+        online = online_at(until, now)
         if online != before[3]:
             return False
         self._kept[h["helper_id"]] = (h, until, before[2], online)
@@ -163,8 +163,7 @@ class KeptViews:
         ids, and whether it is online at `now`."""
         same = before is not None and before[0] is h
         until = before[1] if same else online_until(h, liveness)
-        online = until is not None and now <= until
-        return h, until, held_ids(held, h["helper_id"]), online
+        return h, until, held_ids(held, h["helper_id"]), online_at(until, now)
 
 
 def held_ids(held: dict[str, list[str]], helper_id: str) -> frozenset:
@@ -224,7 +223,11 @@ def online_until(doc: dict, liveness: timedelta) -> datetime | None:
 
 
 def is_online(doc: dict, now: datetime, liveness: timedelta) -> bool:
-    until = online_until(doc, liveness)
+    return online_at(online_until(doc, liveness), now)
+
+
+def online_at(until: datetime | None, now: datetime) -> bool:
+    """Whether a helper online until `until` (online_until) is online at `now`."""
     return until is not None and now <= until
 
 
