@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
+from itertools import compress
+from operator import is_not
 
 from seeker.placement.fleet import Fleet, row_of
 from seeker.placement.gpus import after_reservations, devices_of
@@ -26,6 +28,7 @@ NONE_HELD: frozenset = frozenset()  # the live assignments of most helpers in a 
 # (HelperStore.seen(), without `changed_at`): a view reads them only through
 # online_until()
 CONTACT = {"last_seen": None, "heartbeat": None}
+NEVER = datetime.max.replace(tzinfo=timezone.utc)
 
 
 class KeptViews:
@@ -36,14 +39,19 @@ class KeptViews:
     assignments are others, it came online or went offline, or the
     last pass set its view (after placing there); the rest are the last
     pass's. A pass over a fleet of thousands with a few changes is a few
-    views built, and for each of the rest a dictionary look-up and two
-    comparisons (when it goes offline is worked out once per document:
-    online_until). A helper that joined or left, another order, another
-    liveness or a clock gone back builds the whole fleet again."""
+    views built, and for the rest one comparison of each document with the
+    last pass's, made in C (when a helper goes offline is worked out once
+    per document, online_until(), and the helpers are looked at one by one
+    only once the first of them may have gone offline). A helper that
+    joined or left, another order, another liveness or a clock gone back
+    builds the whole fleet again."""
 
     def __init__(self):
         # helper id -> (its document, online_until(), live assignment ids, online)
         self._kept: dict[str, tuple[dict, datetime | None, frozenset, bool]] = {}
+        self._docs: list[dict] = []  # the last pass's documents, in the order of the fleet
+        # no online helper goes offline before this (a bound: it may be earlier)
+        self._earliest: datetime = NEVER
         self._order: list[str] = []  # the helper ids, in the order of the fleet
         self._index: dict[str, int] = {}  # helper id -> its place in that order
         self._held: frozenset = NONE_HELD  # the helpers that held live assignments
@@ -82,21 +90,23 @@ class KeptViews:
         """The helpers whose views are to be built again, by id, with their
         documents; None: the fleet as a whole (its helpers, or their order,
         are others)."""
-        order, kept, fleet = self._order, self._kept, self._fleet
+        order, kept, fleet, docs = self._order, self._kept, self._fleet, self._docs
         if len(helpers) != len(order):
             return None
         changed: dict[str, dict] = {}
-        for i, h in enumerate(helpers):
+        # only the documents that are other objects than the last pass's
+        for i in compress(range(len(helpers)), map(is_not, helpers, docs)):
+            h = helpers[i]
             helper_id = h["helper_id"]
             if order[i] != helper_id:
                 return None
-            before = kept[helper_id]
-            if before[0] is h:
-                if before[3] and now > before[1]:  # its deadline passed
-                    changed[helper_id] = h
-            elif not self._contact(before, h, now, liveness):
+            docs[i] = h
+            if not self._contact(kept[helper_id], h, now, liveness):
                 changed[helper_id] = h
         index = self._index
+        if now > self._earliest:  # a helper may have gone offline
+            for helper_id in self._gone_offline(now):
+                changed[helper_id] = helpers[index[helper_id]]
         for helper_id in touched:
             if helper_id not in index or helper_id not in fleet:  # added or removed there
                 return None
@@ -104,6 +114,20 @@ class KeptViews:
         for helper_id in self._held_other(held):
             changed[helper_id] = helpers[index[helper_id]]
         return changed
+
+    def _gone_offline(self, now: datetime) -> list[str]:
+        """The helpers kept as online whose deadline passed by `now`; and the
+        bound of the next deadline worked out again."""
+        gone, earliest = [], NEVER
+        for helper_id, (_, until, _, online) in self._kept.items():
+            if not online:
+                continue
+            if now > until:
+                gone.append(helper_id)
+            elif until < earliest:
+                earliest = until
+        self._earliest = earliest
+        return gone
 
     def _held_other(self, held: dict[str, list[str]]) -> list[str]:
         """The helpers whose live assignments are others than at the last pass."""
@@ -127,7 +151,14 @@ class KeptViews:
         if online != before[3]:
             return False
         self._kept[h["helper_id"]] = (h, until, before[2], online)
+        self._bound(until, online)
         return True
+
+    def _bound(self, until: datetime | None, online: bool) -> None:
+        """Keep the bound of the next deadline at or before that of a helper
+        kept as `online` until `until`."""
+        if online and until < self._earliest:
+            self._earliest = until
 
     def _build(self, helpers, reserved, held, now, liveness, touched: set[str]) -> Fleet:
         """The whole fleet, anew, with the rows of the last one that still
@@ -136,15 +167,19 @@ class KeptViews:
         rows = []
         kept: dict[str, tuple[dict, datetime | None, frozenset, bool]] = {}
         old = self._fleet
+        earliest = NEVER
         for h in helpers:
             helper_id = h["helper_id"]
             b = before.get(helper_id)
             entry = kept[helper_id] = self._entry(h, held, now, liveness, b)
+            if entry[3] and entry[1] < earliest:
+                earliest = entry[1]
             if b is not None and b[0] is h and b[2:] == entry[2:] and helper_id not in touched:
                 rows.append(old.row(helper_id))
             else:
                 rows.append(row_of(view_of(h, reserved.get(helper_id, []), now, liveness)))
         self._kept, self._order = kept, [h["helper_id"] for h in helpers]
+        self._docs, self._earliest = list(helpers), earliest
         self._index = {helper_id: i for i, helper_id in enumerate(self._order)}
         self._held, self._now, self._liveness = frozenset(held), now, liveness
         self._fleet = Fleet(rows=rows)
@@ -153,7 +188,8 @@ class KeptViews:
     def _keep(self, h, reserved, held, now, liveness, fleet: Fleet) -> None:
         """Build one helper's view again from its document and assignments."""
         helper_id = h["helper_id"]
-        self._kept[helper_id] = self._entry(h, held, now, liveness, self._kept[helper_id])
+        entry = self._kept[helper_id] = self._entry(h, held, now, liveness, self._kept[helper_id])
+        self._bound(entry[1], entry[3])
         fleet.put(row_of(view_of(h, reserved.get(helper_id, []), now, liveness)))
 
     @staticmethod

@@ -175,3 +175,33 @@ def test_a_contact_keeps_the_row_unless_the_helper_goes_online_or_offline():
     third = kept.fleet([stale, failed], [], later, LIVENESS)
     assert not third["h1"].online
     same_fleet(third, helper_views([stale, failed], [], later, LIVENESS))
+
+
+def test_a_helper_goes_offline_at_its_deadline_though_its_document_is_the_same():
+    """The documents of the last pass, unchanged: each helper goes offline
+    at its own deadline, the others keep their rows, and a heartbeat that
+    moved the first deadline on leaves nobody offline early."""
+    kept = KeptViews()
+    h1 = doc("h1", "gpu-1", last_seen=NOW)
+    h2 = doc("h2", "gpu-2", last_seen=NOW + timedelta(seconds=10))
+    first = kept.fleet([h1, h2], [], NOW, LIVENESS)
+    rows = {r.helper_id: r for r in first.rows()}
+    # h1 beats: its deadline moves past h2's
+    beat = {**h1, "last_seen": NOW + timedelta(seconds=30)}
+    kept.fleet([beat, h2], [], NOW + timedelta(seconds=30), LIVENESS)
+    # past h1's first deadline, before h2's: nobody goes offline
+    at = NOW + LIVENESS + timedelta(seconds=5)
+    second = kept.fleet([beat, h2], [], at, LIVENESS)
+    assert second["h1"].online and second["h2"].online
+    assert second.row("h2") is rows["h2"] and second.row("h1") is rows["h1"]
+    # past h2's deadline: h2 goes offline, h1 keeps its row
+    at = NOW + LIVENESS + timedelta(seconds=11)
+    third = kept.fleet([beat, h2], [], at, LIVENESS)
+    assert not third["h2"].online and third["h1"].online
+    assert third.row("h1") is rows["h1"]
+    same_fleet(third, helper_views([beat, h2], [], at, LIVENESS))
+    # past h1's: both offline
+    at = NOW + timedelta(seconds=30) + LIVENESS + timedelta(seconds=1)
+    fourth = kept.fleet([beat, h2], [], at, LIVENESS)
+    assert not fourth["h1"].online and not fourth["h2"].online
+    same_fleet(fourth, helper_views([beat, h2], [], at, LIVENESS))
