@@ -315,6 +315,17 @@ class TestTaskStore:
         assert [a["_id"] for a in tasks.live_assignment_docs("h1")] == ["a.1"]
         assert tasks.live_assignment_docs("nobody") == []
 
+    def test_a_placement_pass_reads_of_live_assignments_only_what_it_uses(self, tasks, clock):
+        tasks.create("a", SPEC, clock())
+        tasks.assign(tasks.get("a"), HELPER, clock(), {"cpus": 1}, slot=1)
+        dispatched(tasks, clock, "b", OTHER)
+        tasks.assignment_running("b", "h2", 1, clock())
+        tasks.assignment_finished("b", "h2", 1, {"status": "succeeded"}, clock())
+        (live,) = tasks.live_for_placement()
+        (whole,) = tasks.live_assignment_docs()
+        assert set(live) == {"_id", "helper_id", "reservation", "slot"}
+        assert live == {k: whole[k] for k in live}
+
     @pytest.mark.parametrize("state", ["pushing", "accepted", "fetching", "running"])
     def test_assignment_lost_from_any_live_state(self, tasks, clock, state):
         dispatched(tasks, clock)
