@@ -167,19 +167,18 @@ class KeptViews:
         rows = []
         kept: dict[str, tuple[dict, datetime | None, frozenset, bool]] = {}
         old = self._fleet
-        earliest = NEVER
+        self._earliest = NEVER
         for h in helpers:
             helper_id = h["helper_id"]
             b = before.get(helper_id)
             entry = kept[helper_id] = self._entry(h, held, now, liveness, b)
-            if entry[3] and entry[1] < earliest:
-                earliest = entry[1]
+            self._bound(entry[1], entry[3])
             if b is not None and b[0] is h and b[2:] == entry[2:] and helper_id not in touched:
                 rows.append(old.row(helper_id))
             else:
                 rows.append(row_of(view_of(h, reserved.get(helper_id, []), now, liveness)))
         self._kept, self._order = kept, [h["helper_id"] for h in helpers]
-        self._docs, self._earliest = list(helpers), earliest
+        self._docs = list(helpers)
         self._index = {helper_id: i for i, helper_id in enumerate(self._order)}
         self._held, self._now, self._liveness = frozenset(held), now, liveness
         self._fleet = Fleet(rows=rows)
