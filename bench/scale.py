@@ -19,7 +19,13 @@ apart.
 Baseline: the same with 200 helpers, in the same run. What a fleet ten times
 larger may add is what the placement pass reads and builds per helper: a
 pass reads the registry's documents changed since the last one (and the
-whole registry every 10 s), and builds each helper's view and row."""
+whole registry every 10 s), and builds each helper's view and row.
+
+Then a busy fleet beside that idle one: the same 2,000 helpers, 1 of each
+one's 4 slots taken by a run of an hour (2,000 live assignments, submitted
+as arrays and all running before the clock starts), and the same trickle
+into the slots left. What that adds is what a pass reads and groups of
+the live assignments: every pass reads them all (bench/findings.md 57)."""
 
 from __future__ import annotations
 
@@ -27,9 +33,20 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import IMAGE, MongoServer, cpu_seconds, fmt_ms, fmt_ratio, main, ratio, report
+from bench.common import (
+    IMAGE,
+    MongoServer,
+    cpu_seconds,
+    fmt_ms,
+    fmt_ratio,
+    main,
+    ratio,
+    report,
+    wait_until,
+)
 from bench.deployment import Deployment
 from seeker.client import SeekerClient
+from seeker.models import TaskState
 
 NAME = "scale"
 SIZES = (200, 2_000)
@@ -38,9 +55,13 @@ WARM = 5
 # no steady state (its registrations, then the heartbeat interval each helper
 # is told at its first beat, 15 s in, are changes a pass reads)
 SETTLE = 30.0
+BUSY = 1  # of each helper's 4 slots, taken by a run of an hour in the busy fleet
+ARRAY = 1_000  # the busy fleet's runs are submitted as arrays of this many
 
 
-def trickle(helpers: int, n: int) -> dict:
+def trickle(helpers: int, n: int, busy: int = 0) -> dict:
+    """`n` tasks one at a time into `helpers` simulated helpers, `busy` of
+    whose slots each are taken by a run of an hour first."""
     with (
         MongoServer(f"{NAME}{helpers}") as db,
         tempfile.TemporaryDirectory(prefix="seeker-bench-") as tmp,
@@ -48,8 +69,10 @@ def trickle(helpers: int, n: int) -> dict:
     ):
         joined = time.monotonic()
         procs = dep.processes()
-        client = SeekerClient(dep.seeker_url, dep.token, timeout=60)
+        client = SeekerClient(dep.seeker_url, dep.token, timeout=120)
         try:
+            if busy:
+                take_slots(client, dep, helpers * busy)
             for _ in range(WARM):
                 client.wait(client.submit(IMAGE, ["true"])["task_id"], timeout=120)
             time.sleep(max(0.0, joined + SETTLE - time.monotonic()))
@@ -65,6 +88,7 @@ def trickle(helpers: int, n: int) -> dict:
             client.close()
     return {
         "helpers": helpers,
+        "busy": helpers * busy,
         "tasks": n,
         "wall_ms": 1000 * wall / n,
         "cpu_ms": {k: 1000 * v / n for k, v in cpu.items()},
@@ -72,28 +96,44 @@ def trickle(helpers: int, n: int) -> dict:
     }
 
 
-def run(quick: bool = False) -> dict:
-    n = 10 if quick else 60
-    small, large = (trickle(size, n) for size in SIZES)
-    rows = []
+def take_slots(client: SeekerClient, dep: Deployment, runs: int) -> None:
+    """Submit `runs` runs of an hour (arrays) and wait until all run."""
+    for start in range(0, runs, ARRAY):
+        client.submit_array(IMAGE, ["sleep", "3600"], array=min(ARRAY, runs - start))
+    tasks = dep.seeker_db["tasks"]
+    wait_until(
+        lambda: tasks.count_documents({"state": TaskState.RUNNING}) == runs,
+        max(300, runs / 10),
+        f"{runs:,} runs of an hour running",
+        2.0,
+    )
+
+
+def compare(rows: list[list[str]], label: str, seeker: dict, baseline: dict) -> None:
+    """The rows of one trickle beside another's."""
 
     def row(what: str, key) -> None:
-        a, b = key(large), key(small)
-        rows.append([what, fmt_ms(a / 1000), fmt_ms(b / 1000), fmt_ratio(ratio(a, b))])
+        a, b = key(seeker), key(baseline)
+        rows.append([f"{label}{what}", fmt_ms(a / 1000), fmt_ms(b / 1000), fmt_ratio(ratio(a, b))])
 
     row("wall time per task", lambda r: r["wall_ms"])
     for proc in ("seeker", "channel", "fleet", "database"):
         row(f"{proc} CPU per task", lambda r, p=proc: r["cpu_ms"].get(p, 0.0))
     services = ("seeker", "channel", "fleet")
     row("services' CPU per task", lambda r: sum(r["cpu_ms"].get(p, 0.0) for p in services))
+    a, b = seeker["db_ops_per_task"], baseline["db_ops_per_task"]
     rows.append(
-        [
-            "database operations per task",
-            f"{large['db_ops_per_task']:.1f}",
-            f"{small['db_ops_per_task']:.1f}",
-            fmt_ratio(ratio(large["db_ops_per_task"], small["db_ops_per_task"])),
-        ]
+        [f"{label}database operations per task", f"{a:.1f}", f"{b:.1f}", fmt_ratio(ratio(a, b))]
     )
+
+
+def run(quick: bool = False) -> dict:
+    n = 10 if quick else 60
+    small, large = (trickle(size, n) for size in SIZES)
+    busy = trickle(SIZES[1], n, busy=BUSY)
+    rows: list[list[str]] = []
+    compare(rows, "", large, small)
+    compare(rows, f"busy ({busy['busy']:,} running) vs idle {SIZES[1]:,}: ", busy, large)
     return report(
         NAME,
         f"Per task in a large fleet: tasks one at a time, {SIZES[1]:,} helpers vs {SIZES[0]}",
@@ -105,8 +145,13 @@ def run(quick: bool = False) -> dict:
             "own process.",
             "Each task has a placement pass of its own; the idle fleet's heartbeats and the "
             "seeker's probes during the run are in the CPU figures.",
+            f"Busy rows: the same {SIZES[1]:,} helpers with {BUSY} of each one's 4 slots taken by "
+            f"a run of an hour ({busy['busy']:,} live assignments, submitted as arrays of "
+            f"{ARRAY:,} and all running before the clock started), beside the idle "
+            f"{SIZES[1]:,}: the same trickle into the slots left. Every placement pass reads all "
+            "the live assignments (bench/findings.md 57).",
         ],
-        data={"small": small, "large": large},
+        data={"small": small, "large": large, "busy": busy},
         quick=quick,
     )
 
