@@ -174,19 +174,20 @@ class AssignmentStates:
                 continue  # that slot was just taken: the next
         return False
 
-    def live_assignment_docs(self, helper_id: str | None = None) -> list[dict]:
+    def live_assignment_docs(
+        self, helper_id: str | None = None, fields: dict | None = None
+    ) -> list[dict]:
+        """The live assignments (of `helper_id`), whole or only `fields`."""
         query: dict = {"state": {"$in": AssignmentState.live()}}
         if helper_id is not None:
             query["helper_id"] = helper_id
-        return list(self.assignments.find(query))
+        return list(self.assignments.find(query, fields))
 
     def live_for_placement(self) -> list[dict]:
         """Every live assignment, with only what a placement pass reads of
         it (FOR_PLACEMENT): a pass reads them all, and a live assignment's
         document has 11-14 fields, each decoded."""
-        return list(
-            self.assignments.find({"state": {"$in": AssignmentState.live()}}, FOR_PLACEMENT)
-        )
+        return self.live_assignment_docs(fields=FOR_PLACEMENT)
 
     def _move(
         self,
