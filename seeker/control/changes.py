@@ -14,7 +14,9 @@ SecantusDB, a one-node replica set), a short poll otherwise.
   cached of it (`forget`);
 - an event published: answer the requests waiting here for the next one
   (`new_event`);
-- a task ended: answer the requests waiting here for its end (`ended`).
+- a task ended: answer the requests waiting here for its end (`ended`);
+- a task or an assignment ended: the next heartbeat of a helper that
+  reports running it is checked (`run_ended`: seeker/control/beat_checks.py).
 
 Nothing here decides anything: each reaction reads the database afresh, so
 an event heard twice, late, or not at all costs time, never correctness.
@@ -127,6 +129,7 @@ class ChangeFeed:
         echoes: Echoes | None = None,
         stop: Callable[[str], object] | None = None,
         joined: Callable[[list[str]], None] | None = None,
+        run_ended: Callable[[str | None], None] = lambda key: None,
     ):
         """`joined(task_ids)`: a task was submitted at another seeker
         (default: `kick`); `wake(helper_id)`: an offer for a pulling helper;
@@ -134,8 +137,10 @@ class ChangeFeed:
         `wake`); `parked()`: how many polls wait in this process (the
         fallback poll looks for their work only while some do);
         `ended(task_id)`: a task ended (None: any may have, heard without
-        change streams); `echoes`: the writes made here whose follow-up was
-        started here."""
+        change streams); `run_ended(key)`: a task (its id) or an assignment
+        (its id) ended, whoever ended it (None: anything may have, heard
+        without change streams or across a gap in the stream); `echoes`: the
+        writes made here whose follow-up was started here."""
         self.db = db
         self.clock = clock
         self.kick, self.wake, self.forget, self.parked = kick, wake, forget, parked
@@ -144,6 +149,7 @@ class ChangeFeed:
         self.joined = joined or (lambda task_ids: kick())
         self.new_event = new_event
         self.ended = ended
+        self.run_ended = run_ended
         self.echoes = Echoes() if echoes is None else echoes
         self.poll_every = poll_every
         self.streams: bool | None = None  # None until known
@@ -164,6 +170,7 @@ class ChangeFeed:
         if fields.get("state") in TaskState.final():
             task_id = change["documentKey"]["_id"]
             self.ended(task_id)
+            self.run_ended(task_id)
             # only polls waiting here are to hear it; none runs a task whose
             # one replica's success ended it here
             mine = self.echoes.mine("tasks", task_id)
@@ -177,10 +184,10 @@ class ChangeFeed:
         if kind == "insert" and doc.get("via") == HelperMode.PULL.value:
             if not self.echoes.mine("assignments", change["documentKey"]["_id"]):
                 self.wake(doc["helper_id"])  # an offer made here woke its poll itself
-        elif fields.get("state") in ENDED and not self.echoes.mine(
-            "assignments", change["documentKey"]["_id"]
-        ):
-            self.room()  # a slot is free (one freed here made room itself)
+        elif fields.get("state") in ENDED:
+            self.run_ended(change["documentKey"]["_id"])
+            if not self.echoes.mine("assignments", change["documentKey"]["_id"]):
+                self.room()  # a slot is free (one freed here made room itself)
 
     def on_helper(self, change: dict) -> None:
         fields = (change.get("updateDescription") or {}).get("updatedFields") or {}
@@ -246,6 +253,8 @@ class ChangeFeed:
                 with self.db.watch(
                     wanted_pipeline(), resume_after=resume, max_await_time_ms=AWAIT_MS
                 ) as stream:
+                    # what ended before the stream was open went unheard
+                    self.run_ended(None)
                     while not self._stop.is_set():
                         change = stream.try_next()
                         if self._stop.is_set():
@@ -280,6 +289,7 @@ class ChangeFeed:
             self.kick()
             self.new_event()
             self.ended(None)
+            self.run_ended(None)
             if self.parked():
                 try:
                     self._wake_since(since - timedelta(seconds=1))

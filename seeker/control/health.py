@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from seeker.api.metrics import SeekerMetrics
+from seeker.control.beat_checks import BeatChecks
 from seeker.models import AssignmentState, TaskState
 from seeker.placement.capacity import as_utc, liveness_of
 from seeker.store.events import HELPER_PURGED, EventLog
@@ -66,6 +67,7 @@ class HelperHealth:
         self.kick = kick
         self.events = events
         self.metrics = metrics or SeekerMetrics()
+        self.beats = BeatChecks(clock)  # which heartbeats' runs are checked
 
     def contact_ok(self, helper_id: str, heartbeat: float | None = None) -> None:
         """The helper answered (or reported): its failure count starts over
@@ -213,6 +215,17 @@ class HelperHealth:
                 stop.append(key)
         for key in stop:
             log.info("%s runs %s, which is no longer its to run: stopping it", name, key)
+        return stop
+
+    def reconcile_beat(self, helper_id: str, name: str, running: list[str]) -> list[str]:
+        """A pushed helper's heartbeat: `reconcile`, when the beat may find
+        something it did not (seeker/control/beat_checks.py); else nothing
+        to stop, with no query."""
+        started = self.beats.due(helper_id, running) if running else None
+        if started is None:
+            return []
+        stop = self.reconcile(helper_id, name, running)
+        self.beats.done(helper_id, started, running, stop)
         return stop
 
     def poll_dropped(self, helper_id: str, dropped_at: datetime, still_here: bool) -> int:

@@ -59,6 +59,7 @@ class HelperOperations:
         helper = self.helpers.register(body, self.clock(), nonce=nonce)
         self.health.registered(previous, {**body, "running": running})
         stop = self.health.reconcile(reg.helper_id, reg.name, running)
+        self.health.beats.forget(reg.helper_id)  # its next beat is checked
         self.room()  # of use to a task that waits (work it lost kicked a pass itself)
         answer = dict(helper, running=len(running), stop=stop, heartbeat=suggested)
         if nonce is not None:
@@ -85,7 +86,7 @@ class HelperOperations:
         pulling = helper.get("mode") == HelperMode.PULL.value  # its polls set it
         changed = every if every != helper.get("heartbeat") and not pulling else None
         self.health.contact_ok(helper_id, heartbeat=changed)  # written with the contact
-        stop = self.health.reconcile(helper_id, helper["name"], beat.running)
+        stop = self.health.reconcile_beat(helper_id, helper["name"], beat.running)
         return {"heartbeat": suggested, "stop": stop}
 
     def _refuse_takeover(self, previous: dict | None) -> None:

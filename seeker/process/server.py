@@ -256,6 +256,7 @@ class SeekerServer:
             ended=self._ended,
             echoes=self.echoes,
             joined=self.loop.joined,
+            run_ended=self.health.beats.ended,
         )
         self.server = BackgroundServer(
             self.app, host, port, threads=16, cert=tls, parking=self.parking
@@ -355,6 +356,7 @@ class SeekerServer:
         self.loop.start()
         self.scheduler.start()
         self.changes.start()
+        self.health.beats.listening = True  # the feed reports what ended (run_ended)
         if self.changes.streams:  # other seekers' changes to helpers are heard at once
             self.helpers.auth_ttl = FOLLOWED_TTL
         self.server.start()

@@ -63,6 +63,7 @@ def feed_of(db, heard: Heard, parked=lambda: 1, poll_every: float = 1.0) -> Chan
         poll_every=poll_every,
         new_event=heard.recorder("new_event"),
         ended=heard.recorder("ended"),
+        run_ended=heard.recorder("run_ended"),
     )
 
 
@@ -108,6 +109,8 @@ def test_over_a_change_stream_another_seekers_work_is_heard_at_once(shared_db):
         other.cancel("t1", utc_now())  # cancelled there: the puller must hear to stop
         heard.wait("stop", "nat")
         heard.wait("ended", "t1")  # and the requests waiting here for its end
+        heard.wait("run_ended", "t1")  # a helper's beat that lists it is checked
+        assert ("t1",) in heard.calls["run_ended"] and (None,) in heard.calls["run_ended"]
         helpers.register({**NAT, "url": None}, utc_now(), nonce="n1")
         helpers.remove("nat")  # purged there: its credential must not be trusted here
         heard.wait("forget", "nat")
@@ -145,6 +148,8 @@ def test_without_change_streams_a_short_poll_hears_it(mock_db):
         heard.wait("new_event")  # and has the waits for the next event look again
         heard.wait("ended")  # and those for a task's end, any task's
         assert set(heard.calls["ended"]) == {(None,)}
+        heard.wait("run_ended")  # every busy helper's next beat is checked
+        assert set(heard.calls["run_ended"]) == {(None,)}
         other = TaskStore(mock_db)
         other.create("t1", SPEC, utc_now())
         other.assign(other.get("t1"), NAT, utc_now(), via="pull")
@@ -209,6 +214,21 @@ def test_a_task_ending_is_looked_up_for_pullers_only_while_polls_wait_here(mock_
     feed.on_task(ended("t1"))
     assert counted.finds == ["assignments"] and heard.calls["stop"] == [("nat",)]
     assert heard.calls["wake"] == []  # news of a run to stop, not of an offer
+
+
+def test_every_end_of_an_assignment_is_heard_for_the_beats_mine_or_not(mock_db):
+    heard = Heard()
+    feed = feed_of(mock_db, heard)
+    feed.echoes.expect("assignments", ["t1.1"])  # ended here: made room itself
+    for key in ("t1.1", "t2.1"):
+        change = {
+            "operationType": "update",
+            "documentKey": {"_id": key},
+            "updateDescription": {"updatedFields": {"state": "lost"}},
+        }
+        feed.on_assignment(change)
+    assert heard.calls["run_ended"] == [("t1.1",), ("t2.1",)]
+    assert len(heard.calls["kick"]) == 1  # room (its default) for the other's only
 
 
 def test_a_placement_that_leaves_nothing_to_place_kicks_nobody(mock_db):
