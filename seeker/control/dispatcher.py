@@ -137,7 +137,7 @@ class Dispatcher(StalePushes):
         """The helpers by id, the live assignments, and the helpers' views
         (the last pass's fleet, brought up to date)."""
         docs = self.helpers.registry()
-        live = self.tasks.live_for_placement()
+        live = self.tasks.live_for_placement(self.clock())
         views = self._views.fleet(list(docs.values()), live, self.clock(), self.liveness)
         self._slots = slots_in_use(live)
         self._queues = views.prefetching  # a helper prefetches

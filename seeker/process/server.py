@@ -122,7 +122,7 @@ class SeekerServer:
         `push_read_timeout` s to answer."""
         self.clock = clock
         # the placement passes read what changed of the registry since the last
-        self.tasks, self.helpers = TaskStore(db), HelperStore(db, clock).follow()
+        self.tasks, self.helpers = TaskStore(db).follow_live(), HelperStore(db, clock).follow()
         # the periodic work of a group of seekers on one database runs under it
         self.lease = Lease(db, clock, holder=f"{socket.gethostname()}-{os.getpid()}")
         self.credentials = HelperCredentials(

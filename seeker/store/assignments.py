@@ -5,13 +5,14 @@ which holds both collections."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from pymongo import ASCENDING
 from pymongo.errors import DuplicateKeyError
 
 from seeker.helper_models import HelperMode
 from seeker.models import AssignmentState, TaskState
+from seeker.store.helpers import FULL_READ, SKEW
 from seeker.store.leases import fenced
 
 # what a pulling helper may be handed: offers, and what it took but lost the answer to
@@ -20,6 +21,15 @@ OFFERED = (AssignmentState.PUSHING, AssignmentState.ACCEPTED)
 # it is, what it holds there (capacity.KeptViews) and which slot
 # (dispatch_state.slots_in_use)
 FOR_PLACEMENT = {"helper_id": 1, "reservation": 1, "slot": 1}
+# The live assignments as a placement pass reads them (live_for_placement),
+# where this process follows them (follow_live): while they are at least
+# FOLLOW_FROM, only the assignments whose liveness changed since the last
+# read (`changed_at`, set by a placement, an end, a revival; read from SKEW
+# before the last read: writes in flight, other seekers' clocks), and all of
+# them every FULL_READ (an assignment changed by a writer that did not set
+# it). Fewer are read whole at every pass: a busy database changes more
+# assignments in SKEW than a fleet running a few has live.
+FOLLOW_FROM = 256
 
 
 def assignment_id(task_id: str, attempt: int) -> str:
@@ -160,7 +170,7 @@ class AssignmentStates:
         for _ in range(3):
             used = {slot_number(a) for a in self.live_assignment_docs(helper_id)}
             free = next(n for n in range(len(used) + 1) if n not in used)
-            sets = {"error": None, "finished_at": None, "revived_at": now}
+            sets = {"error": None, "finished_at": None, "revived_at": now, "changed_at": now}
             try:
                 return self._move(
                     task_id,
@@ -183,11 +193,41 @@ class AssignmentStates:
             query["helper_id"] = helper_id
         return list(self.assignments.find(query, fields))
 
-    def live_for_placement(self) -> list[dict]:
+    def follow_live(self) -> AssignmentStates:
+        """Keep the live assignments between placement passes (see
+        live_for_placement)."""
+        self._following_live = True
+        return self
+
+    def live_for_placement(self, now: datetime) -> list[dict]:
         """Every live assignment, with only what a placement pass reads of
-        it (FOR_PLACEMENT): a pass reads them all, and a live assignment's
-        document has 11-14 fields, each decoded."""
-        return self.live_assignment_docs(fields=FOR_PLACEMENT)
+        it (FOR_PLACEMENT): a live assignment's document has 11-14 fields,
+        each decoded. Where this process follows them (follow_live), only
+        those changed since the last read, once they are many (FOLLOW_FROM):
+        2,000 running cost SecantusDB about 55 ms a read."""
+        if not self._following_live:
+            return self.live_assignment_docs(fields=FOR_PLACEMENT)
+        with self._live_lock:
+            live, read = self._live, self._live_read
+            if (
+                live is None
+                or read is None
+                or len(live) < FOLLOW_FROM
+                or not timedelta(0) <= now - read[1] < FULL_READ
+                or now < read[0]
+            ):
+                docs = self.live_assignment_docs(fields=FOR_PLACEMENT)
+                self._live = {a["_id"]: a for a in docs}
+                self._live_read = (now, now)
+                return docs
+            since = {"changed_at": {"$gte": read[0] - SKEW}}
+            for a in self.assignments.find(since, {**FOR_PLACEMENT, "state": 1}):
+                if a.pop("state") in AssignmentState.live():
+                    live[a["_id"]] = a
+                else:
+                    live.pop(a["_id"], None)
+            self._live_read = (now, read[1])
+            return list(live.values())
 
     def _move(
         self,
@@ -239,7 +279,7 @@ class AssignmentStates:
             helper_id,
             [AssignmentState.PUSHING.value],
             AssignmentState.PUSH_FAILED.value,
-            {"error": reason, "finished_at": now, "owed": now},  # see reopen
+            {"error": reason, "finished_at": now, "owed": now, "changed_at": now},  # see reopen
             epoch,
         )
         if not moved:
@@ -290,7 +330,7 @@ class AssignmentStates:
             None,
             AssignmentState.live(),
             AssignmentState.LOST.value,
-            {"error": reason, "finished_at": now, "owed": now},  # see reopen
+            {"error": reason, "finished_at": now, "owed": now, "changed_at": now},  # see reopen
             epoch,
         )
 
@@ -361,7 +401,12 @@ class AssignmentStates:
         query = {"_id": assignment_id(task_id, attempt), "helper_id": helper_id}
         query["state"] = {"$in": AssignmentState.live()}
         update: dict = {
-            "$set": {**outcome, "finished_at": now, "state": AssignmentState.FINISHED.value},
+            "$set": {
+                **outcome,
+                "finished_at": now,
+                "changed_at": now,  # see live_for_placement
+                "state": AssignmentState.FINISHED.value,
+            },
             "$unset": {"slot": ""},
         }
         if started_at is not None:

@@ -4,6 +4,7 @@ update on the expected current state (never read-modify-write)."""
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime
 
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
@@ -45,6 +46,12 @@ class TaskStore(AssignmentStates, GiveBacks):
         self.assignments = db["assignments"]
         # state (None: any) -> the newest task's created_at at the last list
         self._newest: dict[str | None, datetime] = {}
+        # the live assignments kept between placement passes (follow_live):
+        # by id; when last read, and last read whole
+        self._following_live = False
+        self._live: dict[str, dict] | None = None
+        self._live_read: tuple[datetime, datetime] | None = None
+        self._live_lock = threading.Lock()
 
     def ensure_indexes(self) -> None:
         self.tasks.create_index([("state", ASCENDING), ("created_at", ASCENDING)], name="by_state")
@@ -61,6 +68,8 @@ class TaskStore(AssignmentStates, GiveBacks):
         self.assignments.create_index("slot", unique=True, sparse=True, name="one_per_slot")
         # the few ended assignments whose replica may not have been given back
         self.assignments.create_index("owed", sparse=True, name="owed")
+        # what a placement pass reads of a busy fleet (live_for_placement)
+        self.assignments.create_index("changed_at", name="by_change")
 
     def create(self, task_id: str, spec: dict, now: datetime) -> dict:
         doc = new_task(task_id, spec, now)
@@ -229,6 +238,7 @@ class TaskStore(AssignmentStates, GiveBacks):
             "state": AssignmentState.PUSHING.value,
             "via": via,
             "assigned_at": now,
+            "changed_at": now,  # live from now (see live_for_placement)
             "reservation": reservation or {},
             "epoch": epoch,
         }

@@ -7,6 +7,8 @@ import pytest
 
 from seeker.models import TaskState
 from seeker.placement.outcome import Decision
+from seeker.store import assignments as assignments_module
+from seeker.store.assignments import FOR_PLACEMENT
 from seeker.store.tasks import TaskStore, unexplained_query
 
 SPEC = {"image": "busybox:1.36", "resources": {"cpus": 1, "memory": 0, "gpus": 0}}
@@ -38,6 +40,22 @@ def counting_finds(tasks: TaskStore) -> list:
             return store.find(*args, **kwargs)
 
     tasks.tasks = Finds()
+    return finds
+
+
+def counting_assignment_finds(tasks: TaskStore) -> list:
+    """The arguments of each `find` the store makes on its assignments."""
+    store, finds = tasks.assignments, []
+
+    class Finds:
+        def __getattr__(self, name):
+            return getattr(store, name)
+
+        def find(self, *args, **kwargs):
+            finds.append(args)
+            return store.find(*args, **kwargs)
+
+    tasks.assignments = Finds()
     return finds
 
 
@@ -321,10 +339,54 @@ class TestTaskStore:
         dispatched(tasks, clock, "b", OTHER)
         tasks.assignment_running("b", "h2", 1, clock())
         tasks.assignment_finished("b", "h2", 1, {"status": "succeeded"}, clock())
-        (live,) = tasks.live_for_placement()
+        (live,) = tasks.live_for_placement(clock())
         (whole,) = tasks.live_assignment_docs()
         assert set(live) == {"_id", "helper_id", "reservation", "slot"}
         assert live == {k: whole[k] for k in live}
+
+    def test_a_store_that_follows_reads_only_what_changed_once_many_are_live(
+        self, tasks, clock, monkeypatch
+    ):
+        """Placement passes in a busy fleet (follow_live): once FOLLOW_FROM
+        assignments are live, a pass reads those whose liveness changed since
+        the last read (SKEW before it), and all of them every FULL_READ; what
+        it keeps is what a whole read gives, through placements, ends,
+        losses, revivals and failed pushes."""
+        monkeypatch.setattr(assignments_module, "FOLLOW_FROM", 3)
+        tasks.follow_live()
+        finds = counting_assignment_finds(tasks)
+
+        def read() -> list[str]:
+            finds.clear()
+            kept = tasks.live_for_placement(clock())
+            whole = tasks.live_assignment_docs(fields=FOR_PLACEMENT)
+            assert sorted(kept, key=lambda a: a["_id"]) == sorted(whole, key=lambda a: a["_id"])
+            return [next(iter(f[0])) for f in finds[:1]]  # the read's first field
+
+        for n in range(5):
+            tasks.create(f"t{n}", SPEC, clock())
+            tasks.assign(tasks.get(f"t{n}"), HELPER, clock.advance(), {"cpus": 1}, slot=n)
+        assert read() == ["state"]  # the first: whole
+        clock.advance(6)  # longer than SKEW: no write since is read again
+        assert read() == ["changed_at"] and len(tasks.live_for_placement(clock())) == 5
+        tasks.assignment_running("t0", "h1", 1, clock())  # still live: not a change
+        tasks.assignment_finished("t0", "h1", 1, {"status": "succeeded"}, clock.advance())
+        tasks.assignment_lost("t1", 1, "silent", clock())
+        tasks.reopen("t1", 1, clock(), "lost")
+        assert tasks.push_failed("t2", 1, "refused", clock()) is not None
+        tasks.create("t9", SPEC, clock())
+        tasks.assign(tasks.get("t9"), OTHER, clock(), {"cpus": 2}, slot=0)
+        assert read() == ["changed_at"]
+        assert tasks.revive("t1", 1, "h1", clock.advance())  # live again, in a slot
+        assert read() == ["changed_at"]
+        clock.advance(10)  # FULL_READ since the last whole read
+        assert read() == ["state"]
+        clock.advance(-60)  # the clock went back: read whole
+        assert read() == ["state"]
+        for task_id in ("t1", "t3", "t4"):
+            tasks.assignment_finished(task_id, "h1", 1, {"status": "failed"}, clock.advance())
+        assert read() == ["changed_at"]  # one live now: fewer than FOLLOW_FROM
+        assert read() == ["state"]
 
     @pytest.mark.parametrize("state", ["pushing", "accepted", "fetching", "running"])
     def test_assignment_lost_from_any_live_state(self, tasks, clock, state):
