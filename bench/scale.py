@@ -25,7 +25,9 @@ Then a busy fleet beside that idle one: the same 2,000 helpers, 1 of each
 one's 4 slots taken by a run of an hour (2,000 live assignments, submitted
 as arrays and all running before the clock starts), and the same trickle
 into the slots left. What that adds is what a pass reads and groups of
-the live assignments: every pass reads them all (bench/findings.md 57)."""
+the live assignments: with 256 or more live, a pass reads those changed
+since the last and all of them every 10 s (bench/findings.md 59; every
+pass read them all before, 57)."""
 
 from __future__ import annotations
 
@@ -148,8 +150,9 @@ def run(quick: bool = False) -> dict:
             f"Busy rows: the same {SIZES[1]:,} helpers with {BUSY} of each one's 4 slots taken by "
             f"a run of an hour ({busy['busy']:,} live assignments, submitted as arrays of "
             f"{ARRAY:,} and all running before the clock started), beside the idle "
-            f"{SIZES[1]:,}: the same trickle into the slots left. Every placement pass reads all "
-            "the live assignments (bench/findings.md 57).",
+            f"{SIZES[1]:,}: the same trickle into the slots left. A placement pass reads the live "
+            "assignments changed since the last, and all of them every 10 s "
+            "(bench/findings.md 59).",
         ],
         data={"small": small, "large": large, "busy": busy},
         quick=quick,
