@@ -27,9 +27,10 @@ def states(tasks: TaskStore, task_id: str) -> list[str]:
     return [h["state"] for h in tasks.get(task_id)["history"]]
 
 
-def counting_finds(tasks: TaskStore) -> list:
-    """The arguments of each `find` the store makes on its tasks from now on."""
-    store, finds = tasks.tasks, []
+def counting_finds(tasks: TaskStore, collection: str = "tasks") -> list:
+    """The arguments of each `find` the store makes on its tasks (or its
+    `collection`) from now on."""
+    store, finds = getattr(tasks, collection), []
 
     class Finds:
         def __getattr__(self, name):
@@ -39,23 +40,7 @@ def counting_finds(tasks: TaskStore) -> list:
             finds.append(args)
             return store.find(*args, **kwargs)
 
-    tasks.tasks = Finds()
-    return finds
-
-
-def counting_assignment_finds(tasks: TaskStore) -> list:
-    """The arguments of each `find` the store makes on its assignments."""
-    store, finds = tasks.assignments, []
-
-    class Finds:
-        def __getattr__(self, name):
-            return getattr(store, name)
-
-        def find(self, *args, **kwargs):
-            finds.append(args)
-            return store.find(*args, **kwargs)
-
-    tasks.assignments = Finds()
+    setattr(tasks, collection, Finds())
     return finds
 
 
@@ -354,7 +339,7 @@ class TestTaskStore:
         losses, revivals and failed pushes."""
         monkeypatch.setattr(assignments_module, "FOLLOW_FROM", 3)
         tasks.follow_live()
-        finds = counting_assignment_finds(tasks)
+        finds = counting_finds(tasks, "assignments")
 
         def read() -> list[str]:
             finds.clear()
