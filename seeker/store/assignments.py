@@ -1,35 +1,17 @@
 """The assignments of tasks to helpers (one document per `task_id.attempt`):
-the queries over them and their state changes, each one conditional update
-on the expected current state. A half of TaskStore (seeker/store/tasks.py),
-which holds both collections."""
+their state changes, each one conditional update on the expected current
+state (the queries over them: seeker/store/assignment_reads.py). A half of
+TaskStore (seeker/store/tasks.py), which holds both collections."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from pymongo import ASCENDING
 from pymongo.errors import DuplicateKeyError
 
-from seeker.helper_models import HelperMode
 from seeker.models import AssignmentState, TaskState
-from seeker.store.helpers import FULL_READ, SKEW
+from seeker.store.assignment_reads import AssignmentReads
 from seeker.store.leases import fenced
-
-# what a pulling helper may be handed: offers, and what it took but lost the answer to
-OFFERED = (AssignmentState.PUSHING, AssignmentState.ACCEPTED)
-# what a placement pass reads of each live assignment (and its `_id`): whose
-# it is, what it holds there (capacity.KeptViews) and which slot
-# (dispatch_state.slots_in_use)
-FOR_PLACEMENT = {"helper_id": 1, "reservation": 1, "slot": 1}
-# The live assignments as a placement pass reads them (live_for_placement),
-# where this process follows them (follow_live): while they are at least
-# FOLLOW_FROM, only the assignments whose liveness changed since the last
-# read (`changed_at`, set by a placement, an end, a revival; read from SKEW
-# before the last read: writes in flight, other seekers' clocks), and all of
-# them every FULL_READ (an assignment changed by a writer that did not set
-# it). Fewer are read whole at every pass: a busy database changes more
-# assignments in SKEW than a fleet running a few has live.
-FOLLOW_FROM = 256
 
 
 def assignment_id(task_id: str, attempt: int) -> str:
@@ -47,63 +29,9 @@ def slot_number(assignment: dict) -> int | None:
     return int(key.rsplit("/", 1)[1]) if key else None
 
 
-class AssignmentStates:
+class AssignmentStates(AssignmentReads):
     """What TaskStore does with assignments (`self.assignments`); it uses
     TaskStore's task changes (`_update`, `reopen`)."""
-
-    def assignments_of(self, task_id: str) -> list[dict]:
-        return list(self.assignments.find({"task_id": task_id}).sort("attempt", ASCENDING))
-
-    def live_assignments(self) -> dict[str, int]:
-        """Number of live assignments per helper id."""
-        counts: dict[str, int] = {}
-        for a in self.assignments.find(
-            {"state": {"$in": AssignmentState.live()}}, {"helper_id": 1}
-        ):
-            counts[a["helper_id"]] = counts.get(a["helper_id"], 0) + 1
-        return counts
-
-    def stale_pushes(self, before: datetime) -> list[dict]:
-        """Assignments recorded for a push that never got an answer (the
-        seeker died during it), assigned before `before`."""
-        return list(
-            self.assignments.find(
-                {
-                    "state": AssignmentState.PUSHING.value,
-                    "assigned_at": {"$lt": before},
-                    "via": {"$ne": HelperMode.PULL.value},
-                }
-            )
-        )
-
-    def offers_for(self, helper_id: str, boot_id: str, have: set[str]) -> list[dict]:
-        """What a pulling helper is to be handed: offers it has not
-        acknowledged, and what this process of it acknowledged but does not
-        have (the answer to its acknowledgement was lost)."""
-        found = self.assignments.find(
-            {"state": {"$in": OFFERED}, "helper_id": helper_id},
-        ).sort("assigned_at", ASCENDING)
-        return [
-            a
-            for a in found
-            if a["_id"] not in have
-            and (
-                (a["state"] == AssignmentState.PUSHING.value and a.get("via") == HelperMode.PULL)
-                or (a["state"] == AssignmentState.ACCEPTED.value and a.get("boot_id") == boot_id)
-            )
-        ]
-
-    def unacknowledged(self, before: datetime) -> list[dict]:
-        """Offers to pulling helpers made before `before` and not yet taken."""
-        return list(
-            self.assignments.find(
-                {
-                    "state": AssignmentState.PUSHING.value,
-                    "assigned_at": {"$lt": before},
-                    "via": HelperMode.PULL,
-                }
-            )
-        )
 
     def acknowledge(
         self, task_id: str, helper_id: str, attempt: int, boot_id: str, now: datetime
@@ -123,9 +51,6 @@ class AssignmentStates:
             {"_id": 1},
         )
         return again is not None
-
-    def assignments_by_key(self, keys: list[str]) -> dict[str, dict]:
-        return {a["_id"]: a for a in self.assignments.find({"_id": {"$in": list(keys)}})}
 
     def revive(self, task_id: str, attempt: int, helper_id: str, now: datetime) -> bool:
         """A run marked lost is alive after all (its helper came back): keep
@@ -183,51 +108,6 @@ class AssignmentStates:
             except DuplicateKeyError:
                 continue  # that slot was just taken: the next
         return False
-
-    def live_assignment_docs(
-        self, helper_id: str | None = None, fields: dict | None = None
-    ) -> list[dict]:
-        """The live assignments (of `helper_id`), whole or only `fields`."""
-        query: dict = {"state": {"$in": AssignmentState.live()}}
-        if helper_id is not None:
-            query["helper_id"] = helper_id
-        return list(self.assignments.find(query, fields))
-
-    def follow_live(self) -> AssignmentStates:
-        """Keep the live assignments between placement passes (see
-        live_for_placement)."""
-        self._following_live = True
-        return self
-
-    def live_for_placement(self, now: datetime) -> list[dict]:
-        """Every live assignment, with only what a placement pass reads of
-        it (FOR_PLACEMENT): a live assignment's document has 11-14 fields,
-        each decoded. Where this process follows them (follow_live), only
-        those changed since the last read, once they are many (FOLLOW_FROM):
-        2,000 running cost SecantusDB about 55 ms a read."""
-        if not self._following_live:
-            return self.live_assignment_docs(fields=FOR_PLACEMENT)
-        with self._live_lock:
-            live, read = self._live, self._live_read
-            if (
-                live is None
-                or read is None
-                or len(live) < FOLLOW_FROM
-                or not timedelta(0) <= now - read[1] < FULL_READ
-                or now < read[0]
-            ):
-                docs = self.live_assignment_docs(fields=FOR_PLACEMENT)
-                self._live = {a["_id"]: a for a in docs}
-                self._live_read = (now, now)
-                return docs
-            since = {"changed_at": {"$gte": read[0] - SKEW}}
-            for a in self.assignments.find(since, {**FOR_PLACEMENT, "state": 1}):
-                if a.pop("state") in AssignmentState.live():
-                    live[a["_id"]] = a
-                else:
-                    live.pop(a["_id"], None)
-            self._live_read = (now, read[1])
-            return list(live.values())
 
     def _move(
         self,

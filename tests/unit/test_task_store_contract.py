@@ -7,8 +7,8 @@ import pytest
 
 from seeker.models import TaskState
 from seeker.placement.outcome import Decision
-from seeker.store import assignments as assignments_module
-from seeker.store.assignments import FOR_PLACEMENT
+from seeker.store import assignment_reads
+from seeker.store.assignment_reads import FOR_PLACEMENT
 from seeker.store.tasks import TaskStore, unexplained_query
 
 SPEC = {"image": "busybox:1.36", "resources": {"cpus": 1, "memory": 0, "gpus": 0}}
@@ -337,7 +337,7 @@ class TestTaskStore:
         the last read (SKEW before it), and all of them every FULL_READ; what
         it keeps is what a whole read gives, through placements, ends,
         losses, revivals and failed pushes."""
-        monkeypatch.setattr(assignments_module, "FOLLOW_FROM", 3)
+        monkeypatch.setattr(assignment_reads, "FOLLOW_FROM", 3)
         tasks.follow_live()
         finds = counting_finds(tasks, "assignments")
 
