@@ -13,18 +13,14 @@ from channel.models import ResultStatus
 from seeker.control.inputs import assignment_inputs
 from seeker.models import AssignmentState, TaskState
 from seeker.placement.capacity import as_utc
+from seeker.placement.live import LiveSet
 from seeker.placement.views import HelperView, TaskView
 from seeker.store.assignments import slot_number
 
 
-def slots_in_use(live: list[dict]) -> dict[str, set[int]]:
-    """Helper id -> the slot numbers its live assignments hold."""
-    used: dict[str, set[int]] = {}
-    for a in live:
-        n = slot_number(a)
-        if n is not None:
-            used.setdefault(a["helper_id"], set()).add(n)
-    return used
+def slots_in_use(live: LiveSet, helper_id: str) -> set[int]:
+    """The slot numbers a helper's live assignments hold."""
+    return {n for n in map(slot_number, live.of(helper_id)) if n is not None}
 
 
 def after_assign(task: dict, now: datetime) -> dict:

@@ -32,6 +32,7 @@ from seeker.placement import select
 from seeker.placement.capacity import KeptViews, after_placing, as_utc
 from seeker.placement.fleet import Fleet
 from seeker.placement.gpus import reservation_for
+from seeker.placement.live import LiveSet
 from seeker.placement.views import HelperView, TaskView
 from seeker.store.assignments import assignment_id
 from seeker.store.helpers import HelperStore
@@ -89,7 +90,9 @@ class Dispatcher(StalePushes):
         # `stop`: (helper, task id, attempt) -> stop a replica whose task ended during its push
         self.acceptances = acceptances or Acceptances(tasks, self.health, clock, stop)
         self._lock = threading.Lock()
-        self._slots: dict[str, set[int]] = {}  # helper id -> its slots in use, this pass
+        # helper id -> its slots in use, this pass (of the live assignments it read)
+        self._slots: dict[str, set[int]] = {}
+        self._live = LiveSet()
         self._views = KeptViews()  # the helpers' views, kept from one pass to the next
         self._queues = False  # whether a helper of this pass prefetches
         self._told: dict[str, list[str]] = {}  # reason -> the tasks this pass told it
@@ -139,7 +142,7 @@ class Dispatcher(StalePushes):
         docs = self.helpers.registry()
         live = self.tasks.live_for_placement(self.clock())
         views = self._views.fleet(list(docs.values()), live, self.clock(), self.liveness)
-        self._slots = slots_in_use(live)
+        self._live, self._slots = live, {}
         self._queues = views.prefetching  # a helper prefetches
         self._told = {}
         return docs, live, views
@@ -338,7 +341,9 @@ class Dispatcher(StalePushes):
         reservation = reservation_for(tv, view)  # which devices, what share and memory
         pulls = helper.get("mode") == HelperMode.PULL.value and self.mailbox is not None
         via = HelperMode.PULL if pulls else HelperMode.PUSH
-        used = self._slots.setdefault(view.helper_id, set())
+        used = self._slots.get(view.helper_id)
+        if used is None:  # what the pass places there is added as it places it
+            used = self._slots[view.helper_id] = slots_in_use(self._live, view.helper_id)
         slot = next(n for n in range(len(used) + 1) if n not in used)
         epoch = self.health.lease_epoch()  # the newest this seeker knows
         # an offer's echo from the change feed is not news: its poll is woken here

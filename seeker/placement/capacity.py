@@ -11,11 +11,12 @@ from operator import is_not
 
 from seeker.placement.fleet import Fleet, row_of
 from seeker.placement.gpus import after_reservations, devices_of
+from seeker.placement.live import LiveSet
 from seeker.placement.views import HelperView
 
 
 def helper_views(
-    helpers: list[dict], live: list[dict], now: datetime, liveness: timedelta
+    helpers: list[dict], live: list[dict] | LiveSet, now: datetime, liveness: timedelta
 ) -> Fleet:
     """Each helper's view by helper id, as a Fleet: a mapping whose rows for
     select() are built here (the dispatcher keeps its fleet from one pass to
@@ -23,7 +24,6 @@ def helper_views(
     return KeptViews().fleet(helpers, live, now, liveness)
 
 
-NONE_HELD: frozenset = frozenset()  # the live assignments of most helpers in a large fleet
 # what a helper's contacts write to its document besides its failure count
 # (HelperStore.seen(), without `changed_at`): a view reads them only through
 # online_until()
@@ -54,35 +54,40 @@ class KeptViews:
         self._earliest: datetime = NEVER
         self._order: list[str] = []  # the helper ids, in the order of the fleet
         self._index: dict[str, int] = {}  # helper id -> its place in that order
-        self._held: frozenset = NONE_HELD  # the helpers that held live assignments
+        self._held: set[str] = set()  # the helpers that held live assignments
+        self._live: LiveSet | None = None  # the last pass's (kept by the store)
         self._fleet: Fleet | None = None
         self._liveness: timedelta | None = None  # the one the kept times were worked out with
         self._now: datetime | None = None  # the last pass's
 
     def fleet(
-        self, helpers: list[dict], live: list[dict], now: datetime, liveness: timedelta
+        self, helpers: list[dict], live: list[dict] | LiveSet, now: datetime, liveness: timedelta
     ) -> Fleet:
-        reserved: dict[str, list[dict]] = {}
-        held: dict[str, list[str]] = {}
-        for a in live:
-            reserved.setdefault(a["helper_id"], []).append(a.get("reservation") or {})
-            held.setdefault(a["helper_id"], []).append(a.get("_id"))
+        """`live`: the live assignments; the LiveSet the last pass had,
+        kept by the store, tells which helpers' changed since (another, or
+        a list, is compared helper by helper)."""
+        if not isinstance(live, LiveSet):
+            live = LiveSet(live)
+        changed_held = live.take_changed()  # since the last pass, if it had this one
+        held = changed_held if live is self._live else None
+        self._live = live
         fleet = self._fleet
         touched = fleet.touched() if fleet is not None else set()  # by the last pass
         changed = None
         if fleet is not None and liveness == self._liveness and now >= self._now:
-            changed = self._changed(helpers, held, now, liveness, touched)
+            changed = self._changed(helpers, live, held, now, liveness, touched)
         if changed is None:
-            return self._build(helpers, reserved, held, now, liveness, touched)
-        self._held, self._now = frozenset(held), now
+            return self._build(helpers, live, now, liveness, touched)
+        self._now = now
         for h in changed.values():
-            self._keep(h, reserved, held, now, liveness, fleet)
+            self._keep(h, live, now, liveness, fleet)
         return fleet
 
     def _changed(
         self,
         helpers: list[dict],
-        held: dict[str, list[str]],
+        live: LiveSet,
+        held: set[str] | None,
         now: datetime,
         liveness: timedelta,
         touched: set[str],
@@ -111,7 +116,7 @@ class KeptViews:
             if helper_id not in index or helper_id not in fleet:  # added or removed there
                 return None
             changed[helper_id] = helpers[index[helper_id]]
-        for helper_id in self._held_other(held):
+        for helper_id in self._held_other(live, held):
             changed[helper_id] = helpers[index[helper_id]]
         return changed
 
@@ -129,13 +134,25 @@ class KeptViews:
         self._earliest = earliest
         return gone
 
-    def _held_other(self, held: dict[str, list[str]]) -> list[str]:
-        """The helpers whose live assignments are others than at the last pass."""
-        kept, other = self._kept, []
-        for helper_id in self._held.union(held):
+    def _held_other(self, live: LiveSet, changed: set[str] | None) -> list[str]:
+        """The helpers whose live assignments are others than at the last
+        pass: among `changed`, those the store saw change since (None: any
+        that held some then or holds some now)."""
+        kept, other, held = self._kept, [], self._held
+        if changed is None:
+            changed = held.union(live.by_helper)
+            held.clear()
+            held.update(live.by_helper)
+        else:
+            for helper_id in changed:
+                if helper_id in live.by_helper:
+                    held.add(helper_id)
+                else:
+                    held.discard(helper_id)
+        for helper_id in changed:
             if helper_id not in kept:
                 continue  # an assignment of a helper gone from the registry
-            if held_ids(held, helper_id) != kept[helper_id][2]:
+            if live.ids(helper_id) != kept[helper_id][2]:
                 other.append(helper_id)
         return other
 
@@ -160,7 +177,7 @@ class KeptViews:
         if online and until < self._earliest:
             self._earliest = until
 
-    def _build(self, helpers, reserved, held, now, liveness, touched: set[str]) -> Fleet:
+    def _build(self, helpers, live: LiveSet, now, liveness, touched: set[str]) -> Fleet:
         """The whole fleet, anew, with the rows of the last one that still
         stand (not `touched` by the last pass, nothing else changed)."""
         before = self._kept if liveness == self._liveness else {}
@@ -171,40 +188,36 @@ class KeptViews:
         for h in helpers:
             helper_id = h["helper_id"]
             b = before.get(helper_id)
-            entry = kept[helper_id] = self._entry(h, held, now, liveness, b)
+            entry = kept[helper_id] = self._entry(h, live, now, liveness, b)
             self._bound(entry[1], entry[3])
             if b is not None and b[0] is h and b[2:] == entry[2:] and helper_id not in touched:
                 rows.append(old.row(helper_id))
             else:
-                rows.append(row_of(view_of(h, reserved.get(helper_id, []), now, liveness)))
+                rows.append(row_of(view_of(h, live.reservations(helper_id), now, liveness)))
         self._kept, self._order = kept, [h["helper_id"] for h in helpers]
         self._docs = list(helpers)
         self._index = {helper_id: i for i, helper_id in enumerate(self._order)}
-        self._held, self._now, self._liveness = frozenset(held), now, liveness
+        self._held, self._now, self._liveness = set(live.by_helper), now, liveness
         self._fleet = Fleet(rows=rows)
         return self._fleet
 
-    def _keep(self, h, reserved, held, now, liveness, fleet: Fleet) -> None:
+    def _keep(self, h, live: LiveSet, now, liveness, fleet: Fleet) -> None:
         """Build one helper's view again from its document and assignments."""
         helper_id = h["helper_id"]
-        entry = self._kept[helper_id] = self._entry(h, held, now, liveness, self._kept[helper_id])
+        entry = self._kept[helper_id] = self._entry(h, live, now, liveness, self._kept[helper_id])
         self._bound(entry[1], entry[3])
-        fleet.put(row_of(view_of(h, reserved.get(helper_id, []), now, liveness)))
+        fleet.put(row_of(view_of(h, live.reservations(helper_id), now, liveness)))
 
     @staticmethod
-    def _entry(h, held, now, liveness, before) -> tuple[dict, datetime | None, frozenset, bool]:
+    def _entry(
+        h, live: LiveSet, now, liveness, before
+    ) -> tuple[dict, datetime | None, frozenset, bool]:
         """What is kept of a helper: its document, when it goes offline
         (worked out again only for another document), its live assignment
         ids, and whether it is online at `now`."""
         same = before is not None and before[0] is h
         until = before[1] if same else online_until(h, liveness)
-        return h, until, held_ids(held, h["helper_id"]), online_at(until, now)
-
-
-def held_ids(held: dict[str, list[str]], helper_id: str) -> frozenset:
-    """The ids of a helper's live assignments, from `held` (helper id -> ids)."""
-    ids = held.get(helper_id)
-    return NONE_HELD if ids is None else frozenset(ids)
+        return h, until, live.ids(h["helper_id"]), online_at(until, now)
 
 
 def view_of(doc: dict, reservations: list[dict], now: datetime, liveness: timedelta) -> HelperView:

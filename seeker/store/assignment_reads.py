@@ -11,6 +11,7 @@ from pymongo import ASCENDING
 
 from seeker.helper_models import HelperMode
 from seeker.models import AssignmentState
+from seeker.placement.live import LiveSet
 from seeker.store.helpers import FULL_READ, SKEW
 
 # what a pulling helper may be handed: offers, and what it took but lost the answer to
@@ -105,14 +106,15 @@ class AssignmentReads:
         self._following_live = True
         return self
 
-    def live_for_placement(self, now: datetime) -> list[dict]:
+    def live_for_placement(self, now: datetime) -> LiveSet:
         """Every live assignment, with only what a placement pass reads of
         it (FOR_PLACEMENT): a live assignment's document has 11-14 fields,
         each decoded. Where this process follows them (follow_live), only
         those changed since the last read, once they are many (FOLLOW_FROM):
-        2,000 running cost SecantusDB about 55 ms a read."""
+        2,000 running cost SecantusDB about 55 ms a read. The same LiveSet
+        as the last read's, brought up to date, or a new one read whole."""
         if not self._following_live:
-            return self.live_assignment_docs(fields=FOR_PLACEMENT)
+            return LiveSet(self.live_assignment_docs(fields=FOR_PLACEMENT))
         with self._live_lock:
             live, read = self._live, self._live_read
             if (
@@ -122,15 +124,14 @@ class AssignmentReads:
                 or not timedelta(0) <= now - read[1] < FULL_READ
                 or now < read[0]
             ):
-                docs = self.live_assignment_docs(fields=FOR_PLACEMENT)
-                self._live = {a["_id"]: a for a in docs}
+                self._live = LiveSet(self.live_assignment_docs(fields=FOR_PLACEMENT))
                 self._live_read = (now, now)
-                return docs
+                return self._live
             since = {"changed_at": {"$gte": read[0] - SKEW}}
             for a in self.assignments.find(since, {**FOR_PLACEMENT, "state": 1}):
                 if a.pop("state") in AssignmentState.live():
-                    live[a["_id"]] = a
+                    live.put(a)
                 else:
-                    live.pop(a["_id"], None)
+                    live.drop(a["_id"])
             self._live_read = (now, read[1])
-            return list(live.values())
+            return live

@@ -14,6 +14,7 @@ from pymongo.errors import DuplicateKeyError
 
 from seeker.helper_models import HelperMode
 from seeker.models import AssignmentState, TaskState
+from seeker.placement.live import LiveSet
 from seeker.store.assignments import AssignmentStates, assignment_id, slot_key
 from seeker.store.give_backs import GiveBacks
 from seeker.store.newest import newest_page
@@ -49,7 +50,7 @@ class TaskStore(AssignmentStates, GiveBacks):
         # the live assignments kept between placement passes (follow_live):
         # by id; when last read, and last read whole
         self._following_live = False
-        self._live: dict[str, dict] | None = None
+        self._live: LiveSet | None = None
         self._live_read: tuple[datetime, datetime] | None = None
         self._live_lock = threading.Lock()
 

@@ -145,10 +145,10 @@ def test_a_pulling_helper_whose_poll_dropped_is_offline_until_it_polls_again(pol
 def test_helper_views_groups_live_assignments_by_helper():
     helpers = [doc("h1", "gpu-1"), doc("h2", "gpu-2"), doc("h3", "gpu-3")]
     live = [
-        {"helper_id": "h1", "reservation": {"cpus": 2, "gpu_indices": [0]}},
-        {"helper_id": "h1", "reservation": {"cpus": 1, "gpu_indices": [2]}},
-        {"helper_id": "h2"},  # no reservation recorded
-        {"helper_id": "gone", "reservation": {"cpus": 8}},  # a helper no longer listed
+        {"_id": "a.1", "helper_id": "h1", "reservation": {"cpus": 2, "gpu_indices": [0]}},
+        {"_id": "b.1", "helper_id": "h1", "reservation": {"cpus": 1, "gpu_indices": [2]}},
+        {"_id": "c.1", "helper_id": "h2"},  # no reservation recorded
+        {"_id": "d.1", "helper_id": "gone", "reservation": {"cpus": 8}},  # no longer listed
     ]
     views = helper_views(helpers, live, NOW, LIVENESS)
     assert list(views) == ["h1", "h2", "h3"]
@@ -160,7 +160,7 @@ def test_helper_views_groups_live_assignments_by_helper():
 
 def test_helper_views_are_a_fleet_that_select_ranks_as_the_pipeline_does():
     helpers = [doc("h1", "gpu-1"), doc("h2", "gpu-2", last_seen=None), doc("h3", "gpu-3")]
-    live = [{"helper_id": "h1", "reservation": {"cpus": 2, "gpu_indices": [1]}}]
+    live = [{"_id": "a.1", "helper_id": "h1", "reservation": {"cpus": 2, "gpu_indices": [1]}}]
     views = helper_views(helpers, live, NOW, LIVENESS)
     assert isinstance(views, Fleet)
     task = TaskView("t1", cpus=1, gpus=1)
@@ -173,7 +173,7 @@ def test_helper_views_are_a_fleet_that_select_ranks_as_the_pipeline_does():
 
 
 def test_helper_views_of_nothing():
-    assert helper_views([], [{"helper_id": "h1"}], NOW, LIVENESS) == {}
+    assert helper_views([], [{"_id": "t.1", "helper_id": "h1"}], NOW, LIVENESS) == {}
 
 
 def test_after_placing_takes_the_reservation_off_the_view():

@@ -13,6 +13,7 @@ import pytest
 from test_capacity import LIVENESS, NOW, doc
 
 from seeker.placement.capacity import KeptViews, after_placing, helper_views
+from seeker.placement.live import LiveSet
 
 
 def same_fleet(kept, fresh) -> None:
@@ -126,14 +127,30 @@ class World:
         self.now -= timedelta(seconds=self.rng.choice([1, 30]))
 
 
+def followed(live: LiveSet | None, now: list[dict], rng: random.Random) -> LiveSet:
+    """The live assignments as a store that follows them has them: brought
+    up to date by what changed (the rest of the time), or read whole."""
+    if live is None or rng.random() < 0.1:
+        return LiveSet(now)
+    ids = {a["_id"] for a in now}
+    for a in live.docs():
+        if a["_id"] not in ids:
+            live.drop(a["_id"])
+    for a in now:
+        live.put(a)
+    return live
+
+
 @pytest.mark.parametrize("seed", range(40))
-def test_kept_views_equal_a_fresh_fleet_at_every_pass(seed):
+@pytest.mark.parametrize("follow", [False, True], ids=["lists", "followed"])
+def test_kept_views_equal_a_fresh_fleet_at_every_pass(seed, follow):
     rng = random.Random(seed)
-    world, kept = World(rng), KeptViews()
+    world, kept, live = World(rng), KeptViews(), None
     for _ in range(60):
         for _ in range(rng.randint(0, 3)):
             world.step()
-        fleet = kept.fleet(world.docs, world.live, world.now, world.liveness)
+        live = followed(live, world.live, rng) if follow else world.live
+        fleet = kept.fleet(world.docs, live, world.now, world.liveness)
         same_fleet(fleet, helper_views(world.docs, world.live, world.now, world.liveness))
         # the pass places, or drops a helper it purged: undone at the next
         for _ in range(rng.randint(0, 2)):
@@ -205,3 +222,32 @@ def test_a_helper_goes_offline_at_its_deadline_though_its_document_is_the_same()
     fourth = kept.fleet([beat, h2], [], at, LIVENESS)
     assert not fourth["h1"].online and not fourth["h2"].online
     same_fleet(fourth, helper_views([beat, h2], [], at, LIVENESS))
+
+
+def test_a_live_set_tells_the_helpers_whose_assignments_changed_since_it_was_asked():
+    live = LiveSet([{"_id": "a.1", "helper_id": "h1"}, {"_id": "b.1", "helper_id": "h2"}])
+    assert live.take_changed() == {"h1", "h2"} and live.take_changed() == set()
+    live.put({"_id": "a.1", "helper_id": "h1", "slot": "h1/1"})  # read again: no news
+    live.drop("x.1")  # not live here
+    assert live.take_changed() == set() and live.of("h1")[0]["slot"] == "h1/1"
+    live.put({"_id": "c.1", "helper_id": "h2", "reservation": {"cpus": 2}})
+    live.drop("a.1")
+    assert live.take_changed() == {"h1", "h2"}
+    assert (len(live), live.ids("h1"), live.ids("h2")) == (2, frozenset(), {"b.1", "c.1"})
+    assert live.reservations("h2") == [{}, {"cpus": 2}] and "h1" not in live.by_helper
+
+
+def test_a_pass_given_the_kept_live_set_looks_only_at_the_helpers_it_names(monkeypatch):
+    """The store's LiveSet, the same object as at the last pass: only the
+    helpers whose live assignments it saw change are compared."""
+    kept = KeptViews()
+    docs = [doc(f"h{i}", f"gpu-{i}") for i in range(4)]
+    live = LiveSet([{"_id": f"t{i}.1", "helper_id": f"h{i}"} for i in range(4)])
+    kept.fleet(docs, live, NOW, LIVENESS)
+    asked: list[str] = []
+    ids = live.ids
+    monkeypatch.setattr(live, "ids", lambda helper_id: asked.append(helper_id) or ids(helper_id))
+    live.drop("t2.1")
+    fleet = kept.fleet(docs, live, NOW, LIVENESS)
+    assert asked[0] == "h2" and set(asked) == {"h2"}  # compared, then built again
+    assert (fleet["h2"].running, fleet["h1"].running) == (0, 1)
