@@ -68,14 +68,16 @@ class KeptViews:
         a list, is compared helper by helper)."""
         if not isinstance(live, LiveSet):
             live = LiveSet(live)
-        changed_held = live.take_changed()  # since the last pass, if it had this one
-        held = changed_held if live is self._live else None
+        # the helpers whose live assignments changed since the last pass, if
+        # it had this set (taken either way: a set seen once is news no more)
+        since = live.take_changed()
+        held_changed = since if live is self._live else None
         self._live = live
         fleet = self._fleet
         touched = fleet.touched() if fleet is not None else set()  # by the last pass
         changed = None
         if fleet is not None and liveness == self._liveness and now >= self._now:
-            changed = self._changed(helpers, live, held, now, liveness, touched)
+            changed = self._changed(helpers, live, held_changed, now, liveness, touched)
         if changed is None:
             return self._build(helpers, live, now, liveness, touched)
         self._now = now
@@ -87,7 +89,7 @@ class KeptViews:
         self,
         helpers: list[dict],
         live: LiveSet,
-        held: set[str] | None,
+        held_changed: set[str] | None,
         now: datetime,
         liveness: timedelta,
         touched: set[str],
@@ -116,7 +118,7 @@ class KeptViews:
             if helper_id not in index or helper_id not in fleet:  # added or removed there
                 return None
             changed[helper_id] = helpers[index[helper_id]]
-        for helper_id in self._held_other(live, held):
+        for helper_id in self._held_other(live, held_changed):
             changed[helper_id] = helpers[index[helper_id]]
         return changed
 
@@ -134,16 +136,18 @@ class KeptViews:
         self._earliest = earliest
         return gone
 
-    def _held_other(self, live: LiveSet, changed: set[str] | None) -> list[str]:
+    def _held_other(self, live: LiveSet, held_changed: set[str] | None) -> list[str]:
         """The helpers whose live assignments are others than at the last
-        pass: among `changed`, those the store saw change since (None: any
-        that held some then or holds some now)."""
+        pass: among `held_changed`, those the store saw change since (None:
+        any that held some then or holds some now). Brings `_held`, the
+        helpers that hold some, up to this pass."""
         kept, other, held = self._kept, [], self._held
-        if changed is None:
+        if held_changed is None:
             changed = held.union(live.by_helper)
             held.clear()
             held.update(live.by_helper)
         else:
+            changed = held_changed
             for helper_id in changed:
                 if helper_id in live.by_helper:
                     held.add(helper_id)
