@@ -177,8 +177,28 @@ class SeekerClient(JsonClient):
                 saved.append(self.download_artifact(a["artifact_id"], dest))
         return saved
 
-    def helpers(self) -> list[dict]:
-        return self.request("GET", "/api/v1/helpers")["helpers"]
+    def helpers(self, online: bool | None = None, page: int = 1000) -> list[dict]:
+        """Every helper (only those online, or offline, if `online` is given),
+        by name, read a page at a time."""
+        found, after = [], None
+        while True:
+            got = self.helpers_page(page, after, online)
+            found += got["helpers"]
+            after = got["next"]
+            if not after:
+                return found
+
+    def helpers_page(
+        self, limit: int = 100, after: str | None = None, online: bool | None = None
+    ) -> dict:
+        """One page: {"helpers": [...], "next", "total", "offline"}; pass
+        `next` as `after` for the page after it."""
+        params: dict = {"limit": limit}
+        if after:
+            params["after"] = after
+        if online is not None:
+            params["online"] = "true" if online else "false"
+        return self.request("GET", "/api/v1/helpers", params=params)
 
     def remove_helper(self, helper_id: str) -> dict:
         return self.request("DELETE", f"/api/v1/helpers/{helper_id}")

@@ -4,6 +4,7 @@ tasks' own schemas and the states are in seeker/models.py."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated
 
@@ -97,6 +98,10 @@ BEATS_AT_MOST = (
 )
 
 
+# a helper's name: a host name's characters, unique in the fleet
+HELPER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
 class HelperRegistration(BaseModel):
     """What a helper sends when it registers."""
 
@@ -104,7 +109,7 @@ class HelperRegistration(BaseModel):
 
     helper_id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,128}$")
     # a host name: it names folders too (seeker results --download)
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+    name: str = Field(pattern=HELPER_NAME.pattern)
     mode: HelperMode = HelperMode.PUSH
     url: str | None = Field(
         default=None,

@@ -15,16 +15,30 @@ from seeker.api.openapi import (
     Beat,
     EventRecorded,
     HelperList,
+    HelperQuery,
     RegisteredHelper,
     Removed,
     Work,
 )
 from seeker.control.credentials import HELPER, JOIN
 from seeker.control.operations import Seeker
-from seeker.helper_models import AssignmentEvent, Heartbeat, HelperRegistration, PollRequest
+from seeker.helper_models import (
+    HELPER_NAME,
+    AssignmentEvent,
+    Heartbeat,
+    HelperRegistration,
+    PollRequest,
+)
 from serving.access import allow, principal
+from serving.errors import BadRequest
+from serving.inputs import int_arg
 from serving.operations import operation
 from serving.parking import NEW_CONNECTION, answer_or_park
+
+# helpers a page of GET /api/v1/helpers lists unless asked for another
+# number, and the most it lists (the client and the CLI read every page)
+HELPER_PAGE = 100
+MAX_HELPER_PAGE = 1000
 
 
 def add_helper_routes(app: Flask, seeker: Seeker) -> None:
@@ -107,10 +121,28 @@ def add_helper_routes(app: Flask, seeker: Seeker) -> None:
         )
 
     @app.get("/api/v1/helpers")
-    @operation({200: (HelperList, "the helpers")}, tag="helpers")
+    @operation(
+        {200: (HelperList, "a page of helpers"), 400: "bad limit, cursor or online"},
+        query=HelperQuery,
+        tag="helpers",
+    )
     def list_helpers():
-        """List helpers"""
-        return {"helpers": seeker.helper_list(), "next": None}
+        """List helpers, by name"""
+        limit = int_arg("limit", HELPER_PAGE, 1, MAX_HELPER_PAGE)
+        after = request.args.get("after") or None
+        if after is not None and not HELPER_NAME.fullmatch(after):
+            raise BadRequest(
+                "query parameter 'after' is not a helper's name",
+                "pass the 'next' value of the previous page",
+            )
+        online = request.args.get("online")
+        if online not in (None, "true", "false"):
+            raise BadRequest(
+                "query parameter 'online' must be true or false",
+                "leave it out for every helper",
+            )
+        flag = None if online is None else online == "true"
+        return seeker.helper_list(limit, after, flag)
 
     @app.delete("/api/v1/helpers/<helper_id>")
     @operation({200: (Removed, "removed"), 404: "no such helper"}, tag="helpers")

@@ -15,7 +15,7 @@ from pymongo.errors import PyMongoError
 from seeker.models import AssignmentState, TaskState
 from seeker.placement.capacity import as_utc
 from seeker.store.events import TASK_CANCELLED, TASK_FAILED, TASK_SUCCEEDED
-from seeker.store.helpers import HelperStore
+from seeker.store.helpers import HelperStore, offline_in
 from seeker.store.tasks import TO_PLACE, TaskStore
 from serving.http import ApiError
 from serving.metrics import EventMetrics, gauge
@@ -46,7 +46,7 @@ GAUGES = {
         ["state"],
     ),
     HELPERS: (
-        "Registered helpers, by state: online when seen within the liveness window",
+        "Registered helpers, by state: online when heard from within its liveness deadline",
         ["state"],
     ),
     DATABASE_UP: ("1 when the database answered this scrape's counts, else 0", []),
@@ -171,11 +171,9 @@ class SeekerCollector:
             ((s.value,), assignments.count_documents({"state": s.value}))
             for s in AssignmentState.live()
         ]
-        registered = self.helpers.helpers.count_documents({})
-        online = self.helpers.helpers.count_documents(
-            {"last_seen": {"$gte": self.clock() - self.liveness}}
-        )
-        helpers = [(("online",), online), (("offline",), registered - online)]
+        roster = self.helpers.roster()
+        offline = len(offline_in(roster, self.clock(), self.liveness))
+        helpers = [(("online",), len(roster) - offline), (("offline",), offline)]
         return [
             self._gauge(TASKS, by_state),
             self._gauge(QUEUED, [((), queued)]),

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from channel.openapi import Result
 from helper.models import Assignment
-from seeker.helper_models import HelperRegistration
+from seeker.helper_models import HELPER_NAME, HelperRegistration
 from seeker.models import ArraySubmission, AssignmentState, Resources, TaskSpec, TaskState
 from seeker.store.events import KINDS, MAX_EVENT_WAIT
 from serving.operations import optional
@@ -303,7 +303,19 @@ class HelperList(BaseModel):
     model_config = ANSWER
 
     helpers: list[ListedHelper] = Field(description="sorted by name")
-    next: None
+    next: str | None = Field(description="pass as `after` for the next page; null on the last page")
+    total: int = Field(ge=0, description="helpers registered, in the whole fleet")
+    offline: int = Field(ge=0, description="of those, how many are offline now")
+
+
+class HelperQuery(BaseModel):
+    limit: int = Field(default=100, ge=1, le=1000)
+    after: str = Field(
+        default=None,
+        pattern=f"^({HELPER_NAME.pattern.strip('^$')})?$",
+        description="the `next` of the previous page (empty: the first page)",
+    )
+    online: bool = Field(default=None, description="only the helpers online (true) or offline")
 
 
 class Removed(BaseModel):

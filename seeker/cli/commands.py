@@ -270,14 +270,17 @@ def results(seeker_url, token, ca_cert, as_json, task_id, logs, download_dir):
 @main.command()
 @client_options
 @click.option("--remove", "remove_id", metavar="HELPER_ID", help="Remove a helper.")
+@click.option(
+    "--online/--offline", "online", default=None, help="Only the helpers online, or offline."
+)
 @api_errors
-def helpers(seeker_url, token, ca_cert, as_json, remove_id):
-    """List the registered helpers."""
+def helpers(seeker_url, token, ca_cert, as_json, remove_id, online):
+    """List the registered helpers (every one, by name)."""
     client = connect(seeker_url, token, ca_cert)
     if remove_id:
         emit(client.remove_helper(remove_id), as_json, lambda r: f"removed {r['removed']}")
         return
-    emit(client.helpers(), as_json, helpers_table)
+    emit(client.helpers(online), as_json, helpers_table)
 
 
 @main.command()

@@ -18,6 +18,7 @@ from seeker.helper_models import (
 )
 from seeker.placement.capacity import as_utc, is_online
 from seeker.placement.gpus import device_use
+from seeker.store.helpers import offline_in
 from serving.errors import Conflict, NotFound
 from serving.principals import Principal
 
@@ -103,25 +104,68 @@ class HelperOperations:
             f"or after 'seeker helpers --remove {previous['helper_id']}'",
         )
 
-    def helper_list(self) -> list[dict]:
-        """Helpers with how many assignments they run, whether they are
-        online (heard from within the liveness deadline and, pulling, not
-        gone) and how much of each GPU their assignments hold (`gpu_use`)."""
+    def helper_list(
+        self, limit: int | None = None, after: str | None = None, online: bool | None = None
+    ) -> dict:
+        """A page of helpers in the order of their names, each with how many
+        assignments it runs, whether it is online (heard from within its
+        liveness deadline and, pulling, not gone) and how much of each GPU
+        its assignments hold (`gpu_use`): {"helpers", "next" (the name to
+        pass as `after` for the next page, None on the last), "total" and
+        "offline" (of the whole fleet)}. `limit` None: every helper;
+        `online`: only those online (True) or offline (False).
+
+        The page is chosen from every helper's name and liveness fields
+        (HelperStore.roster), then only its own helpers and their live
+        assignments are read whole: a page of a fleet of thousands does not
+        read, build and send thousands of documents."""
+        now, liveness = self.clock(), self.health.liveness
+        roster = self.helpers.roster()
+        offline = offline_in(roster, now, liveness)
+        chosen = sorted(
+            (d["name"], d["_id"])
+            for d in roster
+            if (online is None or (d["_id"] not in offline) == online)
+            and (after is None or d["name"] > after)
+        )
+        more = limit is not None and len(chosen) > limit
+        page = chosen[:limit]
+        ids = [helper_id for _, helper_id in page]
+        helpers = [h for h in self._helpers_named(page, roster) if h is not None]
         reserved: dict[str, list[dict]] = {}
-        for a in self.tasks.live_assignment_docs():
+        for a in self.tasks.live_assignment_docs(helper_ids=ids) if ids else []:
             reserved.setdefault(a["helper_id"], []).append(a.get("reservation") or {})
-        now = self.clock()
-        return [
+        rows = [
             dict(
                 h,
                 running=len(reserved.get(h["helper_id"], [])),
-                online=is_online(h, now, self.health.liveness),
+                online=is_online(h, now, liveness),
                 gpu_use=device_use(
                     (h.get("resources") or {}).get("gpus", []), reserved.get(h["helper_id"], [])
                 ),
             )
-            for h in self.helpers.list()
+            for h in helpers
         ]
+        return {
+            "helpers": rows,
+            "next": chosen[limit - 1][0] if more else None,
+            "total": len(roster),
+            "offline": len(offline),
+        }
+
+    def _helpers_named(self, page: list[tuple[str, str]], roster: list[dict]) -> list:
+        """The documents of a page's helpers ((name, id), in order; None for
+        one removed meanwhile): their names' range when few others lie
+        within it, else by id."""
+        if not page:
+            return []
+        first, last = page[0][0], page[-1][0]
+        within = sum(1 for d in roster if first <= d["name"] <= last)
+        if within <= 2 * len(page):
+            docs = self.helpers.named_between(first, last)
+        else:  # a filtered page, spread over the fleet
+            docs = self.helpers.of([helper_id for _, helper_id in page])
+        return [docs.get(helper_id) for _, helper_id in page]
 
     def remove_helper(self, helper_id: str) -> None:
         if not self.helpers.remove(helper_id):

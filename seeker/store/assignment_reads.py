@@ -92,12 +92,18 @@ class AssignmentReads:
         return {a["_id"]: a for a in self.assignments.find({"_id": {"$in": list(keys)}})}
 
     def live_assignment_docs(
-        self, helper_id: str | None = None, fields: dict | None = None
+        self,
+        helper_id: str | None = None,
+        fields: dict | None = None,
+        helper_ids: list[str] | None = None,
     ) -> list[dict]:
-        """The live assignments (of `helper_id`), whole or only `fields`."""
+        """The live assignments (of `helper_id`, or of those `helper_ids`),
+        whole or only `fields`."""
         query: dict = {"state": {"$in": AssignmentState.live()}}
         if helper_id is not None:
             query["helper_id"] = helper_id
+        elif helper_ids is not None:
+            query["helper_id"] = {"$in": sorted(helper_ids)}
         return list(self.assignments.find(query, fields))
 
     def follow_live(self) -> AssignmentReads:

@@ -5,9 +5,11 @@ with its result and logs. Screenshots go to test-artifacts/."""
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta, timezone
 
 import pytest
 import requests
+from pymongo import MongoClient
 
 from seeker.client import SeekerClient
 from tests.browser.conftest import ARTIFACTS
@@ -111,3 +113,46 @@ def test_dashboard_follows_a_running_task_to_its_result(dashboard_stack, page):
     except AssertionError:
         print(stack.logs())
         raise
+
+
+def test_a_large_fleet_is_shown_a_page_at_a_time(dashboard_stack, page):
+    """105 more helpers (registered as a helper would, two of them silent
+    for an hour): the dashboard shows 100 of 107, says how many are offline,
+    pages on, and filters the offline ones."""
+    stack = dashboard_stack
+    auth = {"Authorization": f"Bearer {stack.token}"}
+    extra = [f"zz-{i:03d}" for i in range(105)]
+    for name in extra:
+        body = {"helper_id": f"id-{name}", "name": name, "url": "http://127.0.0.1:9", "slots": 1}
+        resp = requests.post(f"{stack.seeker_url}/api/v1/helpers", json=body, headers=auth)
+        assert resp.status_code == 200, resp.text
+    an_hour_ago = datetime.now(timezone.utc) - timedelta(hours=1)
+    silent = {"_id": {"$in": ["id-zz-010", "id-zz-100"]}}
+    with MongoClient(stack.seeker_db_url) as db:
+        db.get_default_database()["helpers"].update_many(
+            silent, {"$set": {"last_seen": an_hour_ago}}
+        )
+    try:
+        sign_in(page, stack, stack.token)
+        count = page.locator("#helper-count")
+        rows = page.locator("#helpers tbody tr")
+        expect(count).to_have_text("(1-100 of 107, 2 offline)", timeout=SHORT)
+        expect(rows).to_have_count(100)
+        expect(page.locator('#helpers tr[data-helper="measured"]')).to_be_visible()
+        expect(page.locator('#helpers tr[data-helper="zz-010"] .pill')).to_have_text("offline")
+
+        page.click("#helpers-next")
+        expect(count).to_have_text("(101-107 of 107, 2 offline)", timeout=SHORT)
+        expect(rows).to_have_count(7)
+        expect(page.locator('#helpers tr[data-helper="zz-104"]')).to_be_visible()
+        expect(page.locator("#helpers-next")).to_be_disabled()
+        page.screenshot(path=ARTIFACTS / "dashboard-helpers-page-2.png", full_page=True)
+
+        page.select_option("#helper-filter", "false")  # offline: from the first page
+        expect(count).to_have_text("(107, 2 offline)", timeout=SHORT)
+        expect(rows).to_have_count(2)
+        assert rows.evaluate_all("rs => rs.map(r => r.dataset.helper)") == ["zz-010", "zz-100"]
+        expect(page.locator("#helper-pages")).to_be_hidden()
+    finally:
+        for name in extra:
+            requests.delete(f"{stack.seeker_url}/api/v1/helpers/id-{name}", headers=auth)

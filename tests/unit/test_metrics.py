@@ -211,6 +211,21 @@ def test_helpers_go_offline_past_the_liveness_window(seeker, clock):
     assert value(samples, "seeker_helpers", state="offline") == 1
 
 
+def test_helpers_online_as_their_own_deadline_says(seeker, clock):
+    """A helper told to beat every 100 s (a large fleet) is online for two
+    of its beats, not for --liveness alone; a pulling helper whose poll
+    dropped is offline however lately it was heard from."""
+    seeker.register("seldom")
+    seeker.helpers.set_heartbeat("id-seldom", 100)
+    seeker.register("puller")
+    seeker.helpers.poll_gone("id-puller", clock())
+    clock.advance(LIVENESS.total_seconds() + 1)
+    seeker.register("fresh")
+    samples = scrape(seeker.client)
+    assert value(samples, "seeker_helpers", state="online") == 2
+    assert value(samples, "seeker_helpers", state="offline") == 1
+
+
 @pytest.mark.parametrize(
     "error, outcome",
     [

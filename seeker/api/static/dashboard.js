@@ -216,20 +216,44 @@ function taskRow(t) {
     h("td", { title: when(t.created_at) }, ago(t.created_at)));
 }
 
+// A page of helpers at a time: a fleet of thousands is not sent, nor drawn,
+// every 2 s. `pages` holds the `after` of each page up to the one shown.
+const HELPER_PAGE = 100;
+const helperPages = { pages: [null], next: null };
+
+function helperCount(list) {
+  const shown = list.helpers.length;
+  const first = (helperPages.pages.length - 1) * HELPER_PAGE;
+  const range = shown && (first > 0 || list.next) ? `${first + 1}-${first + shown} of ` : "";
+  const offline = list.offline ? `, ${list.offline} offline` : "";
+  return `(${range}${list.total}${offline})`;
+}
+
 const overview = {
   async load() {
     const state = $("state-filter").value;
     const query = state ? `&state=${encodeURIComponent(state)}` : "";
-    const [helpers, tasks] = await Promise.all([api("helpers"), api(`tasks?limit=100${query}`)]);
-    return { helpers: helpers.helpers, tasks: tasks.tasks };
+    const online = $("helper-filter").value;
+    const after = helperPages.pages[helperPages.pages.length - 1];
+    const helperQuery = `limit=${HELPER_PAGE}${online ? `&online=${online}` : ""}`
+      + (after ? `&after=${encodeURIComponent(after)}` : "");
+    const [helpers, tasks] = await Promise.all([api(`helpers?${helperQuery}`), api(`tasks?limit=100${query}`)]);
+    return { helpers, tasks: tasks.tasks };
   },
-  render({ helpers, tasks }) {
+  render({ helpers: list, tasks }) {
     show("overview");
-    $("helper-count").textContent = `(${helpers.length})`;
+    const helpers = list.helpers;
+    helperPages.next = list.next;
+    $("helper-count").textContent = helperCount(list);
+    $("helpers-next").disabled = !list.next;
+    $("helpers-first").disabled = helperPages.pages.length === 1;
+    $("helper-pages").hidden = !list.next && helperPages.pages.length === 1;
     $("task-count").textContent = `(${tasks.length}${tasks.length === 100 ? ", newest" : ""})`;
     const empty = (cols, text) => h("tr", null, h("td", { colSpan: cols, class: "empty" }, text));
-    fill($("helpers").tBodies[0], helpers.length ? helpers.map(helperRow)
-      : empty(8, "No helpers registered. Start one with: helper start --seeker-url URL --channel-url URL"));
+    const none = list.total === 0
+      ? "No helpers registered. Start one with: helper start --seeker-url URL --channel-url URL"
+      : "No helper here: another filter or the first page shows them.";
+    fill($("helpers").tBodies[0], helpers.length ? helpers.map(helperRow) : empty(8, none));
     fill($("tasks").tBodies[0], tasks.length ? tasks.map(taskRow)
       : empty(7, "No tasks. Submit one with: seeker submit IMAGE -- COMMAND"));
   },
@@ -423,6 +447,15 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   $("sign-out").addEventListener("click", () => signIn());
   $("state-filter").addEventListener("change", refresh);
+  const helperPage = (pages) => {
+    helperPages.pages = pages;
+    refresh();
+  };
+  $("helper-filter").addEventListener("change", () => helperPage([null]));
+  $("helpers-first").addEventListener("click", () => helperPage([null]));
+  $("helpers-next").addEventListener("click", () => {
+    if (helperPages.next) helperPage([...helperPages.pages, helperPages.next]);
+  });
   window.addEventListener("hashchange", () => {
     window.scrollTo(0, 0);
     refresh();
