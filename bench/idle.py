@@ -21,6 +21,10 @@ server). The fleet's counters say whether the helpers beat as they should
 (beats in the window against N x window / the interval the seeker asks for,
 15 s or N / 50 s) and how often polls were answered.
 
+In push mode, a second window half as long follows with one dashboard
+open (its two requests every 2 s: the first page of 100 helpers, the newest
+100 tasks): the seeker's and the database's CPU beside the window before.
+
 Baselines: the other mode, measured the same way just before or after; and
 a bare Flask app with one route on `serving.wsgi.BackgroundServer` (16
 threads, as the seeker), to which another process holds N keep-alive
@@ -62,6 +66,8 @@ HEARTBEAT = 15.0  # the seeker's shortest interval, and the bare server's beat
 BEATS_PER_SECOND = 50.0  # the most the seeker asks of a whole fleet
 CPU_TARGET = 10.0  # % of one core
 OPS_TARGET = 20.0  # database operations per second
+DASHBOARD_EVERY = 2.0  # s: how often the dashboard refreshes its overview
+DASHBOARD_PAGE = 100  # helpers a page of the dashboard shows
 
 
 def sizes(quick: bool) -> list[int]:
@@ -94,8 +100,10 @@ def cpu_of(proc: psutil.Process) -> float:
     return t.user + t.system
 
 
-def seeker_idle(n: int, pull: bool, window: float, settle: float) -> dict:
-    """One deployment of `n` idle helpers; the seeker's figures."""
+def seeker_idle(n: int, pull: bool, window: float, settle: float, dashboard: float = 0) -> dict:
+    """One deployment of `n` idle helpers; the seeker's figures. With
+    `dashboard` seconds, a window after the first with one dashboard open
+    (dashboard_open)."""
     with (
         MongoServer(NAME) as db,
         tempfile.TemporaryDirectory(prefix="seeker-bench-idle-") as tmp,
@@ -113,6 +121,8 @@ def seeker_idle(n: int, pull: bool, window: float, settle: float) -> dict:
         got["others_cpu_pct"] = {
             k: 100 * (cpu_of(p) - others_cpu0[k]) / got["window_s"] for k, p in others.items() if p
         }
+        if dashboard:
+            got["dashboard"] = dashboard_open(dep, others["database"], dashboard)
         for svc in dep.services():
             if svc.proc.poll() is not None:
                 raise RuntimeError(f"{svc.name} exited during the window:\n{svc.log()}")
@@ -125,6 +135,33 @@ def seeker_idle(n: int, pull: bool, window: float, settle: float) -> dict:
     asked = max(HEARTBEAT, n / BEATS_PER_SECOND)  # seeker/control/health.py heartbeat_interval
     got["beat_rate"] = got["fleet"].get("registrations", 0) / (n * got["window_s"] / asked)
     return got
+
+
+def dashboard_open(dep: Deployment, database: psutil.Process, seconds: float) -> dict:
+    """The seeker's and the database's CPU while the dashboard's overview is
+    open: every DASHBOARD_EVERY s, its two requests (the first page of
+    helpers and the newest tasks), as seeker/api/static/dashboard.js sends
+    them."""
+    client = SeekerClient(dep.seeker_url, dep.token)
+    seeker = dep.seeker.process()
+    t0 = time.monotonic()
+    c0 = {"seeker": cpu_of(seeker), "database": cpu_of(database)}
+    refreshes, sent_kib = 0, 0.0
+    while (started := time.monotonic()) - t0 < seconds:
+        page = client.helpers_page(DASHBOARD_PAGE)
+        client.tasks_page(limit=100)
+        sent_kib += len(json.dumps(page)) / 1024
+        refreshes += 1
+        time.sleep(max(0.0, DASHBOARD_EVERY - (time.monotonic() - started)))
+    elapsed = time.monotonic() - t0
+    client.close()
+    return {
+        "seeker_cpu_pct": 100 * (cpu_of(seeker) - c0["seeker"]) / elapsed,
+        "database_cpu_pct": 100 * (cpu_of(database) - c0["database"]) / elapsed,
+        "refreshes": refreshes,
+        "page_kib": sent_kib / max(refreshes, 1),
+        "window_s": elapsed,
+    }
 
 
 def bare_idle(n: int, window: float, settle: float) -> dict:
@@ -198,7 +235,7 @@ def measure(n: int, window: float, settle: float) -> dict:
     (say, a fleet that cannot join in time) is recorded as failed."""
     out = {}
     sides = {
-        "push": lambda: seeker_idle(n, False, window, settle),
+        "push": lambda: seeker_idle(n, False, window, settle, dashboard=window / 2),
         "pull": lambda: seeker_idle(n, True, window, settle),
         "bare": lambda: bare_idle(n, window, settle),
     }
@@ -244,6 +281,25 @@ def rows_for(n: int, m: dict) -> list[list]:
                 cell(pull, key, fmt),
                 cell(push, key, fmt),
                 both(pull, push, key),
+            ]
+        )
+    board = push.get("dashboard")
+    if board is not None:
+        idle_db = push["others_cpu_pct"].get("database")
+        rows.append(
+            [
+                f"{n:,} pushed helpers, one dashboard open: seeker CPU (vs none)",
+                f"{board['seeker_cpu_pct']:.1f}%",
+                f"{push['cpu_pct']:.1f}%",
+                fmt_ratio(ratio(board["seeker_cpu_pct"], push["cpu_pct"])),
+            ]
+        )
+        rows.append(
+            [
+                f"{n:,} pushed helpers, one dashboard open: database CPU (vs none)",
+                f"{board['database_cpu_pct']:.1f}%",
+                "" if idle_db is None else f"{idle_db:.1f}%",
+                "" if idle_db is None else fmt_ratio(ratio(board["database_cpu_pct"], idle_db)),
             ]
         )
     for what, key, fmt, scale in (
@@ -336,6 +392,18 @@ def run(quick: bool = False, helpers: list[int] | None = None, window: float | N
         "benchmark, the server's operations over them less the seeker's own rate meanwhile "
         "(the last row, measured first). A heartbeat costs a pushed helper the same; a pushed "
         "helper's probe is not measured apart.",
+        f"One dashboard open (push mode): for {window / 2:.0f} s after the window, the "
+        f"dashboard's two requests every {DASHBOARD_EVERY:g} s (the first "
+        f"{DASHBOARD_PAGE} helpers, the newest 100 tasks), against the window before "
+        "with none; "
+        + "; ".join(
+            f"{n:,} helpers: a page of {m['push']['dashboard']['page_kib']:.0f} KiB, "
+            f"{m['push']['dashboard']['refreshes']} refreshes"
+            for n, m in measured.items()
+            if "dashboard" in m["push"]
+        )
+        + " (bench/findings.md 61: before pages, the whole list of 5,000 was 3.1 MB "
+        "and doubled what the fleet cost).",
     ]
     largest = max(measured)
     return report(
