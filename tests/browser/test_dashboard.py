@@ -152,7 +152,38 @@ def test_a_large_fleet_is_shown_a_page_at_a_time(dashboard_stack, page):
         expect(count).to_have_text("(107, 2 offline)", timeout=SHORT)
         expect(rows).to_have_count(2)
         assert rows.evaluate_all("rs => rs.map(r => r.dataset.helper)") == ["zz-010", "zz-100"]
-        expect(page.locator("#helper-pages")).to_be_hidden()
+        expect(page.locator("#helpers-pages")).to_be_hidden()
     finally:
         for name in extra:
             requests.delete(f"{stack.seeker_url}/api/v1/helpers/id-{name}", headers=auth)
+
+
+def test_older_tasks_are_a_page_away(dashboard_stack, page):
+    """105 tasks no helper can take (pending): the newest 100 first, then
+    the 5 before them."""
+    stack = dashboard_stack
+    client = SeekerClient(stack.seeker_url, stack.token)
+    waiting = [
+        client.submit("seeker-demo:latest", ["true"], constraints={"kind": "nowhere"})["task_id"]
+        for _ in range(105)
+    ]
+    try:
+        sign_in(page, stack, stack.token)
+        page.select_option("#state-filter", "pending")
+        count = page.locator("#task-count")
+        rows = page.locator("#tasks tbody tr")
+        expect(count).to_have_text("(1-100, newest first)", timeout=SHORT)
+        expect(rows).to_have_count(100)
+        expect(page.locator(f'#tasks tr[data-task="{waiting[-1]}"]')).to_be_visible()
+
+        page.click("#tasks-next")
+        expect(count).to_have_text("(101-105, newest first)", timeout=SHORT)
+        shown = rows.evaluate_all("rs => rs.map(r => r.dataset.task)")
+        assert sorted(shown) == sorted(waiting[:5])  # the oldest five
+        expect(page.locator("#tasks-next")).to_be_disabled()
+
+        page.click("#tasks-first")
+        expect(count).to_have_text("(1-100, newest first)", timeout=SHORT)
+    finally:
+        for task_id in waiting:
+            client.cancel(task_id)

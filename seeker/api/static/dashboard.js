@@ -216,17 +216,47 @@ function taskRow(t) {
     h("td", { title: when(t.created_at) }, ago(t.created_at)));
 }
 
-// A page of helpers at a time: a fleet of thousands is not sent, nor drawn,
-// every 2 s. `pages` holds the `after` of each page up to the one shown.
-const HELPER_PAGE = 100;
-const helperPages = { pages: [null], next: null };
+// Lists come a page at a time (a fleet of thousands, a history of tasks is
+// not sent, nor drawn, every 2 s). A pager keeps the `after` of each page up
+// to the one shown, and the `next` the shown one's answer gave.
+const PAGE = 100;
+
+function pager(name) {
+  return {
+    pages: [null],
+    next: null,
+    after() { return this.pages[this.pages.length - 1]; },
+    query() {
+      const after = this.after();
+      return `limit=${PAGE}${after ? `&after=${encodeURIComponent(after)}` : ""}`;
+    },
+    /** "101-200" (which of the list these are) when there are other pages, else "". */
+    range(shown) {
+      const first = (this.pages.length - 1) * PAGE;
+      if (!shown || (first === 0 && !this.next)) return "";
+      return shown === 1 ? `${first + 1}` : `${first + 1}-${first + shown}`;
+    },
+    shown(next) {
+      this.next = next;
+      $(`${name}-next`).disabled = !next;
+      $(`${name}-first`).disabled = this.pages.length === 1;
+      $(`${name}-pages`).hidden = !next && this.pages.length === 1;
+    },
+  };
+}
+
+const helperPages = pager("helpers");
+const taskPages = pager("tasks");
 
 function helperCount(list) {
-  const shown = list.helpers.length;
-  const first = (helperPages.pages.length - 1) * HELPER_PAGE;
-  const range = shown && (first > 0 || list.next) ? `${first + 1}-${first + shown} of ` : "";
+  const range = helperPages.range(list.helpers.length);
   const offline = list.offline ? `, ${list.offline} offline` : "";
-  return `(${range}${list.total}${offline})`;
+  return `(${range ? `${range} of ` : ""}${list.total}${offline})`;
+}
+
+function taskCount(tasks) {
+  const range = taskPages.range(tasks.length);
+  return range ? `(${range}, newest first)` : `(${tasks.length})`;
 }
 
 const overview = {
@@ -234,28 +264,28 @@ const overview = {
     const state = $("state-filter").value;
     const query = state ? `&state=${encodeURIComponent(state)}` : "";
     const online = $("helper-filter").value;
-    const after = helperPages.pages[helperPages.pages.length - 1];
-    const helperQuery = `limit=${HELPER_PAGE}${online ? `&online=${online}` : ""}`
-      + (after ? `&after=${encodeURIComponent(after)}` : "");
-    const [helpers, tasks] = await Promise.all([api(`helpers?${helperQuery}`), api(`tasks?limit=100${query}`)]);
-    return { helpers, tasks: tasks.tasks };
+    const helperQuery = helperPages.query() + (online ? `&online=${online}` : "");
+    const [helpers, tasks] = await Promise.all(
+      [api(`helpers?${helperQuery}`), api(`tasks?${taskPages.query()}${query}`)]);
+    return { helpers, tasks };
   },
-  render({ helpers: list, tasks }) {
+  render({ helpers: list, tasks: taskList }) {
     show("overview");
     const helpers = list.helpers;
-    helperPages.next = list.next;
+    const tasks = taskList.tasks;
+    helperPages.shown(list.next);
+    taskPages.shown(taskList.next);
     $("helper-count").textContent = helperCount(list);
-    $("helpers-next").disabled = !list.next;
-    $("helpers-first").disabled = helperPages.pages.length === 1;
-    $("helper-pages").hidden = !list.next && helperPages.pages.length === 1;
-    $("task-count").textContent = `(${tasks.length}${tasks.length === 100 ? ", newest" : ""})`;
+    $("task-count").textContent = taskCount(tasks);
     const empty = (cols, text) => h("tr", null, h("td", { colSpan: cols, class: "empty" }, text));
     const none = list.total === 0
       ? "No helpers registered. Start one with: helper start --seeker-url URL --channel-url URL"
       : "No helper here: another filter or the first page shows them.";
     fill($("helpers").tBodies[0], helpers.length ? helpers.map(helperRow) : empty(8, none));
-    fill($("tasks").tBodies[0], tasks.length ? tasks.map(taskRow)
-      : empty(7, "No tasks. Submit one with: seeker submit IMAGE -- COMMAND"));
+    const noTasks = taskPages.pages.length === 1 && !$("state-filter").value
+      ? "No tasks. Submit one with: seeker submit IMAGE -- COMMAND"
+      : "No task here: another state or the first page shows them.";
+    fill($("tasks").tBodies[0], tasks.length ? tasks.map(taskRow) : empty(7, noTasks));
   },
 };
 
@@ -446,16 +476,17 @@ document.addEventListener("DOMContentLoaded", () => {
     refresh();
   });
   $("sign-out").addEventListener("click", () => signIn());
-  $("state-filter").addEventListener("change", refresh);
-  const helperPage = (pages) => {
-    helperPages.pages = pages;
+  const turn = (list, pages) => {
+    list.pages = pages;
     refresh();
   };
-  $("helper-filter").addEventListener("change", () => helperPage([null]));
-  $("helpers-first").addEventListener("click", () => helperPage([null]));
-  $("helpers-next").addEventListener("click", () => {
-    if (helperPages.next) helperPage([...helperPages.pages, helperPages.next]);
-  });
+  for (const [name, list, filter] of [["helpers", helperPages, "helper-filter"], ["tasks", taskPages, "state-filter"]]) {
+    $(filter).addEventListener("change", () => turn(list, [null]));
+    $(`${name}-first`).addEventListener("click", () => turn(list, [null]));
+    $(`${name}-next`).addEventListener("click", () => {
+      if (list.next) turn(list, [...list.pages, list.next]);
+    });
+  }
   window.addEventListener("hashchange", () => {
     window.scrollTo(0, 0);
     refresh();
