@@ -200,6 +200,10 @@ class SeekerClient(JsonClient):
             params["online"] = "true" if online else "false"
         return self.request("GET", "/api/v1/helpers", params=params)
 
+    def helper(self, key: str) -> dict:
+        """One helper, by its id or its name, as the list shows it."""
+        return self.request("GET", f"/api/v1/helpers/{quote(key, safe='')}")
+
     def remove_helper(self, helper_id: str) -> dict:
         return self.request("DELETE", f"/api/v1/helpers/{helper_id}")
 

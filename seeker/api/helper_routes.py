@@ -16,6 +16,7 @@ from seeker.api.openapi import (
     EventRecorded,
     HelperList,
     HelperQuery,
+    ListedHelper,
     RegisteredHelper,
     Removed,
     Work,
@@ -128,21 +129,17 @@ def add_helper_routes(app: Flask, seeker: Seeker) -> None:
     )
     def list_helpers():
         """List helpers, by name"""
-        limit = int_arg("limit", HELPER_PAGE, 1, MAX_HELPER_PAGE)
-        after = request.args.get("after") or None
-        if after is not None and not HELPER_NAME.fullmatch(after):
-            raise BadRequest(
-                "query parameter 'after' is not a helper's name",
-                "pass the 'next' value of the previous page",
-            )
-        online = request.args.get("online")
-        if online not in (None, "true", "false"):
-            raise BadRequest(
-                "query parameter 'online' must be true or false",
-                "leave it out for every helper",
-            )
-        flag = None if online is None else online == "true"
-        return seeker.helper_list(limit, after, flag)
+        return seeker.helper_list(*page_query())
+
+    @app.get("/api/v1/helpers/<helper_id>")
+    @operation(
+        {200: (ListedHelper, "the helper, as the list shows it"), 404: "no such helper"},
+        params={"helper_id": "the helper's id, or its name"},
+        tag="helpers",
+    )
+    def get_helper(helper_id: str):
+        """One helper, by id or name"""
+        return seeker.helper(helper_id)
 
     @app.delete("/api/v1/helpers/<helper_id>")
     @operation({200: (Removed, "removed"), 404: "no such helper"}, tag="helpers")
@@ -150,6 +147,23 @@ def add_helper_routes(app: Flask, seeker: Seeker) -> None:
         """Remove a helper"""
         seeker.remove_helper(helper_id)
         return {"removed": helper_id}
+
+
+def page_query() -> tuple[int, str | None, bool | None]:
+    """GET /api/v1/helpers's limit, after and online (400 for a bad one)."""
+    limit = int_arg("limit", HELPER_PAGE, 1, MAX_HELPER_PAGE)
+    after = request.args.get("after") or None
+    if after is not None and not HELPER_NAME.fullmatch(after):
+        raise BadRequest(
+            "query parameter 'after' is not a helper's name",
+            "pass the 'next' value of the previous page",
+        )
+    online = request.args.get("online")
+    if online not in (None, "true", "false"):
+        raise BadRequest(
+            "query parameter 'online' must be true or false", "leave it out for every helper"
+        )
+    return limit, after, None if online is None else online == "true"
 
 
 def nothing_came_json(seeker: Seeker) -> bytes:

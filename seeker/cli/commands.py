@@ -269,16 +269,21 @@ def results(seeker_url, token, ca_cert, as_json, task_id, logs, download_dir):
 
 @main.command()
 @client_options
+@click.argument("helper", required=False)
 @click.option("--remove", "remove_id", metavar="HELPER_ID", help="Remove a helper.")
 @click.option(
     "--online/--offline", "online", default=None, help="Only the helpers online, or offline."
 )
 @api_errors
-def helpers(seeker_url, token, ca_cert, as_json, remove_id, online):
-    """List the registered helpers (every one, by name)."""
+def helpers(seeker_url, token, ca_cert, as_json, helper, remove_id, online):
+    """List the registered helpers (every one, by name), or show HELPER (its
+    id or its name)."""
     client = connect(seeker_url, token, ca_cert)
     if remove_id:
         emit(client.remove_helper(remove_id), as_json, lambda r: f"removed {r['removed']}")
+        return
+    if helper:
+        emit(client.helper(helper), as_json, lambda h: helpers_table([h]))
         return
     emit(client.helpers(online), as_json, helpers_table)
 

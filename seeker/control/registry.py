@@ -132,10 +132,28 @@ class HelperOperations:
         page = chosen[:limit]
         ids = [helper_id for _, helper_id in page]
         helpers = [h for h in self._helpers_named(page, roster) if h is not None]
+        return {
+            "helpers": self._listed(helpers, ids),
+            "next": chosen[limit - 1][0] if more else None,
+            "total": len(roster),
+            "offline": len(offline),
+        }
+
+    def helper(self, key: str) -> dict:
+        """One helper as the list shows it, by its id or else its name."""
+        found = self.helpers.get(key) or self.helpers.named(key)
+        if found is None:
+            raise NotFound("no such helper", f"{key} is neither a helper's id nor a helper's name")
+        return self._listed([found], [found["helper_id"]])[0]
+
+    def _listed(self, helpers: list[dict], ids: list[str]) -> list[dict]:
+        """`helpers` as the list shows them: with how many assignments each
+        runs, whether it is online and its GPUs' use (`ids`: theirs)."""
+        now, liveness = self.clock(), self.health.liveness
         reserved: dict[str, list[dict]] = {}
         for a in self.tasks.live_assignment_docs(helper_ids=ids) if ids else []:
             reserved.setdefault(a["helper_id"], []).append(a.get("reservation") or {})
-        rows = [
+        return [
             dict(
                 h,
                 running=len(reserved.get(h["helper_id"], [])),
@@ -146,12 +164,6 @@ class HelperOperations:
             )
             for h in helpers
         ]
-        return {
-            "helpers": rows,
-            "next": chosen[limit - 1][0] if more else None,
-            "total": len(roster),
-            "offline": len(offline),
-        }
 
     def _helpers_named(self, page: list[tuple[str, str]], roster: list[dict]) -> list:
         """The documents of a page's helpers ((name, id), in order; None for

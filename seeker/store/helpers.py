@@ -213,6 +213,11 @@ class HelperStore:
         as much as sorting every match (bench/findings.md 61)."""
         return list(self.helpers.find({}, ROSTER))
 
+    def named(self, name: str) -> dict | None:
+        """The helper of this name (names are unique), or None."""
+        doc = self.helpers.find_one({"name": name}, {"auth": 0})
+        return helper_json(doc) if doc else None
+
     def named_between(self, first: str, last: str) -> dict[str, dict]:
         """The helpers whose names are from `first` to `last`, by id: a read
         of the name index's range (SecantusDB reads 1,000 documents so in

@@ -3,11 +3,14 @@ offline helpers on every backend, then the route over mongomock."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
+from click.testing import CliRunner
 
 from seeker.api.app import create_app
+from seeker.cli.commands import main as seeker_main
 from seeker.client import SeekerClient
 from seeker.control.dispatcher import Dispatcher
 from seeker.control.operations import Seeker
@@ -177,6 +180,44 @@ def test_the_client_reads_every_page(env, clock):
         assert names(first) == ["h0", "h1"] and first["next"] == "h1"
         assert (first["total"], first["offline"]) == (5, 4)
         assert names(client.helpers_page(2, after="h1", online=False)) == ["h2", "h4"]
+    finally:
+        server.stop()
+
+
+def test_one_helper_by_id_or_by_name(env, clock):
+    env.register("gpu-7")
+    env.register("id-gpu-7")  # a name that is another helper's id: the id wins
+    by_name = env.client.get("/api/v1/helpers/gpu-7", headers=AUTH).get_json()
+    assert (by_name["helper_id"], by_name["online"], by_name["running"]) == ("id-gpu-7", True, 0)
+    assert "auth" not in by_name and by_name["gpu_use"] == []
+    by_id = env.client.get("/api/v1/helpers/id-gpu-7", headers=AUTH).get_json()
+    assert by_id == by_name
+    gone = env.client.get("/api/v1/helpers/nope", headers=AUTH)
+    assert gone.status_code == 404
+    assert gone.get_json() == {
+        "error": "no such helper",
+        "detail": "nope is neither a helper's id nor a helper's name",
+    }
+    assert env.client.get("/api/v1/helpers/gpu-7").status_code == 401
+
+
+def test_seeker_helpers_shows_one_or_those_offline(env, clock):
+    for name in ("a", "b"):
+        env.register(name)
+    clock.advance(60)
+    env.register("b")
+    server = BackgroundServer(env.client.application, "127.0.0.1", 0).start()
+    try:
+        common = ["helpers", "--seeker-url", server.url, "--token", "t"]
+        one = CliRunner().invoke(seeker_main, [*common, "b", "--json"])
+        assert one.exit_code == 0, one.output
+        assert json.loads(one.output)["name"] == "b"
+        offline = CliRunner().invoke(seeker_main, [*common, "--offline", "--json"])
+        assert [h["name"] for h in json.loads(offline.output)] == ["a"]
+        table = CliRunner().invoke(seeker_main, [*common, "a"])
+        assert table.exit_code == 0 and "offline" in table.output.splitlines()[1]
+        missing = CliRunner().invoke(seeker_main, [*common, "zz"])
+        assert missing.exit_code != 0 and "no such helper" in missing.output
     finally:
         server.stop()
 
