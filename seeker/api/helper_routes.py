@@ -9,9 +9,7 @@ from functools import partial
 
 from flask import Flask, request
 
-from seeker.api.openapi import (
-    NO_TASK,
-    TASK_ID,
+from seeker.api.helper_openapi import (
     Beat,
     EventRecorded,
     HelperList,
@@ -21,6 +19,7 @@ from seeker.api.openapi import (
     Removed,
     Work,
 )
+from seeker.api.openapi import NO_TASK, TASK_ID
 from seeker.control.credentials import HELPER, JOIN
 from seeker.control.operations import Seeker
 from seeker.helper_models import (
