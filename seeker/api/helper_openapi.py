@@ -92,7 +92,10 @@ class DeviceUse(BaseModel):
 
 
 class ListedHelper(Helper):
-    online: bool = Field(description="heard from within the seeker's --liveness")
+    online: bool = Field(
+        description="heard from within its liveness deadline (the seeker's --liveness, or two "
+        "heartbeats once the fleet's size made them rarer) and, pulling, its poll not dropped"
+    )
     gpu_use: list[DeviceUse] = Field(description="each GPU device, in index order")
 
 

@@ -1,7 +1,8 @@
 """What the seeker's OpenAPI document says beyond its routes: the answers'
-schemas (the task object, helper records, the event log) as pydantic models
-over the request models of seeker.models, the query parameters, its title
-and description. The routes declare themselves in seeker/api/app.py."""
+schemas (the task object, arrays, results, the event log) as pydantic
+models over the request models of seeker.models, the query parameters, its
+title and description; the helper routes' in seeker/api/helper_openapi.py.
+The routes declare themselves in seeker/api/app.py."""
 
 from __future__ import annotations
 
