@@ -18,6 +18,7 @@ from seeker.helper_models import (
 )
 from seeker.placement.capacity import as_utc, is_online
 from seeker.placement.gpus import device_use
+from seeker.placement.live import LiveSet
 from seeker.store.helpers import offline_in
 from serving.errors import Conflict, NotFound
 from serving.principals import Principal
@@ -150,20 +151,20 @@ class HelperOperations:
         """`helpers` as the list shows them: with how many assignments each
         runs, whether it is online and its GPUs' use (`ids`: theirs)."""
         now, liveness = self.clock(), self.health.liveness
-        reserved: dict[str, list[dict]] = {}
-        for a in self.tasks.live_assignment_docs(helper_ids=ids) if ids else []:
-            reserved.setdefault(a["helper_id"], []).append(a.get("reservation") or {})
-        return [
-            dict(
-                h,
-                running=len(reserved.get(h["helper_id"], [])),
-                online=is_online(h, now, liveness),
-                gpu_use=device_use(
-                    (h.get("resources") or {}).get("gpus", []), reserved.get(h["helper_id"], [])
-                ),
+        live = LiveSet(self.tasks.live_assignment_docs(helper_ids=ids) if ids else [])
+        rows = []
+        for h in helpers:
+            held = live.reservations(h["helper_id"])
+            gpus = (h.get("resources") or {}).get("gpus", [])
+            rows.append(
+                dict(
+                    h,
+                    running=len(held),
+                    online=is_online(h, now, liveness),
+                    gpu_use=device_use(gpus, held),
+                )
             )
-            for h in helpers
-        ]
+        return rows
 
     def _helpers_named(self, page: list[tuple[str, str]], roster: list[dict]) -> list:
         """The documents of a page's helpers ((name, id), in order; None for
